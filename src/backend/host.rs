@@ -1,0 +1,20 @@
+//! The host-only backend: works anywhere, collects no device data. Host annotations are recorded by the
+//! core for every backend.
+
+use super::{Backend, DeviceData, NoDeviceData};
+use crate::error::Result;
+use crate::session::Profile;
+
+pub struct HostBackend;
+
+impl Backend for HostBackend {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+    fn start(&mut self, _: &Profile) -> Result<()> {
+        Ok(())
+    }
+    fn stop(&mut self, _: &Profile) -> Result<Box<dyn DeviceData>> {
+        Ok(Box::new(NoDeviceData))
+    }
+}

@@ -1,0 +1,562 @@
+//! Environment → one immutable [`Config`].
+//!
+//! Read once, lazily, on the first exported call (never from a constructor). Every invalid value yields one
+//! warning line that names the variable, the bad value and the value used instead; warnings are collected here
+//! and logged by the caller once the logger exists.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// How profiles start and stop (seed 002).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// New logic (`PROFILER_TOKEN_THRESHOLD` unset): only `npuprof_start`/`npuprof_stop`.
+    Manual,
+    /// Old logic: the first step with `tokens >= threshold` starts a profile that records exactly
+    /// `stop_step` complete steps.
+    Auto { threshold: u64, stop_step: u64 },
+}
+
+/// Which backend collects data. Device backends come with later releases; `auto` means "the best one
+/// available", which today is the host backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Auto,
+    Host,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Host => "host",
+        }
+    }
+}
+
+pub const DEFAULT_STOP_STEP: u64 = 5;
+pub const DEFAULT_THRESHOLD: u64 = 1;
+pub const DEFAULT_BUFFER_KB: u64 = 1024;
+pub const MIN_BUFFER_KB: u64 = 4;
+pub const MAX_BUFFER_KB: u64 = 1024 * 1024;
+pub const DEFAULT_MAX_DISK_MB: u64 = 4096;
+pub const DEFAULT_FLUSH_TIMEOUT_S: u64 = 300;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `VLLM_TORCH_PROFILER_DIR`; `None` → profiling disabled.
+    pub profiler_dir: Option<PathBuf>,
+    pub trigger: Trigger,
+    pub record_shapes: bool,
+    pub with_profile_memory: bool,
+    pub with_stack: bool,
+    pub with_flops: bool,
+    pub backend: BackendKind,
+    pub log_level: log::LevelFilter,
+    /// Per-thread ring size in KiB.
+    pub buffer_kb: u64,
+    /// Cap on one profile's bytes on disk.
+    pub max_disk_mb: u64,
+    /// `NPUPROF_WORKER_NAME`, sanitised; `None` → `{hostname}_{pid}` computed at each start (the pid can
+    /// change across `fork`).
+    pub worker_name: Option<String>,
+    pub rank: u32,
+    /// The NPU id the worker drives (`NPUPROF_DEVICE`, else `LOCAL_RANK`, else 0).
+    pub device_id: u32,
+    /// Keep the binary spool next to the result after a successful export.
+    pub keep_spool: bool,
+    /// Longest time `npuprof_flush`/`npuprof_shutdown` wait for exports.
+    pub flush_timeout_s: u64,
+    /// One line per invalid value, logged once.
+    pub warnings: Vec<String>,
+}
+
+/// Every variable we read, for documentation and for `profiler_metadata.json`.
+pub const VARIABLES: &[&str] = &[
+    "VLLM_TORCH_PROFILER_DIR",
+    "PROFILER_TOKEN_THRESHOLD",
+    "PROFILER_STOP_STEP",
+    "VLLM_TORCH_PROFILER_RECORD_SHAPES",
+    "VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY",
+    "VLLM_TORCH_PROFILER_WITH_STACK",
+    "VLLM_TORCH_PROFILER_WITH_FLOPS",
+    "NPUPROF_BACKEND",
+    "NPUPROF_LOG",
+    "NPUPROF_BUFFER_KB",
+    "NPUPROF_MAX_DISK_MB",
+    "NPUPROF_WORKER_NAME",
+    "NPUPROF_RANK",
+    "RANK",
+    "LOCAL_RANK",
+    "NPUPROF_DEVICE",
+    "NPUPROF_KEEP_SPOOL",
+    "NPUPROF_FLUSH_TIMEOUT_S",
+];
+
+/// Parses the boolean spellings the seeds' users write. `None` for anything else.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Shows a raw value in a warning: lossy UTF-8, control characters escaped, long values cut.
+fn show(v: &OsString) -> String {
+    let s = String::from_utf8_lossy(v.as_bytes());
+    let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
+    if s.chars().count() > 80 {
+        out.push('…');
+    }
+    format!("\"{out}\"")
+}
+
+struct Reader<'a> {
+    get: &'a dyn Fn(&str) -> Option<OsString>,
+    warnings: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<OsString> {
+        (self.get)(name)
+    }
+
+    fn warn(&mut self, name: &str, v: &OsString, why: &str, used: impl std::fmt::Display) {
+        self.warnings
+            .push(format!("{name}={} is {why}; using {used}", show(v)));
+    }
+
+    fn boolean(&mut self, name: &str) -> bool {
+        let Some(v) = self.raw(name) else {
+            return false;
+        };
+        match v.to_str().and_then(parse_bool) {
+            Some(b) => b,
+            None => {
+                self.warn(
+                    name,
+                    &v,
+                    "not a boolean (1/0, true/false, yes/no, on/off)",
+                    "false",
+                );
+                false
+            }
+        }
+    }
+
+    /// An unsigned integer in `[min, max]`; `empty` is used for a set-but-empty value.
+    fn uint(&mut self, name: &str, default: u64, empty: u64, min: u64, max: u64) -> u64 {
+        let Some(v) = self.raw(name) else {
+            return default;
+        };
+        let t = v.to_str().map(str::trim);
+        match t {
+            Some("") => empty,
+            Some(t) => match t.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                Ok(n) => {
+                    let used = n.clamp(min, max);
+                    self.warn(name, &v, &format!("outside {min}..={max}"), used);
+                    used
+                }
+                Err(_) => {
+                    self.warn(name, &v, "not an unsigned integer", default);
+                    default
+                }
+            },
+            None => {
+                self.warn(name, &v, "not valid UTF-8", default);
+                default
+            }
+        }
+    }
+
+    /// The first of `names` that is set and valid, else 0.
+    fn first_u32(&mut self, names: &[&str]) -> u32 {
+        for name in names {
+            let Some(v) = self.raw(name) else { continue };
+            match v.to_str().map(str::trim).map(str::parse::<u32>) {
+                Some(Ok(n)) => return n,
+                _ => {
+                    let next = names
+                        .iter()
+                        .skip_while(|n| *n != name)
+                        .nth(1)
+                        .map_or("0".to_string(), |n| format!("{n}, else 0"));
+                    self.warn(name, &v, "not a rank/device number", next)
+                }
+            }
+        }
+        0
+    }
+}
+
+/// Replaces what cannot appear in one path component (and what would confuse msprof-analyze's
+/// `name.split('_')` parsing of the timestamp, which only cares about the last three fields).
+pub fn sanitize_component(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == '/' || c == '\0' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Config {
+        Config::from_lookup(&|k| std::env::var_os(k))
+    }
+
+    /// Reads variables through `get` (tests pass a map).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<OsString>) -> Config {
+        let mut r = Reader {
+            get,
+            warnings: Vec::new(),
+        };
+        let profiler_dir = r
+            .raw("VLLM_TORCH_PROFILER_DIR")
+            .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
+            .map(PathBuf::from);
+
+        let stop_step = r.uint(
+            "PROFILER_STOP_STEP",
+            DEFAULT_STOP_STEP,
+            DEFAULT_STOP_STEP,
+            1,
+            u32::MAX as u64,
+        );
+        let trigger = if r.raw("PROFILER_TOKEN_THRESHOLD").is_some() {
+            let threshold = r.uint(
+                "PROFILER_TOKEN_THRESHOLD",
+                DEFAULT_THRESHOLD,
+                DEFAULT_THRESHOLD,
+                0,
+                u64::MAX,
+            );
+            Trigger::Auto {
+                threshold,
+                stop_step,
+            }
+        } else {
+            Trigger::Manual
+        };
+
+        let record_shapes = r.boolean("VLLM_TORCH_PROFILER_RECORD_SHAPES");
+        let with_profile_memory = r.boolean("VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY");
+        let with_stack = r.boolean("VLLM_TORCH_PROFILER_WITH_STACK");
+        let with_flops = r.boolean("VLLM_TORCH_PROFILER_WITH_FLOPS");
+
+        let backend = match r.raw("NPUPROF_BACKEND") {
+            None => BackendKind::Auto,
+            Some(v) => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+                Some("auto") | Some("") => BackendKind::Auto,
+                Some("host") => BackendKind::Host,
+                _ => {
+                    r.warn(
+                        "NPUPROF_BACKEND",
+                        &v,
+                        "not a known backend (auto, host)",
+                        "auto",
+                    );
+                    BackendKind::Auto
+                }
+            },
+        };
+
+        let log_level = match r.raw("NPUPROF_LOG") {
+            None => log::LevelFilter::Info,
+            Some(v) => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+                Some("off") => log::LevelFilter::Off,
+                Some("error") => log::LevelFilter::Error,
+                Some("warn") | Some("warning") => log::LevelFilter::Warn,
+                Some("info") | Some("") => log::LevelFilter::Info,
+                Some("debug") => log::LevelFilter::Debug,
+                Some("trace") => log::LevelFilter::Trace,
+                _ => {
+                    r.warn(
+                        "NPUPROF_LOG",
+                        &v,
+                        "not a log level (off, error, warn, info, debug, trace)",
+                        "info",
+                    );
+                    log::LevelFilter::Info
+                }
+            },
+        };
+
+        let buffer_kb = r.uint(
+            "NPUPROF_BUFFER_KB",
+            DEFAULT_BUFFER_KB,
+            DEFAULT_BUFFER_KB,
+            MIN_BUFFER_KB,
+            MAX_BUFFER_KB,
+        );
+        let max_disk_mb = r.uint(
+            "NPUPROF_MAX_DISK_MB",
+            DEFAULT_MAX_DISK_MB,
+            DEFAULT_MAX_DISK_MB,
+            1,
+            u64::MAX / (1 << 20),
+        );
+
+        let worker_name = match r.raw("NPUPROF_WORKER_NAME") {
+            None => None,
+            Some(v) => {
+                let s = String::from_utf8_lossy(v.as_bytes());
+                let clean = sanitize_component(s.trim());
+                if clean.is_empty() || clean == "." || clean == ".." {
+                    r.warn(
+                        "NPUPROF_WORKER_NAME",
+                        &v,
+                        "not usable as a directory name",
+                        "{hostname}_{pid}",
+                    );
+                    None
+                } else {
+                    if clean != s {
+                        r.warn(
+                            "NPUPROF_WORKER_NAME",
+                            &v,
+                            "not a plain directory name",
+                            format!("\"{clean}\""),
+                        );
+                    }
+                    Some(clean)
+                }
+            }
+        };
+
+        let rank = r.first_u32(&["NPUPROF_RANK", "RANK", "LOCAL_RANK"]);
+        let device_id = r.first_u32(&["NPUPROF_DEVICE", "LOCAL_RANK"]);
+        let keep_spool = r.boolean("NPUPROF_KEEP_SPOOL");
+        let flush_timeout_s = r.uint(
+            "NPUPROF_FLUSH_TIMEOUT_S",
+            DEFAULT_FLUSH_TIMEOUT_S,
+            DEFAULT_FLUSH_TIMEOUT_S,
+            1,
+            7 * 24 * 3600,
+        );
+
+        Config {
+            profiler_dir,
+            trigger,
+            record_shapes,
+            with_profile_memory,
+            with_stack,
+            with_flops,
+            backend,
+            log_level,
+            buffer_kb,
+            max_disk_mb,
+            worker_name,
+            rank,
+            device_id,
+            keep_spool,
+            flush_timeout_s,
+            warnings: r.warnings,
+        }
+    }
+
+    /// Ring capacity in records (a power of two) for `buffer_kb`.
+    pub fn ring_capacity(&self) -> usize {
+        let records = (self.buffer_kb as usize * 1024) / crate::record::RECORD_SIZE;
+        records.next_power_of_two()
+    }
+
+    /// `{worker}` part of the directory name, evaluated now (the pid is the current one).
+    pub fn worker_name_now(&self) -> String {
+        match &self.worker_name {
+            Some(w) => w.clone(),
+            None => format!("{}_{}", sanitize_component(&hostname()), std::process::id()),
+        }
+    }
+
+    pub fn max_disk_bytes(&self) -> u64 {
+        self.max_disk_mb.saturating_mul(1 << 20)
+    }
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for `len - 1` bytes, leaving room for a terminating NUL that
+    // gethostname may omit on truncation; the last byte stays 0.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let s = String::from_utf8_lossy(&buf[..end]).into_owned();
+    if s.is_empty() {
+        "localhost".into()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Config {
+        let m: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        Config::from_lookup(&|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_disable_profiling_and_select_the_new_logic() {
+        let c = cfg(&[]);
+        assert_eq!(c.profiler_dir, None);
+        assert_eq!(c.trigger, Trigger::Manual);
+        assert_eq!(c.buffer_kb, 1024);
+        assert_eq!(c.max_disk_mb, 4096);
+        assert_eq!(c.rank, 0);
+        assert!(!c.with_stack && !c.record_shapes && !c.with_flops && !c.with_profile_memory);
+        assert!(c.warnings.is_empty());
+        assert_eq!(c.ring_capacity(), 65536);
+    }
+
+    #[test]
+    fn empty_or_blank_dir_means_disabled() {
+        assert_eq!(cfg(&[("VLLM_TORCH_PROFILER_DIR", "")]).profiler_dir, None);
+        assert_eq!(cfg(&[("VLLM_TORCH_PROFILER_DIR", "  ")]).profiler_dir, None);
+        assert_eq!(
+            cfg(&[("VLLM_TORCH_PROFILER_DIR", "./p")]).profiler_dir,
+            Some(PathBuf::from("./p"))
+        );
+    }
+
+    #[test]
+    fn threshold_selects_old_logic_empty_means_one() {
+        let c = cfg(&[("PROFILER_TOKEN_THRESHOLD", "")]);
+        assert_eq!(
+            c.trigger,
+            Trigger::Auto {
+                threshold: 1,
+                stop_step: 5
+            }
+        );
+        let c = cfg(&[
+            ("PROFILER_TOKEN_THRESHOLD", " 64 "),
+            ("PROFILER_STOP_STEP", "3"),
+        ]);
+        assert_eq!(
+            c.trigger,
+            Trigger::Auto {
+                threshold: 64,
+                stop_step: 3
+            }
+        );
+        assert!(c.warnings.is_empty());
+        // Stop step without threshold is ignored (new logic).
+        assert_eq!(cfg(&[("PROFILER_STOP_STEP", "3")]).trigger, Trigger::Manual);
+    }
+
+    #[test]
+    fn bad_numbers_warn_with_variable_value_and_replacement() {
+        let c = cfg(&[
+            ("PROFILER_TOKEN_THRESHOLD", "-3"),
+            ("PROFILER_STOP_STEP", "0"),
+            ("NPUPROF_BUFFER_KB", "1"),
+            ("NPUPROF_MAX_DISK_MB", "lots"),
+        ]);
+        assert_eq!(
+            c.trigger,
+            Trigger::Auto {
+                threshold: 1,
+                stop_step: 1
+            }
+        );
+        assert_eq!(c.buffer_kb, MIN_BUFFER_KB);
+        assert_eq!(c.max_disk_mb, DEFAULT_MAX_DISK_MB);
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("PROFILER_STOP_STEP=\"0\""));
+        assert!(c.warnings[0].ends_with("using 1"));
+        assert!(c.warnings[1].contains("PROFILER_TOKEN_THRESHOLD=\"-3\""));
+        assert!(c.warnings[1].ends_with("using 1"));
+        assert!(
+            c.warnings[2].contains("NPUPROF_BUFFER_KB=\"1\"") && c.warnings[2].ends_with("using 4")
+        );
+        assert!(c.warnings[3].contains("\"lots\"") && c.warnings[3].ends_with("using 4096"));
+    }
+
+    #[test]
+    fn booleans_accept_the_documented_spellings_only() {
+        for (v, want) in [
+            ("1", true),
+            ("TRUE", true),
+            (" yes ", true),
+            ("On", true),
+            ("0", false),
+            ("False", false),
+            ("no", false),
+            ("OFF", false),
+        ] {
+            let c = cfg(&[("VLLM_TORCH_PROFILER_WITH_STACK", v)]);
+            assert_eq!(c.with_stack, want, "{v}");
+            assert!(c.warnings.is_empty());
+        }
+        let c = cfg(&[("VLLM_TORCH_PROFILER_RECORD_SHAPES", "enabled")]);
+        assert!(!c.record_shapes);
+        assert_eq!(
+            c.warnings,
+            vec![
+                "VLLM_TORCH_PROFILER_RECORD_SHAPES=\"enabled\" is not a boolean (1/0, true/false, \
+                 yes/no, on/off); using false"
+            ]
+        );
+    }
+
+    #[test]
+    fn rank_falls_through_invalid_sources() {
+        assert_eq!(cfg(&[("RANK", "3"), ("LOCAL_RANK", "1")]).rank, 3);
+        assert_eq!(cfg(&[("NPUPROF_RANK", "7"), ("RANK", "3")]).rank, 7);
+        let c = cfg(&[("NPUPROF_RANK", "x"), ("LOCAL_RANK", "2")]);
+        assert_eq!((c.rank, c.device_id), (2, 2));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].contains("NPUPROF_RANK=\"x\"") && c.warnings[0].contains("RANK, else 0")
+        );
+    }
+
+    #[test]
+    fn worker_name_is_sanitised() {
+        let c = cfg(&[("NPUPROF_WORKER_NAME", "a/b\nc")]);
+        assert_eq!(c.worker_name.as_deref(), Some("a_b_c"));
+        assert_eq!(c.warnings.len(), 1);
+        let c = cfg(&[("NPUPROF_WORKER_NAME", "..")]);
+        assert_eq!(c.worker_name, None);
+        let w = c.worker_name_now();
+        assert!(w.ends_with(&format!("_{}", std::process::id())), "{w}");
+    }
+
+    #[test]
+    fn unknown_backend_and_log_level_warn() {
+        let c = cfg(&[("NPUPROF_BACKEND", "cuda"), ("NPUPROF_LOG", "loud")]);
+        assert_eq!(c.backend, BackendKind::Auto);
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+        assert_eq!(c.warnings.len(), 2);
+        assert_eq!(
+            cfg(&[("NPUPROF_BACKEND", " HOST ")]).backend,
+            BackendKind::Host
+        );
+    }
+
+    #[test]
+    fn non_utf8_values_do_not_panic() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![0xff, 0xfe, b'1']);
+        let c = Config::from_lookup(&|_| Some(bad.clone()));
+        assert!(c.profiler_dir.is_some());
+        assert!(!c.warnings.is_empty());
+    }
+}

@@ -1,0 +1,438 @@
+//! The background threads: `npuprof-drain` moves records from the rings into the profile's spool, and
+//! `npuprof-export` turns a finished spool into the result files. Both start lazily on the first
+//! `npuprof_start` (never at load time), block every signal (signals stay with the host's threads), and catch
+//! panics per message so one bad profile cannot take them down.
+//!
+//! Control messages arrive over a crossbeam channel; between messages the drain polls the rings every 1 ms
+//! while data flows, backing off to 10 ms when idle. Memory stays bounded however long a profile runs: the
+//! rings are fixed and the spool is on disk.
+
+use crate::backend::DeviceData;
+use crate::error::{Error, Result, Status};
+use crate::export;
+use crate::record::{self, clock, names, Record, Ring};
+use crate::session::{self, Profile, StopReason};
+use crate::spool;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub enum Msg {
+    Start(Arc<Profile>, File),
+    Stop {
+        profile: Arc<Profile>,
+        stop_tick: u64,
+        reason: StopReason,
+        device: Box<dyn DeviceData>,
+    },
+    Shutdown,
+}
+
+/// Counts reported in `profiler_metadata.json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Records written to the spool.
+    pub recorded: u64,
+    /// Dropped because a thread's ring was full.
+    pub ring_full: u64,
+    /// Drained but outside [start, stop] (raced with start/stop).
+    pub outside_window: u64,
+    /// Made by a thread after its ring was retired (thread exit) or when no ring could be allocated.
+    pub after_thread_exit: u64,
+    pub unbalanced_pops: u64,
+    pub spool_bytes: u64,
+}
+
+pub struct ExportJob {
+    pub profile: Arc<Profile>,
+    pub stop_tick: u64,
+    pub reason: StopReason,
+    pub device: Box<dyn DeviceData>,
+    pub counters: Counters,
+    pub conversion: clock::Conversion,
+    pub truncated: bool,
+    /// The spool could not be written completely (I/O error).
+    pub spool_error: Option<String>,
+}
+
+pub struct Threads {
+    tx: Sender<Msg>,
+    drain: JoinHandle<()>,
+    export: JoinHandle<()>,
+}
+
+fn block_signals() {
+    // SAFETY: plain libc calls on a local, zero-initialised sigset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+impl Threads {
+    pub fn spawn() -> std::io::Result<Threads> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (etx, erx) = crossbeam_channel::unbounded::<ExportJob>();
+        let export = std::thread::Builder::new()
+            .name("npuprof-export".into())
+            .spawn(move || {
+                block_signals();
+                export_loop(erx)
+            })?;
+        let drain = std::thread::Builder::new()
+            .name("npuprof-drain".into())
+            .spawn(move || {
+                block_signals();
+                drain_loop(rx, etx)
+            })?;
+        Ok(Threads { tx, drain, export })
+    }
+
+    pub fn send(&self, m: Msg) -> Result<()> {
+        self.tx
+            .send(m)
+            .map_err(|_| Error::new(Status::Internal, "the npuprof-drain thread is gone"))
+    }
+
+    pub fn alive(&self) -> bool {
+        !self.drain.is_finished() && !self.export.is_finished()
+    }
+
+    /// Ends both threads after they finish what was sent before.
+    pub fn shutdown(self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        let _ = self.drain.join();
+        let _ = self.export.join();
+    }
+}
+
+struct Active {
+    profile: Arc<Profile>,
+    w: Option<spool::Writer>,
+    names_written: u32,
+    /// Last epoch written as a THREAD frame, per ring id (0 = none yet).
+    thread_epoch: Vec<u32>,
+    /// Ring counters at start, per ring id, to report this profile's share.
+    base_dropped: Vec<u64>,
+    base_unbalanced: Vec<u64>,
+    base_orphans: u64,
+    counters: Counters,
+    spool_cap: u64,
+    truncated: bool,
+    spool_error: Option<String>,
+}
+
+struct Drain {
+    etx: Sender<ExportJob>,
+    active: Option<Active>,
+    rings: Vec<&'static Ring>,
+    scratch: Vec<Record>,
+    /// (ring id, epoch, tid, start, end) into `scratch`.
+    spans: Vec<(u32, u32, u32, usize, usize)>,
+}
+
+fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportJob>) {
+    let mut d = Drain {
+        etx,
+        active: None,
+        rings: Vec::new(),
+        scratch: Vec::new(),
+        spans: Vec::new(),
+    };
+    let mut idle_polls = 0u32;
+    loop {
+        let wait = if d.active.is_none() {
+            Duration::from_millis(20)
+        } else if idle_polls == 0 {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(10)
+        };
+        let msg = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Msg::Shutdown),
+        };
+        let shutdown = matches!(msg, Some(Msg::Shutdown));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let moved = match msg {
+                Some(Msg::Start(p, f)) => {
+                    d.start(p, f);
+                    0
+                }
+                Some(Msg::Stop {
+                    profile,
+                    stop_tick,
+                    reason,
+                    device,
+                }) => {
+                    d.stop(profile, stop_tick, reason, device);
+                    0
+                }
+                _ => d.poll(None),
+            };
+            idle_polls = if moved > 0 { 0 } else { idle_polls + 1 };
+        }));
+        if r.is_err() {
+            log::error!("internal error in the npuprof-drain thread (caught); the current profile is abandoned");
+            if d.active.take().is_some() {
+                session::pending_done(Some(Error::new(
+                    Status::Internal,
+                    "the drain thread failed while writing this profile",
+                )));
+            }
+        }
+        if shutdown {
+            break;
+        }
+    }
+}
+
+impl Drain {
+    fn start(&mut self, profile: Arc<Profile>, file: File) {
+        // Whatever is still in the rings predates this profile.
+        self.poll(None);
+        let mut kv = BTreeMap::new();
+        kv.insert("gen".into(), profile.gen.to_string());
+        kv.insert("pid".into(), profile.pid.to_string());
+        kv.insert("rank".into(), profile.rank.to_string());
+        kv.insert("device_id".into(), profile.device_id.to_string());
+        kv.insert("worker".into(), profile.worker.clone());
+        kv.insert("start_tick".into(), profile.anchor.0.to_string());
+        kv.insert("anchor_ns".into(), profile.anchor.1.to_string());
+        kv.insert("clock".into(), clock::source_name().into());
+        kv.insert("auto".into(), profile.auto.to_string());
+        kv.insert("backend".into(), profile.backend.into());
+        let (w, spool_error) = match spool::Writer::new(file).and_then(|mut w| {
+            w.start(&kv)?;
+            Ok(w)
+        }) {
+            Ok(w) => (Some(w), None),
+            Err(e) => {
+                log::error!("cannot write spool {}: {e}", profile.spool_path.display());
+                (None, Some(e.to_string()))
+            }
+        };
+        record::rings_into(&mut self.rings);
+        let cap = profile.config.max_disk_bytes() / 8;
+        self.active = Some(Active {
+            base_dropped: self.rings.iter().map(|r| r.dropped()).collect(),
+            base_unbalanced: self.rings.iter().map(|r| r.unbalanced()).collect(),
+            base_orphans: record::ORPHAN_DROPS.load(Ordering::Relaxed),
+            profile,
+            w,
+            names_written: 0,
+            thread_epoch: Vec::new(),
+            counters: Counters::default(),
+            spool_cap: cap.max(1 << 20),
+            truncated: false,
+            spool_error,
+        });
+    }
+
+    /// Moves every ring's records into the spool (or discards them when no profile is active). Returns the
+    /// number of records moved.
+    fn poll(&mut self, window_end: Option<u64>) -> usize {
+        record::rings_into(&mut self.rings);
+        self.scratch.clear();
+        self.spans.clear();
+        for r in &self.rings {
+            let start = self.scratch.len();
+            let scratch = &mut self.scratch;
+            let n = r.drain(|s| scratch.extend_from_slice(s));
+            if n > 0 {
+                // Epoch and tid after draining: a ring changes owner only once empty and recycled (by this
+                // thread), so these belong to whoever made the records we just took.
+                self.spans
+                    .push((r.id, r.epoch(), r.tid(), start, self.scratch.len()));
+            }
+        }
+        record::recycle_exited();
+        let moved = self.scratch.len();
+        let Some(a) = self.active.as_mut() else {
+            return moved;
+        };
+        if let Err(e) = a.write(&mut self.scratch, &self.spans, window_end) {
+            if a.spool_error.is_none() {
+                log::error!(
+                    "cannot write spool {}: {e}; recording stops, what was written is kept",
+                    a.profile.spool_path.display()
+                );
+                a.spool_error = Some(e.to_string());
+                a.w = None;
+                let gen = a.profile.gen;
+                session::stop_from_drain(gen, StopReason::IoError);
+            }
+        }
+        if !a.truncated && a.counters.spool_bytes > a.spool_cap {
+            a.truncated = true;
+            log::warn!(
+                "profile {} reached NPUPROF_MAX_DISK_MB={} (spool {} MB); recording stops and the result is \
+                 marked truncated",
+                a.profile.dir.display(),
+                a.profile.config.max_disk_mb,
+                a.counters.spool_bytes >> 20
+            );
+            let gen = a.profile.gen;
+            session::stop_from_drain(gen, StopReason::DiskLimit);
+        }
+        moved
+    }
+
+    fn stop(
+        &mut self,
+        profile: Arc<Profile>,
+        stop_tick: u64,
+        reason: StopReason,
+        device: Box<dyn DeviceData>,
+    ) {
+        self.poll(Some(stop_tick));
+        let Some(mut a) = self.active.take().filter(|a| a.profile.gen == profile.gen) else {
+            log::error!(
+                "stop for a profile the drain does not know: {}",
+                profile.dir.display()
+            );
+            session::pending_done(Some(Error::new(Status::Internal, "unknown profile")));
+            return;
+        };
+        for (i, r) in self.rings.iter().enumerate() {
+            a.counters.ring_full += r.dropped() - a.base_dropped.get(i).copied().unwrap_or(0);
+            a.counters.unbalanced_pops +=
+                r.unbalanced() - a.base_unbalanced.get(i).copied().unwrap_or(0);
+        }
+        a.counters.after_thread_exit =
+            record::ORPHAN_DROPS.load(Ordering::Relaxed) - a.base_orphans;
+        let conversion = clock::conversion(profile.anchor);
+        let mut kv = BTreeMap::new();
+        kv.insert("stop_tick".into(), stop_tick.to_string());
+        kv.insert("reason".into(), reason.name().into());
+        kv.insert("ticks_per".into(), conversion.ticks_per.to_string());
+        kv.insert("ns_per".into(), conversion.ns_per.to_string());
+        kv.insert("truncated".into(), a.truncated.to_string());
+        kv.insert("recorded".into(), a.counters.recorded.to_string());
+        kv.insert("ring_full".into(), a.counters.ring_full.to_string());
+        kv.insert(
+            "outside_window".into(),
+            a.counters.outside_window.to_string(),
+        );
+        kv.insert(
+            "after_thread_exit".into(),
+            a.counters.after_thread_exit.to_string(),
+        );
+        kv.insert(
+            "unbalanced_pops".into(),
+            a.counters.unbalanced_pops.to_string(),
+        );
+        if let Some(mut w) = a.w.take() {
+            let done = w.stop(&kv).and_then(|_| w.finish());
+            if let Err(e) = done {
+                log::error!("cannot finish spool {}: {e}", profile.spool_path.display());
+                a.spool_error.get_or_insert(e.to_string());
+            }
+        }
+        let job = ExportJob {
+            profile,
+            stop_tick,
+            reason,
+            device,
+            counters: a.counters,
+            conversion,
+            truncated: a.truncated,
+            spool_error: a.spool_error,
+        };
+        if self.etx.send(job).is_err() {
+            session::pending_done(Some(Error::new(Status::Internal, "export thread is gone")));
+        }
+    }
+}
+
+impl Active {
+    fn write(
+        &mut self,
+        scratch: &mut [Record],
+        spans: &[(u32, u32, u32, usize, usize)],
+        window_end: Option<u64>,
+    ) -> std::io::Result<()> {
+        let Some(w) = self.w.as_mut() else {
+            return Ok(());
+        };
+        // Names after draining: a record's name was interned before the record was made, so every id in
+        // `scratch` is <= the count read now.
+        let count = names::count();
+        if count > self.names_written {
+            let mut res = Ok(());
+            names::range(self.names_written + 1, count, |id, n| {
+                if res.is_ok() {
+                    res = w.name(id, n);
+                }
+            });
+            res?;
+            self.names_written = count;
+        }
+        let lo = self.profile.anchor.0;
+        let hi = window_end.unwrap_or(u64::MAX);
+        for &(ring, epoch, tid, s, e) in spans {
+            let recs = &mut scratch[s..e];
+            // Keep records inside [start, stop] (stable compaction in place).
+            let mut kept = 0;
+            for i in 0..recs.len() {
+                let r = recs[i];
+                if r.ts >= lo && r.ts <= hi {
+                    recs[kept] = r;
+                    kept += 1;
+                }
+            }
+            self.counters.outside_window += (recs.len() - kept) as u64;
+            if kept == 0 {
+                continue;
+            }
+            let idx = ring as usize;
+            if self.thread_epoch.len() <= idx {
+                self.thread_epoch.resize(idx + 1, 0);
+            }
+            if self.thread_epoch[idx] != epoch {
+                self.thread_epoch[idx] = epoch;
+                w.thread(ring, epoch, tid, &thread_name(tid))?;
+            }
+            w.records(ring, epoch, &recs[..kept])?;
+            self.counters.recorded += kept as u64;
+        }
+        w.flush()?;
+        self.counters.spool_bytes = w.bytes();
+        Ok(())
+    }
+}
+
+/// The OS name of a thread of this process (empty if it is gone).
+fn thread_name(tid: u32) -> Vec<u8> {
+    let mut n = std::fs::read(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+    while n.last() == Some(&b'\n') {
+        n.pop();
+    }
+    n
+}
+
+fn export_loop(rx: Receiver<ExportJob>) {
+    while let Ok(job) = rx.recv() {
+        let dir = job.profile.dir.clone();
+        let res = catch_unwind(AssertUnwindSafe(|| export::run(job)));
+        let err = match res {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                log::error!("export of {} failed: {}", dir.display(), e.msg);
+                Some(e)
+            }
+            Err(_) => {
+                log::error!("internal error while exporting {} (caught)", dir.display());
+                Some(Error::new(Status::Internal, "export panicked"))
+            }
+        };
+        session::pending_done(err);
+    }
+}

@@ -1,0 +1,236 @@
+//! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `shared/reference/output-format.md`.
+
+use super::json::{csv_field, text, us3};
+use super::layout::AtomicFile;
+use crate::backend::Kernel;
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+pub const STEP_TRACE_HEADER: &str =
+    "Device_id,Step,Computing,Communication(Not Overlapped),Overlapped,\
+Communication,Free,Stage,Bubble,Communication(Not Overlapped and Exclude Receive),Preparing";
+
+/// MindSpore's Level1 kernel_details header (`Step ID` with a capital D; `Block Dim` spelling).
+pub const KERNEL_HEADER: &str = "Step ID,Model ID,Task ID,Stream ID,Name,Type,Accelerator Core,\
+Start Time(us),Duration(us),Wait Time(us),Block Dim,Mix Block Dim,HF32 Eligible,Input Shapes,\
+Input Data Types,Input Formats,Output Shapes,Output Data Types,Output Formats,Context ID";
+
+pub const OP_STATISTIC_HEADER: &str =
+    "Device_id,OP Type,Core Type,Count,Total Time(us),Min Time(us),\
+Avg Time(us),Max Time(us),Ratio(%)";
+
+/// One recorded step, in CLOCK_REALTIME ns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepSpan {
+    pub step: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+fn write_lines(path: &Path, header: &str, lines: impl Iterator<Item = String>) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    let io = |e: std::io::Error| Error::io("cannot write", path, &e);
+    f.w.write_all(header.as_bytes()).map_err(io)?;
+    f.w.write_all(b"\n").map_err(io)?;
+    for l in lines {
+        f.w.write_all(l.as_bytes()).map_err(io)?;
+        f.w.write_all(b"\n").map_err(io)?;
+    }
+    f.commit()
+}
+
+/// `step_trace_time.csv`. Host-only: Computing (and Stage) = the step's wall time, device columns 0. With no
+/// steps, one row with an empty Step covering the whole profile.
+pub fn step_trace_time(
+    path: &Path,
+    device_id: u32,
+    steps: &[StepSpan],
+    profile: (u64, u64),
+) -> Result<()> {
+    let row = |step: String, ns: u64| {
+        let t = us3(ns);
+        format!("{device_id},{step},{t},0,0,0,0,{t},0,0,0")
+    };
+    if steps.is_empty() {
+        let one = row(String::new(), profile.1.saturating_sub(profile.0));
+        write_lines(path, STEP_TRACE_HEADER, std::iter::once(one))
+    } else {
+        write_lines(
+            path,
+            STEP_TRACE_HEADER,
+            steps
+                .iter()
+                .map(|s| row(s.step.to_string(), s.end_ns.saturating_sub(s.start_ns))),
+        )
+    }
+}
+
+fn step_of(steps: &[StepSpan], ns: u64) -> Option<u64> {
+    steps
+        .iter()
+        .find(|s| s.start_ns <= ns && ns <= s.end_ns)
+        .map(|s| s.step)
+}
+
+/// `kernel_details.csv`: one row per device task (header only with the host backend).
+pub fn kernel_details(path: &Path, kernels: &[Kernel], steps: &[StepSpan]) -> Result<()> {
+    write_lines(
+        path,
+        KERNEL_HEADER,
+        kernels.iter().map(|k| {
+            let step = step_of(steps, k.start_ns).map_or("N/A".to_string(), |s| s.to_string());
+            format!(
+                "{step},{},{},{},{},{},{},\"{}\t\",{},{},{},N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A",
+                k.model_id,
+                k.task_id,
+                k.stream_id,
+                csv_field(&text(&k.name)),
+                csv_field(&k.op_type),
+                csv_field(&k.core),
+                us3(k.start_ns),
+                us3(k.dur_ns),
+                us3(k.wait_ns),
+                k.block_dim
+            )
+        }),
+    )
+}
+
+/// `op_statistic.csv`: per (op type, core type) count and times, as CANN computes it.
+pub fn op_statistic(path: &Path, device_id: u32, kernels: &[Kernel]) -> Result<()> {
+    let mut groups: BTreeMap<(&str, &str), (u64, u64, u64, u64)> = BTreeMap::new();
+    let mut total = 0u64;
+    for k in kernels {
+        let g = groups
+            .entry((&k.op_type, &k.core))
+            .or_insert((0, 0, u64::MAX, 0));
+        g.0 += 1;
+        g.1 += k.dur_ns;
+        g.2 = g.2.min(k.dur_ns);
+        g.3 = g.3.max(k.dur_ns);
+        total += k.dur_ns;
+    }
+    let mut rows: Vec<_> = groups.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
+    write_lines(
+        path,
+        OP_STATISTIC_HEADER,
+        rows.into_iter().map(|((op, core), (n, sum, min, max))| {
+            format!(
+                "{device_id},{},{},{n},{},{},{},{},{:.3}",
+                csv_field(op),
+                csv_field(core),
+                us3(sum),
+                us3(min),
+                us3(sum / n.max(1)),
+                us3(max),
+                if total > 0 {
+                    sum as f64 * 100.0 / total as f64
+                } else {
+                    0.0
+                }
+            )
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(p: &Path) -> Vec<Vec<String>> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    }
+
+    #[test]
+    fn step_trace_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.csv");
+        let steps = [
+            StepSpan {
+                step: 1,
+                start_ns: 1000,
+                end_ns: 3500,
+            },
+            StepSpan {
+                step: 2,
+                start_ns: 3500,
+                end_ns: 4000,
+            },
+        ];
+        step_trace_time(&p, 3, &steps, (0, 5000)).unwrap();
+        let r = read(&p);
+        assert_eq!(r[0].join(","), STEP_TRACE_HEADER);
+        assert_eq!(
+            r[1],
+            ["3", "1", "2.500", "0", "0", "0", "0", "2.500", "0", "0", "0"]
+        );
+        assert_eq!(r[2][2], "0.500");
+        step_trace_time(&d.path().join("e.csv"), 0, &[], (1000, 6000)).unwrap();
+        let r = read(&d.path().join("e.csv"));
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[1][1].as_str(), r[1][2].as_str()), ("", "5.000"));
+    }
+
+    #[test]
+    fn op_statistic_groups_and_ratios() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o.csv");
+        let k = |t: &str, dur| Kernel {
+            op_type: t.into(),
+            core: "AI_CORE".into(),
+            dur_ns: dur,
+            ..Default::default()
+        };
+        op_statistic(
+            &p,
+            0,
+            &[k("MatMul", 3000), k("Add", 1000), k("MatMul", 1000)],
+        )
+        .unwrap();
+        let r = read(&p);
+        assert_eq!(r[0].join(","), OP_STATISTIC_HEADER);
+        assert_eq!(
+            r[1],
+            ["0", "MatMul", "AI_CORE", "2", "4.000", "1.000", "2.000", "3.000", "80.000"]
+        );
+        assert_eq!(r[2][1], "Add");
+    }
+
+    #[test]
+    fn kernel_rows_have_tab_terminated_start_and_step() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k.csv");
+        let k = Kernel {
+            name: b"MatMul_1".to_vec(),
+            op_type: "MatMul".into(),
+            core: "AI_CORE".into(),
+            start_ns: 1_500,
+            dur_ns: 2_000,
+            ..Default::default()
+        };
+        let steps = [StepSpan {
+            step: 4,
+            start_ns: 1000,
+            end_ns: 9000,
+        }];
+        kernel_details(&p, &[k], &steps).unwrap();
+        let s = std::fs::read_to_string(&p).unwrap();
+        let line = s.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("4,0,0,0,MatMul_1,MatMul,AI_CORE,\"1.500\t\",2.000,"),
+            "{line}"
+        );
+        assert_eq!(
+            line.split(',').count(),
+            KERNEL_HEADER.split(',').count(),
+            "{line}"
+        );
+    }
+}

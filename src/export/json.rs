@@ -1,0 +1,110 @@
+//! Minimal JSON/CSV text helpers (the runtime dependency budget has no serde).
+
+use std::fmt::Write as _;
+
+/// Appends `bytes` as the inside of a JSON string: valid UTF-8 is kept (with JSON escapes for quotes,
+/// backslashes and control characters), each invalid byte is written as the text `\xNN`, so non-UTF-8 names
+/// stay visible and distinguishable instead of being rejected or replaced.
+pub fn escape_into(out: &mut String, bytes: &[u8]) {
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\\\x{b:02x}");
+        }
+    }
+}
+
+/// `bytes` as a JSON string literal, quotes included.
+pub fn string(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() + 2);
+    s.push('"');
+    escape_into(&mut s, bytes);
+    s.push('"');
+    s
+}
+
+/// Lossless text for a possibly non-UTF-8 name outside JSON (CSV cells, logs): invalid bytes as `\xNN`.
+pub fn text(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        s.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(s, "\\x{b:02x}");
+        }
+    }
+    s
+}
+
+/// Integer ns → microseconds with exactly 3 decimals, no float rounding (`1704161511420306.491`).
+pub fn us3(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1000, ns % 1000)
+}
+
+/// Appends `us3(ns)` without allocating.
+pub fn push_us3(out: &mut String, ns: u64) {
+    let _ = write!(out, "{}.{:03}", ns / 1000, ns % 1000);
+}
+
+/// One CSV field: quoted when it holds a comma, quote, CR or LF (quotes doubled).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_are_valid_json() {
+        let cases: &[&[u8]] = &[
+            b"plain",
+            b"quote\" back\\slash",
+            b"ctl\x01\x1f\n\t",
+            b"bad\xff\xfeutf8",
+            "中文 \u{2028}".as_bytes(),
+            b"",
+        ];
+        for c in cases {
+            let s = string(c);
+            let v: serde_json::Value =
+                serde_json::from_str(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            let back = v.as_str().unwrap();
+            if let Ok(u) = std::str::from_utf8(c) {
+                assert_eq!(back, u);
+            } else {
+                assert_eq!(back, "bad\\xff\\xfeutf8");
+            }
+        }
+    }
+
+    #[test]
+    fn microseconds_keep_every_nanosecond() {
+        assert_eq!(us3(1_704_161_511_420_306_491), "1704161511420306.491");
+        assert_eq!(us3(5), "0.005");
+        assert_eq!(us3(0), "0.000");
+    }
+
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(csv_field("a"), "a");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("l1\nl2"), "\"l1\nl2\"");
+    }
+}

@@ -1,0 +1,666 @@
+//! Exporters: a finished spool (+ device rows from the backend) → the `*_ascend_ms` result files.
+//!
+//! Runs on the `npuprof-export` thread. One streaming pass over the spool writes `trace_view.json` (memory:
+//! the open ranges of each thread, the steps and the name table, never the events), then the CSVs and the
+//! two JSON metadata files. Every file is written to `name.tmp` and renamed, so a reader never sees half a
+//! file. Progress is logged MindSpore-style: `Parsing: [####################] 3/3 Done`.
+
+pub mod csv;
+pub mod json;
+pub mod layout;
+pub mod trace_view;
+
+use crate::backend::Kernel;
+use crate::drain::ExportJob;
+use crate::error::{Error, Result};
+use crate::record::{kind, names, Record};
+use crate::spool::{self, Frame};
+use csv::StepSpan;
+use layout::OUTPUT_DIR;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+use trace_view::TraceWriter;
+
+/// What an export produced (for the log, the metadata and tests).
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub trace_events: u64,
+    pub slices: u64,
+    pub steps: u64,
+    pub threads: u64,
+    pub trace_bytes: u64,
+    pub lost_range_ends: u64,
+    pub lost_range_begins: u64,
+    pub closed_at_stop: u64,
+    pub unknown_records: u64,
+    pub spool_damage: Option<String>,
+    pub truncated: bool,
+    pub elapsed_ms: u64,
+}
+
+/// Host pid for trace lanes; device lanes use pids above 2^30 (below 2^31, as Perfetto needs).
+const DEVICE_PID_BASE: u32 = 1 << 30;
+
+fn progress(done: usize, total: usize, what: &str) {
+    const W: usize = 20;
+    let fill = W * done / total;
+    log::info!(
+        "Parsing: [{}{}] {done}/{total} {what}",
+        "#".repeat(fill),
+        " ".repeat(W - fill)
+    );
+}
+
+/// Exports one profile. On success the spool is removed (unless `NPUPROF_KEEP_SPOOL`).
+pub fn run(job: ExportJob) -> Result<Summary> {
+    let t0 = Instant::now();
+    let ExportJob {
+        profile,
+        stop_tick,
+        reason,
+        device,
+        counters,
+        conversion,
+        truncated,
+        spool_error,
+    } = job;
+    let p = &*profile;
+    let out = p.dir.join(OUTPUT_DIR);
+    let kernels = device.kernels(p).unwrap_or_else(|e| {
+        log::warn!(
+            "device data of {} could not be read: {}",
+            p.dir.display(),
+            e.msg
+        );
+        Vec::new()
+    });
+    let start_ns = p.anchor.1;
+    let stop_ns = conversion.to_ns(stop_tick).max(start_ns);
+    let budget = p
+        .config
+        .max_disk_bytes()
+        .saturating_sub(counters.spool_bytes)
+        .max(1 << 20);
+
+    let mut host = HostPass::new(p.pid, conversion, p.anchor.0, stop_tick);
+    let mut tw = TraceWriter::create(&out.join("trace_view.json"), budget)?;
+    host.read_spool(&mut tw, &p.spool_path)?;
+    let steps = host.finish(&mut tw, stop_tick)?;
+    write_device_lanes(&mut tw, p.device_id, &kernels)?;
+    let mut summary = Summary {
+        trace_events: 0,
+        slices: tw.slices,
+        steps: steps.len() as u64,
+        threads: host.thread_meta.len() as u64,
+        lost_range_ends: host.lost_ends,
+        lost_range_begins: host.lost_begins,
+        closed_at_stop: host.closed_at_stop,
+        unknown_records: host.unknown,
+        spool_damage: host.damage.clone(),
+        truncated: truncated || tw.truncated,
+        ..Default::default()
+    };
+    if tw.truncated {
+        log::warn!(
+            "trace_view.json of {} reached NPUPROF_MAX_DISK_MB and is truncated",
+            p.dir.display()
+        );
+    }
+    summary.trace_events = tw.events;
+    summary.trace_bytes = tw.finish()?;
+    progress(1, 3, "trace_view.json");
+
+    csv::step_trace_time(
+        &out.join("step_trace_time.csv"),
+        p.device_id,
+        &steps,
+        (start_ns, stop_ns),
+    )?;
+    csv::kernel_details(&out.join("kernel_details.csv"), &kernels, &steps)?;
+    csv::op_statistic(&out.join("op_statistic.csv"), p.device_id, &kernels)?;
+    progress(
+        2,
+        3,
+        "step_trace_time.csv, kernel_details.csv, op_statistic.csv",
+    );
+
+    summary.elapsed_ms = t0.elapsed().as_millis() as u64;
+    layout::write_atomic(
+        &p.dir.join(format!("profiler_info_{}.json", p.rank)),
+        profiler_info(p, start_ns, stop_ns, &summary).as_bytes(),
+    )?;
+    let meta = metadata(
+        p,
+        start_ns,
+        stop_ns,
+        reason,
+        &counters,
+        &summary,
+        &spool_error,
+    );
+    layout::write_atomic(&p.dir.join("profiler_metadata.json"), meta.as_bytes())?;
+    progress(3, 3, "Done");
+    log::info!(
+        "profile written: {} ({} steps, {} slices, {} dropped records{})",
+        p.dir.display(),
+        summary.steps,
+        summary.slices,
+        counters.ring_full + counters.after_thread_exit,
+        if summary.truncated { ", truncated" } else { "" }
+    );
+    if !p.config.keep_spool && spool_error.is_none() && summary.spool_damage.is_none() {
+        let _ = std::fs::remove_file(&p.spool_path);
+        let _ = std::fs::remove_dir(p.spool_path.parent().unwrap_or(&p.dir));
+    }
+    Ok(summary)
+}
+
+struct Open {
+    depth: u32,
+    name: u32,
+    tick: u64,
+    stack: Vec<u64>,
+}
+
+#[derive(Default)]
+struct ThreadState {
+    epoch: u32,
+    tid: u32,
+    open: Vec<Open>,
+    last_tick: u64,
+    last_was_begin: bool,
+}
+
+/// The streaming pass over the host spool.
+struct HostPass {
+    pid: u32,
+    conv: crate::record::clock::Conversion,
+    start_tick: u64,
+    stop_tick: u64,
+    /// JSON string literal per name id.
+    names: Vec<Option<String>>,
+    threads: HashMap<u32, ThreadState>,
+    /// (tid, thread name) in order of appearance.
+    thread_meta: Vec<(u32, Vec<u8>)>,
+    steps: Vec<(u64, u64, u64, u32)>,
+    symbols: HashMap<u64, String>,
+    args: String,
+    lost_ends: u64,
+    lost_begins: u64,
+    closed_at_stop: u64,
+    unknown: u64,
+    damage: Option<String>,
+}
+
+impl HostPass {
+    fn new(
+        pid: u32,
+        conv: crate::record::clock::Conversion,
+        start_tick: u64,
+        stop_tick: u64,
+    ) -> Self {
+        HostPass {
+            pid,
+            conv,
+            start_tick,
+            stop_tick,
+            names: Vec::new(),
+            threads: HashMap::new(),
+            thread_meta: Vec::new(),
+            steps: Vec::new(),
+            symbols: HashMap::new(),
+            args: String::new(),
+            lost_ends: 0,
+            lost_begins: 0,
+            closed_at_stop: 0,
+            unknown: 0,
+            damage: None,
+        }
+    }
+
+    fn read_spool(&mut self, tw: &mut TraceWriter, path: &std::path::Path) -> Result<()> {
+        let mut rd =
+            spool::Reader::open(path).map_err(|e| Error::io("cannot read spool", path, &e))?;
+        tw.process(self.pid, "MindSpore", "CPU", 1)?;
+        while let Some(f) = rd.next_frame() {
+            match f {
+                Frame::Name(id, n) => {
+                    let i = id as usize;
+                    if self.names.len() <= i {
+                        self.names.resize(i + 1, None);
+                    }
+                    self.names[i] = Some(json::string(&n));
+                }
+                Frame::Thread {
+                    ring,
+                    epoch,
+                    tid,
+                    name,
+                } => {
+                    let st = self.threads.entry(ring).or_default();
+                    if st.epoch != epoch {
+                        // The ring changed owner: the previous thread exited; close what it left open.
+                        let last = st.last_tick;
+                        let mut old = std::mem::take(st);
+                        self.close_all(tw, &mut old, last, "thread exited")?;
+                        let st = self.threads.entry(ring).or_default();
+                        st.epoch = epoch;
+                        st.tid = tid;
+                    }
+                    if !self.thread_meta.iter().any(|(t, _)| *t == tid) {
+                        self.thread_meta.push((tid, name));
+                    }
+                }
+                Frame::Records { ring, records, .. } => {
+                    let mut st = self.threads.remove(&ring).unwrap_or_default();
+                    for r in &records {
+                        self.record(tw, &mut st, r)?;
+                    }
+                    self.threads.insert(ring, st);
+                }
+                Frame::Start(_) | Frame::Stop(_) | Frame::Unknown(_) => {}
+            }
+        }
+        if let Some(d) = &rd.damage {
+            let msg = format!("{d:?}");
+            log::warn!(
+                "spool {} is damaged ({msg}); everything before the damage is exported",
+                path.display()
+            );
+            self.damage = Some(msg);
+        }
+        Ok(())
+    }
+
+    fn name(&self, id: u32) -> String {
+        if let Some(Some(n)) = self.names.get(id as usize) {
+            return n.clone();
+        }
+        match names::get(id) {
+            Some(n) => json::string(n),
+            None => json::string(format!("[unknown name #{id}]").as_bytes()),
+        }
+    }
+
+    fn emit_range(
+        &mut self,
+        tw: &mut TraceWriter,
+        tid: u32,
+        o: &Open,
+        end: u64,
+        note: &str,
+    ) -> Result<()> {
+        let begin = o.tick.clamp(self.start_tick, self.stop_tick);
+        let end = end.clamp(begin, self.stop_tick.max(begin));
+        self.args.clear();
+        if !o.stack.is_empty() {
+            self.args.push_str("\"Call stack\":\"");
+            for (i, &a) in o.stack.iter().enumerate() {
+                if i > 0 {
+                    self.args.push(';');
+                }
+                let sym = self
+                    .symbols
+                    .entry(a)
+                    .or_insert_with(|| symbolize(a))
+                    .clone();
+                json::escape_into(&mut self.args, sym.as_bytes());
+            }
+            self.args.push('"');
+        }
+        if !note.is_empty() {
+            if !self.args.is_empty() {
+                self.args.push(',');
+            }
+            let _ = write!(self.args, "\"npuprof\":\"{note}\"");
+        }
+        let name = self.name(o.name);
+        let args = std::mem::take(&mut self.args);
+        let r = tw.complete(
+            self.pid,
+            tid,
+            &name,
+            self.conv.to_ns(begin),
+            self.conv.ticks_to_ns(end - begin),
+            "cpu_op",
+            &args,
+        );
+        self.args = args;
+        r
+    }
+
+    fn close_all(
+        &mut self,
+        tw: &mut TraceWriter,
+        st: &mut ThreadState,
+        at: u64,
+        note: &str,
+    ) -> Result<()> {
+        while let Some(o) = st.open.pop() {
+            if note == "closed at stop" {
+                self.closed_at_stop += 1;
+            }
+            self.emit_range(tw, st.tid, &o, at, note)?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, tw: &mut TraceWriter, st: &mut ThreadState, r: &Record) -> Result<()> {
+        let p = r.payload();
+        let k = r.kind();
+        st.last_tick = st.last_tick.max(r.ts);
+        let was_begin = std::mem::replace(&mut st.last_was_begin, false);
+        match k {
+            kind::BEGIN => {
+                let depth = (p >> 32) as u32;
+                // Ranges at this depth or deeper are still open: their END records were lost.
+                while st.open.last().is_some_and(|o| o.depth >= depth) {
+                    let o = st.open.pop().expect("checked");
+                    self.lost_ends += 1;
+                    self.emit_range(tw, st.tid, &o, r.ts, "end lost (buffer full)")?;
+                }
+                st.open.push(Open {
+                    depth,
+                    name: p as u32,
+                    tick: r.ts,
+                    stack: Vec::new(),
+                });
+                st.last_was_begin = true;
+            }
+            kind::END => {
+                let depth = (p >> 32) as u32;
+                while st.open.last().is_some_and(|o| o.depth > depth) {
+                    let o = st.open.pop().expect("checked");
+                    self.lost_ends += 1;
+                    self.emit_range(tw, st.tid, &o, r.ts, "end lost (buffer full)")?;
+                }
+                if st.open.last().is_some_and(|o| o.depth == depth) {
+                    let o = st.open.pop().expect("checked");
+                    self.emit_range(tw, st.tid, &o, r.ts, "")?;
+                } else {
+                    self.lost_begins += 1;
+                }
+            }
+            kind::MARK => {
+                let name = self.name(p as u32);
+                tw.instant(self.pid, st.tid, &name, self.conv.to_ns(r.ts), "mark")?;
+            }
+            kind::STEP => self.steps.push((p >> 32, r.ts, p & 0xffff_ffff, st.tid)),
+            kind::STACK => {
+                if was_begin {
+                    if let Some(o) = st.open.last_mut() {
+                        o.stack.push(p);
+                    }
+                    st.last_was_begin = true;
+                }
+            }
+            _ => self.unknown += 1,
+        }
+        Ok(())
+    }
+
+    /// Closes what is open at stop, writes the steps and the thread names; returns the step spans.
+    fn finish(&mut self, tw: &mut TraceWriter, stop_tick: u64) -> Result<Vec<StepSpan>> {
+        let rings: Vec<u32> = self.threads.keys().copied().collect();
+        for ring in rings {
+            let mut st = self.threads.remove(&ring).unwrap_or_default();
+            self.close_all(tw, &mut st, stop_tick, "closed at stop")?;
+        }
+        self.steps.sort_by_key(|s| (s.1, s.0));
+        let mut spans = Vec::with_capacity(self.steps.len());
+        for i in 0..self.steps.len() {
+            let (k, tick, tokens, tid) = self.steps[i];
+            let end = self.steps.get(i + 1).map_or(stop_tick, |s| s.1).max(tick);
+            let start_ns = self.conv.to_ns(tick);
+            let dur = self.conv.ticks_to_ns(end - tick);
+            let name = json::string(format!("ProfilerStep#{k}").as_bytes());
+            tw.complete(
+                self.pid,
+                tid,
+                &name,
+                start_ns,
+                dur,
+                "step",
+                &format!("\"num_scheduled_tokens\":{tokens}"),
+            )?;
+            spans.push(StepSpan {
+                step: k,
+                start_ns,
+                end_ns: start_ns + dur,
+            });
+        }
+        let meta = std::mem::take(&mut self.thread_meta);
+        for (i, (tid, name)) in meta.iter().enumerate() {
+            let mut label = format!("Thread {tid}").into_bytes();
+            if !name.is_empty() {
+                label.extend_from_slice(b" (");
+                label.extend_from_slice(name);
+                label.push(b')');
+            }
+            tw.thread(self.pid, *tid, &label, i as u32)?;
+        }
+        self.thread_meta = meta;
+        Ok(spans)
+    }
+}
+
+/// "module!symbol+0xoff" for a code address (dladdr: exported symbols only), else the address.
+fn symbolize(addr: u64) -> String {
+    // SAFETY: dladdr only reads loader tables; `info` is a valid out-parameter.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } != 0;
+    if !ok {
+        return format!("{addr:#x}");
+    }
+    let cstr = |p: *const libc::c_char| {
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: dladdr returns NUL-terminated strings owned by the loader.
+            Some(
+                unsafe { std::ffi::CStr::from_ptr(p) }
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        }
+    };
+    let module = cstr(info.dli_fname)
+        .map(|m| m.rsplit('/').next().unwrap_or(&m).to_string())
+        .unwrap_or_default();
+    match cstr(info.dli_sname) {
+        Some(s) => format!("{module}!{s}+{:#x}", addr - info.dli_saddr as u64),
+        None => format!("{module}+{:#x}", addr - info.dli_fbase as u64),
+    }
+}
+
+fn write_device_lanes(tw: &mut TraceWriter, device: u32, kernels: &[Kernel]) -> Result<()> {
+    if kernels.is_empty() {
+        return Ok(());
+    }
+    let pid = DEVICE_PID_BASE + device * 16;
+    tw.process(pid, "Ascend Hardware", &format!("NPU {device}"), 8)?;
+    let mut streams: Vec<u32> = kernels.iter().map(|k| k.stream_id).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    for (i, s) in streams.iter().enumerate() {
+        tw.thread(pid, *s, format!("Stream {s}").as_bytes(), i as u32)?;
+    }
+    for k in kernels {
+        let args = format!(
+            "\"Model Id\":{},\"Task Type\":{},\"Stream Id\":{},\"Task Id\":{},\"Batch Id\":0,\"Subtask Id\":4294967295",
+            k.model_id,
+            json::string(k.core.as_bytes()),
+            k.stream_id,
+            k.task_id
+        );
+        tw.complete(
+            pid,
+            k.stream_id,
+            &json::string(&k.name),
+            k.start_ns,
+            k.dur_ns,
+            "kernel",
+            &args,
+        )?;
+    }
+    Ok(())
+}
+
+fn b(v: bool) -> &'static str {
+    if v {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn profiler_info(p: &crate::session::Profile, start_ns: u64, stop_ns: u64, s: &Summary) -> String {
+    let c = p.config;
+    format!(
+        r#"{{
+  "profiler_parameters": {{"profiler_level": "LevelNone", "activities": ["CPU"], "with_stack": {}, "profile_memory": {}, "record_shapes": {}, "with_flops": {}, "is_set_schedule": false, "export_type": ["text"]}},
+  "ms_profiler_info": {{"rank_id": {}, "device_id": {}}},
+  "cann_profiler_info": {{}},
+  "analysis_cost_time": {{"export_ms": {}}},
+  "ms_version": "",
+  "cann_version": "",
+  "jit_level": "",
+  "start_time_ns": {start_ns},
+  "end_time_ns": {stop_ns},
+  "npuprof_version": "{}",
+  "backend": "{}"
+}}
+"#,
+        b(c.with_stack),
+        b(c.with_profile_memory),
+        b(c.record_shapes),
+        b(c.with_flops),
+        p.rank,
+        p.device_id,
+        s.elapsed_ms,
+        env!("CARGO_PKG_VERSION"),
+        p.backend
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn metadata(
+    p: &crate::session::Profile,
+    start_ns: u64,
+    stop_ns: u64,
+    reason: crate::session::StopReason,
+    c: &crate::drain::Counters,
+    s: &Summary,
+    spool_error: &Option<String>,
+) -> String {
+    let cfg = p.config;
+    let (trigger, threshold, stop_step) = match cfg.trigger {
+        crate::config::Trigger::Manual => ("manual", "null".to_string(), "null".to_string()),
+        crate::config::Trigger::Auto {
+            threshold,
+            stop_step,
+        } => (
+            "token_threshold",
+            threshold.to_string(),
+            stop_step.to_string(),
+        ),
+    };
+    let opt = |o: &Option<String>| {
+        o.as_deref()
+            .map_or("null".to_string(), |m| json::string(m.as_bytes()))
+    };
+    format!(
+        r#"{{
+  "npuprof": {{
+    "version": "{}",
+    "backend": "{}",
+    "clock": "{}",
+    "pid": {},
+    "worker": {},
+    "rank": {},
+    "device_id": {},
+    "trigger": "{trigger}",
+    "started_by": "{}",
+    "stop_reason": "{}",
+    "start_time_ns": {start_ns},
+    "stop_time_ns": {stop_ns},
+    "steps": {},
+    "threads": {},
+    "slices": {},
+    "recorded_records": {},
+    "dropped_records": {{"ring_full": {}, "after_thread_exit": {}, "outside_profile_window": {}}},
+    "unbalanced_pops": {},
+    "lost_range_ends": {},
+    "lost_range_begins": {},
+    "ranges_closed_at_stop": {},
+    "unknown_records": {},
+    "spool_bytes": {},
+    "trace_view_bytes": {},
+    "truncated": {},
+    "spool_error": {},
+    "spool_damage": {},
+    "export_ms": {}
+  }},
+  "config": {{
+    "VLLM_TORCH_PROFILER_DIR": {},
+    "PROFILER_TOKEN_THRESHOLD": {threshold},
+    "PROFILER_STOP_STEP": {stop_step},
+    "VLLM_TORCH_PROFILER_RECORD_SHAPES": {},
+    "VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY": {},
+    "VLLM_TORCH_PROFILER_WITH_STACK": {},
+    "VLLM_TORCH_PROFILER_WITH_FLOPS": {},
+    "NPUPROF_BACKEND": "{}",
+    "NPUPROF_BUFFER_KB": {},
+    "NPUPROF_MAX_DISK_MB": {},
+    "NPUPROF_KEEP_SPOOL": {}
+  }}
+}}
+"#,
+        env!("CARGO_PKG_VERSION"),
+        p.backend,
+        crate::record::clock::source_name(),
+        p.pid,
+        json::string(p.worker.as_bytes()),
+        p.rank,
+        p.device_id,
+        if p.auto {
+            "PROFILER_TOKEN_THRESHOLD"
+        } else {
+            "npuprof_start"
+        },
+        reason.name(),
+        s.steps,
+        s.threads,
+        s.slices,
+        c.recorded,
+        c.ring_full,
+        c.after_thread_exit,
+        c.outside_window,
+        c.unbalanced_pops,
+        s.lost_range_ends,
+        s.lost_range_begins,
+        s.closed_at_stop,
+        s.unknown_records,
+        c.spool_bytes,
+        s.trace_bytes,
+        b(s.truncated),
+        opt(spool_error),
+        opt(&s.spool_damage),
+        s.elapsed_ms,
+        json::string(
+            cfg.profiler_dir
+                .as_deref()
+                .map(|d| d.as_os_str().as_encoded_bytes())
+                .unwrap_or(b"")
+        ),
+        b(cfg.record_shapes),
+        b(cfg.with_profile_memory),
+        b(cfg.with_stack),
+        b(cfg.with_flops),
+        cfg.backend.name(),
+        cfg.buffer_kb,
+        cfg.max_disk_mb,
+        b(cfg.keep_spool),
+    )
+}

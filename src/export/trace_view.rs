@@ -1,0 +1,201 @@
+//! `trace_view.json`: Chrome trace events as a top-level array (as torch_npu/MindSpore write it), streamed
+//! to disk event by event, `ts` as a microsecond string with exactly 3 decimals made from integer ns.
+
+use super::json;
+use super::layout::AtomicFile;
+use crate::error::{Error, Result};
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+pub struct TraceWriter {
+    f: AtomicFile,
+    path: std::path::PathBuf,
+    buf: String,
+    first: bool,
+    written: u64,
+    cap: u64,
+    pub truncated: bool,
+    pub events: u64,
+    pub slices: u64,
+}
+
+impl TraceWriter {
+    /// A new trace at `path`; events past `cap` bytes are left out (the array is still closed properly).
+    pub fn create(path: &Path, cap: u64) -> Result<TraceWriter> {
+        let mut f = AtomicFile::create(path)?;
+        f.w.write_all(b"[\n")
+            .map_err(|e| Error::io("cannot write", path, &e))?;
+        Ok(TraceWriter {
+            f,
+            path: path.to_path_buf(),
+            buf: String::with_capacity(512),
+            first: true,
+            written: 2,
+            cap,
+            truncated: false,
+            events: 0,
+            slices: 0,
+        })
+    }
+
+    fn emit(&mut self) -> Result<()> {
+        let sep: &[u8] = if self.first { b"" } else { b",\n" };
+        let n = (self.buf.len() + sep.len()) as u64;
+        if self.written + n + 3 > self.cap {
+            self.truncated = true;
+            self.buf.clear();
+            return Ok(());
+        }
+        self.first = false;
+        self.f
+            .w
+            .write_all(sep)
+            .and_then(|_| self.f.w.write_all(self.buf.as_bytes()))
+            .map_err(|e| Error::io("cannot write", &self.path, &e))?;
+        self.written += n;
+        self.events += 1;
+        self.buf.clear();
+        Ok(())
+    }
+
+    pub fn process(&mut self, pid: u32, name: &str, label: &str, sort: u32) -> Result<()> {
+        let n = json::string(name.as_bytes());
+        let l = json::string(label.as_bytes());
+        let _ = write!(
+            self.buf,
+            r#"{{"ph":"M","name":"process_name","pid":{pid},"tid":0,"args":{{"name":{n}}}}}"#
+        );
+        self.emit()?;
+        let _ = write!(
+            self.buf,
+            r#"{{"ph":"M","name":"process_labels","pid":{pid},"tid":0,"args":{{"labels":{l}}}}}"#
+        );
+        self.emit()?;
+        let _ = write!(
+            self.buf,
+            r#"{{"ph":"M","name":"process_sort_index","pid":{pid},"tid":0,"args":{{"sort_index":{sort}}}}}"#
+        );
+        self.emit()
+    }
+
+    pub fn thread(&mut self, pid: u32, tid: u32, name: &[u8], sort: u32) -> Result<()> {
+        let n = json::string(name);
+        let _ = write!(
+            self.buf,
+            r#"{{"ph":"M","name":"thread_name","pid":{pid},"tid":{tid},"args":{{"name":{n}}}}}"#
+        );
+        self.emit()?;
+        let _ = write!(
+            self.buf,
+            r#"{{"ph":"M","name":"thread_sort_index","pid":{pid},"tid":{tid},"args":{{"sort_index":{sort}}}}}"#
+        );
+        self.emit()
+    }
+
+    /// An `X` slice. `name_json` is an already-escaped JSON string literal; `args` a JSON object body
+    /// (without braces, may be empty).
+    #[allow(clippy::too_many_arguments)]
+    pub fn complete(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        name_json: &str,
+        ts_ns: u64,
+        dur_ns: u64,
+        cat: &str,
+        args: &str,
+    ) -> Result<()> {
+        let _ = write!(
+            self.buf,
+            r#"{{"ph":"X","name":{name_json},"pid":{pid},"tid":{tid},"ts":""#
+        );
+        json::push_us3(&mut self.buf, ts_ns);
+        self.buf.push_str("\",\"dur\":");
+        json::push_us3(&mut self.buf, dur_ns);
+        let _ = write!(self.buf, r#","cat":"{cat}","args":{{{args}}}}}"#);
+        self.slices += 1;
+        self.emit()
+    }
+
+    /// A thread-scoped instant (`i`).
+    pub fn instant(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        name_json: &str,
+        ts_ns: u64,
+        cat: &str,
+    ) -> Result<()> {
+        let _ = write!(
+            self.buf,
+            r#"{{"ph":"i","s":"t","name":{name_json},"pid":{pid},"tid":{tid},"ts":""#
+        );
+        json::push_us3(&mut self.buf, ts_ns);
+        let _ = write!(self.buf, r#"","cat":"{cat}","args":{{}}}}"#);
+        self.slices += 1;
+        self.emit()
+    }
+
+    /// Closes the array and moves the file into place. Returns the bytes written.
+    pub fn finish(mut self) -> Result<u64> {
+        self.f
+            .w
+            .write_all(b"\n]\n")
+            .map_err(|e| Error::io("cannot write", &self.path, &e))?;
+        self.f.commit()?;
+        Ok(self.written + 3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_a_json_array_with_string_ts_and_numeric_dur() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("t.json");
+        let mut t = TraceWriter::create(&p, u64::MAX).unwrap();
+        t.process(42, "MindSpore", "CPU", 1).unwrap();
+        t.thread(42, 7, b"Thread 7", 0).unwrap();
+        t.complete(
+            42,
+            7,
+            "\"a\\\"b\"",
+            1_700_000_000_000_000_123,
+            4_567,
+            "cpu_op",
+            "",
+        )
+        .unwrap();
+        t.instant(42, 7, "\"m\"", 1_700_000_000_000_001_000, "mark")
+            .unwrap();
+        t.finish().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let a = v.as_array().unwrap();
+        assert_eq!(a.len(), 7);
+        assert_eq!(a[5]["ts"], "1700000000000000.123");
+        assert_eq!(a[5]["dur"].as_f64().unwrap(), 4.567);
+        assert_eq!(a[5]["name"], "a\"b");
+        assert_eq!(a[6]["ph"], "i");
+    }
+
+    #[test]
+    fn cap_truncates_but_keeps_valid_json() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("t.json");
+        let mut t = TraceWriter::create(&p, 400).unwrap();
+        for i in 0..100 {
+            t.complete(1, 1, "\"x\"", i * 1000, 10, "cpu_op", "")
+                .unwrap();
+        }
+        assert!(t.truncated);
+        let n = t.events;
+        let bytes = t.finish().unwrap();
+        assert!(bytes <= 400, "{bytes}");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v.as_array().unwrap().len() as u64, n);
+        assert!(n > 0 && n < 100);
+    }
+}

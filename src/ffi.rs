@@ -1,0 +1,167 @@
+//! The C ABI: every exported `npuprof_*` function. Each one checks its pointers, runs the safe core inside
+//! `catch_unwind` (a panic becomes `NPUPROF_ERR_INTERNAL` and one log line, never an unwind into C), and
+//! turns errors into status codes with one clear log line. No logic lives here.
+
+use crate::error::{Error, Status};
+use crate::record::{self, names};
+use crate::session;
+use std::ffi::{c_char, c_int, CStr};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+fn guard<T>(what: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            log::error!("internal error in {what} (caught, the host is unaffected): {msg}");
+            on_panic
+        }
+    }
+}
+
+fn status(what: &str, r: Result<(), Error>) -> c_int {
+    match r {
+        Ok(()) => Status::Ok as c_int,
+        Err(e) => {
+            match e.status {
+                Status::Io | Status::Backend | Status::Internal => log::error!("{what}: {}", e.msg),
+                _ => log::warn!("{what}: {}", e.msg),
+            }
+            e.status as c_int
+        }
+    }
+}
+
+/// Begins a profile now (the runtime's `POST /start_profile`).
+#[no_mangle]
+pub extern "C" fn npuprof_start() -> c_int {
+    guard("npuprof_start", Status::Internal as c_int, || {
+        status("npuprof_start", session::start())
+    })
+}
+
+/// Ends the running profile; files are written in the background.
+#[no_mangle]
+pub extern "C" fn npuprof_stop() -> c_int {
+    guard("npuprof_stop", Status::Internal as c_int, || {
+        status("npuprof_stop", session::stop())
+    })
+}
+
+/// A scheduler step begins with `num_scheduled_tokens` tokens.
+#[no_mangle]
+pub extern "C" fn npuprof_step(num_scheduled_tokens: u64) -> c_int {
+    guard("npuprof_step", Status::Internal as c_int, || {
+        status("npuprof_step", session::step(num_scheduled_tokens))
+    })
+}
+
+/// 1 while a profile is being recorded, else 0.
+#[no_mangle]
+pub extern "C" fn npuprof_is_running() -> c_int {
+    guard("npuprof_is_running", 0, || session::is_running() as c_int)
+}
+
+/// A static description of `status` (never NULL).
+#[no_mangle]
+pub extern "C" fn npuprof_strerror(status: c_int) -> *const c_char {
+    Status::describe(status).as_ptr()
+}
+
+/// Copies the current or most recent worker directory into `buf` (NUL-terminated, truncated to `len`);
+/// returns the full length (without NUL), 0 if there is none.
+///
+/// # Safety
+/// `buf` must be NULL or valid for `len` bytes of writes.
+#[no_mangle]
+pub unsafe extern "C" fn npuprof_output_dir(buf: *mut c_char, len: usize) -> usize {
+    guard("npuprof_output_dir", 0, || {
+        let Some(dir) = session::output_dir() else {
+            if !buf.is_null() && len > 0 {
+                // SAFETY: buf is valid for len >= 1 bytes (caller contract).
+                unsafe { *buf = 0 };
+            }
+            return 0;
+        };
+        let bytes = dir.as_os_str().as_bytes();
+        if !buf.is_null() && len > 0 {
+            let n = bytes.len().min(len - 1);
+            // SAFETY: buf is valid for `len` bytes and n + 1 <= len; the source is a live slice that cannot
+            // overlap caller memory.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
+                *buf.add(n) = 0;
+            }
+        }
+        bytes.len()
+    })
+}
+
+/// Interns `name` (any bytes, NUL-terminated); returns a non-zero id, or 0 for NULL or "".
+///
+/// # Safety
+/// `name` must be NULL or point to a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn npuprof_intern(name: *const c_char) -> u32 {
+    guard("npuprof_intern", 0, || {
+        if name.is_null() {
+            return 0;
+        }
+        // SAFETY: non-NULL and NUL-terminated (caller contract).
+        let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+        names::intern(bytes)
+    })
+}
+
+/// Opens a range named by `name_id` on the calling thread (no-op unless recording).
+#[no_mangle]
+pub extern "C" fn npuprof_range_push(name_id: u32) {
+    guard("npuprof_range_push", (), || record::range_push(name_id))
+}
+
+/// Closes the innermost open range of the calling thread (no-op unless recording).
+#[no_mangle]
+pub extern "C" fn npuprof_range_pop() {
+    guard("npuprof_range_pop", (), record::range_pop)
+}
+
+/// An instant event named by `name_id` on the calling thread (no-op unless recording).
+#[no_mangle]
+pub extern "C" fn npuprof_mark(name_id: u32) {
+    guard("npuprof_mark", (), || record::mark(name_id))
+}
+
+/// Blocks until every stopped profile's files are completely written.
+#[no_mangle]
+pub extern "C" fn npuprof_flush() -> c_int {
+    guard("npuprof_flush", Status::Internal as c_int, || {
+        if session::config().profiler_dir.is_none() {
+            return Status::Ok as c_int;
+        }
+        status("npuprof_flush", session::flush())
+    })
+}
+
+/// Stops if running, flushes and ends the background threads; later calls start them again.
+#[no_mangle]
+pub extern "C" fn npuprof_shutdown() -> c_int {
+    guard("npuprof_shutdown", Status::Internal as c_int, || {
+        status("npuprof_shutdown", session::shutdown())
+    })
+}
+
+/// The library version ("MAJOR.MINOR.PATCH").
+#[no_mangle]
+pub extern "C" fn npuprof_version() -> *const c_char {
+    const V: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
+    V.as_ptr()
+}

@@ -1,0 +1,29 @@
+//! npuprof — an in-process profiling shim for Ascend NPU inference runtimes.
+//!
+//! The pipeline, end to end:
+//!
+//! 1. [`ffi`]: the exported `npuprof_*` C functions (`include/npuprof.h`): pointer checks, a panic boundary,
+//!    status codes. Nothing else.
+//! 2. [`config`]: the environment, read once on the first call, into one immutable `Config`.
+//! 3. [`session`]: the state machine (disabled / armed / idle / running / stopping) and both trigger logics
+//!    (manual start/stop; `PROFILER_TOKEN_THRESHOLD` auto start + `PROFILER_STOP_STEP`).
+//! 4. [`record`]: the hot path. Each calling thread writes 16-byte records into its own lock-free ring.
+//! 5. [`drain`]: the `npuprof-drain` thread moves ring contents into a binary [`spool`] on disk; the
+//!    `npuprof-export` thread turns a finished spool into files.
+//! 6. [`export`]: `trace_view.json`, the CSVs and the metadata of one `*_ascend_ms` worker directory.
+//! 7. [`backend`]: device collection (host-only today; aclprof and MSPTI plug in here).
+//!
+//! Nothing runs at load time: no constructor, no thread, no environment read until the first call.
+
+pub mod backend;
+pub mod config;
+pub mod drain;
+pub mod error;
+pub mod export;
+pub mod ffi;
+mod logger;
+pub mod record;
+pub mod session;
+pub mod spool;
+
+pub use error::{Error, Result, Status};

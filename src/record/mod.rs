@@ -1,0 +1,265 @@
+//! The hot path: per-thread rings, the recording gate, and the record calls.
+//!
+//! `STATE` is the one word every record call reads: bit 0 "recording", bit 1 "armed" (old logic waiting for
+//! its threshold), bit 2 "initialised", bits 3.. the profile generation. When the recording bit is clear a
+//! record call is a load and a branch. When it is set, the call reads the clock and writes one 16-byte record
+//! into the calling thread's own ring: no lock, no syscall, no allocation (the first record of a thread
+//! allocates and registers its ring, under the registry lock, once).
+//!
+//! Thread exit: the ring pointer lives in a `const`-initialised thread-local `Cell` that has no destructor, so
+//! it can be read during any other thread-local destructor. A second thread-local (`GUARD`) has a destructor
+//! that only swaps the pointer for a sentinel and marks the ring "exited"; records made after that (from a
+//! later destructor) are dropped and counted. The ring, with its unread records, stays in the registry until
+//! the drain has emptied it, and is then reused by the next new thread: memory stays bounded by the number of
+//! threads alive at once.
+
+pub mod clock;
+pub mod names;
+pub mod ring;
+
+pub use ring::{Record, Ring, RECORD_SIZE};
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Record kinds (top byte of `Record::meta`).
+pub mod kind {
+    /// payload: depth (bits 32..56) | name id (bits 0..32)
+    pub const BEGIN: u8 = 1;
+    /// payload: depth (bits 32..56) of the range being closed
+    pub const END: u8 = 2;
+    /// payload: name id
+    pub const MARK: u8 = 3;
+    /// payload: step number (bits 32..56) | scheduled tokens, saturated (bits 0..32)
+    pub const STEP: u8 = 4;
+    /// payload: one return address of the call stack of the preceding BEGIN (innermost first)
+    pub const STACK: u8 = 5;
+}
+
+pub const REC: u64 = 1;
+pub const ARMED: u64 = 2;
+pub const INIT: u64 = 4;
+pub const GEN_SHIFT: u32 = 3;
+
+/// The recording gate (see module doc). Written only by `session` under its lock.
+pub static STATE: AtomicU64 = AtomicU64::new(0);
+/// `VLLM_TORCH_PROFILER_WITH_STACK`: capture the call stack at each range start.
+pub static WITH_STACK: AtomicBool = AtomicBool::new(false);
+/// Records made after the calling thread's ring was retired (thread exit) or could not be allocated.
+pub static ORPHAN_DROPS: AtomicU64 = AtomicU64::new(0);
+/// Ring capacity in records; set by `session` from the config before the first profile.
+pub static RING_CAPACITY: AtomicUsize = AtomicUsize::new(1 << 16);
+
+const DEAD: *const Ring = 1 as *const Ring;
+
+thread_local! {
+    static CURRENT: Cell<*const Ring> = const { Cell::new(std::ptr::null()) };
+    static GUARD: Guard = const { Guard };
+}
+
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let p = CURRENT.with(|c| c.replace(DEAD));
+        if !p.is_null() && p != DEAD {
+            // SAFETY: rings are leaked ('static) and never freed; `p` came from the registry.
+            unsafe { &*p }.mark_exited();
+        }
+    }
+}
+
+struct Registry {
+    rings: Vec<&'static Ring>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { rings: Vec::new() });
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// Slow path: the first record of this thread. Takes a free ring or allocates one, and arms the exit guard.
+#[cold]
+#[inline(never)]
+fn register() -> Option<&'static Ring> {
+    // Touch the guard first: if this thread is already exiting (we are inside a TLS destructor) the guard
+    // cannot be registered, and a ring given now would never be retired.
+    if GUARD.try_with(|_| ()).is_err() {
+        CURRENT.with(|c| c.set(DEAD));
+        return None;
+    }
+    let tid = gettid();
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    let ring = match reg
+        .rings
+        .iter()
+        .find(|r| r.owner_state() == ring::OWNER_FREE && r.is_empty())
+    {
+        Some(r) => *r,
+        None => {
+            let id = reg.rings.len() as u32;
+            match Ring::try_new(id, RING_CAPACITY.load(Ordering::Relaxed)) {
+                Some(r) => {
+                    let r: &'static Ring = Box::leak(Box::new(r));
+                    reg.rings.push(r);
+                    r
+                }
+                None => {
+                    drop(reg);
+                    log::warn!("could not allocate a record buffer for thread {tid}; its records are dropped");
+                    CURRENT.with(|c| c.set(DEAD));
+                    return None;
+                }
+            }
+        }
+    };
+    ring.assign(tid);
+    drop(reg);
+    CURRENT.with(|c| c.set(ring));
+    Some(ring)
+}
+
+/// The calling thread's ring, registering it on first use; `None` after thread exit.
+#[inline(always)]
+fn my_ring() -> Option<&'static Ring> {
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        return register();
+    }
+    if p == DEAD {
+        return None;
+    }
+    // SAFETY: non-null, non-sentinel pointers in CURRENT come from the registry's leaked rings.
+    Some(unsafe { &*p })
+}
+
+/// Writes one record on the calling thread. `s` is the STATE value that said "recording".
+#[inline(always)]
+fn emit(rec: Record) {
+    match my_ring() {
+        // SAFETY: the ring in CURRENT is owned by this thread (registry invariant), so we are its producer.
+        Some(r) => unsafe {
+            r.push(rec);
+        },
+        None => {
+            ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The producer-private depth of `r` for generation `s`, reset when a new profile began.
+#[inline(always)]
+fn depth_for(r: &Ring, s: u64) -> &mut u32 {
+    // SAFETY: called only from the owning thread, and the returned borrow ends before any other
+    // producer-side call on the ring.
+    let (depth, gen) = unsafe { r.producer_local() };
+    let g = s >> GEN_SHIFT;
+    if *gen != g {
+        *gen = g;
+        *depth = 0;
+    }
+    depth
+}
+
+/// Opens a named range on the calling thread.
+#[inline(always)]
+pub fn range_push(name_id: u32) {
+    let s = STATE.load(Ordering::Relaxed);
+    if s & REC == 0 {
+        return;
+    }
+    let ts = clock::now();
+    let Some(r) = my_ring() else {
+        ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let depth = depth_for(r, s);
+    let d = *depth;
+    *depth = d.saturating_add(1);
+    let rec = Record::new(ts, kind::BEGIN, ((d as u64) << 32) | name_id as u64);
+    // SAFETY: this thread owns `r`.
+    unsafe { r.push(rec) };
+    if WITH_STACK.load(Ordering::Relaxed) {
+        push_stack(r, ts);
+    }
+}
+
+/// Closes the innermost range opened on this thread in this profile; counted and ignored if none is open.
+#[inline(always)]
+pub fn range_pop() {
+    let s = STATE.load(Ordering::Relaxed);
+    if s & REC == 0 {
+        return;
+    }
+    let ts = clock::now();
+    let Some(r) = my_ring() else {
+        ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let depth = depth_for(r, s);
+    if *depth == 0 {
+        r.count_unbalanced();
+        return;
+    }
+    *depth -= 1;
+    let d = *depth;
+    // SAFETY: this thread owns `r`.
+    unsafe { r.push(Record::new(ts, kind::END, (d as u64) << 32)) };
+}
+
+/// An instant event on the calling thread.
+#[inline(always)]
+pub fn mark(name_id: u32) {
+    let s = STATE.load(Ordering::Relaxed);
+    if s & REC == 0 {
+        return;
+    }
+    emit(Record::new(clock::now(), kind::MARK, name_id as u64));
+}
+
+/// A step boundary (called by `session`, which owns the step counter).
+#[inline]
+pub fn record_step(ts: u64, step: u64, tokens: u64) {
+    let payload = (step.min((1 << 24) - 1) << 32) | tokens.min(u32::MAX as u64);
+    emit(Record::new(ts, kind::STEP, payload));
+}
+
+extern "C" {
+    // glibc <execinfo.h>.
+    fn backtrace(buffer: *mut *mut libc::c_void, size: libc::c_int) -> libc::c_int;
+}
+
+/// `VLLM_TORCH_PROFILER_WITH_STACK`: up to 32 return addresses after the BEGIN record. Opt-in and slow
+/// (~1-3 us: glibc's unwinder; its first call in a process loads libgcc_s).
+#[cold]
+#[inline(never)]
+fn push_stack(r: &Ring, ts: u64) {
+    let mut frames = [std::ptr::null_mut::<libc::c_void>(); 34];
+    // SAFETY: the buffer holds `frames.len()` pointers.
+    let n = unsafe { backtrace(frames.as_mut_ptr(), frames.len() as libc::c_int) }.max(0) as usize;
+    // Skip push_stack and range_push themselves.
+    for &f in frames.iter().take(n).skip(2) {
+        // SAFETY: this thread owns `r`.
+        unsafe { r.push(Record::new(ts, kind::STACK, f as u64)) };
+    }
+}
+
+/// Every ring ever registered, into `out` (cleared first; no allocation once `out` is large enough).
+pub fn rings_into(out: &mut Vec<&'static Ring>) {
+    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    out.clear();
+    out.extend_from_slice(&reg.rings);
+}
+
+/// Frees rings whose owner exited and that are empty, so new threads can reuse them.
+pub fn recycle_exited() {
+    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    for r in &reg.rings {
+        if r.owner_state() == ring::OWNER_EXITED && r.is_empty() {
+            r.mark_free();
+        }
+    }
+}

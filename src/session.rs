@@ -1,0 +1,420 @@
+//! The state machine: disabled / armed / idle / running / stopping, and both trigger logics.
+//!
+//! * **disabled**: `VLLM_TORCH_PROFILER_DIR` unset → start returns `NPUPROF_ERR_DISABLED`, the rest no-ops.
+//! * **armed** (old logic, `PROFILER_TOKEN_THRESHOLD` set): the first `step(n)` with `n >= threshold` starts
+//!   a profile (that step is `ProfilerStep#1`); the step that would be number `PROFILER_STOP_STEP + 1` stops
+//!   it instead, so exactly `PROFILER_STOP_STEP` complete steps are recorded. Fires once per process.
+//! * **idle** ⇄ **running** by `start`/`stop` (new logic, and manual control in the old logic too).
+//! * **stopping**: after `stop` the drain thread finishes the spool and the export thread writes the files;
+//!   a new profile may start meanwhile. `flush` waits for every stopped profile.
+//!
+//! Control calls take one mutex (they are rare); the record calls never do: they read `record::STATE`.
+
+use crate::backend::{self, Backend};
+use crate::config::{Config, Trigger};
+use crate::drain;
+use crate::error::{Error, Result, Status};
+use crate::export::layout;
+use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Why a profile ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Manual,
+    StepLimit,
+    DiskLimit,
+    IoError,
+    Shutdown,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Manual => "npuprof_stop",
+            StopReason::StepLimit => "PROFILER_STOP_STEP reached",
+            StopReason::DiskLimit => "NPUPROF_MAX_DISK_MB reached",
+            StopReason::IoError => "spool write error",
+            StopReason::Shutdown => "npuprof_shutdown",
+        }
+    }
+}
+
+/// One profile's facts, shared by the session, the drain and the exporters.
+#[derive(Debug)]
+pub struct Profile {
+    pub gen: u64,
+    pub dir: PathBuf,
+    pub spool_path: PathBuf,
+    /// (tick, CLOCK_REALTIME ns) taken at start; the start tick is `anchor.0`.
+    pub anchor: (u64, u64),
+    pub pid: u32,
+    pub worker: String,
+    pub rank: u32,
+    pub device_id: u32,
+    /// Started by the old logic's threshold.
+    pub auto: bool,
+    pub backend: &'static str,
+    pub config: &'static Config,
+}
+
+struct Control {
+    threads: Option<drain::Threads>,
+    backend: Option<Box<dyn Backend>>,
+    running: Option<Arc<Profile>>,
+    last_dir: Option<PathBuf>,
+    next_gen: u64,
+}
+
+static CONTROL: Mutex<Control> = Mutex::new(Control {
+    threads: None,
+    backend: None,
+    running: None,
+    last_dir: None,
+    next_gen: 1,
+});
+static CONFIG: OnceLock<Config> = OnceLock::new();
+/// Steps seen in the running profile (the next step's number is this + 1).
+static STEPS: AtomicU64 = AtomicU64::new(0);
+/// Old logic: the step number that ends the running profile instead of being recorded; 0 = no limit.
+static STOP_AT: AtomicU64 = AtomicU64::new(0);
+
+fn lock() -> MutexGuard<'static, Control> {
+    CONTROL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads the configuration (once), sets up logging and the clock, and arms the old logic.
+pub fn config() -> &'static Config {
+    CONFIG.get_or_init(|| {
+        let c = Config::from_env();
+        crate::logger::init(c.log_level);
+        for w in &c.warnings {
+            log::warn!("{w}");
+        }
+        clock::init();
+        record::RING_CAPACITY.store(c.ring_capacity(), Ordering::Relaxed);
+        record::WITH_STACK.store(c.with_stack && c.profiler_dir.is_some(), Ordering::Relaxed);
+        let armed = matches!(c.trigger, Trigger::Auto { .. }) && c.profiler_dir.is_some();
+        // Release pairs with the Acquire loads in `step`: the config is visible once INIT is.
+        STATE.fetch_or(INIT | if armed { ARMED } else { 0 }, Ordering::Release);
+        c
+    })
+}
+
+pub fn is_running() -> bool {
+    STATE.load(Ordering::Acquire) & REC != 0
+}
+
+/// `npuprof_start`.
+pub fn start() -> Result<()> {
+    let cfg = config();
+    if cfg.profiler_dir.is_none() {
+        return Err(disabled());
+    }
+    let mut ctl = lock();
+    start_locked(&mut ctl, cfg, false)
+}
+
+fn disabled() -> Error {
+    Error::new(
+        Status::Disabled,
+        "profiling is disabled: set VLLM_TORCH_PROFILER_DIR to the directory for results",
+    )
+}
+
+fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<()> {
+    if let Some(p) = &ctl.running {
+        return Err(Error::new(
+            Status::AlreadyRunning,
+            format!("a profile is already recording into {}", p.dir.display()),
+        ));
+    }
+    let root = cfg.profiler_dir.as_ref().ok_or_else(disabled)?;
+    if ctl.threads.as_ref().is_some_and(|t| !t.alive()) {
+        log::warn!("the background threads ended unexpectedly; restarting them");
+        ctl.threads = None;
+    }
+    if ctl.threads.is_none() {
+        let t = drain::Threads::spawn().map_err(|e| {
+            Error::new(
+                Status::Internal,
+                format!("cannot start the npuprof-drain thread: {e}"),
+            )
+        })?;
+        ctl.threads = Some(t);
+    }
+    let backend = ctl
+        .backend
+        .get_or_insert_with(|| backend::select(cfg.backend));
+
+    let anchor = clock::anchor_now();
+    let dir = layout::create_worker_dir(root, &cfg.worker_name_now(), anchor.1)?;
+    let spool_path = dir.join(layout::FRAMEWORK_DIR).join(layout::SPOOL_NAME);
+    let spool = layout::create_new(&spool_path)
+        .map_err(|e| Error::io("cannot create spool", &spool_path, &e))?;
+    let gen = ctl.next_gen;
+    let profile = Arc::new(Profile {
+        gen,
+        dir: dir.clone(),
+        spool_path,
+        anchor,
+        pid: std::process::id(),
+        worker: cfg.worker_name_now(),
+        rank: cfg.rank,
+        device_id: cfg.device_id,
+        auto,
+        backend: backend.name(),
+        config: cfg,
+    });
+    backend.start(&profile).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&dir);
+        e
+    })?;
+    let threads = ctl
+        .threads
+        .as_ref()
+        .ok_or_else(|| Error::new(Status::Internal, "background threads missing after spawn"))?;
+    threads.send(drain::Msg::Start(profile.clone(), spool))?;
+    ctl.next_gen += 1;
+    STEPS.store(0, Ordering::Relaxed);
+    let stop_at = match cfg.trigger {
+        Trigger::Auto { stop_step, .. } if auto => stop_step + 1,
+        _ => 0,
+    };
+    STOP_AT.store(stop_at, Ordering::Relaxed);
+    // Release pairs with the Acquire in `step` (STEPS/STOP_AT above are visible with REC). The record calls
+    // load STATE Relaxed: they use no other data published here (the generation travels in STATE itself).
+    let keep = STATE.load(Ordering::Relaxed) & (INIT | ARMED);
+    STATE.store(keep | REC | (gen << GEN_SHIFT), Ordering::Release);
+    log::info!(
+        "profiling started{}: {}",
+        if auto {
+            " (PROFILER_TOKEN_THRESHOLD reached)"
+        } else {
+            ""
+        },
+        dir.display()
+    );
+    ctl.last_dir = Some(dir);
+    ctl.running = Some(profile);
+    Ok(())
+}
+
+/// `npuprof_stop`.
+pub fn stop() -> Result<()> {
+    let cfg = config();
+    if cfg.profiler_dir.is_none() {
+        return Err(disabled());
+    }
+    let mut ctl = lock();
+    stop_locked(&mut ctl, clock::now(), StopReason::Manual, None)
+}
+
+/// Stops the running profile at `stop_tick`; with `only_gen`, only if that profile is still the running one.
+fn stop_locked(
+    ctl: &mut Control,
+    stop_tick: u64,
+    reason: StopReason,
+    only_gen: Option<u64>,
+) -> Result<()> {
+    let Some(p) = ctl.running.as_ref() else {
+        return Err(Error::new(Status::NotRunning, "no profile is recording"));
+    };
+    if only_gen.is_some_and(|g| g != p.gen) {
+        return Ok(());
+    }
+    let p = ctl.running.take().expect("checked above");
+    STATE.fetch_and(!REC, Ordering::AcqRel);
+    let device = match ctl.backend.as_mut().map(|b| b.stop(&p)) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            log::warn!("backend stop failed, the profile keeps its host data only: {e}");
+            Box::new(backend::NoDeviceData)
+        }
+        None => Box::new(backend::NoDeviceData),
+    };
+    pending_add(1);
+    let sent = ctl.threads.as_ref().map(|t| {
+        t.send(drain::Msg::Stop {
+            profile: p.clone(),
+            stop_tick,
+            reason,
+            device,
+        })
+    });
+    if !matches!(sent, Some(Ok(()))) {
+        pending_done(Some(Error::new(
+            Status::Internal,
+            "background threads are gone",
+        )));
+        return Err(Error::new(
+            Status::Internal,
+            format!(
+                "cannot finish {}: the npuprof-drain thread is gone",
+                p.dir.display()
+            ),
+        ));
+    }
+    log::info!(
+        "profiling stopped ({}); writing {} in the background",
+        reason.name(),
+        p.dir.display()
+    );
+    Ok(())
+}
+
+/// Called by the drain thread when a profile must end on its own (disk cap).
+pub fn stop_from_drain(gen: u64, reason: StopReason) {
+    let mut ctl = lock();
+    let _ = stop_locked(&mut ctl, clock::now(), reason, Some(gen));
+}
+
+/// `npuprof_step`.
+#[inline]
+pub fn step(tokens: u64) -> Result<()> {
+    // Acquire pairs with the Release stores in `config` and `start_locked`.
+    let mut s = STATE.load(Ordering::Acquire);
+    if s & INIT == 0 {
+        config();
+        s = STATE.load(Ordering::Acquire);
+    }
+    if s & REC != 0 {
+        let ts = clock::now();
+        let k = STEPS.fetch_add(1, Ordering::Relaxed) + 1;
+        let stop_at = STOP_AT.load(Ordering::Relaxed);
+        if stop_at != 0 && k >= stop_at {
+            if k == stop_at {
+                let mut ctl = lock();
+                return stop_locked(&mut ctl, ts, StopReason::StepLimit, Some(s >> GEN_SHIFT))
+                    .or_else(|e| {
+                        if e.status == Status::NotRunning {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    });
+            }
+            return Ok(());
+        }
+        record::record_step(ts, k, tokens);
+        return Ok(());
+    }
+    if s & ARMED != 0 {
+        if let Trigger::Auto { threshold, .. } = config().trigger {
+            if tokens >= threshold {
+                return auto_start(tokens);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cold]
+fn auto_start(tokens: u64) -> Result<()> {
+    let cfg = config();
+    let mut ctl = lock();
+    if STATE.load(Ordering::Acquire) & ARMED == 0 || ctl.running.is_some() {
+        // Someone else fired it, or a manual profile runs (this step is then recorded by the next call).
+        return Ok(());
+    }
+    STATE.fetch_and(!ARMED, Ordering::AcqRel);
+    start_locked(&mut ctl, cfg, true)?;
+    STEPS.store(1, Ordering::Relaxed);
+    record::record_step(clock::now(), 1, tokens);
+    Ok(())
+}
+
+// ---- pending exports: flush waits for these ------------------------------------------------------------
+
+struct Pending {
+    count: u64,
+    errors: Vec<Error>,
+}
+
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
+    count: 0,
+    errors: Vec::new(),
+});
+static PENDING_CV: Condvar = Condvar::new();
+
+fn pending_add(n: u64) {
+    PENDING.lock().unwrap_or_else(|e| e.into_inner()).count += n;
+}
+
+/// One stopped profile is finished (exported or failed).
+pub fn pending_done(err: Option<Error>) {
+    let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    p.count = p.count.saturating_sub(1);
+    if let Some(e) = err {
+        p.errors.push(e);
+    }
+    PENDING_CV.notify_all();
+}
+
+/// `npuprof_flush`: waits until every stopped profile is written. Returns the first export error since the
+/// last flush, if any.
+pub fn flush() -> Result<()> {
+    let timeout = Duration::from_secs(config().flush_timeout_s);
+    let deadline = Instant::now() + timeout;
+    let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    while p.count > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::new(
+                Status::Io,
+                format!(
+                    "{} profile(s) still being written after {}s (NPUPROF_FLUSH_TIMEOUT_S)",
+                    p.count,
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        p = PENDING_CV
+            .wait_timeout(p, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    let errors = std::mem::take(&mut p.errors);
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `npuprof_shutdown`: stop if running, flush, end the background threads. Later calls start again lazily.
+pub fn shutdown() -> Result<()> {
+    let cfg = config();
+    if cfg.profiler_dir.is_none() {
+        return Ok(());
+    }
+    {
+        let mut ctl = lock();
+        match stop_locked(&mut ctl, clock::now(), StopReason::Shutdown, None) {
+            Ok(()) => {}
+            Err(e) if e.status == Status::NotRunning => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let flushed = flush();
+    if flushed
+        .as_ref()
+        .is_err_and(|e| e.status == Status::Io && e.msg.contains("still being written"))
+    {
+        // Do not join threads that are stuck on I/O: leave them, never hang the host.
+        return flushed;
+    }
+    let threads = lock().threads.take();
+    if let Some(t) = threads {
+        t.shutdown();
+    }
+    flushed
+}
+
+/// The current or most recent worker directory.
+pub fn output_dir() -> Option<PathBuf> {
+    config();
+    lock().last_dir.clone()
+}
