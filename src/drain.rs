@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub enum Msg {
-    Start(Arc<Profile>, File),
+    Start(Arc<Profile>, File, record::Baseline),
     Stop {
         profile: Arc<Profile>,
         stop_tick: u64,
@@ -128,13 +128,24 @@ struct Active {
     spool_error: Option<String>,
 }
 
+/// (ring id, epoch, tid, start, end): a run of one thread's records in a scratch buffer.
+type Span = (u32, u32, u32, usize, usize);
+
+/// Records drained at a profile's stop that are newer than its stop tick: they were made by the next
+/// profile (already started while this one was being closed) and are handed to it.
+#[derive(Default)]
+struct Carry {
+    records: Vec<Record>,
+    spans: Vec<Span>,
+}
+
 struct Drain {
     etx: Sender<ExportJob>,
     active: Option<Active>,
     rings: Vec<&'static Ring>,
     scratch: Vec<Record>,
-    /// (ring id, epoch, tid, start, end) into `scratch`.
-    spans: Vec<(u32, u32, u32, usize, usize)>,
+    spans: Vec<Span>,
+    carry: Carry,
 }
 
 fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportJob>) {
@@ -144,6 +155,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportJob>) {
         rings: Vec::new(),
         scratch: Vec::new(),
         spans: Vec::new(),
+        carry: Carry::default(),
     };
     let mut idle_polls = 0u32;
     loop {
@@ -162,8 +174,8 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportJob>) {
         let shutdown = matches!(msg, Some(Msg::Shutdown));
         let r = catch_unwind(AssertUnwindSafe(|| {
             let moved = match msg {
-                Some(Msg::Start(p, f)) => {
-                    d.start(p, f);
+                Some(Msg::Start(p, f, b)) => {
+                    d.start(p, f, b);
                     0
                 }
                 Some(Msg::Stop {
@@ -195,9 +207,10 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportJob>) {
 }
 
 impl Drain {
-    fn start(&mut self, profile: Arc<Profile>, file: File) {
-        // Whatever is still in the rings predates this profile.
-        self.poll(None);
+    fn start(&mut self, profile: Arc<Profile>, file: File, base: record::Baseline) {
+        // Records still in the rings from before this profile are dropped by the window filter (their
+        // ticks are older than the start tick); draining here would race with the first records of the
+        // new profile, which may already be in the rings.
         let mut kv = BTreeMap::new();
         kv.insert("gen".into(), profile.gen.to_string());
         kv.insert("pid".into(), profile.pid.to_string());
@@ -219,12 +232,11 @@ impl Drain {
                 (None, Some(e.to_string()))
             }
         };
-        record::rings_into(&mut self.rings);
         let cap = profile.config.max_disk_bytes() / 8;
         self.active = Some(Active {
-            base_dropped: self.rings.iter().map(|r| r.dropped()).collect(),
-            base_unbalanced: self.rings.iter().map(|r| r.unbalanced()).collect(),
-            base_orphans: record::ORPHAN_DROPS.load(Ordering::Relaxed),
+            base_dropped: base.dropped,
+            base_unbalanced: base.unbalanced,
+            base_orphans: base.orphans,
             profile,
             w,
             names_written: 0,
@@ -239,9 +251,20 @@ impl Drain {
     /// Moves every ring's records into the spool (or discards them when no profile is active). Returns the
     /// number of records moved.
     fn poll(&mut self, window_end: Option<u64>) -> usize {
+        if self.active.is_none() {
+            // Between profiles, leave the rings alone: a profile whose Start message is still in the channel
+            // may already be recording. Late records of the previous profile are filtered out by the next
+            // one's window.
+            return 0;
+        }
         record::rings_into(&mut self.rings);
         self.scratch.clear();
         self.spans.clear();
+        // Carried records first: they are older than anything still in the rings.
+        self.scratch.extend_from_slice(&self.carry.records);
+        self.spans.extend_from_slice(&self.carry.spans);
+        self.carry.records.clear();
+        self.carry.spans.clear();
         for r in &self.rings {
             let start = self.scratch.len();
             let scratch = &mut self.scratch;
@@ -258,7 +281,7 @@ impl Drain {
         let Some(a) = self.active.as_mut() else {
             return moved;
         };
-        if let Err(e) = a.write(&mut self.scratch, &self.spans, window_end) {
+        if let Err(e) = a.write(&mut self.scratch, &self.spans, window_end, &mut self.carry) {
             if a.spool_error.is_none() {
                 log::error!(
                     "cannot write spool {}: {e}; recording stops, what was written is kept",
@@ -356,9 +379,24 @@ impl Active {
     fn write(
         &mut self,
         scratch: &mut [Record],
-        spans: &[(u32, u32, u32, usize, usize)],
+        spans: &[Span],
         window_end: Option<u64>,
+        carry: &mut Carry,
     ) -> std::io::Result<()> {
+        let hi = window_end.unwrap_or(u64::MAX);
+        if window_end.is_some() {
+            for &(ring, epoch, tid, s, e) in spans {
+                let start = carry.records.len();
+                carry
+                    .records
+                    .extend(scratch[s..e].iter().filter(|r| r.ts > hi));
+                if carry.records.len() > start {
+                    carry
+                        .spans
+                        .push((ring, epoch, tid, start, carry.records.len()));
+                }
+            }
+        }
         let Some(w) = self.w.as_mut() else {
             return Ok(());
         };
@@ -376,19 +414,23 @@ impl Active {
             self.names_written = count;
         }
         let lo = self.profile.anchor.0;
-        let hi = window_end.unwrap_or(u64::MAX);
         for &(ring, epoch, tid, s, e) in spans {
             let recs = &mut scratch[s..e];
-            // Keep records inside [start, stop] (stable compaction in place).
+            // Keep records inside [start, stop] (stable compaction in place); those after the stop were
+            // carried to the next profile above, those before the start raced this profile's start (or
+            // the previous profile's stop) and are counted here.
             let mut kept = 0;
+            let mut later = 0;
             for i in 0..recs.len() {
                 let r = recs[i];
-                if r.ts >= lo && r.ts <= hi {
+                if r.ts > hi {
+                    later += 1;
+                } else if r.ts >= lo {
                     recs[kept] = r;
                     kept += 1;
                 }
             }
-            self.counters.outside_window += (recs.len() - kept) as u64;
+            self.counters.outside_window += (recs.len() - kept - later) as u64;
             if kept == 0 {
                 continue;
             }

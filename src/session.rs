@@ -177,7 +177,11 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         .threads
         .as_ref()
         .ok_or_else(|| Error::new(Status::Internal, "background threads missing after spawn"))?;
-    threads.send(drain::Msg::Start(profile.clone(), spool))?;
+    threads.send(drain::Msg::Start(
+        profile.clone(),
+        spool,
+        record::baseline(),
+    ))?;
     ctl.next_gen += 1;
     STEPS.store(0, Ordering::Relaxed);
     let stop_at = match cfg.trigger {

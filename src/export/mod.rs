@@ -317,12 +317,15 @@ impl HostPass {
         }
         let name = self.name(o.name);
         let args = std::mem::take(&mut self.args);
+        // Durations are differences of converted end points, so nesting and adjacency survive the
+        // conversion exactly (no independent rounding of begin and length).
+        let begin_ns = self.conv.to_ns(begin);
         let r = tw.complete(
             self.pid,
             tid,
             &name,
-            self.conv.to_ns(begin),
-            self.conv.ticks_to_ns(end - begin),
+            begin_ns,
+            self.conv.to_ns(end).saturating_sub(begin_ns),
             "cpu_op",
             &args,
         );
@@ -413,7 +416,7 @@ impl HostPass {
             let (k, tick, tokens, tid) = self.steps[i];
             let end = self.steps.get(i + 1).map_or(stop_tick, |s| s.1).max(tick);
             let start_ns = self.conv.to_ns(tick);
-            let dur = self.conv.ticks_to_ns(end - tick);
+            let dur = self.conv.to_ns(end).saturating_sub(start_ns);
             let name = json::string(format!("ProfilerStep#{k}").as_bytes());
             tw.complete(
                 self.pid,

@@ -254,6 +254,25 @@ pub fn rings_into(out: &mut Vec<&'static Ring>) {
     out.extend_from_slice(&reg.rings);
 }
 
+/// Counter baselines at a profile's start: per ring id (dropped, unbalanced), plus the orphan drops.
+#[derive(Clone, Debug, Default)]
+pub struct Baseline {
+    pub dropped: Vec<u64>,
+    pub unbalanced: Vec<u64>,
+    pub orphans: u64,
+}
+
+/// Takes the baseline (before the recording bit is set, so everything counted later belongs to the new
+/// profile). Rings registered later are new allocations whose counters start at 0.
+pub fn baseline() -> Baseline {
+    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    Baseline {
+        dropped: reg.rings.iter().map(|r| r.dropped()).collect(),
+        unbalanced: reg.rings.iter().map(|r| r.unbalanced()).collect(),
+        orphans: ORPHAN_DROPS.load(Ordering::Relaxed),
+    }
+}
+
 /// Frees rings whose owner exited and that are empty, so new threads can reuse them.
 pub fn recycle_exited() {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());

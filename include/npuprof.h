@@ -1,0 +1,91 @@
+/*
+ * npuprof.h — C interface of libnpuprof.so, an in-process profiling shim for Ascend NPU inference runtimes.
+ *
+ * Load the library with LD_PRELOAD or dlopen. Every function is thread-safe, callable from any thread, in any
+ * order, without any prior initialisation call. Configuration comes from the environment, read once on the
+ * first call (VLLM_TORCH_PROFILER_DIR, PROFILER_TOKEN_THRESHOLD, PROFILER_STOP_STEP, the four
+ * VLLM_TORCH_PROFILER_* booleans and the NPUPROF_* variables; see README.md).
+ *
+ * No function ever aborts or unwinds into the caller: failures are status codes plus one log line on stderr
+ * prefixed "[npuprof]".
+ */
+#ifndef NPUPROF_H
+#define NPUPROF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes returned by the int-returning functions. The values are fixed. */
+enum npuprof_status {
+    NPUPROF_OK = 0,                   /* success */
+    NPUPROF_ERR_DISABLED = 1,         /* profiling not enabled: VLLM_TORCH_PROFILER_DIR unset or empty */
+    NPUPROF_ERR_ALREADY_RUNNING = 2,  /* npuprof_start while a profile is recording */
+    NPUPROF_ERR_NOT_RUNNING = 3,      /* npuprof_stop while no profile is recording */
+    NPUPROF_ERR_INVALID_ARGUMENT = 4, /* an argument is invalid */
+    NPUPROF_ERR_IO = 5,               /* a file or directory could not be created or written */
+    NPUPROF_ERR_BACKEND = 6,          /* the device profiling backend failed */
+    NPUPROF_ERR_INTERNAL = 7          /* a caught panic or broken invariant; the host is unaffected */
+};
+
+/* Begins a profile now (the runtime's POST /start_profile): creates a new
+ * {VLLM_TORCH_PROFILER_DIR}/{worker}_{YYYYmmddHHMMSSmmm}_ascend_ms directory and starts recording.
+ * Returns NPUPROF_OK, NPUPROF_ERR_DISABLED, NPUPROF_ERR_ALREADY_RUNNING, NPUPROF_ERR_IO or
+ * NPUPROF_ERR_BACKEND. */
+int npuprof_start(void);
+
+/* Ends the running profile (the runtime's POST /stop_profile). Returns at once: the result files are
+ * written by a background thread (see npuprof_flush). Returns NPUPROF_OK, NPUPROF_ERR_DISABLED or
+ * NPUPROF_ERR_NOT_RUNNING. */
+int npuprof_stop(void);
+
+/* Call once at the beginning of every scheduler step. While recording, marks the boundary between steps
+ * (ProfilerStep#N). With PROFILER_TOKEN_THRESHOLD set (the old logic), the first step with
+ * num_scheduled_tokens >= threshold starts a profile (that step is ProfilerStep#1) and the profile stops by
+ * itself when the step after PROFILER_STOP_STEP recorded steps begins. When disabled or idle this is a
+ * no-op of a few nanoseconds returning NPUPROF_OK. */
+int npuprof_step(uint64_t num_scheduled_tokens);
+
+/* 1 while a profile is being recorded, else 0. */
+int npuprof_is_running(void);
+
+/* A static, NUL-terminated description of a status code; never NULL, also for unknown values. */
+const char *npuprof_strerror(int status);
+
+/* Writes the current or most recent worker directory into buf as a NUL-terminated path, truncated to fit
+ * len bytes (never writes past len; buf may be NULL to query). Returns the length of the full path without
+ * the NUL, or 0 if no profile was started yet. */
+size_t npuprof_output_dir(char *buf, size_t len);
+
+/* Interns an annotation name; returns a non-zero id to pass to the calls below, or 0 for NULL or "".
+ * Names may be any bytes: non-UTF-8 bytes are written as \xNN, never rejected. Intern each name once and
+ * keep the id: this call takes a lock, the annotation calls do not. */
+uint32_t npuprof_intern(const char *name);
+
+/* Host annotations on the calling thread: the hot path. No lock, no system call, no allocation (after the
+ * first record of a thread); when the thread's buffer is full the event is dropped and counted. No-ops
+ * when not recording. An unbalanced pop is counted and ignored; ranges still open at stop are closed at the
+ * stop time. */
+void npuprof_range_push(uint32_t name_id);
+void npuprof_range_pop(void);
+void npuprof_mark(uint32_t name_id);
+
+/* Blocks until every stopped profile's files are completely written (at most NPUPROF_FLUSH_TIMEOUT_S).
+ * Returns NPUPROF_OK, or the error of an export that failed since the last flush (NPUPROF_ERR_IO, ...). */
+int npuprof_flush(void);
+
+/* Stops the running profile if any, flushes, and ends the background threads. Later calls start things
+ * again lazily. Call it from the runtime's shutdown path. */
+int npuprof_shutdown(void);
+
+/* The library version, "MAJOR.MINOR.PATCH". */
+const char *npuprof_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NPUPROF_H */

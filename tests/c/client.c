@@ -1,0 +1,303 @@
+/* A C client of libnpuprof.so, the way an inference runtime uses it.
+ *
+ * Built twice by tests/c_api.rs:
+ *   -DNPUPROF_TEST_DLOPEN : dlopen(argv[1]) + dlsym, RTLD_LOCAL
+ *   (default)             : npuprof_* resolved weakly, library injected with LD_PRELOAD
+ * Usage: client LIB SCENARIO [ARGS...]; prints KEY=VALUE lines and exits 0, or prints FAIL and exits 1.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "npuprof.h"
+
+struct api {
+    int (*start)(void);
+    int (*stop)(void);
+    int (*step)(uint64_t);
+    int (*is_running)(void);
+    const char *(*strerror)(int);
+    size_t (*output_dir)(char *, size_t);
+    uint32_t (*intern)(const char *);
+    void (*range_push)(uint32_t);
+    void (*range_pop)(void);
+    void (*mark)(uint32_t);
+    int (*flush)(void);
+    int (*shutdown)(void);
+    const char *(*version)(void);
+};
+static struct api P;
+static int failures;
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                          \
+        }                                                                        \
+    } while (0)
+#define EXPECT(call, want)                                                       \
+    do {                                                                         \
+        int got_ = (call);                                                       \
+        if (got_ != (want)) {                                                    \
+            printf("FAIL %s:%d: %s = %d (%s), want %d\n", __FILE__, __LINE__,    \
+                   #call, got_, P.strerror(got_), (int)(want));                  \
+            failures++;                                                          \
+        }                                                                        \
+    } while (0)
+
+#ifdef NPUPROF_TEST_DLOPEN
+static void load(const char *lib) {
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        printf("FAIL dlopen: %s\n", dlerror());
+        exit(1);
+    }
+#define SYM(f) *(void **)(&P.f) = dlsym(h, "npuprof_" #f); if (!P.f) { printf("FAIL dlsym npuprof_%s\n", #f); exit(1); }
+    SYM(start) SYM(stop) SYM(step) SYM(is_running) SYM(strerror) SYM(output_dir) SYM(intern)
+    SYM(range_push) SYM(range_pop) SYM(mark) SYM(flush) SYM(shutdown) SYM(version)
+#undef SYM
+    printf("LINK=dlopen\n");
+}
+#else
+/* Weak references: the program runs (and can say so) when the library is not preloaded. */
+#pragma weak npuprof_start
+#pragma weak npuprof_stop
+#pragma weak npuprof_step
+#pragma weak npuprof_is_running
+#pragma weak npuprof_strerror
+#pragma weak npuprof_output_dir
+#pragma weak npuprof_intern
+#pragma weak npuprof_range_push
+#pragma weak npuprof_range_pop
+#pragma weak npuprof_mark
+#pragma weak npuprof_flush
+#pragma weak npuprof_shutdown
+#pragma weak npuprof_version
+static void load(const char *lib) {
+    (void)lib;
+    if (!npuprof_start) {
+        printf("NOT_PRELOADED=1\n");
+        exit(0);
+    }
+    P.start = npuprof_start; P.stop = npuprof_stop; P.step = npuprof_step;
+    P.is_running = npuprof_is_running; P.strerror = npuprof_strerror;
+    P.output_dir = npuprof_output_dir; P.intern = npuprof_intern;
+    P.range_push = npuprof_range_push; P.range_pop = npuprof_range_pop; P.mark = npuprof_mark;
+    P.flush = npuprof_flush; P.shutdown = npuprof_shutdown; P.version = npuprof_version;
+    printf("LINK=preload\n");
+}
+#endif
+
+static void print_dir(void) {
+    char buf[4096];
+    size_t n = P.output_dir(buf, sizeof buf);
+    printf("DIR=%s\n", n ? buf : "");
+}
+
+/* One "model forward": nested ranges and a mark, like a runtime's layers. */
+static uint32_t ID_FWD, ID_ATTN, ID_MLP, ID_MARK, ID_WORK;
+static void forward(int layers) {
+    P.range_push(ID_FWD);
+    for (int l = 0; l < layers; l++) {
+        P.range_push(ID_ATTN);
+        P.range_pop();
+        P.range_push(ID_MLP);
+        P.mark(ID_MARK);
+        P.range_pop();
+    }
+    P.range_pop();
+}
+
+static void intern_all(void) {
+    ID_FWD = P.intern("model_forward");
+    ID_ATTN = P.intern("attention");
+    ID_MLP = P.intern("mlp");
+    ID_MARK = P.intern("kv_cache_swap");
+    ID_WORK = P.intern("worker_task");
+    CHECK(ID_FWD && ID_ATTN && ID_MLP && ID_MARK && ID_WORK);
+    CHECK(ID_FWD != ID_ATTN);
+    CHECK(P.intern("model_forward") == ID_FWD);
+}
+
+struct worker_arg { int iters; volatile int *stop; };
+static void *worker(void *p) {
+    struct worker_arg *a = p;
+    for (int i = 0; i < a->iters; i++) {
+        P.range_push(ID_WORK);
+        P.mark(ID_MARK);
+        P.range_pop();
+    }
+    return NULL;
+}
+
+/* manual STEPS THREADS: POST /start_profile, STEPS scheduler steps with forwards, THREADS helper threads,
+ * POST /stop_profile. */
+static void scenario_manual(int steps, int threads) {
+    intern_all();
+    EXPECT(P.is_running(), 0);
+    EXPECT(P.start(), NPUPROF_OK);
+    EXPECT(P.is_running(), 1);
+    pthread_t th[64];
+    struct worker_arg wa = {1000, NULL};
+    for (int t = 0; t < threads && t < 64; t++) pthread_create(&th[t], NULL, worker, &wa);
+    for (int s = 0; s < steps; s++) {
+        EXPECT(P.step(100 + s), NPUPROF_OK);
+        forward(4);
+        usleep(2000);
+    }
+    for (int t = 0; t < threads && t < 64; t++) pthread_join(th[t], NULL);
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.is_running(), 0);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
+/* old T1 T2 ...: one scheduler step per argument with that many tokens; prints the running state after
+ * each step so the test can check exactly when the old logic starts and stops. */
+static void scenario_old(int argc, char **argv) {
+    intern_all();
+    for (int i = 0; i < argc; i++) {
+        EXPECT(P.step(strtoull(argv[i], NULL, 10)), NPUPROF_OK);
+        printf("RUNNING_AFTER_STEP_%d=%d\n", i + 1, P.is_running());
+        forward(2);
+        usleep(1000);
+    }
+    if (P.is_running()) EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
+static void scenario_disabled(void) {
+    EXPECT(P.start(), NPUPROF_ERR_DISABLED);
+    EXPECT(P.step(1000), NPUPROF_OK);
+    EXPECT(P.is_running(), 0);
+    uint32_t id = P.intern("x");
+    CHECK(id != 0);
+    P.range_push(id);
+    P.mark(id);
+    P.range_pop();
+    P.range_pop();
+    EXPECT(P.stop(), NPUPROF_ERR_DISABLED);
+    EXPECT(P.flush(), NPUPROF_OK);
+    EXPECT(P.shutdown(), NPUPROF_OK);
+    char buf[8] = "zzzzzzz";
+    CHECK(P.output_dir(buf, sizeof buf) == 0);
+    CHECK(buf[0] == 0);
+    print_dir();
+}
+
+static void scenario_misuse(void) {
+    EXPECT(P.stop(), NPUPROF_ERR_NOT_RUNNING);
+    CHECK(P.intern(NULL) == 0);
+    CHECK(P.intern("") == 0);
+    CHECK(P.output_dir(NULL, 0) == 0);
+    for (int s = -5; s < 20; s++) CHECK(P.strerror(s) != NULL && strlen(P.strerror(s)) > 0);
+    CHECK(strstr(P.strerror(NPUPROF_ERR_NOT_RUNNING), "NOT_RUNNING") != NULL);
+    CHECK(strstr(P.strerror(12345), "UNKNOWN") != NULL);
+    CHECK(P.version() != NULL && strchr(P.version(), '.') != NULL);
+    EXPECT(P.flush(), NPUPROF_OK); /* nothing pending */
+    P.range_pop();                 /* not recording: no-op */
+
+    EXPECT(P.start(), NPUPROF_OK);
+    EXPECT(P.start(), NPUPROF_ERR_ALREADY_RUNNING);
+    uint32_t a = P.intern("a");
+    P.range_pop(); /* unbalanced: counted, ignored */
+    P.range_push(a);
+    P.range_push(0); /* id 0 is allowed: an unnamed range */
+    P.range_pop();
+    P.range_pop();
+    P.range_pop(); /* unbalanced again */
+    P.range_push(a); /* left open: closed at stop */
+    P.mark(987654); /* an id never interned */
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.stop(), NPUPROF_ERR_NOT_RUNNING);
+
+    /* output_dir: exact length, truncation without overflow */
+    char big[4096], small[8];
+    memset(small, 'Z', sizeof small);
+    size_t n = P.output_dir(big, sizeof big);
+    CHECK(n > 0 && n == strlen(big));
+    size_t m = P.output_dir(small, 5);
+    CHECK(m == n);
+    CHECK(small[4] == 0 && strncmp(small, big, 4) == 0 && small[5] == 'Z');
+    CHECK(P.output_dir(NULL, 100) == n);
+
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+    EXPECT(P.shutdown(), NPUPROF_OK);
+    EXPECT(P.shutdown(), NPUPROF_OK);
+    /* Everything starts again lazily after shutdown. */
+    EXPECT(P.start(), NPUPROF_OK);
+    P.range_push(a);
+    P.range_pop();
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
+/* names: any bytes are accepted and end up escaped in the trace. */
+static void scenario_names(void) {
+    const char *weird[] = {"quote\"d", "back\\slash", "ctl\x01\t\n", "bad\xff\xfe", "comma,name", "中文"};
+    EXPECT(P.start(), NPUPROF_OK);
+    for (size_t i = 0; i < sizeof weird / sizeof *weird; i++) {
+        uint32_t id = P.intern(weird[i]);
+        CHECK(id != 0);
+        P.range_push(id);
+        P.range_pop();
+        P.mark(id);
+    }
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
+/* two: two profiles back to back, the second started while the first may still be exporting. */
+static void scenario_two(void) {
+    intern_all();
+    for (int p = 0; p < 2; p++) {
+        EXPECT(P.start(), NPUPROF_OK);
+        for (int s = 0; s < 3; s++) {
+            EXPECT(P.step(10), NPUPROF_OK);
+            forward(1);
+        }
+        EXPECT(P.stop(), NPUPROF_OK);
+        print_dir();
+    }
+    EXPECT(P.flush(), NPUPROF_OK);
+}
+
+/* exit: return from main while recording, without stop (must not hang or crash). */
+static void scenario_exit_running(void) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    forward(3);
+    print_dir();
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: client LIB SCENARIO [ARGS]\n");
+        return 2;
+    }
+    load(argv[1]);
+    const char *s = argv[2];
+    if (!strcmp(s, "manual")) scenario_manual(argc > 3 ? atoi(argv[3]) : 5, argc > 4 ? atoi(argv[4]) : 2);
+    else if (!strcmp(s, "old")) scenario_old(argc - 3, argv + 3);
+    else if (!strcmp(s, "disabled")) scenario_disabled();
+    else if (!strcmp(s, "misuse")) scenario_misuse();
+    else if (!strcmp(s, "names")) scenario_names();
+    else if (!strcmp(s, "two")) scenario_two();
+    else if (!strcmp(s, "exit_running")) scenario_exit_running();
+    else {
+        printf("FAIL unknown scenario %s\n", s);
+        return 2;
+    }
+    printf("FAILURES=%d\n", failures);
+    return failures ? 1 : 0;
+}

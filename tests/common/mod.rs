@@ -1,0 +1,327 @@
+//! Helpers for the integration tests: locate the built library, build C programs with the `cc` crate, run
+//! them with a clean environment, and read results.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn shared() -> PathBuf {
+    repo().join("../shared")
+}
+
+/// target/<profile>/ of this test binary.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// The cdylib, freshly built. `cargo test` builds only the rlib for integration tests, so the first call in
+/// each test binary runs `cargo build --lib` for this profile (a no-op when it is up to date).
+pub fn lib() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = target_dir();
+            let profile = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(repo()).args(["build", "--lib", "--quiet"]);
+            if profile != "debug" {
+                cmd.args(["--profile", &profile]);
+            }
+            let o = cmd.output().expect("run cargo build --lib");
+            assert!(
+                o.status.success(),
+                "cargo build --lib failed:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let p = dir.join("libnpuprof.so");
+            assert!(p.exists(), "{} not built", p.display());
+            p
+        })
+        .clone()
+}
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Compiles C sources into an executable under target/<profile>/ctests/ with the target's C compiler.
+pub fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -> PathBuf {
+    let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = target_dir().join("ctests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join(name);
+    let target = env!("NPUPROF_BUILD_TARGET");
+    let compiler = cc::Build::new()
+        .cargo_metadata(false)
+        .target(target)
+        .host(target)
+        .opt_level(1)
+        .debug(true)
+        .warnings(true)
+        .get_compiler();
+    let mut cmd = compiler.to_command();
+    cmd.arg("-std=gnu99")
+        .arg("-Wall")
+        .arg("-Werror")
+        .arg(format!("-I{}", repo().join("include").display()))
+        .arg("-o")
+        .arg(&out);
+    for d in defines {
+        cmd.arg(format!("-D{d}"));
+    }
+    for s in sources {
+        cmd.arg(repo().join(s));
+    }
+    cmd.args(extra).arg("-lpthread").arg("-ldl");
+    let o = cmd.output().expect("run C compiler");
+    assert!(
+        o.status.success(),
+        "C build of {name} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// The C client, built once per test binary per link mode.
+pub fn client(dlopen: bool) -> PathBuf {
+    static PRELOAD: OnceLock<PathBuf> = OnceLock::new();
+    static DLOPEN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = std::env::current_exe()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    if dlopen {
+        DLOPEN
+            .get_or_init(|| {
+                build_c(
+                    &format!("client_dlopen_{bin}"),
+                    &["tests/c/client.c"],
+                    &["NPUPROF_TEST_DLOPEN"],
+                    &[],
+                )
+            })
+            .clone()
+    } else {
+        PRELOAD
+            .get_or_init(|| {
+                build_c(
+                    &format!("client_preload_{bin}"),
+                    &["tests/c/client.c"],
+                    &[],
+                    &[],
+                )
+            })
+            .clone()
+    }
+}
+
+/// Runs `prog` with only PATH/HOME/LANG from our environment plus `env`.
+pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(prog);
+    cmd.args(args).env_clear();
+    for k in ["PATH", "HOME", "LANG", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn")
+}
+
+pub struct ClientRun {
+    pub out: Output,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ClientRun {
+    pub fn value(&self, key: &str) -> Option<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+            .last()
+    }
+    pub fn values(&self, key: &str) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+            .collect()
+    }
+    pub fn dir(&self) -> PathBuf {
+        PathBuf::from(self.value("DIR").expect("DIR printed"))
+    }
+    pub fn assert_ok(&self) {
+        assert!(
+            self.out.status.success() && !self.stdout.lines().any(|l| l.starts_with("FAIL ")),
+            "client failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            self.out.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// Runs the C client scenario, loading the library by dlopen or LD_PRELOAD.
+pub fn run_client(dlopen: bool, scenario: &[&str], env: &[(&str, &str)]) -> ClientRun {
+    let lib = lib();
+    let lib_s = lib.to_str().unwrap().to_string();
+    let mut args = vec![lib_s.as_str()];
+    args.extend_from_slice(scenario);
+    let mut env: Vec<(&str, &str)> = env.to_vec();
+    if !dlopen {
+        env.push(("LD_PRELOAD", lib_s.as_str()));
+    }
+    let out = run(&client(dlopen), &args, &env);
+    ClientRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        out,
+    }
+}
+
+pub fn trace(dir: &Path) -> Vec<Value> {
+    let p = dir.join("ASCEND_PROFILER_OUTPUT/trace_view.json");
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let v: Value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    v.as_array().expect("top-level array").clone()
+}
+
+pub fn json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+/// A minimal CSV reader that handles quoted fields (with doubled quotes, commas, newlines).
+pub fn csv(p: &Path) -> Vec<Vec<String>> {
+    let s = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut rows = vec![];
+    let mut row = vec![];
+    let mut f = String::new();
+    let mut q = false;
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match (q, c) {
+            (true, '"') if it.peek() == Some(&'"') => {
+                f.push('"');
+                it.next();
+            }
+            (true, '"') => q = false,
+            (true, c) => f.push(c),
+            (false, '"') => q = true,
+            (false, ',') => row.push(std::mem::take(&mut f)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut f));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => f.push(c),
+        }
+    }
+    if !f.is_empty() || !row.is_empty() {
+        row.push(f);
+        rows.push(row);
+    }
+    rows
+}
+
+pub fn slices<'a>(t: &'a [Value], name: &str) -> Vec<&'a Value> {
+    t.iter()
+        .filter(|e| e["ph"] == "X" && e["name"] == name)
+        .collect()
+}
+
+pub fn step_names(t: &[Value]) -> Vec<String> {
+    let mut v: Vec<(f64, String)> = t
+        .iter()
+        .filter(|e| {
+            e["ph"] == "X"
+                && e["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("ProfilerStep#"))
+        })
+        .map(|e| (ts_us(e), e["name"].as_str().unwrap().to_string()))
+        .collect();
+    v.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    v.into_iter().map(|x| x.1).collect()
+}
+
+/// `ts` in integer ns, parsed from the decimal string (f64 cannot hold epoch us to the ns).
+pub fn ts_ns(e: &Value) -> i128 {
+    let s = e["ts"].as_str().expect("ts is a string");
+    let (a, b) = s.split_once('.').expect("3 decimals");
+    a.parse::<i128>().unwrap() * 1000 + b.parse::<i128>().unwrap()
+}
+
+/// `dur` in integer ns.
+pub fn dur_ns(e: &Value) -> i128 {
+    (e["dur"].as_f64().expect("dur is a number") * 1000.0).round() as i128
+}
+
+pub fn ts_us(e: &Value) -> f64 {
+    e["ts"].as_str().expect("ts is a string").parse().unwrap()
+}
+
+pub fn dur_us(e: &Value) -> f64 {
+    e["dur"].as_f64().expect("dur is a number")
+}
+
+/// The worker directories (`*_ascend_ms`) directly under `root`, sorted.
+pub fn workers(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with("_ascend_ms"));
+    v.sort();
+    v
+}
+
+/// msprof-analyze for the full checker: $NPUPROF_MSPROF_ANALYZE or ./.venv/bin/msprof-analyze.
+pub fn msprof_analyze() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NPUPROF_MSPROF_ANALYZE") {
+        return Some(PathBuf::from(p));
+    }
+    let p = repo().join(".venv/bin/msprof-analyze");
+    p.exists().then_some(p)
+}
+
+/// Runs `shared/tools/check_profile.py` on `root`; in CI the msprof-analyze cluster check is mandatory.
+pub fn check_profile(root: &Path) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg(shared().join("tools/check_profile.py")).arg(root);
+    match msprof_analyze() {
+        Some(m) => {
+            cmd.arg("--msprof-analyze").arg(m);
+        }
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install msprof-analyze (.ci/run creates .venv)"
+            );
+            eprintln!(
+                "note: msprof-analyze not installed (run .ci/run once); cluster check skipped"
+            );
+            cmd.arg("--no-cluster");
+        }
+    }
+    let o = cmd.output().expect("python3");
+    let s = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && s.contains("CHECK PASS"),
+        "check_profile failed:\n{s}"
+    );
+    s
+}
