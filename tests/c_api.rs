@@ -37,7 +37,7 @@ fn assert_valid_worker(dir: &Path, rank: u32) -> (Vec<Value>, Value) {
             assert_eq!(frac.len(), 3, "{ts}");
         }
         if ph == "X" {
-            assert!(e["dur"].as_f64().unwrap() >= 0.0);
+            assert!(dur_ns(e) >= 0);
         }
     }
     let st = csv(&out.join("step_trace_time.csv"));
@@ -136,6 +136,7 @@ fn manual_logic_start_step_stop_via_preload_and_dlopen() {
             .count();
         assert_eq!(marks, 20 + 2000);
         assert_nested(&t);
+        assert_proper_nesting(&t);
         // Steps are back to back and carry their token counts.
         let mut steps: Vec<&Value> = t
             .iter()
@@ -252,6 +253,7 @@ fn old_logic_starts_at_threshold_and_records_exactly_stop_step_steps() {
         );
         // Each recorded step contains the forward that followed its step call, and is complete.
         assert_eq!(slices(&t, "model_forward").len(), want_steps);
+        assert_proper_nesting(&t);
         assert_eq!(meta["npuprof"]["stop_reason"], "PROFILER_STOP_STEP reached");
         assert_eq!(meta["npuprof"]["started_by"], "PROFILER_TOKEN_THRESHOLD");
         let st = csv(&ws[0].join("ASCEND_PROFILER_OUTPUT/step_trace_time.csv"));
@@ -383,6 +385,7 @@ fn back_to_back_profiles_get_their_own_directories() {
         let (t, _) = assert_valid_worker(Path::new(d), 0);
         assert_eq!(step_names(&t).len(), 3);
         assert_eq!(slices(&t, "model_forward").len(), 3);
+        assert_proper_nesting(&t);
     }
 }
 
@@ -464,9 +467,8 @@ fn tiny_buffers_drop_and_count_instead_of_blocking() {
         "a 256-record ring must overflow with 4 busy threads"
     );
     // Whatever was kept is well-formed: no slice with a negative duration, the trace loads.
-    assert!(t
-        .iter()
-        .all(|e| e["ph"] != "X" || e["dur"].as_f64().unwrap() >= 0.0));
+    assert!(t.iter().all(|e| e["ph"] != "X" || dur_ns(e) >= 0));
+    assert_proper_nesting(&t);
 }
 
 #[test]
@@ -487,4 +489,26 @@ fn exit_without_stop_does_not_hang_or_leave_corrupt_files() {
             json(&p);
         }
     }
+}
+
+#[test]
+fn loading_the_library_starts_no_thread_and_creates_nothing() {
+    both(|dlopen| {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("not-yet");
+        let r = run_client(
+            dlopen,
+            &["loadonly"],
+            &[
+                ("VLLM_TORCH_PROFILER_DIR", root.to_str().unwrap()),
+                ("PROFILER_TOKEN_THRESHOLD", "1"),
+            ],
+        );
+        r.assert_ok();
+        assert_eq!(r.value("THREADS_BEFORE_LOAD").unwrap(), "1");
+        assert_eq!(r.value("THREADS_AFTER_LOAD").unwrap(), "1");
+        assert_eq!(r.value("THREADS_AFTER_VERSION").unwrap(), "1");
+        assert!(!root.exists(), "nothing is created before npuprof_start");
+        assert!(r.stderr.is_empty(), "nothing logged at load: {}", r.stderr);
+    });
 }

@@ -280,13 +280,32 @@ static void scenario_exit_running(void) {
     print_dir();
 }
 
+#include <dirent.h>
+static int count_threads(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    return n;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: client LIB SCENARIO [ARGS]\n");
         return 2;
     }
+    printf("THREADS_BEFORE_LOAD=%d\n", count_threads());
     load(argv[1]);
+    printf("THREADS_AFTER_LOAD=%d\n", count_threads());
     const char *s = argv[2];
+    if (!strcmp(s, "loadonly")) {
+        /* Loading must not start threads or touch the environment's directories; the first call may. */
+        CHECK(P.version() != NULL);
+        printf("THREADS_AFTER_VERSION=%d\n", count_threads());
+        return failures ? 1 : 0;
+    }
     if (!strcmp(s, "manual")) scenario_manual(argc > 3 ? atoi(argv[3]) : 5, argc > 4 ? atoi(argv[4]) : 2);
     else if (!strcmp(s, "old")) scenario_old(argc - 3, argv + 3);
     else if (!strcmp(s, "disabled")) scenario_disabled();

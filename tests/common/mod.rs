@@ -261,14 +261,42 @@ pub fn step_names(t: &[Value]) -> Vec<String> {
 
 /// `ts` in integer ns, parsed from the decimal string (f64 cannot hold epoch us to the ns).
 pub fn ts_ns(e: &Value) -> i128 {
-    let s = e["ts"].as_str().expect("ts is a string");
+    decimal_ns(e["ts"].as_str().expect("ts is a string"))
+}
+
+fn decimal_ns(s: &str) -> i128 {
     let (a, b) = s.split_once('.').expect("3 decimals");
+    assert_eq!(b.len(), 3, "{s}");
     a.parse::<i128>().unwrap() * 1000 + b.parse::<i128>().unwrap()
 }
 
-/// `dur` in integer ns.
+/// `dur` in integer ns (a decimal string with 3 decimals, like `ts`).
 pub fn dur_ns(e: &Value) -> i128 {
-    (e["dur"].as_f64().expect("dur is a number") * 1000.0).round() as i128
+    decimal_ns(e["dur"].as_str().expect("dur is a string"))
+}
+
+/// Slices on each (pid, tid) nest properly, checked exactly in ns (as Perfetto imports string times).
+pub fn assert_proper_nesting(t: &[Value]) {
+    let mut by: std::collections::BTreeMap<(u64, u64), Vec<(i128, i128, String)>> =
+        Default::default();
+    for e in t.iter().filter(|e| e["ph"] == "X") {
+        by.entry((e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap()))
+            .or_default()
+            .push((ts_ns(e), ts_ns(e) + dur_ns(e), e["name"].to_string()));
+    }
+    for (k, mut v) in by {
+        v.sort_by_key(|x| (x.0, -x.1));
+        let mut stack: Vec<(i128, i128, String)> = vec![];
+        for s in v {
+            while stack.last().is_some_and(|p| p.1 <= s.0) {
+                stack.pop();
+            }
+            if let Some(p) = stack.last() {
+                assert!(s.1 <= p.1, "{k:?}: {s:?} overlaps {p:?}");
+            }
+            stack.push(s);
+        }
+    }
 }
 
 pub fn ts_us(e: &Value) -> f64 {
@@ -276,7 +304,7 @@ pub fn ts_us(e: &Value) -> f64 {
 }
 
 pub fn dur_us(e: &Value) -> f64 {
-    e["dur"].as_f64().expect("dur is a number")
+    dur_ns(e) as f64 / 1000.0
 }
 
 /// The worker directories (`*_ascend_ms`) directly under `root`, sorted.

@@ -1,0 +1,77 @@
+//! The README demo end to end: two worker processes (manual logic and token-threshold logic) load the
+//! library with dlopen; their results pass `shared/tools/check_profile.py` (schemas, Perfetto's JSON import
+//! rules, and msprof-analyze cluster analysis).
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn demo_exe() -> std::path::PathBuf {
+    let p = target_dir().join("examples/demo");
+    if !p.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let o = Command::new(cargo)
+            .current_dir(repo())
+            .args(["build", "--quiet", "--example", "demo"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    p
+}
+
+#[test]
+fn demo_results_pass_the_shared_checker_and_msprof_analyze() {
+    let lib = lib();
+    let root = tempfile::tempdir().unwrap();
+    let o = run(
+        &demo_exe(),
+        &[],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_LIBRARY", lib.to_str().unwrap()),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert_eq!(
+        stderr
+            .matches("Parsing: [####################] 3/3 Done")
+            .count(),
+        2,
+        "{stderr}"
+    );
+
+    let ws = workers(root.path());
+    assert_eq!(ws.len(), 2);
+    let mut steps = vec![];
+    for w in &ws {
+        let rank = std::fs::read_dir(w)
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().to_string_lossy().into_owned();
+                n.strip_prefix("profiler_info_")?
+                    .strip_suffix(".json")?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .next()
+            .expect("profiler_info_<rank>.json");
+        let t = trace(w);
+        assert_proper_nesting(&t);
+        steps.push((rank, step_names(&t).len()));
+        let threads = t.iter().filter(|e| e["name"] == "thread_name").count();
+        assert_eq!(threads, 2, "scheduler + detokenizer threads");
+    }
+    steps.sort();
+    // rank 0: start before step 3, stop before step 9 -> 6 steps; rank 1: threshold 256 hit at step 2,
+    // PROFILER_STOP_STEP=4 -> 4 steps.
+    assert_eq!(steps, vec![(0, 6), (1, 4)]);
+
+    let report = check_profile(root.path());
+    assert!(
+        report.contains("CHECK PASS: 2 worker(s), ranks [0, 1]"),
+        "{report}"
+    );
+}

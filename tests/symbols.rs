@@ -1,0 +1,96 @@
+//! The exported dynamic symbols of libnpuprof.so and the declarations of include/npuprof.h agree exactly.
+
+mod common;
+use std::collections::BTreeSet;
+use std::process::Command;
+
+fn header_functions() -> BTreeSet<String> {
+    let h = std::fs::read_to_string(common::repo().join("include/npuprof.h")).unwrap();
+    // Strip comments, then take every `name(` that starts a declaration at top level.
+    let mut text = String::new();
+    let mut rest = h.as_str();
+    while let Some(i) = rest.find("/*") {
+        text.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find("*/").expect("closed comment") + 2;
+        rest = &rest[end..];
+    }
+    text.push_str(rest);
+    text.split(';')
+        .filter_map(|decl| {
+            let decl = decl.trim();
+            let open = decl.find('(')?;
+            let name = decl[..open]
+                .trim_end()
+                .rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()?;
+            (!decl.starts_with('#') && !decl.contains("enum ")).then(|| name.to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+#[test]
+fn nm_exports_match_the_header_in_both_directions() {
+    let lib = common::lib();
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+        .expect("nm (binutils) is installed");
+    assert!(out.status.success());
+    let exported: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3).then(|| f[2].split('@').next().unwrap().to_string())
+        })
+        .collect();
+    let declared = header_functions();
+    assert_eq!(declared.len(), 13, "header parse: {declared:?}");
+    let only_lib: Vec<_> = exported.difference(&declared).collect();
+    let only_header: Vec<_> = declared.difference(&exported).collect();
+    assert!(
+        only_lib.is_empty() && only_header.is_empty(),
+        "exported but not declared: {only_lib:?}; declared but not exported: {only_header:?}"
+    );
+    assert!(exported.iter().all(|s| s.starts_with("npuprof_")));
+}
+
+#[test]
+fn library_is_linked_nodelete() {
+    let lib = common::lib();
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(&lib)
+        .output()
+        .expect("readelf");
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("NODELETE"), "-z nodelete missing:\n{s}");
+}
+
+#[test]
+fn header_compiles_as_c99_and_cpp() {
+    let dir = tempfile::tempdir().unwrap();
+    let inc = common::repo().join("include");
+    for (ext, std, compiler) in [("c", "-std=c99", "cc"), ("cpp", "-std=c++11", "c++")] {
+        let src = dir.path().join(format!("h.{ext}"));
+        std::fs::write(
+            &src,
+            "#include \"npuprof.h\"\nint main(void) { return NPUPROF_OK + (int)sizeof(&npuprof_start); }\n",
+        )
+        .unwrap();
+        let o = Command::new(compiler)
+            .args([std, "-Wall", "-Wextra", "-pedantic", "-Werror", "-c", "-o"])
+            .arg(dir.path().join(format!("h_{ext}.o")))
+            .arg(format!("-I{}", inc.display()))
+            .arg(&src)
+            .output()
+            .expect("compiler");
+        assert!(
+            o.status.success(),
+            "{compiler}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
