@@ -169,9 +169,8 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         backend: backend.name(),
         config: cfg,
     });
-    backend.start(&profile).map_err(|e| {
+    backend.start(&profile).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&dir);
-        e
     })?;
     let threads = ctl
         .threads

@@ -48,8 +48,8 @@ extern "C" fn on_sigsys(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c
 /// Traps every system call of the calling thread except exit, exit_group and rt_sigreturn (needed to
 /// return from the SIGSYS handler).
 fn install_seccomp_trap_all() -> bool {
-    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-    const JEQ_K: u16 = 0x05 | 0x10 | 0x00;
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const RET_K: u16 = 0x06;
     const ALLOW: u32 = 0x7fff_0000;
     const TRAP: u32 = 0x0003_0000;
@@ -91,7 +91,7 @@ fn record_path_makes_no_allocation_no_syscall_and_never_blocks() {
     // SAFETY: installing a handler that only does an atomic add (async-signal-safe).
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigsys as usize;
+        sa.sa_sigaction = on_sigsys as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO;
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut()), 0);

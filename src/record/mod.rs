@@ -150,18 +150,19 @@ fn emit(rec: Record) {
     }
 }
 
-/// The producer-private depth of `r` for generation `s`, reset when a new profile began.
+/// Runs `f` on the producer-private range depth of `r` for generation `s` (reset when a new profile began).
+/// `r` must be the calling thread's own ring.
 #[inline(always)]
-fn depth_for(r: &Ring, s: u64) -> &mut u32 {
-    // SAFETY: called only from the owning thread, and the returned borrow ends before any other
-    // producer-side call on the ring.
+fn with_depth<R>(r: &Ring, s: u64, f: impl FnOnce(&mut u32) -> R) -> R {
+    // SAFETY: `r` comes from CURRENT, so this thread is its single producer; the borrow ends with `f`,
+    // before any other producer-side call on the ring.
     let (depth, gen) = unsafe { r.producer_local() };
     let g = s >> GEN_SHIFT;
     if *gen != g {
         *gen = g;
         *depth = 0;
     }
-    depth
+    f(depth)
 }
 
 /// Opens a named range on the calling thread.
@@ -176,9 +177,11 @@ pub fn range_push(name_id: u32) {
         ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let depth = depth_for(r, s);
-    let d = *depth;
-    *depth = d.saturating_add(1);
+    let d = with_depth(r, s, |depth| {
+        let d = *depth;
+        *depth = d.saturating_add(1);
+        d
+    });
     let rec = Record::new(ts, kind::BEGIN, ((d as u64) << 32) | name_id as u64);
     // SAFETY: this thread owns `r`.
     unsafe { r.push(rec) };
@@ -199,13 +202,13 @@ pub fn range_pop() {
         ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let depth = depth_for(r, s);
-    if *depth == 0 {
+    let Some(d) = with_depth(r, s, |depth| {
+        *depth = depth.checked_sub(1)?;
+        Some(*depth)
+    }) else {
         r.count_unbalanced();
         return;
-    }
-    *depth -= 1;
-    let d = *depth;
+    };
     // SAFETY: this thread owns `r`.
     unsafe { r.push(Record::new(ts, kind::END, (d as u64) << 32)) };
 }

@@ -151,7 +151,7 @@ impl ClientRun {
             .filter_map(|l| l.split_once('='))
             .filter(|(k, _)| *k == key)
             .map(|(_, v)| v.to_string())
-            .last()
+            .next_back()
     }
     pub fn values(&self, key: &str) -> Vec<String> {
         self.stdout
@@ -277,8 +277,8 @@ pub fn dur_ns(e: &Value) -> i128 {
 
 /// Slices on each (pid, tid) nest properly, checked exactly in ns (as Perfetto imports string times).
 pub fn assert_proper_nesting(t: &[Value]) {
-    let mut by: std::collections::BTreeMap<(u64, u64), Vec<(i128, i128, String)>> =
-        Default::default();
+    type Lanes = std::collections::BTreeMap<(u64, u64), Vec<(i128, i128, String)>>;
+    let mut by: Lanes = Default::default();
     for e in t.iter().filter(|e| e["ph"] == "X") {
         by.entry((e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap()))
             .or_default()
