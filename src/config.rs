@@ -95,6 +95,13 @@ pub const VARIABLES: &[&str] = &[
 ];
 
 /// Parses the boolean spellings the seeds' users write. `None` for anything else.
+///
+/// ```
+/// use npuprof::config::parse_bool;
+/// assert_eq!(parse_bool(" True "), Some(true));
+/// assert_eq!(parse_bool("off"), Some(false));
+/// assert_eq!(parse_bool("enabled"), None);
+/// ```
 pub fn parse_bool(v: &str) -> Option<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
