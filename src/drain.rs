@@ -45,6 +45,8 @@ pub struct Counters {
     /// Made by a thread after its ring was retired (thread exit) or when no ring could be allocated.
     pub after_thread_exit: u64,
     pub unbalanced_pops: u64,
+    /// Drained after the spool reached its share of NPUPROF_MAX_DISK_MB (not written).
+    pub over_disk_cap: u64,
     pub spool_bytes: u64,
 }
 
@@ -125,6 +127,7 @@ struct Active {
     counters: Counters,
     spool_cap: u64,
     truncated: bool,
+    cap_reported: bool,
     spool_error: Option<String>,
 }
 
@@ -244,6 +247,7 @@ impl Drain {
             counters: Counters::default(),
             spool_cap: cap.max(1 << 20),
             truncated: false,
+            cap_reported: false,
             spool_error,
         });
     }
@@ -293,8 +297,8 @@ impl Drain {
                 session::stop_from_drain(gen, StopReason::IoError);
             }
         }
-        if !a.truncated && a.counters.spool_bytes > a.spool_cap {
-            a.truncated = true;
+        if a.truncated && !a.cap_reported {
+            a.cap_reported = true;
             log::warn!(
                 "profile {} reached NPUPROF_MAX_DISK_MB={} (spool {} MB); recording stops and the result is \
                  marked truncated",
@@ -431,6 +435,18 @@ impl Active {
                 }
             }
             self.counters.outside_window += (recs.len() - kept - later) as u64;
+            if kept == 0 {
+                continue;
+            }
+            // The spool's share of NPUPROF_MAX_DISK_MB: write what fits, count the rest, and let the
+            // session stop recording (below, in `poll`).
+            let room = (self.spool_cap.saturating_sub(w.bytes() + 64) / 16) as usize;
+            let fit = if self.truncated { 0 } else { kept.min(room) };
+            if fit < kept {
+                self.truncated = true;
+                self.counters.over_disk_cap += (kept - fit) as u64;
+            }
+            let kept = fit;
             if kept == 0 {
                 continue;
             }

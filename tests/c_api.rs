@@ -512,3 +512,59 @@ fn loading_the_library_starts_no_thread_and_creates_nothing() {
         assert!(r.stderr.is_empty(), "nothing logged at load: {}", r.stderr);
     });
 }
+
+#[test]
+fn max_disk_mb_ends_the_profile_cleanly_and_marks_it_truncated() {
+    let root = tempfile::tempdir().unwrap();
+    // 4 threads x 40 000 x 3 records = 7.7 MB of spool against a 1 MB cap.
+    let r = run_client(
+        false,
+        &["flood", "4", "40000"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_MAX_DISK_MB", "1"),
+            ("NPUPROF_BUFFER_KB", "4096"),
+        ],
+    );
+    r.assert_ok();
+    assert_eq!(
+        r.value("RUNNING_AT_END").unwrap(),
+        "0",
+        "the cap stops recording"
+    );
+    assert_eq!(
+        r.stderr.matches("reached NPUPROF_MAX_DISK_MB").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    let (t, meta) = assert_valid_worker(&r.dir(), 0);
+    let m = &meta["npuprof"];
+    assert_eq!(m["truncated"], true);
+    assert_eq!(m["stop_reason"], "NPUPROF_MAX_DISK_MB reached");
+    assert!(!t.is_empty());
+    assert!(m["dropped_records"]["over_disk_cap"].as_u64().unwrap() > 0);
+    assert!(
+        m["spool_bytes"].as_u64().unwrap() < (1 << 20) + (256 << 10),
+        "{m}"
+    );
+    let total: u64 = walk(&r.dir())
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(total < 3 << 20, "result uses {total} bytes for a 1 MB cap");
+}
+
+#[test]
+fn dlclose_while_recording_does_not_unmap_or_hang() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_client(
+        true,
+        &["dlclose"],
+        &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
+    );
+    r.assert_ok();
+    let (t, _) = assert_valid_worker(&r.dir(), 0);
+    assert_eq!(slices(&t, "model_forward").len(), 2);
+}

@@ -101,7 +101,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         truncated: truncated || tw.truncated,
         ..Default::default()
     };
-    if tw.truncated {
+    if tw.truncated && !truncated {
         log::warn!(
             "trace_view.json of {} reached NPUPROF_MAX_DISK_MB and is truncated",
             p.dir.display()
@@ -592,7 +592,7 @@ fn metadata(
     "threads": {},
     "slices": {},
     "recorded_records": {},
-    "dropped_records": {{"ring_full": {}, "after_thread_exit": {}, "outside_profile_window": {}}},
+    "dropped_records": {{"ring_full": {}, "after_thread_exit": {}, "outside_profile_window": {}, "over_disk_cap": {}}},
     "unbalanced_pops": {},
     "lost_range_ends": {},
     "lost_range_begins": {},
@@ -640,6 +640,7 @@ fn metadata(
         c.ring_full,
         c.after_thread_exit,
         c.outside_window,
+        c.over_disk_cap,
         c.unbalanced_pops,
         s.lost_range_ends,
         s.lost_range_begins,

@@ -40,6 +40,14 @@ impl TraceWriter {
     }
 
     fn emit(&mut self) -> Result<()> {
+        self.emit_event(false)
+    }
+
+    fn emit_slice(&mut self) -> Result<()> {
+        self.emit_event(true)
+    }
+
+    fn emit_event(&mut self, slice: bool) -> Result<()> {
         let sep: &[u8] = if self.first { b"" } else { b",\n" };
         let n = (self.buf.len() + sep.len()) as u64;
         if self.written + n + 3 > self.cap {
@@ -47,6 +55,7 @@ impl TraceWriter {
             self.buf.clear();
             return Ok(());
         }
+        self.slices += slice as u64;
         self.first = false;
         self.f
             .w
@@ -117,8 +126,7 @@ impl TraceWriter {
         self.buf.push_str("\",\"dur\":\"");
         json::push_us3(&mut self.buf, dur_ns);
         let _ = write!(self.buf, r#"","cat":"{cat}","args":{{{args}}}}}"#);
-        self.slices += 1;
-        self.emit()
+        self.emit_slice()
     }
 
     /// A thread-scoped instant (`i`).
@@ -136,8 +144,7 @@ impl TraceWriter {
         );
         json::push_us3(&mut self.buf, ts_ns);
         let _ = write!(self.buf, r#"","cat":"{cat}","args":{{}}}}"#);
-        self.slices += 1;
-        self.emit()
+        self.emit_slice()
     }
 
     /// Closes the array and moves the file into place. Returns the bytes written.

@@ -257,6 +257,15 @@ pub fn rings_into(out: &mut Vec<&'static Ring>) {
     out.extend_from_slice(&reg.rings);
 }
 
+/// Number of rings allocated so far (bounded by the number of threads recording at the same time).
+pub fn ring_count() -> usize {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .rings
+        .len()
+}
+
 /// Counter baselines at a profile's start: per ring id (dropped, unbalanced), plus the orphan drops.
 #[derive(Clone, Debug, Default)]
 pub struct Baseline {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include "npuprof.h"
 
@@ -125,6 +126,25 @@ static void intern_all(void) {
     CHECK(P.intern("model_forward") == ID_FWD);
 }
 
+static void print_thread_names(void) {
+    char path[512], name[64];
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    printf("THREAD_NAMES=");
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(name, sizeof name, f)) {
+            name[strcspn(name, "\n")] = 0;
+            printf("%s;", name);
+        }
+        if (f) fclose(f);
+    }
+    if (d) closedir(d);
+    printf("\n");
+}
+
 struct worker_arg { int iters; volatile int *stop; };
 static void *worker(void *p) {
     struct worker_arg *a = p;
@@ -143,6 +163,7 @@ static void scenario_manual(int steps, int threads) {
     EXPECT(P.is_running(), 0);
     EXPECT(P.start(), NPUPROF_OK);
     EXPECT(P.is_running(), 1);
+    print_thread_names();
     pthread_t th[64];
     struct worker_arg wa = {1000, NULL};
     for (int t = 0; t < threads && t < 64; t++) pthread_create(&th[t], NULL, worker, &wa);
@@ -272,6 +293,42 @@ static void scenario_two(void) {
     EXPECT(P.flush(), NPUPROF_OK);
 }
 
+/* flood THREADS ITERS: more records than NPUPROF_MAX_DISK_MB allows; the profile may end by itself. */
+static void scenario_flood(int threads, int iters) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    pthread_t th[64];
+    struct worker_arg wa = {iters, NULL};
+    for (int t = 0; t < threads && t < 64; t++) pthread_create(&th[t], NULL, worker, &wa);
+    for (int t = 0; t < threads && t < 64; t++) pthread_join(th[t], NULL);
+    /* Give the drain time to notice the cap (it polls every few ms). */
+    for (int i = 0; i < 200 && P.is_running(); i++) usleep(5000);
+    int running = P.is_running();
+    printf("RUNNING_AT_END=%d\n", running);
+    EXPECT(P.stop(), running ? NPUPROF_OK : NPUPROF_ERR_NOT_RUNNING);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
+#ifdef NPUPROF_TEST_DLOPEN
+/* dlclose while recording, then again after a clean stop: no crash, no hang at exit (-z nodelete keeps the
+ * code mapped for the background threads). */
+static void scenario_dlclose(const char *lib) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    forward(2);
+    void *h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+    CHECK(h != NULL);
+    dlclose(h); /* our extra reference */
+    dlclose(h); /* the one load() took: the library would be unloaded without NODELETE */
+    forward(2); /* still mapped */
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+    CHECK(dlopen(lib, RTLD_NOW | RTLD_NOLOAD) != NULL);
+}
+#endif
+
 /* exit: return from main while recording, without stop (must not hang or crash). */
 static void scenario_exit_running(void) {
     intern_all();
@@ -280,7 +337,6 @@ static void scenario_exit_running(void) {
     print_dir();
 }
 
-#include <dirent.h>
 static int count_threads(void) {
     int n = 0;
     DIR *d = opendir("/proc/self/task");
@@ -313,6 +369,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "names")) scenario_names();
     else if (!strcmp(s, "two")) scenario_two();
     else if (!strcmp(s, "exit_running")) scenario_exit_running();
+    else if (!strcmp(s, "flood")) scenario_flood(atoi(argv[3]), atoi(argv[4]));
+#ifdef NPUPROF_TEST_DLOPEN
+    else if (!strcmp(s, "dlclose")) scenario_dlclose(argv[1]);
+#endif
     else {
         printf("FAIL unknown scenario %s\n", s);
         return 2;
