@@ -68,38 +68,48 @@ impl TraceWriter {
         Ok(())
     }
 
-    pub fn process(&mut self, pid: u32, name: &str, label: &str, sort: u32) -> Result<()> {
-        let n = json::string(name.as_bytes());
-        let l = json::string(label.as_bytes());
+    /// One metadata (`M`) event: `{"name": name, "args": {key: value_json}}`.
+    fn meta(&mut self, name: &str, pid: u32, tid: u32, key: &str, value_json: &str) -> Result<()> {
         let _ = write!(
             self.buf,
-            r#"{{"ph":"M","name":"process_name","pid":{pid},"tid":0,"args":{{"name":{n}}}}}"#
-        );
-        self.emit()?;
-        let _ = write!(
-            self.buf,
-            r#"{{"ph":"M","name":"process_labels","pid":{pid},"tid":0,"args":{{"labels":{l}}}}}"#
-        );
-        self.emit()?;
-        let _ = write!(
-            self.buf,
-            r#"{{"ph":"M","name":"process_sort_index","pid":{pid},"tid":0,"args":{{"sort_index":{sort}}}}}"#
+            r#"{{"ph":"M","name":"{name}","pid":{pid},"tid":{tid},"args":{{"{key}":{value_json}}}}}"#
         );
         self.emit()
     }
 
+    pub fn process(&mut self, pid: u32, name: &str, label: &str, sort: u32) -> Result<()> {
+        self.meta(
+            "process_name",
+            pid,
+            0,
+            "name",
+            &json::string(name.as_bytes()),
+        )?;
+        self.meta(
+            "process_labels",
+            pid,
+            0,
+            "labels",
+            &json::string(label.as_bytes()),
+        )?;
+        self.meta(
+            "process_sort_index",
+            pid,
+            0,
+            "sort_index",
+            &sort.to_string(),
+        )
+    }
+
     pub fn thread(&mut self, pid: u32, tid: u32, name: &[u8], sort: u32) -> Result<()> {
-        let n = json::string(name);
-        let _ = write!(
-            self.buf,
-            r#"{{"ph":"M","name":"thread_name","pid":{pid},"tid":{tid},"args":{{"name":{n}}}}}"#
-        );
-        self.emit()?;
-        let _ = write!(
-            self.buf,
-            r#"{{"ph":"M","name":"thread_sort_index","pid":{pid},"tid":{tid},"args":{{"sort_index":{sort}}}}}"#
-        );
-        self.emit()
+        self.meta("thread_name", pid, tid, "name", &json::string(name))?;
+        self.meta(
+            "thread_sort_index",
+            pid,
+            tid,
+            "sort_index",
+            &sort.to_string(),
+        )
     }
 
     /// An `X` slice. `name_json` is an already-escaped JSON string literal; `args` a JSON object body

@@ -136,7 +136,7 @@ fn my_ring() -> Option<&'static Ring> {
     Some(unsafe { &*p })
 }
 
-/// Writes one record on the calling thread. `s` is the STATE value that said "recording".
+/// Writes one record on the calling thread (the caller has seen the recording bit).
 #[inline(always)]
 fn emit(rec: Record) {
     match my_ring() {
@@ -165,16 +165,28 @@ fn with_depth<R>(r: &Ring, s: u64, f: impl FnOnce(&mut u32) -> R) -> R {
     f(depth)
 }
 
+/// The start of every record call: `None` (and nothing else done) unless recording; otherwise the STATE
+/// word, the timestamp and this thread's ring. Records that cannot get a ring (thread exiting) are counted.
+#[inline(always)]
+fn recording() -> Option<(u64, u64, &'static Ring)> {
+    let s = STATE.load(Ordering::Relaxed);
+    if s & REC == 0 {
+        return None;
+    }
+    let ts = clock::now();
+    match my_ring() {
+        Some(r) => Some((s, ts, r)),
+        None => {
+            ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// Opens a named range on the calling thread.
 #[inline(always)]
 pub fn range_push(name_id: u32) {
-    let s = STATE.load(Ordering::Relaxed);
-    if s & REC == 0 {
-        return;
-    }
-    let ts = clock::now();
-    let Some(r) = my_ring() else {
-        ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
+    let Some((s, ts, r)) = recording() else {
         return;
     };
     let d = with_depth(r, s, |depth| {
@@ -183,7 +195,7 @@ pub fn range_push(name_id: u32) {
         d
     });
     let rec = Record::new(ts, kind::BEGIN, ((d as u64) << 32) | name_id as u64);
-    // SAFETY: this thread owns `r`.
+    // SAFETY: `r` is this thread's own ring (from CURRENT), so we are its single producer.
     unsafe { r.push(rec) };
     if WITH_STACK.load(Ordering::Relaxed) {
         push_stack(r, ts);
@@ -193,13 +205,7 @@ pub fn range_push(name_id: u32) {
 /// Closes the innermost range opened on this thread in this profile; counted and ignored if none is open.
 #[inline(always)]
 pub fn range_pop() {
-    let s = STATE.load(Ordering::Relaxed);
-    if s & REC == 0 {
-        return;
-    }
-    let ts = clock::now();
-    let Some(r) = my_ring() else {
-        ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
+    let Some((s, ts, r)) = recording() else {
         return;
     };
     let Some(d) = with_depth(r, s, |depth| {
@@ -209,18 +215,17 @@ pub fn range_pop() {
         r.count_unbalanced();
         return;
     };
-    // SAFETY: this thread owns `r`.
+    // SAFETY: `r` is this thread's own ring (from CURRENT), so we are its single producer.
     unsafe { r.push(Record::new(ts, kind::END, (d as u64) << 32)) };
 }
 
 /// An instant event on the calling thread.
 #[inline(always)]
 pub fn mark(name_id: u32) {
-    let s = STATE.load(Ordering::Relaxed);
-    if s & REC == 0 {
-        return;
+    if let Some((_, ts, r)) = recording() {
+        // SAFETY: `r` is this thread's own ring (from CURRENT), so we are its single producer.
+        unsafe { r.push(Record::new(ts, kind::MARK, name_id as u64)) };
     }
-    emit(Record::new(clock::now(), kind::MARK, name_id as u64));
 }
 
 /// A step boundary (called by `session`, which owns the step counter).
