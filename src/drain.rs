@@ -48,6 +48,19 @@ pub struct Counters {
     /// Drained after the spool reached its share of NPUPROF_MAX_DISK_MB (not written).
     pub over_disk_cap: u64,
     pub spool_bytes: u64,
+    /// CPU time the drain thread spent on this profile (start to stop), for the throughput figures.
+    pub drain_cpu_ns: u64,
+}
+
+/// CPU time of the calling thread (drain side only; a system call on most kernels).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 pub struct ExportJob {
@@ -244,7 +257,10 @@ impl Drain {
             w,
             names_written: 0,
             thread_epoch: Vec::new(),
-            counters: Counters::default(),
+            counters: Counters {
+                drain_cpu_ns: thread_cpu_ns(),
+                ..Counters::default()
+            },
             spool_cap: cap.max(1 << 20),
             truncated: false,
             cap_reported: false,
@@ -335,6 +351,7 @@ impl Drain {
         }
         a.counters.after_thread_exit =
             record::ORPHAN_DROPS.load(Ordering::Relaxed) - a.base_orphans;
+        a.counters.drain_cpu_ns = thread_cpu_ns().saturating_sub(a.counters.drain_cpu_ns);
         let conversion = clock::conversion(profile.anchor);
         let mut kv = BTreeMap::new();
         kv.insert("stop_tick".into(), stop_tick.to_string());

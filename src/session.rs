@@ -275,8 +275,14 @@ pub fn stop_from_drain(gen: u64, reason: StopReason) {
     let _ = stop_locked(&mut ctl, clock::now(), reason, Some(gen));
 }
 
+/// True when `npuprof_step` has nothing to do: configured, not recording, not armed. One relaxed load.
+#[inline(always)]
+pub fn step_is_noop() -> bool {
+    STATE.load(Ordering::Relaxed) & (INIT | REC | ARMED) == INIT
+}
+
 /// `npuprof_step`.
-#[inline]
+#[inline(never)]
 pub fn step(tokens: u64) -> Result<()> {
     // Acquire pairs with the Release stores in `config` and `start_locked`.
     let mut s = STATE.load(Ordering::Acquire);

@@ -43,7 +43,7 @@ pub const INIT: u64 = 4;
 pub const GEN_SHIFT: u32 = 3;
 
 /// The recording gate (see module doc). Written only by `session` under its lock.
-pub static STATE: AtomicU64 = AtomicU64::new(0);
+pub(crate) static STATE: AtomicU64 = AtomicU64::new(0);
 /// `VLLM_TORCH_PROFILER_WITH_STACK`: capture the call stack at each range start.
 pub static WITH_STACK: AtomicBool = AtomicBool::new(false);
 /// Records made after the calling thread's ring was retired (thread exit) or could not be allocated.
@@ -165,6 +165,12 @@ fn with_depth<R>(r: &Ring, s: u64, f: impl FnOnce(&mut u32) -> R) -> R {
     f(depth)
 }
 
+/// True while a profile records. The whole cost of a record call when idle or disabled: one relaxed load.
+#[inline(always)]
+pub fn is_recording() -> bool {
+    STATE.load(Ordering::Relaxed) & REC != 0
+}
+
 /// The start of every record call: `None` (and nothing else done) unless recording; otherwise the STATE
 /// word, the timestamp and this thread's ring. Records that cannot get a ring (thread exiting) are counted.
 #[inline(always)]
@@ -173,9 +179,10 @@ fn recording() -> Option<(u64, u64, &'static Ring)> {
     if s & REC == 0 {
         return None;
     }
-    let ts = clock::now();
+    // The ring first, then the clock: fewer values live across the TLS lookup call, and the timestamp is
+    // taken as close as possible to the store.
     match my_ring() {
-        Some(r) => Some((s, ts, r)),
+        Some(r) => Some((s, clock::now(), r)),
         None => {
             ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
             None

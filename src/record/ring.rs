@@ -63,6 +63,10 @@ struct Local {
 
 struct ProducerSide {
     head: AtomicU64,
+    /// Copies of `slots.as_ptr()` and `mask` on the producer's own line: a push touches this line and the
+    /// slot, nothing else.
+    slots: *mut Record,
+    mask: u64,
     /// Records dropped because the ring was full. Written only by the producer (load + store, no RMW).
     dropped: AtomicU64,
     /// `range_pop` calls without an open range.
@@ -111,9 +115,15 @@ impl Ring {
         let mut v: Vec<UnsafeCell<Record>> = Vec::new();
         v.try_reserve_exact(capacity).ok()?;
         v.resize_with(capacity, || UnsafeCell::new(Record::default()));
+        let mut slots = v.into_boxed_slice();
+        // UnsafeCell<Record> has the layout of Record; the pointer stays valid as long as the box lives
+        // (the ring's lifetime: rings are never freed while in use).
+        let slots_ptr = slots.as_mut_ptr() as *mut Record;
         Some(Ring {
             prod: CachePadded(ProducerSide {
                 head: AtomicU64::new(0),
+                slots: slots_ptr,
+                mask: capacity as u64 - 1,
                 dropped: AtomicU64::new(0),
                 unbalanced: AtomicU64::new(0),
                 local: UnsafeCell::new(Local {
@@ -126,7 +136,7 @@ impl Ring {
                 tail: AtomicU64::new(0),
                 busy: AtomicBool::new(false),
             }),
-            slots: v.into_boxed_slice(),
+            slots,
             mask: capacity as u64 - 1,
             id,
             tid: AtomicU32::new(0),
@@ -146,31 +156,29 @@ impl Ring {
     /// another producer-side call.
     #[inline(always)]
     pub unsafe fn push(&self, rec: Record) -> bool {
+        let p = &self.prod.0;
         // SAFETY: the caller is the only producer, so nobody else accesses `local`.
-        let local = unsafe { &mut *self.prod.0.local.get() };
+        let local = unsafe { &mut *p.local.get() };
         // Relaxed: only this thread writes `head`.
-        let head = self.prod.0.head.load(Ordering::Relaxed);
-        if head.wrapping_sub(local.cached_tail) > self.mask {
+        let head = p.head.load(Ordering::Relaxed);
+        if head.wrapping_sub(local.cached_tail) > p.mask {
             // Acquire pairs with the consumer's Release store of `tail`: its reads of the slots we are about
             // to reuse happened before.
             local.cached_tail = self.cons.0.tail.load(Ordering::Acquire);
-            if head.wrapping_sub(local.cached_tail) > self.mask {
+            if head.wrapping_sub(local.cached_tail) > p.mask {
                 // Only the producer writes `dropped`; the drain reads it (Relaxed: a counter, nothing else
                 // is published through it).
-                let d = self.prod.0.dropped.load(Ordering::Relaxed);
-                self.prod.0.dropped.store(d + 1, Ordering::Relaxed);
+                let d = p.dropped.load(Ordering::Relaxed);
+                p.dropped.store(d + 1, Ordering::Relaxed);
                 return false;
             }
         }
-        let slot = &self.slots[(head & self.mask) as usize];
-        // SAFETY: `head - tail <= mask` so this slot is outside [tail, head): the consumer does not read it
-        // until we publish it below, and we are the only writer.
-        unsafe { slot.get().write(rec) };
+        // SAFETY: `p.slots` points to `mask + 1` records, so `head & mask` is in bounds. `head - tail <= mask`,
+        // so this slot is outside [tail, head): the consumer does not read it until we publish it below, and
+        // we are the only writer.
+        unsafe { p.slots.add((head & p.mask) as usize).write(rec) };
         // Release pairs with the consumer's Acquire load of `head`: the slot write above is visible to it.
-        self.prod
-            .0
-            .head
-            .store(head.wrapping_add(1), Ordering::Release);
+        p.head.store(head.wrapping_add(1), Ordering::Release);
         true
     }
 
