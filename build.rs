@@ -3,8 +3,13 @@
 fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     // Tests build C clients with the `cc` crate for the same target.
-    if let Ok(t) = std::env::var("TARGET") {
-        println!("cargo:rustc-env=NPUPROF_BUILD_TARGET={t}");
+    for (var, name) in [
+        ("TARGET", "NPUPROF_BUILD_TARGET"),
+        ("HOST", "NPUPROF_BUILD_HOST"),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            println!("cargo:rustc-env={name}={v}");
+        }
     }
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -505,9 +505,10 @@ fn loading_the_library_starts_no_thread_and_creates_nothing() {
             ],
         );
         r.assert_ok();
-        assert_eq!(r.value("THREADS_BEFORE_LOAD").unwrap(), "1");
-        assert_eq!(r.value("THREADS_AFTER_LOAD").unwrap(), "1");
-        assert_eq!(r.value("THREADS_AFTER_VERSION").unwrap(), "1");
+        // (Compared with the count before loading: qemu-user adds a thread of its own.)
+        let before = r.value("THREADS_BEFORE_LOAD").unwrap();
+        assert_eq!(r.value("THREADS_AFTER_LOAD").unwrap(), before);
+        assert_eq!(r.value("THREADS_AFTER_VERSION").unwrap(), before);
         assert!(!root.exists(), "nothing is created before npuprof_start");
         assert!(r.stderr.is_empty(), "nothing logged at load: {}", r.stderr);
     });

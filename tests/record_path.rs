@@ -116,18 +116,22 @@ fn record_path_makes_no_allocation_no_syscall_and_never_blocks() {
         }
         RESULT_ALLOCS.store(allocs() - before, Ordering::SeqCst);
 
-        if !install_seccomp_trap_all() {
-            RESULT_TRAPS.store(u64::MAX - 1, Ordering::SeqCst);
-            DONE.store(1, Ordering::SeqCst);
-            return;
-        }
+        let filtered = install_seccomp_trap_all();
         for _ in 0..N / 2 {
             npuprof_range_push(id);
             npuprof_mark(mark);
             npuprof_range_pop();
         }
-        RESULT_TRAPS.store(TRAPPED.load(Ordering::SeqCst), Ordering::SeqCst);
+        let traps = if filtered {
+            TRAPPED.load(Ordering::SeqCst)
+        } else {
+            u64::MAX - 1
+        };
+        RESULT_TRAPS.store(traps, Ordering::SeqCst);
         DONE.store(1, Ordering::SeqCst);
+        if !filtered {
+            return;
+        }
         // Leave without glibc's thread teardown (it makes syscalls): a raw exit of this thread only.
         // SAFETY: ends only the calling thread; nothing of it is joined.
         unsafe { libc::syscall(libc::SYS_exit, 0) };
@@ -141,8 +145,16 @@ fn record_path_makes_no_allocation_no_syscall_and_never_blocks() {
         "allocations on the record path"
     );
     let traps = RESULT_TRAPS.load(Ordering::SeqCst);
-    assert_ne!(traps, u64::MAX - 1, "seccomp filter could not be installed");
-    assert_eq!(traps, 0, "system calls on the record path (seccomp traps)");
+    if traps == u64::MAX - 1 && std::env::var_os("NPUPROF_QEMU_USER").is_some() {
+        // qemu-user does not implement seccomp filters for its guest (PR_SET_SECCOMP fails there); the
+        // no-syscall proof runs natively (x86_64 here, aarch64 on real hardware). Set by ./run-tests.
+        eprintln!(
+            "note: seccomp is not available under qemu-user; no-syscall check skipped on this run"
+        );
+    } else {
+        assert_ne!(traps, u64::MAX - 1, "seccomp filter could not be installed");
+        assert_eq!(traps, 0, "system calls on the record path (seccomp traps)");
+    }
 
     assert_eq!(npuprof_stop(), 0);
     assert_eq!(npuprof_flush(), 0);

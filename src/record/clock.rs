@@ -74,6 +74,7 @@ pub fn now() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
+#[cfg(not(target_arch = "aarch64"))]
 fn cpu_has_invariant_tsc() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -261,6 +262,32 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn the_record_path_reads_the_architectures_counter() {
+        init();
+        let name = source_name();
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(name, "cntvct_el0");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            name,
+            if cpu_has_invariant_tsc() {
+                "tsc"
+            } else {
+                "clock_gettime(CLOCK_MONOTONIC)"
+            }
+        );
+        // Ticks advance at the rate the conversion uses: 10 ms of sleep is 10 ms (+-2 ms) of ticks.
+        let (tp, np) = rate(20);
+        let t0 = now();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let dt_ns = (now() - t0) as u128 * np as u128 / tp as u128;
+        assert!(
+            (9_000_000..14_000_000).contains(&dt_ns),
+            "{name}: {dt_ns} ns for a 10 ms sleep"
+        );
     }
 
     #[test]

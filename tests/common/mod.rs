@@ -35,6 +35,12 @@ pub fn lib() -> PathBuf {
             if profile != "debug" {
                 cmd.args(["--profile", &profile]);
             }
+            // target/<triple>/<profile> when cross-building (aarch64 under qemu).
+            if let Some(triple) = dir.parent().and_then(|p| p.file_name()) {
+                if triple != "target" {
+                    cmd.args(["--target", &triple.to_string_lossy()]);
+                }
+            }
             let o = cmd.output().expect("run cargo build --lib");
             assert!(
                 o.status.success(),
@@ -56,11 +62,11 @@ pub fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -
     let out_dir = target_dir().join("ctests");
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(name);
-    let target = env!("NPUPROF_BUILD_TARGET");
+    // The target's C compiler (aarch64-linux-gnu-gcc when cross-building), chosen by the cc crate.
     let compiler = cc::Build::new()
         .cargo_metadata(false)
-        .target(target)
-        .host(target)
+        .target(env!("NPUPROF_BUILD_TARGET"))
+        .host(env!("NPUPROF_BUILD_HOST"))
         .opt_level(1)
         .debug(true)
         .warnings(true)
@@ -127,7 +133,8 @@ pub fn client(dlopen: bool) -> PathBuf {
 pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(prog);
     cmd.args(args).env_clear();
-    for k in ["PATH", "HOME", "LANG", "TMPDIR"] {
+    // QEMU_LD_PREFIX: the aarch64 sysroot when the tests run under qemu-user (binfmt_misc).
+    for k in ["PATH", "HOME", "LANG", "TMPDIR", "QEMU_LD_PREFIX"] {
         if let Some(v) = std::env::var_os(k) {
             cmd.env(k, v);
         }
