@@ -536,6 +536,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "gethostname is a foreign call Miri cannot run")]
     fn worker_name_is_sanitised() {
         let c = cfg(&[("NPUPROF_WORKER_NAME", "a/b\nc")]);
         assert_eq!(c.worker_name.as_deref(), Some("a_b_c"));

@@ -357,8 +357,10 @@ mod tests {
         let p = d.path().join("s");
         let want = write_sample(&p);
         let bytes = std::fs::read(&p).unwrap();
+        // Under Miri (which checks this reader for UB) every 29th position is enough.
+        let stride = if cfg!(miri) { 29 } else { 1 };
         let mut clean_cuts = 0;
-        for cut in 0..bytes.len() {
+        for cut in (0..bytes.len()).step_by(stride) {
             let mut r = Reader::new(&bytes[..cut], cut as u64);
             let got: Vec<Frame> = r.by_ref().collect();
             assert!(got.len() < want.len());
@@ -369,8 +371,10 @@ mod tests {
         }
         // Only cuts exactly at a frame boundary read cleanly: after the header and after each of the
         // first four frames.
-        assert_eq!(clean_cuts, 5);
-        for i in 16..bytes.len() {
+        if !cfg!(miri) {
+            assert_eq!(clean_cuts, 5);
+        }
+        for i in (16..bytes.len()).step_by(stride) {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
             let got: Vec<Frame> = Reader::new(&b[..], b.len() as u64).collect();

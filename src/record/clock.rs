@@ -66,6 +66,8 @@ fn monotonic_raw_ns() -> u64 {
 /// Reads the clock in raw ticks. The hot path: no syscall with a cycle counter, no lock, no allocation.
 #[inline(always)]
 pub fn now() -> u64 {
+    // Relaxed: written once in `init`, before the first profile can start (STATE's Release/Acquire orders it
+    // for the starting thread; any thread reading a stale value would only use the vDSO fallback).
     if SOURCE.load(Ordering::Relaxed) == SRC_CYCLES {
         if let Some(c) = cycles() {
             return c;

@@ -101,6 +101,8 @@ fn register() -> Option<&'static Ring> {
         Some(r) => *r,
         None => {
             let id = reg.rings.len() as u32;
+            // Relaxed: written once by `session::config` before STATE's REC bit is first set (Release),
+            // and this thread saw REC before registering.
             match Ring::try_new(id, RING_CAPACITY.load(Ordering::Relaxed)) {
                 Some(r) => {
                     let r: &'static Ring = Box::leak(Box::new(r));
@@ -145,6 +147,7 @@ fn emit(rec: Record) {
             r.push(rec);
         },
         None => {
+            // Relaxed: a counter read by the drain at stop; pairs with nothing.
             ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -168,6 +171,8 @@ fn with_depth<R>(r: &Ring, s: u64, f: impl FnOnce(&mut u32) -> R) -> R {
 /// True while a profile records. The whole cost of a record call when idle or disabled: one relaxed load.
 #[inline(always)]
 pub fn is_recording() -> bool {
+    // Relaxed: the record calls need only the bit itself (and the generation in the same word); no other
+    // data published by `session::start_locked`'s Release store is read on this path.
     STATE.load(Ordering::Relaxed) & REC != 0
 }
 
@@ -175,6 +180,7 @@ pub fn is_recording() -> bool {
 /// word, the timestamp and this thread's ring. Records that cannot get a ring (thread exiting) are counted.
 #[inline(always)]
 fn recording() -> Option<(u64, u64, &'static Ring)> {
+    // Relaxed, as in `is_recording`: the generation travels in the same word.
     let s = STATE.load(Ordering::Relaxed);
     if s & REC == 0 {
         return None;
@@ -184,6 +190,7 @@ fn recording() -> Option<(u64, u64, &'static Ring)> {
     match my_ring() {
         Some(r) => Some((s, clock::now(), r)),
         None => {
+            // Relaxed: a counter (see `emit`).
             ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
             None
         }
@@ -204,6 +211,8 @@ pub fn range_push(name_id: u32) {
     let rec = Record::new(ts, kind::BEGIN, ((d as u64) << 32) | name_id as u64);
     // SAFETY: `r` is this thread's own ring (from CURRENT), so we are its single producer.
     unsafe { r.push(rec) };
+    // Relaxed: set once by `session::config` before the first profile (ordered by STATE's Release/Acquire
+    // for the thread that starts it; a stale `false` on another thread only skips one stack).
     if WITH_STACK.load(Ordering::Relaxed) {
         push_stack(r, ts);
     }
