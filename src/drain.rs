@@ -3,8 +3,9 @@
 //! `npuprof_start` (never at load time), block every signal (signals stay with the host's threads), and catch
 //! panics per message so one bad profile cannot take them down.
 //!
-//! Control messages arrive over a crossbeam channel; between messages the drain polls the rings every 1 ms
-//! while data flows, backing off to 10 ms when idle. Memory stays bounded however long a profile runs: the
+//! Control messages (start, stop, flush, shutdown) arrive over a crossbeam channel; between messages the
+//! drain polls the rings every 1 ms while data flows, backing off to 10 ms when idle. A flush travels the
+//! same FIFO path as the stops before it (drain → export), so its answer means every earlier stop is written. Memory stays bounded however long a profile runs: the
 //! rings are fixed and the spool is on disk.
 
 use crate::backend::DeviceData;
@@ -30,7 +31,17 @@ pub enum Msg {
         reason: StopReason,
         device: Box<dyn DeviceData>,
     },
+    /// Answered once every profile stopped before it is written (with the first error since the last flush).
+    Flush(Sender<Result<()>>),
     Shutdown,
+}
+
+/// What the drain hands to the export thread.
+enum ExportMsg {
+    Job(ExportJob),
+    /// A profile that failed before it could be exported; reported at the next flush.
+    Failed(Error),
+    Flush(Sender<Result<()>>),
 }
 
 /// Counts reported in `profiler_metadata.json`.
@@ -93,7 +104,7 @@ fn block_signals() {
 impl Threads {
     pub fn spawn() -> std::io::Result<Threads> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let (etx, erx) = crossbeam_channel::unbounded::<ExportJob>();
+        let (etx, erx) = crossbeam_channel::unbounded::<ExportMsg>();
         let export = std::thread::Builder::new()
             .name("npuprof-export".into())
             .spawn(move || {
@@ -113,6 +124,13 @@ impl Threads {
         self.tx
             .send(m)
             .map_err(|_| Error::new(Status::Internal, "the npuprof-drain thread is gone"))
+    }
+
+    /// Asks for a flush; the answer arrives on the returned channel.
+    pub fn request_flush(&self) -> Result<Receiver<Result<()>>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Msg::Flush(tx))?;
+        Ok(rx)
     }
 
     pub fn alive(&self) -> bool {
@@ -156,7 +174,7 @@ struct Carry {
 }
 
 struct Drain {
-    etx: Sender<ExportJob>,
+    etx: Sender<ExportMsg>,
     active: Option<Active>,
     rings: Vec<&'static Ring>,
     scratch: Vec<Record>,
@@ -164,7 +182,7 @@ struct Drain {
     carry: Carry,
 }
 
-fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportJob>) {
+fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
     let mut d = Drain {
         etx,
         active: None,
@@ -203,17 +221,31 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportJob>) {
                     d.stop(profile, stop_tick, reason, device);
                     0
                 }
+                Some(Msg::Flush(ack)) => {
+                    if let Err(e) = d.etx.send(ExportMsg::Flush(ack)) {
+                        if let ExportMsg::Flush(ack) = e.into_inner() {
+                            let _ = ack.send(Err(Error::new(
+                                Status::Internal,
+                                "the npuprof-export thread is gone",
+                            )));
+                        }
+                    }
+                    d.poll(None)
+                }
                 _ => d.poll(None),
             };
             idle_polls = if moved > 0 { 0 } else { idle_polls + 1 };
         }));
         if r.is_err() {
             log::error!("internal error in the npuprof-drain thread (caught); the current profile is abandoned");
-            if d.active.take().is_some() {
-                session::pending_done(Some(Error::new(
+            if let Some(a) = d.active.take() {
+                d.fail(Error::new(
                     Status::Internal,
-                    "the drain thread failed while writing this profile",
-                )));
+                    format!(
+                        "the drain thread failed while writing {}",
+                        a.profile.dir.display()
+                    ),
+                ));
             }
         }
         if shutdown {
@@ -223,6 +255,11 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportJob>) {
 }
 
 impl Drain {
+    /// Reports a profile that cannot be exported at the next flush.
+    fn fail(&self, e: Error) {
+        let _ = self.etx.send(ExportMsg::Failed(e));
+    }
+
     fn start(&mut self, profile: Arc<Profile>, file: File, base: record::Baseline) {
         // Records still in the rings from before this profile are dropped by the window filter (their
         // ticks are older than the start tick); draining here would race with the first records of the
@@ -341,7 +378,10 @@ impl Drain {
                 "stop for a profile the drain does not know: {}",
                 profile.dir.display()
             );
-            session::pending_done(Some(Error::new(Status::Internal, "unknown profile")));
+            self.fail(Error::new(
+                Status::Internal,
+                format!("the drain lost track of {}", profile.dir.display()),
+            ));
             return;
         };
         for (i, r) in self.rings.iter().enumerate() {
@@ -390,8 +430,8 @@ impl Drain {
             truncated: a.truncated,
             spool_error: a.spool_error,
         };
-        if self.etx.send(job).is_err() {
-            session::pending_done(Some(Error::new(Status::Internal, "export thread is gone")));
+        if self.etx.send(ExportMsg::Job(job)).is_err() {
+            log::error!("the npuprof-export thread is gone; a profile stays unexported");
         }
     }
 }
@@ -493,8 +533,22 @@ fn thread_name(tid: u32) -> Vec<u8> {
     n
 }
 
-fn export_loop(rx: Receiver<ExportJob>) {
-    while let Ok(job) = rx.recv() {
+fn export_loop(rx: Receiver<ExportMsg>) {
+    // Errors since the last flush, reported (the first of them) by the next flush.
+    let mut errors: Vec<Error> = Vec::new();
+    while let Ok(msg) = rx.recv() {
+        let job = match msg {
+            ExportMsg::Job(job) => job,
+            ExportMsg::Failed(e) => {
+                errors.push(e);
+                continue;
+            }
+            ExportMsg::Flush(ack) => {
+                let first = std::mem::take(&mut errors).into_iter().next();
+                let _ = ack.send(first.map_or(Ok(()), Err));
+                continue;
+            }
+        };
         let dir = job.profile.dir.clone();
         let res = catch_unwind(AssertUnwindSafe(|| export::run(job)));
         let err = match res {
@@ -508,6 +562,6 @@ fn export_loop(rx: Receiver<ExportJob>) {
                 Some(Error::new(Status::Internal, "export panicked"))
             }
         };
-        session::pending_done(err);
+        errors.extend(err);
     }
 }

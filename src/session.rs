@@ -16,10 +16,11 @@ use crate::drain;
 use crate::error::{Error, Result, Status};
 use crate::export::layout;
 use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
+use crossbeam_channel::RecvTimeoutError;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 /// Why a profile ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,7 +240,6 @@ fn stop_locked(
         }
         None => Box::new(backend::NoDeviceData),
     };
-    pending_add(1);
     let sent = ctl.threads.as_ref().map(|t| {
         t.send(drain::Msg::Stop {
             profile: p.clone(),
@@ -249,10 +249,6 @@ fn stop_locked(
         })
     });
     if !matches!(sent, Some(Ok(()))) {
-        pending_done(Some(Error::new(
-            Status::Internal,
-            "background threads are gone",
-        )));
         return Err(Error::new(
             Status::Internal,
             format!(
@@ -336,60 +332,28 @@ fn auto_start(tokens: u64) -> Result<()> {
     Ok(())
 }
 
-// ---- pending exports: flush waits for these ------------------------------------------------------------
-
-struct Pending {
-    count: u64,
-    errors: Vec<Error>,
-}
-
-static PENDING: Mutex<Pending> = Mutex::new(Pending {
-    count: 0,
-    errors: Vec::new(),
-});
-static PENDING_CV: Condvar = Condvar::new();
-
-fn pending_add(n: u64) {
-    PENDING.lock().unwrap_or_else(|e| e.into_inner()).count += n;
-}
-
-/// One stopped profile is finished (exported or failed).
-pub fn pending_done(err: Option<Error>) {
-    let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-    p.count = p.count.saturating_sub(1);
-    if let Some(e) = err {
-        p.errors.push(e);
-    }
-    PENDING_CV.notify_all();
-}
-
-/// `npuprof_flush`: waits until every stopped profile is written. Returns the first export error since the
-/// last flush, if any.
+/// `npuprof_flush`: waits until every stopped profile is written (at most `NPUPROF_FLUSH_TIMEOUT_S`).
+/// Returns the first export error since the last flush, if any.
 pub fn flush() -> Result<()> {
     let timeout = Duration::from_secs(config().flush_timeout_s);
-    let deadline = Instant::now() + timeout;
-    let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-    while p.count > 0 {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::new(
-                Status::Io,
-                format!(
-                    "{} profile(s) still being written after {}s (NPUPROF_FLUSH_TIMEOUT_S)",
-                    p.count,
-                    timeout.as_secs()
-                ),
-            ));
-        }
-        p = PENDING_CV
-            .wait_timeout(p, deadline - now)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
-    }
-    let errors = std::mem::take(&mut p.errors);
-    match errors.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(()),
+    // The request goes under the lock (so it is ordered after any stop already sent); the wait does not.
+    let ack = match lock().threads.as_ref() {
+        None => return Ok(()),
+        Some(t) => t.request_flush()?,
+    };
+    match ack.recv_timeout(timeout) {
+        Ok(r) => r,
+        Err(RecvTimeoutError::Timeout) => Err(Error::new(
+            Status::Io,
+            format!(
+                "profiles are still being written after {}s (NPUPROF_FLUSH_TIMEOUT_S)",
+                timeout.as_secs()
+            ),
+        )),
+        Err(RecvTimeoutError::Disconnected) => Err(Error::new(
+            Status::Internal,
+            "the background threads ended before answering the flush",
+        )),
     }
 }
 
@@ -410,7 +374,7 @@ pub fn shutdown() -> Result<()> {
     let flushed = flush();
     if flushed
         .as_ref()
-        .is_err_and(|e| e.status == Status::Io && e.msg.contains("still being written"))
+        .is_err_and(|e| e.status == Status::Io && e.msg.contains("NPUPROF_FLUSH_TIMEOUT_S"))
     {
         // Do not join threads that are stuck on I/O: leave them, never hang the host.
         return flushed;

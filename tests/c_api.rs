@@ -569,3 +569,22 @@ fn dlclose_while_recording_does_not_unmap_or_hang() {
     let (t, _) = assert_valid_worker(&r.dir(), 0);
     assert_eq!(slices(&t, "model_forward").len(), 2);
 }
+
+#[test]
+fn a_vanished_output_directory_fails_the_export_with_io_and_the_next_profile_works() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_client(
+        false,
+        &["vanish"],
+        &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
+    );
+    r.assert_ok();
+    assert!(r.stderr.contains("npuprof_flush: cannot"), "{}", r.stderr);
+    let (t, _) = assert_valid_worker(&r.dir(), 0);
+    assert_eq!(slices(&t, "model_forward").len(), 1);
+    assert_eq!(
+        workers(root.path()).len(),
+        1,
+        "the vanished one is not recreated"
+    );
+}

@@ -329,6 +329,27 @@ static void scenario_dlclose(const char *lib) {
 }
 #endif
 
+/* vanish: the worker directory disappears while recording; the export fails, flush reports
+ * NPUPROF_ERR_IO, and the next profile works. */
+static void scenario_vanish(void) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    forward(2);
+    char dir[4096], cmd[4200];
+    CHECK(P.output_dir(dir, sizeof dir) > 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    forward(2);
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_ERR_IO);
+    EXPECT(P.flush(), NPUPROF_OK); /* reported once */
+    EXPECT(P.start(), NPUPROF_OK);
+    forward(1);
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
 /* exit: return from main while recording, without stop (must not hang or crash). */
 static void scenario_exit_running(void) {
     intern_all();
@@ -369,6 +390,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "names")) scenario_names();
     else if (!strcmp(s, "two")) scenario_two();
     else if (!strcmp(s, "exit_running")) scenario_exit_running();
+    else if (!strcmp(s, "vanish")) scenario_vanish();
     else if (!strcmp(s, "flood")) scenario_flood(atoi(argv[3]), atoi(argv[4]));
 #ifdef NPUPROF_TEST_DLOPEN
     else if (!strcmp(s, "dlclose")) scenario_dlclose(argv[1]);
