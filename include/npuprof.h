@@ -68,7 +68,7 @@ uint32_t npuprof_intern(const char *name);
 /* Host annotations on the calling thread: the hot path. No lock, no system call, no allocation (after the
  * first record of a thread); when the thread's buffer is full the event is dropped and counted. No-ops
  * when not recording. An unbalanced pop is counted and ignored; ranges still open at stop are closed at the
- * stop time. */
+ * stop time. Not async-signal-safe: do not call them from a signal handler. */
 void npuprof_range_push(uint32_t name_id);
 void npuprof_range_pop(void);
 void npuprof_mark(uint32_t name_id);

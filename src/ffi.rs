@@ -24,15 +24,20 @@ fn guard<T>(what: &'static str, on_panic: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Logs a caught panic. Itself guarded: a panicking logger or a payload whose drop panics must not unwind
+/// out of an `extern "C"` function either (the payload is leaked rather than dropped).
 #[cold]
 #[inline(never)]
 fn report_panic(what: &str, p: Box<dyn std::any::Any + Send>) {
-    let msg = p
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    log::error!("internal error in {what} (caught, the host is unaffected): {msg}");
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        log::error!("internal error in {what} (caught, the host is unaffected): {msg}");
+        std::mem::forget(p);
+    }));
 }
 
 fn status(what: &str, r: Result<(), Error>) -> c_int {

@@ -1,6 +1,7 @@
 //! Thread lifecycle on the record path, in-process: threads that exit keep their data until drained, their
-//! rings are reused (memory bounded by threads alive at once, not by threads ever seen), and a record made
-//! from a thread-local destructor after the ring was retired is dropped and counted, never a use-after-free.
+//! rings are reused (memory bounded by threads alive at once, not by threads ever seen), records made from
+//! thread-local destructors still land, and a record made after the ring was retired (from a later pthread
+//! key destructor) is dropped and counted, never a use-after-free.
 
 mod common;
 use npuprof::ffi::*;
@@ -44,10 +45,50 @@ fn exited_threads_keep_their_data_and_rings_are_reused() {
         "{rings} rings for {THREADS} short-lived threads: rings are not reused"
     );
 
-    // A thread-local registered before the ring's exit guard is destroyed after it (LIFO): its record
-    // finds the ring retired and is counted, not written into a ring another thread may own.
+    // Threads whose first record happens in a pthread key destructor (a C library's per-thread cleanup):
+    // their rings are still retired (glibc re-runs destructors of keys set during that phase) and reused.
+    let mut first_key: libc::pthread_key_t = 0;
+    unsafe extern "C" fn records_first(v: *mut libc::c_void) {
+        npuprof_range_push(v as usize as u32);
+        npuprof_range_pop();
+    }
+    // SAFETY: valid out-parameter and destructor.
+    assert_eq!(
+        unsafe { libc::pthread_key_create(&mut first_key, Some(records_first)) },
+        0
+    );
+    for _ in 0..16 {
+        std::thread::spawn(move || {
+            // SAFETY: a valid key; the value is the name id.
+            unsafe { libc::pthread_setspecific(first_key, id as usize as *const libc::c_void) };
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(12));
+    }
+    let after = npuprof::record::ring_count();
+    assert!(
+        after <= rings + 1,
+        "{after} rings after 16 destructor-only threads (was {rings}): leaked"
+    );
+
+    // A Rust thread-local destructor runs before the pthread key destructor that retires the ring: its
+    // record lands. A pthread key created after npuprof's (so destroyed after it) records too late: the ring
+    // is retired, the record is counted, not written into a ring another thread may own.
+    let mut key: libc::pthread_key_t = 0;
+    unsafe extern "C" fn too_late(v: *mut libc::c_void) {
+        npuprof_mark(v as usize as u32);
+    }
+    // SAFETY: valid out-parameter and destructor.
+    assert_eq!(
+        unsafe { libc::pthread_key_create(&mut key, Some(too_late)) },
+        0
+    );
+    let too_late_id = unsafe { npuprof_intern(c"too_late".as_ptr()) };
     std::thread::spawn(move || {
         LATE.with(|l| *l.borrow_mut() = Some(RecordsOnDrop(late)));
+        // SAFETY: a valid key; the value is the name id.
+        unsafe { libc::pthread_setspecific(key, too_late_id as usize as *const libc::c_void) };
         npuprof_range_push(id);
         npuprof_range_pop();
     })
@@ -58,19 +99,24 @@ fn exited_threads_keep_their_data_and_rings_are_reused() {
     assert_eq!(npuprof_flush(), 0);
     let ws = common::workers(root.path());
     let t = common::trace(&ws[0]);
-    assert_eq!(common::slices(&t, "short_task").len(), 5 * THREADS + 1);
+    assert_eq!(common::slices(&t, "short_task").len(), 5 * THREADS + 16 + 1);
     let tids: std::collections::BTreeSet<u64> = t
         .iter()
         .filter(|e| e["name"] == "short_task")
         .map(|e| e["tid"].as_u64().unwrap())
         .collect();
-    assert_eq!(tids.len(), THREADS + 1, "every thread keeps its own tid");
+    assert_eq!(
+        tids.len(),
+        THREADS + 16 + 1,
+        "every thread keeps its own tid"
+    );
     let names = t.iter().filter(|e| e["name"] == "thread_name").count();
-    assert_eq!(names, THREADS + 1);
+    assert_eq!(names, THREADS + 16 + 1);
     let meta = common::json(&ws[0].join("profiler_metadata.json"));
     let m = &meta["npuprof"];
     assert_eq!(m["dropped_records"]["after_thread_exit"], 1, "{m}");
-    assert!(t.iter().all(|e| e["name"] != "late_mark"));
+    assert_eq!(t.iter().filter(|e| e["name"] == "late_mark").count(), 1);
+    assert!(t.iter().all(|e| e["name"] != "too_late"));
     common::assert_proper_nesting(&t);
     assert_eq!(npuprof_shutdown(), 0);
 }

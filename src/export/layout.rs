@@ -91,8 +91,11 @@ pub fn create_worker_dir(root: &Path, worker: &str, realtime_ns: u64) -> Result<
         match mkdir_new(&p) {
             Ok(()) => {
                 for sub in [OUTPUT_DIR, FRAMEWORK_DIR] {
-                    mkdir_new(&p.join(sub))
-                        .map_err(|e| Error::io("cannot create", &p.join(sub), &e))?;
+                    if let Err(e) = mkdir_new(&p.join(sub)) {
+                        // Leave nothing half-made behind (the directory is ours and still empty-ish).
+                        let _ = fs::remove_dir_all(&p);
+                        return Err(Error::io("cannot create", &p.join(sub), &e));
+                    }
                 }
                 return Ok(p);
             }

@@ -448,11 +448,17 @@ impl HostPass {
     }
 }
 
-/// "module!symbol+0xoff" for a code address (dladdr: exported symbols only), else the address.
+/// "module!symbol+0xoff" for a return address (dladdr: exported symbols only), else the address.
 fn symbolize(addr: u64) -> String {
-    // SAFETY: dladdr only reads loader tables; `info` is a valid out-parameter.
+    // Look up the call instruction, not the return address: after a noreturn call at the end of a function
+    // the return address already belongs to the next function.
+    let pc = addr.wrapping_sub(1);
+    // SAFETY: an all-zero Dl_info is a valid value (null pointers, zero addresses).
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } != 0;
+    // SAFETY: dladdr only reads the loader's tables; `info` is a valid out-parameter. The strings it returns
+    // belong to the loaded module; they are copied at once below (a concurrent dlclose of that very module
+    // is the one case this cannot rule out, and npuprof itself is never unloaded).
+    let ok = unsafe { libc::dladdr(pc as *const libc::c_void, &mut info) } != 0;
     if !ok {
         return format!("{addr:#x}");
     }
@@ -472,8 +478,8 @@ fn symbolize(addr: u64) -> String {
         .map(|m| m.rsplit('/').next().unwrap_or(&m).to_string())
         .unwrap_or_default();
     match cstr(info.dli_sname) {
-        Some(s) => format!("{module}!{s}+{:#x}", addr - info.dli_saddr as u64),
-        None => format!("{module}+{:#x}", addr - info.dli_fbase as u64),
+        Some(s) => format!("{module}!{s}+{:#x}", pc.wrapping_sub(info.dli_saddr as u64)),
+        None => format!("{module}+{:#x}", pc.wrapping_sub(info.dli_fbase as u64)),
     }
 }
 

@@ -7,11 +7,16 @@
 //! allocates and registers its ring, under the registry lock, once).
 //!
 //! Thread exit: the ring pointer lives in a `const`-initialised thread-local `Cell` that has no destructor, so
-//! it can be read during any other thread-local destructor. A second thread-local (`GUARD`) has a destructor
-//! that only swaps the pointer for a sentinel and marks the ring "exited"; records made after that (from a
-//! later destructor) are dropped and counted. The ring, with its unread records, stays in the registry until
-//! the drain has emptied it, and is then reused by the next new thread: memory stays bounded by the number of
-//! threads alive at once.
+//! it can be read during any thread-local destructor. The ring is retired by a pthread key destructor (set
+//! at registration), which only swaps the pointer for a sentinel and marks the ring "exited". glibc runs key
+//! destructors after every C++/Rust thread-local destructor, so records made from those still land; records
+//! made after it (a later key's destructor) are dropped and counted. A thread whose first record happens
+//! during the key-destructor phase still gets its ring retired: glibc re-runs destructors of keys set during
+//! that phase. The ring, with its unread records, stays in the registry until the drain has emptied it, and
+//! is then reused by the next new thread: memory stays bounded by the number of threads alive at once.
+//!
+//! The record calls are not async-signal-safe (a call from a signal handler that interrupts another record
+//! call on the same thread would share its ring's producer state).
 
 pub mod clock;
 pub mod names;
@@ -55,19 +60,37 @@ const DEAD: *const Ring = 1 as *const Ring;
 
 thread_local! {
     static CURRENT: Cell<*const Ring> = const { Cell::new(std::ptr::null()) };
-    static GUARD: Guard = const { Guard };
 }
 
-struct Guard;
+/// The pthread key whose destructor retires a thread's ring (see module doc). Created once.
+static EXIT_KEY: std::sync::OnceLock<Option<libc::pthread_key_t>> = std::sync::OnceLock::new();
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let p = CURRENT.with(|c| c.replace(DEAD));
+unsafe extern "C" fn retire_ring(value: *mut libc::c_void) {
+    // Runs at thread exit, in C context: must not unwind.
+    let _ = std::panic::catch_unwind(|| {
+        // CURRENT has no destructor, so it is still accessible here.
+        let p = CURRENT
+            .try_with(|c| c.replace(DEAD))
+            .unwrap_or(std::ptr::null());
+        let p = if p.is_null() || p == DEAD {
+            value as *const Ring
+        } else {
+            p
+        };
         if !p.is_null() && p != DEAD {
             // SAFETY: rings are leaked ('static) and never freed; `p` came from the registry.
             unsafe { &*p }.mark_exited();
         }
-    }
+    });
+}
+
+fn exit_key() -> Option<libc::pthread_key_t> {
+    *EXIT_KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is a valid out-parameter; `retire_ring` has the destructor signature.
+        let rc = unsafe { libc::pthread_key_create(&mut key, Some(retire_ring)) };
+        (rc == 0).then_some(key)
+    })
 }
 
 struct Registry {
@@ -81,16 +104,18 @@ fn gettid() -> u32 {
     unsafe { libc::syscall(libc::SYS_gettid) as u32 }
 }
 
-/// Slow path: the first record of this thread. Takes a free ring or allocates one, and arms the exit guard.
+/// Slow path: the first record of this thread. Takes a free ring or allocates one, and arms the exit key.
 #[cold]
 #[inline(never)]
 fn register() -> Option<&'static Ring> {
-    // Touch the guard first: if this thread is already exiting (we are inside a TLS destructor) the guard
-    // cannot be registered, and a ring given now would never be retired.
-    if GUARD.try_with(|_| ()).is_err() {
+    // Acquire pairs with the Release stores of STATE in `session` (the record call that brought us here
+    // loaded STATE Relaxed): the configuration written before the first profile started (RING_CAPACITY,
+    // WITH_STACK, the clock source) is visible to this thread from its first record on.
+    std::sync::atomic::fence(Ordering::Acquire);
+    let Some(key) = exit_key() else {
         CURRENT.with(|c| c.set(DEAD));
         return None;
-    }
+    };
     let tid = gettid();
     let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     let ring = match reg
@@ -118,9 +143,17 @@ fn register() -> Option<&'static Ring> {
             }
         }
     };
-    ring.assign(tid);
+    // SAFETY: the ring is new or FREE (no producer) and we hold the registry lock (see `Ring::assign`).
+    unsafe { ring.assign(tid) };
     drop(reg);
     CURRENT.with(|c| c.set(ring));
+    // SAFETY: a valid key; the value is only passed back to `retire_ring`.
+    if unsafe { libc::pthread_setspecific(key, ring as *const Ring as *const libc::c_void) } != 0 {
+        // Cannot arm the exit hook: retire at once rather than leak the ring.
+        CURRENT.with(|c| c.set(DEAD));
+        ring.mark_exited();
+        return None;
+    }
     Some(ring)
 }
 
@@ -210,10 +243,11 @@ pub fn range_push(name_id: u32) {
     });
     let rec = Record::new(ts, kind::BEGIN, ((d as u64) << 32) | name_id as u64);
     // SAFETY: `r` is this thread's own ring (from CURRENT), so we are its single producer.
-    unsafe { r.push(rec) };
-    // Relaxed: set once by `session::config` before the first profile (ordered by STATE's Release/Acquire
-    // for the thread that starts it; a stale `false` on another thread only skips one stack).
-    if WITH_STACK.load(Ordering::Relaxed) {
+    let pushed = unsafe { r.push(rec) };
+    // Relaxed: set once by `session::config` before the first profile (made visible to this thread by the
+    // fence in `register`). A stack only follows a BEGIN that was kept, else the exporter would attach it
+    // to the enclosing range.
+    if pushed && WITH_STACK.load(Ordering::Relaxed) {
         push_stack(r, ts);
     }
 }
@@ -264,10 +298,13 @@ fn push_stack(r: &Ring, ts: u64) {
     let mut frames = [std::ptr::null_mut::<libc::c_void>(); 34];
     // SAFETY: the buffer holds `frames.len()` pointers.
     let n = unsafe { backtrace(frames.as_mut_ptr(), frames.len() as libc::c_int) }.max(0) as usize;
-    // Skip push_stack and range_push themselves.
+    // Skip push_stack and range_push themselves; stop at the first frame that does not fit (a partial
+    // stack is the innermost frames, still useful).
     for &f in frames.iter().take(n).skip(2) {
         // SAFETY: this thread owns `r`.
-        unsafe { r.push(Record::new(ts, kind::STACK, f as u64)) };
+        if !unsafe { r.push(Record::new(ts, kind::STACK, f as u64)) } {
+            break;
+        }
     }
 }
 

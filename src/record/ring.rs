@@ -257,6 +257,14 @@ impl Ring {
         {
             return 0;
         }
+        // Releases `busy` even if `f` panics (Release pairs with the next consumer's Acquire).
+        struct Unbusy<'a>(&'a AtomicBool);
+        impl Drop for Unbusy<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _unbusy = Unbusy(&self.cons.0.busy);
         // Relaxed: only the consumer (us, holding `busy`) writes `tail`; `busy`'s Acquire orders us after
         // the previous consumer's Release of `busy`.
         let tail = self.cons.0.tail.load(Ordering::Relaxed);
@@ -293,8 +301,6 @@ impl Ring {
             // reuses these slots.
             self.cons.0.tail.store(head, Ordering::Release);
         }
-        // Release pairs with the next consumer's Acquire of `busy`.
-        self.cons.0.busy.store(false, Ordering::Release);
         n
     }
 
@@ -313,10 +319,15 @@ impl Ring {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Gives the ring to a new owner thread (registry only, under its lock).
-    pub(crate) fn assign(&self, tid: u32) {
-        // SAFETY: the ring is FREE or new: no producer exists, so the registry (holding its lock) is the only
-        // one touching the producer state.
+    /// Gives the ring to a new owner thread.
+    ///
+    /// # Safety
+    /// The ring must be new or FREE, and the caller must hold the registry lock. Then no producer exists:
+    /// the previous owner's last access happened before its `mark_exited` (Release), which the drain saw
+    /// (Acquire in `owner_state`) before `mark_free`, which happened before the registry lock we hold.
+    pub(crate) unsafe fn assign(&self, tid: u32) {
+        debug_assert_ne!(self.owner.load(Ordering::Relaxed), OWNER_ALIVE);
+        // SAFETY: see the function's contract: nobody else touches the producer state now.
         let local = unsafe { &mut *self.prod.0.local.get() };
         local.depth = 0;
         local.gen = 0;
