@@ -63,6 +63,8 @@ pub struct Profile {
 }
 
 struct Control {
+    /// `FORK_GEN` this state belongs to: a forked child resets what it inherited (see `lock`).
+    fork_gen: u64,
     threads: Option<drain::Threads>,
     backend: Option<Box<dyn Backend>>,
     running: Option<Arc<Profile>>,
@@ -71,6 +73,7 @@ struct Control {
 }
 
 static CONTROL: Mutex<Control> = Mutex::new(Control {
+    fork_gen: 0,
     threads: None,
     backend: None,
     running: None,
@@ -84,7 +87,97 @@ static STEPS: AtomicU64 = AtomicU64::new(0);
 static STOP_AT: AtomicU64 = AtomicU64::new(0);
 
 fn lock() -> MutexGuard<'static, Control> {
-    CONTROL.lock().unwrap_or_else(|e| e.into_inner())
+    let mut ctl = CONTROL.lock().unwrap_or_else(|e| e.into_inner());
+    // Acquire pairs with the child handler's increment (same thread; kept for clarity).
+    let gen = FORK_GEN.load(Ordering::Acquire);
+    if ctl.fork_gen != gen {
+        reset_after_fork(&mut ctl, gen);
+    }
+    ctl
+}
+
+// ---- fork ---------------------------------------------------------------------------------------------
+//
+// A forked child inherits this state but none of the threads. `pthread_atfork` handlers (registered with
+// the configuration, on the first call, never at load) hold the three locks of the library across the fork
+// so the child never inherits one held by a thread that does not exist there; the child handler clears the
+// recording bit and bumps FORK_GEN (atomics only), and the child's next control call drops the inherited
+// threads and profile. The child then starts its own profile, in its own directory (its own pid), lazily.
+
+/// Incremented in every forked child.
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+type ForkLocks = (
+    MutexGuard<'static, Control>,
+    record::ForkLock,
+    record::names::ForkLock,
+);
+
+thread_local! {
+    /// The locks held by the forking thread between the prepare and parent/child handlers.
+    static HELD: std::cell::RefCell<Option<ForkLocks>> = const { std::cell::RefCell::new(None) };
+}
+
+extern "C" fn before_fork() {
+    let _ = std::panic::catch_unwind(|| {
+        // Same order as everywhere else: CONTROL, then the ring registry, then the name table.
+        let locks = (
+            CONTROL.lock().unwrap_or_else(|e| e.into_inner()),
+            record::fork_lock(),
+            record::names::fork_lock(),
+        );
+        let _ = HELD.try_with(|h| *h.borrow_mut() = Some(locks));
+    });
+}
+
+extern "C" fn after_fork_parent() {
+    let _ = std::panic::catch_unwind(|| {
+        let _ = HELD.try_with(|h| h.borrow_mut().take());
+    });
+}
+
+extern "C" fn after_fork_child() {
+    // The child has one thread and no drain: nothing may record into rings nobody reads.
+    STATE.fetch_and(!REC, Ordering::AcqRel);
+    FORK_GEN.fetch_add(1, Ordering::AcqRel);
+    let _ = std::panic::catch_unwind(|| {
+        let _ = HELD.try_with(|h| {
+            if let Some(locks) = h.borrow().as_ref() {
+                record::after_fork_child(&locks.1);
+            }
+        });
+    });
+    after_fork_parent();
+}
+
+fn install_fork_handlers() {
+    // SAFETY: the handlers are `extern "C"` functions that never unwind.
+    let rc = unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        )
+    };
+    if rc != 0 {
+        log::warn!("pthread_atfork failed ({rc}); a forked child must not use npuprof");
+    }
+}
+
+/// In a forked child: forget the parent's threads (they do not exist here: never join or detach them) and
+/// its profile (the parent finishes it).
+#[cold]
+fn reset_after_fork(ctl: &mut Control, gen: u64) {
+    if let Some(t) = ctl.threads.take() {
+        std::mem::forget(t);
+    }
+    if let Some(b) = ctl.backend.take() {
+        // A device backend's state belongs to the parent's session: do not run its destructor here.
+        std::mem::forget(b);
+    }
+    ctl.running = None;
+    ctl.last_dir = None;
+    ctl.fork_gen = gen;
 }
 
 /// Reads the configuration (once), sets up logging and the clock, and arms the old logic.
@@ -96,6 +189,7 @@ pub fn config() -> &'static Config {
             log::warn!("{w}");
         }
         clock::init();
+        install_fork_handlers();
         record::RING_CAPACITY.store(c.ring_capacity(), Ordering::Relaxed);
         record::WITH_STACK.store(c.with_stack && c.profiler_dir.is_some(), Ordering::Relaxed);
         let armed = matches!(c.trigger, Trigger::Auto { .. }) && c.profiler_dir.is_some();

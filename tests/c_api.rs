@@ -588,3 +588,45 @@ fn a_vanished_output_directory_fails_the_export_with_io_and_the_next_profile_wor
         "the vanished one is not recreated"
     );
 }
+
+#[test]
+fn a_forked_child_starts_clean_and_both_profiles_are_complete() {
+    let root = tempfile::tempdir().unwrap();
+    let t0 = std::time::Instant::now();
+    let r = run_client(
+        false,
+        &["fork"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_FLUSH_TIMEOUT_S", "20"),
+        ],
+    );
+    r.assert_ok();
+    assert_eq!(r.value("CHILD_BAD").unwrap(), "0", "{}", r.stdout);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(15),
+        "a flush waited on threads that do not exist"
+    );
+    let child = std::path::PathBuf::from(r.value("CHILD_DIR").unwrap());
+    let parent = r.dir();
+    assert_ne!(child, parent);
+    let (tc, _) = assert_valid_worker(&child, 0);
+    let (tp, _) = assert_valid_worker(&parent, 0);
+    // forward(n) is one model_forward with n attention layers.
+    assert_eq!(
+        slices(&tc, "model_forward").len(),
+        1,
+        "the child records only its own profile"
+    );
+    assert_eq!(slices(&tc, "attention").len(), 3);
+    assert_eq!(
+        slices(&tp, "model_forward").len(),
+        2,
+        "the parent's profile spans the fork"
+    );
+    assert_eq!(slices(&tp, "attention").len(), 4);
+    let pid_of =
+        |t: &[serde_json::Value]| t.iter().find(|e| e["ph"] == "X").unwrap()["pid"].clone();
+    assert_ne!(pid_of(&tc), pid_of(&tp));
+    assert_eq!(workers(root.path()).len(), 2);
+}

@@ -308,6 +308,26 @@ fn push_stack(r: &Ring, ts: u64) {
     }
 }
 
+/// The registry lock, held across `fork` (see `session`).
+pub struct ForkLock(#[allow(dead_code)] std::sync::MutexGuard<'static, Registry>);
+
+pub fn fork_lock() -> ForkLock {
+    ForkLock(REGISTRY.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// In a forked child (the registry lock held across the fork): only the forking thread exists. Every other
+/// ring's owner is gone, so mark it exited (the child's drain empties and reuses it), and release consumer
+/// flags a parent drain may have held at the fork.
+pub fn after_fork_child(lock: &ForkLock) {
+    let mine = CURRENT.try_with(|c| c.get()).unwrap_or(std::ptr::null());
+    for r in &lock.0.rings {
+        r.release_consumer_after_fork();
+        if !std::ptr::eq(*r as *const Ring, mine) && r.owner_state() == ring::OWNER_ALIVE {
+            r.mark_exited();
+        }
+    }
+}
+
 /// Every ring ever registered, into `out` (cleared first; no allocation once `out` is large enough).
 pub fn rings_into(out: &mut Vec<&'static Ring>) {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());

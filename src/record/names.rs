@@ -43,6 +43,13 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     f(t)
 }
 
+/// The name table's lock, held across `fork` (see `session`).
+pub struct ForkLock(#[allow(dead_code)] std::sync::MutexGuard<'static, Option<Table>>);
+
+pub fn fork_lock() -> ForkLock {
+    ForkLock(TABLE.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// The id for `name`; 0 for an empty name.
 pub fn intern(name: &[u8]) -> u32 {
     if name.is_empty() {

@@ -339,6 +339,12 @@ impl Ring {
         self.owner.store(OWNER_ALIVE, Ordering::Release);
     }
 
+    /// In a forked child: the parent's drain thread, which may have held the consumer flag, does not exist.
+    pub(crate) fn release_consumer_after_fork(&self) {
+        // Release: as any consumer's release of `busy`.
+        self.cons.0.busy.store(false, Ordering::Release);
+    }
+
     /// The owner thread is exiting and will never touch the ring again.
     pub(crate) fn mark_exited(&self) {
         // Release pairs with the Acquire in `owner_state`.

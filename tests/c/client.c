@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <sys/wait.h>
 
 #include "npuprof.h"
 
@@ -350,6 +351,40 @@ static void scenario_vanish(void) {
     print_dir();
 }
 
+/* fork: the recording parent forks; the child starts clean (not recording), makes its own profile in its
+ * own directory and flushes promptly; the parent's profile goes on and is complete. */
+static void scenario_fork(void) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    forward(2);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        bad |= P.is_running() != 0;
+        bad |= P.stop() != NPUPROF_ERR_NOT_RUNNING;
+        bad |= P.flush() != NPUPROF_OK;
+        bad |= P.start() != NPUPROF_OK;
+        forward(3);
+        bad |= P.stop() != NPUPROF_OK;
+        bad |= P.flush() != NPUPROF_OK;
+        char buf[4096];
+        if (P.output_dir(buf, sizeof buf) > 0) printf("CHILD_DIR=%s\n", buf);
+        printf("CHILD_BAD=%d\n", bad);
+        fflush(stdout);
+        _exit(bad ? 3 : 0);
+    }
+    CHECK(pid > 0);
+    forward(2);
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT(P.is_running(), 1);
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
 /* exit: return from main while recording, without stop (must not hang or crash). */
 static void scenario_exit_running(void) {
     intern_all();
@@ -391,6 +426,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "two")) scenario_two();
     else if (!strcmp(s, "exit_running")) scenario_exit_running();
     else if (!strcmp(s, "vanish")) scenario_vanish();
+    else if (!strcmp(s, "fork")) scenario_fork();
     else if (!strcmp(s, "flood")) scenario_flood(atoi(argv[3]), atoi(argv[4]));
 #ifdef NPUPROF_TEST_DLOPEN
     else if (!strcmp(s, "dlclose")) scenario_dlclose(argv[1]);
