@@ -46,6 +46,21 @@ fn let_drain_catch_up(records: u64) {
     }
 }
 
+/// `iters` recorded push+pop pairs on the recording instance, timed in chunks the drain can keep up with.
+fn npuprof_pairs(rec: &Npuprof, rid: u32, iters: u64) -> Duration {
+    chunked(
+        iters,
+        200_000,
+        |n| {
+            for _ in 0..n {
+                (rec.push)(black_box(rid));
+                (rec.pop)();
+            }
+        },
+        |n| let_drain_catch_up(2 * n),
+    )
+}
+
 struct KeepFrames(std::sync::Arc<std::sync::atomic::AtomicU64>);
 
 impl fastrace::collector::Reporter for KeepFrames {
@@ -139,28 +154,18 @@ fn main() {
         g.finish();
     }
 
-    let mut issued = 0u64;
+    let issued = std::cell::Cell::new(0u64);
     {
         let mut g = c.benchmark_group("recording");
         g.bench_function("push_pop", |b| {
             b.iter_custom(|iters| {
-                issued += 2 * iters;
-                chunked(
-                    iters,
-                    200_000,
-                    |n| {
-                        for _ in 0..n {
-                            (rec.push)(black_box(rid));
-                            (rec.pop)();
-                        }
-                    },
-                    |n| let_drain_catch_up(2 * n),
-                )
+                issued.set(issued.get() + 2 * iters);
+                npuprof_pairs(&rec, rid, iters)
             })
         });
         g.bench_function("mark", |b| {
             b.iter_custom(|iters| {
-                issued += iters;
+                issued.set(issued.get() + iters);
                 chunked(
                     iters,
                     400_000,
@@ -175,7 +180,7 @@ fn main() {
         });
         g.bench_function("step", |b| {
             b.iter_custom(|iters| {
-                issued += iters;
+                issued.set(issued.get() + iters);
                 chunked(
                     iters,
                     400_000,
@@ -201,18 +206,8 @@ fn main() {
         let mut g = c.benchmark_group("peer_pair");
         g.bench_function("npuprof", |b| {
             b.iter_custom(|iters| {
-                issued += 2 * iters;
-                chunked(
-                    iters,
-                    200_000,
-                    |n| {
-                        for _ in 0..n {
-                            (rec.push)(black_box(rid));
-                            (rec.pop)();
-                        }
-                    },
-                    |n| let_drain_catch_up(2 * n),
-                )
+                issued.set(issued.get() + 2 * iters);
+                npuprof_pairs(&rec, rid, iters)
             })
         });
 
@@ -316,7 +311,8 @@ fn main() {
     let spool = rec.output_dir_path().join("FRAMEWORK/npuprof.spool");
     let spool_bytes = std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0);
     let out = format!(
-        "{{\"issued_records\": {issued}, \"spool_bytes\": {spool_bytes}, \"still_recording\": {}}}\n",
+        "{{\"issued_records\": {}, \"spool_bytes\": {spool_bytes}, \"still_recording\": {}}}\n",
+        issued.get(),
         (rec.is_running)() == 1
     );
     std::fs::write(results_dir().join("record.json"), out).unwrap();
