@@ -247,8 +247,10 @@ fn main() {
                 kept.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 black_box(frame);
             }));
+            let ran = std::cell::Cell::new(false);
             g.bench_function("puffin", |b| {
                 b.iter_custom(|iters| {
+                    ran.set(true);
                     chunked(
                         iters,
                         10_000,
@@ -263,7 +265,8 @@ fn main() {
             });
             puffin::GlobalProfiler::lock().remove_sink(sink);
             puffin::set_scopes_on(false);
-            assert!(frames.load(std::sync::atomic::Ordering::Relaxed) > 0);
+            // The sink got data (when this bench was not filtered out).
+            assert!(!ran.get() || frames.load(std::sync::atomic::Ordering::Relaxed) > 0);
         }
 
         {
@@ -273,8 +276,10 @@ fn main() {
                 KeepFrames(reported.clone()),
                 fastrace::collector::Config::default(),
             );
+            let ran = std::cell::Cell::new(false);
             g.bench_function("fastrace", |b| {
                 b.iter_custom(|iters| {
+                    ran.set(true);
                     let mut root = Some(Span::root("root", SpanContext::random()));
                     let mut guard = root.as_ref().map(|r| r.set_local_parent());
                     let t = chunked(
@@ -300,7 +305,7 @@ fn main() {
                 })
             });
             fastrace::flush();
-            assert!(reported.load(std::sync::atomic::Ordering::Relaxed) > 0);
+            assert!(!ran.get() || reported.load(std::sync::atomic::Ordering::Relaxed) > 0);
         }
         g.finish();
     }
