@@ -94,7 +94,9 @@ pub extern "C" fn npuprof_is_running() -> c_int {
 /// A static description of `status` (never NULL).
 #[no_mangle]
 pub extern "C" fn npuprof_strerror(status: c_int) -> *const c_char {
-    Status::describe(status).as_ptr()
+    guard("npuprof_strerror", c"NPUPROF_ERR_UNKNOWN".as_ptr(), || {
+        Status::describe(status).as_ptr()
+    })
 }
 
 /// Copies the current or most recent worker directory into `buf` (NUL-terminated, truncated to `len`);
@@ -208,5 +210,5 @@ pub extern "C" fn npuprof_version() -> *const c_char {
             Ok(v) => v,
             Err(_) => c"unknown",
         };
-    V.as_ptr()
+    guard("npuprof_version", c"unknown".as_ptr(), || V.as_ptr())
 }

@@ -184,11 +184,6 @@ impl Conversion {
         let ns = self.anchor_ns as i128 + dt * self.ns_per as i128 / self.ticks_per.max(1) as i128;
         ns.clamp(0, u64::MAX as i128) as u64
     }
-
-    /// Duration in ns of `ticks` ticks.
-    pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
-        (ticks as u128 * self.ns_per as u128 / self.ticks_per.max(1) as u128) as u64
-    }
 }
 
 /// Takes a (tick, CLOCK_REALTIME) anchor now.
@@ -303,6 +298,5 @@ mod tests {
         assert_eq!(c.to_ns(1000), 1_700_000_000_000_000_000);
         assert_eq!(c.to_ns(1300), 1_700_000_000_000_000_100);
         assert_eq!(c.to_ns(700), 1_700_000_000_000_000_000 - 100);
-        assert_eq!(c.ticks_to_ns(300), 100);
     }
 }

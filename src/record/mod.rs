@@ -171,19 +171,16 @@ fn my_ring() -> Option<&'static Ring> {
     Some(unsafe { &*p })
 }
 
-/// Writes one record on the calling thread (the caller has seen the recording bit).
+/// The calling thread's ring, or `None` after counting the record as dropped (thread exiting, or no
+/// buffer could be had).
 #[inline(always)]
-fn emit(rec: Record) {
-    match my_ring() {
-        // SAFETY: the ring in CURRENT is owned by this thread (registry invariant), so we are its producer.
-        Some(r) => unsafe {
-            r.push(rec);
-        },
-        None => {
-            // Relaxed: a counter read by the drain at stop; pairs with nothing.
-            ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
-        }
+fn ring_or_count() -> Option<&'static Ring> {
+    let r = my_ring();
+    if r.is_none() {
+        // Relaxed: a counter read by the drain at stop; pairs with nothing.
+        ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
     }
+    r
 }
 
 /// Runs `f` on the producer-private range depth of `r` for generation `s` (reset when a new profile began).
@@ -220,14 +217,8 @@ fn recording() -> Option<(u64, u64, &'static Ring)> {
     }
     // The ring first, then the clock: fewer values live across the TLS lookup call, and the timestamp is
     // taken as close as possible to the store.
-    match my_ring() {
-        Some(r) => Some((s, clock::now(), r)),
-        None => {
-            // Relaxed: a counter (see `emit`).
-            ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
+    let r = ring_or_count()?;
+    Some((s, clock::now(), r))
 }
 
 /// Opens a named range on the calling thread.
@@ -282,7 +273,10 @@ pub fn mark(name_id: u32) {
 #[inline]
 pub fn record_step(ts: u64, step: u64, tokens: u64) {
     let payload = (step.min((1 << 24) - 1) << 32) | tokens.min(u32::MAX as u64);
-    emit(Record::new(ts, kind::STEP, payload));
+    if let Some(r) = ring_or_count() {
+        // SAFETY: `r` is this thread's own ring (from CURRENT), so we are its single producer.
+        unsafe { r.push(Record::new(ts, kind::STEP, payload)) };
+    }
 }
 
 extern "C" {
