@@ -18,12 +18,13 @@ pub enum Trigger {
     Auto { threshold: u64, stop_step: u64 },
 }
 
-/// Which backend collects data. Device backends come with later releases; `auto` means "the best one
-/// available", which today is the host backend.
+/// Which backend collects data. `auto` means "the best one available": aclprof when the CANN libraries can
+/// be opened, else host-only (with one warning).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Auto,
     Host,
+    Acl,
 }
 
 impl BackendKind {
@@ -31,7 +32,111 @@ impl BackendKind {
         match self {
             BackendKind::Auto => "auto",
             BackendKind::Host => "host",
+            BackendKind::Acl => "acl",
         }
+    }
+}
+
+/// `NPUPROF_LEVEL`: how much CANN collects, named and mapped to aclprof bits as torch_npu's `profiler_level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Level0,
+    Level1,
+    Level2,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Level0 => "level0",
+            Level::Level1 => "level1",
+            Level::Level2 => "level2",
+        }
+    }
+}
+
+/// `NPUPROF_AIC_METRICS`: torch_npu's `AiCMetrics` names, each an `aclprofAicoreMetrics` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AicMetrics {
+    None,
+    ArithmeticUtilization,
+    PipeUtilization,
+    Memory,
+    MemoryL0,
+    ResourceConflictRatio,
+    MemoryUB,
+    L2Cache,
+    MemoryAccess,
+}
+
+impl AicMetrics {
+    /// (torch_npu `AiCMetrics` name, `ACL_AICORE_*` name, `aclprofAicoreMetrics` value).
+    pub const TABLE: [(AicMetrics, &'static str, &'static str, u32); 9] = [
+        (AicMetrics::None, "None", "ACL_AICORE_NONE", 0xFF),
+        (
+            AicMetrics::ArithmeticUtilization,
+            "ArithmeticUtilization",
+            "ACL_AICORE_ARITHMETIC_UTILIZATION",
+            0,
+        ),
+        (
+            AicMetrics::PipeUtilization,
+            "PipeUtilization",
+            "ACL_AICORE_PIPE_UTILIZATION",
+            1,
+        ),
+        (
+            AicMetrics::Memory,
+            "Memory",
+            "ACL_AICORE_MEMORY_BANDWIDTH",
+            2,
+        ),
+        (
+            AicMetrics::MemoryL0,
+            "MemoryL0",
+            "ACL_AICORE_L0B_AND_WIDTH",
+            3,
+        ),
+        (
+            AicMetrics::ResourceConflictRatio,
+            "ResourceConflictRatio",
+            "ACL_AICORE_RESOURCE_CONFLICT_RATIO",
+            4,
+        ),
+        (AicMetrics::MemoryUB, "MemoryUB", "ACL_AICORE_MEMORY_UB", 5),
+        (AicMetrics::L2Cache, "L2Cache", "ACL_AICORE_L2_CACHE", 6),
+        (
+            AicMetrics::MemoryAccess,
+            "MemoryAccess",
+            "ACL_AICORE_MEMORY_ACCESS",
+            8,
+        ),
+    ];
+
+    fn row(self) -> (AicMetrics, &'static str, &'static str, u32) {
+        Self::TABLE
+            .into_iter()
+            .find(|r| r.0 == self)
+            .unwrap_or(Self::TABLE[0])
+    }
+    pub fn name(self) -> &'static str {
+        self.row().1
+    }
+    pub fn acl_name(self) -> &'static str {
+        self.row().2
+    }
+    pub fn value(self) -> u32 {
+        self.row().3
+    }
+    /// Accepts the torch_npu name (`PipeUtilization`, `AiCMetrics.PipeUtilization`) or the ACL name
+    /// (`ACL_AICORE_PIPE_UTILIZATION`), case-insensitively.
+    pub fn parse(v: &str) -> Option<AicMetrics> {
+        let v = v.trim();
+        let v = v.strip_prefix("AiCMetrics.").unwrap_or(v);
+        Self::TABLE
+            .into_iter()
+            .find(|r| r.1.eq_ignore_ascii_case(v) || r.2.eq_ignore_ascii_case(v))
+            .map(|r| r.0)
     }
 }
 
@@ -42,6 +147,7 @@ pub const MIN_BUFFER_KB: u64 = 4;
 pub const MAX_BUFFER_KB: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_DISK_MB: u64 = 4096;
 pub const DEFAULT_FLUSH_TIMEOUT_S: u64 = 300;
+pub const DEFAULT_MSPROF_TIMEOUT_S: u64 = 600;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -68,6 +174,14 @@ pub struct Config {
     pub keep_spool: bool,
     /// Longest time `npuprof_flush`/`npuprof_shutdown` wait for exports.
     pub flush_timeout_s: u64,
+    /// `NPUPROF_LEVEL` (aclprof data types).
+    pub level: Level,
+    /// `NPUPROF_AIC_METRICS`; `None` = torch_npu's default for the level (PipeUtilization at level1/2).
+    pub aic_metrics: Option<AicMetrics>,
+    /// `NPUPROF_MSPROFTX`: turn on `ACL_PROF_MSPROFTX` and mark each step with an aclprof stamp.
+    pub msproftx: bool,
+    /// Longest run of `msprof --export=on` after a profile (`NPUPROF_MSPROF_TIMEOUT_S`).
+    pub msprof_timeout_s: u64,
     /// One line per invalid value, logged once.
     pub warnings: Vec<String>,
 }
@@ -92,6 +206,12 @@ pub const VARIABLES: &[&str] = &[
     "NPUPROF_DEVICE",
     "NPUPROF_KEEP_SPOOL",
     "NPUPROF_FLUSH_TIMEOUT_S",
+    "NPUPROF_LEVEL",
+    "NPUPROF_AIC_METRICS",
+    "NPUPROF_MSPROFTX",
+    "NPUPROF_MSPROF_TIMEOUT_S",
+    "ASCEND_HOME_PATH",
+    "ASCEND_TOOLKIT_HOME",
 ];
 
 /// Parses the boolean spellings the seeds' users write. `None` for anything else.
@@ -264,11 +384,12 @@ impl Config {
             Some(v) => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
                 Some("auto") | Some("") => BackendKind::Auto,
                 Some("host") => BackendKind::Host,
+                Some("acl") | Some("aclprof") => BackendKind::Acl,
                 _ => {
                     r.warn(
                         "NPUPROF_BACKEND",
                         &v,
-                        "not a known backend (auto, host)",
+                        "not a known backend (auto, host, acl)",
                         "auto",
                     );
                     BackendKind::Auto
@@ -349,6 +470,52 @@ impl Config {
             1,
             7 * 24 * 3600,
         );
+        let level = match r.raw("NPUPROF_LEVEL") {
+            None => Level::Level0,
+            Some(v) => match v
+                .to_str()
+                .map(|s| s.trim().to_ascii_lowercase().replace('_', ""))
+                .as_deref()
+            {
+                Some("level0") | Some("0") | Some("") => Level::Level0,
+                Some("level1") | Some("1") => Level::Level1,
+                Some("level2") | Some("2") => Level::Level2,
+                _ => {
+                    r.warn(
+                        "NPUPROF_LEVEL",
+                        &v,
+                        "not a level (level0, level1, level2)",
+                        "level0",
+                    );
+                    Level::Level0
+                }
+            },
+        };
+        let aic_metrics = match r.raw("NPUPROF_AIC_METRICS") {
+            None => None,
+            Some(v) => match v.to_str().and_then(AicMetrics::parse) {
+                Some(m) => Some(m),
+                None if v.to_str().is_some_and(|s| s.trim().is_empty()) => None,
+                None => {
+                    r.warn(
+                        "NPUPROF_AIC_METRICS",
+                        &v,
+                        "not an AI Core metrics set (PipeUtilization, ArithmeticUtilization, Memory, MemoryL0, \
+                         MemoryUB, ResourceConflictRatio, L2Cache, MemoryAccess, None)",
+                        "the level's default",
+                    );
+                    None
+                }
+            },
+        };
+        let msproftx = r.boolean("NPUPROF_MSPROFTX");
+        let msprof_timeout_s = r.uint(
+            "NPUPROF_MSPROF_TIMEOUT_S",
+            DEFAULT_MSPROF_TIMEOUT_S,
+            DEFAULT_MSPROF_TIMEOUT_S,
+            1,
+            7 * 24 * 3600,
+        );
 
         Config {
             profiler_dir,
@@ -366,6 +533,10 @@ impl Config {
             device_id,
             keep_spool,
             flush_timeout_s,
+            level,
+            aic_metrics,
+            msproftx,
+            msprof_timeout_s,
             warnings: r.warnings,
         }
     }

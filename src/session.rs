@@ -30,6 +30,7 @@ pub enum StopReason {
     DiskLimit,
     IoError,
     Shutdown,
+    Exit,
 }
 
 impl StopReason {
@@ -40,6 +41,7 @@ impl StopReason {
             StopReason::DiskLimit => "NPUPROF_MAX_DISK_MB reached",
             StopReason::IoError => "spool write error",
             StopReason::Shutdown => "npuprof_shutdown",
+            StopReason::Exit => "process exit without npuprof_stop",
         }
     }
 }
@@ -241,9 +243,15 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         })?;
         ctl.threads = Some(t);
     }
+    if ctl.backend.is_none() {
+        ctl.backend = Some(backend::select(cfg.backend)?);
+        install_exit_hook();
+    }
     let backend = ctl
         .backend
-        .get_or_insert_with(|| backend::select(cfg.backend));
+        .as_mut()
+        .ok_or_else(|| Error::new(Status::Internal, "backend missing after selection"))?;
+    let device_id = backend.device_id(cfg);
 
     let anchor = clock::anchor_now();
     let dir = layout::create_worker_dir(root, &cfg.worker_name_now(), anchor.1)?;
@@ -259,7 +267,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         pid: std::process::id(),
         worker: cfg.worker_name_now(),
         rank: cfg.rank,
-        device_id: cfg.device_id,
+        device_id,
         auto,
         backend: backend.name(),
         config: cfg,
@@ -399,6 +407,7 @@ pub fn step(tokens: u64) -> Result<()> {
             return Ok(());
         }
         record::record_step(ts, k, tokens);
+        backend::acl::mark_step(k);
         return Ok(());
     }
     if s & ARMED != 0 {
@@ -424,6 +433,57 @@ fn auto_start(tokens: u64) -> Result<()> {
     STEPS.store(1, Ordering::Relaxed);
     record::record_step(clock::now(), 1, tokens);
     Ok(())
+}
+
+/// Registers (once, at the first start, never at load) an `atexit` handler that finishes a profile the
+/// process did not stop: the backend's session is stopped and finalised (CANN must not be left running) and the
+/// export is waited for, at most `NPUPROF_FLUSH_TIMEOUT_S`.
+fn install_exit_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `at_exit` is an `extern "C"` function that never unwinds; the library is never unmapped
+        // (`-z nodelete`), so the pointer stays valid until exit.
+        if unsafe { libc::atexit(at_exit) } != 0 {
+            log::warn!("atexit failed: a profile still running at exit will not be finished");
+        }
+    });
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        if CONFIG.get().is_none() {
+            return;
+        }
+        // Another thread may hold the lock while the process exits: wait a little, never forever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut ctl = loop {
+            match CONTROL.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() > deadline {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        let gen = FORK_GEN.load(Ordering::Acquire);
+        if ctl.fork_gen != gen {
+            reset_after_fork(&mut ctl, gen);
+        }
+        if ctl.running.is_none() {
+            return;
+        }
+        log::warn!("the process is exiting while recording: finishing the profile");
+        let stopped = stop_locked(&mut ctl, clock::now(), StopReason::Exit, None);
+        drop(ctl);
+        if stopped.is_ok() {
+            if let Err(e) = flush() {
+                log::warn!("the profile could not be finished before exit: {}", e.msg);
+            }
+        }
+    });
 }
 
 /// `npuprof_flush`: waits until every stopped profile is written (at most `NPUPROF_FLUSH_TIMEOUT_S`).

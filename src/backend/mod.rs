@@ -3,11 +3,16 @@
 //! Host annotations (ranges, marks, steps) are always recorded by the core, whatever the backend. A backend
 //! adds device-side collection around a profile: `start` and `stop` run on the caller's thread inside
 //! `npuprof_start` / `npuprof_stop` (they must be quick), and the [`DeviceData`] that `stop` returns is
-//! turned into rows on the export thread, after the host spool is complete. The host backend collects
-//! nothing; the aclprof and MSPTI backends plug in here.
+//! turned into rows on the export thread, after the host spool is complete.
+//!
+//! * [`host`]: collects nothing; works anywhere.
+//! * [`acl`]: drives CANN's aclprof C API (`libascendcl.so` / `libmsprofiler.so`) and parses what CANN wrote
+//!   with `msprof --export=on`.
 
+pub mod acl;
 pub mod host;
 
+use crate::config::{BackendKind, Config};
 use crate::error::Result;
 use crate::session::Profile;
 
@@ -16,9 +21,9 @@ use crate::session::Profile;
 pub struct Kernel {
     pub name: Vec<u8>,
     pub op_type: String,
-    /// `Accelerator Core` (`AI_CORE`, `AI_VECTOR_CORE`, `MIX_AIC`, `AI_CPU`, `HCCL`, ...).
+    /// `Accelerator Core` (`AI_CORE`, `AI_VECTOR_CORE`, `MIX_AIC`, `AI_CPU`, `COMMUNICATION`, ...).
     pub core: String,
-    /// CLOCK_REALTIME ns.
+    /// CLOCK_REALTIME ns, on the host time base.
     pub start_ns: u64,
     pub dur_ns: u64,
     pub wait_ns: u64,
@@ -26,10 +31,64 @@ pub struct Kernel {
     pub task_id: u32,
     pub model_id: u32,
     pub block_dim: u32,
+    /// With [`DeviceResult::kernel_header`]: the row's values for those columns, verbatim from the source.
+    pub extra: Vec<String>,
+}
+
+impl Kernel {
+    /// A communication task (HCCL): counted as communication, not computing, in `step_trace_time.csv`.
+    pub fn is_communication(&self) -> bool {
+        matches!(self.core.as_str(), "COMMUNICATION" | "HCCL")
+            || self.name.starts_with(b"hcom_")
+            || self.name.starts_with(b"Hccl")
+    }
+    /// A `hcom_receive*` task: the `Bubble` column.
+    pub fn is_receive(&self) -> bool {
+        self.name.to_ascii_lowercase().starts_with(b"hcom_receive")
+    }
+}
+
+/// One trace event of a device-side timeline, already on the host time base and on npuprof's pids.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineEvent {
+    /// `X`, `C`, `s`, `f`, `i`, or `M` (process/thread metadata: `name` is `process_name` & co.).
+    pub ph: u8,
+    pub pid: u32,
+    pub tid: u32,
+    pub ts_ns: u64,
+    pub dur_ns: u64,
+    /// JSON string literal (quotes included).
+    pub name: Box<str>,
+    /// Category text (may be empty).
+    pub cat: Box<str>,
+    /// A JSON object (braces included), or empty.
+    pub args: Box<str>,
+    /// Flow id, a JSON literal (string or number).
+    pub id: Box<str>,
+}
+
+/// What a backend collected for one profile, parsed.
+#[derive(Debug, Default)]
+pub struct DeviceResult {
+    pub kernels: Vec<Kernel>,
+    /// `kernel_details.csv` columns (after `Step ID`) when the source has its own column set (CANN's
+    /// op_summary, renamed as the frameworks do); `None` = npuprof's default header.
+    pub kernel_header: Option<Vec<String>>,
+    /// Device and CANN lanes for `trace_view.json`; `None` = lanes are drawn from `kernels`.
+    pub timeline: Option<Vec<TimelineEvent>>,
+    /// Files copied into `ASCEND_PROFILER_OUTPUT/` as they are (name, content), e.g. CANN's
+    /// `op_statistic.csv` and `api_statistic.csv`.
+    pub files: Vec<(String, String)>,
+    /// Members of the `"device"` object of `profiler_metadata.json`: (key, JSON value).
+    pub meta: Vec<(String, String)>,
 }
 
 pub trait Backend: Send {
     fn name(&self) -> &'static str;
+    /// The device the calling thread drives (asked before the profile's directory is made).
+    fn device_id(&mut self, cfg: &Config) -> u32 {
+        cfg.device_id
+    }
     /// Begins device collection for `profile` (its directories exist).
     fn start(&mut self, profile: &Profile) -> Result<()>;
     /// Ends device collection; what was collected is parsed later on the export thread.
@@ -37,24 +96,34 @@ pub trait Backend: Send {
 }
 
 pub trait DeviceData: Send {
-    /// The device tasks of the profile, in any order. Runs on the export thread.
-    fn kernels(self: Box<Self>, profile: &Profile) -> Result<Vec<Kernel>>;
+    /// Parses what the backend collected. Runs on the export thread; may take long (never on the caller's).
+    fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult>;
 }
 
 /// No device data.
 pub struct NoDeviceData;
 
 impl DeviceData for NoDeviceData {
-    fn kernels(self: Box<Self>, _: &Profile) -> Result<Vec<Kernel>> {
-        Ok(Vec::new())
+    fn collect(self: Box<Self>, _: &Profile) -> Result<DeviceResult> {
+        Ok(DeviceResult::default())
     }
 }
 
-/// The backend for a configuration. `auto` picks the best available; today that is the host backend.
-pub fn select(kind: crate::config::BackendKind) -> Box<dyn Backend> {
+/// The backend for a configuration. `acl` fails with `NPUPROF_ERR_BACKEND` when CANN cannot be opened;
+/// `auto` then falls back to host-only with one warning.
+pub fn select(kind: BackendKind) -> Result<Box<dyn Backend>> {
     match kind {
-        crate::config::BackendKind::Auto | crate::config::BackendKind::Host => {
-            Box::new(host::HostBackend)
-        }
+        BackendKind::Host => Ok(Box::new(host::HostBackend)),
+        BackendKind::Acl => acl::AclBackend::open(true).map(|b| Box::new(b) as Box<dyn Backend>),
+        BackendKind::Auto => match acl::AclBackend::open(false) {
+            Ok(b) => Ok(Box::new(b)),
+            Err(e) => {
+                log::warn!(
+                    "NPUPROF_BACKEND=auto: CANN profiling is unavailable, recording host data only ({})",
+                    e.msg
+                );
+                Ok(Box::new(host::HostBackend))
+            }
+        },
     }
 }

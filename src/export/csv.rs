@@ -2,6 +2,7 @@
 
 use super::json::{csv_field, text, us3};
 use super::layout::AtomicFile;
+use super::overlap::Overlap;
 use crate::backend::Kernel;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -41,20 +42,28 @@ fn write_lines(path: &Path, header: &str, lines: impl Iterator<Item = String>) -
     f.commit()
 }
 
-/// `step_trace_time.csv`. Host-only: Computing (and Stage) = the step's wall time, device columns 0. With no
-/// steps, one row with an empty Step covering the whole profile.
+/// `step_trace_time.csv`. With device tasks, every column comes from the device (see [`Overlap::step_row`]);
+/// host-only, Computing (and Stage) = the step's wall time and the device columns are 0. With no steps, one row
+/// with an empty Step covering the whole profile.
 pub fn step_trace_time(
     path: &Path,
     device_id: u32,
     steps: &[StepSpan],
     profile: (u64, u64),
+    device: Option<&Overlap>,
 ) -> Result<()> {
-    let row = |step: String, ns: u64| {
-        let t = us3(ns);
-        format!("{device_id},{step},{t},0,0,0,0,{t},0,0,0")
+    let row = |step: String, lo: u64, hi: u64| match device {
+        Some(o) => {
+            let c: Vec<String> = o.step_row(lo, hi).iter().map(|&v| us3(v)).collect();
+            format!("{device_id},{step},{}", c.join(","))
+        }
+        None => {
+            let t = us3(hi.saturating_sub(lo));
+            format!("{device_id},{step},{t},0,0,0,0,{t},0,0,0")
+        }
     };
     if steps.is_empty() {
-        let one = row(String::new(), profile.1.saturating_sub(profile.0));
+        let one = row(String::new(), profile.0, profile.1.max(profile.0));
         write_lines(path, STEP_TRACE_HEADER, std::iter::once(one))
     } else {
         write_lines(
@@ -62,20 +71,54 @@ pub fn step_trace_time(
             STEP_TRACE_HEADER,
             steps
                 .iter()
-                .map(|s| row(s.step.to_string(), s.end_ns.saturating_sub(s.start_ns))),
+                .map(|s| row(s.step.to_string(), s.start_ns, s.end_ns.max(s.start_ns))),
         )
     }
 }
 
+/// The step whose host span contains `ns` (`steps` sorted by start, as the host pass returns them).
 fn step_of(steps: &[StepSpan], ns: u64) -> Option<u64> {
-    steps
+    let i = steps.partition_point(|s| s.start_ns <= ns);
+    steps[..i]
         .iter()
+        .rev()
+        .take(2)
         .find(|s| s.start_ns <= ns && ns <= s.end_ns)
         .map(|s| s.step)
 }
 
-/// `kernel_details.csv`: one row per device task (header only with the host backend).
-pub fn kernel_details(path: &Path, kernels: &[Kernel], steps: &[StepSpan]) -> Result<()> {
+/// `kernel_details.csv`: one row per device task (header only with the host backend). With `columns` (CANN's
+/// op_summary columns, renamed), rows are `Step ID` + the source's values; otherwise npuprof's header.
+pub fn kernel_details(
+    path: &Path,
+    kernels: &[Kernel],
+    columns: Option<&[String]>,
+    steps: &[StepSpan],
+) -> Result<()> {
+    if let Some(cols) = columns {
+        let header = format!(
+            "Step ID,{}",
+            cols.iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut sorted: Vec<&Kernel> = kernels.iter().collect();
+        sorted.sort_by_key(|k| k.start_ns);
+        return write_lines(
+            path,
+            &header,
+            sorted.into_iter().map(|k| {
+                let step = step_of(steps, k.start_ns).map_or("N/A".to_string(), |s| s.to_string());
+                let mut line = step;
+                for v in &k.extra {
+                    line.push(',');
+                    line.push_str(&csv_field(v));
+                }
+                line
+            }),
+        );
+    }
     write_lines(
         path,
         KERNEL_HEADER,
@@ -98,11 +141,15 @@ pub fn kernel_details(path: &Path, kernels: &[Kernel], steps: &[StepSpan]) -> Re
     )
 }
 
-/// `op_statistic.csv`: per (op type, core type) count and times, as CANN computes it.
+/// `op_statistic.csv`: per (op type, core type) count and times, as CANN computes it (tasks without an op
+/// type, `N/A` at level0, are left out as CANN does).
 pub fn op_statistic(path: &Path, device_id: u32, kernels: &[Kernel]) -> Result<()> {
     let mut groups: BTreeMap<(&str, &str), (u64, u64, u64, u64)> = BTreeMap::new();
     let mut total = 0u64;
-    for k in kernels {
+    for k in kernels
+        .iter()
+        .filter(|k| !matches!(k.op_type.as_str(), "N/A" | ""))
+    {
         let g = groups
             .entry((&k.op_type, &k.core))
             .or_insert((0, 0, u64::MAX, 0));
@@ -164,7 +211,7 @@ mod tests {
                 end_ns: 4000,
             },
         ];
-        step_trace_time(&p, 3, &steps, (0, 5000)).unwrap();
+        step_trace_time(&p, 3, &steps, (0, 5000), None).unwrap();
         let r = read(&p);
         assert_eq!(r[0].join(","), STEP_TRACE_HEADER);
         assert_eq!(
@@ -172,7 +219,7 @@ mod tests {
             ["3", "1", "2.500", "0", "0", "0", "0", "2.500", "0", "0", "0"]
         );
         assert_eq!(r[2][2], "0.500");
-        step_trace_time(&d.path().join("e.csv"), 0, &[], (1000, 6000)).unwrap();
+        step_trace_time(&d.path().join("e.csv"), 0, &[], (1000, 6000), None).unwrap();
         let r = read(&d.path().join("e.csv"));
         assert_eq!(r.len(), 2);
         assert_eq!((r[1][1].as_str(), r[1][2].as_str()), ("", "5.000"));
@@ -220,7 +267,7 @@ mod tests {
             start_ns: 1000,
             end_ns: 9000,
         }];
-        kernel_details(&p, &[k], &steps).unwrap();
+        kernel_details(&p, &[k], None, &steps).unwrap();
         let s = std::fs::read_to_string(&p).unwrap();
         let line = s.lines().nth(1).unwrap();
         assert!(

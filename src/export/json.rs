@@ -61,9 +61,10 @@ pub fn push_us3(out: &mut String, ns: u64) {
     let _ = write!(out, "{}.{:03}", ns / 1000, ns % 1000);
 }
 
-/// One CSV field: quoted when it holds a comma, quote, CR or LF (quotes doubled).
+/// One CSV field: quoted when it holds a comma, quote, CR, LF or TAB (quotes doubled). The TAB case is CANN's
+/// `"<start time>\t"` convention, which frameworks write quoted.
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
+    if s.contains([',', '"', '\n', '\r', '\t']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()

@@ -7,10 +7,12 @@
 
 pub mod csv;
 pub mod json;
+pub mod jsonparse;
 pub mod layout;
+pub mod overlap;
 pub mod trace_view;
 
-use crate::backend::Kernel;
+use crate::backend::{DeviceResult, Kernel};
 use crate::drain::ExportJob;
 use crate::error::{Error, Result};
 use crate::record::{kind, names, Record};
@@ -39,8 +41,7 @@ pub struct Summary {
     pub elapsed_ms: u64,
 }
 
-/// Host pid for trace lanes; device lanes use pids above 2^30 (below 2^31, as Perfetto needs).
-const DEVICE_PID_BASE: u32 = 1 << 30;
+use crate::backend::acl::export::{device_pid, SLOT_HARDWARE, SLOT_OVERLAP};
 
 fn progress(done: usize, total: usize, what: &str) {
     const W: usize = 20;
@@ -67,14 +68,19 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     } = job;
     let p = &*profile;
     let out = p.dir.join(OUTPUT_DIR);
-    let kernels = device.kernels(p).unwrap_or_else(|e| {
+    let dev = device.collect(p).unwrap_or_else(|e| {
         log::warn!(
             "device data of {} could not be read: {}",
             p.dir.display(),
             e.msg
         );
-        Vec::new()
+        let mut d = DeviceResult::default();
+        d.meta.push(("status".into(), json::string(b"error")));
+        d.meta
+            .push(("message".into(), json::string(e.msg.as_bytes())));
+        d
     });
+    let kernels = &dev.kernels;
     let start_ns = p.anchor.1;
     let stop_ns = conversion.to_ns(stop_tick).max(start_ns);
     let budget = p
@@ -87,7 +93,18 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let mut tw = TraceWriter::create(&out.join("trace_view.json"), budget)?;
     host.read_spool(&mut tw, &p.spool_path)?;
     let steps = host.finish(&mut tw, stop_tick)?;
-    write_device_lanes(&mut tw, p.device_id, &kernels)?;
+    match &dev.timeline {
+        Some(events) => {
+            for e in events {
+                tw.device_event(e)?;
+            }
+        }
+        None => write_device_lanes(&mut tw, p.device_id, kernels)?,
+    }
+    let overlap = overlap::Overlap::new(kernels);
+    if !kernels.is_empty() {
+        write_overlap_lanes(&mut tw, p.device_id, &overlap)?;
+    }
     let mut summary = Summary {
         trace_events: 0,
         slices: tw.slices,
@@ -116,9 +133,24 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         p.device_id,
         &steps,
         (start_ns, stop_ns),
+        (!kernels.is_empty()).then_some(&overlap),
     )?;
-    csv::kernel_details(&out.join("kernel_details.csv"), &kernels, &steps)?;
-    csv::op_statistic(&out.join("op_statistic.csv"), p.device_id, &kernels)?;
+    csv::kernel_details(
+        &out.join("kernel_details.csv"),
+        kernels,
+        dev.kernel_header.as_deref(),
+        &steps,
+    )?;
+    match dev.files.iter().find(|f| f.0 == "op_statistic.csv") {
+        // CANN's own table when msprof wrote one (as torch_npu copies it).
+        Some((_, content)) => {
+            layout::write_atomic(&out.join("op_statistic.csv"), content.as_bytes())?
+        }
+        None => csv::op_statistic(&out.join("op_statistic.csv"), p.device_id, kernels)?,
+    }
+    for (name, content) in dev.files.iter().filter(|f| f.0 != "op_statistic.csv") {
+        layout::write_atomic(&out.join(name), content.as_bytes())?;
+    }
     progress(
         2,
         3,
@@ -128,7 +160,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     summary.elapsed_ms = t0.elapsed().as_millis() as u64;
     layout::write_atomic(
         &p.dir.join(format!("profiler_info_{}.json", p.rank)),
-        profiler_info(p, start_ns, stop_ns, &summary).as_bytes(),
+        profiler_info(p, start_ns, stop_ns, &summary, p.backend == "acl").as_bytes(),
     )?;
     let meta = metadata(
         p,
@@ -138,6 +170,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         &counters,
         &summary,
         &spool_error,
+        &dev,
     );
     layout::write_atomic(&p.dir.join("profiler_metadata.json"), meta.as_bytes())?;
     progress(3, 3, "Done");
@@ -483,11 +516,31 @@ fn symbolize(addr: u64) -> String {
     }
 }
 
+/// `Overlap Analysis` lanes (torch_npu's names and tids), from which `step_trace_time.csv` is computed.
+fn write_overlap_lanes(tw: &mut TraceWriter, device: u32, o: &overlap::Overlap) -> Result<()> {
+    let pid = device_pid(device, SLOT_OVERLAP);
+    tw.process(pid, "Overlap Analysis", &format!("NPU {device}"), 11)?;
+    let lanes: [(&str, &overlap::Spans); 4] = [
+        ("Computing", &o.computing),
+        ("Communication", &o.communication),
+        ("Communication(Not Overlapped)", &o.comm_not_overlapped),
+        ("Free", &o.free),
+    ];
+    for (tid, (name, spans)) in lanes.into_iter().enumerate() {
+        tw.thread(pid, tid as u32, name.as_bytes(), tid as u32)?;
+        let n = json::string(name.as_bytes());
+        for &(a, b) in spans.iter() {
+            tw.complete(pid, tid as u32, &n, a, b - a, "overlap", "")?;
+        }
+    }
+    Ok(())
+}
+
 fn write_device_lanes(tw: &mut TraceWriter, device: u32, kernels: &[Kernel]) -> Result<()> {
     if kernels.is_empty() {
         return Ok(());
     }
-    let pid = DEVICE_PID_BASE + device * 16;
+    let pid = device_pid(device, SLOT_HARDWARE);
     tw.process(pid, "Ascend Hardware", &format!("NPU {device}"), 8)?;
     let mut streams: Vec<u32> = kernels.iter().map(|k| k.stream_id).collect();
     streams.sort_unstable();
@@ -524,11 +577,26 @@ fn b(v: bool) -> &'static str {
     }
 }
 
-fn profiler_info(p: &crate::session::Profile, start_ns: u64, stop_ns: u64, s: &Summary) -> String {
+/// MindSpore's `profiler_level` spelling.
+fn level_name(l: crate::config::Level) -> &'static str {
+    match l {
+        crate::config::Level::Level0 => "Level0",
+        crate::config::Level::Level1 => "Level1",
+        crate::config::Level::Level2 => "Level2",
+    }
+}
+
+fn profiler_info(
+    p: &crate::session::Profile,
+    start_ns: u64,
+    stop_ns: u64,
+    s: &Summary,
+    device: bool,
+) -> String {
     let c = p.config;
     format!(
         r#"{{
-  "profiler_parameters": {{"profiler_level": "LevelNone", "activities": ["CPU"], "with_stack": {}, "profile_memory": {}, "record_shapes": {}, "with_flops": {}, "is_set_schedule": false, "export_type": ["text"]}},
+  "profiler_parameters": {{"profiler_level": "{}", "activities": {}, "with_stack": {}, "profile_memory": {}, "record_shapes": {}, "with_flops": {}, "is_set_schedule": false, "export_type": ["text"]}},
   "ms_profiler_info": {{"rank_id": {}, "device_id": {}}},
   "cann_profiler_info": {{}},
   "analysis_cost_time": {{"export_ms": {}}},
@@ -541,6 +609,16 @@ fn profiler_info(p: &crate::session::Profile, start_ns: u64, stop_ns: u64, s: &S
   "backend": "{}"
 }}
 "#,
+        if device {
+            level_name(c.level)
+        } else {
+            "LevelNone"
+        },
+        if device {
+            r#"["CPU", "NPU"]"#
+        } else {
+            r#"["CPU"]"#
+        },
         b(c.with_stack),
         b(c.with_profile_memory),
         b(c.record_shapes),
@@ -562,6 +640,7 @@ fn metadata(
     c: &crate::drain::Counters,
     s: &Summary,
     spool_error: &Option<String>,
+    dev: &DeviceResult,
 ) -> String {
     let cfg = p.config;
     let (trigger, threshold, stop_step) = match cfg.trigger {
@@ -612,6 +691,7 @@ fn metadata(
     "spool_damage": {},
     "export_ms": {}
   }},
+  "device": {{{}}},
   "config": {{
     "VLLM_TORCH_PROFILER_DIR": {},
     "PROFILER_TOKEN_THRESHOLD": {threshold},
@@ -623,7 +703,11 @@ fn metadata(
     "NPUPROF_BACKEND": "{}",
     "NPUPROF_BUFFER_KB": {},
     "NPUPROF_MAX_DISK_MB": {},
-    "NPUPROF_KEEP_SPOOL": {}
+    "NPUPROF_KEEP_SPOOL": {},
+    "NPUPROF_LEVEL": "{}",
+    "NPUPROF_AIC_METRICS": {},
+    "NPUPROF_MSPROFTX": {},
+    "NPUPROF_MSPROF_TIMEOUT_S": {}
   }}
 }}
 "#,
@@ -660,6 +744,7 @@ fn metadata(
         opt(spool_error),
         opt(&s.spool_damage),
         s.elapsed_ms,
+        device_meta(p, dev),
         json::string(
             cfg.profiler_dir
                 .as_deref()
@@ -674,7 +759,25 @@ fn metadata(
         cfg.buffer_kb,
         cfg.max_disk_mb,
         b(cfg.keep_spool),
+        cfg.level.name(),
+        cfg.aic_metrics
+            .map_or("null".to_string(), |m| json::string(m.name().as_bytes())),
+        b(cfg.msproftx),
+        cfg.msprof_timeout_s,
     )
+}
+
+/// The `"device"` object: the backend, the device, what the backend reported, the device task count.
+fn device_meta(p: &crate::session::Profile, dev: &DeviceResult) -> String {
+    let mut parts = vec![
+        format!("\n    \"backend\": \"{}\"", p.backend),
+        format!("\n    \"device_id\": {}", p.device_id),
+        format!("\n    \"device_tasks\": {}", dev.kernels.len()),
+    ];
+    for (k, v) in &dev.meta {
+        parts.push(format!("\n    {}: {v}", json::string(k.as_bytes())));
+    }
+    format!("{}\n  ", parts.join(","))
 }
 
 #[cfg(test)]

@@ -157,6 +157,76 @@ impl TraceWriter {
         self.emit_slice()
     }
 
+    /// A device-side event (already on our pids and time base). Flow ends (`f`) bind to the enclosing slice
+    /// (`"bp":"e"`), as CANN and torch_npu write them.
+    pub fn device_event(&mut self, e: &crate::backend::TimelineEvent) -> Result<()> {
+        let pid = e.pid;
+        let tid = e.tid;
+        let name = &e.name;
+        let args: &str = if e.args.is_empty() { "{}" } else { &e.args };
+        match e.ph {
+            b'M' => {
+                let _ = write!(
+                    self.buf,
+                    r#"{{"ph":"M","name":{name},"pid":{pid},"tid":{tid},"args":{args}}}"#
+                );
+                return self.emit();
+            }
+            b'X' => {
+                let _ = write!(
+                    self.buf,
+                    r#"{{"ph":"X","name":{name},"pid":{pid},"tid":{tid},"ts":""#
+                );
+                json::push_us3(&mut self.buf, e.ts_ns);
+                self.buf.push_str(r#"","dur":""#);
+                json::push_us3(&mut self.buf, e.dur_ns);
+                self.buf.push('"');
+            }
+            ph @ (b's' | b'f') => {
+                let id: &str = if e.id.is_empty() { "0" } else { &e.id };
+                let _ = write!(
+                    self.buf,
+                    r#"{{"ph":"{}","name":{name},"pid":{pid},"tid":{tid},"id":{id},"ts":""#,
+                    ph as char
+                );
+                json::push_us3(&mut self.buf, e.ts_ns);
+                self.buf.push('"');
+                if ph == b'f' {
+                    self.buf.push_str(r#","bp":"e""#);
+                }
+            }
+            b'C' => {
+                let _ = write!(
+                    self.buf,
+                    r#"{{"ph":"C","name":{name},"pid":{pid},"tid":{tid},"ts":""#
+                );
+                json::push_us3(&mut self.buf, e.ts_ns);
+                self.buf.push('"');
+            }
+            _ => {
+                let _ = write!(
+                    self.buf,
+                    r#"{{"ph":"i","s":"t","name":{name},"pid":{pid},"tid":{tid},"ts":""#
+                );
+                json::push_us3(&mut self.buf, e.ts_ns);
+                self.buf.push('"');
+            }
+        }
+        if !e.cat.is_empty() {
+            self.buf.push_str(r#","cat":"#);
+            self.buf.push_str(&json::string(e.cat.as_bytes()));
+        }
+        if e.ph != b's' && e.ph != b'f' {
+            let _ = write!(self.buf, r#","args":{args}"#);
+        }
+        self.buf.push('}');
+        if matches!(e.ph, b'X' | b'i') {
+            self.emit_slice()
+        } else {
+            self.emit()
+        }
+    }
+
     /// Closes the array and moves the file into place. Returns the bytes written.
     pub fn finish(mut self) -> Result<u64> {
         self.f

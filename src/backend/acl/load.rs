@@ -1,0 +1,164 @@
+//! Finding and opening the CANN libraries, at the first `npuprof_start` (never at load time).
+//!
+//! Order, per library: the copy the runtime already loaded (`RTLD_NOLOAD`), then
+//! `$ASCEND_HOME_PATH/lib64`, `$ASCEND_TOOLKIT_HOME/lib64`, then the loader's search path. Always
+//! `RTLD_LAZY | RTLD_LOCAL` (our lookups never leak symbols into the process namespace), and never closed: the
+//! handles are leaked, so CANN is never unmapped under its own threads.
+
+use super::sys::{
+    self, aclError, aclprofAicoreEvents, aclprofAicoreMetrics, aclprofConfig, aclprofConfigType,
+};
+use std::ffi::{c_char, c_void};
+use std::path::Path;
+
+pub const ASCENDCL: &str = "libascendcl.so";
+pub const MSPROFILER: &str = "libmsprofiler.so";
+
+pub type InitFn = unsafe extern "C" fn(*const c_char, usize) -> aclError;
+pub type FinalizeFn = unsafe extern "C" fn() -> aclError;
+pub type CreateConfigFn = unsafe extern "C" fn(
+    *mut u32,
+    u32,
+    aclprofAicoreMetrics,
+    *const aclprofAicoreEvents,
+    u64,
+) -> *mut aclprofConfig;
+pub type ConfigFn = unsafe extern "C" fn(*const aclprofConfig) -> aclError;
+pub type SetConfigFn = unsafe extern "C" fn(aclprofConfigType, *const c_char, usize) -> aclError;
+pub type FeaturesFn = unsafe extern "C" fn(*mut usize, *mut *mut c_void) -> i32;
+pub type CreateStampFn = unsafe extern "C" fn() -> *mut c_void;
+pub type StampFn = unsafe extern "C" fn(*mut c_void) -> aclError;
+pub type DestroyStampFn = unsafe extern "C" fn(*mut c_void);
+pub type StampMsgFn = unsafe extern "C" fn(*mut c_void, *const c_char, u32) -> aclError;
+pub type GetDeviceFn = unsafe extern "C" fn(*mut i32) -> aclError;
+
+/// The entry points npuprof uses, resolved once. Required ones are plain fn pointers; optional ones `None`.
+#[derive(Debug)]
+pub struct Api {
+    pub init: InitFn,
+    pub finalize: FinalizeFn,
+    pub create_config: CreateConfigFn,
+    pub destroy_config: ConfigFn,
+    pub start: ConfigFn,
+    pub stop: ConfigFn,
+    pub set_config: Option<SetConfigFn>,
+    pub features_v2: Option<FeaturesFn>,
+    pub features: Option<FeaturesFn>,
+    pub create_stamp: Option<CreateStampFn>,
+    pub destroy_stamp: Option<DestroyStampFn>,
+    pub set_stamp_message: Option<StampMsgFn>,
+    pub mark: Option<StampFn>,
+    pub get_device: Option<GetDeviceFn>,
+    /// How each library was found (for the log and the metadata).
+    pub ascendcl: String,
+    pub msprofiler: Option<String>,
+}
+
+fn open_flags(extra: i32) -> i32 {
+    libc::RTLD_LAZY | libc::RTLD_LOCAL | extra
+}
+
+/// Opens `name` by the documented search order; `Err` lists every place tried.
+fn open(name: &str) -> Result<(sys::AclProf, String), String> {
+    use libloading::os::unix::Library;
+    // SAFETY (all `Library::open` calls below): opening a CANN library runs its constructors, which is what
+    // every CANN user does; RTLD_NOLOAD never loads anything new.
+    if let Ok(l) = unsafe { Library::open(Some(name), open_flags(libc::RTLD_NOLOAD)) } {
+        // SAFETY: `from_library` only looks symbols up.
+        let api = unsafe { sys::AclProf::from_library(l) }.map_err(|e| e.to_string())?;
+        return Ok((api, format!("{name} (already loaded by the process)")));
+    }
+    let mut tried = vec![format!("{name} not already loaded")];
+    for var in ["ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"] {
+        let Some(home) = std::env::var_os(var) else {
+            tried.push(format!("${var} unset"));
+            continue;
+        };
+        let p = Path::new(&home).join("lib64").join(name);
+        if !p.exists() {
+            tried.push(format!("{} (${var}): no such file", p.display()));
+            continue;
+        }
+        match unsafe { Library::open(Some(&p), open_flags(0)) } {
+            // SAFETY: as above.
+            Ok(l) => {
+                let api = unsafe { sys::AclProf::from_library(l) }.map_err(|e| e.to_string())?;
+                return Ok((api, p.display().to_string()));
+            }
+            Err(e) => tried.push(format!("{}: {e}", p.display())),
+        }
+    }
+    match unsafe { Library::open(Some(name), open_flags(0)) } {
+        Ok(l) => {
+            // SAFETY: as above.
+            let api = unsafe { sys::AclProf::from_library(l) }.map_err(|e| e.to_string())?;
+            Ok((api, format!("{name} (loader search path)")))
+        }
+        Err(e) => {
+            tried.push(format!("loader search path: {e}"));
+            Err(format!("cannot open {name}: {}", tried.join("; ")))
+        }
+    }
+}
+
+/// Copies a resolved symbol out of a bindgen field (fn pointers are `Copy`; the library is leaked, so they
+/// stay valid for the life of the process).
+fn sym<T: Copy>(f: &Result<T, libloading::Error>) -> Option<T> {
+    f.as_ref().ok().copied()
+}
+
+/// Opens libascendcl.so (required) and libmsprofiler.so (optional: SetConfig, features, stamps), as torch_npu
+/// splits them. A core symbol missing from libascendcl is taken from libmsprofiler, where CANN defines it.
+pub fn load() -> Result<&'static Api, String> {
+    let (cl, cl_how) = open(ASCENDCL)?;
+    let (mp, mp_how) = match open(MSPROFILER) {
+        Ok((m, how)) => (Some(Box::leak(Box::new(m))), Some(how)),
+        Err(e) => {
+            log::warn!("{e}; aclprofSetConfig, the feature list and stamps are unavailable");
+            (None, None)
+        }
+    };
+    let cl: &'static sys::AclProf = Box::leak(Box::new(cl));
+    let mp: Option<&'static sys::AclProf> = mp.map(|m| &*m);
+    macro_rules! core {
+        ($f:ident) => {
+            sym(&cl.$f)
+                .or_else(|| mp.and_then(|m| sym(&m.$f)))
+                .ok_or_else(|| {
+                    format!(
+                        "symbol {} not found in {ASCENDCL}{}",
+                        stringify!($f),
+                        if mp.is_some() {
+                            format!(" nor in {MSPROFILER}")
+                        } else {
+                            String::new()
+                        }
+                    )
+                })?
+        };
+    }
+    macro_rules! ext {
+        ($f:ident) => {
+            mp.and_then(|m| sym(&m.$f))
+        };
+    }
+    let api = Api {
+        init: core!(aclprofInit),
+        finalize: core!(aclprofFinalize),
+        create_config: core!(aclprofCreateConfig),
+        destroy_config: core!(aclprofDestroyConfig),
+        start: core!(aclprofStart),
+        stop: core!(aclprofStop),
+        set_config: ext!(aclprofSetConfig),
+        features_v2: ext!(aclprofGetSupportedFeaturesV2),
+        features: ext!(aclprofGetSupportedFeatures),
+        create_stamp: ext!(aclprofCreateStamp),
+        destroy_stamp: ext!(aclprofDestroyStamp),
+        set_stamp_message: ext!(aclprofSetStampTraceMessage),
+        mark: ext!(aclprofMark),
+        get_device: sym(&cl.aclrtGetDevice),
+        ascendcl: cl_how,
+        msprofiler: mp_how,
+    };
+    Ok(Box::leak(Box::new(api)))
+}

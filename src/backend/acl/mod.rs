@@ -1,0 +1,485 @@
+//! The aclprof backend: drives CANN's profiling C API (`acl/acl_prof.h`) around each profile, as torch_npu
+//! does, then (on the export thread) runs `msprof --export=on` on the `PROF_*` directory CANN wrote and turns
+//! its CSV/JSON into the worker result ([`export`]).
+//!
+//! Per profile, on the caller's thread: `aclprofInit(worker dir)` → feature list → `aclprofSetConfig`* →
+//! `aclprofCreateConfig(device, bits)` → `aclprofStart`; at stop `aclprofStop` (same config) →
+//! `aclprofDestroyConfig` → `aclprofFinalize`, so the raw data is complete at once. Every failure undoes what
+//! succeeded before it: CANN is never left initialised or running by npuprof.
+//!
+//! CANN generations disagree on misuse (ascend-api.md §2.8): npuprof only ever issues the documented order,
+//! so both behave the same for it; where they differ on *accepted bits*, a start rejected with
+//! `ACL_ERROR_PROF_MODULES_UNSUPPORTED` is retried once with the portable bit set.
+
+pub mod export;
+mod load;
+pub mod plan;
+pub mod sys;
+
+use super::{Backend, DeviceData};
+use crate::config::Config;
+use crate::error::{Error, Result, Status};
+use crate::export::json;
+use crate::session::Profile;
+use load::Api;
+use plan::{Features, Plan};
+use std::ffi::{c_void, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// The name of an aclprof return code (`ACL_ERROR_*`), from the generated bindings.
+pub fn code_name(rc: i32) -> &'static str {
+    match rc {
+        sys::ACL_SUCCESS => "ACL_SUCCESS",
+        sys::ACL_ERROR_INVALID_PARAM => "ACL_ERROR_INVALID_PARAM",
+        sys::ACL_ERROR_UNINITIALIZE => "ACL_ERROR_UNINITIALIZE",
+        sys::ACL_ERROR_REPEAT_INITIALIZE => "ACL_ERROR_REPEAT_INITIALIZE",
+        sys::ACL_ERROR_INVALID_FILE => "ACL_ERROR_INVALID_FILE",
+        sys::ACL_ERROR_INVALID_PROFILING_CONFIG => "ACL_ERROR_INVALID_PROFILING_CONFIG",
+        sys::ACL_ERROR_REPEAT_FINALIZE => "ACL_ERROR_REPEAT_FINALIZE",
+        sys::ACL_ERROR_PROF_ALREADY_RUN => "ACL_ERROR_PROF_ALREADY_RUN",
+        sys::ACL_ERROR_PROF_NOT_RUN => "ACL_ERROR_PROF_NOT_RUN",
+        sys::ACL_ERROR_PROF_REPEAT_SUBSCRIBE => "ACL_ERROR_PROF_REPEAT_SUBSCRIBE",
+        sys::ACL_ERROR_PROF_API_CONFLICT => "ACL_ERROR_PROF_API_CONFLICT",
+        sys::ACL_ERROR_API_NOT_SUPPORT => "ACL_ERROR_API_NOT_SUPPORT",
+        sys::ACL_ERROR_INVALID_DEVICE => "ACL_ERROR_INVALID_DEVICE",
+        sys::ACL_ERROR_FEATURE_UNSUPPORTED => "ACL_ERROR_FEATURE_UNSUPPORTED",
+        sys::ACL_ERROR_PROF_MODULES_UNSUPPORTED => "ACL_ERROR_PROF_MODULES_UNSUPPORTED",
+        sys::ACL_ERROR_STORAGE_OVER_LIMIT => "ACL_ERROR_STORAGE_OVER_LIMIT",
+        sys::ACL_ERROR_INTERNAL_ERROR => "ACL_ERROR_INTERNAL_ERROR",
+        sys::ACL_ERROR_FAILURE => "ACL_ERROR_FAILURE",
+        sys::ACL_ERROR_PROFILING_FAILURE => "ACL_ERROR_PROFILING_FAILURE",
+        507021 => "ACL_ERROR_RT_PROFILING_ERROR",
+        107002 => "ACL_ERROR_RT_CONTEXT_NULL",
+        -1 => "PROFILING_FAILED",
+        _ => "unknown aclError",
+    }
+}
+
+/// What a failing code means for the call that returned it (ascend-api.md §2.7/§2.8).
+fn hint(call: &str, rc: i32) -> &'static str {
+    match (call, rc) {
+        ("aclprofInit", sys::ACL_ERROR_REPEAT_INITIALIZE) => {
+            "aclprof is already initialised in this process: another profiler (torch_npu.profiler, \
+             MindSpore's profiler) owns the CANN session; stop it or use NPUPROF_BACKEND=host"
+        }
+        (_, sys::ACL_ERROR_PROF_ALREADY_RUN) => {
+            "the process is already profiled by the msprof command line, acl.json or a GE option \
+             (or the device is profiled by another session)"
+        }
+        ("aclprofInit", sys::ACL_ERROR_PROF_API_CONFLICT) => {
+            "the process uses aclprof model subscription (aclprofModelSubscribe), which excludes API profiling"
+        }
+        (_, sys::ACL_ERROR_FEATURE_UNSUPPORTED) => {
+            "CANN refuses API profiling here (PROFILING_MODE=dynamic is set, or a helper-host platform)"
+        }
+        (_, sys::ACL_ERROR_INVALID_FILE) => "CANN cannot use the result directory",
+        (_, sys::ACL_ERROR_PROF_MODULES_UNSUPPORTED) => {
+            "this CANN does not support some requested data types"
+        }
+        (_, sys::ACL_ERROR_INVALID_DEVICE) => "the device is not online",
+        (_, sys::ACL_ERROR_PROF_NOT_RUN) => "CANN says profiling is not initialised or not running",
+        (_, sys::ACL_ERROR_INVALID_PROFILING_CONFIG) => {
+            "CANN rejected the profiling configuration (a profile with other settings is running?)"
+        }
+        (_, sys::ACL_ERROR_INVALID_PARAM) => "CANN rejected an argument",
+        (_, sys::ACL_ERROR_STORAGE_OVER_LIMIT) => "CANN's storage limit is reached",
+        _ => "see the CANN log (ASCEND_GLOBAL_LOG_LEVEL=1)",
+    }
+}
+
+fn fail(call: &str, rc: i32) -> String {
+    format!(
+        "{call} returned {rc} ({}): {}",
+        code_name(rc),
+        hint(call, rc)
+    )
+}
+
+/// The stamp API while a profile with `ACL_PROF_MSPROFTX` runs (null otherwise); see [`mark_step`].
+static TX: AtomicPtr<Api> = AtomicPtr::new(std::ptr::null_mut());
+
+/// With `NPUPROF_MSPROFTX=1`: marks step `k` in CANN's msproftx data too (`ProfilerStep#k`). Only steps are
+/// forwarded: each aclprof stamp call takes CANN's global profiling mutex and allocates, which the
+/// range/mark record path must never do; a step happens once per scheduler iteration.
+pub fn mark_step(k: u64) {
+    let p = TX.load(Ordering::Acquire);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: TX only ever holds a leaked `&'static Api`.
+    let api = unsafe { &*p };
+    let (Some(create), Some(msg), Some(mark), Some(destroy)) = (
+        api.create_stamp,
+        api.set_stamp_message,
+        api.mark,
+        api.destroy_stamp,
+    ) else {
+        return;
+    };
+    let text = format!("ProfilerStep#{k}");
+    // SAFETY: documented stamp protocol (create → set message → mark → destroy) with a valid,
+    // NUL-terminated buffer whose length is passed without the NUL; a NULL stamp is never used.
+    unsafe {
+        let s = create();
+        if s.is_null() {
+            return;
+        }
+        if msg(s, text.as_ptr().cast(), text.len() as u32) == 0 {
+            let _ = mark(s);
+        }
+        destroy(s);
+    }
+}
+
+/// A created `aclprofConfig` (owned by CANN; only passed back to it).
+struct ConfigPtr(*mut sys::aclprofConfig);
+// SAFETY: an opaque handle CANN allows any thread to pass back (torch_npu stops from another thread);
+// npuprof uses it only under the session mutex.
+unsafe impl Send for ConfigPtr {}
+
+struct Running {
+    config: ConfigPtr,
+    plan: Plan,
+    /// Bits passed to the CreateConfig that started (after a portable-set retry, if any).
+    bits: u64,
+    device: u32,
+    device_source: &'static str,
+    features: Features,
+    /// (CLOCK_REALTIME ns, CLOCK_MONOTONIC_RAW ns) read together at start: maps CANN's clock onto ours.
+    clocks: (u64, u64),
+    notes: Vec<String>,
+}
+
+pub struct AclBackend {
+    api: &'static Api,
+    /// `NPUPROF_BACKEND=acl`: a failing start is an error. `auto`: the profile continues host-only.
+    strict: bool,
+    running: Option<Running>,
+    device_source: &'static str,
+    /// Set when an `auto` profile continues host-only; reported in its metadata.
+    host_only_reason: Option<String>,
+}
+
+impl AclBackend {
+    pub fn open(strict: bool) -> Result<AclBackend> {
+        let api = load::load().map_err(|m| Error::new(Status::Backend, m))?;
+        log::info!(
+            "aclprof backend: {}{}",
+            api.ascendcl,
+            api.msprofiler
+                .as_deref()
+                .map_or(String::new(), |m| format!(", {m}"))
+        );
+        Ok(AclBackend {
+            api,
+            strict,
+            running: None,
+            device_source: "",
+            host_only_reason: None,
+        })
+    }
+
+    fn features(&self) -> Features {
+        let Some(f) = self.api.features_v2.or(self.api.features) else {
+            return Features::default();
+        };
+        let mut size = 0usize;
+        let mut data: *mut c_void = std::ptr::null_mut();
+        // SAFETY: both out-parameters are valid; `*data` is NULL on entry as the API requires.
+        let rc = unsafe { f(&mut size, &mut data) };
+        if rc != 0 || data.is_null() {
+            if rc != 0 {
+                log::debug!("{}", fail("aclprofGetSupportedFeatures", rc));
+            }
+            return Features::default();
+        }
+        /// One record of the library-owned feature array (torch_npu `FeatureRecord`, 256 bytes).
+        const RECORD: usize = 64 + 4 * 16 + 128;
+        let mut names = Vec::new();
+        for i in 0..size.min(1024) {
+            // SAFETY: CANN returns `size` records of RECORD bytes; the name is the first 64 bytes, read
+            // up to its NUL (or all 64 bytes when it has none).
+            let rec =
+                unsafe { std::slice::from_raw_parts((data as *const u8).add(i * RECORD), 64) };
+            let end = rec.iter().position(|&b| b == 0).unwrap_or(64);
+            names.push(String::from_utf8_lossy(&rec[..end]).into_owned());
+        }
+        Features {
+            names,
+            queried: true,
+        }
+    }
+
+    fn create(&self, device: u32, metrics: u32, bits: u64) -> Option<ConfigPtr> {
+        let mut dev = device;
+        // SAFETY: a one-element device list that outlives the call; no AI Core events (must be NULL).
+        let c = unsafe { (self.api.create_config)(&mut dev, 1, metrics, std::ptr::null(), bits) };
+        (!c.is_null()).then_some(ConfigPtr(c))
+    }
+
+    /// The documented sequence; on any failure everything done so far is undone.
+    fn start_session(&mut self, profile: &Profile) -> std::result::Result<Running, String> {
+        let api = self.api;
+        let clocks = clock_pair();
+        let dir = CString::new(profile.dir.as_os_str().as_bytes())
+            .map_err(|_| "the worker directory contains a NUL byte".to_string())?;
+        let len = dir.as_bytes().len();
+        // SAFETY: a NUL-terminated path and its exact strlen (what both CANN generations require).
+        let rc = unsafe { (api.init)(dir.as_ptr(), len) };
+        if rc != 0 {
+            return Err(fail("aclprofInit", rc));
+        }
+        let finalize = |api: &Api| {
+            // SAFETY: undoes our successful aclprofInit.
+            let rc = unsafe { (api.finalize)() };
+            if rc != 0 {
+                log::warn!("{}", fail("aclprofFinalize", rc));
+            }
+        };
+        let features = self.features();
+        let plan = plan::plan(profile.config, &features);
+        let mut notes = plan.notes.clone();
+        for (ty, name, value) in &plan.set_config {
+            let Some(set) = api.set_config else {
+                notes.push(format!(
+                    "{name}={value} not set: aclprofSetConfig is missing (libmsprofiler.so not found)"
+                ));
+                continue;
+            };
+            let v = CString::new(value.as_str()).unwrap_or_default();
+            // SAFETY: NUL-terminated value, length = strlen.
+            let rc = unsafe { set(*ty, v.as_ptr(), v.as_bytes().len()) };
+            if rc != 0 {
+                notes.push(format!("{name}={value}: {}", fail("aclprofSetConfig", rc)));
+            }
+        }
+        let device = profile.device_id;
+        let metrics = plan.metrics.value();
+        let mut bits = plan.bits;
+        let Some(mut config) = self.create(device, metrics, bits) else {
+            finalize(api);
+            return Err(format!(
+                "aclprofCreateConfig returned NULL for device {device} (bits {bits:#x}, metrics {}): the device \
+                 id is not present (check NPUPROF_DEVICE / LOCAL_RANK) or the driver is unavailable",
+                plan.metrics.acl_name()
+            ));
+        };
+        let destroy = |api: &Api, c: &ConfigPtr| {
+            // SAFETY: a config we created and no longer use.
+            let rc = unsafe { (api.destroy_config)(c.0) };
+            if rc != 0 {
+                log::warn!("{}", fail("aclprofDestroyConfig", rc));
+            }
+        };
+        // SAFETY: a live config from aclprofCreateConfig.
+        let mut rc = unsafe { (api.start)(config.0) };
+        if rc == sys::ACL_ERROR_PROF_MODULES_UNSUPPORTED && bits & !plan::PORTABLE_BITS != 0 {
+            let dropped = plan::bit_names(bits & !plan::PORTABLE_BITS).join("|");
+            destroy(api, &config);
+            bits &= plan::PORTABLE_BITS;
+            match self.create(device, metrics, bits) {
+                Some(c) => {
+                    config = c;
+                    notes.push(format!(
+                        "this CANN rejected {dropped} (ACL_ERROR_PROF_MODULES_UNSUPPORTED): started without it"
+                    ));
+                    // SAFETY: as above.
+                    rc = unsafe { (api.start)(config.0) };
+                }
+                None => {
+                    finalize(api);
+                    return Err("aclprofCreateConfig returned NULL on retry".into());
+                }
+            }
+        }
+        if rc != 0 {
+            destroy(api, &config);
+            finalize(api);
+            return Err(fail("aclprofStart", rc));
+        }
+        for n in &notes {
+            log::warn!("{n}");
+        }
+        Ok(Running {
+            config,
+            plan,
+            bits,
+            device,
+            device_source: self.device_source,
+            features,
+            clocks,
+            notes,
+        })
+    }
+
+    /// Stop → DestroyConfig → Finalize; each runs even if the one before failed. Returns the failures.
+    fn stop_session(&mut self, r: &Running) -> Vec<String> {
+        let api = self.api;
+        let mut errors = Vec::new();
+        TX.store(std::ptr::null_mut(), Ordering::Release);
+        // SAFETY: the config that started the session, not yet destroyed.
+        let rc = unsafe { (api.stop)(r.config.0) };
+        if rc != 0 {
+            errors.push(fail("aclprofStop", rc));
+        }
+        // SAFETY: destroyed exactly once, after the stop.
+        let rc = unsafe { (api.destroy_config)(r.config.0) };
+        if rc != 0 {
+            errors.push(fail("aclprofDestroyConfig", rc));
+        }
+        // SAFETY: undoes the session's aclprofInit.
+        let rc = unsafe { (api.finalize)() };
+        if rc != 0 {
+            errors.push(fail("aclprofFinalize", rc));
+        }
+        for e in &errors {
+            log::warn!("{e}");
+        }
+        errors
+    }
+}
+
+/// CLOCK_REALTIME and CLOCK_MONOTONIC_RAW in ns, read back to back.
+fn clock_pair() -> (u64, u64) {
+    let read = |id| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-parameter.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let rt = read(libc::CLOCK_REALTIME);
+    let raw = read(libc::CLOCK_MONOTONIC_RAW);
+    (rt, raw)
+}
+
+impl Backend for AclBackend {
+    fn name(&self) -> &'static str {
+        "acl"
+    }
+
+    fn device_id(&mut self, cfg: &Config) -> u32 {
+        if let Some(get) = self.api.get_device {
+            let mut d: i32 = -1;
+            // SAFETY: valid out-parameter.
+            let rc = unsafe { get(&mut d) };
+            if rc == 0 && d >= 0 {
+                self.device_source = "aclrtGetDevice";
+                return d as u32;
+            }
+            log::debug!("aclrtGetDevice returned {rc} ({})", code_name(rc));
+        }
+        self.device_source = if std::env::var_os("NPUPROF_DEVICE").is_some() {
+            "NPUPROF_DEVICE"
+        } else if std::env::var_os("LOCAL_RANK").is_some() {
+            "LOCAL_RANK"
+        } else {
+            "default"
+        };
+        cfg.device_id
+    }
+
+    fn start(&mut self, profile: &Profile) -> Result<()> {
+        self.host_only_reason = None;
+        if self.running.is_some() {
+            return Err(Error::new(
+                Status::Internal,
+                "aclprof session still open from the previous profile",
+            ));
+        }
+        match self.start_session(profile) {
+            Ok(r) => {
+                log::info!(
+                    "aclprof started on device {} ({}): {:#x} [{}], AI Core metrics {}",
+                    r.device,
+                    r.device_source,
+                    r.bits,
+                    plan::bit_names(r.bits).join("|"),
+                    r.plan.metrics.name()
+                );
+                if r.bits & sys::ACL_PROF_MSPROFTX as u64 != 0 {
+                    TX.store(self.api as *const Api as *mut Api, Ordering::Release);
+                }
+                self.running = Some(r);
+                Ok(())
+            }
+            Err(msg) if self.strict => Err(Error::new(Status::Backend, msg)),
+            Err(msg) => {
+                log::warn!(
+                    "NPUPROF_BACKEND=auto: no device data for this profile, host data only: {msg}"
+                );
+                self.host_only_reason = Some(msg);
+                Ok(())
+            }
+        }
+    }
+
+    fn stop(&mut self, profile: &Profile) -> Result<Box<dyn DeviceData>> {
+        let Some(r) = self.running.take() else {
+            return Ok(Box::new(export::HostOnly(self.host_only_reason.take())));
+        };
+        let errors = self.stop_session(&r);
+        Ok(Box::new(export::AclData {
+            dir: profile.dir.clone(),
+            device: r.device,
+            level: profile.config.level,
+            clocks: r.clocks,
+            timeout_s: profile.config.msprof_timeout_s,
+            meta: vec![
+                ("status".into(), json::string(b"collected")),
+                (
+                    "device_source".into(),
+                    json::string(r.device_source.as_bytes()),
+                ),
+                (
+                    "libascendcl".into(),
+                    json::string(self.api.ascendcl.as_bytes()),
+                ),
+                (
+                    "libmsprofiler".into(),
+                    self.api
+                        .msprofiler
+                        .as_deref()
+                        .map_or("null".into(), |m| json::string(m.as_bytes())),
+                ),
+                ("data_type_config".into(), format!("\"{:#x}\"", r.bits)),
+                (
+                    "data_types".into(),
+                    json_list(plan::bit_names(r.bits).iter().map(|s| s.to_string())),
+                ),
+                (
+                    "requested_data_type_config".into(),
+                    format!("\"{:#x}\"", r.plan.bits),
+                ),
+                (
+                    "aic_metrics".into(),
+                    json::string(r.plan.metrics.acl_name().as_bytes()),
+                ),
+                (
+                    "set_config".into(),
+                    json_list(r.plan.set_config.iter().map(|(_, n, v)| format!("{n}={v}"))),
+                ),
+                (
+                    "features".into(),
+                    json_list(r.features.names.iter().cloned()),
+                ),
+                ("notes".into(), json_list(r.notes.iter().cloned())),
+                ("stop_errors".into(), json_list(errors.into_iter())),
+            ],
+        }))
+    }
+}
+
+fn json_list(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.map(|s| json::string(s.as_bytes())).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// Used by tests of the error table.
+#[doc(hidden)]
+pub fn describe_failure(call: &str, rc: i32) -> String {
+    fail(call, rc)
+}

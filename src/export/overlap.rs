@@ -1,0 +1,190 @@
+//! Device time per step, as torch_npu's `Overlap Analysis` lanes and `step_trace_time.csv` define it:
+//! computing = union of compute tasks, communication = union of communication tasks, "not overlapped" =
+//! communication minus computing, free = gaps between device activity. Intervals are half-open `[a, b)` ns.
+
+use crate::backend::Kernel;
+
+pub type Spans = Vec<(u64, u64)>;
+
+/// Sorts and merges overlapping or touching intervals.
+pub fn merge(mut v: Spans) -> Spans {
+    v.retain(|s| s.1 > s.0);
+    v.sort_unstable();
+    let mut out: Spans = Vec::with_capacity(v.len());
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// `a` minus `b` (both merged).
+pub fn subtract(a: &[(u64, u64)], b: &[(u64, u64)]) -> Spans {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for &(mut s, e) in a {
+        while j < b.len() && b[j].1 <= s {
+            j += 1;
+        }
+        let mut k = j;
+        while k < b.len() && b[k].0 < e {
+            if b[k].0 > s {
+                out.push((s, b[k].0));
+            }
+            s = s.max(b[k].1);
+            k += 1;
+        }
+        if s < e {
+            out.push((s, e));
+        }
+    }
+    out
+}
+
+/// The gaps between merged intervals.
+pub fn gaps(all: &[(u64, u64)]) -> Spans {
+    all.windows(2)
+        .map(|w| (w[0].1, w[1].0))
+        .filter(|g| g.1 > g.0)
+        .collect()
+}
+
+/// Length of the merged intervals inside `[lo, hi)`.
+pub fn clipped(v: &[(u64, u64)], lo: u64, hi: u64) -> u64 {
+    let first = v.partition_point(|s| s.1 <= lo);
+    v[first..]
+        .iter()
+        .take_while(|s| s.0 < hi)
+        .map(|s| s.1.min(hi).saturating_sub(s.0.max(lo)))
+        .sum()
+}
+
+/// The overlap lanes of one device.
+#[derive(Debug, Default)]
+pub struct Overlap {
+    pub computing: Spans,
+    pub communication: Spans,
+    pub comm_not_overlapped: Spans,
+    pub free: Spans,
+    pub all: Spans,
+    /// Start and duration of each `hcom_receive*` task (the `Bubble` column).
+    pub receives: Vec<(u64, u64)>,
+}
+
+impl Overlap {
+    pub fn new(kernels: &[Kernel]) -> Overlap {
+        let mut comp = Vec::new();
+        let mut comm = Vec::new();
+        let mut receives = Vec::new();
+        for k in kernels {
+            let s = (k.start_ns, k.start_ns.saturating_add(k.dur_ns));
+            if k.is_communication() {
+                comm.push(s);
+                if k.is_receive() {
+                    receives.push((k.start_ns, k.dur_ns));
+                }
+            } else {
+                comp.push(s);
+            }
+        }
+        receives.sort_unstable();
+        let computing = merge(comp);
+        let communication = merge(comm);
+        let comm_not_overlapped = subtract(&communication, &computing);
+        let all = merge(computing.iter().chain(&communication).copied().collect());
+        let free = gaps(&all);
+        Overlap {
+            computing,
+            communication,
+            comm_not_overlapped,
+            free,
+            all,
+            receives,
+        }
+    }
+
+    /// The device columns of one `step_trace_time.csv` row for the step `[lo, hi)`, in ns:
+    /// (computing, comm not overlapped, overlapped, communication, free, stage, bubble,
+    ///  not overlapped excluding receive, preparing).
+    pub fn step_row(&self, lo: u64, hi: u64) -> [u64; 9] {
+        let computing = clipped(&self.computing, lo, hi);
+        let communication = clipped(&self.communication, lo, hi);
+        let not_overlapped = clipped(&self.comm_not_overlapped, lo, hi);
+        let free = clipped(&self.free, lo, hi);
+        let first = self.all.partition_point(|s| s.1 <= lo);
+        let inside: Vec<(u64, u64)> = self.all[first..]
+            .iter()
+            .take_while(|s| s.0 < hi)
+            .map(|s| (s.0.max(lo), s.1.min(hi)))
+            .collect();
+        let bubble: u64 = self
+            .receives
+            .iter()
+            .filter(|r| r.0 >= lo && r.0 < hi)
+            .map(|r| r.1)
+            .sum();
+        let (stage, preparing) = match (inside.first(), inside.last()) {
+            (Some(f), Some(l)) => ((l.1 - f.0).saturating_sub(bubble), f.0 - lo),
+            _ => (0, 0),
+        };
+        [
+            computing,
+            not_overlapped,
+            communication - not_overlapped.min(communication),
+            communication,
+            free,
+            stage,
+            bubble,
+            not_overlapped.saturating_sub(bubble),
+            preparing,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(name: &str, core: &str, s: u64, d: u64) -> Kernel {
+        Kernel {
+            name: name.as_bytes().to_vec(),
+            core: core.into(),
+            start_ns: s,
+            dur_ns: d,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn interval_algebra() {
+        assert_eq!(
+            merge(vec![(5, 7), (1, 3), (2, 4), (7, 8), (9, 9)]),
+            [(1, 4), (5, 8)]
+        );
+        assert_eq!(
+            subtract(&[(0, 10), (20, 30)], &[(2, 3), (5, 25)]),
+            [(0, 2), (3, 5), (25, 30)]
+        );
+        assert_eq!(gaps(&[(0, 2), (5, 8), (9, 10)]), [(2, 5), (8, 9)]);
+        assert_eq!(clipped(&[(0, 10), (20, 30)], 5, 25), 10);
+    }
+
+    #[test]
+    fn step_columns() {
+        // compute 100..200 and 300..400; allreduce 150..350 (overlaps 100 of it); a receive 500..600.
+        let o = Overlap::new(&[
+            k("MatMul", "AI_CORE", 100, 100),
+            k("Add", "AI_VECTOR_CORE", 300, 100),
+            k("hcom_allReduce_1", "COMMUNICATION", 150, 200),
+            k("hcom_receive_2", "COMMUNICATION", 500, 100),
+        ]);
+        let r = o.step_row(0, 1000);
+        // computing 200, comm 300, not overlapped (200..300 + 500..600) = 200, overlapped 100,
+        // free 400..500 = 100, bubble 100, stage (600-100)-100 = 400, excl. receive 100, preparing 100.
+        assert_eq!(r, [200, 200, 100, 300, 100, 400, 100, 100, 100]);
+        // A step with no device work.
+        assert_eq!(o.step_row(2000, 3000), [0; 9]);
+    }
+}

@@ -1,0 +1,931 @@
+//! The aclprof backend against fake CANN libraries (tests/c/fake_msprofiler.c, fake_ascendcl.c) that enforce
+//! the real call order and return the real error codes of both CANN generations (ascend-api.md §2.8), and a
+//! fake `msprof` (tests/fake/msprof) that writes the real export formats (msprof-export.md §2–3).
+//!
+//! Nothing here runs on Ascend hardware: these tests prove npuprof drives the documented API correctly and
+//! parses the documented outputs, not that CANN behaves as documented.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// A CANN "install": lib64/ with the fake libraries, `variant` compiled with extra defines.
+fn cann(variant: &str, defines: &[&str]) -> PathBuf {
+    let root = target_dir().join("ctests").join(format!("cann-{variant}"));
+    let lib = root.join("lib64");
+    std::fs::create_dir_all(&lib).unwrap();
+    let rel = |n: &str| format!("cann-{variant}/lib64/{n}");
+    build_c(
+        &rel("libmsprofiler.so"),
+        &["tests/c/fake_msprofiler.c"],
+        defines,
+        &["-shared", "-fPIC", "-Wl,-soname,libmsprofiler.so"],
+    );
+    build_c(
+        &rel("libascendcl.so"),
+        &["tests/c/fake_ascendcl.c"],
+        &[],
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libascendcl.so",
+            &format!("-L{}", lib.display()),
+            "-lmsprofiler",
+            "-Wl,-rpath,$ORIGIN",
+        ],
+    );
+    root
+}
+
+fn fakes() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| cann("std", &[]))
+}
+
+/// A toolkit with the fake msprof at `tools/profiler/bin/msprof` (as CANN installs it).
+fn toolkit(tmp: &Path) -> PathBuf {
+    let root = tmp.join("ascend-toolkit");
+    let bin = root.join("tools/profiler/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(root.join("tools/profiler/profiler_tool/analysis/msprof")).unwrap();
+    std::fs::write(
+        root.join("tools/profiler/profiler_tool/analysis/msprof/msprof.py"),
+        "",
+    )
+    .unwrap();
+    std::fs::copy(repo().join("tests/fake/msprof"), bin.join("msprof")).unwrap();
+    root
+}
+
+fn client() -> PathBuf {
+    static C: OnceLock<PathBuf> = OnceLock::new();
+    C.get_or_init(|| build_c("acl_client", &["tests/c/acl_client.c"], &[], &[]))
+        .clone()
+}
+
+struct Run {
+    out: ClientRun,
+    log: Vec<String>,
+    tmp: tempfile::TempDir,
+}
+
+impl Run {
+    fn dir(&self) -> PathBuf {
+        self.out.dir()
+    }
+    fn meta(&self) -> Value {
+        json(&self.dir().join("profiler_metadata.json"))
+    }
+    fn calls(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    }
+    fn line(&self, call: &str) -> Vec<&String> {
+        self.log
+            .iter()
+            .filter(|l| l.split_whitespace().next() == Some(call))
+            .collect()
+    }
+    fn assert_clean_exit(&self) {
+        let last = self.log.iter().rfind(|l| l.starts_with("exit ")).cloned();
+        assert_eq!(
+            last.as_deref(),
+            Some("exit state=off configs=0"),
+            "CANN left half-started; log:\n{}",
+            self.log.join("\n")
+        );
+    }
+}
+
+struct Opts<'a> {
+    preload: bool,
+    cann_on_loader_path: bool,
+    msprof: bool,
+    env: &'a [(&'a str, &'a str)],
+}
+
+const DEFAULT: Opts = Opts {
+    preload: true,
+    cann_on_loader_path: true,
+    msprof: true,
+    env: &[],
+};
+
+fn go(opts: Opts, cmds: &[&str]) -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("prof");
+    let log = tmp.path().join("calls.log");
+    let tk = toolkit(tmp.path());
+    let lib = lib();
+    let lib_s = lib.to_str().unwrap().to_string();
+    let cann_lib = fakes().join("lib64");
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    if opts.msprof {
+        path = format!("{}:{path}", tk.join("tools/profiler/bin").display());
+    }
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "VLLM_TORCH_PROFILER_DIR".into(),
+            results.display().to_string(),
+        ),
+        ("NPUPROF_BACKEND".into(), "acl".into()),
+        ("FAKE_ACL_LOG".into(), log.display().to_string()),
+        ("FAKE_ACL_DEVICE".into(), "0".into()),
+        ("PATH".into(), path),
+    ];
+    if opts.cann_on_loader_path {
+        env.push(("LD_LIBRARY_PATH".into(), cann_lib.display().to_string()));
+    }
+    if opts.preload {
+        env.push(("LD_PRELOAD".into(), lib_s.clone()));
+    }
+    for (k, v) in opts.env {
+        env.retain(|(kk, _)| kk != k);
+        if !v.is_empty() {
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut args = vec![if opts.preload { "-" } else { lib_s.as_str() }];
+    args.extend_from_slice(cmds);
+    let o = run(&client(), &args, &env_ref);
+    let out = ClientRun {
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        out: o,
+    };
+    let log = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    Run { out, log, tmp }
+}
+
+const PROFILE: &[&str] = &["cann", "start", "steps:4", "stop", "flush", "dir"];
+
+fn rows(p: &Path) -> Vec<Vec<String>> {
+    csv(p)
+}
+
+fn col(rows: &[Vec<String>], name: &str) -> usize {
+    rows[0]
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
+}
+
+/// The bits npuprof passed to aclprofCreateConfig (the RT fake logs what it stored as `bits=` and the argument
+/// as `req=`, since RT CANN adds implied bits).
+fn passed_bits(line: &str) -> &str {
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or("")
+    };
+    match field("req=") {
+        "" => field("bits="),
+        r => r,
+    }
+}
+
+/// The documented order, exactly, with the worker directory and its strlen.
+fn assert_documented_sequence(r: &Run, bits: &str, metrics: &str) {
+    let d = r.dir();
+    let init = r.line("aclprofInit");
+    assert_eq!(init.len(), 1, "{:?}", r.log);
+    let ds = d.to_str().unwrap();
+    assert_eq!(
+        init[0],
+        &format!("aclprofInit path={ds} len={} -> 0", ds.len())
+    );
+    let calls: Vec<String> = r
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("aclprof") && !c.starts_with("aclprofGetSupported"))
+        .collect();
+    let want_core = [
+        "aclprofInit",
+        "aclprofCreateConfig",
+        "aclprofStart",
+        "aclprofStop",
+        "aclprofDestroyConfig",
+        "aclprofFinalize",
+    ];
+    let core: Vec<&str> = calls
+        .iter()
+        .map(String::as_str)
+        .filter(|c| want_core.contains(c))
+        .collect();
+    assert_eq!(core, want_core, "{:?}", r.log);
+    let cc = r.line("aclprofCreateConfig");
+    assert_eq!(passed_bits(cc[0]), bits, "{}", cc[0]);
+    assert!(cc[0].contains(&format!("metrics={metrics}")), "{}", cc[0]);
+    assert!(cc[0].contains("n=1 devs=0"), "{}", cc[0]);
+    assert!(r.line("aclprofStart")[0].ends_with("cfg=cfg1 -> 0"));
+    assert!(r.line("aclprofStop")[0].ends_with("cfg=cfg1 -> 0"));
+    assert!(r.line("aclprofDestroyConfig")[0].ends_with("cfg=cfg1 -> 0"));
+    r.assert_clean_exit();
+}
+
+#[test]
+fn level0_profile_through_ld_preload_under_both_cann_generations() {
+    for gen in ["mp", "rt"] {
+        let r = go(
+            Opts {
+                env: &[("FAKE_ACL_GEN", gen)],
+                ..DEFAULT
+            },
+            PROFILE,
+        );
+        r.out.assert_ok();
+        assert_eq!(
+            r.out.value("START").as_deref(),
+            Some("0"),
+            "{}",
+            r.out.stderr
+        );
+        assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"));
+        assert_documented_sequence(&r, "0x801", "255");
+        let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+
+        // kernel_details: one row per launch, CANN's columns renamed, in the step that launched it.
+        let k = rows(&out.join("kernel_details.csv"));
+        assert_eq!(k.len(), 1 + 12, "{k:?}");
+        assert_eq!(
+            &k[0][..5],
+            ["Step ID", "Model ID", "Task ID", "Stream ID", "Name"]
+        );
+        assert!(
+            k[0].contains(&"Accelerator Core".to_string())
+                && !k[0].contains(&"Device_id".to_string())
+        );
+        let (name, step, start) = (
+            col(&k, "Name"),
+            col(&k, "Step ID"),
+            col(&k, "Start Time(us)"),
+        );
+        let mut per_step = std::collections::BTreeMap::new();
+        for row in &k[1..] {
+            *per_step.entry(row[step].clone()).or_insert(0) += 1;
+            assert!(row[start].ends_with('\t'), "{row:?}");
+        }
+        assert_eq!(
+            per_step.into_iter().collect::<Vec<_>>(),
+            [
+                ("1".into(), 3),
+                ("2".into(), 3),
+                ("3".into(), 3),
+                ("4".into(), 3)
+            ],
+            "{k:?}"
+        );
+        let names: std::collections::BTreeSet<&str> =
+            k[1..].iter().map(|r| r[name].as_str()).collect();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["Add_2", "MatMul_1", "hcom_allReduce__1_1"]
+        );
+
+        // op_statistic: CANN writes none at level0 and level0 has no op types: header only.
+        let o = rows(&out.join("op_statistic.csv"));
+        assert_eq!(o.len(), 1, "{o:?}");
+
+        // step_trace_time: device columns from the device tasks.
+        let s = rows(&out.join("step_trace_time.csv"));
+        assert_eq!(s.len(), 5);
+        for row in &s[1..] {
+            let v = |c: &str| row[col(&s, c)].parse::<f64>().unwrap();
+            // 40 us MatMul and 10 us Add on two streams at once; the 30 us allreduce runs beside them.
+            assert!(v("Computing") >= 39.9 && v("Computing") <= 50.1, "{row:?}");
+            assert!(v("Communication") >= 29.9, "{row:?}");
+            let no = v("Communication(Not Overlapped)");
+            assert!(
+                (v("Overlapped") + no - v("Communication")).abs() < 0.002,
+                "{row:?}"
+            );
+            assert!(
+                v("Stage") >= v("Computing") && v("Preparing") > 0.0 && v("Free") >= 0.0,
+                "{row:?}"
+            );
+        }
+
+        // trace_view: device lanes, CANN API lane, flows host launch → device task.
+        let t = trace(&r.dir());
+        assert_proper_nesting(&t);
+        let procs: Vec<&str> = t
+            .iter()
+            .filter(|e| e["name"] == "process_name")
+            .filter_map(|e| e["args"]["name"].as_str())
+            .collect();
+        for p in [
+            "Ascend Hardware",
+            "CANN",
+            "Overlap Analysis",
+            "Communication",
+        ] {
+            assert!(procs.contains(&p), "{p} missing from {procs:?}");
+        }
+        let hw_pid = t
+            .iter()
+            .find(|e| e["name"] == "process_name" && e["args"]["name"] == "Ascend Hardware")
+            .unwrap()["pid"]
+            .clone();
+        let hw: Vec<&Value> = t
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["pid"] == hw_pid)
+            .collect();
+        assert_eq!(hw.len(), 8, "AI_CORE + AI_VECTOR_CORE tasks");
+        let starts: Vec<&Value> = t.iter().filter(|e| e["ph"] == "s").collect();
+        let ends: Vec<&Value> = t.iter().filter(|e| e["ph"] == "f").collect();
+        assert_eq!(starts.len(), 8);
+        for f in &ends {
+            let s = starts
+                .iter()
+                .find(|s| s["id"] == f["id"])
+                .expect("paired flow");
+            assert!(ts_ns(s) <= ts_ns(f), "flow goes forward in time");
+            // The end sits exactly on a device slice start on its stream.
+            assert!(hw
+                .iter()
+                .any(|x| x["tid"] == f["tid"] && ts_ns(x) == ts_ns(f)));
+            assert_eq!(f["bp"], "e");
+        }
+        // Device tasks are on the host time base: inside the profile, within their host step.
+        let steps = slices(&t, "ProfilerStep#1");
+        assert_eq!(steps.len(), 1);
+
+        let m = r.meta();
+        assert_eq!(m["device"]["status"], "parsed", "{m}");
+        assert_eq!(m["device"]["data_type_config"], "0x801");
+        assert_eq!(m["device"]["device_tasks"], 12);
+        assert_eq!(m["device"]["device_source"], "aclrtGetDevice");
+        assert!(r.dir().join("logs/msprof_export.log").exists());
+        let check = check_profile(r.tmp.path().join("prof").as_path());
+        assert!(check.contains("CHECK PASS"), "{check}");
+    }
+}
+
+#[test]
+fn level1_metrics_memory_and_shapes_map_to_bits_setconfig_and_pmu_columns() {
+    let r = go(
+        Opts {
+            env: &[
+                ("NPUPROF_LEVEL", "level1"),
+                ("NPUPROF_AIC_METRICS", "PipeUtilization"),
+                ("VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY", "1"),
+                ("VLLM_TORCH_PROFILER_RECORD_SHAPES", "1"),
+            ],
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    assert_documented_sequence(&r, "0x1027", "1");
+    // SetConfig comes before CreateConfig, with the string's exact length.
+    let calls = r.calls();
+    let set = calls
+        .iter()
+        .position(|c| c == "aclprofSetConfig")
+        .expect("SetConfig");
+    let create = calls
+        .iter()
+        .position(|c| c == "aclprofCreateConfig")
+        .unwrap();
+    assert!(set < create, "{:?}", r.log);
+    assert_eq!(
+        r.line("aclprofSetConfig")[0],
+        "aclprofSetConfig type=3 config=50 len=2 -> 0"
+    );
+    let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+    let k = rows(&out.join("kernel_details.csv"));
+    assert!(k[0].contains(&"aicore_time(us)".to_string()), "{:?}", k[0]);
+    let ty = col(&k, "Type");
+    assert!(k[1..].iter().any(|r| r[ty] == "MatMul"));
+    let shapes = col(&k, "Input Shapes");
+    assert!(k[1..].iter().any(|r| r[shapes].starts_with('"')), "{k:?}");
+    // op_statistic is CANN's at level1.
+    let o = rows(&out.join("op_statistic.csv"));
+    assert_eq!(o[0][..3], ["Device_id", "OP Type", "Core Type"]);
+    assert!(o.len() > 1, "{o:?}");
+    let m = r.meta();
+    assert_eq!(m["device"]["data_type_config"], "0x1027");
+    assert_eq!(m["device"]["aic_metrics"], "ACL_AICORE_PIPE_UTILIZATION");
+    assert_eq!(
+        m["device"]["set_config"][0],
+        "ACL_PROF_SYS_HARDWARE_MEM_FREQ=50"
+    );
+    assert!(out.join("api_statistic.csv").exists());
+}
+
+#[test]
+fn device_id_comes_from_the_runtime_then_npuprof_device_then_local_rank() {
+    for (env, dev, source) in [
+        (vec![("FAKE_ACL_DEVICE", "3")], "3", "aclrtGetDevice"),
+        (
+            vec![
+                ("FAKE_ACL_DEVICE", ""),
+                ("NPUPROF_DEVICE", "2"),
+                ("LOCAL_RANK", "5"),
+            ],
+            "2",
+            "NPUPROF_DEVICE",
+        ),
+        (
+            vec![("FAKE_ACL_DEVICE", ""), ("LOCAL_RANK", "1")],
+            "1",
+            "LOCAL_RANK",
+        ),
+    ] {
+        let r = go(
+            Opts {
+                env: &env,
+                ..DEFAULT
+            },
+            PROFILE,
+        );
+        r.out.assert_ok();
+        let cc = r.line("aclprofCreateConfig");
+        assert!(cc[0].contains(&format!("n=1 devs={dev} ")), "{}", cc[0]);
+        let m = r.meta();
+        assert_eq!(m["device"]["device_source"], source);
+        assert_eq!(m["device"]["device_id"].to_string(), dev);
+        let s = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/step_trace_time.csv"));
+        assert_eq!(s[1][0], dev);
+    }
+}
+
+/// Each documented failure of each call: `NPUPROF_BACKEND=acl` fails the start with NPUPROF_ERR_BACKEND (6)
+/// and a message naming the call, the code and its meaning; CANN is never left initialised or running; and
+/// the next start, once the cause is gone, works.
+#[test]
+fn every_start_failure_is_named_undone_and_recoverable() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "FAKE_ACL_FAIL",
+            "aclprofInit=100002",
+            "ACL_ERROR_REPEAT_INITIALIZE",
+            "another profiler",
+        ),
+        (
+            "FAKE_ACL_OTHER_PROFILER",
+            "cmd",
+            "ACL_ERROR_PROF_ALREADY_RUN",
+            "msprof command line",
+        ),
+        (
+            "FAKE_ACL_OTHER_PROFILER",
+            "subscribe",
+            "ACL_ERROR_PROF_API_CONFLICT",
+            "subscription",
+        ),
+        (
+            "PROFILING_MODE",
+            "dynamic",
+            "ACL_ERROR_FEATURE_UNSUPPORTED",
+            "PROFILING_MODE=dynamic",
+        ),
+        (
+            "FAKE_ACL_FAIL",
+            "aclprofInit=100003",
+            "ACL_ERROR_INVALID_FILE",
+            "result directory",
+        ),
+        (
+            "FAKE_ACL_FAIL",
+            "aclprofCreateConfig=1",
+            "aclprofCreateConfig returned NULL",
+            "NPUPROF_DEVICE",
+        ),
+        (
+            "FAKE_ACL_FAIL",
+            "aclprofStart=100042",
+            "ACL_ERROR_PROF_ALREADY_RUN",
+            "another session",
+        ),
+        (
+            "FAKE_ACL_FAIL",
+            "aclprofStart=200002",
+            "ACL_ERROR_INVALID_DEVICE",
+            "not online",
+        ),
+        (
+            "FAKE_ACL_FAIL",
+            "aclprofStart=500005",
+            "ACL_ERROR_PROFILING_FAILURE",
+            "CANN log",
+        ),
+        (
+            "FAKE_ACL_FAIL",
+            "aclprofStart=100010",
+            "ACL_ERROR_INVALID_PROFILING_CONFIG",
+            "configuration",
+        ),
+    ];
+    for gen in ["mp", "rt"] {
+        for (k, v, code, meaning) in cases {
+            let set = format!("setenv:{k}={v}");
+            let unset = format!("unsetenv:{k}");
+            let r = go(
+                Opts {
+                    env: &[("FAKE_ACL_GEN", gen)],
+                    ..DEFAULT
+                },
+                &[
+                    "cann", &set, "start", &unset, "start", "steps:1", "stop", "flush", "dir",
+                ],
+            );
+            r.out.assert_ok();
+            let starts = r.out.values("START");
+            assert_eq!(starts, ["6", "0"], "{gen} {k}={v}: {}", r.out.stderr);
+            assert!(
+                r.out.stderr.contains(code) && r.out.stderr.contains(meaning),
+                "{gen} {k}={v}: stderr lacks {code} / {meaning}:\n{}",
+                r.out.stderr
+            );
+            // Whatever succeeded before the failure was undone, in order.
+            let calls = r.calls();
+            let first_fin = calls.iter().position(|c| c == "aclprofFinalize");
+            let inits: Vec<usize> = calls
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| *c == "aclprofInit")
+                .map(|(i, _)| i)
+                .collect();
+            let first_init_ok = r.line("aclprofInit")[0].ends_with("-> 0");
+            if first_init_ok {
+                assert!(
+                    first_fin.is_some_and(|f| f < inits[1]),
+                    "{gen} {k}={v}: {:?}",
+                    r.log
+                );
+                let created_ok = !r.line("aclprofCreateConfig")[0].ends_with("-> null");
+                if created_ok {
+                    let d = calls
+                        .iter()
+                        .position(|c| c == "aclprofDestroyConfig")
+                        .unwrap();
+                    assert!(d < first_fin.unwrap(), "{:?}", r.log);
+                }
+            }
+            r.assert_clean_exit();
+            assert_eq!(r.meta()["device"]["status"], "parsed");
+        }
+    }
+}
+
+#[test]
+fn stop_failures_still_destroy_and_finalize_and_keep_the_profile() {
+    let r = go(
+        Opts {
+            env: &[("FAKE_ACL_FAIL", "aclprofStop=100043")],
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.value("STOP").as_deref(), Some("0"));
+    let calls = r.calls();
+    let tail: Vec<&str> = calls
+        .iter()
+        .map(String::as_str)
+        .filter(|c| ["aclprofStop", "aclprofDestroyConfig", "aclprofFinalize"].contains(c))
+        .collect();
+    assert_eq!(
+        tail,
+        ["aclprofStop", "aclprofDestroyConfig", "aclprofFinalize"]
+    );
+    r.assert_clean_exit();
+    let m = r.meta();
+    assert!(
+        m["device"]["stop_errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("ACL_ERROR_PROF_NOT_RUN"),
+        "{m}"
+    );
+    assert!(r.out.stderr.contains("aclprofStop returned 100043"));
+}
+
+#[test]
+fn missing_library_or_symbol_fails_acl_and_falls_back_for_auto() {
+    // No CANN anywhere.
+    let r = go(
+        Opts {
+            cann_on_loader_path: false,
+            ..DEFAULT
+        },
+        &["start", "steps:1", "stop", "flush", "dir"],
+    );
+    assert_eq!(r.out.values("START"), ["6"]);
+    assert!(
+        r.out.stderr.contains("cannot open libascendcl.so"),
+        "{}",
+        r.out.stderr
+    );
+    let r = go(
+        Opts {
+            cann_on_loader_path: false,
+            env: &[("NPUPROF_BACKEND", "auto")],
+            ..DEFAULT
+        },
+        &[
+            "start", "steps:2", "stop", "start", "steps:1", "stop", "flush", "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.values("START"), ["0", "0"]);
+    assert_eq!(
+        r.out
+            .stderr
+            .matches("CANN profiling is unavailable")
+            .count(),
+        1,
+        "one warning per process:\n{}",
+        r.out.stderr
+    );
+    assert_eq!(r.meta()["device"]["backend"], "host");
+    assert_eq!(r.meta()["config"]["NPUPROF_BACKEND"], "auto");
+    assert_eq!(
+        rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")).len(),
+        1
+    );
+
+    // A libmsprofiler without aclprofStop (and a libascendcl that does not define it either).
+    let broken = cann("nostop", &["aclprofStop=npuprof_test_renamed_stop"]);
+    let lib64 = broken.join("lib64").display().to_string();
+    let r = go(
+        Opts {
+            cann_on_loader_path: false,
+            env: &[("LD_LIBRARY_PATH", &lib64)],
+            ..DEFAULT
+        },
+        &["start", "stop", "dir"],
+    );
+    assert_eq!(r.out.values("START"), ["6"]);
+    assert!(
+        r.out.stderr.contains("symbol aclprofStop not found"),
+        "{}",
+        r.out.stderr
+    );
+    assert!(
+        r.line("aclprofInit").is_empty(),
+        "nothing may be called: {:?}",
+        r.log
+    );
+    let r = go(
+        Opts {
+            cann_on_loader_path: false,
+            env: &[("LD_LIBRARY_PATH", &lib64), ("NPUPROF_BACKEND", "auto")],
+            ..DEFAULT
+        },
+        &["start", "steps:1", "stop", "flush", "dir"],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.values("START"), ["0"]);
+}
+
+#[test]
+fn auto_uses_cann_when_present_and_continues_host_only_when_someone_else_profiles() {
+    let r = go(
+        Opts {
+            env: &[("NPUPROF_BACKEND", "")],
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    assert_eq!(r.meta()["device"]["device_tasks"], 12);
+    let r = go(
+        Opts {
+            env: &[
+                ("NPUPROF_BACKEND", "auto"),
+                ("FAKE_ACL_OTHER_PROFILER", "cmd"),
+            ],
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.values("START"), ["0"]);
+    let m = r.meta();
+    assert_eq!(m["device"]["status"], "host-only");
+    assert!(m["device"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("ACL_ERROR_PROF_ALREADY_RUN"));
+    assert!(slices(&trace(&r.dir()), "ProfilerStep#1").len() == 1);
+}
+
+/// A data type this CANN does not accept (the AICORE_SHAPE bit under the MP generation) is dropped and the
+/// start retried once; the RT generation accepts it.
+#[test]
+fn unsupported_bits_are_retried_with_the_portable_set() {
+    let env = |gen| {
+        [
+            ("FAKE_ACL_GEN", gen),
+            ("FAKE_ACL_FEATURES", "AICORE_SHAPE"),
+            ("VLLM_TORCH_PROFILER_RECORD_SHAPES", "1"),
+        ]
+    };
+    let e = env("mp");
+    let r = go(Opts { env: &e, ..DEFAULT }, PROFILE);
+    r.out.assert_ok();
+    let starts = r.line("aclprofStart");
+    assert_eq!(starts.len(), 2, "{:?}", r.log);
+    assert!(starts[0].ends_with("-> 200007"));
+    assert!(starts[1].ends_with("cfg=cfg2 -> 0"));
+    let cc = r.line("aclprofCreateConfig");
+    assert!(
+        cc[0].contains("bits=0x800000801") && cc[1].contains("bits=0x801"),
+        "{cc:?}"
+    );
+    let m = r.meta();
+    assert_eq!(m["device"]["data_type_config"], "0x801");
+    assert_eq!(m["device"]["requested_data_type_config"], "0x800000801");
+    assert!(m["device"]["notes"]
+        .to_string()
+        .contains("ACL_PROF_AICORE_SHAPE"));
+    r.assert_clean_exit();
+    let e = env("rt");
+    let r = go(Opts { env: &e, ..DEFAULT }, PROFILE);
+    r.out.assert_ok();
+    assert_eq!(r.line("aclprofStart").len(), 1);
+    assert_eq!(r.meta()["device"]["data_type_config"], "0x800000801");
+}
+
+/// msprof absent, failing, hanging past the timeout, or writing garbage: the profile still completes with its
+/// host data, the raw PROF_ data stays, and the log and metadata say how to parse it later.
+#[test]
+fn msprof_missing_failing_hanging_or_garbage_keeps_the_raw_data() {
+    let cases: &[(bool, &str, &str)] = &[
+        (false, "", "raw (msprof not found)"),
+        (true, "fail", "raw (msprof failed)"),
+        (true, "hang", "raw (msprof failed)"),
+        (true, "garbage", "raw (msprof output unreadable)"),
+    ];
+    for &(msprof, mode, status) in cases {
+        let r = go(
+            Opts {
+                msprof,
+                env: &[
+                    ("FAKE_MSPROF_MODE", mode),
+                    ("NPUPROF_MSPROF_TIMEOUT_S", "2"),
+                ],
+                ..DEFAULT
+            },
+            PROFILE,
+        );
+        r.out.assert_ok();
+        assert_eq!(
+            r.out.value("FLUSH").as_deref(),
+            Some("0"),
+            "{mode}: {}",
+            r.out.stderr
+        );
+        let m = r.meta();
+        assert_eq!(m["device"]["status"], status, "{mode}: {m}");
+        let prof = m["device"]["prof_dir"].as_str().unwrap().to_string();
+        assert!(Path::new(&prof).join("host/start_info").exists());
+        assert!(
+            r.out
+                .stderr
+                .contains(&format!("msprof --export=on --output={prof}")),
+            "{mode}: {}",
+            r.out.stderr
+        );
+        let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+        assert_eq!(rows(&out.join("kernel_details.csv")).len(), 1);
+        assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#4").len(), 1);
+        if mode == "hang" {
+            assert!(r.out.stderr.contains("NPUPROF_MSPROF_TIMEOUT_S"));
+        }
+        r.assert_clean_exit();
+    }
+}
+
+#[test]
+fn exit_while_profiling_stops_and_finalizes_cann_and_finishes_the_profile() {
+    let r = go(DEFAULT, &["cann", "start", "steps:3", "dir", "exit"]);
+    r.out.assert_ok();
+    let calls = r.calls();
+    assert!(
+        calls.contains(&"aclprofFinalize".to_string()),
+        "{:?}",
+        r.log
+    );
+    r.assert_clean_exit();
+    let m = r.meta();
+    assert_eq!(
+        m["npuprof"]["stop_reason"],
+        "process exit without npuprof_stop"
+    );
+    assert_eq!(m["device"]["device_tasks"], 9);
+}
+
+/// CANN's wall clock 5 s ahead of ours: device lanes are re-based onto the host time base, so every task still
+/// falls in the step that launched it.
+#[test]
+fn a_skewed_cann_clock_is_rebased_onto_the_host_timeline() {
+    let r = go(
+        Opts {
+            env: &[("FAKE_ACL_CLOCK_SKEW_US", "5000000")],
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let shift = m["device"]["clock_shift_ns"].as_i64().unwrap();
+    assert!((shift + 5_000_000_000).abs() < 10_000_000, "{shift}");
+    let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    let step = col(&k, "Step ID");
+    assert!(k[1..].iter().all(|r| r[step] != "N/A"), "{k:?}");
+}
+
+#[test]
+fn msproftx_marks_each_step_with_a_stamp() {
+    let r = go(
+        Opts {
+            env: &[("NPUPROF_MSPROFTX", "1")],
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    assert_documented_sequence(&r, "0x881", "255");
+    let msgs: Vec<&String> = r.line("aclprofSetStampTraceMessage");
+    assert_eq!(msgs.len(), 4, "{:?}", r.log);
+    assert!(msgs[0].contains("msg=ProfilerStep#1") && msgs[3].contains("msg=ProfilerStep#4"));
+    assert_eq!(r.line("aclprofMark").len(), 4);
+    assert!(r.line("aclprofMark").iter().all(|l| l.ends_with("-> 0")));
+}
+
+/// dlopen(RTLD_LOCAL) of npuprof, CANN not loaded by the process and not on the loader path: found through
+/// $ASCEND_HOME_PATH/lib64; two profiles back to back each get their own session.
+#[test]
+fn dlopen_client_finds_cann_under_ascend_home_path() {
+    let home = fakes().display().to_string();
+    let r = go(
+        Opts {
+            preload: false,
+            cann_on_loader_path: false,
+            env: &[("ASCEND_HOME_PATH", &home)],
+            ..DEFAULT
+        },
+        &[
+            "start", "steps:2", "stop", "start", "steps:2", "stop", "flush", "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.values("START"), ["0", "0"]);
+    assert_eq!(r.line("aclprofInit").len(), 2);
+    assert_eq!(r.line("aclprofFinalize").len(), 2);
+    r.assert_clean_exit();
+    assert!(
+        r.out
+            .stderr
+            .contains(&format!("{home}/lib64/libascendcl.so")),
+        "{}",
+        r.out.stderr
+    );
+    // The launches of the first step happen after start loaded CANN.
+    assert_eq!(r.meta()["device"]["device_tasks"], 6);
+}
+
+/// The fakes themselves refuse every out-of-order call the real library refuses (both generations).
+#[test]
+fn the_fakes_enforce_the_real_call_order() {
+    let prog = build_c("acl_order", &["tests/c/acl_order.c"], &[], &[]);
+    let lib = fakes().join("lib64");
+    for gen in ["mp", "rt"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = run(
+            &prog,
+            &[
+                lib.join("libascendcl.so").to_str().unwrap(),
+                tmp.path().to_str().unwrap(),
+            ],
+            &[
+                ("FAKE_ACL_GEN", gen),
+                ("LD_LIBRARY_PATH", lib.to_str().unwrap()),
+            ],
+        );
+        let s = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{gen}:\n{s}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(s.contains("0 failed"), "{s}");
+        assert!(
+            s.lines().filter(|l| l.starts_with("ok ")).count() >= 20,
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,136 @@
+/* A runtime-like C client for the aclprof backend tests (tests/acl.rs): it "launches kernels" through the fake
+ * CANN's test-only `fake_launch` while npuprof profiles, and runs a script of commands given as arguments.
+ *
+ * Usage: acl_client LIB|- CMD...   (LIB: dlopen it RTLD_LOCAL; "-": npuprof comes from LD_PRELOAD)
+ *   cann          dlopen libascendcl.so + libmsprofiler.so by bare name now (as a runtime linked to CANN has them)
+ *   start|stop|flush|shutdown    call npuprof_*, print START=<rc> ...
+ *   steps:N       N scheduler steps: npuprof_step, a "forward" range, 3 launches (AI_CORE, AI_VECTOR_CORE,
+ *                 COMMUNICATION), 2 ms
+ *   setenv:K=V / unsetenv:K      change the environment the fakes read at each call
+ *   dir           print DIR=<output dir>
+ *   exit          exit(0) at once (no stop)
+ * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "npuprof.h"
+
+#pragma weak npuprof_start
+#pragma weak npuprof_stop
+#pragma weak npuprof_step
+#pragma weak npuprof_flush
+#pragma weak npuprof_shutdown
+#pragma weak npuprof_intern
+#pragma weak npuprof_range_push
+#pragma weak npuprof_range_pop
+#pragma weak npuprof_output_dir
+
+static struct {
+    int (*start)(void);
+    int (*stop)(void);
+    int (*step)(uint64_t);
+    int (*flush)(void);
+    int (*shutdown)(void);
+    uint32_t (*intern)(const char *);
+    void (*range_push)(uint32_t);
+    void (*range_pop)(void);
+    size_t (*output_dir)(char *, size_t);
+} P;
+
+typedef void (*launch_fn)(const char *, const char *, const char *, uint32_t, uint64_t);
+static launch_fn launch;
+static int launched;
+
+static void find_launch(void) {
+    if (launch) return;
+    /* Whatever copy of the fake is loaded (by us or by npuprof): never load a second one here. */
+    void *h = dlopen("libmsprofiler.so", RTLD_NOW | RTLD_NOLOAD);
+    if (h) *(void **)&launch = dlsym(h, "fake_launch");
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc < 2) return 2;
+    if (strcmp(argv[1], "-")) {
+        void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            printf("FAIL dlopen %s\n", dlerror());
+            return 1;
+        }
+#define SYM(f) *(void **)(&P.f) = dlsym(h, "npuprof_" #f)
+        SYM(start); SYM(stop); SYM(step); SYM(flush); SYM(shutdown); SYM(intern); SYM(range_push);
+        SYM(range_pop); SYM(output_dir);
+#undef SYM
+    } else {
+        if (!npuprof_start) {
+            printf("FAIL not preloaded\n");
+            return 1;
+        }
+        P.start = npuprof_start; P.stop = npuprof_stop; P.step = npuprof_step; P.flush = npuprof_flush;
+        P.shutdown = npuprof_shutdown; P.intern = npuprof_intern; P.range_push = npuprof_range_push;
+        P.range_pop = npuprof_range_pop; P.output_dir = npuprof_output_dir;
+    }
+    uint32_t fwd = P.intern("model_forward");
+    uint64_t step_no = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *c = argv[i];
+        if (!strcmp(c, "cann")) {
+            void *a = dlopen("libascendcl.so", RTLD_NOW | RTLD_GLOBAL);
+            void *m = dlopen("libmsprofiler.so", RTLD_NOW | RTLD_GLOBAL);
+            printf("CANN=%s\n", a && m ? "loaded" : "missing");
+        } else if (!strcmp(c, "start")) {
+            printf("START=%d\n", P.start());
+        } else if (!strcmp(c, "stop")) {
+            printf("STOP=%d\n", P.stop());
+        } else if (!strcmp(c, "flush")) {
+            printf("FLUSH=%d\n", P.flush());
+        } else if (!strcmp(c, "shutdown")) {
+            printf("SHUTDOWN=%d\n", P.shutdown());
+        } else if (!strncmp(c, "steps:", 6)) {
+            int n = atoi(c + 6);
+            for (int s = 0; s < n; s++) {
+                find_launch();
+                step_no++;
+                int rc = P.step(64 + step_no);
+                if (rc) printf("FAIL step rc=%d\n", rc);
+                P.range_push(fwd);
+                if (launch) {
+                    launch("MatMul_1", "MatMul", "AI_CORE", 2, 40000);
+                    launch("Add_2", "Add", "AI_VECTOR_CORE", 3, 10000);
+                    launch("hcom_allReduce__1_1", "hcom_allReduce", "COMMUNICATION", 4, 30000);
+                    launched += 3;
+                }
+                usleep(2000);
+                P.range_pop();
+            }
+        } else if (!strncmp(c, "setenv:", 7)) {
+            char kv[512];
+            snprintf(kv, sizeof kv, "%s", c + 7);
+            char *eq = strchr(kv, '=');
+            if (eq) {
+                *eq = 0;
+                setenv(kv, eq + 1, 1);
+            }
+        } else if (!strncmp(c, "unsetenv:", 9)) {
+            unsetenv(c + 9);
+        } else if (!strcmp(c, "dir")) {
+            char buf[4096];
+            size_t n = P.output_dir(buf, sizeof buf);
+            printf("DIR=%s\n", n ? buf : "");
+        } else if (!strcmp(c, "exit")) {
+            printf("LAUNCHED=%d\n", launched);
+            exit(0);
+        } else {
+            printf("FAIL unknown command %s\n", c);
+            return 2;
+        }
+    }
+    printf("LAUNCHED=%d\n", launched);
+    return 0;
+}
