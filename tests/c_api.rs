@@ -481,6 +481,13 @@ fn exit_without_stop_does_not_hang_or_leave_corrupt_files() {
     );
     r.assert_ok();
     let d = r.dir();
+    // The atexit hook finished the profile: complete, with its reason.
+    let m = json(&d.join("profiler_metadata.json"));
+    assert_eq!(
+        m["npuprof"]["stop_reason"],
+        "process exit without npuprof_stop"
+    );
+    assert_eq!(slices(&trace(&d), "model_forward").len(), 1);
     // Whatever exists is complete: JSON files parse, no partial .tmp remains.
     for p in walk(&d) {
         let s = p.to_string_lossy();

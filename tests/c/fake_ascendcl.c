@@ -16,12 +16,10 @@
  *          -Wl,-soname,libascendcl.so -LDIR -lmsprofiler -Wl,-rpath,'$ORIGIN'
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef int aclError;
 
@@ -29,46 +27,10 @@ typedef int aclError;
 #define ACL_ERROR_INVALID_PARAM 100000
 #define ACL_ERROR_RT_CONTEXT_NULL 107002
 
-/* Referenced so the linker keeps libmsprofiler.so as DT_NEEDED even where it links --as-needed. The
- * test-only fake_launch is used (not an aclprof symbol): tests build libmsprofiler variants with aclprof*
- * symbols renamed away, and this reference must still resolve. */
-extern void fake_launch(const char *name, const char *op_type, const char *task_type, uint32_t stream_id,
-                        uint64_t dur_ns);
-__attribute__((used)) static void (*const keep_msprofiler_needed)(const char *, const char *, const char *,
-                                                                   uint32_t, uint64_t) = fake_launch;
-
-/* Same rules as fake_msprofiler.c: FAKE_ACL_FAIL="func=code,...". */
-static int forced_failure(const char *func, int *code)
-{
-    const char *f = getenv("FAKE_ACL_FAIL");
-    size_t flen = strlen(func);
-    while (f != NULL && *f != '\0') {
-        const char *end = strchr(f, ',');
-        size_t len = end ? (size_t)(end - f) : strlen(f);
-        if (len > flen && strncmp(f, func, flen) == 0 && f[flen] == '=') {
-            *code = (int)strtol(f + flen + 1, NULL, 10);
-            return 1;
-        }
-        f = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
-/* One line, one write(), file opened O_APPEND just for it (lines of forked processes never lost). */
-static void log_line(const char *line)
-{
-    const char *path = getenv("FAKE_ACL_LOG");
-    if (path == NULL || *path == '\0') {
-        return;
-    }
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return;
-    }
-    ssize_t w = write(fd, line, strlen(line));
-    (void)w;
-    close(fd);
-}
+/* Shared with fake_msprofiler.c, this library's DT_NEEDED (test-only exports): FAKE_ACL_FAIL parsing and
+ * the FAKE_ACL_LOG writer (one line per call, newline added). */
+extern int fake_forced_failure(const char *func, int *code);
+extern void fake_log(const char *line);
 
 __attribute__((visibility("default"))) aclError aclrtGetDevice(int32_t *deviceId)
 {
@@ -76,7 +38,7 @@ __attribute__((visibility("default"))) aclError aclrtGetDevice(int32_t *deviceId
     int have = 0;
     long id = 0;
     const char *env = getenv("FAKE_ACL_DEVICE");
-    if (forced_failure("aclrtGetDevice", &ret)) {
+    if (fake_forced_failure("aclrtGetDevice", &ret)) {
     } else if (deviceId == NULL) {
         ret = ACL_ERROR_INVALID_PARAM;
     } else {
@@ -94,10 +56,10 @@ __attribute__((visibility("default"))) aclError aclrtGetDevice(int32_t *deviceId
     }
     char line[96];
     if (have) {
-        snprintf(line, sizeof line, "aclrtGetDevice -> %d dev=%ld\n", ret, id);
+        snprintf(line, sizeof line, "aclrtGetDevice -> %d dev=%ld", ret, id);
     } else {
-        snprintf(line, sizeof line, "aclrtGetDevice -> %d dev=none\n", ret);
+        snprintf(line, sizeof line, "aclrtGetDevice -> %d dev=none", ret);
     }
-    log_line(line);
+    fake_log(line);
     return ret;
 }

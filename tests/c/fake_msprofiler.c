@@ -330,6 +330,18 @@ static void log_line(const char *fmt, ...)
     close(fd);
 }
 
+/* Test-only exports for fake_ascendcl.c (its DT_NEEDED), so both fakes share one fault-injection parser and
+ * one log writer. `line` has no trailing newline. */
+__attribute__((visibility("default"))) int fake_forced_failure(const char *func, int *code)
+{
+    return forced_failure(func, code);
+}
+
+__attribute__((visibility("default"))) void fake_log(const char *line)
+{
+    log_line("%s", line);
+}
+
 /* Copies at most `max` bytes of s (stopping at NUL) into out, with control characters replaced by
  * '?', so a value never breaks the one-line log format. NULL → "null". */
 static const char *printable(char *out, size_t outsz, const char *s, size_t max)

@@ -58,15 +58,21 @@ fn open_flags(extra: i32) -> i32 {
     libc::RTLD_LAZY | libc::RTLD_LOCAL | extra
 }
 
+/// Resolves the bindings' symbols from an opened library.
+fn bind(l: libloading::os::unix::Library, how: String) -> Result<(sys::AclProf, String), String> {
+    // SAFETY: `from_library` only looks symbols up (missing ones become `Err` fields).
+    unsafe { sys::AclProf::from_library(l) }
+        .map(|api| (api, how))
+        .map_err(|e| e.to_string())
+}
+
 /// Opens `name` by the documented search order; `Err` lists every place tried.
 fn open(name: &str) -> Result<(sys::AclProf, String), String> {
     use libloading::os::unix::Library;
     // SAFETY (all `Library::open` calls below): opening a CANN library runs its constructors, which is what
     // every CANN user does; RTLD_NOLOAD never loads anything new.
     if let Ok(l) = unsafe { Library::open(Some(name), open_flags(libc::RTLD_NOLOAD)) } {
-        // SAFETY: `from_library` only looks symbols up.
-        let api = unsafe { sys::AclProf::from_library(l) }.map_err(|e| e.to_string())?;
-        return Ok((api, format!("{name} (already loaded by the process)")));
+        return bind(l, format!("{name} (already loaded by the process)"));
     }
     let mut tried = vec![format!("{name} not already loaded")];
     for var in ["ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"] {
@@ -80,20 +86,12 @@ fn open(name: &str) -> Result<(sys::AclProf, String), String> {
             continue;
         }
         match unsafe { Library::open(Some(&p), open_flags(0)) } {
-            // SAFETY: as above.
-            Ok(l) => {
-                let api = unsafe { sys::AclProf::from_library(l) }.map_err(|e| e.to_string())?;
-                return Ok((api, p.display().to_string()));
-            }
+            Ok(l) => return bind(l, p.display().to_string()),
             Err(e) => tried.push(format!("{}: {e}", p.display())),
         }
     }
     match unsafe { Library::open(Some(name), open_flags(0)) } {
-        Ok(l) => {
-            // SAFETY: as above.
-            let api = unsafe { sys::AclProf::from_library(l) }.map_err(|e| e.to_string())?;
-            Ok((api, format!("{name} (loader search path)")))
-        }
+        Ok(l) => bind(l, format!("{name} (loader search path)")),
         Err(e) => {
             tried.push(format!("loader search path: {e}"));
             Err(format!("cannot open {name}: {}", tried.join("; ")))
