@@ -7,6 +7,9 @@
 //! * export/N: stop-to-files wall time for N host events (paced so none is dropped).
 //! * memory: resident set after 2 M and after 20 M recorded events of one long profile.
 //! * scaling/T: per-thread CPU time of a push+pop pair with T threads recording at once.
+//! * acl/N: the aclprof backend's share of stop-to-files for N device tasks: reading msprof's op_summary
+//!   (level1 columns) and timeline (4 events per task), then writing kernel_details.csv, the device lanes,
+//!   Overlap Analysis and step_trace_time.csv. (msprof's own export time is CANN's, not measured here.)
 
 mod support;
 
@@ -16,7 +19,109 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
+/// A synthetic `mindstudio_profiler_output/` of `n` tasks on 3 streams, as msprof writes it.
+fn write_msprof_output(dir: &std::path::Path, n: u64) {
+    use std::io::Write;
+    const PMU: &str = "aicore_time(us),aic_total_cycles,aic_mac_time(us),aic_mac_ratio,aic_scalar_time(us),\
+aic_scalar_ratio,aic_mte1_time(us),aic_mte1_ratio,aic_mte2_time(us),aic_mte2_ratio,aic_fixpipe_time(us),\
+aic_fixpipe_ratio,aic_icache_miss_rate,aiv_time(us),aiv_total_cycles,aiv_vec_time(us),aiv_vec_ratio,\
+aiv_scalar_time(us),aiv_scalar_ratio,aiv_mte2_time(us),aiv_mte2_ratio,aiv_mte3_time(us),aiv_mte3_ratio,\
+aiv_icache_miss_rate,cube_utilization(%)";
+    std::fs::create_dir_all(dir).unwrap();
+    let mut csv = std::io::BufWriter::new(
+        std::fs::File::create(dir.join("op_summary_20260101000000.csv")).unwrap(),
+    );
+    writeln!(csv, "Device_id,Model ID,Task ID,Stream ID,Op Name,OP Type,OP State,Task Type,Task Start Time(us),\
+Task Duration(us),Task Wait Time(us),Block Num,Mix Block Num,HF32 Eligible,Input Shapes,Input Data Types,\
+Input Formats,Output Shapes,Output Data Types,Output Formats,Context ID,{PMU}").unwrap();
+    let t0: u64 = 1_767_225_600_000_000_000;
+    let start = |i: u64| t0 + i * 2_000;
+    for i in 0..n {
+        let s = start(i);
+        writeln!(csv, "0,4294967295,{i},{},MatMul_{i},MatMul,dynamic,AI_CORE,{}.{:03}\t,1.500,0.500,24,0,NO,\
+\"\"\"8,1024;1024,1024\"\"\",FLOAT16;FLOAT16,ND;ND,\"\"\"8,1024\"\"\",FLOAT16,ND,N/A,1.5,2700,0.5,0.3,0.2,0.1,0.1,\
+0.1,0.4,0.2,0.1,0.1,0.01,1.5,2700,0.5,0.3,0.2,0.1,0.1,0.1,0.1,0.1,0.01,40.0", i % 3, s / 1000, s % 1000).unwrap();
+    }
+    drop(csv);
+    let mut js = std::io::BufWriter::new(
+        std::fs::File::create(dir.join("msprof_20260101000000.json")).unwrap(),
+    );
+    let (hw, cann) = ((1u64 << 10) | (14 << 5), (1u64 << 10) | (7 << 5) | 31);
+    write!(js, "[{{\"name\":\"process_name\",\"pid\":{hw},\"tid\":0,\"ph\":\"M\",\"args\":{{\"name\":\"Ascend Hardware\"}}}},\
+{{\"name\":\"process_name\",\"pid\":{cann},\"tid\":0,\"ph\":\"M\",\"args\":{{\"name\":\"CANN\"}}}}").unwrap();
+    for i in 0..n {
+        let s = start(i);
+        let api = s - 1_000;
+        let id = (i + 1) << 32;
+        write!(js, ",{{\"name\":\"Node@launch\",\"pid\":{cann},\"tid\":7,\"ts\":\"{}.{:03}\",\"dur\":0.5,\"ph\":\"X\",\
+\"args\":{{\"Thread Id\":7,\"Mode\":\"launch\",\"level\":\"node\",\"id\":\"0\",\"item_id\":\"MatMul_{i}\",\"connection_id\":{}}}}}\
+,{{\"name\":\"HostToDevice{id}\",\"pid\":{cann},\"tid\":7,\"ph\":\"s\",\"cat\":\"HostToDevice\",\"id\":\"{id}\",\"ts\":\"{}.{:03}\"}}\
+,{{\"name\":\"MatMul_{i}\",\"pid\":{hw},\"tid\":{},\"ts\":\"{}.{:03}\",\"dur\":1.5,\"ph\":\"X\",\"args\":{{\"Model Id\":4294967295,\
+\"Task Type\":\"AI_CORE\",\"Physic Stream Id\":{},\"Task Id\":{i},\"Batch Id\":0,\"Subtask Id\":4294967295,\"connection_id\":{}}}}}\
+,{{\"name\":\"HostToDevice{id}\",\"pid\":{hw},\"tid\":{},\"ph\":\"f\",\"cat\":\"HostToDevice\",\"id\":\"{id}\",\"ts\":\"{}.{:03}\",\"bp\":\"e\"}}",
+            api / 1000, api % 1000, i + 1, api / 1000, api % 1000, i % 3, s / 1000, s % 1000, i % 3, i + 1, i % 3,
+            s / 1000, s % 1000).unwrap();
+    }
+    write!(js, "]").unwrap();
+}
+
+/// acl/N: parse + write of N device tasks (see the module doc).
+fn acl_child(n: u64) -> Value {
+    use npuprof::backend::{acl::export::parse_output, DeviceResult};
+    use npuprof::export::{csv, overlap::Overlap, trace_view::TraceWriter};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("mindstudio_profiler_output");
+    write_msprof_output(&src, n);
+    let t0 = Instant::now();
+    let mut r = DeviceResult::default();
+    parse_output(&src, 0, 0, &mut r).unwrap();
+    let parse = t0.elapsed();
+    assert_eq!(r.kernels.len() as u64, n);
+    let t1 = Instant::now();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let first = r.kernels[0].start_ns;
+    let steps: Vec<csv::StepSpan> = (0..10)
+        .map(|k| csv::StepSpan {
+            step: k + 1,
+            start_ns: first + k * n / 10 * 2_000,
+            end_ns: first + (k + 1) * n / 10 * 2_000,
+        })
+        .collect();
+    csv::kernel_details(
+        &out.join("kernel_details.csv"),
+        &r.kernels,
+        r.kernel_header.as_deref(),
+        &steps,
+    )
+    .unwrap();
+    let o = Overlap::new(&r.kernels);
+    csv::step_trace_time(
+        &out.join("step_trace_time.csv"),
+        0,
+        &steps,
+        (0, 0),
+        Some(&o),
+    )
+    .unwrap();
+    let mut tw = TraceWriter::create(&out.join("trace_view.json"), u64::MAX).unwrap();
+    for e in r.timeline.as_deref().unwrap_or(&[]) {
+        tw.device_event(e).unwrap();
+    }
+    for &(a, b) in &o.computing {
+        tw.complete(1, 0, "\"Computing\"", a, b - a, "overlap", "")
+            .unwrap();
+    }
+    tw.finish().unwrap();
+    let write = t1.elapsed();
+    json!({"scenario": "acl", "tasks": n, "parse_ms": parse.as_secs_f64() * 1e3,
+           "write_ms": write.as_secs_f64() * 1e3})
+}
+
 fn child(args: &[String]) -> Value {
+    if args[0] == "acl" {
+        return acl_child(args[1].parse().unwrap());
+    }
     let api = load_instance("pipeline");
     let id = api.intern_str("layer");
     let scenario = args[0].as_str();
@@ -158,6 +263,8 @@ fn main() {
         ("export", 1_000_000, "16384"),
         ("export", 10_000_000, "16384"),
         ("memory", 0, "16384"),
+        ("acl", 100_000, "16384"),
+        ("acl", 1_000_000, "16384"),
     ];
     // Scaling is the noisiest figure on a shared 2-core VM: three runs of each, the report takes medians.
     let runs: Vec<(&str, u64, &str)> = runs

@@ -72,6 +72,8 @@ struct Control {
     running: Option<Arc<Profile>>,
     last_dir: Option<PathBuf>,
     next_gen: u64,
+    /// A forked child of a process that used a device backend: host-only from now on.
+    device_unusable: bool,
 }
 
 static CONTROL: Mutex<Control> = Mutex::new(Control {
@@ -81,6 +83,7 @@ static CONTROL: Mutex<Control> = Mutex::new(Control {
     running: None,
     last_dir: None,
     next_gen: 1,
+    device_unusable: false,
 });
 static CONFIG: OnceLock<Config> = OnceLock::new();
 /// Steps seen in the running profile (the next step's number is this + 1).
@@ -141,6 +144,7 @@ extern "C" fn after_fork_parent() {
 extern "C" fn after_fork_child() {
     // The child has one thread and no drain: nothing may record into rings nobody reads.
     STATE.fetch_and(!REC, Ordering::AcqRel);
+    backend::acl::after_fork_child();
     FORK_GEN.fetch_add(1, Ordering::AcqRel);
     let _ = std::panic::catch_unwind(|| {
         let _ = HELD.try_with(|h| {
@@ -174,6 +178,9 @@ fn reset_after_fork(ctl: &mut Control, gen: u64) {
         std::mem::forget(t);
     }
     if let Some(b) = ctl.backend.take() {
+        // CANN state copied from a parent that used it is not usable here (device contexts do not survive
+        // fork, its locks may be held by parent threads): this child records host data only.
+        ctl.device_unusable |= b.name() != "host";
         // A device backend's state belongs to the parent's session: do not run its destructor here.
         std::mem::forget(b);
     }
@@ -244,8 +251,15 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         ctl.threads = Some(t);
     }
     if ctl.backend.is_none() {
-        ctl.backend = Some(backend::select(cfg.backend)?);
-        install_exit_hook();
+        ctl.backend = Some(if ctl.device_unusable {
+            log::warn!(
+                "this process was forked from one that used CANN profiling, which a child cannot use: \
+                 recording host data only"
+            );
+            Box::new(backend::host::HostBackend)
+        } else {
+            backend::select(cfg.backend)?
+        });
     }
     let backend = ctl
         .backend
@@ -275,15 +289,28 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
     backend.start(&profile).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&dir);
     })?;
-    let threads = ctl
-        .threads
-        .as_ref()
-        .ok_or_else(|| Error::new(Status::Internal, "background threads missing after spawn"))?;
-    threads.send(drain::Msg::Start(
-        profile.clone(),
-        spool,
-        record::baseline(),
-    ))?;
+    // After the backend's start: exit handlers run newest first, so this one runs before the destructors of
+    // whatever the backend's libraries registered while starting (CANN's singletons).
+    install_exit_hook();
+    let sent = match ctl.threads.as_ref() {
+        Some(t) => t.send(drain::Msg::Start(
+            profile.clone(),
+            spool,
+            record::baseline(),
+        )),
+        None => Err(Error::new(
+            Status::Internal,
+            "background threads missing after spawn",
+        )),
+    };
+    if let Err(e) = sent {
+        // Never leave the device session running for a profile that does not exist.
+        if let Some(b) = ctl.backend.as_mut() {
+            let _ = b.stop(&profile);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     ctl.next_gen += 1;
     STEPS.store(0, Ordering::Relaxed);
     let stop_at = match cfg.trigger {
@@ -435,19 +462,24 @@ fn auto_start(tokens: u64) -> Result<()> {
     Ok(())
 }
 
-/// Registers (once, at the first start, never at load) an `atexit` handler that finishes a profile the
-/// process did not stop: the backend's session is stopped and finalised (CANN must not be left running) and the
-/// export is waited for, at most `NPUPROF_FLUSH_TIMEOUT_S`.
+/// Registers an `atexit` handler that finishes a profile the process did not stop: the backend's session is
+/// stopped and finalised (CANN must not be left running) and the export waited for, briefly. Called after
+/// each successful backend start (never at load): handlers run newest first, so ours runs before the
+/// destructors a device library registered up to then. Registrations are capped; extra ones are harmless.
 fn install_exit_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: `at_exit` is an `extern "C"` function that never unwinds; the library is never unmapped
-        // (`-z nodelete`), so the pointer stays valid until exit.
-        if unsafe { libc::atexit(at_exit) } != 0 {
-            log::warn!("atexit failed: a profile still running at exit will not be finished");
-        }
-    });
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    if COUNT.fetch_add(1, Ordering::Relaxed) >= 64 {
+        return;
+    }
+    // SAFETY: `at_exit` is an `extern "C"` function that never unwinds; the library is never unmapped
+    // (`-z nodelete`), so the pointer stays valid until exit.
+    if unsafe { libc::atexit(at_exit) } != 0 {
+        log::warn!("atexit failed: a profile still running at exit will not be finished");
+    }
 }
+
+/// Set while the exit hook finishes a profile: exporters skip slow steps (CANN's msprof) and say so.
+pub static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
@@ -476,11 +508,24 @@ extern "C" fn at_exit() {
             return;
         }
         log::warn!("the process is exiting while recording: finishing the profile");
-        let stopped = stop_locked(&mut ctl, clock::now(), StopReason::Exit, None);
+        EXITING.store(true, Ordering::Relaxed);
+        if stop_locked(&mut ctl, clock::now(), StopReason::Exit, None).is_err() {
+            return;
+        }
+        // Ask for the flush under the lock we hold (never block on it again), wait without it, briefly.
+        let ack = ctl.threads.as_ref().map(|t| t.request_flush());
         drop(ctl);
-        if stopped.is_ok() {
-            if let Err(e) = flush() {
-                log::warn!("the profile could not be finished before exit: {}", e.msg);
+        let wait = Duration::from_secs(config().flush_timeout_s.min(60));
+        if let Some(Ok(ack)) = ack {
+            match ack.recv_timeout(wait) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    log::warn!("the profile could not be finished before exit: {}", e.msg)
+                }
+                Err(_) => log::warn!(
+                    "the profile was not finished within {}s of exit; its spool is kept",
+                    wait.as_secs()
+                ),
             }
         }
     });

@@ -828,6 +828,42 @@ fn exit_while_profiling_stops_and_finalizes_cann_and_finishes_the_profile() {
     assert_eq!(m["device"]["device_tasks"], 9);
 }
 
+/// A child forked while CANN profiles cannot use the parent's CANN session: it records host data only and
+/// never calls CANN; the parent's device profile is unaffected.
+#[test]
+fn a_forked_child_records_host_only_and_never_calls_cann() {
+    let r = go(
+        Opts {
+            env: &[("NPUPROF_MSPROFTX", "1")],
+            ..DEFAULT
+        },
+        &[
+            "cann", "start", "steps:2", "fork", "steps:1", "stop", "flush", "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(
+        r.out.value("CHILD_START").as_deref(),
+        Some("0"),
+        "{}",
+        r.out.stdout
+    );
+    assert_eq!(r.out.value("CHILD_EXIT").as_deref(), Some("0"));
+    let child = PathBuf::from(r.out.value("CHILD_DIR").unwrap());
+    let cm = json(&child.join("profiler_metadata.json"));
+    assert_eq!(cm["device"]["backend"], "host", "{cm}");
+    assert!(
+        r.out.stderr.contains("forked from one that used CANN"),
+        "{}",
+        r.out.stderr
+    );
+    // One session only, and the stamps stopped with the parent's steps (3 steps, 3 stamps).
+    assert_eq!(r.line("aclprofInit").len(), 1, "{:?}", r.log);
+    assert_eq!(r.line("aclprofMark").len(), 3, "{:?}", r.log);
+    assert_eq!(r.meta()["device"]["device_tasks"], 9);
+    r.assert_clean_exit();
+}
+
 /// CANN's wall clock 5 s ahead of ours: device lanes are re-based onto the host time base, so every task still
 /// falls in the step that launched it.
 #[test]

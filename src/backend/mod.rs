@@ -31,8 +31,9 @@ pub struct Kernel {
     pub task_id: u32,
     pub model_id: u32,
     pub block_dim: u32,
-    /// With [`DeviceResult::kernel_header`]: the row's values for those columns, verbatim from the source.
-    pub extra: Vec<String>,
+    /// With [`DeviceResult::kernel_header`]: the row's cells for those columns, verbatim from the source,
+    /// CSV-encoded and comma-separated (one allocation per task).
+    pub cells: String,
 }
 
 impl Kernel {

@@ -110,12 +110,7 @@ pub fn kernel_details(
             &header,
             sorted.into_iter().map(|k| {
                 let step = step_of(steps, k.start_ns).map_or("N/A".to_string(), |s| s.to_string());
-                let mut line = step;
-                for v in &k.extra {
-                    line.push(',');
-                    line.push_str(&csv_field(v));
-                }
-                line
+                format!("{step},{}", k.cells)
             }),
         );
     }

@@ -289,10 +289,10 @@ pub fn us_to_ns(t: &str) -> Option<u64> {
     let mut ns = int.checked_mul(1000)?;
     let f = frac.as_bytes();
     for (i, &d) in f.iter().take(3).enumerate() {
-        ns += (d - b'0') as u64 * [100, 10, 1][i];
+        ns = ns.checked_add((d - b'0') as u64 * [100, 10, 1][i])?;
     }
     if f.len() > 3 && f[3] >= b'5' {
-        ns += 1;
+        ns = ns.checked_add(1)?;
     }
     Some(ns)
 }
@@ -353,6 +353,8 @@ mod tests {
         assert_eq!(us_to_ns("7"), Some(7000));
         assert_eq!(us_to_ns("N/A"), None);
         assert_eq!(us_to_ns("-1"), None);
+        assert_eq!(us_to_ns("18446744073709551.999"), None);
+        assert_eq!(us_to_ns("99999999999999999999"), None);
         assert_eq!(us_to_ns(""), None);
     }
 }

@@ -123,8 +123,7 @@ impl Overlap {
             .receives
             .iter()
             .filter(|r| r.0 >= lo && r.0 < hi)
-            .map(|r| r.1)
-            .sum();
+            .fold(0u64, |a, r| a.saturating_add(r.1));
         let (stage, preparing) = match (inside.first(), inside.last()) {
             (Some(f), Some(l)) => ((l.1 - f.0).saturating_sub(bubble), f.0 - lo),
             _ => (0, 0),

@@ -9,6 +9,8 @@
  *   setenv:K=V / unsetenv:K      change the environment the fakes read at each call
  *   dir           print DIR=<output dir>
  *   exit          exit(0) at once (no stop)
+ *   fork          fork(); the child runs "start steps:1 stop flush", prints CHILD_START=, CHILD_DIR=, and exits;
+ *                 the parent waits for it
  * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end.
  */
 #define _GNU_SOURCE
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "npuprof.h"
@@ -123,6 +126,21 @@ int main(int argc, char **argv) {
             char buf[4096];
             size_t n = P.output_dir(buf, sizeof buf);
             printf("DIR=%s\n", n ? buf : "");
+        } else if (!strcmp(c, "fork")) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                printf("CHILD_START=%d\n", P.start());
+                P.step(1);
+                printf("CHILD_STOP=%d\n", P.stop());
+                printf("CHILD_FLUSH=%d\n", P.flush());
+                char buf[4096];
+                size_t n = P.output_dir(buf, sizeof buf);
+                printf("CHILD_DIR=%s\n", n ? buf : "");
+                exit(0);
+            }
+            int st = 0;
+            waitpid(pid, &st, 0);
+            printf("CHILD_EXIT=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
         } else if (!strcmp(c, "exit")) {
             printf("LAUNCHED=%d\n", launched);
             exit(0);

@@ -232,10 +232,16 @@ static struct {
 
 static __thread int tx_push_depth; /* msproftx Push/Pop stack depth of this thread */
 
-/* Feature records returned by aclprofGetSupportedFeatures[V2] (msprof-export.md §6, 256 bytes each). */
+/* Feature records returned by aclprofGetSupportedFeatures[V2]: CANN's C++ `FeatureRecord`
+ * (`char featureName[64]; FeatureInfo info;` with virtual destructors in both, as MindSpore's and torch_npu's
+ * copies of the struct also declare), so under the Itanium C++ ABI each starts with a vtable pointer:
+ * name at +8, info's fields at +80, 272 bytes per record. The fake fills the vptrs with a recognisable
+ * non-pointer so a reader that takes them for names fails visibly. */
 struct feature_record {
+    uint64_t vptr;
     char featureName[64];
     struct {
+        uint64_t vptr;
         char compatibility[16];
         char featureVersion[16];
         char affectedComponent[16];
@@ -243,7 +249,7 @@ struct feature_record {
         char infoLog[128];
     } info;
 };
-_Static_assert(sizeof(struct feature_record) == 256, "feature record is 256 bytes");
+_Static_assert(sizeof(struct feature_record) == 272, "feature record is 272 bytes");
 static struct feature_record g_features[MAX_FEATURES];
 
 /* ------------------------------------------------------------------------------------------------
@@ -1185,7 +1191,7 @@ API aclError aclprofWarmup(const aclprofConfig *profilerConfig)
 }
 
 /* Shared body of aclprofGetSupportedFeatures[V2] (§2.2: featuresSize/featuresData non-NULL and
- * *featuresData NULL on entry, else 100000; on success a library-owned array of 256-byte records). */
+ * *featuresData NULL on entry, else 100000; on success a library-owned array of 272-byte records). */
 static int get_features(const char *func, size_t *featuresSize, void **featuresData)
 {
     pthread_mutex_lock(&g_mu);
@@ -1205,6 +1211,7 @@ static int get_features(const char *func, size_t *featuresSize, void **featuresD
             size_t len = end ? (size_t)(end - f) : strlen(f);
             if (len > 0) {
                 struct feature_record *r = &g_features[n++];
+                r->vptr = r->info.vptr = 0x5656565656565656ull; /* 'VVVVVVVV' */
                 snprintf(r->featureName, sizeof r->featureName, "%.*s", (int)len, f);
                 snprintf(r->info.compatibility, sizeof r->info.compatibility, "1");
                 snprintf(r->info.featureVersion, sizeof r->info.featureVersion, "1");

@@ -132,7 +132,11 @@ fn run_msprof(
         .map_err(|e| RunError::Spawn(e.to_string()))?;
     let mut arg = std::ffi::OsString::from("--output=");
     arg.push(prof.as_os_str());
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new(msprof)
+        // Its own process group: a timeout kills msprof and whatever it started (the real one is a script
+        // that runs Python), not only the direct child.
+        .process_group(0)
         .arg("--export=on")
         .arg(arg)
         .stdin(Stdio::null())
@@ -151,6 +155,8 @@ fn run_msprof(
                 return Err(RunError::Failed(format!("{st}: {}", tail.join(" | "))));
             }
             Ok(None) if t0.elapsed() >= timeout => {
+                // SAFETY: kill(2) on the child's own process group (its pid, see `process_group(0)`).
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(RunError::Timeout(timeout.as_secs()));
@@ -161,13 +167,18 @@ fn run_msprof(
     }
 }
 
+/// `ts + shift`, clamped to the u64 range.
+fn rebase(ts: u64, shift: i128) -> u64 {
+    (ts as i128 + shift).clamp(0, u64::MAX as i128) as u64
+}
+
 /// `host/start_info` → CANN's local-time offset: local_ns = monotonic_raw_ns + offset.
 fn cann_offset(prof: &Path) -> Option<i128> {
     let text = std::fs::read(prof.join("host/start_info")).ok()?;
     let v = Parser::new(&text).value(0).ok()?;
-    let begin_us: i128 = v.get("collectionTimeBegin")?.num_text()?.parse().ok()?;
-    let raw_ns: i128 = v.get("clockMonotonicRaw")?.num_text()?.parse().ok()?;
-    Some(begin_us * 1000 - raw_ns)
+    let begin_us: u64 = v.get("collectionTimeBegin")?.num_text()?.parse().ok()?;
+    let raw_ns: u64 = v.get("clockMonotonicRaw")?.num_text()?.parse().ok()?;
+    Some(begin_us as i128 * 1000 - raw_ns as i128)
 }
 
 /// Output files of one kind (`op_summary`, `msprof`...) in export order (slices by index, then by name).
@@ -201,46 +212,59 @@ fn outputs(dir: &Path, kind: &str, ext: &str) -> Vec<PathBuf> {
     v.into_iter().map(|x| x.2).collect()
 }
 
-/// Splits CSV text into records (RFC 4180 quoting; CRLF or LF).
-pub fn csv_records(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut it = text.chars().peekable();
-    let mut any = false;
-    while let Some(c) = it.next() {
-        any = true;
-        if quoted {
-            if c == '"' {
-                if it.peek() == Some(&'"') {
-                    field.push('"');
-                    it.next();
+/// CSV records one at a time (RFC 4180 quoting; CRLF or LF): a large op_summary is never held as cells.
+pub struct CsvRecords<'a> {
+    it: std::iter::Peekable<std::str::Chars<'a>>,
+}
+
+impl<'a> CsvRecords<'a> {
+    pub fn new(text: &'a str) -> Self {
+        CsvRecords {
+            it: text.chars().peekable(),
+        }
+    }
+}
+
+impl Iterator for CsvRecords<'_> {
+    type Item = Vec<String>;
+    fn next(&mut self) -> Option<Vec<String>> {
+        self.it.peek()?;
+        let mut row = Vec::new();
+        let mut field = String::new();
+        let mut quoted = false;
+        while let Some(c) = self.it.next() {
+            if quoted {
+                if c == '"' {
+                    if self.it.peek() == Some(&'"') {
+                        field.push('"');
+                        self.it.next();
+                    } else {
+                        quoted = false;
+                    }
                 } else {
-                    quoted = false;
+                    field.push(c);
                 }
-            } else {
-                field.push(c);
+                continue;
             }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            ',' => row.push(std::mem::take(&mut field)),
-            '\r' if it.peek() == Some(&'\n') => {}
-            '\n' => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-                any = false;
+            match c {
+                '"' => quoted = true,
+                ',' => row.push(std::mem::take(&mut field)),
+                '\r' if self.it.peek() == Some(&'\n') => {}
+                '\n' => {
+                    row.push(field);
+                    return Some(row);
+                }
+                c => field.push(c),
             }
-            c => field.push(c),
         }
-    }
-    if any {
         row.push(field);
-        rows.push(row);
+        Some(row)
     }
-    rows
+}
+
+/// All records of CSV text.
+pub fn csv_records(text: &str) -> Vec<Vec<String>> {
+    CsvRecords::new(text).collect()
 }
 
 /// op_summary → kernel_details renames (torch_npu `_kernel_view_parser.py`, MindSpore viewer).
@@ -269,7 +293,7 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
     for f in files {
         let text = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let text = String::from_utf8_lossy(&text);
-        let mut rows = csv_records(&text).into_iter();
+        let mut rows = CsvRecords::new(&text);
         let Some(header) = rows.next() else { continue };
         let col = |n: &str| header.iter().position(|h| h.trim() == n);
         let (Some(name), Some(start), Some(dur)) = (
@@ -301,6 +325,7 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
                     .find(|&i| rename(header[i].trim()) == h)
             })
             .collect();
+        let start_out = s.header.iter().position(|h| h == "Start Time(us)");
         let get =
             |r: &[String], i: Option<usize>| i.and_then(|i| r.get(i)).map(|s| s.trim().to_string());
         let num = |r: &[String], n: &str| -> u32 {
@@ -317,17 +342,20 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
                 s.bad_rows += 1;
                 continue;
             };
-            let st = (st as i128 + shift).max(0) as u64;
-            let mut extra: Vec<String> = ours
-                .iter()
-                .map(|&i| {
-                    i.and_then(|i| r.get(i))
-                        .cloned()
-                        .unwrap_or_else(|| "N/A".into())
-                })
-                .collect();
-            if let Some(k) = s.header.iter().position(|h| h == "Start Time(us)") {
-                extra[k] = format!("{}\t", json::us3(st));
+            let st = rebase(st, shift);
+            // The row's cells in the header's order, CSV-encoded (one String per task, not one per cell).
+            let mut cells = String::new();
+            for (j, &i) in ours.iter().enumerate() {
+                if j > 0 {
+                    cells.push(',');
+                }
+                if Some(j) == start_out {
+                    cells.push_str(&json::csv_field(&format!("{}\t", json::us3(st))));
+                } else {
+                    cells.push_str(&json::csv_field(
+                        i.and_then(|i| r.get(i)).map_or("N/A", |v| v),
+                    ));
+                }
             }
             s.kernels.push(Kernel {
                 name: r[name].clone().into_bytes(),
@@ -346,7 +374,7 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
                     .and_then(|i| r.get(i))
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(0),
-                extra,
+                cells,
             });
         }
     }
@@ -508,7 +536,7 @@ fn timeline(files: &[PathBuf], device: u32, shift: i128) -> std::result::Result<
                 .push(meta(device_pid(device, slot), tid as u32, &name, args));
         }
     }
-    let rebase = |ts: u64| (ts as i128 + shift).max(0) as u64;
+    let rebase = |ts: u64| rebase(ts, shift);
     for e in evs {
         let (Some(&slot), Some(ts)) = (slots.get(&e.pid), e.ts) else {
             out.skipped += 1;
@@ -593,6 +621,54 @@ impl AclData {
     }
 }
 
+/// Reads msprof's `mindstudio_profiler_output/` into `r`: kernels and their columns from op_summary, the
+/// device/CANN lanes from the timeline (or kernels from its `Ascend Hardware` slices when there is no
+/// op_summary), CANN's op_statistic/api_statistic. Times are shifted by `shift` ns onto the host base.
+pub fn parse_output(
+    out_dir: &Path,
+    device: u32,
+    shift: i128,
+    r: &mut DeviceResult,
+) -> std::result::Result<(), String> {
+    let sum = op_summary(&outputs(out_dir, "op_summary", ".csv"), shift)?;
+    let tl = match timeline(&outputs(out_dir, "msprof", ".json"), device, shift) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::warn!("msprof timeline unreadable, device lanes are drawn from op_summary: {e}");
+            r.meta
+                .push(("timeline_error".into(), json::string(e.as_bytes())));
+            None
+        }
+    };
+    if let Some(t) = tl {
+        r.meta
+            .push(("timeline_events".into(), t.events.len().to_string()));
+        r.meta
+            .push(("timeline_skipped".into(), t.skipped.to_string()));
+        r.timeline = Some(t.events);
+        if sum.is_none() {
+            r.kernels = t.hw_kernels;
+        }
+    }
+    if let Some(s) = sum {
+        r.meta
+            .push(("op_summary_rows".into(), s.kernels.len().to_string()));
+        r.meta
+            .push(("op_summary_bad_rows".into(), s.bad_rows.to_string()));
+        r.kernel_header = Some(s.header);
+        r.kernels = s.kernels;
+    }
+    for (kind, file) in [
+        ("op_statistic", "op_statistic.csv"),
+        ("api_statistic", "api_statistic.csv"),
+    ] {
+        if let Some(c) = concat_csv(&outputs(out_dir, kind, ".csv")) {
+            r.files.push((file.into(), c));
+        }
+    }
+    Ok(())
+}
+
 impl DeviceData for AclData {
     fn collect(self: Box<Self>, _profile: &Profile) -> Result<DeviceResult> {
         let mut r = DeviceResult {
@@ -623,10 +699,16 @@ impl DeviceData for AclData {
             Self::status(&mut r, "raw (msprof not found)", &msg);
             return Ok(r);
         };
+        // At exit the whole export must fit the exit hook's wait: give msprof at most 30 s then.
+        let timeout_s = if crate::session::EXITING.load(std::sync::atomic::Ordering::Relaxed) {
+            self.timeout_s.min(30)
+        } else {
+            self.timeout_s
+        };
         log::info!(
             "Parsing: CANN data with {} --export=on (up to {}s)",
             msprof.display(),
-            self.timeout_s
+            timeout_s
         );
         let logs = self.dir.join("logs");
         let _ = std::fs::create_dir_all(&logs);
@@ -638,7 +720,7 @@ impl DeviceData for AclData {
             &msprof,
             prof,
             &logs.join("msprof_export.log"),
-            Duration::from_secs(self.timeout_s),
+            Duration::from_secs(timeout_s),
         ) {
             Ok(()) => {}
             Err(e) => {
@@ -669,7 +751,8 @@ impl DeviceData for AclData {
         // CANN's local time → our CLOCK_REALTIME base.
         let ours = self.clocks.0 as i128 - self.clocks.1 as i128;
         let shift = match cann_offset(prof) {
-            Some(c) if (ours - c).abs() >= 100_000 => ours - c,
+            // A shift beyond a day is not a clock difference but a broken start_info: ignore it.
+            Some(c) if (100_000..86_400_000_000_000).contains(&(ours - c).abs()) => ours - c,
             Some(_) => 0,
             None => {
                 log::warn!(
@@ -687,69 +770,11 @@ impl DeviceData for AclData {
             );
         }
 
-        let parsed = (|| -> std::result::Result<(), String> {
-            let sum = op_summary(&outputs(&out_dir, "op_summary", ".csv"), shift)?;
-            let tl = timeline(&outputs(&out_dir, "msprof", ".json"), self.device, shift);
-            let tl = match tl {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    log::warn!(
-                        "msprof timeline unreadable, device lanes are drawn from op_summary: {e}"
-                    );
-                    r.meta
-                        .push(("timeline_error".into(), json::string(e.as_bytes())));
-                    None
-                }
-            };
-            match sum {
-                Some(s) => {
-                    r.meta
-                        .push(("op_summary_rows".into(), s.kernels.len().to_string()));
-                    r.meta
-                        .push(("op_summary_bad_rows".into(), s.bad_rows.to_string()));
-                    r.kernel_header = Some(s.header);
-                    r.kernels = s.kernels;
-                }
-                None => {
-                    if let Some(t) = &tl {
-                        r.kernels = t.hw_kernels.clone();
-                    }
-                }
-            }
-            if let Some(t) = tl {
-                r.meta
-                    .push(("timeline_events".into(), t.events.len().to_string()));
-                r.meta
-                    .push(("timeline_skipped".into(), t.skipped.to_string()));
-                r.timeline = Some(t.events);
-            }
-            for (kind, file) in [
-                ("op_statistic", "op_statistic.csv"),
-                ("api_statistic", "api_statistic.csv"),
-            ] {
-                if let Some(c) = concat_csv(&outputs(&out_dir, kind, ".csv")) {
-                    r.files.push((file.into(), c));
-                }
-            }
-            Ok(())
-        })();
+        let parsed = parse_output(&out_dir, self.device, shift, &mut r);
         match parsed {
             Ok(()) => {
+                r.meta.retain(|(k, _)| k != "status");
                 r.meta.push(("status".into(), json::string(b"parsed")));
-                r.meta.retain({
-                    let mut seen = false;
-                    move |(k, _)| {
-                        // keep only the last "status"
-                        if k == "status" {
-                            if seen {
-                                return true;
-                            }
-                            seen = true;
-                            return false;
-                        }
-                        true
-                    }
-                });
                 log::info!(
                     "Parsing: CANN data done: {} device tasks{}",
                     r.kernels.len(),
@@ -864,8 +889,10 @@ Task Duration(us),Task Wait Time(us),Block Num,Input Shapes\n\
             (k.start_ns, k.dur_ns, k.stream_id, k.task_id, k.block_dim),
             (1_717_575_960_208_019_758, 151_000, 1, 10, 8)
         );
-        assert_eq!(k.extra[7], "1717575960208019.758\t");
-        assert_eq!(k.extra[11], "\"8,1024\"");
+        let cells = &csv_records(&k.cells)[0];
+        assert_eq!(cells.len(), s.header.len());
+        assert_eq!(cells[7], "1717575960208019.758\t");
+        assert_eq!(cells[11], "\"8,1024\"");
         assert_eq!((k.op_type.as_str(), k.core.as_str()), ("MatMul", "AI_CORE"));
     }
 }

@@ -25,7 +25,7 @@ use load::Api;
 use plan::{Features, Plan};
 use std::ffi::{c_void, CString};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// The name of an aclprof return code (`ACL_ERROR_*`), from the generated bindings.
 pub fn code_name(rc: i32) -> &'static str {
@@ -98,17 +98,29 @@ fn fail(call: &str, rc: i32) -> String {
 
 /// The stamp API while a profile with `ACL_PROF_MSPROFTX` runs (null otherwise); see [`mark_step`].
 static TX: AtomicPtr<Api> = AtomicPtr::new(std::ptr::null_mut());
+/// `mark_step` calls between their check of TX and their last stamp call: the stop waits for them, so no
+/// stamp call overlaps `aclprofStop`/`aclprofFinalize`.
+static TX_INFLIGHT: AtomicU32 = AtomicU32::new(0);
 
 /// With `NPUPROF_MSPROFTX=1`: marks step `k` in CANN's msproftx data too (`ProfilerStep#k`). Only steps are
 /// forwarded: each aclprof stamp call takes CANN's global profiling mutex and allocates, which the
 /// range/mark record path must never do; a step happens once per scheduler iteration.
 pub fn mark_step(k: u64) {
-    let p = TX.load(Ordering::Acquire);
-    if p.is_null() {
+    if TX.load(Ordering::Relaxed).is_null() {
         return;
     }
-    // SAFETY: TX only ever holds a leaked `&'static Api`.
-    let api = unsafe { &*p };
+    // SeqCst on both sides (here and in `stop_session`): either the stop sees this increment, or this load
+    // sees the stop's null (the store → load order a Dekker handshake needs).
+    TX_INFLIGHT.fetch_add(1, Ordering::SeqCst);
+    let p = TX.load(Ordering::SeqCst);
+    if !p.is_null() {
+        // SAFETY: TX only ever holds a leaked `&'static Api`.
+        stamp(unsafe { &*p }, k);
+    }
+    TX_INFLIGHT.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn stamp(api: &Api, k: u64) {
     let (Some(create), Some(msg), Some(mark), Some(destroy)) = (
         api.create_stamp,
         api.set_stamp_message,
@@ -117,19 +129,36 @@ pub fn mark_step(k: u64) {
     ) else {
         return;
     };
-    let text = format!("ProfilerStep#{k}");
-    // SAFETY: documented stamp protocol (create → set message → mark → destroy) with a valid,
+    let text = CString::new(format!("ProfilerStep#{k}")).unwrap_or_default();
+    // SAFETY: the documented stamp protocol (create → set message → mark → destroy); the message is a
     // NUL-terminated buffer whose length is passed without the NUL; a NULL stamp is never used.
     unsafe {
         let s = create();
         if s.is_null() {
             return;
         }
-        if msg(s, text.as_ptr().cast(), text.len() as u32) == 0 {
+        if msg(s, text.as_ptr(), text.as_bytes().len() as u32) == 0 {
             let _ = mark(s);
         }
         destroy(s);
     }
+}
+
+/// Stops stamp forwarding and waits (at most ~100 ms) for a `mark_step` already inside the stamp API.
+fn stop_stamps() {
+    TX.store(std::ptr::null_mut(), Ordering::SeqCst);
+    let t0 = std::time::Instant::now();
+    while TX_INFLIGHT.load(Ordering::SeqCst) != 0
+        && t0.elapsed() < std::time::Duration::from_millis(100)
+    {
+        std::thread::yield_now();
+    }
+}
+
+/// In a forked child: the parent's stamp API state is not this process's session.
+pub fn after_fork_child() {
+    TX.store(std::ptr::null_mut(), Ordering::Relaxed);
+    TX_INFLIGHT.store(0, Ordering::Relaxed);
 }
 
 /// A created `aclprofConfig` (owned by CANN; only passed back to it).
@@ -194,16 +223,28 @@ impl AclBackend {
             }
             return Features::default();
         }
-        /// One record of the library-owned feature array (torch_npu `FeatureRecord`, 256 bytes).
-        const RECORD: usize = 64 + 4 * 16 + 128;
+        // One record of the library-owned array: CANN's C++ `FeatureRecord` { vptr; char featureName[64];
+        // FeatureInfo info { vptr; char compatibility[16], featureVersion[16], affectedComponent[16],
+        // affectedComponentVersion[16], infoLog[128] } } (both polymorphic: virtual destructors), 272 bytes.
+        const RECORD: usize = 8 + 64 + 8 + 4 * 16 + 128;
+        const NAME: usize = 8;
         let mut names = Vec::new();
         for i in 0..size.min(1024) {
-            // SAFETY: CANN returns `size` records of RECORD bytes; the name is the first 64 bytes, read
-            // up to its NUL (or all 64 bytes when it has none).
-            let rec =
-                unsafe { std::slice::from_raw_parts((data as *const u8).add(i * RECORD), 64) };
+            // SAFETY: CANN returns `size` records of RECORD bytes; the name is the 64 bytes after the vptr,
+            // read up to its NUL (or all 64 bytes when it has none).
+            let rec = unsafe {
+                std::slice::from_raw_parts((data as *const u8).add(i * RECORD + NAME), 64)
+            };
             let end = rec.iter().position(|&b| b == 0).unwrap_or(64);
-            names.push(String::from_utf8_lossy(&rec[..end]).into_owned());
+            let name = &rec[..end];
+            // A layout mismatch (another CANN ABI) shows as non-name bytes: ignore the list then.
+            if !name.iter().all(|b| b.is_ascii_graphic()) {
+                log::debug!(
+                    "aclprofGetSupportedFeatures: unexpected record layout; ignoring the list"
+                );
+                return Features::default();
+            }
+            names.push(String::from_utf8_lossy(name).into_owned());
         }
         Features {
             names,
@@ -317,7 +358,7 @@ impl AclBackend {
     fn stop_session(&mut self, r: &Running) -> Vec<String> {
         let api = self.api;
         let mut errors = Vec::new();
-        TX.store(std::ptr::null_mut(), Ordering::Release);
+        stop_stamps();
         // SAFETY: the config that started the session, not yet destroyed.
         let rc = unsafe { (api.stop)(r.config.0) };
         if rc != 0 {
@@ -401,7 +442,7 @@ impl Backend for AclBackend {
                     r.plan.metrics.name()
                 );
                 if r.bits & sys::ACL_PROF_MSPROFTX as u64 != 0 {
-                    TX.store(self.api as *const Api as *mut Api, Ordering::Release);
+                    TX.store(self.api as *const Api as *mut Api, Ordering::SeqCst);
                 }
                 self.running = Some(r);
                 Ok(())
