@@ -8,8 +8,9 @@
 //! * memory: resident set after 2 M and after 20 M recorded events of one long profile.
 //! * scaling/T: per-thread CPU time of a push+pop pair with T threads recording at once.
 //! * acl/N: the aclprof backend's share of stop-to-files for N device tasks: reading msprof's op_summary
-//!   (level1 columns) and timeline (4 events per task), then writing kernel_details.csv, the device lanes,
-//!   Overlap Analysis and step_trace_time.csv. (msprof's own export time is CANN's, not measured here.)
+//!   (level1 columns; "parse"), then streaming its timeline (4 events per task) into trace_view.json and
+//!   writing kernel_details.csv, Overlap Analysis and step_trace_time.csv ("write"). msprof's own export
+//!   time is CANN's, not measured here.
 
 mod support;
 
@@ -105,8 +106,9 @@ fn acl_child(n: u64) -> Value {
     )
     .unwrap();
     let mut tw = TraceWriter::create(&out.join("trace_view.json"), u64::MAX).unwrap();
-    for e in r.timeline.as_deref().unwrap_or(&[]) {
-        tw.device_event(e).unwrap();
+    if let Some(lanes) = r.timeline.take() {
+        let st = lanes.write(&mut tw).map_err(|e| e.1).unwrap();
+        assert_eq!(st.events, 4 * n);
     }
     for &(a, b) in &o.computing {
         tw.complete(1, 0, "\"Computing\"", a, b - a, "overlap", "")

@@ -50,33 +50,51 @@ impl Kernel {
 }
 
 /// One trace event of a device-side timeline, already on the host time base and on npuprof's pids.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TimelineEvent {
-    /// `X`, `C`, `s`, `f`, `i`, or `M` (process/thread metadata: `name` is `process_name` & co.).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceEvent<'a> {
+    /// `X`, `C`, `s`, `f`, `i`, or `M` (process/thread metadata: `name` is `"process_name"` & co.).
     pub ph: u8,
     pub pid: u32,
     pub tid: u32,
     pub ts_ns: u64,
     pub dur_ns: u64,
-    /// JSON string literal (quotes included).
-    pub name: Box<str>,
-    /// Category text (may be empty).
-    pub cat: Box<str>,
+    /// A JSON string literal (quotes included).
+    pub name: &'a str,
+    /// A JSON string literal, or empty.
+    pub cat: &'a str,
     /// A JSON object (braces included), or empty.
-    pub args: Box<str>,
+    pub args: &'a str,
     /// Flow id, a JSON literal (string or number).
-    pub id: Box<str>,
+    pub id: &'a str,
+}
+
+/// What a device timeline wrote.
+#[derive(Debug, Default)]
+pub struct LaneStats {
+    pub events: u64,
+    pub skipped: u64,
+    /// Kernels taken from the lanes, when the backend asked for them (no better source).
+    pub kernels: Vec<Kernel>,
+}
+
+/// Device lanes written into `trace_view.json` by the exporter, streamed (never all in memory).
+pub trait Lanes: Send {
+    /// Writes the lanes; on failure, what was written so far and why it stopped.
+    fn write(
+        self: Box<Self>,
+        tw: &mut crate::export::trace_view::TraceWriter,
+    ) -> std::result::Result<LaneStats, (LaneStats, String)>;
 }
 
 /// What a backend collected for one profile, parsed.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct DeviceResult {
     pub kernels: Vec<Kernel>,
     /// `kernel_details.csv` columns (after `Step ID`) when the source has its own column set (CANN's
     /// op_summary, renamed as the frameworks do); `None` = npuprof's default header.
     pub kernel_header: Option<Vec<String>>,
     /// Device and CANN lanes for `trace_view.json`; `None` = lanes are drawn from `kernels`.
-    pub timeline: Option<Vec<TimelineEvent>>,
+    pub timeline: Option<Box<dyn Lanes>>,
     /// Files copied into `ASCEND_PROFILER_OUTPUT/` as they are (name, content), e.g. CANN's
     /// `op_statistic.csv` and `api_statistic.csv`.
     pub files: Vec<(String, String)>,

@@ -51,6 +51,8 @@ const MAX_DEPTH: usize = 64;
 
 pub struct Parser<'a> {
     s: &'a [u8],
+    /// `s` as text when all of it is valid UTF-8 (checked once): spans are then sliced without re-checking.
+    text: Option<&'a str>,
     pub pos: usize,
 }
 
@@ -58,7 +60,21 @@ pub type PResult<T> = std::result::Result<T, String>;
 
 impl<'a> Parser<'a> {
     pub fn new(s: &'a [u8]) -> Self {
-        Parser { s, pos: 0 }
+        // The longest valid prefix (a streaming block may end inside a character).
+        let text = match std::str::from_utf8(s) {
+            Ok(t) => Some(t),
+            Err(e) => std::str::from_utf8(&s[..e.valid_up_to()]).ok(),
+        };
+        Parser { s, text, pos: 0 }
+    }
+
+    /// The text of `from..to`; `None` if it is not valid UTF-8. Spans always start and end at ASCII bytes
+    /// (quotes, brackets, digits), so slicing valid text there is on character boundaries.
+    fn span(&self, from: usize, to: usize) -> Option<&'a str> {
+        match self.text.and_then(|t| t.get(from..to)) {
+            Some(t) => Some(t),
+            None => std::str::from_utf8(&self.s[from..to]).ok(),
+        }
     }
 
     fn err<T>(&self, what: &str) -> PResult<T> {
@@ -78,7 +94,7 @@ impl<'a> Parser<'a> {
 
     fn text(&self, from: usize) -> &'a str {
         // Only called on spans the parser validated; invalid UTF-8 inside strings is rejected earlier.
-        std::str::from_utf8(&self.s[from..self.pos]).unwrap_or("")
+        self.span(from, self.pos).unwrap_or("")
     }
 
     /// Calls `f` for each element of a top-level array, then checks nothing but whitespace follows.
@@ -179,7 +195,7 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                 }
                 let t = self.text(from);
-                if t.parse::<f64>().is_err() {
+                if !is_json_number(t.as_bytes()) {
                     return self.err("bad number");
                 }
                 Ok(Value::Num(t))
@@ -188,13 +204,176 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Calls `f` for each element of a top-level array with the parser positioned on it; `f` must consume
+    /// exactly one value (e.g. with [`Parser::object`]). Then checks nothing but whitespace follows.
+    pub fn each_raw(&mut self, mut f: impl FnMut(&mut Self) -> PResult<()>) -> PResult<()> {
+        if self.peek() != Some(b'[') {
+            return self.err("expected a JSON array");
+        }
+        self.pos += 1;
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+        } else {
+            loop {
+                f(self)?;
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b']') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return self.err("expected ',' or ']'"),
+                }
+            }
+        }
+        if self.peek().is_some() {
+            return self.err("trailing data after the array");
+        }
+        Ok(())
+    }
+
+    /// Parses an object member by member: `f(key, parser)` must consume the member's value (with
+    /// [`Parser::value`], [`Parser::skip`] or [`Parser::scalar`]).
+    pub fn object(&mut self, mut f: impl FnMut(&str, &mut Self) -> PResult<()>) -> PResult<()> {
+        if self.peek() != Some(b'{') {
+            return self.err("expected an object");
+        }
+        self.pos += 1;
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return self.err("expected a key");
+            }
+            let k = self.string()?;
+            if self.peek() != Some(b':') {
+                return self.err("expected ':'");
+            }
+            self.pos += 1;
+            self.ws();
+            f(&k, self)?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected ',' or '}'"),
+            }
+        }
+    }
+
+    /// A scalar value (string, number, literal); `None` for an object or array, which is skipped.
+    pub fn scalar(&mut self) -> PResult<Option<Value<'a>>> {
+        match self.peek() {
+            Some(b'{') | Some(b'[') => {
+                self.skip(0)?;
+                Ok(None)
+            }
+            _ => self.value(MAX_DEPTH).map(Some),
+        }
+    }
+
+    /// Validates and skips one value without building it; returns its raw text.
+    pub fn skip(&mut self, depth: usize) -> PResult<&'a str> {
+        if depth > MAX_DEPTH {
+            return self.err("nesting too deep");
+        }
+        self.ws();
+        let from = self.pos;
+        match self.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.pos += 1;
+                if self.peek() == Some(close) {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        if open == b'{' {
+                            if self.peek() != Some(b'"') {
+                                return self.err("expected a key");
+                            }
+                            self.skip_string()?;
+                            if self.peek() != Some(b':') {
+                                return self.err("expected ':'");
+                            }
+                            self.pos += 1;
+                        }
+                        self.skip(depth + 1)?;
+                        match self.peek() {
+                            Some(b',') => self.pos += 1,
+                            Some(c) if c == close => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return self.err("expected ',' or a closing bracket"),
+                        }
+                    }
+                }
+            }
+            Some(b'"') => self.skip_string()?,
+            _ => {
+                self.value(depth)?;
+            }
+        }
+        Ok(self.text(from))
+    }
+
+    /// Skips a string, checking its escapes and UTF-8 without building it.
+    fn skip_string(&mut self) -> PResult<()> {
+        self.pos += 1;
+        let from = self.pos;
+        loop {
+            match self.s.get(self.pos) {
+                None => return self.err("unterminated string"),
+                Some(b'"') => break,
+                Some(b'\\') => match self.s.get(self.pos + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 2,
+                    Some(b'u')
+                        if self
+                            .s
+                            .get(self.pos + 2..self.pos + 6)
+                            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                    {
+                        self.pos += 6
+                    }
+                    _ if self.pos + 6 > self.s.len() => return self.truncated(),
+                    _ => return self.err("bad escape"),
+                },
+                Some(c) if *c < 0x20 => return self.err("control character in a string"),
+                Some(_) => self.pos += 1,
+            }
+        }
+        if self.span(from, self.pos).is_none() {
+            return Err(format!("invalid UTF-8 in a string at byte {from}"));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
     fn word(&mut self, w: &[u8], v: Value<'a>) -> PResult<Value<'a>> {
-        if self.s[self.pos..].starts_with(w) {
+        let rest = &self.s[self.pos..];
+        if rest.starts_with(w) {
             self.pos += w.len();
             Ok(v)
+        } else if w.starts_with(rest) {
+            self.truncated()
         } else {
             self.err("bad literal")
         }
+    }
+
+    /// The input ended inside a value: the error a streaming reader retries with more input.
+    fn truncated<T>(&mut self) -> PResult<T> {
+        self.pos = self.s.len();
+        self.err("unexpected end")
+    }
+
+    /// True when the last error was the input ending (see [`stream_array`]).
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.s.len()
     }
 
     fn string(&mut self) -> PResult<Cow<'a, str>> {
@@ -207,13 +386,13 @@ impl<'a> Parser<'a> {
             };
             match c {
                 b'"' => {
-                    let raw = std::str::from_utf8(&self.s[from..self.pos]);
+                    let raw = self.span(from, self.pos);
                     self.pos += 1;
                     return match owned {
                         Some(o) => Ok(Cow::Owned(o)),
                         None => raw
                             .map(Cow::Borrowed)
-                            .map_err(|_| format!("invalid UTF-8 in a string at byte {from}")),
+                            .ok_or_else(|| format!("invalid UTF-8 in a string at byte {from}")),
                     };
                 }
                 b'\\' => {
@@ -221,7 +400,7 @@ impl<'a> Parser<'a> {
                         String::from_utf8_lossy(&self.s[from..self.pos]).into_owned()
                     });
                     let Some(&e) = self.s.get(self.pos + 1) else {
-                        return self.err("unterminated escape");
+                        return self.truncated();
                     };
                     self.pos += 2;
                     match e {
@@ -240,11 +419,15 @@ impl<'a> Parser<'a> {
                                 .and_then(|h| std::str::from_utf8(h).ok())
                                 .and_then(|h| u32::from_str_radix(h, 16).ok());
                             let Some(cp) = hex else {
+                                if self.pos + 4 > self.s.len() {
+                                    return self.truncated();
+                                }
                                 return self.err("bad \\u escape");
                             };
                             self.pos += 4;
                             o.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
                         }
+                        _ if self.pos > self.s.len() => return self.truncated(),
                         _ => return self.err("bad escape"),
                     }
                 }
@@ -268,6 +451,140 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// Streams the elements of a top-level JSON array from `r`, holding one block (plus one element) in memory.
+/// `f` gets a parser positioned on an element and must consume exactly that value; it must have no effect
+/// until the value is fully parsed (when the block ends inside it, `f`'s error is dropped and it is called
+/// again on the same element with more input).
+pub fn stream_array(
+    mut r: impl std::io::Read,
+    block: usize,
+    mut f: impl FnMut(&mut Parser<'_>) -> PResult<()>,
+) -> PResult<()> {
+    #[derive(PartialEq)]
+    enum St {
+        Open,
+        First,
+        Elem,
+        Sep,
+        Done,
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    let mut base = 0usize; // bytes dropped from the front, for error offsets
+    let mut start = 0usize;
+    let mut eof = false;
+    let mut st = St::Open;
+    loop {
+        {
+            let mut p = Parser::new(&buf);
+            p.pos = start;
+            loop {
+                p.ws();
+                let at_end = p.pos >= buf.len();
+                match st {
+                    St::Open if at_end => break,
+                    St::Open if buf[p.pos] == b'[' => {
+                        p.pos += 1;
+                        st = St::First;
+                    }
+                    St::Open => {
+                        return Err(format!("expected a JSON array at byte {}", base + p.pos))
+                    }
+                    St::First | St::Elem if at_end => break,
+                    St::First if buf[p.pos] == b']' => {
+                        p.pos += 1;
+                        st = St::Done;
+                    }
+                    St::First | St::Elem => {
+                        let save = p.pos;
+                        match f(&mut p) {
+                            Ok(()) => st = St::Sep,
+                            Err(_) if p.at_end() && !eof => {
+                                p.pos = save;
+                                st = St::Elem;
+                                break;
+                            }
+                            Err(e) => return Err(format!("{e} (block at byte {base})")),
+                        }
+                    }
+                    St::Sep if at_end => break,
+                    St::Sep if buf[p.pos] == b',' => {
+                        p.pos += 1;
+                        st = St::Elem;
+                    }
+                    St::Sep if buf[p.pos] == b']' => {
+                        p.pos += 1;
+                        st = St::Done;
+                    }
+                    St::Sep => return Err(format!("expected ',' or ']' at byte {}", base + p.pos)),
+                    St::Done if at_end => break,
+                    St::Done => {
+                        return Err(format!(
+                            "trailing data after the array at byte {}",
+                            base + p.pos
+                        ))
+                    }
+                }
+                start = p.pos;
+            }
+            start = p.pos;
+        }
+        if eof {
+            return if st == St::Done {
+                Ok(())
+            } else {
+                Err(format!("unexpected end at byte {}", base + buf.len()))
+            };
+        }
+        // Keep the unconsumed tail, read the next block after it.
+        buf.drain(..start);
+        base += start;
+        start = 0;
+        let old = buf.len();
+        buf.resize(old + block, 0);
+        let n = loop {
+            match r.read(&mut buf[old..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("read error: {e}")),
+            }
+        };
+        buf.truncate(old + n);
+        eof = n == 0;
+    }
+}
+
+/// JSON's number grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn is_json_number(t: &[u8]) -> bool {
+    let mut i = usize::from(t.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let s = *i;
+        while *i < t.len() && t[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > s
+    };
+    let int_start = i;
+    if !digits(&mut i) || (t[int_start] == b'0' && i - int_start > 1) {
+        return false;
+    }
+    if i < t.len() && t[i] == b'.' {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if i < t.len() && (t[i] == b'e' || t[i] == b'E') {
+        i += 1;
+        if i < t.len() && (t[i] == b'+' || t[i] == b'-') {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == t.len()
 }
 
 /// A decimal microsecond text (`"1717575960208020.758"`, `151.0`, `"12.5\t"`, `3e2`) → integer ns, exact for up
@@ -339,6 +656,88 @@ mod tests {
         }
         let deep = "[".repeat(200);
         assert!(Parser::new(deep.as_bytes()).each_in_array(|_| ()).is_err());
+    }
+
+    #[test]
+    fn skip_and_object_agree_with_value() {
+        let s = br#"[{"a":"x\"y","args":{"k":[1,2,{"z":"\u00e9"}],"n":null},"ts":"1.5"},{}]"#;
+        let mut seen = Vec::new();
+        Parser::new(s)
+            .each_raw(|p| {
+                p.object(|k, p| {
+                    match k {
+                        "args" => seen.push(format!("args={}", p.skip(0)?)),
+                        _ => seen.push(format!("{k}={:?}", p.scalar()?)),
+                    }
+                    Ok(())
+                })
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                r#"a=Some(Str("x\"y"))"#,
+                r#"args={"k":[1,2,{"z":"\u00e9"}],"n":null}"#,
+                r#"ts=Some(Str("1.5"))"#
+            ]
+        );
+        for bad in [
+            &br#"[{"a":{"b":}}]"#[..],
+            br#"[{"a":"\x"}]"#,
+            br#"[{"a":[1 2]}]"#,
+            b"[{\"a\":\"\xff\"}]",
+        ] {
+            let r = Parser::new(bad).each_raw(|p| p.object(|_, p| p.skip(0).map(|_| ())));
+            assert!(r.is_err(), "{:?}", std::str::from_utf8(bad));
+        }
+    }
+
+    /// Every block size, down to one byte, gives the same elements as parsing the whole text; malformed or
+    /// truncated input is an error for every block size.
+    #[test]
+    fn streaming_matches_whole_parse_at_every_block_size() {
+        let s = r#" [ {"a":"x\"y\u00e9z","n":-1.5e3,"t":true,"f":false,"z":null,"args":{"k":[1,{"q":"\u0041"}]}}, {"b":"é€𝄞"} ,{}] "#
+            .as_bytes();
+        let mut whole = Vec::new();
+        Parser::new(s)
+            .each_raw(|p| p.skip(0).map(|t| whole.push(t.to_string())))
+            .unwrap();
+        assert_eq!(whole.len(), 3);
+        for block in 1..=s.len() + 1 {
+            let mut got = Vec::new();
+            stream_array(s, block, |p| {
+                p.skip(0).map(|t| got.push(t.to_string()))
+            })
+            .unwrap_or_else(|e| panic!("block {block}: {e}"));
+            assert_eq!(got, whole, "block {block}");
+        }
+        for bad in [
+            &br#"[{"a":1}"#[..],
+            br#"[{"a":tru}]"#,
+            br#"[{"a":1},]"#,
+            br#"[{"a":"\x"}]"#,
+            b"[1] 2",
+            b"",
+        ] {
+            for block in [1, 3, 64] {
+                assert!(
+                    stream_array(bad, block, |p| p.skip(0).map(|_| ())).is_err(),
+                    "{bad:?} {block}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn number_grammar() {
+        for ok in ["0", "-1", "1.5", "1e3", "1.25E-2", "12345678901234567890"] {
+            assert!(is_json_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "", "-", "01", "1.", ".5", "1e", "1e+", "+1", "1-2", "--1", "1.2.3",
+        ] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

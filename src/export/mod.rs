@@ -80,7 +80,6 @@ pub fn run(job: ExportJob) -> Result<Summary> {
             .push(("message".into(), json::string(e.msg.as_bytes())));
         d
     });
-    let kernels = &dev.kernels;
     let start_ns = p.anchor.1;
     let stop_ns = conversion.to_ns(stop_tick).max(start_ns);
     let budget = p
@@ -93,14 +92,34 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let mut tw = TraceWriter::create(&out.join("trace_view.json"), budget)?;
     host.read_spool(&mut tw, &p.spool_path)?;
     let steps = host.finish(&mut tw, stop_tick)?;
-    match &dev.timeline {
-        Some(events) => {
-            for e in events {
-                tw.device_event(e)?;
+    let mut dev = dev;
+    let mut lane_meta = Vec::new();
+    match dev.timeline.take() {
+        Some(lanes) => {
+            let (stats, err) = match lanes.write(&mut tw) {
+                Ok(st) => (st, None),
+                Err((st, e)) => (st, Some(e)),
+            };
+            lane_meta.push(("timeline_events".to_string(), stats.events.to_string()));
+            lane_meta.push(("timeline_skipped".to_string(), stats.skipped.to_string()));
+            if dev.kernels.is_empty() {
+                dev.kernels = stats.kernels;
+            }
+            if let Some(e) = err {
+                log::warn!(
+                    "device timeline unreadable after {} events: {e}",
+                    stats.events
+                );
+                lane_meta.push(("timeline_error".to_string(), json::string(e.as_bytes())));
+                if stats.events == 0 {
+                    write_device_lanes(&mut tw, p.device_id, &dev.kernels)?;
+                }
             }
         }
-        None => write_device_lanes(&mut tw, p.device_id, kernels)?,
+        None => write_device_lanes(&mut tw, p.device_id, &dev.kernels)?,
     }
+    dev.meta.extend(lane_meta);
+    let kernels = &dev.kernels;
     let overlap = overlap::Overlap::new(kernels);
     if !kernels.is_empty() {
         write_overlap_lanes(&mut tw, p.device_id, &overlap)?;

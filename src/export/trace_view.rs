@@ -159,11 +159,11 @@ impl TraceWriter {
 
     /// A device-side event (already on our pids and time base). Flow ends (`f`) bind to the enclosing slice
     /// (`"bp":"e"`), as CANN and torch_npu write them.
-    pub fn device_event(&mut self, e: &crate::backend::TimelineEvent) -> Result<()> {
+    pub fn device_event(&mut self, e: &crate::backend::DeviceEvent<'_>) -> Result<()> {
         let pid = e.pid;
         let tid = e.tid;
-        let name = &e.name;
-        let args: &str = if e.args.is_empty() { "{}" } else { &e.args };
+        let name = if e.name.is_empty() { "\"\"" } else { e.name };
+        let args: &str = if e.args.is_empty() { "{}" } else { e.args };
         match e.ph {
             b'M' => {
                 let _ = write!(
@@ -183,7 +183,7 @@ impl TraceWriter {
                 self.buf.push('"');
             }
             ph @ (b's' | b'f') => {
-                let id: &str = if e.id.is_empty() { "0" } else { &e.id };
+                let id: &str = if e.id.is_empty() { "0" } else { e.id };
                 let _ = write!(
                     self.buf,
                     r#"{{"ph":"{}","name":{name},"pid":{pid},"tid":{tid},"id":{id},"ts":""#,
@@ -214,7 +214,7 @@ impl TraceWriter {
         }
         if !e.cat.is_empty() {
             self.buf.push_str(r#","cat":"#);
-            self.buf.push_str(&json::string(e.cat.as_bytes()));
+            self.buf.push_str(e.cat);
         }
         if e.ph != b's' && e.ph != b'f' {
             let _ = write!(self.buf, r#","args":{args}"#);

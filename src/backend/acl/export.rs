@@ -15,11 +15,12 @@
 //! Nothing here can crash the host: a missing or failing `msprof`, or unreadable output, leaves the raw data
 //! in place, logs how to parse it later, and records the reason in `profiler_metadata.json`.
 
-use crate::backend::{DeviceData, DeviceResult, Kernel, TimelineEvent};
+use crate::backend::{DeviceData, DeviceEvent, DeviceResult, Kernel, LaneStats, Lanes};
 use crate::config::Level;
 use crate::error::Result;
 use crate::export::json;
-use crate::export::jsonparse::{us_to_ns, Parser, Value};
+use crate::export::jsonparse::{stream_array, us_to_ns, Parser, Value};
+use crate::export::trace_view::TraceWriter;
 use crate::session::Profile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -262,6 +263,86 @@ impl Iterator for CsvRecords<'_> {
     }
 }
 
+/// CSV records as raw text with the byte spans of their fields (quotes kept), so cells can be copied into
+/// another CSV without decoding and re-encoding them.
+pub struct RawRecords<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> RawRecords<'a> {
+    pub fn new(s: &'a str) -> Self {
+        RawRecords { s, pos: 0 }
+    }
+
+    /// The next record's field spans (absolute byte ranges into the text) in `spans`; `None` at the end.
+    pub fn next_into(&mut self, spans: &mut Vec<(usize, usize)>) -> Option<()> {
+        let b = self.s.as_bytes();
+        if self.pos >= b.len() {
+            return None;
+        }
+        spans.clear();
+        let mut field = self.pos;
+        let mut quoted = false;
+        let mut i = self.pos;
+        while i < b.len() {
+            let c = b[i];
+            if quoted {
+                if c == b'"' {
+                    if b.get(i + 1) == Some(&b'"') {
+                        i += 2;
+                        continue;
+                    }
+                    quoted = false;
+                }
+            } else if c == b'"' {
+                quoted = true;
+            } else if c == b',' {
+                spans.push((field, i));
+                field = i + 1;
+            } else if c == b'\n' {
+                let end = if i > field && b[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
+                spans.push((field, end));
+                self.pos = i + 1;
+                return Some(());
+            }
+            i += 1;
+        }
+        spans.push((field, b.len()));
+        self.pos = b.len();
+        Some(())
+    }
+}
+
+/// Reads one CSV record (a line, or several while a quoted field is open) into `rec`; false at the end.
+fn next_csv_record(rd: &mut impl std::io::BufRead, rec: &mut Vec<u8>) -> std::io::Result<bool> {
+    rec.clear();
+    let mut quotes = 0usize;
+    loop {
+        let from = rec.len();
+        if rd.read_until(b'\n', rec)? == 0 {
+            return Ok(!rec.is_empty());
+        }
+        quotes += rec[from..].iter().filter(|&&b| b == b'"').count();
+        if quotes % 2 == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// A raw CSV field's value: quotes removed and doubled quotes undone.
+pub fn unquote(raw: &str) -> std::borrow::Cow<'_, str> {
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) if inner.contains('"') => inner.replace("\"\"", "\"").into(),
+        Some(inner) => inner.into(),
+        None => raw.into(),
+    }
+}
+
 /// All records of CSV text.
 pub fn csv_records(text: &str) -> Vec<Vec<String>> {
     CsvRecords::new(text).collect()
@@ -291,11 +372,22 @@ struct Summary {
 fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summary>, String> {
     let mut out: Option<Summary> = None;
     for f in files {
-        let text = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let text = String::from_utf8_lossy(&text);
-        let mut rows = CsvRecords::new(&text);
-        let Some(header) = rows.next() else { continue };
-        let col = |n: &str| header.iter().position(|h| h.trim() == n);
+        // Read record by record: a million-row op_summary is never in memory at once.
+        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let mut rd = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut raw = Vec::new();
+        let mut spans = Vec::new();
+        let io = |e: std::io::Error| format!("{}: {e}", f.display());
+        if !next_csv_record(&mut rd, &mut raw).map_err(io)? {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        RawRecords::new(&text).next_into(&mut spans);
+        let header: Vec<String> = spans
+            .iter()
+            .map(|&(a, b)| unquote(&text[a..b]).trim().to_string())
+            .collect();
+        let col = |n: &str| header.iter().position(|h| h == n);
         let (Some(name), Some(start), Some(dur)) = (
             col("Op Name"),
             col("Task Start Time(us)"),
@@ -311,69 +403,70 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
         let s = out.get_or_insert_with(|| Summary {
             header: kept
                 .iter()
-                .map(|&i| rename(header[i].trim()).to_string())
+                .map(|&i| rename(&header[i]).to_string())
                 .collect(),
             kernels: Vec::new(),
             bad_rows: 0,
         });
+        // This file's column for each of the first file's (renamed) columns.
         let ours: Vec<Option<usize>> = s
             .header
             .iter()
-            .map(|h| {
-                kept.iter()
-                    .copied()
-                    .find(|&i| rename(header[i].trim()) == h)
-            })
+            .map(|h| kept.iter().copied().find(|&i| rename(&header[i]) == h))
             .collect();
         let start_out = s.header.iter().position(|h| h == "Start Time(us)");
-        let get =
-            |r: &[String], i: Option<usize>| i.and_then(|i| r.get(i)).map(|s| s.trim().to_string());
-        let num = |r: &[String], n: &str| -> u32 {
-            get(r, col(n))
-                .and_then(|v| v.parse::<u64>().ok())
-                .map_or(0, |v| v.min(u32::MAX as u64) as u32)
-        };
-        for r in rows {
-            if r.len() != header.len() {
+        let (c_type, c_core, c_wait) =
+            (col("OP Type"), col("Task Type"), col("Task Wait Time(us)"));
+        let (c_stream, c_task, c_model) = (col("Stream ID"), col("Task ID"), col("Model ID"));
+        let c_block = col("Block Num").or(col("Block Dim"));
+        while next_csv_record(&mut rd, &mut raw).map_err(io)? {
+            let text = String::from_utf8_lossy(&raw);
+            if text.trim().is_empty() || RawRecords::new(&text).next_into(&mut spans).is_none() {
+                continue;
+            }
+            if spans.len() != header.len() {
                 s.bad_rows += 1;
                 continue;
             }
-            let (Some(st), Some(d)) = (us_to_ns(&r[start]), us_to_ns(&r[dur])) else {
+            let field = |i: usize| unquote(&text[spans[i].0..spans[i].1]);
+            let opt = |i: Option<usize>| i.map(|i| field(i).trim().to_string());
+            let num = |i: Option<usize>| -> u32 {
+                i.and_then(|i| field(i).trim().parse::<u64>().ok())
+                    .map_or(0, |v| v.min(u32::MAX as u64) as u32)
+            };
+            let (Some(st), Some(d)) = (us_to_ns(&field(start)), us_to_ns(&field(dur))) else {
                 s.bad_rows += 1;
                 continue;
             };
             let st = rebase(st, shift);
-            // The row's cells in the header's order, CSV-encoded (one String per task, not one per cell).
-            let mut cells = String::new();
+            // The row's cells in the header's order, copied CSV-encoded as they are (one String per task),
+            // with the start time re-based.
+            let mut cells = String::with_capacity(spans.last().map_or(0, |l| l.1 - spans[0].0) + 8);
             for (j, &i) in ours.iter().enumerate() {
                 if j > 0 {
                     cells.push(',');
                 }
-                if Some(j) == start_out {
-                    cells.push_str(&json::csv_field(&format!("{}\t", json::us3(st))));
-                } else {
-                    cells.push_str(&json::csv_field(
-                        i.and_then(|i| r.get(i)).map_or("N/A", |v| v),
-                    ));
+                match i {
+                    _ if Some(j) == start_out => {
+                        cells.push('"');
+                        json::push_us3(&mut cells, st);
+                        cells.push_str("\t\"");
+                    }
+                    Some(i) => cells.push_str(&text[spans[i].0..spans[i].1]),
+                    None => cells.push_str("N/A"),
                 }
             }
             s.kernels.push(Kernel {
-                name: r[name].clone().into_bytes(),
-                op_type: get(&r, col("OP Type")).unwrap_or_else(|| "N/A".into()),
-                core: get(&r, col("Task Type")).unwrap_or_else(|| "N/A".into()),
+                name: field(name).into_owned().into_bytes(),
+                op_type: opt(c_type).unwrap_or_else(|| "N/A".into()),
+                core: opt(c_core).unwrap_or_else(|| "N/A".into()),
                 start_ns: st,
                 dur_ns: d,
-                wait_ns: get(&r, col("Task Wait Time(us)"))
-                    .and_then(|v| us_to_ns(&v))
-                    .unwrap_or(0),
-                stream_id: num(&r, "Stream ID"),
-                task_id: num(&r, "Task ID"),
-                model_id: num(&r, "Model ID"),
-                block_dim: col("Block Num")
-                    .or(col("Block Dim"))
-                    .and_then(|i| r.get(i))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0),
+                wait_ns: opt(c_wait).and_then(|v| us_to_ns(&v)).unwrap_or(0),
+                stream_id: num(c_stream),
+                task_id: num(c_task),
+                model_id: num(c_model),
+                block_dim: num(c_block),
                 cells,
             });
         }
@@ -381,215 +474,334 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
     Ok(out)
 }
 
-/// The device and CANN processes of `msprof_*.json`, re-based onto our pids and time.
-struct Timeline {
-    events: Vec<TimelineEvent>,
-    /// Kernels from `Ascend Hardware` slices (used when there is no op_summary).
-    hw_kernels: Vec<Kernel>,
-    skipped: u64,
+/// The device and CANN processes of `msprof_*.json`, written into `trace_view.json` on npuprof's pids and
+/// time base while the files are read (one file in memory at a time, events not kept).
+pub struct MsprofLanes {
+    files: Vec<PathBuf>,
+    device: u32,
+    shift: i128,
+    /// Also return the `Ascend Hardware` slices as kernels (when msprof wrote no op_summary).
+    want_kernels: bool,
 }
 
-fn timeline(files: &[PathBuf], device: u32, shift: i128) -> std::result::Result<Timeline, String> {
-    struct Ev {
-        ph: u8,
-        pid: u64,
-        tid: u64,
-        ts: Option<u64>,
-        dur: Option<u64>,
-        name: String,
-        cat: String,
-        id: String,
-        args: String,
+/// An event whose process is not named yet (msprof normally names processes first): kept until it is.
+struct Pending {
+    ph: u8,
+    tid: u32,
+    ts: u64,
+    dur: u64,
+    name: String,
+    cat: String,
+    args: String,
+    id: String,
+}
+
+/// The mapping from msprof's processes to npuprof's device pids, built as `M` events arrive.
+struct Procs {
+    device: u32,
+    /// Source pid → our slot (`None`: a process npuprof leaves out).
+    slots: HashMap<u64, Option<u32>>,
+    labels: HashMap<u64, String>,
+    labelled: std::collections::HashSet<u64>,
+    next: u32,
+    pending: HashMap<u64, Vec<Pending>>,
+    pending_threads: HashMap<u64, Vec<(u32, String, String)>>,
+}
+
+impl Procs {
+    fn pid(&self, slot: u32) -> u32 {
+        device_pid(self.device, slot)
     }
-    let mut evs = Vec::new();
-    let mut proc_name: HashMap<u64, String> = HashMap::new();
-    let mut proc_label: HashMap<u64, String> = HashMap::new();
-    let mut thread_meta: Vec<(u64, u64, String, String)> = Vec::new();
-    for f in files {
-        let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let mut p = Parser::new(&bytes);
-        p.each_in_array(|v| {
-            let ph = v.get("ph").and_then(Value::as_str).unwrap_or("");
-            let pid = v.get("pid").and_then(Value::as_u64).unwrap_or(0);
-            let tid = v.get("tid").and_then(Value::as_u64).unwrap_or(0);
-            let name = v
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let args = v.member("args");
-            if ph == "M" {
-                let arg = |k: &str| args.and_then(|a| a.0.get(k));
-                match name.as_str() {
-                    "process_name" => {
-                        if let Some(n) = arg("name").and_then(Value::as_str) {
-                            proc_name.insert(pid, n.to_string());
-                        }
-                    }
-                    "process_labels" => {
-                        if let Some(n) = arg("labels").and_then(Value::as_str) {
-                            proc_label.insert(pid, n.to_string());
-                        }
-                    }
-                    "thread_name" | "thread_sort_index" => thread_meta.push((
-                        pid,
-                        tid,
-                        name,
-                        args.map_or("{}".into(), |a| a.1.to_string()),
-                    )),
-                    _ => {}
-                }
-                return;
-            }
-            evs.push(Ev {
-                ph: ph.bytes().next().unwrap_or(b'?'),
-                pid,
-                tid,
-                ts: v.get("ts").and_then(Value::num_text).and_then(us_to_ns),
-                dur: v.get("dur").and_then(Value::num_text).and_then(us_to_ns),
-                name,
-                cat: v
-                    .get("cat")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                id: v.member("id").map_or(String::new(), |m| m.1.to_string()),
-                args: args.map_or(String::new(), |a| a.1.to_string()),
-            });
-        })
-        .map_err(|e| format!("{}: {e}", f.display()))?;
+
+    fn write_label(
+        &mut self,
+        tw: &mut TraceWriter,
+        src: u64,
+        slot: u32,
+        label: &str,
+    ) -> Result<()> {
+        if self.labelled.insert(src) {
+            let args = format!("{{\"labels\":{}}}", json::string(label.as_bytes()));
+            tw.device_event(&meta(self.pid(slot), 0, "\"process_labels\"", &args))?;
+        }
+        Ok(())
     }
-    // Source process → our pid slot.
-    let mut slots: HashMap<u64, u32> = HashMap::new();
-    let mut next = FIRST_OTHER_SLOT;
-    let mut names: Vec<(u64, &String)> = proc_name.iter().map(|(k, v)| (*k, v)).collect();
-    names.sort();
-    for (pid, n) in names {
-        let slot = match n.as_str() {
-            "Ascend Hardware" => SLOT_HARDWARE,
-            "CANN" => SLOT_CANN,
+
+    /// A `process_name`: assigns the slot and writes what waited for it.
+    fn name(&mut self, tw: &mut TraceWriter, src: u64, name: &str, shift: i128) -> Result<u64> {
+        if self.slots.contains_key(&src) {
+            return Ok(0);
+        }
+        let slot = match name {
+            "Ascend Hardware" => Some(SLOT_HARDWARE),
+            "CANN" => Some(SLOT_CANN),
             // npuprof computes its own overlap lanes from the kernels.
-            "Overlap Analysis" => continue,
-            _ if next < 16 => {
-                next += 1;
-                next - 1
+            "Overlap Analysis" => None,
+            _ if self.next < 16 => {
+                self.next += 1;
+                Some(self.next - 1)
             }
-            _ => continue,
+            _ => None,
         };
-        slots.insert(pid, slot);
-    }
-    let mut out = Timeline {
-        events: Vec::new(),
-        hw_kernels: Vec::new(),
-        skipped: 0,
-    };
-    let meta = |pid: u32, tid: u32, name: &str, args: String| TimelineEvent {
-        ph: b'M',
-        pid,
-        tid,
-        ts_ns: 0,
-        dur_ns: 0,
-        name: json::string(name.as_bytes()).into(),
-        cat: "".into(),
-        args: args.into(),
-        id: "".into(),
-    };
-    let mut procs: Vec<(&u64, &u32)> = slots.iter().collect();
-    procs.sort_by_key(|x| *x.1);
-    for (src, &slot) in procs {
-        let pid = device_pid(device, slot);
-        let name = proc_name.get(src).cloned().unwrap_or_default();
-        let label = proc_label.get(src).cloned().unwrap_or_else(|| {
-            if slot == SLOT_CANN {
-                "CPU".into()
-            } else {
-                format!("NPU {device}")
-            }
-        });
+        self.slots.insert(src, slot);
+        let Some(slot) = slot else {
+            let dropped = self.pending.remove(&src).map_or(0, |v| v.len() as u64);
+            self.pending_threads.remove(&src);
+            return Ok(dropped);
+        };
+        let pid = self.pid(slot);
         let sort = match slot {
             SLOT_HARDWARE => 8,
             SLOT_CANN => 2,
             s => 10 + s,
         };
-        out.events.push(meta(
+        let args = format!("{{\"name\":{}}}", json::string(name.as_bytes()));
+        tw.device_event(&meta(pid, 0, "\"process_name\"", &args))?;
+        tw.device_event(&meta(
             pid,
             0,
-            "process_name",
-            format!("{{\"name\":{}}}", json::string(name.as_bytes())),
-        ));
-        out.events.push(meta(
-            pid,
-            0,
-            "process_labels",
-            format!("{{\"labels\":{}}}", json::string(label.as_bytes())),
-        ));
-        out.events.push(meta(
-            pid,
-            0,
-            "process_sort_index",
-            format!("{{\"sort_index\":{sort}}}"),
-        ));
-    }
-    for (src, tid, name, args) in thread_meta {
-        if let Some(&slot) = slots.get(&src) {
-            out.events
-                .push(meta(device_pid(device, slot), tid as u32, &name, args));
+            "\"process_sort_index\"",
+            &format!("{{\"sort_index\":{sort}}}"),
+        ))?;
+        if let Some(l) = self.labels.remove(&src) {
+            self.write_label(tw, src, slot, &l)?;
         }
+        for (tid, n, a) in self.pending_threads.remove(&src).unwrap_or_default() {
+            tw.device_event(&meta(pid, tid, &n, &a))?;
+        }
+        for e in self.pending.remove(&src).unwrap_or_default() {
+            tw.device_event(&DeviceEvent {
+                ph: e.ph,
+                pid,
+                tid: e.tid,
+                ts_ns: rebase(e.ts, shift),
+                dur_ns: e.dur,
+                name: &e.name,
+                cat: &e.cat,
+                args: &e.args,
+                id: &e.id,
+            })?;
+        }
+        Ok(0)
     }
-    let rebase = |ts: u64| rebase(ts, shift);
-    for e in evs {
-        let (Some(&slot), Some(ts)) = (slots.get(&e.pid), e.ts) else {
-            out.skipped += 1;
-            continue;
+}
+
+fn meta<'a>(pid: u32, tid: u32, name: &'a str, args: &'a str) -> DeviceEvent<'a> {
+    DeviceEvent {
+        ph: b'M',
+        pid,
+        tid,
+        ts_ns: 0,
+        dur_ns: 0,
+        name,
+        cat: "",
+        args,
+        id: "",
+    }
+}
+
+/// Kernels from `Ascend Hardware` slices.
+fn hw_kernel(e: &DeviceEvent<'_>) -> Kernel {
+    let args = Parser::new(e.args.as_bytes()).value(0).ok();
+    let arg = |k: &str| args.as_ref().and_then(|a| a.get(k));
+    let arg_u32 = |k: &str| {
+        arg(k)
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(u32::MAX as u64) as u32
+    };
+    let name = Parser::new(e.name.as_bytes())
+        .value(0)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    Kernel {
+        name: name.into_bytes(),
+        op_type: "N/A".into(),
+        core: arg("Task Type")
+            .and_then(Value::as_str)
+            .unwrap_or("N/A")
+            .to_string(),
+        start_ns: e.ts_ns,
+        dur_ns: e.dur_ns,
+        stream_id: e.tid,
+        task_id: arg_u32("Task Id"),
+        model_id: arg_u32("Model Id"),
+        ..Default::default()
+    }
+}
+
+impl Lanes for MsprofLanes {
+    fn write(
+        self: Box<Self>,
+        tw: &mut TraceWriter,
+    ) -> std::result::Result<LaneStats, (LaneStats, String)> {
+        let mut st = LaneStats::default();
+        let mut procs = Procs {
+            device: self.device,
+            slots: HashMap::new(),
+            labels: HashMap::new(),
+            labelled: Default::default(),
+            next: FIRST_OTHER_SLOT,
+            pending: HashMap::new(),
+            pending_threads: HashMap::new(),
         };
-        if !matches!(e.ph, b'X' | b'C' | b's' | b'f' | b'i' | b'I')
-            || (e.ph == b'X' && e.dur.is_none())
-        {
-            out.skipped += 1;
-            continue;
-        }
-        let pid = device_pid(device, slot);
-        let ts = rebase(ts);
-        if slot == SLOT_HARDWARE && e.ph == b'X' {
-            let mut p = Parser::new(e.args.as_bytes());
-            let args = p.value(0).ok();
-            let arg_u32 = |k: &str| {
-                args.as_ref()
-                    .and_then(|a| a.get(k))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    .min(u32::MAX as u64) as u32
+        let shift = self.shift;
+        let hw_pid = device_pid(self.device, SLOT_HARDWARE);
+        for f in &self.files {
+            let file = match std::fs::File::open(f) {
+                Ok(b) => b,
+                Err(e) => return Err((st, format!("{}: {e}", f.display()))),
             };
-            out.hw_kernels.push(Kernel {
-                name: e.name.clone().into_bytes(),
-                op_type: "N/A".into(),
-                core: args
-                    .as_ref()
-                    .and_then(|a| a.get("Task Type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("N/A")
-                    .to_string(),
-                start_ns: ts,
-                dur_ns: e.dur.unwrap_or(0),
-                stream_id: e.tid as u32,
-                task_id: arg_u32("Task Id"),
-                model_id: arg_u32("Model Id"),
-                ..Default::default()
+            let mut write_err: Option<crate::error::Error> = None;
+            // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once.
+            let r = stream_array(file, 8 << 20, |p| {
+                let (mut ph, mut pid, mut tid) = (b'?', 0u64, 0u64);
+                let (mut ts, mut dur) = (None, None);
+                let (mut name, mut cat, mut id, mut args) = ("", "", "", "");
+                p.object(|k, p| {
+                    match k {
+                        "args" => args = p.skip(0)?,
+                        "id" => id = p.skip(0)?,
+                        // Kept as validated JSON literals: written back as they are.
+                        "name" => name = p.skip(0)?,
+                        "cat" => cat = p.skip(0)?,
+                        _ => {
+                            let v = p.scalar()?;
+                            let v = v.as_ref();
+                            match k {
+                                "ph" => {
+                                    ph = v
+                                        .and_then(Value::as_str)
+                                        .and_then(|s| s.bytes().next())
+                                        .unwrap_or(b'?')
+                                }
+                                "pid" => pid = v.and_then(Value::as_u64).unwrap_or(0),
+                                "tid" => tid = v.and_then(Value::as_u64).unwrap_or(0),
+                                "ts" => ts = v.and_then(Value::num_text).and_then(us_to_ns),
+                                "dur" => dur = v.and_then(Value::num_text).and_then(us_to_ns),
+                                _ => {}
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+                if write_err.is_some() {
+                    return Ok(());
+                }
+                let tid32 = tid.min(u32::MAX as u64) as u32;
+                let res = (|| -> Result<()> {
+                    if ph == b'M' {
+                        let a = Parser::new(args.as_bytes()).value(0).ok();
+                        let arg =
+                            |k: &str| a.as_ref().and_then(|a| a.get(k)).and_then(Value::as_str);
+                        match name {
+                            "\"process_name\"" => {
+                                if let Some(n) = arg("name") {
+                                    st.skipped += procs.name(tw, pid, n, shift)?;
+                                }
+                            }
+                            "\"process_labels\"" => {
+                                if let Some(l) = arg("labels") {
+                                    match procs.slots.get(&pid) {
+                                        Some(Some(slot)) => procs.write_label(tw, pid, *slot, l)?,
+                                        Some(None) => {}
+                                        None => {
+                                            procs.labels.insert(pid, l.to_string());
+                                        }
+                                    }
+                                }
+                            }
+                            "\"thread_name\"" | "\"thread_sort_index\"" if !args.is_empty() => {
+                                match procs.slots.get(&pid) {
+                                    Some(Some(slot)) => {
+                                        tw.device_event(&meta(procs.pid(*slot), tid32, name, args))?
+                                    }
+                                    Some(None) => {}
+                                    None => procs.pending_threads.entry(pid).or_default().push((
+                                        tid32,
+                                        name.to_string(),
+                                        args.to_string(),
+                                    )),
+                                }
+                            }
+                            _ => {}
+                        }
+                        return Ok(());
+                    }
+                    let ph = if ph == b'I' { b'i' } else { ph };
+                    let (Some(t), true) = (
+                        ts,
+                        matches!(ph, b'X' | b'C' | b's' | b'f' | b'i')
+                            && (ph != b'X' || dur.is_some()),
+                    ) else {
+                        st.skipped += 1;
+                        return Ok(());
+                    };
+                    match procs.slots.get(&pid) {
+                        Some(Some(slot)) => {
+                            let e = DeviceEvent {
+                                ph,
+                                pid: procs.pid(*slot),
+                                tid: tid32,
+                                ts_ns: rebase(t, shift),
+                                dur_ns: dur.unwrap_or(0),
+                                name,
+                                cat,
+                                args,
+                                id,
+                            };
+                            tw.device_event(&e)?;
+                            st.events += 1;
+                            if self.want_kernels && ph == b'X' && e.pid == hw_pid {
+                                st.kernels.push(hw_kernel(&e));
+                            }
+                        }
+                        Some(None) => st.skipped += 1,
+                        None => procs.pending.entry(pid).or_default().push(Pending {
+                            ph,
+                            tid: tid32,
+                            ts: t,
+                            dur: dur.unwrap_or(0),
+                            name: name.to_string(),
+                            cat: cat.to_string(),
+                            args: args.to_string(),
+                            id: id.to_string(),
+                        }),
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = res {
+                    write_err = Some(e);
+                }
+                Ok(())
             });
+            if let Some(e) = write_err {
+                return Err((st, e.msg));
+            }
+            if let Err(e) = r {
+                return Err((st, format!("{}: {e}", f.display())));
+            }
         }
-        out.events.push(TimelineEvent {
-            ph: if e.ph == b'I' { b'i' } else { e.ph },
-            pid,
-            tid: e.tid.min(u32::MAX as u64) as u32,
-            ts_ns: ts,
-            dur_ns: e.dur.unwrap_or(0),
-            name: json::string(e.name.as_bytes()).into(),
-            cat: e.cat.into(),
-            args: e.args.into(),
-            id: e.id.into(),
-        });
+        // Processes never named: their events are left out; named processes without a label get a default.
+        st.skipped += procs.pending.values().map(|v| v.len() as u64).sum::<u64>();
+        let named: Vec<(u64, u32)> = procs
+            .slots
+            .iter()
+            .filter_map(|(s, slot)| slot.map(|x| (*s, x)))
+            .collect();
+        for (src, slot) in named {
+            let label = if slot == SLOT_CANN {
+                "CPU".to_string()
+            } else {
+                format!("NPU {}", self.device)
+            };
+            if let Err(e) = procs.write_label(tw, src, slot, &label) {
+                return Err((st, e.msg));
+            }
+        }
+        Ok(st)
     }
-    Ok(out)
 }
 
 /// Copies CANN CSVs of one kind into one file (header of the first, rows of all; torch_npu's IntegrateParser).
@@ -631,24 +843,14 @@ pub fn parse_output(
     r: &mut DeviceResult,
 ) -> std::result::Result<(), String> {
     let sum = op_summary(&outputs(out_dir, "op_summary", ".csv"), shift)?;
-    let tl = match timeline(&outputs(out_dir, "msprof", ".json"), device, shift) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            log::warn!("msprof timeline unreadable, device lanes are drawn from op_summary: {e}");
-            r.meta
-                .push(("timeline_error".into(), json::string(e.as_bytes())));
-            None
-        }
-    };
-    if let Some(t) = tl {
-        r.meta
-            .push(("timeline_events".into(), t.events.len().to_string()));
-        r.meta
-            .push(("timeline_skipped".into(), t.skipped.to_string()));
-        r.timeline = Some(t.events);
-        if sum.is_none() {
-            r.kernels = t.hw_kernels;
-        }
+    let files = outputs(out_dir, "msprof", ".json");
+    if !files.is_empty() {
+        r.timeline = Some(Box::new(MsprofLanes {
+            files,
+            device,
+            shift,
+            want_kernels: sum.is_none(),
+        }));
     }
     if let Some(s) = sum {
         r.meta
@@ -819,10 +1021,26 @@ mod tests {
 
     #[test]
     fn csv_quoting() {
-        let r = csv_records("a,\"\"\"8,1024;1024\"\"\",c\r\n1,2,3\nx");
+        let text = "a,\"\"\"8,1024;1024\"\"\",c\r\n1,2,3\nx,\"multi\nline\"";
+        let r = csv_records(text);
         assert_eq!(r[0], ["a", "\"8,1024;1024\"", "c"]);
         assert_eq!(r[1], ["1", "2", "3"]);
-        assert_eq!(r[2], ["x"]);
+        assert_eq!(r[2], ["x", "multi\nline"]);
+        // The raw reader finds the same fields, undecoded.
+        let mut rr = RawRecords::new(text);
+        let mut spans = Vec::new();
+        let mut raw = Vec::new();
+        while rr.next_into(&mut spans).is_some() {
+            raw.push(spans.iter().map(|&(a, b)| &text[a..b]).collect::<Vec<_>>());
+        }
+        assert_eq!(raw[0], ["a", "\"\"\"8,1024;1024\"\"\"", "c"]);
+        assert_eq!(raw[2], ["x", "\"multi\nline\""]);
+        assert_eq!(unquote(raw[0][1]), "\"8,1024;1024\"");
+        let decoded: Vec<Vec<String>> = raw
+            .iter()
+            .map(|r| r.iter().map(|f| unquote(f).into_owned()).collect())
+            .collect();
+        assert_eq!(decoded, r);
     }
 
     #[test]
