@@ -526,7 +526,6 @@ pub fn stream_array(
                         ))
                     }
                 }
-                start = p.pos;
             }
             start = p.pos;
         }
