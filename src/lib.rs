@@ -11,7 +11,8 @@
 //! 5. [`drain`]: the `npuprof-drain` thread moves ring contents into a binary [`spool`] on disk; the
 //!    `npuprof-export` thread turns a finished spool into files.
 //! 6. [`export`]: `trace_view.json`, the CSVs and the metadata of one `*_ascend_ms` worker directory.
-//! 7. [`backend`]: device collection (host-only today; aclprof and MSPTI plug in here).
+//! 7. [`backend`]: device collection: host-only, or CANN's aclprof driven around each profile and its msprof
+//!    export parsed into the same files (MSPTI plugs in here next).
 //!
 //! Nothing runs at load time: no constructor, no thread, no environment read until the first call.
 
