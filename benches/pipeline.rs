@@ -93,6 +93,7 @@ fn acl_child(n: u64) -> Value {
         &out.join("kernel_details.csv"),
         &r.kernels,
         r.kernel_header.as_deref(),
+        false,
         &steps,
     )
     .unwrap();
@@ -183,6 +184,44 @@ fn child(args: &[String]) -> Value {
                    "dropped": m["dropped_records"]["ring_full"], "stop_to_files_ms": ms,
                    "trace_view_bytes": m["trace_view_bytes"], "ms_per_million": ms * 1e6 / n as f64})
         }
+        "mspti" | "mspti-kernels" => {
+            // N kernel launches through the fake libmspti.so (each: an API record and a kernel record with one
+            // correlation id), paced so the pool never runs dry (untimed); then stop-to-files.
+            type Launch = extern "C" fn(*const std::ffi::c_char, *const std::ffi::c_char, u32, u64);
+            assert_eq!((api.start)(), 0);
+            let c = std::ffi::CString::new("libmspti.so").unwrap();
+            // SAFETY: looks up the fake npuprof already loaded (RTLD_NOLOAD) and its test-only export.
+            let launch: Launch = unsafe {
+                let h = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+                assert!(!h.is_null(), "libmspti.so not loaded");
+                let f = libc::dlsym(h, c"fake_mspti_launch".as_ptr());
+                assert!(!f.is_null());
+                std::mem::transmute::<*mut libc::c_void, Launch>(f)
+            };
+            let names: Vec<std::ffi::CString> = (0..64)
+                .map(|i| std::ffi::CString::new(format!("Kernel_{i}")).unwrap())
+                .collect();
+            for i in 0..n {
+                launch(
+                    names[(i % 64) as usize].as_ptr(),
+                    c"AI_CORE".as_ptr(),
+                    (i % 4) as u32,
+                    1_000,
+                );
+                if i % 50_000 == 49_999 {
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+            }
+            let t0 = Instant::now();
+            assert_eq!((api.stop)(), 0);
+            assert_eq!((api.flush)(), 0);
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            let dir = api.output_dir_path();
+            let d = common::json(&dir.join("profiler_metadata.json"))["device"].clone();
+            json!({"scenario": "mspti", "api": scenario == "mspti", "kernels": n, "stop_to_files_ms": ms,
+                   "device_tasks": d["device_tasks"], "records": d["mspti_records"],
+                   "dropped": d["mspti_records_dropped"], "denied": d["mspti_buffers_denied_pool_empty"]})
+        }
         "memory" => {
             assert_eq!((api.start)(), 0);
             let mut rss = vec![];
@@ -267,6 +306,9 @@ fn main() {
         ("memory", 0, "16384"),
         ("acl", 100_000, "16384"),
         ("acl", 1_000_000, "16384"),
+        ("mspti", 100_000, "16384"),
+        ("mspti", 1_000_000, "16384"),
+        ("mspti-kernels", 1_000_000, "16384"),
     ];
     // Scaling is the noisiest figure on a shared 2-core VM: three runs of each, the report takes medians.
     let runs: Vec<(&str, u64, &str)> = runs
@@ -280,11 +322,27 @@ fn main() {
         }))
         .collect();
     for (scenario, n, buffer_kb) in runs {
-        if only.as_deref().is_some_and(|o| o != scenario) {
+        if only.as_deref().is_some_and(|o| !scenario.starts_with(o)) {
             continue;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let o = Command::new(&exe)
+        let mut cmd = Command::new(&exe);
+        if scenario.starts_with("mspti") {
+            let so = common::build_c(
+                "bench-mspti/libmspti.so",
+                &["tests/c/fake_mspti.c"],
+                &["NDEBUG"],
+                &["-shared", "-fPIC", "-O2", "-Wl,-soname,libmspti.so"],
+            );
+            cmd.env("NPUPROF_BACKEND", "mspti")
+                .env("LD_LIBRARY_PATH", so.parent().unwrap())
+                .env("NPUPROF_MSPTI_BUFFERS", "32")
+                .env(
+                    "NPUPROF_MSPTI_API",
+                    if scenario == "mspti" { "1" } else { "0" },
+                );
+        }
+        let o = cmd
             .args(["--child", scenario, &n.to_string()])
             .env("VLLM_TORCH_PROFILER_DIR", tmp.path())
             .env("NPUPROF_BUFFER_KB", buffer_kb)

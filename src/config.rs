@@ -25,6 +25,7 @@ pub enum BackendKind {
     Auto,
     Host,
     Acl,
+    Mspti,
 }
 
 impl BackendKind {
@@ -33,6 +34,7 @@ impl BackendKind {
             BackendKind::Auto => "auto",
             BackendKind::Host => "host",
             BackendKind::Acl => "acl",
+            BackendKind::Mspti => "mspti",
         }
     }
 }
@@ -182,6 +184,13 @@ pub struct Config {
     pub msproftx: bool,
     /// Longest run of `msprof --export=on` after a profile (`NPUPROF_MSPROF_TIMEOUT_S`).
     pub msprof_timeout_s: u64,
+    /// MSPTI activity buffers: size of each (`NPUPROF_MSPTI_BUFFER_KB`) and how many (`NPUPROF_MSPTI_BUFFERS`),
+    /// allocated once at the first MSPTI start.
+    pub mspti_buffer_kb: u64,
+    pub mspti_buffers: u64,
+    /// `NPUPROF_MSPTI_API` (default true): also record CANN API calls (slices on the launching thread and
+    /// flows to their kernels); off = kernels only, a third of the records.
+    pub mspti_api: bool,
     /// One line per invalid value, logged once.
     pub warnings: Vec<String>,
 }
@@ -210,6 +219,9 @@ pub const VARIABLES: &[&str] = &[
     "NPUPROF_AIC_METRICS",
     "NPUPROF_MSPROFTX",
     "NPUPROF_MSPROF_TIMEOUT_S",
+    "NPUPROF_MSPTI_BUFFER_KB",
+    "NPUPROF_MSPTI_BUFFERS",
+    "NPUPROF_MSPTI_API",
     "ASCEND_HOME_PATH",
     "ASCEND_TOOLKIT_HOME",
 ];
@@ -385,11 +397,12 @@ impl Config {
                 Some("auto") | Some("") => BackendKind::Auto,
                 Some("host") => BackendKind::Host,
                 Some("acl") | Some("aclprof") => BackendKind::Acl,
+                Some("mspti") => BackendKind::Mspti,
                 _ => {
                     r.warn(
                         "NPUPROF_BACKEND",
                         &v,
-                        "not a known backend (auto, host, acl)",
+                        "not a known backend (auto, host, acl, mspti)",
                         "auto",
                     );
                     BackendKind::Auto
@@ -517,6 +530,10 @@ impl Config {
             7 * 24 * 3600,
         );
 
+        let mspti_buffer_kb = r.uint("NPUPROF_MSPTI_BUFFER_KB", 4096, 4096, 64, 256 * 1024);
+        let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 8, 2, 1024);
+        let mspti_api = r.raw("NPUPROF_MSPTI_API").is_none() || r.boolean("NPUPROF_MSPTI_API");
+
         Config {
             profiler_dir,
             trigger,
@@ -537,6 +554,9 @@ impl Config {
             aic_metrics,
             msproftx,
             msprof_timeout_s,
+            mspti_buffer_kb,
+            mspti_buffers,
+            mspti_api,
             warnings: r.warnings,
         }
     }

@@ -258,7 +258,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
             );
             Box::new(backend::host::HostBackend)
         } else {
-            backend::select(cfg.backend)?
+            backend::select(cfg.backend, cfg)?
         });
     }
     let backend = ctl
@@ -582,6 +582,7 @@ pub fn shutdown() -> Result<()> {
     if let Some(t) = threads {
         t.shutdown();
     }
+    backend::mspti::unsubscribe();
     flushed
 }
 

@@ -965,3 +965,295 @@ fn the_fakes_enforce_the_real_call_order() {
         );
     }
 }
+
+// ---- MSPTI (tests/c/fake_mspti.c) ------------------------------------------------------------------------
+
+fn mspti_lib() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = target_dir().join("ctests").join("mspti/lib64");
+        std::fs::create_dir_all(&dir).unwrap();
+        build_c(
+            "mspti/lib64/libmspti.so",
+            &["tests/c/fake_mspti.c"],
+            &[],
+            &["-shared", "-fPIC", "-Wl,-soname,libmspti.so"],
+        );
+        dir
+    })
+}
+
+/// A profile with the MSPTI backend; `preload_mspti` puts libmspti.so in LD_PRELOAD (needed for HCCL and
+/// memory kinds).
+fn mspti_run(preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
+    let lib = lib();
+    let dir = mspti_lib();
+    let preload = if preload_mspti {
+        format!("{}:{}", lib.display(), dir.join("libmspti.so").display())
+    } else {
+        lib.display().to_string()
+    };
+    let dirs = dir.display().to_string();
+    let mut all: Vec<(&str, &str)> = vec![
+        ("NPUPROF_BACKEND", "mspti"),
+        ("LD_LIBRARY_PATH", &dirs),
+        ("LD_PRELOAD", &preload),
+        ("VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY", "1"),
+    ];
+    all.extend_from_slice(env);
+    let all: Vec<(&str, &str)> = all;
+    go(
+        Opts {
+            cann_on_loader_path: false,
+            msprof: false,
+            env: &all,
+            ..DEFAULT
+        },
+        cmds,
+    )
+}
+
+#[test]
+fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
+    let r = mspti_run(
+        true,
+        &[],
+        &["mspti", "start", "steps:4", "stop", "flush", "dir"],
+    );
+    r.out.assert_ok();
+    assert_eq!(
+        r.out.value("START").as_deref(),
+        Some("0"),
+        "{}",
+        r.out.stderr
+    );
+    let emitted: usize = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
+    assert_eq!(emitted, 8);
+    let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+    let k = rows(&out.join("kernel_details.csv"));
+    // 2 kernels + 1 HCCL operation per step, each in the step that launched it.
+    assert_eq!(k.len(), 1 + 12, "{k:?}");
+    let (name, step, dur, core) = (
+        col(&k, "Name"),
+        col(&k, "Step ID"),
+        col(&k, "Duration(us)"),
+        col(&k, "Accelerator Core"),
+    );
+    for row in &k[1..] {
+        let want = match row[name].as_str() {
+            "MatMul_1" => ("40.000", "AI_CORE"),
+            "Add_2" => ("10.000", "AI_VECTOR_CORE"),
+            "hcom_allReduce__1_1" => ("30.000", "HCCL"),
+            other => panic!("unexpected row {other}"),
+        };
+        assert_eq!((row[dur].as_str(), row[core].as_str()), want, "{row:?}");
+        assert!(
+            ["1", "2", "3", "4"].contains(&row[step].as_str()),
+            "{row:?}"
+        );
+    }
+    let o = rows(&out.join("op_statistic.csv"));
+    let mm = o.iter().find(|r| r[1] == "MatMul_1").expect("MatMul_1 row");
+    assert_eq!((mm[3].as_str(), mm[4].as_str()), ("4", "160.000"));
+    let s = rows(&out.join("step_trace_time.csv"));
+    assert_eq!(s.len(), 5);
+    assert!(s[1..]
+        .iter()
+        .all(|r| r[col(&s, "Computing")].parse::<f64>().unwrap() >= 39.9));
+    let t = trace(&r.dir());
+    assert_proper_nesting(&t);
+    let starts: Vec<&Value> = t.iter().filter(|e| e["ph"] == "s").collect();
+    let ends: Vec<&Value> = t.iter().filter(|e| e["ph"] == "f").collect();
+    assert_eq!(ends.len(), 8, "one flow per kernel");
+    for f in &ends {
+        let s = starts.iter().filter(|s| s["id"] == f["id"]).count();
+        assert_eq!(s, 1, "exactly one start for {}", f["id"]);
+    }
+    let procs: Vec<&str> = t
+        .iter()
+        .filter(|e| e["name"] == "process_name")
+        .filter_map(|e| e["args"]["name"].as_str())
+        .collect();
+    for p in [
+        "Ascend Hardware",
+        "CANN",
+        "Communication",
+        "NPU MEM",
+        "Overlap Analysis",
+    ] {
+        assert!(procs.contains(&p), "{p} missing from {procs:?}");
+    }
+    assert!(t
+        .iter()
+        .any(|e| e["ph"] == "C" && e["name"] == "NPU MEM allocated"));
+    assert!(t.iter().any(|e| e["ph"] == "i" && e["name"] == "forward"));
+    // mstx START/END markers become one slice on the launching thread.
+    let layers = slices(&t, "layer");
+    assert_eq!(layers.len(), 4, "one per step");
+    assert!(layers.iter().all(|l| dur_ns(l) > 0));
+    assert_eq!(k[0].len(), 11, "MindSpore's level0 columns: {:?}", k[0]);
+    let m = r.meta();
+    assert_eq!(m["device"]["status"], "parsed", "{m}");
+    assert_eq!(m["device"]["mspti_records_dropped"], 0);
+    assert_eq!(
+        m["device"]["mspti_records_spooled"],
+        m["device"]["mspti_records"]
+    );
+    let check = check_profile(r.tmp.path().join("prof").as_path());
+    assert!(check.contains("CHECK PASS"), "{check}");
+}
+
+#[test]
+fn mspti_without_ld_preload_keeps_kernels_and_warns_once_about_the_other_kinds() {
+    let r = mspti_run(
+        false,
+        &[],
+        &[
+            "mspti", "start", "steps:2", "stop", "start", "steps:1", "stop", "flush", "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(
+        r.out
+            .stderr
+            .matches("LD_PRELOAD=$ASCEND_HOME_PATH/lib64/libmspti.so")
+            .count(),
+        1,
+        "{}",
+        r.out.stderr
+    );
+    let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    assert_eq!(k.len(), 1 + 2, "kernels only, no HCCL rows: {k:?}");
+}
+
+#[test]
+fn mspti_held_by_another_subscriber_fails_mspti_and_auto_falls_back() {
+    let env = [("FAKE_MSPTI_OTHER_SUBSCRIBER", "1")];
+    let r = mspti_run(true, &env, &["mspti", "start", "dir"]);
+    assert_eq!(r.out.values("START"), ["6"]);
+    assert!(
+        r.out.stderr.contains("another MSPTI subscriber"),
+        "{}",
+        r.out.stderr
+    );
+    let env = [
+        ("FAKE_MSPTI_OTHER_SUBSCRIBER", "1"),
+        ("NPUPROF_BACKEND", "auto"),
+    ];
+    let r = mspti_run(
+        true,
+        &env,
+        &["mspti", "start", "steps:1", "stop", "flush", "dir"],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.values("START"), ["0"]);
+    assert_eq!(r.meta()["device"]["backend"], "host");
+}
+
+#[test]
+fn mspti_malformed_records_and_a_starved_pool_are_counted_not_fatal() {
+    let r = mspti_run(
+        true,
+        &[("FAKE_MSPTI_MALFORMED", "5")],
+        &["mspti", "start", "steps:3", "stop", "flush", "dir"],
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let bad: u64 = m["device"]["mspti_unknown_or_malformed_records"]
+        .as_u64()
+        .unwrap();
+    assert!(bad > 0, "{m}");
+    // Two 64 KiB buffers, a burst of 20 000 launches and a slow completion path: the pool runs dry, MSPTI
+    // fills the sink buffer instead (dropped, counted in bytes), never a NULL buffer per record.
+    let r = mspti_run(
+        true,
+        &[
+            ("NPUPROF_MSPTI_BUFFER_KB", "64"),
+            ("NPUPROF_MSPTI_BUFFERS", "2"),
+            ("FAKE_MSPTI_STALL_MS", "50"),
+        ],
+        &[
+            "mspti",
+            "start",
+            "steps:1",
+            "burst:20000",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"));
+    let m = r.meta();
+    let denied: u64 = m["device"]["mspti_buffers_denied_pool_empty"]
+        .as_u64()
+        .unwrap();
+    let sunk = m["device"]["mspti_bytes_dropped_pool_empty"]
+        .as_u64()
+        .unwrap();
+    assert!(denied > 0 && sunk > 0, "{m}");
+    // The pool's buffers came back: the kernels of the step before the burst are there.
+    let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    let emitted: usize = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
+    assert!(
+        k.len() - 1 <= emitted + 1 && k.len() > 1,
+        "{} rows, {emitted} emitted",
+        k.len()
+    );
+}
+
+/// The fake libmspti.so itself follows MSPTI's rules (misuse codes, the GetNextRecord cursor, completion
+/// threads, FlushAll, the LD_PRELOAD rule, drops, record layouts).
+#[test]
+fn the_mspti_fake_follows_the_real_rules() {
+    let prog = build_c("mspti_order", &["tests/c/mspti_order.c"], &[], &[]);
+    let so = mspti_lib().join("libmspti.so");
+    let o = run(&prog, &[so.to_str().unwrap()], &[]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{s}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(s.contains(" 0 failed"), "{s}");
+    assert!(
+        s.lines().filter(|l| l.starts_with("ok ")).count() >= 20,
+        "{s}"
+    );
+}
+
+/// A stalled drain (the consumer writing the spool blocks 200 ms per buffer): the recording thread never
+/// waits, buffers go to the sink or are dropped when the consumer cannot take them, and every record the
+/// callbacks kept is either in the spool or counted as dropped.
+#[test]
+fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
+    let r = mspti_run(
+        true,
+        &[
+            ("NPUPROF_TEST_MSPTI_STALL_MS", "200"),
+            ("NPUPROF_MSPTI_BUFFER_KB", "64"),
+            ("NPUPROF_MSPTI_BUFFERS", "2"),
+        ],
+        &[
+            "mspti",
+            "start",
+            "burst:30000",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"));
+    let d = &r.meta()["device"];
+    let n = |k: &str| d[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
+    assert!(n("mspti_buffers_denied_pool_empty") > 0, "{d}");
+    assert_eq!(
+        n("mspti_records"),
+        n("mspti_records_spooled") + n("mspti_records_dropped"),
+        "every kept record is spooled or counted: {d}"
+    );
+    let rows = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")).len() as u64 - 1;
+    assert!(rows > 0 && rows < 30_000, "{rows}");
+}

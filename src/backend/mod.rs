@@ -11,6 +11,7 @@
 
 pub mod acl;
 pub mod host;
+pub mod mspti;
 
 use crate::config::{BackendKind, Config};
 use crate::error::Result;
@@ -19,10 +20,10 @@ use crate::session::Profile;
 /// One device task, the unit of `kernel_details.csv`, `op_statistic.csv` and the `Ascend Hardware` lanes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Kernel {
-    pub name: Vec<u8>,
-    pub op_type: String,
+    pub name: std::sync::Arc<[u8]>,
+    pub op_type: std::sync::Arc<str>,
     /// `Accelerator Core` (`AI_CORE`, `AI_VECTOR_CORE`, `MIX_AIC`, `AI_CPU`, `COMMUNICATION`, ...).
-    pub core: String,
+    pub core: std::sync::Arc<str>,
     /// CLOCK_REALTIME ns, on the host time base.
     pub start_ns: u64,
     pub dur_ns: u64,
@@ -39,7 +40,7 @@ pub struct Kernel {
 impl Kernel {
     /// A communication task (HCCL): counted as communication, not computing, in `step_trace_time.csv`.
     pub fn is_communication(&self) -> bool {
-        matches!(self.core.as_str(), "COMMUNICATION" | "HCCL")
+        matches!(&*self.core, "COMMUNICATION" | "HCCL")
             || self.name.starts_with(b"hcom_")
             || self.name.starts_with(b"Hccl")
     }
@@ -128,21 +129,34 @@ impl DeviceData for NoDeviceData {
     }
 }
 
-/// The backend for a configuration. `acl` fails with `NPUPROF_ERR_BACKEND` when CANN cannot be opened;
-/// `auto` then falls back to host-only with one warning.
-pub fn select(kind: BackendKind) -> Result<Box<dyn Backend>> {
+/// The backend for a configuration. `acl` / `mspti` fail with `NPUPROF_ERR_BACKEND` when CANN cannot be opened.
+/// `auto` prefers MSPTI (records arrive in-process and are parsed seconds after stop, no external tool), then
+/// aclprof (needs CANN's msprof to parse), then host-only with one warning.
+pub fn select(kind: BackendKind, cfg: &Config) -> Result<Box<dyn Backend>> {
     match kind {
         BackendKind::Host => Ok(Box::new(host::HostBackend)),
         BackendKind::Acl => acl::AclBackend::open(true).map(|b| Box::new(b) as Box<dyn Backend>),
-        BackendKind::Auto => match acl::AclBackend::open(false) {
-            Ok(b) => Ok(Box::new(b)),
-            Err(e) => {
-                log::warn!(
-                    "NPUPROF_BACKEND=auto: CANN profiling is unavailable, recording host data only ({})",
-                    e.msg
-                );
-                Ok(Box::new(host::HostBackend))
+        BackendKind::Mspti => {
+            mspti::MsptiBackend::open(true, cfg).map(|b| Box::new(b) as Box<dyn Backend>)
+        }
+        BackendKind::Auto => {
+            let m = match mspti::MsptiBackend::open(false, cfg) {
+                Ok(b) => return Ok(Box::new(b)),
+                Err(e) => e.msg,
+            };
+            match acl::AclBackend::open(false) {
+                Ok(b) => {
+                    log::info!("NPUPROF_BACKEND=auto: using aclprof ({m})");
+                    Ok(Box::new(b))
+                }
+                Err(e) => {
+                    log::warn!(
+                        "NPUPROF_BACKEND=auto: CANN profiling is unavailable, recording host data only ({m}; {})",
+                        e.msg
+                    );
+                    Ok(Box::new(host::HostBackend))
+                }
             }
-        },
+        }
     }
 }

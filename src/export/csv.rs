@@ -1,6 +1,6 @@
 //! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `shared/reference/output-format.md`.
 
-use super::json::{csv_field, text, us3};
+use super::json::{csv_field, push_u64, push_us3, text, us3};
 use super::layout::AtomicFile;
 use super::overlap::Overlap;
 use crate::backend::Kernel;
@@ -17,6 +17,12 @@ Communication,Free,Stage,Bubble,Communication(Not Overlapped and Exclude Receive
 pub const KERNEL_HEADER: &str = "Step ID,Model ID,Task ID,Stream ID,Name,Type,Accelerator Core,\
 Start Time(us),Duration(us),Wait Time(us),Block Dim,Mix Block Dim,HF32 Eligible,Input Shapes,\
 Input Data Types,Input Formats,Output Shapes,Output Data Types,Output Formats,Context ID";
+
+/// MindSpore's Level0 kernel_details header (no shape, format or context columns): used when the source has
+/// none of those (MSPTI records).
+pub const KERNEL_HEADER_SHORT: &str =
+    "Step ID,Model ID,Task ID,Stream ID,Name,Type,Accelerator Core,\
+Start Time(us),Duration(us),Wait Time(us),Block Dim";
 
 pub const OP_STATISTIC_HEADER: &str =
     "Device_id,OP Type,Core Type,Count,Total Time(us),Min Time(us),\
@@ -93,6 +99,7 @@ pub fn kernel_details(
     path: &Path,
     kernels: &[Kernel],
     columns: Option<&[String]>,
+    short: bool,
     steps: &[StepSpan],
 ) -> Result<()> {
     if let Some(cols) = columns {
@@ -114,26 +121,59 @@ pub fn kernel_details(
             }),
         );
     }
-    write_lines(
-        path,
-        KERNEL_HEADER,
-        kernels.iter().map(|k| {
-            let step = step_of(steps, k.start_ns).map_or("N/A".to_string(), |s| s.to_string());
-            format!(
-                "{step},{},{},{},{},{},{},\"{}\t\",{},{},{},N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A",
-                k.model_id,
-                k.task_id,
-                k.stream_id,
-                csv_field(&text(&k.name)),
-                csv_field(&k.op_type),
-                csv_field(&k.core),
-                us3(k.start_ns),
-                us3(k.dur_ns),
-                us3(k.wait_ns),
-                k.block_dim
-            )
-        }),
-    )
+    // Rows are built into one reused line (a million kernels must not mean millions of small allocations).
+    let mut f = AtomicFile::create(path)?;
+    let io = |e: std::io::Error| Error::io("cannot write", path, &e);
+    let mut line = String::with_capacity(256);
+    line.push_str(if short {
+        KERNEL_HEADER_SHORT
+    } else {
+        KERNEL_HEADER
+    });
+    line.push('\n');
+    for k in kernels {
+        match step_of(steps, k.start_ns) {
+            Some(s) => push_u64(&mut line, s),
+            None => line.push_str("N/A"),
+        }
+        for v in [k.model_id, k.task_id, k.stream_id] {
+            line.push(',');
+            push_u64(&mut line, v as u64);
+        }
+        line.push(',');
+        push_csv(&mut line, &k.name);
+        line.push(',');
+        push_csv(&mut line, k.op_type.as_bytes());
+        line.push(',');
+        push_csv(&mut line, k.core.as_bytes());
+        line.push_str(",\"");
+        push_us3(&mut line, k.start_ns);
+        line.push_str("\t\",");
+        push_us3(&mut line, k.dur_ns);
+        line.push(',');
+        push_us3(&mut line, k.wait_ns);
+        line.push(',');
+        push_u64(&mut line, k.block_dim as u64);
+        line.push_str(if short {
+            "\n"
+        } else {
+            ",N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A\n"
+        });
+        if line.len() > 1 << 16 {
+            f.w.write_all(line.as_bytes()).map_err(io)?;
+            line.clear();
+        }
+    }
+    f.w.write_all(line.as_bytes()).map_err(io)?;
+    f.commit()
+}
+
+/// Appends one CSV cell: as is when it is plain UTF-8 text (the common case, no allocation), else escaped.
+fn push_csv(line: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(t) if !t.contains([',', '"', '\n', '\r', '\t']) => line.push_str(t),
+        _ => line.push_str(&csv_field(&text(bytes))),
+    }
 }
 
 /// `op_statistic.csv`: per (op type, core type) count and times, as CANN computes it (tasks without an op
@@ -143,10 +183,10 @@ pub fn op_statistic(path: &Path, device_id: u32, kernels: &[Kernel]) -> Result<(
     let mut total = 0u64;
     for k in kernels
         .iter()
-        .filter(|k| !matches!(k.op_type.as_str(), "N/A" | ""))
+        .filter(|k| !matches!(&*k.op_type, "N/A" | ""))
     {
         let g = groups
-            .entry((&k.op_type, &k.core))
+            .entry((&*k.op_type, &*k.core))
             .or_insert((0, 0, u64::MAX, 0));
         g.0 += 1;
         g.1 += k.dur_ns;
@@ -250,7 +290,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("k.csv");
         let k = Kernel {
-            name: b"MatMul_1".to_vec(),
+            name: b"MatMul_1".as_slice().into(),
             op_type: "MatMul".into(),
             core: "AI_CORE".into(),
             start_ns: 1_500,
@@ -262,7 +302,7 @@ mod tests {
             start_ns: 1000,
             end_ns: 9000,
         }];
-        kernel_details(&p, &[k], None, &steps).unwrap();
+        kernel_details(&p, &[k], None, false, &steps).unwrap();
         let s = std::fs::read_to_string(&p).unwrap();
         let line = s.lines().nth(1).unwrap();
         assert!(

@@ -58,7 +58,27 @@ pub fn us3(ns: u64) -> String {
 
 /// Appends `us3(ns)` without allocating.
 pub fn push_us3(out: &mut String, ns: u64) {
-    let _ = write!(out, "{}.{:03}", ns / 1000, ns % 1000);
+    let mut buf = [0u8; 24];
+    let f = ns % 1000;
+    buf[23] = b'0' + (f % 10) as u8;
+    buf[22] = b'0' + (f / 10 % 10) as u8;
+    buf[21] = b'0' + (f / 100) as u8;
+    buf[20] = b'.';
+    let i = digits(&mut buf[..20], ns / 1000);
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0.000"));
+}
+
+/// Writes the decimal digits of `v` at the end of `buf`; returns where they start.
+fn digits(buf: &mut [u8], mut v: u64) -> usize {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return i;
+        }
+    }
 }
 
 /// One CSV field: quoted when it holds a comma, quote, CR, LF or TAB (quotes doubled). The TAB case is CANN's
@@ -71,9 +91,28 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+/// Appends the decimal digits of `v` (no formatting machinery, no allocation).
+pub fn push_u64(out: &mut String, v: u64) {
+    let mut buf = [0u8; 20];
+    let i = digits(&mut buf, v);
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_formatting_matches_display() {
+        for v in [0u64, 7, 10, 999, 1000, 123_456_789, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, v);
+            assert_eq!(s, v.to_string());
+            let mut t = String::new();
+            push_us3(&mut t, v);
+            assert_eq!(t, format!("{}.{:03}", v / 1000, v % 1000));
+        }
+    }
 
     #[test]
     fn json_escapes_are_valid_json() {

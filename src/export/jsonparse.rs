@@ -704,10 +704,8 @@ mod tests {
         assert_eq!(whole.len(), 3);
         for block in 1..=s.len() + 1 {
             let mut got = Vec::new();
-            stream_array(s, block, |p| {
-                p.skip(0).map(|t| got.push(t.to_string()))
-            })
-            .unwrap_or_else(|e| panic!("block {block}: {e}"));
+            stream_array(s, block, |p| p.skip(0).map(|t| got.push(t.to_string())))
+                .unwrap_or_else(|e| panic!("block {block}: {e}"));
             assert_eq!(got, whole, "block {block}");
         }
         for bad in [

@@ -80,6 +80,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
             .push(("message".into(), json::string(e.msg.as_bytes())));
         d
     });
+    let t_collect = t0.elapsed();
     let start_ns = p.anchor.1;
     let stop_ns = conversion.to_ns(stop_tick).max(start_ns);
     let budget = p
@@ -92,38 +93,62 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let mut tw = TraceWriter::create(&out.join("trace_view.json"), budget)?;
     host.read_spool(&mut tw, &p.spool_path)?;
     let steps = host.finish(&mut tw, stop_tick)?;
+    let t_host = t0.elapsed();
+    progress(1, 3, "host timeline");
     let mut dev = dev;
-    let mut lane_meta = Vec::new();
-    match dev.timeline.take() {
-        Some(lanes) => {
-            let (stats, err) = match lanes.write(&mut tw) {
-                Ok(st) => (st, None),
-                Err((st, e)) => (st, Some(e)),
-            };
-            lane_meta.push(("timeline_events".to_string(), stats.events.to_string()));
-            lane_meta.push(("timeline_skipped".to_string(), stats.skipped.to_string()));
-            if dev.kernels.is_empty() {
-                dev.kernels = stats.kernels;
-            }
-            if let Some(e) = err {
-                log::warn!(
-                    "device timeline unreadable after {} events: {e}",
-                    stats.events
-                );
-                lane_meta.push(("timeline_error".to_string(), json::string(e.as_bytes())));
-                if stats.events == 0 {
-                    write_device_lanes(&mut tw, p.device_id, &dev.kernels)?;
-                }
-            }
+    let timeline = dev.timeline.take();
+    let files = std::mem::take(&mut dev.files);
+    let header = dev.kernel_header.take();
+    let tables = |kernels: &[Kernel], ov: &overlap::Overlap| {
+        write_tables(
+            &out,
+            p,
+            &steps,
+            (start_ns, stop_ns),
+            kernels,
+            header.as_deref(),
+            &files,
+            ov,
+        )
+    };
+    let lane_meta;
+    if dev.kernels.is_empty() {
+        // Kernels may come from the lanes themselves (msprof without op_summary): one after the other.
+        let (meta, from_lanes) = write_lanes(&mut tw, timeline, &[], p.device_id)?;
+        lane_meta = meta;
+        dev.kernels = from_lanes;
+        let ov = overlap::Overlap::new(&dev.kernels);
+        if !dev.kernels.is_empty() {
+            write_overlap_lanes(&mut tw, p.device_id, &ov)?;
         }
-        None => write_device_lanes(&mut tw, p.device_id, &dev.kernels)?,
+        tables(&dev.kernels, &ov)?;
+    } else {
+        // The device lanes (trace_view.json) and the tables (CSVs) are independent: write them at once.
+        let ov = overlap::Overlap::new(&dev.kernels);
+        let kernels = &dev.kernels;
+        let (lanes, tabs) = std::thread::scope(|sc| {
+            let t = std::thread::Builder::new()
+                .name("npuprof-export-csv".into())
+                .spawn_scoped(sc, || tables(kernels, &ov));
+            let lanes = write_lanes(&mut tw, timeline, kernels, p.device_id).and_then(|m| {
+                write_overlap_lanes(&mut tw, p.device_id, &ov)?;
+                Ok(m)
+            });
+            let tabs = match t {
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    Err(Error::new(
+                        crate::error::Status::Internal,
+                        "the CSV writer panicked",
+                    ))
+                }),
+                Err(_) => tables(kernels, &ov),
+            };
+            (lanes, tabs)
+        });
+        lane_meta = lanes?.0;
+        tabs?;
     }
     dev.meta.extend(lane_meta);
-    let kernels = &dev.kernels;
-    let overlap = overlap::Overlap::new(kernels);
-    if !kernels.is_empty() {
-        write_overlap_lanes(&mut tw, p.device_id, &overlap)?;
-    }
     let mut summary = Summary {
         trace_events: 0,
         slices: tw.slices,
@@ -144,36 +169,19 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         );
     }
     summary.trace_events = tw.events;
+    let t_device = t0.elapsed();
     summary.trace_bytes = tw.finish()?;
-    progress(1, 3, "trace_view.json");
-
-    csv::step_trace_time(
-        &out.join("step_trace_time.csv"),
-        p.device_id,
-        &steps,
-        (start_ns, stop_ns),
-        (!kernels.is_empty()).then_some(&overlap),
-    )?;
-    csv::kernel_details(
-        &out.join("kernel_details.csv"),
-        kernels,
-        dev.kernel_header.as_deref(),
-        &steps,
-    )?;
-    match dev.files.iter().find(|f| f.0 == "op_statistic.csv") {
-        // CANN's own table when msprof wrote one (as torch_npu copies it).
-        Some((_, content)) => {
-            layout::write_atomic(&out.join("op_statistic.csv"), content.as_bytes())?
-        }
-        None => csv::op_statistic(&out.join("op_statistic.csv"), p.device_id, kernels)?,
-    }
-    for (name, content) in dev.files.iter().filter(|f| f.0 != "op_statistic.csv") {
-        layout::write_atomic(&out.join(name), content.as_bytes())?;
-    }
+    log::debug!(
+        "export phases (ms): device data {}, host timeline {}, device lanes + tables {}, trace sync {}",
+        t_collect.as_millis(),
+        (t_host - t_collect).as_millis(),
+        (t_device - t_host).as_millis(),
+        (t0.elapsed() - t_device).as_millis()
+    );
     progress(
         2,
         3,
-        "step_trace_time.csv, kernel_details.csv, op_statistic.csv",
+        "trace_view.json, step_trace_time.csv, kernel_details.csv, op_statistic.csv",
     );
 
     summary.elapsed_ms = t0.elapsed().as_millis() as u64;
@@ -533,6 +541,80 @@ fn symbolize(addr: u64) -> String {
         Some(s) => format!("{module}!{s}+{:#x}", pc.wrapping_sub(info.dli_saddr as u64)),
         None => format!("{module}+{:#x}", pc.wrapping_sub(info.dli_fbase as u64)),
     }
+}
+
+/// Metadata entries of the lanes, and the kernels they yielded.
+type LanesOut = (Vec<(String, String)>, Vec<Kernel>);
+
+/// The device lanes: the backend's timeline when it has one (else lanes drawn from `kernels`). Returns the
+/// metadata entries and the kernels the lanes yielded (when the backend asked for them).
+fn write_lanes(
+    tw: &mut TraceWriter,
+    timeline: Option<Box<dyn crate::backend::Lanes>>,
+    kernels: &[Kernel],
+    device: u32,
+) -> Result<LanesOut> {
+    let mut meta = Vec::new();
+    let Some(lanes) = timeline else {
+        write_device_lanes(tw, device, kernels)?;
+        return Ok((meta, Vec::new()));
+    };
+    let (stats, err) = match lanes.write(tw) {
+        Ok(st) => (st, None),
+        Err((st, e)) => (st, Some(e)),
+    };
+    meta.push(("timeline_events".to_string(), stats.events.to_string()));
+    meta.push(("timeline_skipped".to_string(), stats.skipped.to_string()));
+    if let Some(e) = err {
+        log::warn!(
+            "device timeline unreadable after {} events: {e}",
+            stats.events
+        );
+        meta.push(("timeline_error".to_string(), json::string(e.as_bytes())));
+        if stats.events == 0 {
+            write_device_lanes(tw, device, kernels)?;
+        }
+    }
+    Ok((meta, stats.kernels))
+}
+
+/// The CSV tables of one profile.
+#[allow(clippy::too_many_arguments)]
+fn write_tables(
+    out: &std::path::Path,
+    p: &crate::session::Profile,
+    steps: &[StepSpan],
+    profile: (u64, u64),
+    kernels: &[Kernel],
+    header: Option<&[String]>,
+    files: &[(String, String)],
+    ov: &overlap::Overlap,
+) -> Result<()> {
+    csv::step_trace_time(
+        &out.join("step_trace_time.csv"),
+        p.device_id,
+        steps,
+        profile,
+        (!kernels.is_empty()).then_some(ov),
+    )?;
+    csv::kernel_details(
+        &out.join("kernel_details.csv"),
+        kernels,
+        header,
+        p.backend == "mspti",
+        steps,
+    )?;
+    match files.iter().find(|f| f.0 == "op_statistic.csv") {
+        // CANN's own table when msprof wrote one (as torch_npu copies it).
+        Some((_, content)) => {
+            layout::write_atomic(&out.join("op_statistic.csv"), content.as_bytes())?
+        }
+        None => csv::op_statistic(&out.join("op_statistic.csv"), p.device_id, kernels)?,
+    }
+    for (name, content) in files.iter().filter(|f| f.0 != "op_statistic.csv") {
+        layout::write_atomic(&out.join(name), content.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// `Overlap Analysis` lanes (torch_npu's names and tids), from which `step_trace_time.csv` is computed.

@@ -148,7 +148,7 @@ mod tests {
 
     fn k(name: &str, core: &str, s: u64, d: u64) -> Kernel {
         Kernel {
-            name: name.as_bytes().to_vec(),
+            name: name.as_bytes().into(),
             core: core.into(),
             start_ns: s,
             dur_ns: d,

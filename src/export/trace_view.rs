@@ -160,67 +160,56 @@ impl TraceWriter {
     /// A device-side event (already on our pids and time base). Flow ends (`f`) bind to the enclosing slice
     /// (`"bp":"e"`), as CANN and torch_npu write them.
     pub fn device_event(&mut self, e: &crate::backend::DeviceEvent<'_>) -> Result<()> {
-        let pid = e.pid;
-        let tid = e.tid;
         let name = if e.name.is_empty() { "\"\"" } else { e.name };
         let args: &str = if e.args.is_empty() { "{}" } else { e.args };
-        match e.ph {
-            b'M' => {
-                let _ = write!(
-                    self.buf,
-                    r#"{{"ph":"M","name":{name},"pid":{pid},"tid":{tid},"args":{args}}}"#
-                );
-                return self.emit();
-            }
-            b'X' => {
-                let _ = write!(
-                    self.buf,
-                    r#"{{"ph":"X","name":{name},"pid":{pid},"tid":{tid},"ts":""#
-                );
-                json::push_us3(&mut self.buf, e.ts_ns);
-                self.buf.push_str(r#"","dur":""#);
-                json::push_us3(&mut self.buf, e.dur_ns);
-                self.buf.push('"');
-            }
-            ph @ (b's' | b'f') => {
-                let id: &str = if e.id.is_empty() { "0" } else { e.id };
-                let _ = write!(
-                    self.buf,
-                    r#"{{"ph":"{}","name":{name},"pid":{pid},"tid":{tid},"id":{id},"ts":""#,
-                    ph as char
-                );
-                json::push_us3(&mut self.buf, e.ts_ns);
-                self.buf.push('"');
-                if ph == b'f' {
-                    self.buf.push_str(r#","bp":"e""#);
-                }
-            }
-            b'C' => {
-                let _ = write!(
-                    self.buf,
-                    r#"{{"ph":"C","name":{name},"pid":{pid},"tid":{tid},"ts":""#
-                );
-                json::push_us3(&mut self.buf, e.ts_ns);
-                self.buf.push('"');
-            }
-            _ => {
-                let _ = write!(
-                    self.buf,
-                    r#"{{"ph":"i","s":"t","name":{name},"pid":{pid},"tid":{tid},"ts":""#
-                );
-                json::push_us3(&mut self.buf, e.ts_ns);
-                self.buf.push('"');
-            }
+        let ph = match e.ph {
+            b'M' | b'X' | b's' | b'f' | b'C' => e.ph,
+            _ => b'i',
+        };
+        let b = &mut self.buf;
+        b.push_str("{\"ph\":\"");
+        b.push(ph as char);
+        b.push_str("\",");
+        if ph == b'i' {
+            b.push_str("\"s\":\"t\",");
+        }
+        b.push_str("\"name\":");
+        b.push_str(name);
+        b.push_str(",\"pid\":");
+        json::push_u64(b, e.pid as u64);
+        b.push_str(",\"tid\":");
+        json::push_u64(b, e.tid as u64);
+        if ph == b'M' {
+            b.push_str(",\"args\":");
+            b.push_str(args);
+            b.push('}');
+            return self.emit();
+        }
+        if ph == b's' || ph == b'f' {
+            b.push_str(",\"id\":");
+            b.push_str(if e.id.is_empty() { "0" } else { e.id });
+        }
+        b.push_str(",\"ts\":\"");
+        json::push_us3(b, e.ts_ns);
+        b.push('"');
+        if ph == b'X' {
+            b.push_str(",\"dur\":\"");
+            json::push_us3(b, e.dur_ns);
+            b.push('"');
+        }
+        if ph == b'f' {
+            b.push_str(",\"bp\":\"e\"");
         }
         if !e.cat.is_empty() {
-            self.buf.push_str(r#","cat":"#);
-            self.buf.push_str(e.cat);
+            b.push_str(",\"cat\":");
+            b.push_str(e.cat);
         }
-        if e.ph != b's' && e.ph != b'f' {
-            let _ = write!(self.buf, r#","args":{args}"#);
+        if ph != b's' && ph != b'f' {
+            b.push_str(",\"args\":");
+            b.push_str(args);
         }
-        self.buf.push('}');
-        if matches!(e.ph, b'X' | b'i') {
+        b.push('}');
+        if matches!(ph, b'X' | b'i') {
             self.emit_slice()
         } else {
             self.emit()

@@ -3,6 +3,8 @@
  *
  * Usage: acl_client LIB|- CMD...   (LIB: dlopen it RTLD_LOCAL; "-": npuprof comes from LD_PRELOAD)
  *   cann          dlopen libascendcl.so + libmsprofiler.so by bare name now (as a runtime linked to CANN has them)
+ *   mspti         dlopen libmspti.so by bare name now
+ *   burst:N       N extra MSPTI kernel launches at once, no sleep (buffer pressure)
  *   start|stop|flush|shutdown    call npuprof_*, print START=<rc> ...
  *   steps:N       N scheduler steps: npuprof_step, a "forward" range, 3 launches (AI_CORE, AI_VECTOR_CORE,
  *                 COMMUNICATION), 2 ms
@@ -49,12 +51,42 @@ static struct {
 typedef void (*launch_fn)(const char *, const char *, const char *, uint32_t, uint64_t);
 static launch_fn launch;
 static int launched;
+/* The fake libmspti.so's test-only "device" (tests/c/fake_mspti.c). */
+static struct {
+    void (*launch)(const char *, const char *, uint32_t, uint64_t);
+    void (*hccl)(const char *, uint32_t, uint64_t);
+    void (*marker)(const char *, int);
+    void (*memory)(uint64_t, int);
+    uint64_t (*emitted)(int);
+    uint64_t (*dropped)(void);
+} M;
 
 static void find_launch(void) {
-    if (launch) return;
-    /* Whatever copy of the fake is loaded (by us or by npuprof): never load a second one here. */
-    void *h = dlopen("libmsprofiler.so", RTLD_NOW | RTLD_NOLOAD);
-    if (h) *(void **)&launch = dlsym(h, "fake_launch");
+    /* Whatever copy of a fake is loaded (by us or by npuprof): never load a second one here. */
+    if (!launch) {
+        void *h = dlopen("libmsprofiler.so", RTLD_NOW | RTLD_NOLOAD);
+        if (h) *(void **)&launch = dlsym(h, "fake_launch");
+    }
+    if (!M.launch) {
+        void *h = dlopen("libmspti.so", RTLD_NOW | RTLD_NOLOAD);
+        if (h) {
+            *(void **)&M.launch = dlsym(h, "fake_mspti_launch");
+            *(void **)&M.hccl = dlsym(h, "fake_mspti_hccl");
+            *(void **)&M.marker = dlsym(h, "fake_mspti_marker");
+            *(void **)&M.memory = dlsym(h, "fake_mspti_memory");
+            *(void **)&M.emitted = dlsym(h, "fake_mspti_emitted");
+            *(void **)&M.dropped = dlsym(h, "fake_mspti_dropped");
+        }
+    }
+}
+
+static void print_counts(void) {
+    printf("LAUNCHED=%d\n", launched);
+    if (M.emitted) {
+        printf("MSPTI_KERNELS=%llu\n", (unsigned long long)M.emitted(2));
+        printf("MSPTI_ALL=%llu\n", (unsigned long long)M.emitted(0));
+        printf("MSPTI_DROPPED=%llu\n", (unsigned long long)M.dropped());
+    }
 }
 
 int main(int argc, char **argv) {
@@ -87,6 +119,14 @@ int main(int argc, char **argv) {
             void *a = dlopen("libascendcl.so", RTLD_NOW | RTLD_GLOBAL);
             void *m = dlopen("libmsprofiler.so", RTLD_NOW | RTLD_GLOBAL);
             printf("CANN=%s\n", a && m ? "loaded" : "missing");
+        } else if (!strcmp(c, "mspti")) {
+            void *m = dlopen("libmspti.so", RTLD_NOW | RTLD_GLOBAL);
+            printf("MSPTI=%s\n", m ? "loaded" : "missing");
+        } else if (!strncmp(c, "burst:", 6)) {
+            find_launch();
+            int n = atoi(c + 6);
+            for (int k = 0; k < n && M.launch; k++) M.launch("Burst", "AI_CORE", 5, 1000);
+            launched += M.launch ? n : 0;
         } else if (!strcmp(c, "start")) {
             printf("START=%d\n", P.start());
         } else if (!strcmp(c, "stop")) {
@@ -108,6 +148,20 @@ int main(int argc, char **argv) {
                     launch("Add_2", "Add", "AI_VECTOR_CORE", 3, 10000);
                     launch("hcom_allReduce__1_1", "hcom_allReduce", "COMMUNICATION", 4, 30000);
                     launched += 3;
+                }
+                if (M.launch) {
+                    M.marker("forward", 1);
+                    M.marker("layer", 2);
+                    /* The fake's API records last 2 us: space the launches so one thread's calls do not
+                     * overlap (as real calls never do). */
+                    M.launch("MatMul_1", "AI_CORE", 2, 40000);
+                    usleep(5);
+                    M.launch("Add_2", "AI_VECTOR_CORE", 3, 10000);
+                    usleep(5);
+                    if (M.hccl) M.hccl("hcom_allReduce__1_1", 4, 30000);
+                    if (M.memory) M.memory(1 << 20, 0);
+                    M.marker("layer", 4);
+                    launched += 2;
                 }
                 usleep(2000);
                 P.range_pop();
@@ -142,13 +196,13 @@ int main(int argc, char **argv) {
             waitpid(pid, &st, 0);
             printf("CHILD_EXIT=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
         } else if (!strcmp(c, "exit")) {
-            printf("LAUNCHED=%d\n", launched);
+            print_counts();
             exit(0);
         } else {
             printf("FAIL unknown command %s\n", c);
             return 2;
         }
     }
-    printf("LAUNCHED=%d\n", launched);
+    print_counts();
     return 0;
 }

@@ -457,9 +457,9 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
                 }
             }
             s.kernels.push(Kernel {
-                name: field(name).into_owned().into_bytes(),
-                op_type: opt(c_type).unwrap_or_else(|| "N/A".into()),
-                core: opt(c_core).unwrap_or_else(|| "N/A".into()),
+                name: field(name).as_bytes().into(),
+                op_type: opt(c_type).unwrap_or_else(|| "N/A".into()).into(),
+                core: opt(c_core).unwrap_or_else(|| "N/A".into()).into(),
                 start_ns: st,
                 dur_ns: d,
                 wait_ns: opt(c_wait).and_then(|v| us_to_ns(&v)).unwrap_or(0),
@@ -616,12 +616,12 @@ fn hw_kernel(e: &DeviceEvent<'_>) -> Kernel {
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
     Kernel {
-        name: name.into_bytes(),
+        name: name.into_bytes().into(),
         op_type: "N/A".into(),
         core: arg("Task Type")
             .and_then(Value::as_str)
             .unwrap_or("N/A")
-            .to_string(),
+            .into(),
         start_ns: e.ts_ns,
         dur_ns: e.dur_ns,
         stream_id: e.tid,
@@ -1111,6 +1111,6 @@ Task Duration(us),Task Wait Time(us),Block Num,Input Shapes\n\
         assert_eq!(cells.len(), s.header.len());
         assert_eq!(cells[7], "1717575960208019.758\t");
         assert_eq!(cells[11], "\"8,1024\"");
-        assert_eq!((k.op_type.as_str(), k.core.as_str()), ("MatMul", "AI_CORE"));
+        assert_eq!((&*k.op_type, &*k.core), ("MatMul", "AI_CORE"));
     }
 }

@@ -66,13 +66,15 @@ fn bind(l: libloading::os::unix::Library, how: String) -> Result<(sys::AclProf, 
         .map_err(|e| e.to_string())
 }
 
-/// Opens `name` by the documented search order; `Err` lists every place tried.
-fn open(name: &str) -> Result<(sys::AclProf, String), String> {
+/// Opens `name` by the documented search order (the process's copy, `$ASCEND_HOME_PATH/lib64`,
+/// `$ASCEND_TOOLKIT_HOME/lib64`, the loader path), `RTLD_LAZY | RTLD_LOCAL`; returns how it was found, or
+/// every place tried. Shared by the CANN backends.
+pub(crate) fn open_library(name: &str) -> Result<(libloading::os::unix::Library, String), String> {
     use libloading::os::unix::Library;
     // SAFETY (all `Library::open` calls below): opening a CANN library runs its constructors, which is what
     // every CANN user does; RTLD_NOLOAD never loads anything new.
     if let Ok(l) = unsafe { Library::open(Some(name), open_flags(libc::RTLD_NOLOAD)) } {
-        return bind(l, format!("{name} (already loaded by the process)"));
+        return Ok((l, format!("{name} (already loaded by the process)")));
     }
     let mut tried = vec![format!("{name} not already loaded")];
     for var in ["ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"] {
@@ -86,17 +88,22 @@ fn open(name: &str) -> Result<(sys::AclProf, String), String> {
             continue;
         }
         match unsafe { Library::open(Some(&p), open_flags(0)) } {
-            Ok(l) => return bind(l, p.display().to_string()),
+            Ok(l) => return Ok((l, p.display().to_string())),
             Err(e) => tried.push(format!("{}: {e}", p.display())),
         }
     }
     match unsafe { Library::open(Some(name), open_flags(0)) } {
-        Ok(l) => bind(l, format!("{name} (loader search path)")),
+        Ok(l) => Ok((l, format!("{name} (loader search path)"))),
         Err(e) => {
             tried.push(format!("loader search path: {e}"));
             Err(format!("cannot open {name}: {}", tried.join("; ")))
         }
     }
+}
+
+fn open(name: &str) -> Result<(sys::AclProf, String), String> {
+    let (l, how) = open_library(name)?;
+    bind(l, how)
 }
 
 /// Copies a resolved symbol out of a bindgen field (fn pointers are `Copy`; the library is leaked, so they

@@ -12,7 +12,7 @@
 //! `ACL_ERROR_PROF_MODULES_UNSUPPORTED` is retried once with the portable bit set.
 
 pub mod export;
-mod load;
+pub(crate) mod load;
 pub mod plan;
 pub mod sys;
 
