@@ -792,14 +792,22 @@ fn name(id: u32) -> &'static [u8] {
 
 impl DeviceData for MsptiData {
     fn collect(self: Box<Self>, _profile: &Profile) -> Result<DeviceResult> {
+        let t0 = std::time::Instant::now();
         let bytes = std::fs::read(&self.spool).unwrap_or_default();
+        let t_read = t0.elapsed();
         let recs: Vec<DevRec> = bytes.chunks_exact(REC).map(DevRec::from_bytes).collect();
+        drop(bytes);
+        let t_decode = t0.elapsed();
         // Names repeat: one shared string per name id (no allocation per kernel); ids are small and dense.
         let n_ids = names::count() as usize + 1;
         let mut bytes_of: Vec<Option<Arc<[u8]>>> = vec![None; n_ids];
         let mut text_of: Vec<Option<Arc<str>>> = vec![None; n_ids];
         let hccl: Arc<str> = "HCCL".into();
-        let mut kernels = Vec::new();
+        let n_kernels = recs
+            .iter()
+            .filter(|r| matches!(r.kind, KIND_KERNEL | KIND_HCCL))
+            .count();
+        let mut kernels = Vec::with_capacity(n_kernels);
         for r in &recs {
             if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
                 continue;
@@ -832,9 +840,17 @@ impl DeviceData for MsptiData {
                 ..Default::default()
             });
         }
+        let t_kernels = t0.elapsed();
         if kernels.windows(2).any(|w| w[1].start_ns < w[0].start_ns) {
             kernels.sort_unstable_by_key(|k| k.start_ns);
         }
+        log::debug!(
+            "MSPTI spool: read {} ms, decode {} ms, kernels {} ms, sort {} ms",
+            t_read.as_millis(),
+            (t_decode - t_read).as_millis(),
+            (t_kernels - t_decode).as_millis(),
+            (t0.elapsed() - t_kernels).as_millis()
+        );
         let mut prev_end = 0u64;
         for k in &mut kernels {
             k.wait_ns =
