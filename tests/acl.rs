@@ -1,6 +1,7 @@
-//! The aclprof backend against fake CANN libraries (tests/c/fake_msprofiler.c, fake_ascendcl.c) that enforce
-//! the real call order and return the real error codes of both CANN generations (ascend-api.md §2.8), and a
-//! fake `msprof` (tests/fake/msprof) that writes the real export formats (msprof-export.md §2–3).
+//! The CANN backends against fakes that behave like the real libraries: aclprof with fake
+//! libmsprofiler/libascendcl (tests/c/fake_msprofiler.c, fake_ascendcl.c; both CANN generations' call-order
+//! rules and error codes, ascend-api.md §2.8) and a fake `msprof` (tests/fake/msprof, the export formats of
+//! msprof-export.md §2–3); MSPTI with a fake libmspti.so (tests/c/fake_mspti.c; §3).
 //!
 //! Nothing here runs on Ascend hardware: these tests prove npuprof drives the documented API correctly and
 //! parses the documented outputs, not that CANN behaves as documented.
