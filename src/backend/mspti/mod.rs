@@ -829,15 +829,20 @@ impl DeviceData for MsptiData {
             } else {
                 text(&mut text_of, t)
             };
+            // Every field spelled out: `..Default::default()` would build (and drop) three empty Arcs per
+            // kernel.
             kernels.push(Kernel {
                 name,
                 op_type,
                 core,
                 start_ns: r.start,
                 dur_ns: r.end.saturating_sub(r.start),
+                wait_ns: 0,
                 stream_id: r.a,
+                task_id: 0,
                 model_id: u32::MAX,
-                ..Default::default()
+                block_dim: 0,
+                cells: String::new(),
             });
         }
         let t_kernels = t0.elapsed();
