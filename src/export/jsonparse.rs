@@ -99,30 +99,11 @@ impl<'a> Parser<'a> {
 
     /// Calls `f` for each element of a top-level array, then checks nothing but whitespace follows.
     pub fn each_in_array(&mut self, mut f: impl FnMut(Value<'a>)) -> PResult<()> {
-        if self.peek() != Some(b'[') {
-            return self.err("expected a JSON array");
-        }
-        self.pos += 1;
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-        } else {
-            loop {
-                let v = self.value(0)?;
-                f(v);
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return self.err("expected ',' or ']'"),
-                }
-            }
-        }
-        if self.peek().is_some() {
-            return self.err("trailing data after the array");
-        }
-        Ok(())
+        self.each_raw(|p| {
+            let v = p.value(0)?;
+            f(v);
+            Ok(())
+        })
     }
 
     pub fn value(&mut self, depth: usize) -> PResult<Value<'a>> {

@@ -1013,15 +1013,30 @@ fn write_lanes(
     let mut started = std::collections::HashSet::new();
     // Open marker ranges: id → (thread, start, name id).
     let mut open_markers: HashMap<u64, (u32, u64, u32)> = HashMap::new();
-    let flow = |id: &mut String, fname: &mut String, corr: u64| {
+    // A HostToDevice flow end point (`s` on the API slice, `f` on the kernel), paired by correlation id.
+    let mut flow = |tw: &mut TraceWriter,
+                    st: &mut LaneStats,
+                    ph: u8,
+                    e: DeviceEvent<'_>,
+                    corr: u64|
+     -> Result<()> {
         id.clear();
         id.push('"');
-        json::push_u64(id, corr);
+        json::push_u64(&mut id, corr);
         id.push('"');
         fname.clear();
         fname.push_str("\"HostToDevice");
-        json::push_u64(fname, corr);
+        json::push_u64(&mut fname, corr);
         fname.push('"');
+        st.events += 1;
+        tw.device_event(&DeviceEvent {
+            ph,
+            name: &fname,
+            cat: "\"HostToDevice\"",
+            args: "",
+            id: &id,
+            ..e
+        })
     };
     for r in recs {
         let dur = r.end.saturating_sub(r.start);
@@ -1056,15 +1071,7 @@ fn write_lanes(
                 })?;
                 st.events += 1;
                 if api_corr.binary_search(&r.corr).is_ok() {
-                    flow(&mut id, &mut fname, r.corr);
-                    e.ph = b'f';
-                    tw.device_event(&DeviceEvent {
-                        name: &fname,
-                        cat: "\"HostToDevice\"",
-                        id: &id,
-                        ..e
-                    })?;
-                    st.events += 1;
+                    flow(tw, st, b'f', e, r.corr)?;
                 }
             }
             k if is_api(k) => {
@@ -1088,15 +1095,7 @@ fn write_lanes(
                 })?;
                 st.events += 1;
                 if kernel_corr.binary_search(&r.corr).is_ok() && started.insert(r.corr) {
-                    flow(&mut id, &mut fname, r.corr);
-                    e.ph = b's';
-                    tw.device_event(&DeviceEvent {
-                        name: &fname,
-                        cat: "\"HostToDevice\"",
-                        id: &id,
-                        ..e
-                    })?;
-                    st.events += 1;
+                    flow(tw, st, b's', e, r.corr)?;
                 }
             }
             KIND_HCCL | KIND_COMMUNICATION => {
