@@ -337,7 +337,7 @@ extern "C" fn on_complete(buffer: *mut u8, size: usize, valid: usize) {
         let valid = valid.min(size).min(sh.buf_size);
         // SAFETY: one of our pool buffers, returned by MSPTI: this callback owns it until it is handed on.
         let buf = unsafe { std::slice::from_raw_parts_mut(buffer, sh.buf_size) };
-        let n = walk(sh, buf, valid);
+        let n = walk(sh.api.next, &sh.counts, buf, valid);
         match sh.data_tx.try_send((idx, n)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -353,19 +353,19 @@ extern "C" fn on_complete(buffer: *mut u8, size: usize, valid: usize) {
 
 /// Walks a completed buffer to its end and compacts the records in place (each kept record is at least 48
 /// bytes, so the write position never passes the read position). Returns the number of compact records.
-fn walk(sh: &Shared, buf: &mut [u8], valid: usize) -> u32 {
+fn walk(next: Option<NextFn>, counts: &Counts, buf: &mut [u8], valid: usize) -> u32 {
     let mut w = 0usize;
     let mut keep = |buf: &mut [u8], off: usize| match compact(buf, off) {
         Some(r) => {
             buf[w..w + REC].copy_from_slice(&r.to_bytes());
             w += REC;
-            sh.counts.records.fetch_add(1, Ordering::Relaxed);
+            counts.records.fetch_add(1, Ordering::Relaxed);
         }
         None => {
-            sh.counts.unknown_records.fetch_add(1, Ordering::Relaxed);
+            counts.unknown_records.fetch_add(1, Ordering::Relaxed);
         }
     };
-    match sh.api.next {
+    match next {
         Some(next) => {
             // MSPTI's cursor is thread-local and only resets when it reaches the end: always run to the end.
             let mut off = 0usize;
@@ -381,7 +381,7 @@ fn walk(sh: &Shared, buf: &mut [u8], valid: usize) -> u32 {
                 if r != MSPTI_SUCCESS || rec.is_null() || size.map_or(true, |s| at + s > valid) {
                     // Unknown kind or impossible size: count it, and reset this thread's cursor by asking for
                     // the next record of a buffer that ends exactly where it stands.
-                    sh.counts.unknown_records.fetch_add(1, Ordering::Relaxed);
+                    counts.unknown_records.fetch_add(1, Ordering::Relaxed);
                     let mut dummy: *mut u32 = std::ptr::null_mut();
                     // SAFETY: as above; `off <= valid`.
                     unsafe { next(buf.as_mut_ptr(), off, &mut dummy) };
@@ -401,11 +401,11 @@ fn walk(sh: &Shared, buf: &mut [u8], valid: usize) -> u32 {
             let mut off = 0usize;
             while off < valid {
                 let Some(s) = read::<u32>(buf, off).and_then(record_size) else {
-                    sh.counts.unknown_records.fetch_add(1, Ordering::Relaxed);
+                    counts.unknown_records.fetch_add(1, Ordering::Relaxed);
                     break;
                 };
                 if off + s > valid {
-                    sh.counts.unknown_records.fetch_add(1, Ordering::Relaxed);
+                    counts.unknown_records.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
                 if s >= REC {
@@ -1206,6 +1206,94 @@ fn is_api(kind: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn put<T: Copy>(buf: &mut Vec<u8>, rec: T) {
+        let n = std::mem::size_of::<T>();
+        let at = buf.len();
+        buf.resize(at + n, 0);
+        // SAFETY: `rec` is a packed plain-data record of `n` bytes, written into the `n` bytes just added.
+        unsafe { std::ptr::write_unaligned(buf[at..].as_mut_ptr() as *mut T, rec) };
+    }
+
+    /// The walker (the path without msptiActivityGetNextRecord) compacts kept records in place, skips external
+    /// correlations, and stops at an unknown kind or a record that runs past the valid bytes, counting it.
+    #[test]
+    fn walk_compacts_in_place_and_counts_what_it_cannot_read() {
+        let name = c"MatMul_1";
+        let kernel = |corr: u64| records::Kernel {
+            kind: KIND_KERNEL,
+            start: 100 * corr,
+            end: 100 * corr + 40,
+            device_id: 1,
+            stream_id: 7,
+            correlation_id: corr,
+            type_: c"AI_CORE".as_ptr(),
+            name: name.as_ptr(),
+            _pad: [0; 4],
+        };
+        let mut buf = Vec::new();
+        put(&mut buf, kernel(1));
+        put(
+            &mut buf,
+            ExternalCorrelation {
+                kind: KIND_EXTERNAL_CORRELATION,
+                external_kind: 2,
+                external_id: 9,
+                correlation_id: 1,
+            },
+        );
+        put(
+            &mut buf,
+            records::Api {
+                kind: KIND_ACL_API,
+                start: 90,
+                end: 95,
+                process_id: 1,
+                thread_id: 2,
+                correlation_id: 2,
+                name: c"aclnnMatmul".as_ptr(),
+                _pad: [0; 4],
+            },
+        );
+        put(&mut buf, kernel(3));
+        let valid = buf.len();
+        put(&mut buf, 77u32); // unknown kind after the valid bytes: never read
+        let counts = Counts::default();
+        let n = walk(None, &counts, &mut buf, valid);
+        assert_eq!(n, 3);
+        let recs: Vec<DevRec> = buf[..3 * REC]
+            .chunks_exact(REC)
+            .map(DevRec::from_bytes)
+            .collect();
+        assert_eq!(recs[0].kind, KIND_KERNEL);
+        assert_eq!(
+            (recs[0].a, recs[0].b, recs[0].corr, recs[0].start),
+            (7, 1, 1, 100)
+        );
+        assert_eq!(names::get((recs[0].c >> 32) as u32), Some(&b"MatMul_1"[..]));
+        assert_eq!(names::get(recs[0].c as u32), Some(&b"AI_CORE"[..]));
+        assert_eq!(
+            (recs[1].kind, recs[1].a, recs[1].corr),
+            (KIND_ACL_API, 2, 2)
+        );
+        assert_eq!((recs[2].kind, recs[2].corr), (KIND_KERNEL, 3));
+        assert_eq!(counts.unknown_records.load(Ordering::Relaxed), 0);
+
+        // An unknown kind stops the walk (its size is unknown) and is counted; a record cut by the valid end
+        // too.
+        let mut bad = Vec::new();
+        put(&mut bad, kernel(1));
+        put(&mut bad, 77u32);
+        put(&mut bad, [0u8; 60]);
+        let counts = Counts::default();
+        assert_eq!(walk(None, &counts, &mut bad, 56 + 64), 1);
+        assert_eq!(counts.unknown_records.load(Ordering::Relaxed), 1);
+        let mut cut = Vec::new();
+        put(&mut cut, kernel(1));
+        let counts = Counts::default();
+        assert_eq!(walk(None, &counts, &mut cut, 50), 0);
+        assert_eq!(counts.unknown_records.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn compact_records_round_trip() {
