@@ -172,6 +172,8 @@ pub struct Config {
     pub rank: u32,
     /// The NPU id the worker drives (`NPUPROF_DEVICE`, else `LOCAL_RANK`, else 0).
     pub device_id: u32,
+    /// Which of those gave `device_id` (`"default"` when neither).
+    pub device_source: &'static str,
     /// Keep the binary spool next to the result after a successful export.
     pub keep_spool: bool,
     /// Longest time `npuprof_flush`/`npuprof_shutdown` wait for exports.
@@ -312,12 +314,12 @@ impl Reader<'_> {
         }
     }
 
-    /// The first of `names` that is set and valid, else 0.
-    fn first_u32(&mut self, names: &[&str]) -> u32 {
+    /// The first of `names` that is set and valid (and which one it was), else 0.
+    fn first_u32(&mut self, names: &[&'static str]) -> (u32, Option<&'static str>) {
         for name in names {
             let Some(v) = self.raw(name) else { continue };
             match v.to_str().map(str::trim).map(str::parse::<u32>) {
-                Some(Ok(n)) => return n,
+                Some(Ok(n)) => return (n, Some(name)),
                 _ => {
                     let next = names
                         .iter()
@@ -328,7 +330,7 @@ impl Reader<'_> {
                 }
             }
         }
-        0
+        (0, None)
     }
 }
 
@@ -473,8 +475,9 @@ impl Config {
             }
         };
 
-        let rank = r.first_u32(&["NPUPROF_RANK", "RANK", "LOCAL_RANK"]);
-        let device_id = r.first_u32(&["NPUPROF_DEVICE", "LOCAL_RANK"]);
+        let rank = r.first_u32(&["NPUPROF_RANK", "RANK", "LOCAL_RANK"]).0;
+        let (device_id, device_var) = r.first_u32(&["NPUPROF_DEVICE", "LOCAL_RANK"]);
+        let device_source = device_var.unwrap_or("default");
         let keep_spool = r.boolean("NPUPROF_KEEP_SPOOL");
         let flush_timeout_s = r.uint(
             "NPUPROF_FLUSH_TIMEOUT_S",
@@ -548,6 +551,7 @@ impl Config {
             worker_name,
             rank,
             device_id,
+            device_source,
             keep_spool,
             flush_timeout_s,
             level,

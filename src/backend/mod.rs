@@ -103,6 +103,21 @@ pub struct DeviceResult {
     pub meta: Vec<(String, String)>,
 }
 
+impl DeviceResult {
+    /// Sets `device.status` (replacing an earlier one) and, when given, `device.message`.
+    pub fn set_status(&mut self, status: &str, message: Option<&str>) {
+        self.meta.retain(|(k, _)| k != "status");
+        self.meta.push((
+            "status".into(),
+            crate::export::json::string(status.as_bytes()),
+        ));
+        if let Some(m) = message {
+            self.meta
+                .push(("message".into(), crate::export::json::string(m.as_bytes())));
+        }
+    }
+}
+
 pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// The device the calling thread drives (asked before the profile's directory is made).

@@ -113,53 +113,22 @@ impl<'a> Parser<'a> {
         match self.peek() {
             None => self.err("unexpected end"),
             Some(b'{') => {
-                self.pos += 1;
                 let mut m = Vec::new();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(Value::Obj(m));
-                }
-                loop {
-                    if self.peek() != Some(b'"') {
-                        return self.err("expected a key");
-                    }
-                    let k = self.string()?;
-                    if self.peek() != Some(b':') {
-                        return self.err("expected ':'");
-                    }
-                    self.pos += 1;
-                    self.ws();
-                    let from = self.pos;
-                    let v = self.value(depth + 1)?;
-                    m.push((k, v, self.text(from)));
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(Value::Obj(m));
-                        }
-                        _ => return self.err("expected ',' or '}'"),
-                    }
-                }
+                self.container(b'{', true, |p, k| {
+                    let from = p.pos;
+                    let v = p.value(depth + 1)?;
+                    m.push((k.unwrap_or_default(), v, p.text(from)));
+                    Ok(())
+                })?;
+                Ok(Value::Obj(m))
             }
             Some(b'[') => {
-                self.pos += 1;
                 let mut a = Vec::new();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(Value::Arr(a));
-                }
-                loop {
-                    a.push(self.value(depth + 1)?);
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(Value::Arr(a));
-                        }
-                        _ => return self.err("expected ',' or ']'"),
-                    }
-                }
+                self.container(b'[', false, |p, _| {
+                    a.push(p.value(depth + 1)?);
+                    Ok(())
+                })?;
+                Ok(Value::Arr(a))
             }
             Some(b'"') => Ok(Value::Str(self.string()?)),
             Some(b't') => self.word(b"true", Value::Bool(true)),
@@ -185,28 +154,61 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The one walker of objects and arrays: checks `open`, then calls `f` for each member or element with
+    /// the parser on its value (after the key and ':' of an object member; the key is decoded only with
+    /// `keys`), and consumes the separators and the closing bracket. `f` must consume exactly the value.
+    fn container(
+        &mut self,
+        open: u8,
+        keys: bool,
+        mut f: impl FnMut(&mut Self, Option<Cow<'a, str>>) -> PResult<()>,
+    ) -> PResult<()> {
+        let close = if open == b'{' { b'}' } else { b']' };
+        if self.peek() != Some(open) {
+            return self.err(if open == b'{' {
+                "expected an object"
+            } else {
+                "expected a JSON array"
+            });
+        }
+        self.pos += 1;
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            let mut key = None;
+            if open == b'{' {
+                if self.peek() != Some(b'"') {
+                    return self.err("expected a key");
+                }
+                if keys {
+                    key = Some(self.string()?);
+                } else {
+                    self.skip_string()?;
+                }
+                if self.peek() != Some(b':') {
+                    return self.err("expected ':'");
+                }
+                self.pos += 1;
+                self.ws();
+            }
+            f(self, key)?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(c) if c == close => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected ',' or a closing bracket"),
+            }
+        }
+    }
+
     /// Calls `f` for each element of a top-level array with the parser positioned on it; `f` must consume
     /// exactly one value (e.g. with [`Parser::object`]). Then checks nothing but whitespace follows.
     pub fn each_raw(&mut self, mut f: impl FnMut(&mut Self) -> PResult<()>) -> PResult<()> {
-        if self.peek() != Some(b'[') {
-            return self.err("expected a JSON array");
-        }
-        self.pos += 1;
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-        } else {
-            loop {
-                f(self)?;
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return self.err("expected ',' or ']'"),
-                }
-            }
-        }
+        self.container(b'[', false, |p, _| f(p))?;
         if self.peek().is_some() {
             return self.err("trailing data after the array");
         }
@@ -216,34 +218,7 @@ impl<'a> Parser<'a> {
     /// Parses an object member by member: `f(key, parser)` must consume the member's value (with
     /// [`Parser::value`], [`Parser::skip`] or [`Parser::scalar`]).
     pub fn object(&mut self, mut f: impl FnMut(&str, &mut Self) -> PResult<()>) -> PResult<()> {
-        if self.peek() != Some(b'{') {
-            return self.err("expected an object");
-        }
-        self.pos += 1;
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            if self.peek() != Some(b'"') {
-                return self.err("expected a key");
-            }
-            let k = self.string()?;
-            if self.peek() != Some(b':') {
-                return self.err("expected ':'");
-            }
-            self.pos += 1;
-            self.ws();
-            f(&k, self)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return self.err("expected ',' or '}'"),
-            }
-        }
+        self.container(b'{', true, |p, k| f(&k.unwrap_or_default(), p))
     }
 
     /// A scalar value (string, number, literal); `None` for an object or array, which is skipped.
@@ -266,33 +241,7 @@ impl<'a> Parser<'a> {
         let from = self.pos;
         match self.peek() {
             Some(open @ (b'{' | b'[')) => {
-                let close = if open == b'{' { b'}' } else { b']' };
-                self.pos += 1;
-                if self.peek() == Some(close) {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        if open == b'{' {
-                            if self.peek() != Some(b'"') {
-                                return self.err("expected a key");
-                            }
-                            self.skip_string()?;
-                            if self.peek() != Some(b':') {
-                                return self.err("expected ':'");
-                            }
-                            self.pos += 1;
-                        }
-                        self.skip(depth + 1)?;
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(c) if c == close => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return self.err("expected ',' or a closing bracket"),
-                        }
-                    }
-                }
+                self.container(open, false, |p, _| p.skip(depth + 1).map(|_| ()))?
             }
             Some(b'"') => self.skip_string()?,
             _ => {

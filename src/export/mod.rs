@@ -68,16 +68,14 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     } = job;
     let p = &*profile;
     let out = p.dir.join(OUTPUT_DIR);
-    let dev = device.collect(p).unwrap_or_else(|e| {
+    let mut dev = device.collect(p).unwrap_or_else(|e| {
         log::warn!(
             "device data of {} could not be read: {}",
             p.dir.display(),
             e.msg
         );
         let mut d = DeviceResult::default();
-        d.meta.push(("status".into(), json::string(b"error")));
-        d.meta
-            .push(("message".into(), json::string(e.msg.as_bytes())));
+        d.set_status("error", Some(&e.msg));
         d
     });
     let t_collect = t0.elapsed();
@@ -95,7 +93,6 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let steps = host.finish(&mut tw, stop_tick)?;
     let t_host = t0.elapsed();
     progress(1, 3, "host timeline");
-    let mut dev = dev;
     let timeline = dev.timeline.take();
     let files = std::mem::take(&mut dev.files);
     let header = dev.kernel_header.take();

@@ -45,7 +45,7 @@ pub struct HostOnly(pub Option<String>);
 impl DeviceData for HostOnly {
     fn collect(self: Box<Self>, _: &Profile) -> Result<DeviceResult> {
         let mut r = DeviceResult::default();
-        r.meta.push(("status".into(), json::string(b"host-only")));
+        r.set_status("host-only", None);
         if let Some(m) = self.0 {
             r.meta.push(("reason".into(), json::string(m.as_bytes())));
         }
@@ -213,56 +213,6 @@ fn outputs(dir: &Path, kind: &str, ext: &str) -> Vec<PathBuf> {
     v.into_iter().map(|x| x.2).collect()
 }
 
-/// CSV records one at a time (RFC 4180 quoting; CRLF or LF): a large op_summary is never held as cells.
-pub struct CsvRecords<'a> {
-    it: std::iter::Peekable<std::str::Chars<'a>>,
-}
-
-impl<'a> CsvRecords<'a> {
-    pub fn new(text: &'a str) -> Self {
-        CsvRecords {
-            it: text.chars().peekable(),
-        }
-    }
-}
-
-impl Iterator for CsvRecords<'_> {
-    type Item = Vec<String>;
-    fn next(&mut self) -> Option<Vec<String>> {
-        self.it.peek()?;
-        let mut row = Vec::new();
-        let mut field = String::new();
-        let mut quoted = false;
-        while let Some(c) = self.it.next() {
-            if quoted {
-                if c == '"' {
-                    if self.it.peek() == Some(&'"') {
-                        field.push('"');
-                        self.it.next();
-                    } else {
-                        quoted = false;
-                    }
-                } else {
-                    field.push(c);
-                }
-                continue;
-            }
-            match c {
-                '"' => quoted = true,
-                ',' => row.push(std::mem::take(&mut field)),
-                '\r' if self.it.peek() == Some(&'\n') => {}
-                '\n' => {
-                    row.push(field);
-                    return Some(row);
-                }
-                c => field.push(c),
-            }
-        }
-        row.push(field);
-        Some(row)
-    }
-}
-
 /// CSV records as raw text with the byte spans of their fields (quotes kept), so cells can be copied into
 /// another CSV without decoding and re-encoding them.
 pub struct RawRecords<'a> {
@@ -343,9 +293,20 @@ pub fn unquote(raw: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// All records of CSV text.
+/// All records of CSV text, decoded.
 pub fn csv_records(text: &str) -> Vec<Vec<String>> {
-    CsvRecords::new(text).collect()
+    let mut rows = RawRecords::new(text);
+    let mut spans = Vec::new();
+    let mut out = Vec::new();
+    while rows.next_into(&mut spans).is_some() {
+        out.push(
+            spans
+                .iter()
+                .map(|&(a, b)| unquote(&text[a..b]).into_owned())
+                .collect(),
+        );
+    }
+    out
 }
 
 /// op_summary → kernel_details renames (torch_npu `_kernel_view_parser.py`, MindSpore viewer).
@@ -823,16 +784,6 @@ fn concat_csv(files: &[PathBuf]) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-impl AclData {
-    fn status(r: &mut DeviceResult, status: &str, msg: &str) {
-        r.meta.retain(|(k, _)| k != "status");
-        r.meta
-            .push(("status".into(), json::string(status.as_bytes())));
-        r.meta
-            .push(("message".into(), json::string(msg.as_bytes())));
-    }
-}
-
 /// Reads msprof's `mindstudio_profiler_output/` into `r`: kernels and their columns from op_summary, the
 /// device/CANN lanes from the timeline (or kernels from its `Ascend Hardware` slices when there is no
 /// op_summary), CANN's op_statistic/api_statistic. Times are shifted by `shift` ns onto the host base.
@@ -881,7 +832,7 @@ impl DeviceData for AclData {
         let Some(prof) = profs.last() else {
             let msg = format!("CANN wrote no PROF_* directory into {}", self.dir.display());
             log::warn!("{msg}");
-            Self::status(&mut r, "no data", &msg);
+            r.set_status("no data", Some(&msg));
             return Ok(r);
         };
         r.meta.push((
@@ -898,7 +849,7 @@ impl DeviceData for AclData {
                 prof.display()
             );
             log::warn!("{msg}");
-            Self::status(&mut r, "raw (msprof not found)", &msg);
+            r.set_status("raw (msprof not found)", Some(&msg));
             return Ok(r);
         };
         // At exit the whole export must fit the exit hook's wait: give msprof at most 30 s then.
@@ -939,7 +890,7 @@ impl DeviceData for AclData {
                     logs.join("msprof_export.log").display()
                 );
                 log::warn!("{msg}");
-                Self::status(&mut r, "raw (msprof failed)", &msg);
+                r.set_status("raw (msprof failed)", Some(&msg));
                 return Ok(r);
             }
         }
@@ -975,8 +926,7 @@ impl DeviceData for AclData {
         let parsed = parse_output(&out_dir, self.device, shift, &mut r);
         match parsed {
             Ok(()) => {
-                r.meta.retain(|(k, _)| k != "status");
-                r.meta.push(("status".into(), json::string(b"parsed")));
+                r.set_status("parsed", None);
                 log::info!(
                     "Parsing: CANN data done: {} device tasks{}",
                     r.kernels.len(),
@@ -997,7 +947,7 @@ impl DeviceData for AclData {
                 r.kernels.clear();
                 r.kernel_header = None;
                 r.timeline = None;
-                Self::status(&mut r, "raw (msprof output unreadable)", &msg);
+                r.set_status("raw (msprof output unreadable)", Some(&msg));
             }
         }
         Ok(r)

@@ -413,13 +413,7 @@ impl Backend for AclBackend {
             }
             log::debug!("aclrtGetDevice returned {rc} ({})", code_name(rc));
         }
-        self.device_source = if std::env::var_os("NPUPROF_DEVICE").is_some() {
-            "NPUPROF_DEVICE"
-        } else if std::env::var_os("LOCAL_RANK").is_some() {
-            "LOCAL_RANK"
-        } else {
-            "default"
-        };
+        self.device_source = cfg.device_source;
         cfg.device_id
     }
 
@@ -517,10 +511,4 @@ impl Backend for AclBackend {
 fn json_list(items: impl Iterator<Item = String>) -> String {
     let v: Vec<String> = items.map(|s| json::string(s.as_bytes())).collect();
     format!("[{}]", v.join(", "))
-}
-
-/// Used by tests of the error table.
-#[doc(hidden)]
-pub fn describe_failure(call: &str, rc: i32) -> String {
-    fail(call, rc)
 }

@@ -487,7 +487,6 @@ fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>, stall: Dur
 pub struct MsptiBackend {
     strict: bool,
     ctl: Sender<Control>,
-    running: bool,
     enabled: Vec<u32>,
     before: [u64; 9],
     host_only_reason: Option<String>,
@@ -595,7 +594,6 @@ impl MsptiBackend {
         Ok(MsptiBackend {
             strict,
             ctl: ctl_tx,
-            running: false,
             enabled: Vec::new(),
             before: [0; 9],
             host_only_reason: None,
@@ -706,7 +704,6 @@ impl Backend for MsptiBackend {
                  are recorded"
             );
         }
-        self.running = true;
         log::info!("MSPTI enabled kinds {:?}", self.enabled);
         Ok(())
     }
@@ -734,10 +731,8 @@ impl Backend for MsptiBackend {
             Err(_) => None,
         };
         let after = sh.counts.snapshot();
-        let mut meta = vec![("status".into(), json::string(b"collected"))];
-        meta.push(("libmspti".into(), json::string(sh.api.how.as_bytes())));
+        let mut meta = vec![("libmspti".into(), json::string(sh.api.how.as_bytes()))];
         if let Some(r) = &self.host_only_reason {
-            meta[0] = ("status".into(), json::string(b"host-only"));
             meta.push(("reason".into(), json::string(r.as_bytes())));
         }
         for (i, n) in COUNT_NAMES.iter().enumerate() {
@@ -756,13 +751,13 @@ impl Backend for MsptiBackend {
                 json::string(b"the npuprof-mspti thread did not finish the spool within 5 s"),
             )),
         }
-        self.running = false;
         Ok(Box::new(MsptiData {
             spool: profile
                 .dir
                 .join(crate::export::layout::FRAMEWORK_DIR)
                 .join("mspti.spool"),
             device: profile.device_id,
+            host_only: self.host_only_reason.is_some(),
             meta,
         }))
     }
@@ -783,6 +778,8 @@ pub fn unsubscribe() {
 pub struct MsptiData {
     spool: PathBuf,
     device: u32,
+    /// The profile continued without device data (`auto` after a failed MSPTI start).
+    host_only: bool,
     meta: Vec<(String, String)>,
 }
 
@@ -858,21 +855,13 @@ impl DeviceData for MsptiData {
         );
         let mut prev_end = 0u64;
         for k in &mut kernels {
-            k.wait_ns =
-                k.start_ns
-                    .saturating_sub(prev_end)
-                    .min(if prev_end == 0 { 0 } else { u64::MAX });
+            // The gap since the previous task ended on the device (0 for the first), as CANN computes it.
+            if prev_end != 0 {
+                k.wait_ns = k.start_ns.saturating_sub(prev_end);
+            }
             prev_end = prev_end.max(k.start_ns + k.dur_ns);
         }
-        let mut meta = self.meta;
-        if meta
-            .iter()
-            .any(|(k, v)| k == "status" && v == "\"collected\"")
-        {
-            meta.retain(|(k, _)| k != "status");
-            meta.push(("status".into(), json::string(b"parsed")));
-        }
-        Ok(DeviceResult {
+        let mut r = DeviceResult {
             kernels,
             kernel_header: None,
             timeline: Some(Box::new(MsptiLanes {
@@ -880,8 +869,17 @@ impl DeviceData for MsptiData {
                 device: self.device,
             })),
             files: Vec::new(),
-            meta,
-        })
+            meta: self.meta,
+        };
+        r.set_status(
+            if self.host_only {
+                "host-only"
+            } else {
+                "parsed"
+            },
+            None,
+        );
+        Ok(r)
     }
 }
 
