@@ -723,11 +723,13 @@ impl Backend for MsptiBackend {
             log::warn!("msptiActivityFlushAll returned {r} ({})", result_name(r));
         }
         let (ack_tx, ack_rx) = bounded(1);
+        // Bounded (this runs inside npuprof_stop, under the control lock): a consumer stuck on a blocked
+        // disk finishes later, and the export reads the whole records written so far.
         let written = match self
             .ctl
-            .send_timeout(Control::Close(ack_tx), Duration::from_secs(5))
+            .send_timeout(Control::Close(ack_tx), Duration::from_secs(2))
         {
-            Ok(()) => ack_rx.recv_timeout(Duration::from_secs(30)).ok(),
+            Ok(()) => ack_rx.recv_timeout(Duration::from_secs(5)).ok(),
             Err(_) => None,
         };
         let after = sh.counts.snapshot();
