@@ -125,7 +125,53 @@ pub struct AtomicFile {
     tmp: PathBuf,
     dest: PathBuf,
     committed: bool,
-    pub w: io::BufWriter<File>,
+    pub w: io::BufWriter<Writeback>,
+}
+
+/// A file that starts writing its pages back to disk every [`Writeback::STEP`] bytes, without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the `fdatasync` before the rename waits only for the tail
+/// instead of a whole 200 MB trace.
+pub struct Writeback {
+    f: File,
+    pos: u64,
+    kicked: u64,
+}
+
+impl Writeback {
+    const STEP: u64 = 8 << 20;
+
+    pub fn file(&self) -> &File {
+        &self.f
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.f.write(buf)?;
+        self.pos += n as u64;
+        if self.pos - self.kicked >= Self::STEP {
+            #[cfg(target_os = "linux")]
+            {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a valid open fd and a range of it just written; the call only schedules writeback
+                // (an error, e.g. on a filesystem without it, changes nothing: the later fdatasync still runs).
+                unsafe {
+                    libc::sync_file_range(
+                        self.f.as_raw_fd(),
+                        self.kicked as libc::off64_t,
+                        (self.pos - self.kicked) as libc::off64_t,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    )
+                };
+            }
+            self.kicked = self.pos;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.f.flush()
+    }
 }
 
 impl AtomicFile {
@@ -138,7 +184,14 @@ impl AtomicFile {
             tmp,
             dest: dest.to_path_buf(),
             committed: false,
-            w: io::BufWriter::with_capacity(1 << 20, f),
+            w: io::BufWriter::with_capacity(
+                1 << 20,
+                Writeback {
+                    f,
+                    pos: 0,
+                    kicked: 0,
+                },
+            ),
         })
     }
 
@@ -148,6 +201,7 @@ impl AtomicFile {
             .map_err(|e| Error::io("cannot write", &self.tmp, &e))?;
         self.w
             .get_ref()
+            .file()
             .sync_data()
             .map_err(|e| Error::io("cannot sync", &self.tmp, &e))?;
         fs::rename(&self.tmp, &self.dest)
@@ -227,5 +281,24 @@ mod tests {
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
         write_atomic(&p, b"[]").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"[]");
+    }
+
+    #[test]
+    fn early_writeback_keeps_every_byte_in_order() {
+        // Several writeback steps, written in odd-sized pieces: the committed file is exactly what was written.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big.json");
+        let mut f = AtomicFile::create(&p).unwrap();
+        let mut expect = Vec::new();
+        let mut i = 0u32;
+        while expect.len() < 3 * Writeback::STEP as usize + 12_345 {
+            let piece: Vec<u8> = (0..(i % 7919) + 1).map(|j| (i ^ j) as u8).collect();
+            f.w.write_all(&piece).unwrap();
+            expect.extend_from_slice(&piece);
+            i += 1;
+        }
+        assert!(f.w.get_ref().kicked >= 2 * Writeback::STEP);
+        f.commit().unwrap();
+        assert!(fs::read(&p).unwrap() == expect);
     }
 }
