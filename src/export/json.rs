@@ -65,7 +65,9 @@ pub fn push_us3(out: &mut String, ns: u64) {
     buf[21] = b'0' + (f / 100) as u8;
     buf[20] = b'.';
     let i = digits(&mut buf[..20], ns / 1000);
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0.000"));
+    // SAFETY: `buf[i..]` holds only ASCII digits and one '.', written above (valid UTF-8); this runs for
+    // every number of a million-row export, where a checked conversion was a quarter of the CSV time.
+    out.push_str(unsafe { std::str::from_utf8_unchecked(&buf[i..]) });
 }
 
 /// Writes the decimal digits of `v` at the end of `buf`; returns where they start.
@@ -95,7 +97,8 @@ pub fn csv_field(s: &str) -> String {
 pub fn push_u64(out: &mut String, v: u64) {
     let mut buf = [0u8; 20];
     let i = digits(&mut buf, v);
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    // SAFETY: `buf[i..]` holds only ASCII digits written by `digits` (valid UTF-8).
+    out.push_str(unsafe { std::str::from_utf8_unchecked(&buf[i..]) });
 }
 
 #[cfg(test)]
