@@ -81,7 +81,7 @@ fn acl_child(n: u64) -> Value {
     let t1 = Instant::now();
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let first = r.kernels[0].start_ns;
+    let first = r.kernels.list[0].start_ns;
     let steps: Vec<csv::StepSpan> = (0..10)
         .map(|k| csv::StepSpan {
             step: k + 1,
@@ -108,7 +108,8 @@ fn acl_child(n: u64) -> Value {
     .unwrap();
     let mut tw = TraceWriter::create(&out.join("trace_view.json"), u64::MAX).unwrap();
     if let Some(lanes) = r.timeline.take() {
-        let st = lanes.write(&mut tw).map_err(|e| e.1).unwrap();
+        let (st, err) = lanes.write(&mut tw);
+        assert_eq!(err, None);
         assert_eq!(st.events, 4 * n);
     }
     for &(a, b) in &o.computing {

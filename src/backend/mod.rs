@@ -17,13 +17,90 @@ use crate::config::{BackendKind, Config};
 use crate::error::Result;
 use crate::session::Profile;
 
+/// A string of device data, by its index in [`Strings`] (`Sym::default()` is the empty string).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sym(u32);
+
+/// One distinct string of device data, with the forms the exporters write made once.
+#[derive(Debug)]
+pub struct Str {
+    pub bytes: Box<[u8]>,
+    /// Lossless text (invalid UTF-8 bytes as `\xNN`).
+    pub text: Box<str>,
+    /// The CSV cell (quoted when it must be).
+    pub csv: Box<str>,
+    /// The JSON string literal (quotes included).
+    pub json: Box<str>,
+    /// As an `Accelerator Core`: a communication core (`COMMUNICATION`, `HCCL`).
+    pub communication_core: bool,
+    /// As a task name: a communication task (`hcom_*`, `Hccl*`).
+    pub communication_name: bool,
+    /// As a task name: `hcom_receive*` (the `Bubble` column).
+    pub receive: bool,
+}
+
+/// The strings of one profile's device tasks, each stored once. A million tasks share a few hundred names:
+/// a task holds a 4-byte [`Sym`] (no refcount traffic, no allocation per task) and each name is escaped for
+/// CSV and JSON once, not once per row.
+#[derive(Debug)]
+pub struct Strings {
+    list: Vec<Str>,
+    index: std::collections::HashMap<Box<[u8]>, Sym>,
+}
+
+impl Default for Strings {
+    fn default() -> Self {
+        let mut s = Strings {
+            list: Vec::new(),
+            index: std::collections::HashMap::new(),
+        };
+        s.intern(b"");
+        s
+    }
+}
+
+impl Strings {
+    pub fn intern(&mut self, bytes: &[u8]) -> Sym {
+        if let Some(&s) = self.index.get(bytes) {
+            return s;
+        }
+        let sym = Sym(self.list.len() as u32);
+        let text = crate::export::json::text(bytes);
+        self.list.push(Str {
+            bytes: bytes.into(),
+            csv: crate::export::json::csv_field(&text).into(),
+            json: crate::export::json::string(bytes).into(),
+            communication_core: matches!(bytes, b"COMMUNICATION" | b"HCCL"),
+            communication_name: bytes.starts_with(b"hcom_") || bytes.starts_with(b"Hccl"),
+            receive: bytes.to_ascii_lowercase().starts_with(b"hcom_receive"),
+            text: text.into(),
+        });
+        self.index.insert(bytes.into(), sym);
+        sym
+    }
+
+    /// The string of `s` (the empty string for a symbol of another table).
+    pub fn get(&self, s: Sym) -> &Str {
+        self.list.get(s.0 as usize).unwrap_or(&self.list[0])
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.len() <= 1
+    }
+}
+
 /// One device task, the unit of `kernel_details.csv`, `op_statistic.csv` and the `Ascend Hardware` lanes.
+/// Its strings are in the [`Kernels`] it belongs to.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Kernel {
-    pub name: std::sync::Arc<[u8]>,
-    pub op_type: std::sync::Arc<str>,
+    pub name: Sym,
+    pub op_type: Sym,
     /// `Accelerator Core` (`AI_CORE`, `AI_VECTOR_CORE`, `MIX_AIC`, `AI_CPU`, `COMMUNICATION`, ...).
-    pub core: std::sync::Arc<str>,
+    pub core: Sym,
     /// CLOCK_REALTIME ns, on the host time base.
     pub start_ns: u64,
     pub dur_ns: u64,
@@ -37,16 +114,45 @@ pub struct Kernel {
     pub cells: String,
 }
 
-impl Kernel {
-    /// A communication task (HCCL): counted as communication, not computing, in `step_trace_time.csv`.
-    pub fn is_communication(&self) -> bool {
-        matches!(&*self.core, "COMMUNICATION" | "HCCL")
-            || self.name.starts_with(b"hcom_")
-            || self.name.starts_with(b"Hccl")
+/// The device tasks of one profile and their strings.
+#[derive(Debug, Default)]
+pub struct Kernels {
+    pub list: Vec<Kernel>,
+    pub strings: Strings,
+}
+
+impl Kernels {
+    pub fn len(&self) -> usize {
+        self.list.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn str(&self, s: Sym) -> &Str {
+        self.strings.get(s)
+    }
+
+    /// Adds `k` with these strings (interned).
+    pub fn push(&mut self, name: &[u8], op_type: &str, core: &str, k: Kernel) {
+        let k = Kernel {
+            name: self.strings.intern(name),
+            op_type: self.strings.intern(op_type.as_bytes()),
+            core: self.strings.intern(core.as_bytes()),
+            ..k
+        };
+        self.list.push(k);
+    }
+
+    /// A communication task (HCCL): counted as communication, not computing, in `step_trace_time.csv`.
+    pub fn is_communication(&self, k: &Kernel) -> bool {
+        self.str(k.core).communication_core || self.str(k.name).communication_name
+    }
+
     /// A `hcom_receive*` task: the `Bubble` column.
-    pub fn is_receive(&self) -> bool {
-        self.name.to_ascii_lowercase().starts_with(b"hcom_receive")
+    pub fn is_receive(&self, k: &Kernel) -> bool {
+        self.str(k.name).receive
     }
 }
 
@@ -75,22 +181,22 @@ pub struct LaneStats {
     pub events: u64,
     pub skipped: u64,
     /// Kernels taken from the lanes, when the backend asked for them (no better source).
-    pub kernels: Vec<Kernel>,
+    pub kernels: Kernels,
 }
 
 /// Device lanes written into `trace_view.json` by the exporter, streamed (never all in memory).
 pub trait Lanes: Send {
-    /// Writes the lanes; on failure, what was written so far and why it stopped.
+    /// Writes the lanes: what was written and, when it stopped early, why.
     fn write(
         self: Box<Self>,
         tw: &mut crate::export::trace_view::TraceWriter,
-    ) -> std::result::Result<LaneStats, (LaneStats, String)>;
+    ) -> (LaneStats, Option<String>);
 }
 
 /// What a backend collected for one profile, parsed.
 #[derive(Default)]
 pub struct DeviceResult {
-    pub kernels: Vec<Kernel>,
+    pub kernels: Kernels,
     /// `kernel_details.csv` columns (after `Step ID`) when the source has its own column set (CANN's
     /// op_summary, renamed as the frameworks do); `None` = npuprof's default header.
     pub kernel_header: Option<Vec<String>>,
@@ -173,5 +279,31 @@ pub fn select(kind: BackendKind, cfg: &Config) -> Result<Box<dyn Backend>> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_stored_once_with_their_escaped_forms() {
+        let mut s = Strings::default();
+        assert!(s.is_empty());
+        let a = s.intern(b"hcom_receive_1");
+        let b = s.intern(b"MatMul,\"x\"\xff");
+        assert_eq!(s.intern(b"hcom_receive_1"), a);
+        assert_ne!(a, b);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.intern(b""), Sym::default());
+        let (ea, eb) = (s.get(a), s.get(b));
+        assert!(ea.communication_name && ea.receive && !ea.communication_core);
+        assert!(!eb.communication_name && !eb.receive);
+        assert_eq!(&*eb.csv, "\"MatMul,\"\"x\"\"\\xff\"");
+        assert_eq!(&*eb.json, r#""MatMul,\"x\"\\xff""#);
+        let h = s.intern(b"HCCL");
+        assert!(s.get(h).communication_core);
+        // A symbol of a bigger table reads as the empty string, not a panic.
+        assert_eq!(&*s.get(Sym(1000)).text, "");
     }
 }

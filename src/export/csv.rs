@@ -1,11 +1,11 @@
 //! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `shared/reference/output-format.md`.
 
-use super::json::{csv_field, push_u64, push_us3, text, us3};
+use super::json::{csv_field, push_u64, push_us3, us3};
 use super::layout::AtomicFile;
 use super::overlap::Overlap;
-use crate::backend::Kernel;
+use crate::backend::{Kernel, Kernels};
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -97,7 +97,7 @@ fn step_of(steps: &[StepSpan], ns: u64) -> Option<u64> {
 /// op_summary columns, renamed), rows are `Step ID` + the source's values; otherwise npuprof's header.
 pub fn kernel_details(
     path: &Path,
-    kernels: &[Kernel],
+    kernels: &Kernels,
     columns: Option<&[String]>,
     short: bool,
     steps: &[StepSpan],
@@ -110,7 +110,7 @@ pub fn kernel_details(
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let mut sorted: Vec<&Kernel> = kernels.iter().collect();
+        let mut sorted: Vec<&Kernel> = kernels.list.iter().collect();
         sorted.sort_by_key(|k| k.start_ns);
         return write_lines(
             path,
@@ -121,7 +121,8 @@ pub fn kernel_details(
             }),
         );
     }
-    // Rows are built into one reused line (a million kernels must not mean millions of small allocations).
+    // Rows are built into one reused line (a million kernels must not mean millions of small allocations),
+    // from each name's CSV cell made once.
     let mut f = AtomicFile::create(path)?;
     let io = |e: std::io::Error| Error::io("cannot write", path, &e);
     let mut line = String::with_capacity(256);
@@ -131,7 +132,7 @@ pub fn kernel_details(
         KERNEL_HEADER
     });
     line.push('\n');
-    for k in kernels {
+    for k in &kernels.list {
         match step_of(steps, k.start_ns) {
             Some(s) => push_u64(&mut line, s),
             None => line.push_str("N/A"),
@@ -140,12 +141,10 @@ pub fn kernel_details(
             line.push(',');
             push_u64(&mut line, v as u64);
         }
-        line.push(',');
-        push_csv(&mut line, &k.name);
-        line.push(',');
-        push_csv(&mut line, k.op_type.as_bytes());
-        line.push(',');
-        push_csv(&mut line, k.core.as_bytes());
+        for s in [k.name, k.op_type, k.core] {
+            line.push(',');
+            line.push_str(&kernels.str(s).csv);
+        }
         line.push_str(",\"");
         push_us3(&mut line, k.start_ns);
         line.push_str("\t\",");
@@ -168,31 +167,35 @@ pub fn kernel_details(
     f.commit()
 }
 
-/// Appends one CSV cell: as is when it is plain UTF-8 text (the common case, no allocation), else escaped.
-fn push_csv(line: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(t) if !t.contains([',', '"', '\n', '\r', '\t']) => line.push_str(t),
-        _ => line.push_str(&csv_field(&text(bytes))),
-    }
-}
-
 /// `op_statistic.csv`: per (op type, core type) count and times, as CANN computes it (tasks without an op
 /// type, `N/A` at level0, are left out as CANN does).
-pub fn op_statistic(path: &Path, device_id: u32, kernels: &[Kernel]) -> Result<()> {
-    let mut groups: BTreeMap<(&str, &str), (u64, u64, u64, u64)> = BTreeMap::new();
+pub fn op_statistic(path: &Path, device_id: u32, kernels: &Kernels) -> Result<()> {
+    // Grouped by symbol first (a hash of two u32 per task), then by text.
+    let mut by_sym: HashMap<(crate::backend::Sym, crate::backend::Sym), (u64, u64, u64, u64)> =
+        HashMap::new();
     let mut total = 0u64;
-    for k in kernels
-        .iter()
-        .filter(|k| !matches!(&*k.op_type, "N/A" | ""))
-    {
-        let g = groups
-            .entry((&*k.op_type, &*k.core))
+    for k in &kernels.list {
+        let g = by_sym
+            .entry((k.op_type, k.core))
             .or_insert((0, 0, u64::MAX, 0));
         g.0 += 1;
         g.1 += k.dur_ns;
         g.2 = g.2.min(k.dur_ns);
         g.3 = g.3.max(k.dur_ns);
-        total += k.dur_ns;
+    }
+    let mut groups: std::collections::BTreeMap<(&str, &str), (u64, u64, u64, u64)> =
+        std::collections::BTreeMap::new();
+    for ((op, core), v) in by_sym {
+        let (op, core) = (&*kernels.str(op).text, &*kernels.str(core).text);
+        if matches!(op, "N/A" | "") {
+            continue;
+        }
+        total += v.1;
+        let g = groups.entry((op, core)).or_insert((0, 0, u64::MAX, 0));
+        g.0 += v.0;
+        g.1 += v.1;
+        g.2 = g.2.min(v.2);
+        g.3 = g.3.max(v.3);
     }
     let mut rows: Vec<_> = groups.into_iter().collect();
     rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
@@ -264,18 +267,20 @@ mod tests {
     fn op_statistic_groups_and_ratios() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("o.csv");
-        let k = |t: &str, dur| Kernel {
-            op_type: t.into(),
-            core: "AI_CORE".into(),
-            dur_ns: dur,
-            ..Default::default()
-        };
-        op_statistic(
-            &p,
-            0,
-            &[k("MatMul", 3000), k("Add", 1000), k("MatMul", 1000)],
-        )
-        .unwrap();
+        let mut ks = Kernels::default();
+        for (t, dur) in [
+            ("MatMul", 3000),
+            ("Add", 1000),
+            ("MatMul", 1000),
+            ("N/A", 500),
+        ] {
+            let k = Kernel {
+                dur_ns: dur,
+                ..Default::default()
+            };
+            ks.push(b"k", t, "AI_CORE", k);
+        }
+        op_statistic(&p, 0, &ks).unwrap();
         let r = read(&p);
         assert_eq!(r[0].join(","), OP_STATISTIC_HEADER);
         assert_eq!(
@@ -289,20 +294,20 @@ mod tests {
     fn kernel_rows_have_tab_terminated_start_and_step() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("k.csv");
+        let mut ks = Kernels::default();
         let k = Kernel {
-            name: b"MatMul_1".as_slice().into(),
-            op_type: "MatMul".into(),
-            core: "AI_CORE".into(),
             start_ns: 1_500,
             dur_ns: 2_000,
             ..Default::default()
         };
+        ks.push(b"MatMul_1", "MatMul", "AI_CORE", k.clone());
+        ks.push(b"a,\"b\"\xff", "T", "AI_CORE", k);
         let steps = [StepSpan {
             step: 4,
             start_ns: 1000,
             end_ns: 9000,
         }];
-        kernel_details(&p, &[k], None, false, &steps).unwrap();
+        kernel_details(&p, &ks, None, false, &steps).unwrap();
         let s = std::fs::read_to_string(&p).unwrap();
         let line = s.lines().nth(1).unwrap();
         assert!(
@@ -312,6 +317,12 @@ mod tests {
         assert_eq!(
             line.split(',').count(),
             KERNEL_HEADER.split(',').count(),
+            "{line}"
+        );
+        // A name with a comma, quotes and a non-UTF-8 byte: one quoted cell, quotes doubled, byte as \xNN.
+        let line = s.lines().nth(2).unwrap();
+        assert!(
+            line.starts_with("4,0,0,0,\"a,\"\"b\"\"\\xff\",T,AI_CORE,"),
             "{line}"
         );
     }

@@ -12,7 +12,7 @@ pub mod layout;
 pub mod overlap;
 pub mod trace_view;
 
-use crate::backend::{DeviceResult, Kernel};
+use crate::backend::{DeviceResult, Kernels};
 use crate::drain::ExportJob;
 use crate::error::{Error, Result};
 use crate::record::{kind, names, Record};
@@ -96,7 +96,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let timeline = dev.timeline.take();
     let files = std::mem::take(&mut dev.files);
     let header = dev.kernel_header.take();
-    let tables = |kernels: &[Kernel], ov: &overlap::Overlap| {
+    let tables = |kernels: &Kernels, ov: &overlap::Overlap| {
         write_tables(
             &out,
             p,
@@ -111,7 +111,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let lane_meta;
     if dev.kernels.is_empty() {
         // Kernels may come from the lanes themselves (msprof without op_summary): one after the other.
-        let (meta, from_lanes) = write_lanes(&mut tw, timeline, &[], p.device_id)?;
+        let (meta, from_lanes) = write_lanes(&mut tw, timeline, &Kernels::default(), p.device_id)?;
         lane_meta = meta;
         dev.kernels = from_lanes;
         let ov = overlap::Overlap::new(&dev.kernels);
@@ -120,17 +120,32 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         }
         tables(&dev.kernels, &ov)?;
     } else {
-        // The device lanes (trace_view.json) and the tables (CSVs) are independent: write them at once.
-        let ov = overlap::Overlap::new(&dev.kernels);
+        // The device lanes (trace_view.json) and the tables (CSVs) are independent: write them at once. The
+        // CSV thread computes the overlap first (the lanes need it only at their end).
         let kernels = &dev.kernels;
+        let ov_cell = std::sync::OnceLock::new();
+        let overlap = || ov_cell.get_or_init(|| overlap::Overlap::new(kernels));
         let (lanes, tabs) = std::thread::scope(|sc| {
+            // Dropped when the overlap is ready, or when the thread cannot start or panics.
+            let (ready, ready_rx) = crossbeam_channel::bounded::<()>(0);
+            let (overlap, tables) = (&overlap, &tables);
             let t = std::thread::Builder::new()
                 .name("npuprof-export-csv".into())
-                .spawn_scoped(sc, || tables(kernels, &ov));
+                .spawn_scoped(sc, move || {
+                    let t = Instant::now();
+                    let ov = overlap();
+                    drop(ready);
+                    let r = tables(kernels, ov);
+                    log::debug!("export: overlap + tables {} ms", t.elapsed().as_millis());
+                    r
+                });
+            let t_lanes = Instant::now();
             let lanes = write_lanes(&mut tw, timeline, kernels, p.device_id).and_then(|m| {
-                write_overlap_lanes(&mut tw, p.device_id, &ov)?;
+                let _ = ready_rx.recv();
+                write_overlap_lanes(&mut tw, p.device_id, overlap())?;
                 Ok(m)
             });
+            log::debug!("export: device lanes {} ms", t_lanes.elapsed().as_millis());
             let tabs = match t {
                 Ok(h) => h.join().unwrap_or_else(|_| {
                     Err(Error::new(
@@ -138,7 +153,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
                         "the CSV writer panicked",
                     ))
                 }),
-                Err(_) => tables(kernels, &ov),
+                Err(_) => tables(kernels, overlap()),
             };
             (lanes, tabs)
         });
@@ -541,25 +556,22 @@ fn symbolize(addr: u64) -> String {
 }
 
 /// Metadata entries of the lanes, and the kernels they yielded.
-type LanesOut = (Vec<(String, String)>, Vec<Kernel>);
+type LanesOut = (Vec<(String, String)>, Kernels);
 
 /// The device lanes: the backend's timeline when it has one (else lanes drawn from `kernels`). Returns the
 /// metadata entries and the kernels the lanes yielded (when the backend asked for them).
 fn write_lanes(
     tw: &mut TraceWriter,
     timeline: Option<Box<dyn crate::backend::Lanes>>,
-    kernels: &[Kernel],
+    kernels: &Kernels,
     device: u32,
 ) -> Result<LanesOut> {
     let mut meta = Vec::new();
     let Some(lanes) = timeline else {
         write_device_lanes(tw, device, kernels)?;
-        return Ok((meta, Vec::new()));
+        return Ok((meta, Kernels::default()));
     };
-    let (stats, err) = match lanes.write(tw) {
-        Ok(st) => (st, None),
-        Err((st, e)) => (st, Some(e)),
-    };
+    let (stats, err) = lanes.write(tw);
     meta.push(("timeline_events".to_string(), stats.events.to_string()));
     meta.push(("timeline_skipped".to_string(), stats.skipped.to_string()));
     if let Some(e) = err {
@@ -582,7 +594,7 @@ fn write_tables(
     p: &crate::session::Profile,
     steps: &[StepSpan],
     profile: (u64, u64),
-    kernels: &[Kernel],
+    kernels: &Kernels,
     header: Option<&[String]>,
     files: &[(String, String)],
     ov: &overlap::Overlap,
@@ -634,30 +646,30 @@ fn write_overlap_lanes(tw: &mut TraceWriter, device: u32, o: &overlap::Overlap) 
     Ok(())
 }
 
-fn write_device_lanes(tw: &mut TraceWriter, device: u32, kernels: &[Kernel]) -> Result<()> {
+fn write_device_lanes(tw: &mut TraceWriter, device: u32, kernels: &Kernels) -> Result<()> {
     if kernels.is_empty() {
         return Ok(());
     }
     let pid = device_pid(device, SLOT_HARDWARE);
     tw.process(pid, "Ascend Hardware", &format!("NPU {device}"), 8)?;
-    let mut streams: Vec<u32> = kernels.iter().map(|k| k.stream_id).collect();
+    let mut streams: Vec<u32> = kernels.list.iter().map(|k| k.stream_id).collect();
     streams.sort_unstable();
     streams.dedup();
     for (i, s) in streams.iter().enumerate() {
         tw.thread(pid, *s, format!("Stream {s}").as_bytes(), i as u32)?;
     }
-    for k in kernels {
+    for k in &kernels.list {
         let args = format!(
             "\"Model Id\":{},\"Task Type\":{},\"Stream Id\":{},\"Task Id\":{},\"Batch Id\":0,\"Subtask Id\":4294967295",
             k.model_id,
-            json::string(k.core.as_bytes()),
+            kernels.str(k.core).json,
             k.stream_id,
             k.task_id
         );
         tw.complete(
             pid,
             k.stream_id,
-            &json::string(&k.name),
+            &kernels.str(k.name).json,
             k.start_ns,
             k.dur_ns,
             "kernel",

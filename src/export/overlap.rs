@@ -2,7 +2,7 @@
 //! computing = union of compute tasks, communication = union of communication tasks, "not overlapped" =
 //! communication minus computing, free = gaps between device activity. Intervals are half-open `[a, b)` ns.
 
-use crate::backend::Kernel;
+use crate::backend::Kernels;
 
 pub type Spans = Vec<(u64, u64)>;
 
@@ -74,15 +74,15 @@ pub struct Overlap {
 }
 
 impl Overlap {
-    pub fn new(kernels: &[Kernel]) -> Overlap {
+    pub fn new(kernels: &Kernels) -> Overlap {
         let mut comp = Vec::new();
         let mut comm = Vec::new();
         let mut receives = Vec::new();
-        for k in kernels {
+        for k in &kernels.list {
             let s = (k.start_ns, k.start_ns.saturating_add(k.dur_ns));
-            if k.is_communication() {
+            if kernels.is_communication(k) {
                 comm.push(s);
-                if k.is_receive() {
+                if kernels.is_receive(k) {
                     receives.push((k.start_ns, k.dur_ns));
                 }
             } else {
@@ -146,14 +146,17 @@ impl Overlap {
 mod tests {
     use super::*;
 
-    fn k(name: &str, core: &str, s: u64, d: u64) -> Kernel {
-        Kernel {
-            name: name.as_bytes().into(),
-            core: core.into(),
-            start_ns: s,
-            dur_ns: d,
-            ..Default::default()
+    fn ks(list: &[(&str, &str, u64, u64)]) -> Kernels {
+        let mut ks = Kernels::default();
+        for &(name, core, s, d) in list {
+            let k = crate::backend::Kernel {
+                start_ns: s,
+                dur_ns: d,
+                ..Default::default()
+            };
+            ks.push(name.as_bytes(), "N/A", core, k);
         }
+        ks
     }
 
     #[test]
@@ -173,12 +176,12 @@ mod tests {
     #[test]
     fn step_columns() {
         // compute 100..200 and 300..400; allreduce 150..350 (overlaps 100 of it); a receive 500..600.
-        let o = Overlap::new(&[
-            k("MatMul", "AI_CORE", 100, 100),
-            k("Add", "AI_VECTOR_CORE", 300, 100),
-            k("hcom_allReduce_1", "COMMUNICATION", 150, 200),
-            k("hcom_receive_2", "COMMUNICATION", 500, 100),
-        ]);
+        let o = Overlap::new(&ks(&[
+            ("MatMul", "AI_CORE", 100, 100),
+            ("Add", "AI_VECTOR_CORE", 300, 100),
+            ("hcom_allReduce_1", "COMMUNICATION", 150, 200),
+            ("hcom_receive_2", "COMMUNICATION", 500, 100),
+        ]));
         let r = o.step_row(0, 1000);
         // computing 200, comm 300, not overlapped (200..300 + 500..600) = 200, overlapped 100,
         // free 400..500 = 100, bubble 100, stage (600-100)-100 = 400, excl. receive 100, preparing 100.

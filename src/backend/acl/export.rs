@@ -15,7 +15,7 @@
 //! Nothing here can crash the host: a missing or failing `msprof`, or unreadable output, leaves the raw data
 //! in place, logs how to parse it later, and records the reason in `profiler_metadata.json`.
 
-use crate::backend::{DeviceData, DeviceEvent, DeviceResult, Kernel, LaneStats, Lanes};
+use crate::backend::{DeviceData, DeviceEvent, DeviceResult, Kernel, Kernels, LaneStats, Lanes};
 use crate::config::Level;
 use crate::error::Result;
 use crate::export::json;
@@ -324,7 +324,7 @@ fn rename(col: &str) -> &str {
 
 struct Summary {
     header: Vec<String>,
-    kernels: Vec<Kernel>,
+    kernels: Kernels,
     bad_rows: u64,
 }
 
@@ -366,7 +366,7 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
                 .iter()
                 .map(|&i| rename(&header[i]).to_string())
                 .collect(),
-            kernels: Vec::new(),
+            kernels: Kernels::default(),
             bad_rows: 0,
         });
         // This file's column for each of the first file's (renamed) columns.
@@ -417,10 +417,7 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
                     None => cells.push_str("N/A"),
                 }
             }
-            s.kernels.push(Kernel {
-                name: field(name).as_bytes().into(),
-                op_type: opt(c_type).unwrap_or_else(|| "N/A".into()).into(),
-                core: opt(c_core).unwrap_or_else(|| "N/A".into()).into(),
+            let k = Kernel {
                 start_ns: st,
                 dur_ns: d,
                 wait_ns: opt(c_wait).and_then(|v| us_to_ns(&v)).unwrap_or(0),
@@ -429,7 +426,14 @@ fn op_summary(files: &[PathBuf], shift: i128) -> std::result::Result<Option<Summ
                 model_id: num(c_model),
                 block_dim: num(c_block),
                 cells,
-            });
+                ..Default::default()
+            };
+            s.kernels.push(
+                field(name).as_bytes(),
+                opt(c_type).as_deref().unwrap_or("N/A"),
+                opt(c_core).as_deref().unwrap_or("N/A"),
+                k,
+            );
         }
     }
     Ok(out)
@@ -562,7 +566,7 @@ fn meta<'a>(pid: u32, tid: u32, name: &'a str, args: &'a str) -> DeviceEvent<'a>
 }
 
 /// Kernels from `Ascend Hardware` slices.
-fn hw_kernel(e: &DeviceEvent<'_>) -> Kernel {
+fn hw_kernel(e: &DeviceEvent<'_>, out: &mut Kernels) {
     let args = Parser::new(e.args.as_bytes()).value(0).ok();
     let arg = |k: &str| args.as_ref().and_then(|a| a.get(k));
     let arg_u32 = |k: &str| {
@@ -576,27 +580,20 @@ fn hw_kernel(e: &DeviceEvent<'_>) -> Kernel {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    Kernel {
-        name: name.into_bytes().into(),
-        op_type: "N/A".into(),
-        core: arg("Task Type")
-            .and_then(Value::as_str)
-            .unwrap_or("N/A")
-            .into(),
+    let k = Kernel {
         start_ns: e.ts_ns,
         dur_ns: e.dur_ns,
         stream_id: e.tid,
         task_id: arg_u32("Task Id"),
         model_id: arg_u32("Model Id"),
         ..Default::default()
-    }
+    };
+    let core = arg("Task Type").and_then(Value::as_str).unwrap_or("N/A");
+    out.push(name.as_bytes(), "N/A", core, k);
 }
 
 impl Lanes for MsprofLanes {
-    fn write(
-        self: Box<Self>,
-        tw: &mut TraceWriter,
-    ) -> std::result::Result<LaneStats, (LaneStats, String)> {
+    fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
         let mut procs = Procs {
             device: self.device,
@@ -612,7 +609,7 @@ impl Lanes for MsprofLanes {
         for f in &self.files {
             let file = match std::fs::File::open(f) {
                 Ok(b) => b,
-                Err(e) => return Err((st, format!("{}: {e}", f.display()))),
+                Err(e) => return (st, Some(format!("{}: {e}", f.display()))),
             };
             let mut write_err: Option<crate::error::Error> = None;
             // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once.
@@ -715,7 +712,7 @@ impl Lanes for MsprofLanes {
                             tw.device_event(&e)?;
                             st.events += 1;
                             if self.want_kernels && ph == b'X' && e.pid == hw_pid {
-                                st.kernels.push(hw_kernel(&e));
+                                hw_kernel(&e, &mut st.kernels);
                             }
                         }
                         Some(None) => st.skipped += 1,
@@ -738,10 +735,10 @@ impl Lanes for MsprofLanes {
                 Ok(())
             });
             if let Some(e) = write_err {
-                return Err((st, e.msg));
+                return (st, Some(e.msg));
             }
             if let Err(e) = r {
-                return Err((st, format!("{}: {e}", f.display())));
+                return (st, Some(format!("{}: {e}", f.display())));
             }
         }
         // Processes never named: their events are left out; named processes without a label get a default.
@@ -758,10 +755,10 @@ impl Lanes for MsprofLanes {
                 format!("NPU {}", self.device)
             };
             if let Err(e) = procs.write_label(tw, src, slot, &label) {
-                return Err((st, e.msg));
+                return (st, Some(e.msg));
             }
         }
-        Ok(st)
+        (st, None)
     }
 }
 
@@ -944,7 +941,7 @@ impl DeviceData for AclData {
                     prof.display()
                 );
                 log::warn!("{msg}");
-                r.kernels.clear();
+                r.kernels = Kernels::default();
                 r.kernel_header = None;
                 r.timeline = None;
                 r.set_status("raw (msprof output unreadable)", Some(&msg));
@@ -1052,7 +1049,7 @@ Task Duration(us),Task Wait Time(us),Block Num,Input Shapes\n\
                 "Input Shapes"
             ]
         );
-        let k = &s.kernels[0];
+        let k = &s.kernels.list[0];
         assert_eq!(
             (k.start_ns, k.dur_ns, k.stream_id, k.task_id, k.block_dim),
             (1_717_575_960_208_019_758, 151_000, 1, 10, 8)
@@ -1061,6 +1058,12 @@ Task Duration(us),Task Wait Time(us),Block Num,Input Shapes\n\
         assert_eq!(cells.len(), s.header.len());
         assert_eq!(cells[7], "1717575960208019.758\t");
         assert_eq!(cells[11], "\"8,1024\"");
-        assert_eq!((&*k.op_type, &*k.core), ("MatMul", "AI_CORE"));
+        assert_eq!(
+            (
+                &*s.kernels.str(k.op_type).text,
+                &*s.kernels.str(k.core).text
+            ),
+            ("MatMul", "AI_CORE")
+        );
     }
 }

@@ -19,7 +19,9 @@
 
 pub mod records;
 
-use super::{Backend, DeviceData, DeviceEvent, DeviceResult, Kernel, LaneStats, Lanes};
+use super::{
+    Backend, DeviceData, DeviceEvent, DeviceResult, Kernel, Kernels, LaneStats, Lanes, Sym,
+};
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
 use crate::export::json;
@@ -31,9 +33,8 @@ use records::*;
 use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -789,50 +790,69 @@ fn name(id: u32) -> &'static [u8] {
     names::get(id).unwrap_or(b"")
 }
 
+/// The compact records of a spool, read in blocks (the file is never in memory twice); a cut record at the
+/// end (a spool still being written when the stop gave up waiting) is left out.
+fn read_spool(path: &Path) -> Vec<DevRec> {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len()) as usize;
+    let mut recs = Vec::with_capacity(len / REC);
+    let mut block = vec![0u8; REC * 16384];
+    let mut have = 0;
+    loop {
+        match f.read(&mut block[have..]) {
+            Ok(0) => break,
+            Ok(n) => have += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("{}: {e}; the records before it are used", path.display());
+                break;
+            }
+        }
+        let whole = have / REC * REC;
+        recs.extend(block[..whole].chunks_exact(REC).map(DevRec::from_bytes));
+        block.copy_within(whole..have, 0);
+        have -= whole;
+    }
+    recs
+}
+
 impl DeviceData for MsptiData {
     fn collect(self: Box<Self>, _profile: &Profile) -> Result<DeviceResult> {
         let t0 = std::time::Instant::now();
-        let bytes = std::fs::read(&self.spool).unwrap_or_default();
-        let t_read = t0.elapsed();
-        let recs: Vec<DevRec> = bytes.chunks_exact(REC).map(DevRec::from_bytes).collect();
-        drop(bytes);
+        let recs = read_spool(&self.spool);
         let t_decode = t0.elapsed();
-        // Names repeat: one shared string per name id (no allocation per kernel); ids are small and dense.
+        // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
         let n_ids = names::count() as usize + 1;
-        let mut bytes_of: Vec<Option<Arc<[u8]>>> = vec![None; n_ids];
-        let mut text_of: Vec<Option<Arc<str>>> = vec![None; n_ids];
-        let hccl: Arc<str> = "HCCL".into();
+        let mut kernels = Kernels::default();
+        let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
+        let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
+            let i = (id as usize).min(n_ids - 1);
+            *sym[i].get_or_insert_with(|| ks.strings.intern(name(i as u32)))
+        };
+        let hccl = kernels.strings.intern(b"HCCL");
         let n_kernels = recs
             .iter()
             .filter(|r| matches!(r.kind, KIND_KERNEL | KIND_HCCL))
             .count();
-        let mut kernels = Vec::with_capacity(n_kernels);
+        kernels.list.reserve_exact(n_kernels);
         for r in &recs {
             if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
                 continue;
             }
-            let n = ((r.c >> 32) as usize).min(n_ids - 1);
-            let t = (r.c as u32 as usize).min(n_ids - 1);
-            let text = |v: &mut Vec<Option<Arc<str>>>, i: usize| -> Arc<str> {
-                v[i].get_or_insert_with(|| String::from_utf8_lossy(name(i as u32)).into())
-                    .clone()
-            };
-            let name = bytes_of[n]
-                .get_or_insert_with(|| self::name(n as u32).into())
-                .clone();
-            let op_type = text(&mut text_of, n);
+            let name = intern(&mut kernels, r.c >> 32);
             let core = if r.kind == KIND_HCCL {
                 // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are lanes
                 // only.
-                hccl.clone()
+                hccl
             } else {
-                text(&mut text_of, t)
+                intern(&mut kernels, r.c & 0xffff_ffff)
             };
-            // Every field spelled out: `..Default::default()` would build (and drop) three empty Arcs per
-            // kernel.
-            kernels.push(Kernel {
+            kernels.list.push(Kernel {
                 name,
-                op_type,
+                op_type: name,
                 core,
                 start_ns: r.start,
                 dur_ns: r.end.saturating_sub(r.start),
@@ -845,18 +865,21 @@ impl DeviceData for MsptiData {
             });
         }
         let t_kernels = t0.elapsed();
-        if kernels.windows(2).any(|w| w[1].start_ns < w[0].start_ns) {
-            kernels.sort_unstable_by_key(|k| k.start_ns);
+        if kernels
+            .list
+            .windows(2)
+            .any(|w| w[1].start_ns < w[0].start_ns)
+        {
+            kernels.list.sort_unstable_by_key(|k| k.start_ns);
         }
         log::debug!(
-            "MSPTI spool: read {} ms, decode {} ms, kernels {} ms, sort {} ms",
-            t_read.as_millis(),
-            (t_decode - t_read).as_millis(),
+            "MSPTI spool: read + decode {} ms, kernels {} ms, sort {} ms",
+            t_decode.as_millis(),
             (t_kernels - t_decode).as_millis(),
             (t0.elapsed() - t_kernels).as_millis()
         );
         let mut prev_end = 0u64;
-        for k in &mut kernels {
+        for k in &mut kernels.list {
             // The gap since the previous task ended on the device (0 for the first), as CANN computes it.
             if prev_end != 0 {
                 k.wait_ns = k.start_ns.saturating_sub(prev_end);
@@ -891,15 +914,12 @@ struct MsptiLanes {
 }
 
 impl Lanes for MsptiLanes {
-    fn write(
-        self: Box<Self>,
-        tw: &mut TraceWriter,
-    ) -> std::result::Result<LaneStats, (LaneStats, String)> {
+    fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
         let r = write_lanes(&self.recs, self.device, tw, &mut st);
         match r {
-            Ok(()) => Ok(st),
-            Err(e) => Err((st, e.msg)),
+            Ok(()) => (st, None),
+            Err(e) => (st, Some(e.msg)),
         }
     }
 }
@@ -1009,8 +1029,9 @@ fn write_lanes(
     };
     // Allocated bytes per device (the NPU MEM counter).
     let mut allocated: HashMap<u32, i128> = HashMap::new();
-    // One flow start per correlation id (several API kinds may report the same launch).
-    let mut started = std::collections::HashSet::new();
+    // One flow start per correlation id (several API kinds may report the same launch): a flag per entry of
+    // `kernel_corr`.
+    let mut started = vec![false; kernel_corr.len()];
     // Open marker ranges: id → (thread, start, name id).
     let mut open_markers: HashMap<u64, (u32, u64, u32)> = HashMap::new();
     // A HostToDevice flow end point (`s` on the API slice, `f` on the kernel), paired by correlation id.
@@ -1094,8 +1115,10 @@ fn write_lanes(
                     ..e
                 })?;
                 st.events += 1;
-                if kernel_corr.binary_search(&r.corr).is_ok() && started.insert(r.corr) {
-                    flow(tw, st, b's', e, r.corr)?;
+                if let Ok(i) = kernel_corr.binary_search(&r.corr) {
+                    if !std::mem::replace(&mut started[i], true) {
+                        flow(tw, st, b's', e, r.corr)?;
+                    }
                 }
             }
             KIND_HCCL | KIND_COMMUNICATION => {
