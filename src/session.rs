@@ -219,6 +219,7 @@ pub fn start() -> Result<()> {
         return Err(disabled());
     }
     let mut ctl = lock();
+    crate::fault::point("session.start.locked");
     start_locked(&mut ctl, cfg, false)
 }
 
@@ -343,6 +344,7 @@ pub fn stop() -> Result<()> {
         return Err(disabled());
     }
     let mut ctl = lock();
+    crate::fault::point("session.stop.locked");
     stop_locked(&mut ctl, clock::now(), StopReason::Manual, None)
 }
 
@@ -578,7 +580,17 @@ pub fn shutdown() -> Result<()> {
         // Do not join threads that are stuck on I/O: leave them, never hang the host.
         return flushed;
     }
-    let threads = lock().threads.take();
+    // Taken under the lock, and only when no profile runs: a start on another thread after our stop owns the
+    // threads now (shutdown is then ordered before that start, which keeps recording). Joined outside the
+    // lock; a start meanwhile spawns new threads.
+    let threads = {
+        let mut ctl = lock();
+        if ctl.running.is_some() {
+            None
+        } else {
+            ctl.threads.take()
+        }
+    };
     if let Some(t) = threads {
         t.shutdown();
     }
