@@ -207,6 +207,9 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
         };
         let shutdown = matches!(msg, Some(Msg::Shutdown));
         let r = catch_unwind(AssertUnwindSafe(|| {
+            if msg.is_some() {
+                crate::fault::point("drain.msg");
+            }
             let moved = match msg {
                 Some(Msg::Start(p, f, b)) => {
                     d.start(p, f, b);
@@ -550,7 +553,10 @@ fn export_loop(rx: Receiver<ExportMsg>) {
             }
         };
         let dir = job.profile.dir.clone();
-        let res = catch_unwind(AssertUnwindSafe(|| export::run(job)));
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            crate::fault::point("export.run");
+            export::run(job)
+        }));
         let err = match res {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => {

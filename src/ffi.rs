@@ -15,7 +15,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 #[inline(always)]
 fn guard<T>(what: &'static str, on_panic: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        crate::fault::point(what);
+        f()
+    })) {
         Ok(v) => v,
         Err(p) => {
             report_panic(what, p);

@@ -21,6 +21,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod export;
+mod fault;
 pub mod ffi;
 mod logger;
 pub mod record;

@@ -214,6 +214,65 @@ static void scenario_disabled(void) {
     print_dir();
 }
 
+/* With a library built with --features fault-injection and NPUPROF_TEST_FAULTS naming every export (one
+ * panic each) and the deep points: the first call of each export panics inside the library and comes back
+ * as NPUPROF_ERR_INTERNAL (or the documented neutral value); the next call works; profiles made after the
+ * deep panics are complete. */
+static void scenario_panic(void) {
+    /* Each export once, panicking. */
+    EXPECT(P.start(), NPUPROF_ERR_INTERNAL);
+    EXPECT(P.start(), NPUPROF_ERR_INTERNAL); /* session.start.locked: inside the control lock */
+    EXPECT(P.start(), NPUPROF_OK);           /* the lock was not left poisoned or held */
+    CHECK(P.is_running() == 0);              /* npuprof_is_running panicked: 0 */
+    CHECK(P.is_running() == 1);
+    CHECK(P.intern("x") == 0); /* panicked: 0, "no name" */
+    uint32_t a = P.intern("a");
+    CHECK(a != 0);
+    P.range_push(a); /* panics, nothing recorded */
+    P.range_push(a);
+    P.range_pop(); /* panics */
+    P.range_pop();
+    P.mark(a); /* panics */
+    P.mark(a);
+    EXPECT(P.step(8), NPUPROF_ERR_INTERNAL);
+    EXPECT(P.step(8), NPUPROF_OK);
+    char buf[4096];
+    CHECK(P.output_dir(buf, sizeof buf) == 0); /* panicked: 0 */
+    CHECK(P.output_dir(buf, sizeof buf) > 0);
+    CHECK(strcmp(P.strerror(NPUPROF_OK), "NPUPROF_ERR_UNKNOWN") == 0); /* panicked: the fallback text */
+    CHECK(strcmp(P.strerror(NPUPROF_OK), "NPUPROF_ERR_UNKNOWN") != 0);
+    CHECK(strcmp(P.version(), "unknown") == 0);
+    CHECK(strcmp(P.version(), "unknown") != 0);
+    EXPECT(P.stop(), NPUPROF_ERR_INTERNAL);
+    CHECK(P.is_running() == 1);
+    EXPECT(P.stop(), NPUPROF_ERR_INTERNAL); /* session.stop.locked */
+    EXPECT(P.stop(), NPUPROF_OK);
+    if (P.output_dir(buf, sizeof buf) > 0) printf("DIR1=%s\n", buf);
+    EXPECT(P.flush(), NPUPROF_ERR_INTERNAL);
+    /* The drain.msg panic hit this profile's start message: the drain abandoned it, and flush says so
+     * instead of waiting for it. */
+    EXPECT(P.flush(), NPUPROF_ERR_INTERNAL);
+    EXPECT(P.shutdown(), NPUPROF_ERR_INTERNAL);
+    EXPECT(P.shutdown(), NPUPROF_OK);
+    /* The export.run panic: this profile's export fails and flush reports it. */
+    EXPECT(P.start(), NPUPROF_OK);
+    EXPECT(P.step(4), NPUPROF_OK);
+    EXPECT(P.stop(), NPUPROF_OK);
+    if (P.output_dir(buf, sizeof buf) > 0) printf("DIR2=%s\n", buf);
+    EXPECT(P.flush(), NPUPROF_ERR_INTERNAL);
+    /* After every panic: a whole profile, written completely. */
+    EXPECT(P.start(), NPUPROF_OK);
+    for (int i = 0; i < 3; i++) {
+        EXPECT(P.step(16), NPUPROF_OK);
+        P.range_push(a);
+        P.mark(a);
+        P.range_pop();
+    }
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
 static void scenario_misuse(void) {
     EXPECT(P.stop(), NPUPROF_ERR_NOT_RUNNING);
     CHECK(P.intern(NULL) == 0);
@@ -422,6 +481,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "old")) scenario_old(argc - 3, argv + 3);
     else if (!strcmp(s, "disabled")) scenario_disabled();
     else if (!strcmp(s, "misuse")) scenario_misuse();
+    else if (!strcmp(s, "panic")) scenario_panic();
     else if (!strcmp(s, "names")) scenario_names();
     else if (!strcmp(s, "two")) scenario_two();
     else if (!strcmp(s, "exit_running")) scenario_exit_running();

@@ -25,33 +25,52 @@ pub fn target_dir() -> PathBuf {
 /// each test binary runs `cargo build --lib` for this profile (a no-op when it is up to date).
 pub fn lib() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = target_dir();
-            let profile = dir.file_name().unwrap().to_string_lossy().into_owned();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(repo()).args(["build", "--lib", "--quiet"]);
-            if profile != "debug" {
-                cmd.args(["--profile", &profile]);
-            }
-            // target/<triple>/<profile> when cross-building (aarch64 under qemu).
-            if let Some(triple) = dir.parent().and_then(|p| p.file_name()) {
-                if triple != "target" {
-                    cmd.args(["--target", &triple.to_string_lossy()]);
-                }
-            }
-            let o = cmd.output().expect("run cargo build --lib");
-            assert!(
-                o.status.success(),
-                "cargo build --lib failed:\n{}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            let p = dir.join("libnpuprof.so");
-            assert!(p.exists(), "{} not built", p.display());
-            p
-        })
-        .clone()
+    BUILT.get_or_init(|| build_lib(false)).clone()
+}
+
+/// A second copy of the library built with `--features fault-injection` (in target/faults/), for the
+/// reliability tests' injected panics (`NPUPROF_TEST_FAULTS`).
+pub fn lib_faults() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_lib(true)).clone()
+}
+
+fn build_lib(faults: bool) -> PathBuf {
+    let mut dir = target_dir();
+    let profile = dir.file_name().unwrap().to_string_lossy().into_owned();
+    // target/<triple>/<profile> when cross-building (aarch64 under qemu).
+    let triple = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t != "target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo()).args(["build", "--lib", "--quiet"]);
+    if profile != "debug" {
+        cmd.args(["--profile", &profile]);
+    }
+    if let Some(t) = &triple {
+        cmd.args(["--target", t]);
+    }
+    if faults {
+        let root = repo().join("target/faults");
+        cmd.args(["--features", "fault-injection", "--target-dir"])
+            .arg(&root);
+        dir = match &triple {
+            Some(t) => root.join(t).join(&profile),
+            None => root.join(&profile),
+        };
+    }
+    let o = cmd.output().expect("run cargo build --lib");
+    assert!(
+        o.status.success(),
+        "cargo build --lib failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let p = dir.join("libnpuprof.so");
+    assert!(p.exists(), "{} not built", p.display());
+    p
 }
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
@@ -184,7 +203,16 @@ impl ClientRun {
 
 /// Runs the C client scenario, loading the library by dlopen or LD_PRELOAD.
 pub fn run_client(dlopen: bool, scenario: &[&str], env: &[(&str, &str)]) -> ClientRun {
-    let lib = lib();
+    run_client_with(&lib(), dlopen, scenario, env)
+}
+
+/// [`run_client`] with another copy of the library (e.g. [`lib_faults`]).
+pub fn run_client_with(
+    lib: &Path,
+    dlopen: bool,
+    scenario: &[&str],
+    env: &[(&str, &str)],
+) -> ClientRun {
     let lib_s = lib.to_str().unwrap().to_string();
     let mut args = vec![lib_s.as_str()];
     args.extend_from_slice(scenario);
@@ -357,6 +385,23 @@ pub fn check_profile(root: &Path) -> String {
     assert!(
         o.status.success() && s.contains("CHECK PASS"),
         "check_profile failed:\n{s}"
+    );
+    s
+}
+
+/// `check_profile.py --no-cluster`: layout, schemas and trace rules of every worker under `root`, for roots
+/// holding many profiles of one rank (not a cluster).
+pub fn check_profile_no_cluster(root: &Path) -> String {
+    let o = Command::new("python3")
+        .arg(shared().join("tools/check_profile.py"))
+        .arg(root)
+        .arg("--no-cluster")
+        .output()
+        .expect("python3");
+    let s = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && s.contains("CHECK PASS"),
+        "check_profile --no-cluster failed:\n{s}"
     );
     s
 }

@@ -320,6 +320,7 @@ pub fn compact(buf: &[u8], off: usize) -> Option<DevRec> {
 
 extern "C" fn on_complete(buffer: *mut u8, size: usize, valid: usize) {
     let _ = std::panic::catch_unwind(|| {
+        crate::fault::point("mspti.complete");
         let Some(sh) = SHARED.get() else { return };
         sh.counts.buffers_completed.fetch_add(1, Ordering::Relaxed);
         if buffer == sh.sink {

@@ -1,0 +1,202 @@
+//! The reliability suite: injected panics, a concurrency storm, and hostile filesystems. Each test runs the
+//! C client (tests/c/) as the runtime would and checks what is on disk afterwards.
+//!
+//! Long variants: `NPUPROF_LONG=1` multiplies the storm by 8 (CI runs the default size).
+
+mod common;
+use common::*;
+use std::path::Path;
+
+/// Every file under `root` is whole: no `*.tmp` left by an interrupted write, every JSON parses, every
+/// CSV has a header line. Returns the number of worker directories.
+fn assert_nothing_partial(root: &Path) -> usize {
+    fn walk(p: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    for f in &files {
+        let name = f.to_string_lossy();
+        assert!(!name.ends_with(".tmp"), "partial file left: {name}");
+        if name.ends_with(".json") {
+            let b = std::fs::read(f).unwrap();
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(&b).is_ok(),
+                "{name} is not valid JSON ({} bytes)",
+                b.len()
+            );
+        }
+        if name.ends_with(".csv") {
+            let s = std::fs::read_to_string(f).unwrap();
+            assert!(s.lines().next().is_some_and(|h| h.contains(',')), "{name}");
+        }
+    }
+    workers(root).len()
+}
+
+/// A panic inside every exported function (inside its panic boundary) and at the deep points (inside the
+/// control lock, in the drain and export threads) comes back as `NPUPROF_ERR_INTERNAL` or the documented
+/// neutral value; the next call works, and a profile made afterwards is complete.
+#[test]
+fn a_panic_inside_every_export_is_internal_and_the_library_keeps_working() {
+    let lib = lib_faults();
+    let header = std::fs::read_to_string(repo().join("include/npuprof.h")).unwrap();
+    // The functions of the header: `npuprof_<name>(`.
+    let exports: Vec<String> = header
+        .match_indices("npuprof_")
+        .filter_map(|(i, _)| {
+            let w: String = header[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            header[i + w.len()..].starts_with('(').then_some(w)
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(exports.len() >= 13, "{exports:?}");
+    let deep = [
+        "session.start.locked",
+        "session.stop.locked",
+        "drain.msg",
+        "export.run",
+    ];
+    let faults: Vec<String> = exports
+        .iter()
+        .map(String::as_str)
+        .chain(deep)
+        .map(|p| format!("panic@{p}"))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_str().unwrap();
+    let faults = faults.join(",");
+    let r = run_client_with(
+        &lib,
+        true,
+        &["panic"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root),
+            ("NPUPROF_TEST_FAULTS", &faults),
+        ],
+    );
+    r.assert_ok();
+    // One log line per caught panic, naming where.
+    for p in exports.iter().map(String::as_str).chain(deep) {
+        assert!(
+            r.stderr.contains(&format!("injected fault at {p}")),
+            "no log line for {p}:\n{}",
+            r.stderr
+        );
+    }
+    assert_nothing_partial(tmp.path());
+    // The profile after the panics is complete and passes the shared checker.
+    let last = r.dir();
+    let t = trace(&last);
+    assert_eq!(step_names(&t).len(), 3, "{}", last.display());
+    let only = tempfile::tempdir().unwrap();
+    std::fs::rename(&last, only.path().join(last.file_name().unwrap())).unwrap();
+    check_profile(only.path());
+}
+
+fn long() -> bool {
+    std::env::var_os("NPUPROF_LONG").is_some_and(|v| v != "0")
+}
+
+/// 8 threads, 10 000 random sequences (1-8 calls each) of every exported call, racing starts, stops,
+/// shutdowns and flushes against recording. No call returns an unexpected code, no file is partial, every
+/// directory is a valid result, and every mark that certainly hit a running profile is in a trace or
+/// counted as dropped (none lost uncounted).
+#[test]
+fn a_storm_of_random_calls_from_8_threads_loses_nothing_uncounted() {
+    let storm = build_c("storm", &["tests/c/storm.c"], &[], &[]);
+    let lib = lib();
+    let tmp = tempfile::tempdir().unwrap();
+    let sequences = if long() { 80_000 } else { 10_000 };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 100_000;
+    let out = run(
+        &storm,
+        &[
+            lib.to_str().unwrap(),
+            "8",
+            &sequences.to_string(),
+            &seed.to_string(),
+        ],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", tmp.path().to_str().unwrap()),
+            // Small rings: the drop path is part of the storm.
+            ("NPUPROF_BUFFER_KB", "64"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stdout.lines().any(|l| l.starts_with("FAIL ")),
+        "storm (seed {seed}) failed: {:?}\n{stdout}\n{}",
+        out.status,
+        &stderr[stderr.len().saturating_sub(4000)..]
+    );
+    let val = |k: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {stdout}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(val("SEQUENCES"), sequences);
+    let n = assert_nothing_partial(tmp.path());
+    assert!(n > 0, "the storm made no profile");
+    let (mut found, mut dropped) = (0u64, 0u64);
+    for w in workers(tmp.path()) {
+        let t = trace(&w);
+        found += t
+            .iter()
+            .filter(|e| e["ph"] == "i" && e["name"] == "storm-mark")
+            .count() as u64;
+        let m = json(&w.join("profiler_metadata.json"));
+        let d = &m["npuprof"]["dropped_records"];
+        for k in [
+            "ring_full",
+            "after_thread_exit",
+            "outside_profile_window",
+            "over_disk_cap",
+        ] {
+            dropped += d[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
+        }
+    }
+    let (marks, certain) = (val("MARKS"), val("CERTAIN"));
+    eprintln!(
+        "storm seed {seed}: {} calls, {n} profiles, {marks} marks ({certain} certainly while running), \
+         {found} in traces, {dropped} records counted as dropped",
+        val("CALLS")
+    );
+    assert!(certain > 0, "no mark was certainly recorded: {stdout}");
+    assert!(found <= marks);
+    assert!(
+        found + dropped >= certain,
+        "marks lost without being counted: {certain} certain, {found} found, {dropped} dropped (seed {seed})"
+    );
+    // Every result passes the shared checker's layout, schema and trace rules, one at a time (the checker
+    // takes a root of distinct ranks); the newest also passes msprof-analyze.
+    let mut all = workers(tmp.path());
+    let last = all.pop().unwrap();
+    for w in all {
+        let one = tempfile::tempdir().unwrap();
+        std::fs::rename(&w, one.path().join(w.file_name().unwrap())).unwrap();
+        check_profile_no_cluster(one.path());
+    }
+    let one = tempfile::tempdir().unwrap();
+    std::fs::rename(&last, one.path().join(last.file_name().unwrap())).unwrap();
+    check_profile(one.path());
+}
