@@ -278,6 +278,10 @@ impl Drain {
         kv.insert("clock".into(), clock::source_name().into());
         kv.insert("auto".into(), profile.auto.to_string());
         kv.insert("backend".into(), profile.backend.into());
+        // The tick rate known now: what `npuprof recover` uses when the process dies before its stop frame.
+        let (ticks_per, ns_per) = clock::rate(0);
+        kv.insert("ticks_per".into(), ticks_per.to_string());
+        kv.insert("ns_per".into(), ns_per.to_string());
         let (w, spool_error) = match spool::Writer::new(file).and_then(|mut w| {
             w.start(&kv)?;
             Ok(w)

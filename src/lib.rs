@@ -25,6 +25,7 @@ mod fault;
 pub mod ffi;
 mod logger;
 pub mod record;
+pub mod recover;
 pub mod session;
 pub mod spool;
 

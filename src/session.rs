@@ -31,6 +31,8 @@ pub enum StopReason {
     IoError,
     Shutdown,
     Exit,
+    /// Finished later by `npuprof recover` (the process died without a stop).
+    Recovered,
 }
 
 impl StopReason {
@@ -42,6 +44,9 @@ impl StopReason {
             StopReason::IoError => "spool write error",
             StopReason::Shutdown => "npuprof_shutdown",
             StopReason::Exit => "process exit without npuprof_stop",
+            StopReason::Recovered => {
+                "recovered by `npuprof recover`: the process ended without npuprof_stop"
+            }
         }
     }
 }

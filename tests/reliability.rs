@@ -200,3 +200,105 @@ fn a_storm_of_random_calls_from_8_threads_loses_nothing_uncounted() {
     std::fs::rename(&last, one.path().join(last.file_name().unwrap())).unwrap();
     check_profile(one.path());
 }
+
+/// `exit()` called on another thread while recording (the runtime's `sys.exit` path, not a return from
+/// main, which c_api.rs covers), by LD_PRELOAD and by dlopen: the exit hook finishes the profile.
+#[test]
+fn exit_from_another_thread_while_recording_finishes_the_profile() {
+    for dlopen in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        let r = run_client(
+            dlopen,
+            &["exit_call"],
+            &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
+        );
+        r.assert_ok();
+        let d = r.dir();
+        let m = json(&d.join("profiler_metadata.json"));
+        assert_eq!(
+            m["npuprof"]["stop_reason"],
+            "process exit without npuprof_stop"
+        );
+        // The main thread's forward and the exiting thread's.
+        assert_eq!(slices(&trace(&d), "model_forward").len(), 2);
+        assert_nothing_partial(root.path());
+    }
+}
+
+/// `kill -9` while recording: no handler runs, the directory holds only the spool. `npuprof recover`
+/// turns it into a valid result with every step drained before the kill; recovering twice is refused, and
+/// a torn last frame (a kill in the middle of a write) is skipped and reported.
+#[test]
+fn kill_9_while_recording_leaves_a_spool_that_npuprof_recover_finishes() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_client(
+        false,
+        &["kill9", "6"],
+        &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(r.out.status.signal(), Some(9), "{}", r.stderr);
+    let d = r.dir();
+    assert!(!d.join("profiler_metadata.json").exists());
+    let spool = d.join("FRAMEWORK/npuprof.spool");
+    assert!(spool.is_file());
+    // A copy with a torn last frame: a few bytes of a frame that never finished.
+    let torn = tempfile::tempdir().unwrap();
+    let torn_dir = torn.path().join(d.file_name().unwrap());
+    std::fs::create_dir_all(torn_dir.join("FRAMEWORK")).unwrap();
+    std::fs::create_dir_all(torn_dir.join("ASCEND_PROFILER_OUTPUT")).unwrap();
+    let mut bytes = std::fs::read(&spool).unwrap();
+    let whole = bytes.len();
+    bytes.extend_from_slice(&[4, 0, 0, 0, 200, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(torn_dir.join("FRAMEWORK/npuprof.spool"), &bytes).unwrap();
+
+    let cli = env!("CARGO_BIN_EXE_npuprof");
+    let rec = |dir: &Path| run(Path::new(cli), &["recover", dir.to_str().unwrap()], &[]);
+    let o = rec(&d);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t = trace(&d);
+    assert_eq!(step_names(&t).len(), 6, "{out}");
+    assert_eq!(slices(&t, "model_forward").len(), 6);
+    assert_proper_nesting(&t);
+    let m = json(&d.join("profiler_metadata.json"));
+    assert!(
+        m["npuprof"]["stop_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("recovered"),
+        "{m}"
+    );
+    // Recovering again is refused: the result is not rewritten.
+    let o = rec(&d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already a finished result"));
+    check_profile(root.path());
+
+    let o = rec(&torn_dir);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains(&format!("torn last frame at byte {whole}")),
+        "{out}"
+    );
+    assert_eq!(step_names(&trace(&torn_dir)).len(), 6);
+    let m = json(&torn_dir.join("profiler_metadata.json"));
+    assert!(
+        m["npuprof"]["spool_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("torn")),
+        "{m}"
+    );
+    // Not a worker directory: a clear error, exit 1.
+    let o = rec(root.path());
+    assert_eq!(o.status.code(), Some(1));
+}

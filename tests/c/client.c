@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,6 +453,39 @@ static void scenario_exit_running(void) {
     print_dir();
 }
 
+/* exit() called from another thread while recording (not a return from main). */
+static void *exit_from_thread(void *arg) {
+    (void)arg;
+    forward(2);
+    exit(0);
+}
+static void scenario_exit_call(void) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    forward(3);
+    print_dir();
+    fflush(stdout);
+    pthread_t t;
+    pthread_create(&t, NULL, exit_from_thread, NULL);
+    pthread_join(t, NULL);
+    printf("FAIL exit() returned\n");
+}
+
+/* Recording, then SIGKILL: no exit handler runs. Steps and ranges are recorded first, then the process
+ * waits (untimed) so the drain moves them to the spool, and kills itself. */
+static void scenario_kill9(int steps) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    for (int i = 0; i < steps; i++) {
+        EXPECT(P.step(64), NPUPROF_OK);
+        forward(3);
+    }
+    print_dir();
+    fflush(stdout);
+    usleep(1500 * 1000);
+    kill(getpid(), SIGKILL);
+}
+
 static int count_threads(void) {
     int n = 0;
     DIR *d = opendir("/proc/self/task");
@@ -482,6 +516,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "disabled")) scenario_disabled();
     else if (!strcmp(s, "misuse")) scenario_misuse();
     else if (!strcmp(s, "panic")) scenario_panic();
+    else if (!strcmp(s, "exit_call")) scenario_exit_call();
+    else if (!strcmp(s, "kill9")) scenario_kill9(atoi(argv[3]));
     else if (!strcmp(s, "names")) scenario_names();
     else if (!strcmp(s, "two")) scenario_two();
     else if (!strcmp(s, "exit_running")) scenario_exit_running();
