@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Every file under `root` is whole: no `*.tmp` left by an interrupted write, every JSON parses, every
 /// CSV has a header line. Returns the number of worker directories.
@@ -301,4 +301,132 @@ fn kill_9_while_recording_leaves_a_spool_that_npuprof_recover_finishes() {
     // Not a worker directory: a clear error, exit 1.
     let o = rec(root.path());
     assert_eq!(o.status.code(), Some(1));
+}
+
+/// A small tmpfs mounted for one test (needs CAP_SYS_ADMIN); unmounted on drop. `None` where mounting is
+/// not possible: the callers fall back to RLIMIT_FSIZE or an unusable path, and say so.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "npuprof-test"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then_some(Tmpfs { dir })
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn remount_ro(&self) -> bool {
+        std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.path())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// A full disk (a 3 MB tmpfs, or RLIMIT_FSIZE where mounting is not allowed): the profile that cannot
+/// grow stops recording by itself, its export fails with NPUPROF_ERR_IO and a message naming the file,
+/// the process goes on, and the profile written before is intact.
+#[test]
+fn a_full_disk_stops_recording_fails_with_io_and_keeps_earlier_profiles() {
+    let fs = Tmpfs::mount("3m");
+    let plain = tempfile::tempdir().unwrap();
+    let (root, mode) = match &fs {
+        Some(t) => (t.path().to_path_buf(), "tmpfs"),
+        None => {
+            eprintln!("note: cannot mount a tmpfs here; using RLIMIT_FSIZE (2 MB per file)");
+            (plain.path().to_path_buf(), "rlimit")
+        }
+    };
+    let r = run_client(
+        false,
+        &["diskfull", mode],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.to_str().unwrap()),
+            ("NPUPROF_BUFFER_KB", "1024"),
+        ],
+    );
+    r.assert_ok();
+    let v = |k: &str| r.value(k).unwrap_or_else(|| panic!("{k}:\n{}", r.stdout));
+    assert_eq!(v("ALIVE"), "1");
+    assert_eq!(v("STOPPED_ITSELF"), "1", "recording went on: {}", r.stdout);
+    assert_eq!(
+        v("STOPB"),
+        "3",
+        "the stop after it stopped itself: NOT_RUNNING"
+    );
+    assert_eq!(
+        v("FLUSHB"),
+        "5",
+        "flush reports NPUPROF_ERR_IO:\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("No space left on device") || r.stderr.contains("File too large"),
+        "{}",
+        r.stderr
+    );
+    // The earlier profile is intact and valid; nothing anywhere is partial.
+    let a = PathBuf::from(v("DIRA"));
+    assert_eq!(step_names(&trace(&a)).len(), 3);
+    assert_nothing_partial(&root);
+    let one = tempfile::tempdir().unwrap();
+    copy_dir(&a, &one.path().join(a.file_name().unwrap()));
+    check_profile(one.path());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A read-only output root (a tmpfs remounted read-only; else a path under /proc, which nobody can create
+/// in): `npuprof_start` fails with NPUPROF_ERR_IO every time, the process goes on, nothing is left behind.
+#[test]
+fn a_read_only_output_root_fails_start_with_io() {
+    let fs = Tmpfs::mount("1m").filter(|t| t.remount_ro());
+    let root = match &fs {
+        Some(t) => t.path().join("profiles"),
+        None => {
+            eprintln!("note: cannot mount a read-only tmpfs here; using a path under /proc");
+            PathBuf::from("/proc/self/npuprof-profiles")
+        }
+    };
+    for dlopen in [false, true] {
+        let r = run_client(
+            dlopen,
+            &["readonly"],
+            &[("VLLM_TORCH_PROFILER_DIR", root.to_str().unwrap())],
+        );
+        r.assert_ok();
+        assert_eq!(r.value("ALIVE").as_deref(), Some("1"));
+        assert!(
+            r.stderr.contains(root.to_str().unwrap()),
+            "the message names the directory:\n{}",
+            r.stderr
+        );
+    }
 }

@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -486,6 +487,65 @@ static void scenario_kill9(int steps) {
     kill(getpid(), SIGKILL);
 }
 
+/* A full disk. With "rlimit", RLIMIT_FSIZE stands in for it (SIGXFSZ ignored, writes fail with EFBIG).
+ * A small profile A first; then B records until the spool cannot grow: recording stops by itself (no
+ * retrying forever) and flush reports NPUPROF_ERR_IO; then the process goes on, and A is intact. */
+static void scenario_diskfull(const char *mode) {
+    intern_all();
+    if (!strcmp(mode, "rlimit")) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {2 << 20, 2 << 20};
+        CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+    }
+    EXPECT(P.start(), NPUPROF_OK);
+    for (int i = 0; i < 3; i++) {
+        EXPECT(P.step(8), NPUPROF_OK);
+        forward(3);
+    }
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    char buf[4096];
+    if (P.output_dir(buf, sizeof buf) > 0) printf("DIRA=%s\n", buf);
+    EXPECT(P.start(), NPUPROF_OK);
+    if (P.output_dir(buf, sizeof buf) > 0) printf("DIRB=%s\n", buf);
+    long pairs = 0;
+    /* At most ~20 M pairs (320 MB of records): far more than the disk holds. */
+    for (int round = 0; round < 2000 && P.is_running() == 1; round++) {
+        for (int i = 0; i < 10000; i++) {
+            P.range_push(ID_WORK);
+            P.range_pop();
+        }
+        pairs += 10000;
+        usleep(2000); /* let the drain write (untimed) */
+    }
+    printf("PAIRS=%ld\n", pairs);
+    printf("STOPPED_ITSELF=%d\n", P.is_running() == 0);
+    int rc = P.stop();
+    printf("STOPB=%d\n", rc);
+    printf("FLUSHB=%d\n", P.flush());
+    rc = P.start();
+    printf("STARTC=%d\n", rc);
+    if (rc == NPUPROF_OK) {
+        EXPECT(P.step(8), NPUPROF_OK);
+        P.stop();
+        printf("FLUSHC=%d\n", P.flush());
+    }
+    printf("ALIVE=1\n");
+}
+
+/* A read-only or unusable output root: start fails with NPUPROF_ERR_IO, nothing else changes. */
+static void scenario_readonly(void) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_ERR_IO);
+    CHECK(P.is_running() == 0);
+    EXPECT(P.step(8), NPUPROF_OK);
+    forward(1); /* not recording: no-ops */
+    EXPECT(P.stop(), NPUPROF_ERR_NOT_RUNNING);
+    EXPECT(P.start(), NPUPROF_ERR_IO); /* again: the same clear error, no state left behind */
+    EXPECT(P.flush(), NPUPROF_OK);
+    printf("ALIVE=1\n");
+}
+
 static int count_threads(void) {
     int n = 0;
     DIR *d = opendir("/proc/self/task");
@@ -516,6 +576,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "disabled")) scenario_disabled();
     else if (!strcmp(s, "misuse")) scenario_misuse();
     else if (!strcmp(s, "panic")) scenario_panic();
+    else if (!strcmp(s, "diskfull")) scenario_diskfull(argv[3]);
+    else if (!strcmp(s, "readonly")) scenario_readonly();
     else if (!strcmp(s, "exit_call")) scenario_exit_call();
     else if (!strcmp(s, "kill9")) scenario_kill9(atoi(argv[3]));
     else if (!strcmp(s, "names")) scenario_names();
