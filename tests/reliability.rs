@@ -189,16 +189,21 @@ fn a_storm_of_random_calls_from_8_threads_loses_nothing_uncounted() {
     );
     // Every result passes the shared checker's layout, schema and trace rules, one at a time (the checker
     // takes a root of distinct ranks); the newest also passes msprof-analyze.
-    let mut all = workers(tmp.path());
-    let last = all.pop().unwrap();
-    for w in all {
-        let one = tempfile::tempdir().unwrap();
-        std::fs::rename(&w, one.path().join(w.file_name().unwrap())).unwrap();
-        check_profile_no_cluster(one.path());
-    }
+    let last = workers(tmp.path()).pop().unwrap();
     let one = tempfile::tempdir().unwrap();
     std::fs::rename(&last, one.path().join(last.file_name().unwrap())).unwrap();
     check_profile(one.path());
+    check_each(tmp.path());
+}
+
+/// `check_profile.py --no-cluster` on every worker under `root`, one at a time (the checker wants one
+/// directory per rank under a root; these are many profiles of one process).
+fn check_each(root: &Path) {
+    for w in workers(root) {
+        let one = tempfile::tempdir().unwrap();
+        copy_dir(&w, &one.path().join(w.file_name().unwrap()));
+        check_profile_no_cluster(one.path());
+    }
 }
 
 /// `exit()` called on another thread while recording (the runtime's `sys.exit` path, not a return from
@@ -429,4 +434,51 @@ fn a_read_only_output_root_fails_start_with_io() {
             r.stderr
         );
     }
+}
+
+/// fork() from a worker thread while three other threads record and intern names: the child has no
+/// running profile, starts its own into its own directory, and the parent's profile is complete (every
+/// thread's ranges properly nested, the forking moment included).
+#[test]
+fn fork_from_a_worker_thread_while_others_record() {
+    for dlopen in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        let r = run_client(
+            dlopen,
+            &["fork_threads"],
+            &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
+        );
+        r.assert_ok();
+        assert_eq!(r.value("CHILD_BAD").as_deref(), Some("0"), "{}", r.stdout);
+        let child = PathBuf::from(r.value("CHILD_DIR").unwrap());
+        let parent = r.dir();
+        assert_ne!(child, parent);
+        let tc = trace(&child);
+        assert_eq!(
+            slices(&tc, "model_forward").len(),
+            1,
+            "only the child's own"
+        );
+        assert!(tc.iter().any(|e| e["name"] == "child-name"));
+        let tp = trace(&parent);
+        assert!(slices(&tp, "model_forward").len() >= 3);
+        assert_proper_nesting(&tp);
+        assert_nothing_partial(root.path());
+        check_each(root.path());
+    }
+}
+
+/// dlclose while idle (after a profile, threads alive but nothing recording): nothing is unmapped, the
+/// library keeps working.
+#[test]
+fn dlclose_while_idle_keeps_the_library_working() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_client(
+        true,
+        &["dlclose_idle"],
+        &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
+    );
+    r.assert_ok();
+    assert_eq!(slices(&trace(&r.dir()), "model_forward").len(), 1);
+    assert_eq!(workers(root.path()).len(), 2);
 }

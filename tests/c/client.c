@@ -389,6 +389,24 @@ static void scenario_dlclose(const char *lib) {
     print_dir();
     CHECK(dlopen(lib, RTLD_NOW | RTLD_NOLOAD) != NULL);
 }
+
+/* dlclose while idle (threads started by an earlier profile, none running now), then use it again. */
+static void scenario_dlclose_idle(const char *lib) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    forward(1);
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    void *h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+    CHECK(h != NULL);
+    dlclose(h);
+    dlclose(h);
+    EXPECT(P.start(), NPUPROF_OK);
+    forward(2);
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
 #endif
 
 /* vanish: the worker directory disappears while recording; the export fails, flush reports
@@ -440,6 +458,59 @@ static void scenario_fork(void) {
     int st = 0;
     CHECK(waitpid(pid, &st, 0) == pid);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT(P.is_running(), 1);
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    print_dir();
+}
+
+/* fork from a worker thread while three other threads record and intern names (locks may be held at the
+ * moment of the fork): the child starts clean and makes its own profile, the parent's is complete. */
+static volatile int fork_stop;
+static void *fork_recorder(void *arg) {
+    char name[64];
+    for (long i = 0; !fork_stop; i++) {
+        forward(2);
+        snprintf(name, sizeof name, "dyn-%ld-%ld", (long)(uintptr_t)arg, i % 50);
+        P.mark(P.intern(name));
+        usleep(200);
+    }
+    return NULL;
+}
+static void *fork_from_thread(void *arg) {
+    (void)arg;
+    usleep(50 * 1000);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        bad |= P.is_running() != 0;
+        bad |= P.stop() != NPUPROF_ERR_NOT_RUNNING;
+        bad |= P.start() != NPUPROF_OK;
+        forward(3);
+        P.mark(P.intern("child-name"));
+        bad |= P.stop() != NPUPROF_OK;
+        bad |= P.flush() != NPUPROF_OK;
+        char buf[4096];
+        if (P.output_dir(buf, sizeof buf) > 0) printf("CHILD_DIR=%s\n", buf);
+        printf("CHILD_BAD=%d\n", bad);
+        fflush(stdout);
+        _exit(bad ? 3 : 0);
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return NULL;
+}
+static void scenario_fork_threads(void) {
+    intern_all();
+    EXPECT(P.start(), NPUPROF_OK);
+    pthread_t r[3], f;
+    for (int i = 0; i < 3; i++) pthread_create(&r[i], NULL, fork_recorder, (void *)(uintptr_t)i);
+    pthread_create(&f, NULL, fork_from_thread, NULL);
+    pthread_join(f, NULL);
+    fork_stop = 1;
+    for (int i = 0; i < 3; i++) pthread_join(r[i], NULL);
     EXPECT(P.is_running(), 1);
     EXPECT(P.stop(), NPUPROF_OK);
     EXPECT(P.flush(), NPUPROF_OK);
@@ -585,9 +656,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "exit_running")) scenario_exit_running();
     else if (!strcmp(s, "vanish")) scenario_vanish();
     else if (!strcmp(s, "fork")) scenario_fork();
+    else if (!strcmp(s, "fork_threads")) scenario_fork_threads();
     else if (!strcmp(s, "flood")) scenario_flood(atoi(argv[3]), atoi(argv[4]));
 #ifdef NPUPROF_TEST_DLOPEN
     else if (!strcmp(s, "dlclose")) scenario_dlclose(argv[1]);
+    else if (!strcmp(s, "dlclose_idle")) scenario_dlclose_idle(argv[1]);
 #endif
     else {
         printf("FAIL unknown scenario %s\n", s);
