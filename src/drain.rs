@@ -468,6 +468,9 @@ impl Active {
         let Some(w) = self.w.as_mut() else {
             return Ok(());
         };
+        if !spans.is_empty() {
+            crate::fault::stall("drain.batch");
+        }
         // Names after draining: a record's name was interned before the record was made, so every id in
         // `scratch` is <= the count read now.
         let count = names::count();

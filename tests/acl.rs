@@ -987,7 +987,10 @@ fn mspti_lib() -> &'static Path {
 /// A profile with the MSPTI backend; `preload_mspti` puts libmspti.so in LD_PRELOAD (needed for HCCL and
 /// memory kinds).
 fn mspti_run(preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
-    let lib = lib();
+    mspti_run_with(&lib(), preload_mspti, env, cmds)
+}
+
+fn mspti_run_with(lib: &Path, preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
     let dir = mspti_lib();
     let preload = if preload_mspti {
         format!("{}:{}", lib.display(), dir.join("libmspti.so").display())
@@ -1228,10 +1231,11 @@ fn the_mspti_fake_follows_the_real_rules() {
 /// callbacks kept is either in the spool or counted as dropped.
 #[test]
 fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
-    let r = mspti_run(
+    let r = mspti_run_with(
+        &lib_faults(),
         true,
         &[
-            ("NPUPROF_TEST_MSPTI_STALL_MS", "200"),
+            ("NPUPROF_TEST_FAULTS", "stall@mspti.consumer=200"),
             ("NPUPROF_MSPTI_BUFFER_KB", "64"),
             ("NPUPROF_MSPTI_BUFFERS", "2"),
         ],

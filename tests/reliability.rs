@@ -482,3 +482,39 @@ fn dlclose_while_idle_keeps_the_library_working() {
     assert_eq!(slices(&trace(&r.dir()), "model_forward").len(), 1);
     assert_eq!(workers(root.path()).len(), 2);
 }
+
+/// The host drain stalled (each batch it writes sleeps 300 ms, as on a blocked disk) while 4 threads
+/// record: the recording threads never wait for it (the run finishes, rings overflow), and every issued
+/// record is either in the spool or counted as dropped, exactly.
+#[test]
+fn a_stalled_drain_never_blocks_recording_and_counts_every_drop() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_client_with(
+        &lib_faults(),
+        false,
+        &["manual", "2", "4"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_BUFFER_KB", "32"),
+            ("NPUPROF_TEST_FAULTS", "stall@drain.batch=300"),
+        ],
+    );
+    r.assert_ok();
+    let m = json(&r.dir().join("profiler_metadata.json"));
+    let m = &m["npuprof"];
+    let dropped = m["dropped_records"]["ring_full"].as_u64().unwrap();
+    let recorded = m["recorded_records"].as_u64().unwrap();
+    // The client's `manual 2 4`: 2 steps, 2 forwards of 9 ranges (push + pop) per step, 4 marks per step,
+    // and 4 workers making 3000 records each.
+    let issued = 2 + 2 * 9 * 2 + 2 * 4 + 4 * 3000;
+    eprintln!(
+        "stalled host drain: {issued} issued, {recorded} spooled, {dropped} dropped and counted"
+    );
+    assert_eq!(recorded + dropped, issued, "{m}");
+    assert!(
+        dropped > 0,
+        "the stall must overflow a 2048-record ring: {m}"
+    );
+    let t = trace(&r.dir());
+    assert_proper_nesting(&t);
+}

@@ -421,7 +421,7 @@ fn walk(next: Option<NextFn>, counts: &Counts, buf: &mut [u8], valid: usize) -> 
 }
 
 /// The `npuprof-mspti` thread: compact records → the open profile's spool; buffers → back to the pool.
-fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>, stall: Duration) {
+fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
     let mut file: Option<std::io::BufWriter<std::fs::File>> = None;
     let mut written = 0u64;
     let mut err: Option<std::io::Error> = None;
@@ -430,9 +430,7 @@ fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>, stall: Dur
                   err: &mut Option<std::io::Error>,
                   (idx, n): (u32, u32)| {
         let Some(sh) = SHARED.get() else { return };
-        if !stall.is_zero() {
-            std::thread::sleep(stall);
-        }
+        crate::fault::stall("mspti.consumer");
         if let Some(f) = file.as_mut() {
             // SAFETY: the buffer was handed over by `on_complete`; it is ours until returned below.
             let bytes = unsafe {
@@ -568,16 +566,9 @@ impl MsptiBackend {
             return Err(err("MSPTI set up twice".into()));
         }
         let sh = SHARED.get().expect("set above");
-        // Fault injection for the tests (a disk that stalls the consumer): never set in production.
-        let stall = Duration::from_millis(
-            std::env::var("NPUPROF_TEST_MSPTI_STALL_MS")
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0),
-        );
         std::thread::Builder::new()
             .name("npuprof-mspti".into())
-            .spawn(move || consumer(data_rx, ctl_rx, stall))
+            .spawn(move || consumer(data_rx, ctl_rx))
             .map_err(|e| {
                 Error::new(Status::Internal, format!("cannot start npuprof-mspti: {e}"))
             })?;
