@@ -143,10 +143,15 @@ impl Writer {
 pub fn kv_encode(kv: &BTreeMap<String, String>) -> String {
     let mut s = String::new();
     for (k, v) in kv {
-        // Values never contain newlines (paths with one are escaped by the caller's Debug formatting).
+        // One line per key: a newline or CR in a value (a path may hold one) is written as `\n` / `\r`, a
+        // backslash as `\\`.
         s.push_str(k);
         s.push('=');
-        s.push_str(&v.replace('\n', "\\n"));
+        s.push_str(
+            &v.replace('\\', "\\\\")
+                .replace('\n', "\\n")
+                .replace('\r', "\\r"),
+        );
         s.push('\n');
     }
     s
@@ -156,8 +161,31 @@ pub fn kv_decode(b: &[u8]) -> BTreeMap<String, String> {
     String::from_utf8_lossy(b)
         .lines()
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("\\n", "\n")))
+        .map(|(k, v)| (k.to_string(), unescape(v)))
         .collect()
+}
+
+fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut it = v.chars();
+    while let Some(c) = it.next() {
+        match (c, it.clone().next()) {
+            ('\\', Some('n')) => {
+                out.push('\n');
+                it.next();
+            }
+            ('\\', Some('r')) => {
+                out.push('\r');
+                it.next();
+            }
+            ('\\', Some('\\')) => {
+                out.push('\\');
+                it.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 #[derive(Debug, PartialEq, Eq)]
