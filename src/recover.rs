@@ -52,6 +52,8 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
     }
     let mut rd =
         Reader::open(&spool_path).map_err(|e| Error::io("cannot open", &spool_path, &e))?;
+    let out = dir.join(layout::OUTPUT_DIR);
+    std::fs::create_dir_all(&out).map_err(|e| Error::io("cannot create", &out, &e))?;
     let mut start = None;
     let (mut last_tick, mut records) = (0u64, 0u64);
     while let Some(f) = rd.next_frame() {

@@ -319,3 +319,75 @@ proptest! {
         read_all(&bytes, bytes.len() / 12 + 1);
     }
 }
+
+const T0: u64 = 1_000_000_000;
+
+/// A record near the profile's start tick: the real kinds with small depths and name ids (so ranges,
+/// marks, steps and stacks meet each other, balanced or not), or anything at all.
+fn record() -> impl Strategy<Value = (u64, u64)> {
+    (0u64..5_000_000, 0u64..7, 0u64..5, 0u64..8, any::<u64>()).prop_map(
+        |(dt, kind, depth, name, raw)| {
+            let payload = match kind {
+                1 => depth << 32 | name,
+                2 => depth << 32,
+                3 => name,
+                4 => depth << 32 | (raw & 0xffff),
+                _ => raw,
+            } & ((1 << 56) - 1);
+            (T0 + dt, kind << 56 | payload)
+        },
+    )
+}
+
+fn host_frame() -> impl Strategy<Value = F> {
+    prop_oneof![
+        (1u32..8, prop::collection::vec(any::<u8>(), 0..24)).prop_map(|(i, n)| F::Name(i, n)),
+        (
+            0u32..3,
+            0u32..2,
+            1u32..5,
+            prop::collection::vec(any::<u8>(), 0..12)
+        )
+            .prop_map(|(r, e, t, n)| F::Thread(r, e, t, n)),
+        (0u32..3, 0u32..2, prop::collection::vec(record(), 1..40))
+            .prop_map(|(r, e, v)| F::Records(r, e, v)),
+    ]
+}
+
+proptest! {
+    // Each case writes and exports a whole result directory: fewer cases.
+    #![proptest_config(ProptestConfig { cases: cases() / 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any sequence of well-formed frames with arbitrary records (unbalanced ranges, unknown kinds, names
+    /// never interned, threads never announced, out-of-order ticks), recovered and exported: never a panic,
+    /// and the result is valid JSON with every thread's slices properly nested.
+    #[test]
+    fn any_records_export_to_a_valid_properly_nested_trace(
+        frames in prop::collection::vec(host_frame(), 0..16),
+        ticks_per in 1u64..10_000,
+        ns_per in 1u64..10_000,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("w_20250101000000000_ascend_ms");
+        std::fs::create_dir_all(dir.join("FRAMEWORK")).unwrap();
+        let mut kv = BTreeMap::new();
+        for (k, v) in [
+            ("gen", "1".to_string()), ("pid", "4242".into()), ("rank", "0".into()), ("device_id", "0".into()),
+            ("worker", "w".into()), ("start_tick", T0.to_string()), ("anchor_ns", "1700000000000000000".into()),
+            ("ticks_per", ticks_per.to_string()), ("ns_per", ns_per.to_string()), ("backend", "host".into()),
+        ] {
+            kv.insert(k.to_string(), v);
+        }
+        let mut all = vec![F::Start(kv)];
+        all.extend(frames);
+        let (bytes, _) = spool(&all);
+        std::fs::write(dir.join("FRAMEWORK/npuprof.spool"), bytes).unwrap();
+        let r = npuprof::recover::recover(&dir);
+        prop_assert!(r.is_ok(), "{:?}", r.err().map(|e| e.msg));
+        let t = common::trace(&dir);
+        common::assert_proper_nesting(&t);
+        for f in ["profiler_metadata.json", "profiler_info_0.json"] {
+            common::json(&dir.join(f));
+        }
+    }
+}

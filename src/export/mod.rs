@@ -242,6 +242,26 @@ struct ThreadState {
     open: Vec<Open>,
     last_tick: u64,
     last_was_begin: bool,
+    /// The thread's latest step: (index in `HostPass::steps`, tick).
+    step: Option<(usize, u64)>,
+}
+
+/// One `npuprof_step`: number, tick, tokens, thread, and whether a range of that thread crosses one of its
+/// boundaries (then it is drawn on the `Steps` lane instead of the thread, which must stay properly nested).
+struct Step {
+    k: u64,
+    tick: u64,
+    tokens: u64,
+    tid: u32,
+    crossed: bool,
+}
+
+/// The tid of the `Steps` lane (no OS thread id is this large).
+const STEPS_TID: u32 = 0x7fff_fffe;
+
+/// A lane for a ring whose thread id is unknown or taken (below `STEPS_TID`, above any OS thread id).
+fn synthetic_tid(ring: u32) -> u32 {
+    0x7ffe_0000 + (ring & 0xffff)
 }
 
 /// The streaming pass over the host spool.
@@ -253,9 +273,11 @@ struct HostPass {
     /// JSON string literal per name id.
     names: Vec<Option<String>>,
     threads: HashMap<u32, ThreadState>,
+    /// Per thread id: the last tick drawn by a previous owner of that lane (an exited thread).
+    tid_floor: HashMap<u32, u64>,
     /// (tid, thread name) in order of appearance.
     thread_meta: Vec<(u32, Vec<u8>)>,
-    steps: Vec<(u64, u64, u64, u32)>,
+    steps: Vec<Step>,
     symbols: HashMap<u64, String>,
     args: String,
     lost_ends: u64,
@@ -279,6 +301,7 @@ impl HostPass {
             stop_tick,
             names: Vec::new(),
             threads: HashMap::new(),
+            tid_floor: HashMap::new(),
             thread_meta: Vec::new(),
             steps: Vec::new(),
             symbols: HashMap::new(),
@@ -311,21 +334,45 @@ impl HostPass {
                     name,
                 } => {
                     let st = self.threads.entry(ring).or_default();
-                    if st.epoch != epoch {
+                    if st.epoch != epoch || st.tid == 0 {
                         // The ring changed owner: the previous thread exited; close what it left open.
                         let last = st.last_tick;
                         let mut old = std::mem::take(st);
                         self.close_all(tw, &mut old, last, "thread exited")?;
+                        let f = self.tid_floor.entry(old.tid).or_default();
+                        *f = (*f).max(last);
+                        // A thread id another ring has (an exited thread's id reused by a new thread, whose
+                        // ranges may still be open until stop): a lane of its own, so the slices of two
+                        // threads never overlap on one track.
+                        let busy = self.threads.iter().any(|(r, o)| *r != ring && o.tid == tid);
+                        let (tid, name) = if busy || tid == 0 {
+                            let mut n = format!("Thread {tid} (ring {ring}) ").into_bytes();
+                            n.extend_from_slice(&name);
+                            (synthetic_tid(ring), n)
+                        } else {
+                            (tid, name)
+                        };
+                        // The new thread's records cannot precede what the lane's previous owner drew.
+                        let floor = self.tid_floor.get(&tid).copied().unwrap_or(0);
                         let st = self.threads.entry(ring).or_default();
                         st.epoch = epoch;
                         st.tid = tid;
-                    }
-                    if !self.thread_meta.iter().any(|(t, _)| *t == tid) {
-                        self.thread_meta.push((tid, name));
+                        st.last_tick = floor;
+                        if !self.thread_meta.iter().any(|(t, _)| *t == tid) {
+                            self.thread_meta.push((tid, name));
+                        }
                     }
                 }
                 Frame::Records { ring, records, .. } => {
                     let mut st = self.threads.remove(&ring).unwrap_or_default();
+                    if st.tid == 0 {
+                        // Records of a ring never announced (a damaged spool): a lane of their own.
+                        st.tid = synthetic_tid(ring);
+                        if !self.thread_meta.iter().any(|(t, _)| *t == st.tid) {
+                            let n = format!("ring {ring} (thread unknown)").into_bytes();
+                            self.thread_meta.push((st.tid, n));
+                        }
+                    }
                     for r in &records {
                         self.record(tw, &mut st, r)?;
                     }
@@ -415,16 +462,35 @@ impl HostPass {
         while let Some(o) = st.open.pop() {
             if note == "closed at stop" {
                 self.closed_at_stop += 1;
+            } else {
+                self.ended(st, &o);
             }
             self.emit_range(tw, st.tid, &o, at, note)?;
         }
         Ok(())
     }
 
+    /// A range of `st` ends now: if it began before the thread's latest step, it crosses that step's start.
+    fn ended(&mut self, st: &ThreadState, o: &Open) {
+        if let Some((i, t)) = st.step {
+            if o.tick < t {
+                if let Some(s) = self.steps.get_mut(i) {
+                    s.crossed = true;
+                }
+            }
+        }
+    }
+
     fn record(&mut self, tw: &mut TraceWriter, st: &mut ThreadState, r: &Record) -> Result<()> {
         let p = r.payload();
         let k = r.kind();
-        st.last_tick = st.last_tick.max(r.ts);
+        // A thread's records are in tick order; one that is not (a corrupt spool, a clock going backwards)
+        // is moved to the thread's latest tick, so slices always nest.
+        let r = &Record {
+            ts: r.ts.max(st.last_tick),
+            meta: r.meta,
+        };
+        st.last_tick = r.ts;
         let was_begin = std::mem::replace(&mut st.last_was_begin, false);
         match k {
             kind::BEGIN => {
@@ -433,6 +499,7 @@ impl HostPass {
                 while st.open.last().is_some_and(|o| o.depth >= depth) {
                     let o = st.open.pop().expect("checked");
                     self.lost_ends += 1;
+                    self.ended(st, &o);
                     self.emit_range(tw, st.tid, &o, r.ts, "end lost (buffer full)")?;
                 }
                 st.open.push(Open {
@@ -448,10 +515,12 @@ impl HostPass {
                 while st.open.last().is_some_and(|o| o.depth > depth) {
                     let o = st.open.pop().expect("checked");
                     self.lost_ends += 1;
+                    self.ended(st, &o);
                     self.emit_range(tw, st.tid, &o, r.ts, "end lost (buffer full)")?;
                 }
                 if st.open.last().is_some_and(|o| o.depth == depth) {
                     let o = st.open.pop().expect("checked");
+                    self.ended(st, &o);
                     self.emit_range(tw, st.tid, &o, r.ts, "")?;
                 } else {
                     self.lost_begins += 1;
@@ -461,7 +530,24 @@ impl HostPass {
                 let name = self.name(p as u32);
                 tw.instant(self.pid, st.tid, &name, self.conv.to_ns(r.ts), "mark")?;
             }
-            kind::STEP => self.steps.push((p >> 32, r.ts, p & 0xffff_ffff, st.tid)),
+            kind::STEP => {
+                // A range opened during the previous step and still open crosses that step's end.
+                if let Some((i, t)) = st.step {
+                    if st.open.iter().any(|o| o.tick >= t) {
+                        if let Some(s) = self.steps.get_mut(i) {
+                            s.crossed = true;
+                        }
+                    }
+                }
+                st.step = Some((self.steps.len(), r.ts));
+                self.steps.push(Step {
+                    k: p >> 32,
+                    tick: r.ts,
+                    tokens: p & 0xffff_ffff,
+                    tid: st.tid,
+                    crossed: false,
+                });
+            }
             kind::STACK => {
                 if was_begin {
                     if let Some(o) = st.open.last_mut() {
@@ -482,11 +568,30 @@ impl HostPass {
             let mut st = self.threads.remove(&ring).unwrap_or_default();
             self.close_all(tw, &mut st, stop_tick, "closed at stop")?;
         }
-        self.steps.sort_by_key(|s| (s.1, s.0));
+        // Stable, by tick only: steps at one tick stay in the order they were made (the order the crossing
+        // checks above assumed).
+        self.steps.sort_by_key(|s| s.tick);
         let mut spans = Vec::with_capacity(self.steps.len());
+        // A step ends where the next one begins: with steps from several threads, its end is another
+        // thread's moment and its ranges cannot be checked against it; all steps then go to the lane.
+        let several = self.steps.iter().any(|s| s.tid != self.steps[0].tid);
+        if several || self.steps.iter().any(|s| s.crossed) {
+            tw.thread(self.pid, STEPS_TID, b"Steps", 0)?;
+        }
         for i in 0..self.steps.len() {
-            let (k, tick, tokens, tid) = self.steps[i];
-            let end = self.steps.get(i + 1).map_or(stop_tick, |s| s.1).max(tick);
+            let Step {
+                k,
+                tick,
+                tokens,
+                tid,
+                crossed,
+            } = self.steps[i];
+            let tid = if crossed || several { STEPS_TID } else { tid };
+            let end = self
+                .steps
+                .get(i + 1)
+                .map_or(stop_tick, |s| s.tick)
+                .max(tick);
             let start_ns = self.conv.to_ns(tick);
             let dur = self.conv.to_ns(end).saturating_sub(start_ns);
             let name = json::string(format!("ProfilerStep#{k}").as_bytes());
@@ -1017,6 +1122,42 @@ mod tests {
             .map(|e| e["args"]["name"].clone())
             .collect();
         assert_eq!(names, ["Thread 100 (a)", "Thread 200 (b)"]);
+    }
+
+    /// A range crossing a step boundary (opened in step 2, closed in step 3) would overlap the steps on the
+    /// thread's track: those two steps go to the `Steps` lane, the others stay on the thread.
+    #[test]
+    fn steps_crossed_by_a_range_move_to_the_steps_lane() {
+        let (t, _, steps) = host_pass(|w| {
+            w.thread(0, 1, 7, b"main").unwrap();
+            w.records(
+                0,
+                1,
+                &[
+                    rec(100, kind::STEP, 1, 0),
+                    rec(110, kind::BEGIN, 0, 5),
+                    rec(120, kind::END, 0, 0),
+                    rec(200, kind::STEP, 2, 0),
+                    rec(250, kind::BEGIN, 0, 6), // crosses the end of step 2 / the start of step 3
+                    rec(300, kind::STEP, 3, 0),
+                    rec(350, kind::END, 0, 0),
+                    rec(400, kind::STEP, 4, 0),
+                    rec(410, kind::BEGIN, 0, 5), // open at stop: inside the last step
+                ],
+            )
+            .unwrap();
+        });
+        let tid_of = |n: &str| x(&t, n)[0]["tid"].as_u64().unwrap();
+        assert_eq!(tid_of("ProfilerStep#1"), 7);
+        assert_eq!(tid_of("ProfilerStep#2"), STEPS_TID as u64);
+        assert_eq!(tid_of("ProfilerStep#3"), STEPS_TID as u64);
+        assert_eq!(tid_of("ProfilerStep#4"), 7);
+        assert!(t
+            .iter()
+            .any(|e| e["ph"] == "M" && e["tid"] == STEPS_TID && e["args"]["name"] == "Steps"));
+        // The step spans (kernel attribution, step_trace_time) do not depend on the lane.
+        assert_eq!(steps.len(), 4);
+        assert_eq!(steps[1].end_ns, steps[2].start_ns);
     }
 
     #[test]
