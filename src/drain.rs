@@ -321,6 +321,24 @@ impl Drain {
             // one's window.
             return 0;
         }
+        // A regular poll (no stop tick yet) must not write records of the *next* profile into this one's
+        // spool: if another thread stopped this profile and started the next one since the last poll, the
+        // rings already hold the next profile's records. The clock is read first, then the state: if this
+        // profile is still recording now, it stops later, so the next profile's records are all newer than
+        // `t0`. Records newer than `t0` wait in the carry for the next poll (or the stop's window); if this
+        // profile has already stopped, its Stop message (sent right after, under the session lock) drains it.
+        let window_end = match window_end {
+            Some(w) => Some(w),
+            None => {
+                let t0 = clock::now();
+                let s = record::STATE.load(Ordering::Acquire);
+                let gen = self.active.as_ref().map_or(u64::MAX, |a| a.profile.gen);
+                if s & record::REC == 0 || s >> record::GEN_SHIFT != gen {
+                    return 0;
+                }
+                Some(t0)
+            }
+        };
         record::rings_into(&mut self.rings);
         self.scratch.clear();
         self.spans.clear();

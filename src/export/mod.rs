@@ -590,7 +590,7 @@ impl HostPass {
             let end = self
                 .steps
                 .get(i + 1)
-                .map_or(stop_tick, |s| s.tick)
+                .map_or(stop_tick, |s| s.tick.min(stop_tick))
                 .max(tick);
             let start_ns = self.conv.to_ns(tick);
             let dur = self.conv.to_ns(end).saturating_sub(start_ns);
