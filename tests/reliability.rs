@@ -518,3 +518,28 @@ fn a_stalled_drain_never_blocks_recording_and_counts_every_drop() {
     let t = trace(&r.dir());
     assert_proper_nesting(&t);
 }
+
+/// Under `NPUPROF_TEST_SANITIZE` (run-tests' sanitizer section), the C code really is instrumented: a
+/// heap overflow is reported by AddressSanitizer and a signed overflow by UndefinedBehaviorSanitizer, each
+/// fatal. Without it, the same program runs to its end.
+#[test]
+fn the_sanitizer_build_catches_a_heap_overflow_and_undefined_behaviour() {
+    let exe = build_c("asan_canary", &["tests/c/asan_canary.c"], &[], &[]);
+    for (mode, report) in [
+        ("asan", "AddressSanitizer: heap-buffer-overflow"),
+        ("ubsan", "runtime error: signed integer overflow"),
+    ] {
+        let n = if mode == "asan" { "9" } else { "2" };
+        let o = run(&exe, &[mode, n], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if sanitize() {
+            assert!(
+                !o.status.success() && err.contains(report),
+                "{mode}: not reported: {:?}\n{err}",
+                o.status
+            );
+        } else {
+            assert!(o.status.code().is_some(), "{mode}: {:?}\n{err}", o.status);
+        }
+    }
+}

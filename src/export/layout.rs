@@ -284,6 +284,21 @@ mod tests {
     }
 
     #[test]
+    fn files_are_never_created_through_a_planted_symlink_or_over_an_existing_file() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let spool = d.path().join("npuprof.spool");
+        std::os::unix::fs::symlink(&victim, &spool).unwrap();
+        assert!(create_new(&spool).is_err());
+        // A planted `<name>.tmp` symlink: the atomic writer refuses it rather than follow it.
+        let out = d.path().join("trace_view.json");
+        std::os::unix::fs::symlink(&victim, d.path().join("trace_view.json.tmp")).unwrap();
+        assert!(AtomicFile::create(&out).is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
     fn early_writeback_keeps_every_byte_in_order() {
         // Several writeback steps, written in odd-sized pieces: the committed file is exactly what was written.
         let d = tempfile::tempdir().unwrap();

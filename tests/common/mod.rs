@@ -36,31 +36,32 @@ pub fn lib_faults() -> PathBuf {
 }
 
 fn build_lib(faults: bool) -> PathBuf {
-    let mut dir = target_dir();
+    // target/<profile>/, or target/<triple>/<profile>/ when cross-building (aarch64 under qemu); the
+    // target directory itself may be anything (`--target-dir target/asan`).
+    let dir = target_dir();
     let profile = dir.file_name().unwrap().to_string_lossy().into_owned();
-    // target/<triple>/<profile> when cross-building (aarch64 under qemu).
-    let triple = dir
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|t| t.to_string_lossy().into_owned())
-        .filter(|t| t != "target");
+    let (target, host) = (env!("NPUPROF_BUILD_TARGET"), env!("NPUPROF_BUILD_HOST"));
+    let cross = target != host;
+    let mut root = dir.parent().unwrap().to_path_buf();
+    if cross {
+        root = root.parent().unwrap().to_path_buf();
+    }
+    if faults {
+        root = repo().join("target/faults");
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(repo()).args(["build", "--lib", "--quiet"]);
+    cmd.current_dir(repo())
+        .args(["build", "--lib", "--quiet", "--target-dir"])
+        .arg(&root);
     if profile != "debug" {
         cmd.args(["--profile", &profile]);
     }
-    if let Some(t) = &triple {
-        cmd.args(["--target", t]);
+    if cross {
+        cmd.args(["--target", target]);
     }
     if faults {
-        let root = repo().join("target/faults");
-        cmd.args(["--features", "fault-injection", "--target-dir"])
-            .arg(&root);
-        dir = match &triple {
-            Some(t) => root.join(t).join(&profile),
-            None => root.join(&profile),
-        };
+        cmd.args(["--features", "fault-injection"]);
     }
     let o = cmd.output().expect("run cargo build --lib");
     assert!(
@@ -68,7 +69,11 @@ fn build_lib(faults: bool) -> PathBuf {
         "cargo build --lib failed:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let p = dir.join("libnpuprof.so");
+    let mut out = root;
+    if cross {
+        out = out.join(target);
+    }
+    let p = out.join(&profile).join("libnpuprof.so");
     assert!(p.exists(), "{} not built", p.display());
     p
 }
@@ -104,6 +109,15 @@ pub fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -
         cmd.arg(repo().join(s));
     }
     cmd.args(extra).arg("-lpthread").arg("-ldl");
+    if sanitize() {
+        // `run-tests`' sanitizer section: every C client and fake vendor library with AddressSanitizer and
+        // UndefinedBehaviorSanitizer, any report fatal.
+        cmd.args([
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer",
+        ]);
+    }
     let o = cmd.output().expect("run C compiler");
     assert!(
         o.status.success(),
@@ -148,12 +162,26 @@ pub fn client(dlopen: bool) -> PathBuf {
     }
 }
 
+/// `NPUPROF_TEST_SANITIZE=1`: the C code of the tests is built with ASan + UBSan.
+pub fn sanitize() -> bool {
+    std::env::var_os("NPUPROF_TEST_SANITIZE").is_some_and(|v| v != "0")
+}
+
 /// Runs `prog` with only PATH/HOME/LANG from our environment plus `env`.
 pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(prog);
     cmd.args(args).env_clear();
     // QEMU_LD_PREFIX: the aarch64 sysroot when the tests run under qemu-user (binfmt_misc).
-    for k in ["PATH", "HOME", "LANG", "TMPDIR", "QEMU_LD_PREFIX"] {
+    for k in [
+        "PATH",
+        "HOME",
+        "LANG",
+        "TMPDIR",
+        "QEMU_LD_PREFIX",
+        "ASAN_OPTIONS",
+        "UBSAN_OPTIONS",
+        "LSAN_OPTIONS",
+    ] {
         if let Some(v) = std::env::var_os(k) {
             cmd.env(k, v);
         }
