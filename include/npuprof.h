@@ -60,6 +60,12 @@ const char *npuprof_strerror(int status);
  * the NUL, or 0 if no profile was started yet. */
 size_t npuprof_output_dir(char *buf, size_t len);
 
+/* Writes the message of the calling thread's last failed npuprof call (the same text as its log line, e.g.
+ * "a profile is already recording into <dir>") into buf, NUL-terminated and truncated to fit len bytes.
+ * Returns the full length without the NUL, or 0 if no call of this thread has failed. For bindings (the
+ * Python package raises it with the status). */
+size_t npuprof_last_error(char *buf, size_t len);
+
 /* Interns an annotation name; returns a non-zero id to pass to the calls below, or 0 for NULL or "".
  * Names may be any bytes: non-UTF-8 bytes are written as \xNN, never rejected. Intern each name once and
  * keep the id: this call takes a lock, the annotation calls do not. */

@@ -39,8 +39,14 @@ fn report_panic(what: &str, p: Box<dyn std::any::Any + Send>) {
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         log::error!("internal error in {what} (caught, the host is unaffected): {msg}");
+        set_last_error(what, &format!("internal error (caught): {msg}"));
         std::mem::forget(p);
     }));
+}
+
+thread_local! {
+    /// The message of this thread's last failed call (`npuprof_last_error`). Set on error paths only.
+    static LAST_ERROR: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 fn status(what: &str, r: Result<(), Error>) -> c_int {
@@ -51,9 +57,53 @@ fn status(what: &str, r: Result<(), Error>) -> c_int {
                 Status::Io | Status::Backend | Status::Internal => log::error!("{what}: {}", e.msg),
                 _ => log::warn!("{what}: {}", e.msg),
             }
+            set_last_error(what, &e.msg);
             e.status as c_int
         }
     }
+}
+
+fn set_last_error(what: &str, msg: &str) {
+    let _ = LAST_ERROR.try_with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            l.clear();
+            l.push_str(what);
+            l.push_str(": ");
+            l.push_str(msg);
+        }
+    });
+}
+
+/// Copies `bytes` into `buf` (NUL-terminated, truncated to `len`); returns `bytes.len()`.
+///
+/// # Safety
+/// `buf` must be NULL or valid for `len` bytes of writes.
+unsafe fn copy_out(bytes: &[u8], buf: *mut c_char, len: usize) -> usize {
+    if !buf.is_null() && len > 0 {
+        let n = bytes.len().min(len - 1);
+        // SAFETY: buf is valid for `len` bytes and n + 1 <= len (caller contract); the source is a live
+        // slice that cannot overlap caller memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    bytes.len()
+}
+
+/// The calling thread's last error message (see the header).
+///
+/// # Safety
+/// `buf` must be NULL or valid for `len` bytes of writes.
+#[no_mangle]
+pub unsafe extern "C" fn npuprof_last_error(buf: *mut c_char, len: usize) -> usize {
+    guard("npuprof_last_error", 0, || {
+        let msg = LAST_ERROR
+            .try_with(|l| l.try_borrow().map(|s| s.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        // SAFETY: forwarded caller contract.
+        unsafe { copy_out(msg.as_bytes(), buf, len) }
+    })
 }
 
 /// Begins a profile now (the runtime's `POST /start_profile`).
@@ -110,24 +160,10 @@ pub extern "C" fn npuprof_strerror(status: c_int) -> *const c_char {
 #[no_mangle]
 pub unsafe extern "C" fn npuprof_output_dir(buf: *mut c_char, len: usize) -> usize {
     guard("npuprof_output_dir", 0, || {
-        let Some(dir) = session::output_dir() else {
-            if !buf.is_null() && len > 0 {
-                // SAFETY: buf is valid for len >= 1 bytes (caller contract).
-                unsafe { *buf = 0 };
-            }
-            return 0;
-        };
-        let bytes = dir.as_os_str().as_bytes();
-        if !buf.is_null() && len > 0 {
-            let n = bytes.len().min(len - 1);
-            // SAFETY: buf is valid for `len` bytes and n + 1 <= len; the source is a live slice that cannot
-            // overlap caller memory.
-            unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
-                *buf.add(n) = 0;
-            }
-        }
-        bytes.len()
+        let dir = session::output_dir();
+        let bytes = dir.as_ref().map_or(&[][..], |d| d.as_os_str().as_bytes());
+        // SAFETY: forwarded caller contract.
+        unsafe { copy_out(bytes, buf, len) }
     })
 }
 

@@ -61,7 +61,7 @@ fn a_panic_inside_every_export_is_internal_and_the_library_keeps_working() {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    assert!(exports.len() >= 13, "{exports:?}");
+    assert!(exports.len() >= 14, "{exports:?}");
     let deep = [
         "session.start.locked",
         "session.stop.locked",

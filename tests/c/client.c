@@ -27,6 +27,7 @@ struct api {
     int (*is_running)(void);
     const char *(*strerror)(int);
     size_t (*output_dir)(char *, size_t);
+    size_t (*last_error)(char *, size_t);
     uint32_t (*intern)(const char *);
     void (*range_push)(uint32_t);
     void (*range_pop)(void);
@@ -63,7 +64,7 @@ static void load(const char *lib) {
         exit(1);
     }
 #define SYM(f) *(void **)(&P.f) = dlsym(h, "npuprof_" #f); if (!P.f) { printf("FAIL dlsym npuprof_%s\n", #f); exit(1); }
-    SYM(start) SYM(stop) SYM(step) SYM(is_running) SYM(strerror) SYM(output_dir) SYM(intern)
+    SYM(start) SYM(stop) SYM(step) SYM(is_running) SYM(strerror) SYM(output_dir) SYM(last_error) SYM(intern)
     SYM(range_push) SYM(range_pop) SYM(mark) SYM(flush) SYM(shutdown) SYM(version)
 #undef SYM
     printf("LINK=dlopen\n");
@@ -76,6 +77,7 @@ static void load(const char *lib) {
 #pragma weak npuprof_is_running
 #pragma weak npuprof_strerror
 #pragma weak npuprof_output_dir
+#pragma weak npuprof_last_error
 #pragma weak npuprof_intern
 #pragma weak npuprof_range_push
 #pragma weak npuprof_range_pop
@@ -91,7 +93,7 @@ static void load(const char *lib) {
     }
     P.start = npuprof_start; P.stop = npuprof_stop; P.step = npuprof_step;
     P.is_running = npuprof_is_running; P.strerror = npuprof_strerror;
-    P.output_dir = npuprof_output_dir; P.intern = npuprof_intern;
+    P.output_dir = npuprof_output_dir; P.last_error = npuprof_last_error; P.intern = npuprof_intern;
     P.range_push = npuprof_range_push; P.range_pop = npuprof_range_pop; P.mark = npuprof_mark;
     P.flush = npuprof_flush; P.shutdown = npuprof_shutdown; P.version = npuprof_version;
     printf("LINK=preload\n");
@@ -245,6 +247,8 @@ static void scenario_panic(void) {
     CHECK(strcmp(P.strerror(NPUPROF_OK), "NPUPROF_ERR_UNKNOWN") != 0);
     CHECK(strcmp(P.version(), "unknown") == 0);
     CHECK(strcmp(P.version(), "unknown") != 0);
+    CHECK(P.last_error(buf, sizeof buf) == 0); /* panicked: 0 */
+    CHECK(P.last_error(buf, sizeof buf) > 0 && strstr(buf, "npuprof_last_error: internal error (caught): injected fault at npuprof_last_error"));
     EXPECT(P.stop(), NPUPROF_ERR_INTERNAL);
     CHECK(P.is_running() == 1);
     EXPECT(P.stop(), NPUPROF_ERR_INTERNAL); /* session.stop.locked */
@@ -287,8 +291,17 @@ static void scenario_misuse(void) {
     EXPECT(P.flush(), NPUPROF_OK); /* nothing pending */
     P.range_pop();                 /* not recording: no-op */
 
+    char err[256];
+    CHECK(P.last_error(err, sizeof err) > 0 && strstr(err, "npuprof_stop: no profile is recording"));
     EXPECT(P.start(), NPUPROF_OK);
     EXPECT(P.start(), NPUPROF_ERR_ALREADY_RUNNING);
+    /* The message of the last failure, truncated safely, and per thread. */
+    size_t elen = P.last_error(err, sizeof err);
+    CHECK(elen > 0 && elen == strlen(err) && strstr(err, "npuprof_start: a profile is already recording"));
+    char tiny[6];
+    memset(tiny, 'Z', sizeof tiny);
+    CHECK(P.last_error(tiny, 4) == elen && tiny[3] == 0 && tiny[4] == 'Z');
+    CHECK(P.last_error(NULL, 0) == elen);
     uint32_t a = P.intern("a");
     P.range_pop(); /* unbalanced: counted, ignored */
     P.range_push(a);
