@@ -193,6 +193,9 @@ pub struct Config {
     /// `NPUPROF_MSPTI_API` (default true): also record CANN API calls (slices on the launching thread and
     /// flows to their kernels); off = kernels only, a third of the records.
     pub mspti_api: bool,
+    /// `NPUPROF_CONTROL`: accept start/stop requests from `npuprof trigger` through
+    /// `$VLLM_TORCH_PROFILER_DIR/.control/<pid>.cmd` (polled by the drain thread).
+    pub control: bool,
     /// One line per invalid value, logged once.
     pub warnings: Vec<String>,
 }
@@ -224,6 +227,7 @@ pub const VARIABLES: &[&str] = &[
     "NPUPROF_MSPTI_BUFFER_KB",
     "NPUPROF_MSPTI_BUFFERS",
     "NPUPROF_MSPTI_API",
+    "NPUPROF_CONTROL",
     "ASCEND_HOME_PATH",
     "ASCEND_TOOLKIT_HOME",
 ];
@@ -536,6 +540,7 @@ impl Config {
         let mspti_buffer_kb = r.uint("NPUPROF_MSPTI_BUFFER_KB", 4096, 4096, 64, 256 * 1024);
         let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 8, 2, 1024);
         let mspti_api = r.raw("NPUPROF_MSPTI_API").is_none() || r.boolean("NPUPROF_MSPTI_API");
+        let control = r.boolean("NPUPROF_CONTROL");
 
         Config {
             profiler_dir,
@@ -561,6 +566,7 @@ impl Config {
             mspti_buffer_kb,
             mspti_buffers,
             mspti_api,
+            control,
             warnings: r.warnings,
         }
     }

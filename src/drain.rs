@@ -192,6 +192,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
         carry: Carry::default(),
     };
     let mut idle_polls = 0u32;
+    let mut last_control = std::time::Instant::now();
     loop {
         let wait = if d.active.is_none() {
             Duration::from_millis(20)
@@ -239,6 +240,17 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
             };
             idle_polls = if moved > 0 { 0 } else { idle_polls + 1 };
         }));
+        // NPUPROF_CONTROL: `npuprof trigger` commands, about every 200 ms (never while a message waits).
+        if !shutdown && last_control.elapsed() >= Duration::from_millis(200) && rx.is_empty() {
+            last_control = std::time::Instant::now();
+            let cfg = session::config();
+            if cfg.control {
+                if let Err(p) = catch_unwind(|| crate::control::poll(cfg)) {
+                    drop(p);
+                    log::error!("internal error while polling NPUPROF_CONTROL (caught)");
+                }
+            }
+        }
         if r.is_err() {
             log::error!("internal error in the npuprof-drain thread (caught); the current profile is abandoned");
             if let Some(a) = d.active.take() {

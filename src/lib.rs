@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod control;
 pub mod drain;
 pub mod error;
 pub mod export;

@@ -196,6 +196,31 @@ fn reset_after_fork(ctl: &mut Control, gen: u64) {
 
 /// Reads the configuration (once), sets up logging and the clock, and arms the old logic.
 pub fn config() -> &'static Config {
+    let c = config_only();
+    // NPUPROF_CONTROL: the watcher (the drain thread) runs from the first call on, not from the first start
+    // (see `control`). Outside the OnceLock's initialiser: spawning takes the control lock.
+    if c.control && c.profiler_dir.is_some() && !WATCHING.swap(true, Ordering::AcqRel) {
+        crate::control::prepare(c);
+        let mut ctl = lock();
+        if ctl.threads.is_none() {
+            match drain::Threads::spawn() {
+                Ok(t) => ctl.threads = Some(t),
+                Err(e) => log::warn!("NPUPROF_CONTROL: cannot start the watcher thread: {e}"),
+            }
+        }
+    }
+    c
+}
+
+/// Reads the configuration and sets up logging, without starting anything (the command line tools).
+pub fn init_logging() {
+    config_only();
+}
+
+/// `NPUPROF_CONTROL` watching has begun in this process.
+static WATCHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn config_only() -> &'static Config {
     CONFIG.get_or_init(|| {
         let c = Config::from_env();
         crate::logger::init(c.log_level);
