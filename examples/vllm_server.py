@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""A vLLM-style server wired to npuprof, stdlib only: the example of README's "Using it from Python".
+
+    VLLM_TORCH_PROFILER_DIR=./profiling NPUPROF_LIBRARY=target/release/libnpuprof.so \\
+        python3 examples/vllm_server.py --workers 2 --port 8000
+    curl -X POST localhost:8000/start_profile ; sleep 2 ; curl -X POST localhost:8000/stop_profile
+
+It has the shape of vLLM's: an HTTP frontend, and one process per tensor-parallel worker, each running a
+scheduler loop. The three npuprof calls sit where vLLM-MindSpore, omni-infer and vllm-ascend have them:
+
+* **`POST /start_profile` and `POST /stop_profile`.** The frontend asks every worker to run
+  `npuprof.start()` / `npuprof.stop()`. That is the worker's `start_profile` / `stop_profile`, which the
+  engine's `profile(is_start)` reaches by collective RPC.
+* **`npuprof.step(num_scheduled_tokens)`.** It runs once per scheduler step in each worker, before the
+  forward pass. That is `execute_model` with `scheduler_output.total_num_scheduled_tokens`. It drives the
+  `PROFILER_TOKEN_THRESHOLD` / `PROFILER_STOP_STEP` logic with no HTTP call.
+* **`POST /generate {"tokens": N}`.** It queues a request whose prefill schedules N tokens at the next step.
+  Decode steps schedule one token per running request.
+
+Each worker sets RANK / LOCAL_RANK before importing npuprof, so each writes its own
+`<host>_<pid>_<stamp>_ascend_ms` directory, as tensor-parallel workers do. Other routes:
+* `GET /status`: per worker, `running` and the last `output_dir`.
+* `POST /shutdown`: stops the server.
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import queue
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def worker(rank, world, cmd_q, res_q):
+    os.environ["RANK"] = str(rank)
+    os.environ["LOCAL_RANK"] = str(rank)
+    os.environ.setdefault("NPUPROF_WORKER_NAME", f"worker{rank}")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import npuprof
+
+    pending = []  # prefill token counts of queued requests
+    decoding = 0  # requests in decode
+    layers = 4
+    status = {"rank": rank, "running": False, "output_dir": None}
+    res_q.put(("ready", rank, None))
+    while True:
+        try:
+            while True:
+                cmd, arg = cmd_q.get_nowait()
+                if cmd == "exit":
+                    try:
+                        npuprof.shutdown()
+                    except npuprof.NpuprofError as e:
+                        print(f"worker {rank}: {e}", file=sys.stderr)
+                    res_q.put(("exit", rank, None))
+                    return
+                if cmd == "generate":
+                    pending.append(int(arg))
+                    continue
+                try:
+                    if cmd == "start_profile":
+                        npuprof.start()
+                    elif cmd == "stop_profile":
+                        npuprof.stop()
+                        npuprof.flush()
+                    out = {"ok": True}
+                except npuprof.NpuprofError as e:
+                    out = {"ok": False, "status": e.status, "error": str(e)}
+                out.update(rank=rank, running=npuprof.is_running(), output_dir=npuprof.output_dir())
+                res_q.put((cmd, rank, out))
+        except queue.Empty:
+            pass
+        # One scheduler step: prefill of a queued request, else decode of the running ones.
+        tokens = pending.pop(0) if pending else max(decoding, 1)
+        if tokens > 1:
+            decoding = min(decoding + 1, 8)
+        npuprof.step(tokens)
+        with npuprof.range("execute_model"):
+            with npuprof.range("model_forward"):
+                for _ in range(layers):
+                    with npuprof.range("attention"):
+                        time.sleep(0.0002)
+                    with npuprof.range("mlp"):
+                        time.sleep(0.0001)
+            npuprof.mark("sample")
+        status["running"] = npuprof.is_running()
+        time.sleep(0.001)
+
+
+class Server:
+    def __init__(self, workers):
+        ctx = mp.get_context("spawn")
+        self.res_q = ctx.Queue()
+        self.cmd_qs = [ctx.Queue() for _ in range(workers)]
+        self.procs = [
+            ctx.Process(target=worker, args=(r, workers, self.cmd_qs[r], self.res_q), daemon=True)
+            for r in range(workers)
+        ]
+        for p in self.procs:
+            p.start()
+        self.lock = threading.Lock()
+        self.replies = {}
+        for _ in self.procs:
+            kind, rank, _ = self.res_q.get(timeout=60)
+            assert kind == "ready"
+
+    def ask(self, cmd, arg=None, timeout=120):
+        """Sends cmd to every worker (as vLLM's collective RPC does) and gathers their answers."""
+        with self.lock:
+            for q in self.cmd_qs:
+                q.put((cmd, arg))
+            if cmd == "generate":
+                return [{"rank": r, "ok": True} for r in range(len(self.procs))]
+            got = {}
+            deadline = time.time() + timeout
+            while len(got) < len(self.procs):
+                kind, rank, out = self.res_q.get(timeout=max(0.1, deadline - time.time()))
+                if kind == cmd:
+                    got[rank] = out
+            return [got[r] for r in sorted(got)]
+
+    def close(self):
+        for q in self.cmd_qs:
+            q.put(("exit", None))
+        for p in self.procs:
+            p.join(timeout=60)
+
+
+def handler(server, stop_event):
+    class H(BaseHTTPRequestHandler):
+        def reply(self, code, body):
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt, *args):
+            pass
+
+        def do_GET(self):
+            if self.path == "/status":
+                self.reply(200, server.ask("status"))
+            else:
+                self.reply(404, {"error": "not found"})
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(n) or b"{}")
+            if self.path in ("/start_profile", "/stop_profile"):
+                res = server.ask(self.path[1:])
+                self.reply(200 if all(r["ok"] for r in res) else 500, res)
+            elif self.path == "/generate":
+                self.reply(200, server.ask("generate", int(body.get("tokens", 16))))
+            elif self.path == "/shutdown":
+                self.reply(200, {"ok": True})
+                stop_event.set()
+            else:
+                self.reply(404, {"error": "not found"})
+
+    return H
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+    a = ap.parse_args()
+    server = Server(a.workers)
+    stop = threading.Event()
+    httpd = ThreadingHTTPServer((a.host, a.port), handler(server, stop))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    print(f"LISTENING {httpd.server_address[1]}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    httpd.shutdown()
+    server.close()
+
+
+if __name__ == "__main__":
+    main()

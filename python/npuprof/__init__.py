@@ -1,0 +1,219 @@
+"""npuprof for Python: a thin ctypes binding of libnpuprof.so (no compiler needed).
+
+    import npuprof
+    npuprof.start()                      # POST /start_profile
+    for batch in scheduler:
+        npuprof.step(batch.num_scheduled_tokens)
+        with npuprof.range("model_forward"):
+            model(batch)
+    npuprof.stop()                       # POST /stop_profile; files are written in the background
+    npuprof.flush()                      # optional: wait until they are complete
+
+Configuration is the environment, as for the C library (``VLLM_TORCH_PROFILER_DIR`` enables it). The
+library is found through ``NPUPROF_LIBRARY``, then next to this package, then the loader's search path. If it
+is not found, importing still works and every call raises :class:`NpuprofError` naming where it looked;
+recording calls (``range``, ``mark``) become no-ops, so instrumented code keeps running.
+"""
+
+import ctypes
+import functools
+import os
+import threading
+
+__all__ = [
+    "NpuprofError", "start", "stop", "step", "is_running", "output_dir", "range", "mark", "flush",
+    "shutdown", "version", "library_path",
+    "OK", "ERR_DISABLED", "ERR_ALREADY_RUNNING", "ERR_NOT_RUNNING", "ERR_INVALID_ARGUMENT", "ERR_IO",
+    "ERR_BACKEND", "ERR_INTERNAL",
+]
+
+OK = 0
+ERR_DISABLED = 1
+ERR_ALREADY_RUNNING = 2
+ERR_NOT_RUNNING = 3
+ERR_INVALID_ARGUMENT = 4
+ERR_IO = 5
+ERR_BACKEND = 6
+ERR_INTERNAL = 7
+
+
+class NpuprofError(RuntimeError):
+    """A failed npuprof call: ``status`` is the C status code, ``name`` its symbolic name
+    (``NPUPROF_ERR_...``), and the message is the library's own (the same text as its log line)."""
+
+    def __init__(self, status, name, message):
+        super().__init__(f"{name}: {message}" if message else name)
+        self.status = status
+        self.name = name
+        self.message = message
+
+
+def _candidates():
+    env = os.environ.get("NPUPROF_LIBRARY")
+    if env:
+        yield env
+    here = os.path.dirname(os.path.abspath(__file__))
+    yield os.path.join(here, "libnpuprof.so")
+    yield "libnpuprof.so"
+
+
+def _load():
+    tried = []
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as e:
+            tried.append(f"{path}: {e}")
+            continue
+        lib.npuprof_start.restype = ctypes.c_int
+        lib.npuprof_stop.restype = ctypes.c_int
+        lib.npuprof_step.argtypes = [ctypes.c_uint64]
+        lib.npuprof_step.restype = ctypes.c_int
+        lib.npuprof_is_running.restype = ctypes.c_int
+        lib.npuprof_strerror.argtypes = [ctypes.c_int]
+        lib.npuprof_strerror.restype = ctypes.c_char_p
+        lib.npuprof_output_dir.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.npuprof_output_dir.restype = ctypes.c_size_t
+        lib.npuprof_last_error.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.npuprof_last_error.restype = ctypes.c_size_t
+        lib.npuprof_intern.argtypes = [ctypes.c_char_p]
+        lib.npuprof_intern.restype = ctypes.c_uint32
+        lib.npuprof_range_push.argtypes = [ctypes.c_uint32]
+        lib.npuprof_range_push.restype = None
+        lib.npuprof_range_pop.restype = None
+        lib.npuprof_mark.argtypes = [ctypes.c_uint32]
+        lib.npuprof_mark.restype = None
+        lib.npuprof_flush.restype = ctypes.c_int
+        lib.npuprof_shutdown.restype = ctypes.c_int
+        lib.npuprof_version.restype = ctypes.c_char_p
+        return lib, path, None
+    return None, None, "libnpuprof.so not found (" + "; ".join(tried) + "); set NPUPROF_LIBRARY"
+
+
+_lib, _path, _load_error = _load()
+
+
+def library_path():
+    """The path of the loaded library, or None."""
+    return _path
+
+
+def _api():
+    if _lib is None:
+        raise NpuprofError(ERR_INTERNAL, "NPUPROF_ERR_LIBRARY", _load_error)
+    return _lib
+
+
+def _string_out(fn):
+    n = fn(None, 0)
+    if n == 0:
+        return ""
+    buf = ctypes.create_string_buffer(n + 1)
+    fn(buf, n + 1)
+    return os.fsdecode(buf.value)
+
+
+def _check(status):
+    if status != OK:
+        lib = _api()
+        name = (lib.npuprof_strerror(status) or b"NPUPROF_ERR_UNKNOWN").decode("utf-8", "replace")
+        raise NpuprofError(status, name.split(":")[0], _string_out(lib.npuprof_last_error))
+
+
+def start():
+    """Begins a profile now. Raises NpuprofError (e.g. ERR_ALREADY_RUNNING, ERR_DISABLED, ERR_IO)."""
+    _check(_api().npuprof_start())
+
+
+def stop():
+    """Ends the running profile; its files are written in the background (see flush)."""
+    _check(_api().npuprof_stop())
+
+
+def step(num_scheduled_tokens=0):
+    """One scheduler step with this many scheduled tokens (drives PROFILER_TOKEN_THRESHOLD /
+    PROFILER_STOP_STEP; a few nanoseconds when not recording)."""
+    _check(_api().npuprof_step(max(0, int(num_scheduled_tokens))))
+
+
+def is_running():
+    return _lib is not None and _lib.npuprof_is_running() == 1
+
+
+def output_dir():
+    """The current or most recent worker directory (``*_ascend_ms``), or None."""
+    return _string_out(_api().npuprof_output_dir) or None
+
+
+def flush():
+    """Waits until every stopped profile is completely written; raises if an export failed."""
+    _check(_api().npuprof_flush())
+
+
+def shutdown():
+    """Stops if running, flushes, and ends the background threads (they start again on the next start)."""
+    _check(_api().npuprof_shutdown())
+
+
+def version():
+    return _api().npuprof_version().decode()
+
+
+_ids = {}
+_ids_lock = threading.Lock()
+
+
+def _intern(name):
+    i = _ids.get(name)
+    if i is None:
+        b = name if isinstance(name, bytes) else str(name).encode("utf-8", "surrogateescape")
+        i = _lib.npuprof_intern(b.replace(b"\0", b"\\0")) if _lib is not None else 0
+        with _ids_lock:
+            _ids[name] = i
+    return i
+
+
+def mark(name):
+    """An instant event on the calling thread (no-op unless recording)."""
+    if _lib is not None:
+        _lib.npuprof_mark(_intern(name))
+
+
+class range:  # noqa: A001 (the documented name)
+    """A named range on the calling thread, as a context manager or a decorator:
+
+        with npuprof.range("attention"): ...
+
+        @npuprof.range("sample")
+        def sample(...): ...
+    """
+
+    __slots__ = ("_id",)
+
+    def __init__(self, name):
+        self._id = _intern(name)
+
+    def __enter__(self):
+        if _lib is not None:
+            _lib.npuprof_range_push(self._id)
+        return self
+
+    def __exit__(self, *exc):
+        if _lib is not None:
+            _lib.npuprof_range_pop()
+        return False
+
+    def __call__(self, fn):
+        rid = self._id
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if _lib is None:
+                return fn(*args, **kwargs)
+            _lib.npuprof_range_push(rid)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _lib.npuprof_range_pop()
+
+        return wrapper

@@ -1,0 +1,116 @@
+"""examples/vllm_server.py driven over real HTTP on 127.0.0.1, with 2 worker processes, for both seed
+logics; every worker's result passes ../shared/tools/check_profile.py (with msprof-analyze's cluster
+analysis when it is installed, as .ci/run does; mandatory under CI)."""
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+from conftest import PYDIR, REPO
+
+
+def http(port, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+class Server:
+    def __init__(self, lib, root, env=None):
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("NPUPROF_", "VLLM_", "PROFILER_"))}
+        e.update(PYTHONPATH=PYDIR, NPUPROF_LIBRARY=lib, VLLM_TORCH_PROFILER_DIR=str(root), NPUPROF_LOG="warn")
+        e.update(env or {})
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "examples", "vllm_server.py"), "--workers", "2", "--port", "0"],
+            env=e, stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        assert line.startswith("LISTENING "), line
+        self.port = int(line.split()[1])
+
+    def close(self):
+        try:
+            http(self.port, "POST", "/shutdown")
+        finally:
+            assert self.p.wait(timeout=120) == 0
+
+
+def check(root):
+    cmd = [sys.executable, os.path.join(REPO, "..", "shared", "tools", "check_profile.py"), str(root)]
+    ma = os.environ.get("NPUPROF_MSPROF_ANALYZE") or os.path.join(REPO, ".venv", "bin", "msprof-analyze")
+    if os.path.exists(ma):
+        cmd += ["--msprof-analyze", ma]
+    else:
+        assert not os.environ.get("CI"), "CI must install msprof-analyze (.ci/run)"
+        cmd += ["--no-cluster"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0 and "CHECK PASS" in out, out
+    return out
+
+
+def trace(d):
+    with open(os.path.join(d, "ASCEND_PROFILER_OUTPUT", "trace_view.json")) as f:
+        return json.load(f)
+
+
+def test_start_and_stop_profile_routes_write_one_result_per_worker(lib, tmp_path):
+    s = Server(lib, tmp_path)
+    try:
+        assert all(not w["running"] for w in http(s.port, "GET", "/status"))
+        started = http(s.port, "POST", "/start_profile")
+        assert [w["rank"] for w in started] == [0, 1] and all(w["running"] for w in started)
+        for _ in range(3):
+            http(s.port, "POST", "/generate", {"tokens": 300})
+        time.sleep(1.0)
+        stopped = http(s.port, "POST", "/stop_profile")
+        assert all(w["ok"] and not w["running"] for w in stopped)
+        dirs = [w["output_dir"] for w in stopped]
+        # A second stop is a clear error, not a crash: HTTP 500 with the library's message per worker.
+        try:
+            http(s.port, "POST", "/stop_profile")
+            raise AssertionError("second stop succeeded")
+        except urllib.error.HTTPError as e:
+            body = json.loads(e.read())
+            assert e.code == 500 and all("NPUPROF_ERR_NOT_RUNNING" in w["error"] for w in body)
+    finally:
+        s.close()
+    assert len(set(dirs)) == 2 and all(d.endswith("_ascend_ms") for d in dirs)
+    for rank, d in enumerate(dirs):
+        assert os.path.exists(os.path.join(d, f"profiler_info_{rank}.json"))
+        t = trace(d)
+        steps = [e for e in t if e["ph"] == "X" and e["name"].startswith("ProfilerStep#")]
+        fwd = [e for e in t if e["ph"] == "X" and e["name"] == "model_forward"]
+        assert len(steps) >= 10 and len(fwd) >= len(steps) - 1
+        # The 300-token prefills are in the steps' arguments.
+        assert any(e["args"].get("num_scheduled_tokens") == 300 for e in steps)
+    out = check(tmp_path)
+    assert "2 worker(s)" in out
+
+
+def test_token_threshold_starts_and_stop_step_ends_a_profile_per_worker(lib, tmp_path):
+    s = Server(lib, tmp_path, {"PROFILER_TOKEN_THRESHOLD": "256", "PROFILER_STOP_STEP": "5"})
+    try:
+        time.sleep(0.3)  # decode steps of 1 token: below the threshold, nothing starts
+        assert all(w["output_dir"] is None for w in http(s.port, "GET", "/status"))
+        http(s.port, "POST", "/generate", {"tokens": 512})
+        deadline = time.time() + 60
+        while True:
+            st = http(s.port, "GET", "/status")
+            if all(w["output_dir"] and not w["running"] for w in st):
+                break
+            assert time.time() < deadline, st
+            time.sleep(0.1)
+        # Once per process: later large requests do not start another profile.
+        http(s.port, "POST", "/generate", {"tokens": 1024})
+        time.sleep(0.3)
+        assert all(not w["running"] for w in http(s.port, "GET", "/status"))
+    finally:
+        s.close()
+    dirs = [w["output_dir"] for w in st]
+    for d in dirs:
+        names = [e["name"] for e in trace(d) if e["ph"] == "X" and e["name"].startswith("ProfilerStep#")]
+        assert names == [f"ProfilerStep#{k}" for k in range(1, 6)], names
+    check(tmp_path)
