@@ -19,7 +19,10 @@ scheduler loop. The three npuprof calls sit where vLLM-MindSpore, omni-infer and
 
 Each worker sets RANK / LOCAL_RANK before importing npuprof, so each writes its own
 `<host>_<pid>_<stamp>_ascend_ms` directory, as tensor-parallel workers do. Other routes:
-* `GET /status`: per worker, `running` and the last `output_dir`.
+* `GET /status`: per worker, its `pid`, `running` and the last `output_dir`.
+
+With NPUPROF_CONTROL=1, each worker also answers `npuprof trigger start|stop --pid <worker pid>`. That
+profiles one worker on demand, with no route and no restart.
 * `POST /shutdown`: stops the server.
 """
 
@@ -69,7 +72,8 @@ def worker(rank, world, cmd_q, res_q):
                     out = {"ok": True}
                 except npuprof.NpuprofError as e:
                     out = {"ok": False, "status": e.status, "error": str(e)}
-                out.update(rank=rank, running=npuprof.is_running(), output_dir=npuprof.output_dir())
+                out.update(rank=rank, pid=os.getpid(), running=npuprof.is_running(),
+                           output_dir=npuprof.output_dir())
                 res_q.put((cmd, rank, out))
         except queue.Empty:
             pass

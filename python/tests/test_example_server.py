@@ -114,3 +114,35 @@ def test_token_threshold_starts_and_stop_step_ends_a_profile_per_worker(lib, tmp
         names = [e["name"] for e in trace(d) if e["ph"] == "X" and e["name"].startswith("ProfilerStep#")]
         assert names == [f"ProfilerStep#{k}" for k in range(1, 6)], names
     check(tmp_path)
+
+
+def test_one_worker_profiled_on_demand_with_npuprof_trigger(lib, tmp_path):
+    """NPUPROF_CONTROL=1: `npuprof trigger start|stop --pid` profiles one worker of a running server, with no
+    HTTP route and no restart; the other worker is untouched."""
+    cli = os.environ.get("NPUPROF_CLI") or os.path.join(os.path.dirname(lib), "npuprof")
+    s = Server(lib, tmp_path, {"NPUPROF_CONTROL": "1"})
+    try:
+        st = http(s.port, "GET", "/status")
+        pid = str(st[1]["pid"])
+        args = ["--pid", pid, "--dir", str(tmp_path)]
+        p = subprocess.run([cli, "trigger", "start", *args], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        d = p.stdout.strip().removeprefix("started: ")
+        http(s.port, "POST", "/generate", {"tokens": 128})
+        time.sleep(0.5)
+        st = http(s.port, "GET", "/status")
+        assert [w["running"] for w in st] == [False, True]
+        p = subprocess.run([cli, "trigger", "stop", *args], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        deadline = time.time() + 60
+        while not os.path.exists(os.path.join(d, "profiler_metadata.json")):
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert [w["output_dir"] for w in http(s.port, "GET", "/status")][0] is None
+    finally:
+        s.close()
+    assert os.path.basename(d).startswith("worker1_")
+    p = subprocess.run([cli, "check", d], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout
+    p = subprocess.run([cli, "summary", d], capture_output=True, text=True)
+    assert p.returncode == 0 and "model_forward" in p.stdout, p.stdout
