@@ -11,8 +11,9 @@
 
 Configuration is the environment, as for the C library (``VLLM_TORCH_PROFILER_DIR`` enables it). The
 library is found through ``NPUPROF_LIBRARY``, then next to this package, then the loader's search path. If it
-is not found, importing still works and every call raises :class:`NpuprofError` naming where it looked;
-recording calls (``range``, ``mark``) become no-ops, so instrumented code keeps running.
+is not found, importing still works, the control calls (``start``, ``stop``, ``flush``, ...) raise
+:class:`NpuprofError` naming where it looked, and the serving-loop calls (``step``, ``range``, ``mark``) do
+nothing, so instrumented code keeps running.
 """
 
 import ctypes
@@ -132,8 +133,11 @@ def stop():
 
 def step(num_scheduled_tokens=0):
     """One scheduler step with this many scheduled tokens (drives PROFILER_TOKEN_THRESHOLD /
-    PROFILER_STOP_STEP; a few nanoseconds when not recording)."""
-    _check(_api().npuprof_step(max(0, int(num_scheduled_tokens))))
+    PROFILER_STOP_STEP; a few nanoseconds when not recording). Called in the serving loop, it never raises
+    for a missing library: it does nothing then, like range() and mark()."""
+    if _lib is None:
+        return
+    _check(_lib.npuprof_step(max(0, int(num_scheduled_tokens))))
 
 
 def is_running():
