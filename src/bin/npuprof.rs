@@ -232,33 +232,7 @@ fn parse<'a>(bytes: &'a [u8], p: &Path) -> Result<Value<'a>, String> {
 
 fn csv_rows(p: &Path) -> Result<Vec<Vec<String>>, String> {
     let s = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let mut rows = vec![];
-    let mut row = vec![];
-    let mut f = String::new();
-    let mut q = false;
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        match (q, c) {
-            (true, '"') if it.peek() == Some(&'"') => {
-                f.push('"');
-                it.next();
-            }
-            (true, '"') => q = false,
-            (true, c) => f.push(c),
-            (false, '"') => q = true,
-            (false, ',') => row.push(std::mem::take(&mut f)),
-            (false, '\n') => {
-                row.push(std::mem::take(&mut f));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => f.push(c),
-        }
-    }
-    if !f.is_empty() || !row.is_empty() {
-        row.push(f);
-        rows.push(row);
-    }
-    Ok(rows)
+    Ok(npuprof::backend::acl::export::csv_records(&s))
 }
 
 /// Calls `f` with every event of a trace_view.json (streamed).

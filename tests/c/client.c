@@ -18,24 +18,8 @@
 #include <dirent.h>
 #include <sys/wait.h>
 
-#include "npuprof.h"
+#include "npuprof_api.h"
 
-struct api {
-    int (*start)(void);
-    int (*stop)(void);
-    int (*step)(uint64_t);
-    int (*is_running)(void);
-    const char *(*strerror)(int);
-    size_t (*output_dir)(char *, size_t);
-    size_t (*last_error)(char *, size_t);
-    uint32_t (*intern)(const char *);
-    void (*range_push)(uint32_t);
-    void (*range_pop)(void);
-    void (*mark)(uint32_t);
-    int (*flush)(void);
-    int (*shutdown)(void);
-    const char *(*version)(void);
-};
 static struct api P;
 static int failures;
 
@@ -58,15 +42,7 @@ static int failures;
 
 #ifdef NPUPROF_TEST_DLOPEN
 static void load(const char *lib) {
-    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        printf("FAIL dlopen: %s\n", dlerror());
-        exit(1);
-    }
-#define SYM(f) *(void **)(&P.f) = dlsym(h, "npuprof_" #f); if (!P.f) { printf("FAIL dlsym npuprof_%s\n", #f); exit(1); }
-    SYM(start) SYM(stop) SYM(step) SYM(is_running) SYM(strerror) SYM(output_dir) SYM(last_error) SYM(intern)
-    SYM(range_push) SYM(range_pop) SYM(mark) SYM(flush) SYM(shutdown) SYM(version)
-#undef SYM
+    api_dlopen(&P, lib);
     printf("LINK=dlopen\n");
 }
 #else

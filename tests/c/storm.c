@@ -15,23 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "npuprof.h"
+#include "npuprof_api.h"
 
-static struct {
-    int (*start)(void);
-    int (*stop)(void);
-    int (*step)(uint64_t);
-    int (*is_running)(void);
-    const char *(*strerror)(int);
-    size_t (*output_dir)(char *, size_t);
-    uint32_t (*intern)(const char *);
-    void (*range_push)(uint32_t);
-    void (*range_pop)(void);
-    void (*mark)(uint32_t);
-    int (*flush)(void);
-    int (*shutdown)(void);
-    const char *(*version)(void);
-} P;
+static struct api P;
 
 static atomic_ulong entered, exited; /* start/stop/shutdown calls begun and finished */
 static atomic_ulong calls, marks, certain, failures;
@@ -128,15 +114,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        printf("FAIL dlopen: %s\n", dlerror());
-        return 1;
-    }
-#define SYM(f) *(void **)(&P.f) = dlsym(h, "npuprof_" #f); if (!P.f) { printf("FAIL dlsym %s\n", #f); return 1; }
-    SYM(start) SYM(stop) SYM(step) SYM(is_running) SYM(strerror) SYM(output_dir) SYM(intern)
-    SYM(range_push) SYM(range_pop) SYM(mark) SYM(flush) SYM(shutdown) SYM(version)
-#undef SYM
+    api_dlopen(&P, argv[1]);
     int threads = atoi(argv[2]);
     int total = atoi(argv[3]);
     seed0 = (unsigned)strtoul(argv[4], NULL, 10);
