@@ -88,6 +88,13 @@ def test_start_and_stop_profile_routes_write_one_result_per_worker(lib, tmp_path
         assert any(e["args"].get("num_scheduled_tokens") == 300 for e in steps)
     out = check(tmp_path)
     assert "2 worker(s)" in out
+    # The checker's slice count (Perfetto's import rules) is exactly what was recorded: every range and
+    # step of both workers, as npuprof's own metadata counts them.
+    recorded = 0
+    for d in dirs:
+        with open(os.path.join(d, "profiler_metadata.json")) as f:
+            recorded += json.load(f)["npuprof"]["slices"]
+    assert recorded > 0 and f" {recorded} slices" in out, (recorded, out[-400:])
 
 
 def test_token_threshold_starts_and_stop_step_ends_a_profile_per_worker(lib, tmp_path):
