@@ -46,7 +46,11 @@ fn demo_results_pass_the_shared_checker_and_msprof_analyze() {
     let ws = workers(root.path());
     assert_eq!(ws.len(), 2);
     let mut steps = vec![];
+    let mut recorded_slices = 0;
     for w in &ws {
+        recorded_slices += json(&w.join("profiler_metadata.json"))["npuprof"]["slices"]
+            .as_u64()
+            .unwrap();
         let rank = std::fs::read_dir(w)
             .unwrap()
             .filter_map(|e| {
@@ -73,5 +77,11 @@ fn demo_results_pass_the_shared_checker_and_msprof_analyze() {
     assert!(
         report.contains("CHECK PASS: 2 worker(s), ranks [0, 1]"),
         "{report}"
+    );
+    // What Perfetto's import rules count is exactly what npuprof recorded (host-only: no flows).
+    assert!(recorded_slices > 0);
+    assert!(
+        report.contains(&format!(", {recorded_slices} slices / 0 flows")),
+        "{recorded_slices} slices recorded:\n{report}"
     );
 }
