@@ -471,30 +471,36 @@ fn tiny_buffers_drop_and_count_instead_of_blocking() {
     assert_proper_nesting(&t);
 }
 
+/// Return from `main`, and `exit()` called on another thread (the runtime's `sys.exit` path), while
+/// recording, by LD_PRELOAD and by dlopen: the exit hook finishes the profile, nothing is partial.
 #[test]
 fn exit_without_stop_does_not_hang_or_leave_corrupt_files() {
-    let root = tempfile::tempdir().unwrap();
-    let r = run_client(
-        false,
-        &["exit_running"],
-        &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
-    );
-    r.assert_ok();
-    let d = r.dir();
-    // The atexit hook finished the profile: complete, with its reason.
-    let m = json(&d.join("profiler_metadata.json"));
-    assert_eq!(
-        m["npuprof"]["stop_reason"],
-        "process exit without npuprof_stop"
-    );
-    assert_eq!(slices(&trace(&d), "model_forward").len(), 1);
-    // Whatever exists is complete: JSON files parse, no partial .tmp remains.
-    for p in walk(&d) {
-        let s = p.to_string_lossy();
-        assert!(!s.ends_with(".tmp"), "{s}");
-        if s.ends_with(".json") {
-            json(&p);
-        }
+    // (scenario, model_forward slices: the main thread's, and the exiting thread's)
+    for (scenario, forwards) in [("exit_running", 1), ("exit_call", 2)] {
+        both(|dlopen| {
+            let root = tempfile::tempdir().unwrap();
+            let r = run_client(
+                dlopen,
+                &[scenario],
+                &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
+            );
+            r.assert_ok();
+            let d = r.dir();
+            let m = json(&d.join("profiler_metadata.json"));
+            assert_eq!(
+                m["npuprof"]["stop_reason"],
+                "process exit without npuprof_stop"
+            );
+            assert_eq!(slices(&trace(&d), "model_forward").len(), forwards);
+            // Whatever exists is complete: JSON files parse, no partial .tmp remains.
+            for p in walk(&d) {
+                let s = p.to_string_lossy();
+                assert!(!s.ends_with(".tmp"), "{s}");
+                if s.ends_with(".json") {
+                    json(&p);
+                }
+            }
+        });
     }
 }
 

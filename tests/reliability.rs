@@ -206,30 +206,6 @@ fn check_each(root: &Path) {
     }
 }
 
-/// `exit()` called on another thread while recording (the runtime's `sys.exit` path, not a return from
-/// main, which c_api.rs covers), by LD_PRELOAD and by dlopen: the exit hook finishes the profile.
-#[test]
-fn exit_from_another_thread_while_recording_finishes_the_profile() {
-    for dlopen in [false, true] {
-        let root = tempfile::tempdir().unwrap();
-        let r = run_client(
-            dlopen,
-            &["exit_call"],
-            &[("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap())],
-        );
-        r.assert_ok();
-        let d = r.dir();
-        let m = json(&d.join("profiler_metadata.json"));
-        assert_eq!(
-            m["npuprof"]["stop_reason"],
-            "process exit without npuprof_stop"
-        );
-        // The main thread's forward and the exiting thread's.
-        assert_eq!(slices(&trace(&d), "model_forward").len(), 2);
-        assert_nothing_partial(root.path());
-    }
-}
-
 /// `kill -9` while recording: no handler runs, the directory holds only the spool. `npuprof recover`
 /// turns it into a valid result with every step drained before the kill; recovering twice is refused, and
 /// a torn last frame (a kill in the middle of a write) is skipped and reported.
