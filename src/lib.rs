@@ -11,10 +11,14 @@
 //! 5. [`drain`]: the `npuprof-drain` thread moves ring contents into a binary [`spool`] on disk; the
 //!    `npuprof-export` thread turns a finished spool into files.
 //! 6. [`export`]: `trace_view.json`, the CSVs and the metadata of one `*_ascend_ms` worker directory.
-//! 7. [`backend`]: device collection: host-only, or CANN's aclprof driven around each profile and its msprof
-//!    export parsed into the same files (MSPTI plugs in here next).
+//! 7. [`backend`]: device collection: host-only; CANN's aclprof driven around each profile, with its msprof
+//!    export parsed into the same files; or MSPTI's activity records, taken in-process.
+//! 8. [`control`]: `npuprof trigger` from outside (opt-in, `NPUPROF_CONTROL=1`), polled by the drain thread.
+//! 9. [`recover`]: `npuprof recover`, a killed process's spool turned into a result.
 //!
-//! Nothing runs at load time: no constructor, no thread, no environment read until the first call.
+//! Nothing runs at load time: no thread, no environment read with a side effect, until the first call. The
+//! one exception is opt-in and explained in [`control`]: with `NPUPROF_CONTROL=1`, a library named in
+//! `LD_PRELOAD` starts its watcher from a constructor. A `dlopen`ed library never does.
 
 pub mod backend;
 pub mod config;
