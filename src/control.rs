@@ -16,7 +16,7 @@
 //!
 //! The watcher needs the background threads, which normally start at the first `npuprof_start`. With
 //! `NPUPROF_CONTROL=1` they start at the first npuprof call of any kind, the configuration read. A runtime
-//! that was not changed at all and only got `LD_PRELOAD=libnpuprof.so` makes no call, so [`preload_ctor`]
+//! that was not changed at all and only got `LD_PRELOAD=libnpuprof.so` makes no call, so `preload_ctor`
 //! starts them.
 
 use crate::config::Config;

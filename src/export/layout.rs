@@ -128,7 +128,7 @@ pub struct AtomicFile {
     pub w: io::BufWriter<Writeback>,
 }
 
-/// A file that starts writing its pages back to disk every [`Writeback::STEP`] bytes, without waiting
+/// A file that starts writing its pages back to disk every `Writeback::STEP` (8 MiB), without waiting
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the `fdatasync` before the rename waits only for the tail
 /// instead of a whole 200 MB trace.
 pub struct Writeback {
