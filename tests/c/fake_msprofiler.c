@@ -544,11 +544,23 @@ static const char *metrics_name(uint32_t m)
 static void time_info_json(char *out, size_t outsz, const char *date_key, const char *time_key,
                            struct tm *tm_out, int *ms_out)
 {
-    struct timespec rt, mono;
-    clock_gettime(CLOCK_REALTIME, &rt);
-    clock_gettime(CLOCK_MONOTONIC_RAW, &mono);
+    /* The tightest of 15 pairs (CLOCK_REALTIME bracketed by two CLOCK_MONOTONIC_RAW reads), as a driver
+     * samples it: one pair taken while the thread is preempted (a loaded machine, qemu-user) would skew every
+     * device time of the session by that delay. */
+    struct timespec rt = {0, 0};
+    unsigned long long mono_ns = 0, best = ~0ULL;
+    for (int i = 0; i < 15; i++) {
+        struct timespec r;
+        unsigned long long m0 = clock_ns(CLOCK_MONOTONIC_RAW);
+        clock_gettime(CLOCK_REALTIME, &r);
+        unsigned long long m1 = clock_ns(CLOCK_MONOTONIC_RAW);
+        if (m1 - m0 < best) {
+            best = m1 - m0;
+            rt = r;
+            mono_ns = m0 + (m1 - m0) / 2;
+        }
+    }
     long long us = (long long)rt.tv_sec * 1000000LL + rt.tv_nsec / 1000 + env_ll("FAKE_ACL_CLOCK_SKEW_US", 0);
-    unsigned long long mono_ns = (unsigned long long)mono.tv_sec * 1000000000ULL + (unsigned long long)mono.tv_nsec;
     time_t secs = (time_t)(us / 1000000LL);
     long frac = (long)(us % 1000000LL);
     if (frac < 0) {
