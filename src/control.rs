@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::error::{Error, Result, Status};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 pub const DIR_NAME: &str = ".control";
@@ -62,12 +62,7 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)?;
+    let mut f = crate::export::layout::create_new(&tmp)?;
     f.write_all(bytes)?;
     drop(f);
     fs::rename(&tmp, path)

@@ -201,15 +201,29 @@ pub fn config() -> &'static Config {
     // (see `control`). Outside the OnceLock's initialiser: spawning takes the control lock.
     if c.control && c.profiler_dir.is_some() && !WATCHING.swap(true, Ordering::AcqRel) {
         crate::control::prepare(c);
-        let mut ctl = lock();
-        if ctl.threads.is_none() {
-            match drain::Threads::spawn() {
-                Ok(t) => ctl.threads = Some(t),
-                Err(e) => log::warn!("NPUPROF_CONTROL: cannot start the watcher thread: {e}"),
-            }
+        if let Err(e) = ensure_threads(&mut lock()) {
+            log::warn!("NPUPROF_CONTROL: no watcher: {}", e.msg);
         }
     }
     c
+}
+
+/// The background threads, started (or restarted after an unexpected end) under the control lock.
+fn ensure_threads(ctl: &mut Control) -> Result<()> {
+    if ctl.threads.as_ref().is_some_and(|t| !t.alive()) {
+        log::warn!("the background threads ended unexpectedly; restarting them");
+        ctl.threads = None;
+    }
+    if ctl.threads.is_none() {
+        let t = drain::Threads::spawn().map_err(|e| {
+            Error::new(
+                Status::Internal,
+                format!("cannot start the npuprof-drain thread: {e}"),
+            )
+        })?;
+        ctl.threads = Some(t);
+    }
+    Ok(())
 }
 
 /// Reads the configuration and sets up logging, without starting anything (the command line tools).
@@ -268,19 +282,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         ));
     }
     let root = cfg.profiler_dir.as_ref().ok_or_else(disabled)?;
-    if ctl.threads.as_ref().is_some_and(|t| !t.alive()) {
-        log::warn!("the background threads ended unexpectedly; restarting them");
-        ctl.threads = None;
-    }
-    if ctl.threads.is_none() {
-        let t = drain::Threads::spawn().map_err(|e| {
-            Error::new(
-                Status::Internal,
-                format!("cannot start the npuprof-drain thread: {e}"),
-            )
-        })?;
-        ctl.threads = Some(t);
-    }
+    ensure_threads(ctl)?;
     if ctl.backend.is_none() {
         ctl.backend = Some(if ctl.device_unusable {
             log::warn!(

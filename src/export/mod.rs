@@ -358,9 +358,7 @@ impl HostPass {
                         st.epoch = epoch;
                         st.tid = tid;
                         st.last_tick = floor;
-                        if !self.thread_meta.iter().any(|(t, _)| *t == tid) {
-                            self.thread_meta.push((tid, name));
-                        }
+                        self.announce(tid, name);
                     }
                 }
                 Frame::Records { ring, records, .. } => {
@@ -368,10 +366,7 @@ impl HostPass {
                     if st.tid == 0 {
                         // Records of a ring never announced (a damaged spool): a lane of their own.
                         st.tid = synthetic_tid(ring);
-                        if !self.thread_meta.iter().any(|(t, _)| *t == st.tid) {
-                            let n = format!("ring {ring} (thread unknown)").into_bytes();
-                            self.thread_meta.push((st.tid, n));
-                        }
+                        self.announce(st.tid, format!("ring {ring} (thread unknown)").into_bytes());
                     }
                     for r in &records {
                         self.record(tw, &mut st, r)?;
@@ -390,6 +385,13 @@ impl HostPass {
             self.damage = Some(msg);
         }
         Ok(())
+    }
+
+    /// Names the lane `tid` (the first name given wins).
+    fn announce(&mut self, tid: u32, name: Vec<u8>) {
+        if !self.thread_meta.iter().any(|(t, _)| *t == tid) {
+            self.thread_meta.push((tid, name));
+        }
     }
 
     fn name(&self, id: u32) -> String {

@@ -419,6 +419,26 @@ static void scenario_vanish(void) {
     print_dir();
 }
 
+/* The forked child of the fork scenarios: starts clean (not recording, nothing to stop), makes its own
+ * profile in its own directory, prints CHILD_DIR= and CHILD_BAD=, and exits. `threaded`: forked from a
+ * worker thread (the child also interns and marks a name; the main-thread variant checks an idle flush). */
+static void fork_child(int threaded) {
+    int bad = 0;
+    bad |= P.is_running() != 0;
+    bad |= P.stop() != NPUPROF_ERR_NOT_RUNNING;
+    if (!threaded) bad |= P.flush() != NPUPROF_OK;
+    bad |= P.start() != NPUPROF_OK;
+    forward(3);
+    if (threaded) P.mark(P.intern("child-name"));
+    bad |= P.stop() != NPUPROF_OK;
+    bad |= P.flush() != NPUPROF_OK;
+    char buf[4096];
+    if (P.output_dir(buf, sizeof buf) > 0) printf("CHILD_DIR=%s\n", buf);
+    printf("CHILD_BAD=%d\n", bad);
+    fflush(stdout);
+    _exit(bad ? 3 : 0);
+}
+
 /* fork: the recording parent forks; the child starts clean (not recording), makes its own profile in its
  * own directory and flushes promptly; the parent's profile goes on and is complete. */
 static void scenario_fork(void) {
@@ -427,21 +447,7 @@ static void scenario_fork(void) {
     forward(2);
     fflush(stdout);
     pid_t pid = fork();
-    if (pid == 0) {
-        int bad = 0;
-        bad |= P.is_running() != 0;
-        bad |= P.stop() != NPUPROF_ERR_NOT_RUNNING;
-        bad |= P.flush() != NPUPROF_OK;
-        bad |= P.start() != NPUPROF_OK;
-        forward(3);
-        bad |= P.stop() != NPUPROF_OK;
-        bad |= P.flush() != NPUPROF_OK;
-        char buf[4096];
-        if (P.output_dir(buf, sizeof buf) > 0) printf("CHILD_DIR=%s\n", buf);
-        printf("CHILD_BAD=%d\n", bad);
-        fflush(stdout);
-        _exit(bad ? 3 : 0);
-    }
+    if (pid == 0) fork_child(0);
     CHECK(pid > 0);
     forward(2);
     int st = 0;
@@ -471,21 +477,7 @@ static void *fork_from_thread(void *arg) {
     usleep(50 * 1000);
     fflush(stdout);
     pid_t pid = fork();
-    if (pid == 0) {
-        int bad = 0;
-        bad |= P.is_running() != 0;
-        bad |= P.stop() != NPUPROF_ERR_NOT_RUNNING;
-        bad |= P.start() != NPUPROF_OK;
-        forward(3);
-        P.mark(P.intern("child-name"));
-        bad |= P.stop() != NPUPROF_OK;
-        bad |= P.flush() != NPUPROF_OK;
-        char buf[4096];
-        if (P.output_dir(buf, sizeof buf) > 0) printf("CHILD_DIR=%s\n", buf);
-        printf("CHILD_BAD=%d\n", bad);
-        fflush(stdout);
-        _exit(bad ? 3 : 0);
-    }
+    if (pid == 0) fork_child(1);
     int st = 0;
     CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);

@@ -308,33 +308,8 @@ static uint32_t device_count(void)
  * file opened O_APPEND for this line only, so lines of forked / exiting processes are never lost.
  * ---------------------------------------------------------------------------------------------- */
 
-static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_line(const char *fmt, ...)
-{
-    const char *path = getenv("FAKE_ACL_LOG");
-    if (path == NULL || *path == '\0') {
-        return;
-    }
-    char buf[16384];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    if ((size_t)n > sizeof buf - 2) {
-        n = (int)(sizeof buf - 2);
-    }
-    buf[n++] = '\n';
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return;
-    }
-    ssize_t w = write(fd, buf, (size_t)n);
-    (void)w;
-    close(fd);
-}
+#define FAKE_LOG_ENV "FAKE_ACL_LOG"
+#include "fake_log.h"
 
 /* Test-only exports for fake_ascendcl.c (its DT_NEEDED), so both fakes share one fault-injection parser and
  * one log writer. `line` has no trailing newline. */

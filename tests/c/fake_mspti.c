@@ -614,33 +614,8 @@ static void sleep_ms(long long ms)
  * of concurrent threads are never lost or interleaved.
  * ---------------------------------------------------------------------------------------------- */
 
-static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_line(const char *fmt, ...)
-{
-    const char *path = getenv("FAKE_MSPTI_LOG");
-    if (path == NULL || *path == '\0') {
-        return;
-    }
-    char buf[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    if ((size_t)n > sizeof buf - 2) {
-        n = (int)(sizeof buf - 2);
-    }
-    buf[n++] = '\n';
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return;
-    }
-    ssize_t w = write(fd, buf, (size_t)n);
-    (void)w;
-    close(fd);
-}
+#define FAKE_LOG_ENV "FAKE_MSPTI_LOG"
+#include "fake_log.h"
 
 /* A user string for the log: "null", or at most MAX_NAME bytes with spaces and control bytes as '?'. */
 static const char *printable(char *out, size_t outsz, const char *s)
