@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod config;
 pub mod control;
+pub mod dir;
 pub mod drain;
 pub mod error;
 pub mod export;
