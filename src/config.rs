@@ -261,19 +261,32 @@ fn show(v: &OsString) -> String {
 struct Reader<'a> {
     get: &'a dyn Fn(&str) -> Option<OsString>,
     warnings: Vec<String>,
+    /// Variables already warned about (a variable read twice, like `LOCAL_RANK`, warns once).
+    warned: Vec<&'static str>,
+}
+
+/// The one rule for empty values: a variable set to nothing or to blanks only is treated as unset (its
+/// default, no warning), whatever the variable. `VLLM_TORCH_PROFILER_DIR=` is therefore "disabled" and
+/// `PROFILER_TOKEN_THRESHOLD=` selects the new logic, as a Python `os.getenv(...)` truthiness check would.
+fn is_blank(v: &OsString) -> bool {
+    v.as_bytes().iter().all(u8::is_ascii_whitespace)
 }
 
 impl Reader<'_> {
     fn raw(&self, name: &str) -> Option<OsString> {
-        (self.get)(name)
+        (self.get)(name).filter(|v| !is_blank(v))
     }
 
-    fn warn(&mut self, name: &str, v: &OsString, why: &str, used: impl std::fmt::Display) {
+    fn warn(&mut self, name: &'static str, v: &OsString, why: &str, used: impl std::fmt::Display) {
+        if self.warned.contains(&name) {
+            return;
+        }
+        self.warned.push(name);
         self.warnings
             .push(format!("{name}={} is {why}; using {used}", show(v)));
     }
 
-    fn boolean(&mut self, name: &str) -> bool {
+    fn boolean(&mut self, name: &'static str) -> bool {
         let Some(v) = self.raw(name) else {
             return false;
         };
@@ -291,20 +304,28 @@ impl Reader<'_> {
         }
     }
 
-    /// An unsigned integer in `[min, max]`; `empty` is used for a set-but-empty value.
-    fn uint(&mut self, name: &str, default: u64, empty: u64, min: u64, max: u64) -> u64 {
+    /// An unsigned integer in `[min, max]`.
+    fn uint(&mut self, name: &'static str, default: u64, min: u64, max: u64) -> u64 {
         let Some(v) = self.raw(name) else {
             return default;
         };
         let t = v.to_str().map(str::trim);
         match t {
-            Some("") => empty,
             Some(t) => match t.parse::<u64>() {
                 Ok(n) if (min..=max).contains(&n) => n,
                 Ok(n) => {
                     let used = n.clamp(min, max);
                     self.warn(name, &v, &format!("outside {min}..={max}"), used);
                     used
+                }
+                Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+                    self.warn(
+                        name,
+                        &v,
+                        &format!("out of range (outside {min}..={max})"),
+                        max,
+                    );
+                    max
                 }
                 Err(_) => {
                     self.warn(name, &v, "not an unsigned integer", default);
@@ -338,6 +359,48 @@ impl Reader<'_> {
     }
 }
 
+/// The longest `NPUPROF_WORKER_NAME` in bytes: the directory name `{worker}_{17 digits}_ascend_ms` must fit
+/// `NAME_MAX` (255 bytes).
+pub const MAX_WORKER_NAME_BYTES: usize = 255 - 1 - 17 - crate::export::layout::SUFFIX.len();
+
+/// `NPUPROF_WORKER_NAME`, made a plain directory name (one warning for each change), or `None` (one warning)
+/// when it cannot be one.
+fn worker_name(r: &mut Reader, v: &OsString) -> Option<String> {
+    const VAR: &str = "NPUPROF_WORKER_NAME";
+    const DEFAULT: &str = "{hostname}_{pid}";
+    if v.to_str().is_none() {
+        r.warn(VAR, v, "not valid UTF-8", DEFAULT);
+        return None;
+    }
+    let s = String::from_utf8_lossy(v.as_bytes());
+    let mut clean = sanitize_component(s.trim());
+    if clean.is_empty() || clean == "." || clean == ".." {
+        r.warn(VAR, v, "not usable as a directory name", DEFAULT);
+        return None;
+    }
+    // A leading dot would hide the result (and could name `.control`): replaced, like `/`.
+    if clean.starts_with('.') {
+        clean.replace_range(..1, "_");
+    }
+    if clean.len() > MAX_WORKER_NAME_BYTES {
+        r.warn(
+            VAR,
+            v,
+            &format!(
+                "{} bytes long, more than a directory name can hold ({MAX_WORKER_NAME_BYTES} bytes \
+                 with the timestamp and suffix)",
+                clean.len()
+            ),
+            DEFAULT,
+        );
+        return None;
+    }
+    if clean != s {
+        r.warn(VAR, v, "not a plain directory name", format!("\"{clean}\""));
+    }
+    Some(clean)
+}
+
 /// Replaces what cannot appear in one path component (and what would confuse msprof-analyze's
 /// `name.split('_')` parsing of the timestamp, which only cares about the last three fields).
 pub fn sanitize_component(s: &str) -> String {
@@ -363,27 +426,13 @@ impl Config {
         let mut r = Reader {
             get,
             warnings: Vec::new(),
+            warned: Vec::new(),
         };
-        let profiler_dir = r
-            .raw("VLLM_TORCH_PROFILER_DIR")
-            .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
-            .map(PathBuf::from);
+        let profiler_dir = r.raw("VLLM_TORCH_PROFILER_DIR").map(PathBuf::from);
 
-        let stop_step = r.uint(
-            "PROFILER_STOP_STEP",
-            DEFAULT_STOP_STEP,
-            DEFAULT_STOP_STEP,
-            1,
-            u32::MAX as u64,
-        );
+        let stop_step = r.uint("PROFILER_STOP_STEP", DEFAULT_STOP_STEP, 1, u32::MAX as u64);
         let trigger = if r.raw("PROFILER_TOKEN_THRESHOLD").is_some() {
-            let threshold = r.uint(
-                "PROFILER_TOKEN_THRESHOLD",
-                DEFAULT_THRESHOLD,
-                DEFAULT_THRESHOLD,
-                0,
-                u64::MAX,
-            );
+            let threshold = r.uint("PROFILER_TOKEN_THRESHOLD", DEFAULT_THRESHOLD, 0, u64::MAX);
             Trigger::Auto {
                 threshold,
                 stop_step,
@@ -400,7 +449,7 @@ impl Config {
         let backend = match r.raw("NPUPROF_BACKEND") {
             None => BackendKind::Auto,
             Some(v) => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-                Some("auto") | Some("") => BackendKind::Auto,
+                Some("auto") => BackendKind::Auto,
                 Some("host") => BackendKind::Host,
                 Some("acl") | Some("aclprof") => BackendKind::Acl,
                 Some("mspti") => BackendKind::Mspti,
@@ -422,7 +471,7 @@ impl Config {
                 Some("off") => log::LevelFilter::Off,
                 Some("error") => log::LevelFilter::Error,
                 Some("warn") | Some("warning") => log::LevelFilter::Warn,
-                Some("info") | Some("") => log::LevelFilter::Info,
+                Some("info") => log::LevelFilter::Info,
                 Some("debug") => log::LevelFilter::Debug,
                 Some("trace") => log::LevelFilter::Trace,
                 _ => {
@@ -440,44 +489,19 @@ impl Config {
         let buffer_kb = r.uint(
             "NPUPROF_BUFFER_KB",
             DEFAULT_BUFFER_KB,
-            DEFAULT_BUFFER_KB,
             MIN_BUFFER_KB,
             MAX_BUFFER_KB,
         );
         let max_disk_mb = r.uint(
             "NPUPROF_MAX_DISK_MB",
             DEFAULT_MAX_DISK_MB,
-            DEFAULT_MAX_DISK_MB,
             1,
             u64::MAX / (1 << 20),
         );
 
-        let worker_name = match r.raw("NPUPROF_WORKER_NAME") {
-            None => None,
-            Some(v) => {
-                let s = String::from_utf8_lossy(v.as_bytes());
-                let clean = sanitize_component(s.trim());
-                if clean.is_empty() || clean == "." || clean == ".." {
-                    r.warn(
-                        "NPUPROF_WORKER_NAME",
-                        &v,
-                        "not usable as a directory name",
-                        "{hostname}_{pid}",
-                    );
-                    None
-                } else {
-                    if clean != s {
-                        r.warn(
-                            "NPUPROF_WORKER_NAME",
-                            &v,
-                            "not a plain directory name",
-                            format!("\"{clean}\""),
-                        );
-                    }
-                    Some(clean)
-                }
-            }
-        };
+        let worker_name = r
+            .raw("NPUPROF_WORKER_NAME")
+            .and_then(|v| worker_name(&mut r, &v));
 
         let rank = r.first_u32(&["NPUPROF_RANK", "RANK", "LOCAL_RANK"]).0;
         let (device_id, device_var) = r.first_u32(&["NPUPROF_DEVICE", "LOCAL_RANK"]);
@@ -485,7 +509,6 @@ impl Config {
         let keep_spool = r.boolean("NPUPROF_KEEP_SPOOL");
         let flush_timeout_s = r.uint(
             "NPUPROF_FLUSH_TIMEOUT_S",
-            DEFAULT_FLUSH_TIMEOUT_S,
             DEFAULT_FLUSH_TIMEOUT_S,
             1,
             7 * 24 * 3600,
@@ -497,7 +520,7 @@ impl Config {
                 .map(|s| s.trim().to_ascii_lowercase().replace('_', ""))
                 .as_deref()
             {
-                Some("level0") | Some("0") | Some("") => Level::Level0,
+                Some("level0") | Some("0") => Level::Level0,
                 Some("level1") | Some("1") => Level::Level1,
                 Some("level2") | Some("2") => Level::Level2,
                 _ => {
@@ -515,7 +538,6 @@ impl Config {
             None => None,
             Some(v) => match v.to_str().and_then(AicMetrics::parse) {
                 Some(m) => Some(m),
-                None if v.to_str().is_some_and(|s| s.trim().is_empty()) => None,
                 None => {
                     r.warn(
                         "NPUPROF_AIC_METRICS",
@@ -532,13 +554,12 @@ impl Config {
         let msprof_timeout_s = r.uint(
             "NPUPROF_MSPROF_TIMEOUT_S",
             DEFAULT_MSPROF_TIMEOUT_S,
-            DEFAULT_MSPROF_TIMEOUT_S,
             1,
             7 * 24 * 3600,
         );
 
-        let mspti_buffer_kb = r.uint("NPUPROF_MSPTI_BUFFER_KB", 4096, 4096, 64, 256 * 1024);
-        let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 8, 2, 1024);
+        let mspti_buffer_kb = r.uint("NPUPROF_MSPTI_BUFFER_KB", 4096, 64, 256 * 1024);
+        let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 2, 1024);
         let mspti_api = r.raw("NPUPROF_MSPTI_API").is_none() || r.boolean("NPUPROF_MSPTI_API");
         let control = r.boolean("NPUPROF_CONTROL");
 
@@ -644,8 +665,12 @@ mod tests {
     }
 
     #[test]
-    fn threshold_selects_old_logic_empty_means_one() {
-        let c = cfg(&[("PROFILER_TOKEN_THRESHOLD", "")]);
+    fn threshold_selects_old_logic_empty_means_unset() {
+        assert_eq!(
+            cfg(&[("PROFILER_TOKEN_THRESHOLD", "")]).trigger,
+            Trigger::Manual
+        );
+        let c = cfg(&[("PROFILER_TOKEN_THRESHOLD", "1")]);
         assert_eq!(
             c.trigger,
             Trigger::Auto {
@@ -746,6 +771,64 @@ mod tests {
         assert_eq!(c.worker_name, None);
         let w = c.worker_name_now();
         assert!(w.ends_with(&format!("_{}", std::process::id())), "{w}");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "gethostname is a foreign call Miri cannot run")]
+    fn worker_names_that_cannot_be_directory_names_warn_once_and_use_the_default() {
+        use std::os::unix::ffi::OsStringExt;
+        // Fits exactly: the directory name is then 255 bytes.
+        let fits = "w".repeat(MAX_WORKER_NAME_BYTES);
+        let c = cfg(&[("NPUPROF_WORKER_NAME", &fits)]);
+        assert_eq!(c.worker_name.as_deref(), Some(fits.as_str()));
+        assert!(c.warnings.is_empty());
+        let dir = format!("{fits}_{}{}", "2".repeat(17), crate::export::layout::SUFFIX);
+        assert_eq!(dir.len(), 255);
+        // One byte more (a multi-byte character counts in bytes) cannot be a directory name.
+        for long in [format!("{fits}w"), format!("{}é", &fits[1..])] {
+            let c = cfg(&[("NPUPROF_WORKER_NAME", &long)]);
+            assert_eq!(c.worker_name, None);
+            assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+            assert!(c.warnings[0].contains("more than a directory name can hold"));
+        }
+        // A leading dot is replaced (never a hidden directory, never `.control`).
+        let c = cfg(&[("NPUPROF_WORKER_NAME", ".control")]);
+        assert_eq!(c.worker_name.as_deref(), Some("_control"));
+        assert_eq!(c.warnings.len(), 1);
+        // Non-UTF-8 warns (it used to become U+FFFD silently).
+        let bad = OsString::from_vec(vec![b'w', 0xff]);
+        let c = Config::from_lookup(&|k| (k == "NPUPROF_WORKER_NAME").then(|| bad.clone()));
+        assert_eq!(c.worker_name, None);
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].contains("not valid UTF-8"),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn local_rank_warns_once_and_overflow_is_out_of_range() {
+        let c = cfg(&[("LOCAL_RANK", "x")]);
+        assert_eq!((c.rank, c.device_id), (0, 0));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let c = cfg(&[("NPUPROF_MAX_DISK_MB", "18446744073709551616")]);
+        assert_eq!(c.max_disk_mb, u64::MAX / (1 << 20));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("out of range"), "{:?}", c.warnings);
+        assert!(!c.warnings[0].contains("not an unsigned integer"));
+    }
+
+    #[test]
+    fn an_empty_or_blank_value_is_unset_for_every_variable() {
+        for name in VARIABLES {
+            for v in ["", "  ", "\t"] {
+                let c = cfg(&[(name, v)]);
+                let mut want = cfg(&[]);
+                want.warnings.clear();
+                assert_eq!(c, want, "{name}={v:?}");
+            }
+        }
     }
 
     #[test]

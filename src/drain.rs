@@ -390,11 +390,13 @@ impl Drain {
         if a.truncated && !a.cap_reported {
             a.cap_reported = true;
             log::warn!(
-                "profile {} reached NPUPROF_MAX_DISK_MB={} (spool {} MB); recording stops and the result is \
-                 marked truncated",
+                "profile {} reached NPUPROF_MAX_DISK_MB={} ({} bytes; the spool may use {} bytes of it and \
+                 holds {} bytes); recording stops and the result is marked truncated",
                 a.profile.dir.display(),
                 a.profile.config.max_disk_mb,
-                a.counters.spool_bytes >> 20
+                a.profile.config.max_disk_bytes(),
+                a.spool_cap,
+                a.counters.spool_bytes
             );
             let gen = a.profile.gen;
             session::stop_from_drain(gen, StopReason::DiskLimit);

@@ -558,10 +558,14 @@ fn max_disk_mb_ends_the_profile_cleanly_and_marks_it_truncated() {
     assert_eq!(m["stop_reason"], "NPUPROF_MAX_DISK_MB reached");
     assert!(!t.is_empty());
     assert!(m["dropped_records"]["over_disk_cap"].as_u64().unwrap() > 0);
+    // The warning gives exact sizes: the cap in bytes and the spool's bytes (not "0 MB").
+    let spool = m["spool_bytes"].as_u64().unwrap();
     assert!(
-        m["spool_bytes"].as_u64().unwrap() < (1 << 20) + (256 << 10),
-        "{m}"
+        r.stderr.contains("(1048576 bytes;") && r.stderr.contains(&format!("holds {spool} bytes")),
+        "{}",
+        r.stderr
     );
+    assert!(spool < (1 << 20) + (256 << 10), "{m}");
     let total: u64 = walk(&r.dir())
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
