@@ -86,6 +86,8 @@ pub fn read_own(path: &Path, uid: u32) -> std::result::Result<String, String> {
 
 /// The drain thread's poll: runs a pending command of `npuprof trigger`, if any, and answers it.
 pub fn poll(cfg: &Config) {
+    // One line per poll at `NPUPROF_LOG=trace`: tests wait for polls instead of sleeping.
+    log::trace!("NPUPROF_CONTROL: poll");
     let Some(root) = &cfg.profiler_dir else {
         return;
     };
