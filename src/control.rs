@@ -8,123 +8,187 @@
 //! * The drain thread removes the file, runs the command as `npuprof_start` / `npuprof_stop` would, and
 //!   answers in `<pid>.ack`: `0 <worker dir>`, or `<status> <message>`.
 //!
-//! Only the same user can trigger a process:
-//! * The process creates `.control/` with mode 0700.
-//! * A command file that is not a regular file owned by the process's effective uid is removed unread, with
-//!   a warning.
-//! * The answer is written to a new file (`O_EXCL`, `O_NOFOLLOW`) and renamed into place.
+//! Only the same user can trigger a process (see [`channel`]):
+//! * The process creates `.control/` with mode 0700, through a handle of the root, and uses an existing one
+//!   only when it is a directory of its own (no symlink) owned by its effective uid and writable by no one
+//!   else; otherwise the channel is refused with one warning (retried at each poll, silently).
+//! * A command file is opened without following a symlink and without blocking (a FIFO swapped in is
+//!   refused at once), and run only when it is a regular file of the process's uid, at most
+//!   [`channel::MAX_FILE`] bytes. Anything else is removed unread (a directory is left, and warned about
+//!   once), with a warning and an answer `refused <why>` that `npuprof trigger` prints.
+//! * The answer is written to a new file (`O_EXCL`, `O_NOFOLLOW`) and renamed into place, within the handle.
 //!
 //! The watcher needs the background threads, which normally start at the first `npuprof_start`. With
 //! `NPUPROF_CONTROL=1` they start at the first npuprof call of any kind, the configuration read. A runtime
 //! that was not changed at all and only got `LD_PRELOAD=libnpuprof.so` makes no call, so `preload_ctor`
-//! starts them.
+//! starts them. `npuprof_shutdown` ends them; the next call that reads the configuration (`start`, `stop`,
+//! `flush`, `output_dir`, ...) starts them again. The watcher's state (the `.control` handle) belongs to the
+//! drain thread and ends with it.
+
+pub mod channel;
 
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
+use channel::{Answer, CmdRefusal, DirRefusal};
+use std::cell::RefCell;
 use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub const DIR_NAME: &str = ".control";
+pub use channel::{dir, DIR_NAME};
 
-pub fn dir(root: &Path) -> PathBuf {
-    root.join(DIR_NAME)
+/// What the watcher last warned about, not repeated while it persists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Problem {
+    Channel(DirRefusal),
+    Command(CmdRefusal),
 }
 
-pub fn cmd_path(root: &Path, pid: u32) -> PathBuf {
-    dir(root).join(format!("{pid}.cmd"))
+/// The watcher's state, owned by the drain thread (a new drain thread starts afresh).
+#[derive(Default)]
+struct Watch {
+    /// `.control`, once accepted.
+    dir: Option<crate::dir::Dir>,
+    warned: Option<Problem>,
 }
 
-pub fn ack_path(root: &Path, pid: u32) -> PathBuf {
-    dir(root).join(format!("{pid}.ack"))
+thread_local! {
+    static WATCH: RefCell<Watch> = RefCell::default();
 }
 
-/// Creates `.control/` (mode 0700) under the results root; called when watching begins.
+/// Creates `.control/` (mode 0700, through a handle of the root) when watching begins, so that `npuprof
+/// trigger` finds it at once. Nothing is trusted here: the watcher's first poll checks what is there (and
+/// warns about it) before using it.
 pub fn prepare(cfg: &Config) {
-    if let Some(root) = &cfg.profiler_dir {
-        let d = dir(root);
-        if let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o700).create(&d) {
-            log::warn!("NPUPROF_CONTROL: cannot create {}: {e}", d.display());
-        } else {
-            log::info!(
-                "NPUPROF_CONTROL: accepting `npuprof trigger start|stop --pid {}` ({})",
-                std::process::id(),
-                d.display()
-            );
+    let Some(root) = &cfg.profiler_dir else {
+        return;
+    };
+    if crate::export::layout::ensure_root(root).is_ok() {
+        if let Ok(r) = crate::dir::Dir::open(root) {
+            let _ = r.mkdir(DIR_NAME, channel::DIR_MODE);
         }
     }
-}
-
-/// Writes `bytes` to `path` atomically: a new file next to it (never through a planted link), renamed.
-pub fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let _ = fs::remove_file(&tmp);
-    let mut f = crate::export::layout::create_new(&tmp)?;
-    f.write_all(bytes)?;
-    drop(f);
-    fs::rename(&tmp, path)
-}
-
-/// Reads a control file written by this user (regular file, owned by `uid`, at most 256 bytes).
-pub fn read_own(path: &Path, uid: u32) -> std::result::Result<String, String> {
-    let m = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
-    if !m.file_type().is_file() || m.uid() != uid {
-        return Err(format!(
-            "{} is not a regular file of uid {uid}: ignored",
-            path.display()
-        ));
-    }
-    let mut s = String::new();
-    fs::File::open(path)
-        .and_then(|f| f.take(256).read_to_string(&mut s))
-        .map_err(|e| e.to_string())?;
-    Ok(s)
 }
 
 /// The drain thread's poll: runs a pending command of `npuprof trigger`, if any, and answers it.
 pub fn poll(cfg: &Config) {
+    // One line per poll at `NPUPROF_LOG=trace`: tests wait for polls instead of sleeping.
+    log::trace!("NPUPROF_CONTROL: poll");
     let Some(root) = &cfg.profiler_dir else {
         return;
     };
-    let pid = std::process::id();
-    let p = cmd_path(root, pid);
-    if fs::symlink_metadata(&p).is_err() {
-        return;
+    WATCH.with(|w| match w.try_borrow_mut() {
+        Ok(mut w) => w.poll(root),
+        Err(_) => log::error!("NPUPROF_CONTROL: poll re-entered (ignored)"),
+    });
+}
+
+/// Logs `msg` unless `p` is what was warned about last; true when it logged.
+fn warn_once(warned: &mut Option<Problem>, p: Problem, msg: impl FnOnce() -> String) -> bool {
+    if warned.as_ref() == Some(&p) {
+        return false;
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let cmd = read_own(&p, uid);
-    let _ = fs::remove_file(&p);
-    let cmd = match cmd {
-        Ok(c) => c,
-        Err(e) => {
-            log::warn!("NPUPROF_CONTROL: {e}");
-            return;
+    log::warn!("{}", msg());
+    *warned = Some(p);
+    true
+}
+
+impl Watch {
+    fn poll(&mut self, root: &Path) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let pid = std::process::id();
+        if self.dir.is_none() {
+            if let Err(e) = crate::export::layout::ensure_root(root) {
+                let p = Problem::Channel(DirRefusal::Io(e.msg.clone()));
+                warn_once(&mut self.warned, p, || {
+                    format!("NPUPROF_CONTROL: no control channel: {}", e.msg)
+                });
+                return;
+            }
+            match channel::open_dir(root, uid, true) {
+                Ok(d) => {
+                    log::info!(
+                        "NPUPROF_CONTROL: accepting `npuprof trigger start|stop --pid {pid}` ({})",
+                        dir(root).display()
+                    );
+                    self.dir = Some(d);
+                    self.warned = None;
+                }
+                Err(r) => {
+                    let d = dir(root);
+                    warn_once(&mut self.warned, Problem::Channel(r.clone()), || {
+                        format!(
+                            "NPUPROF_CONTROL: refusing the control channel {}: it is {r}; `npuprof \
+                             trigger` cannot reach this process (remove it: npuprof creates it with mode \
+                             0700)",
+                            d.display()
+                        )
+                    });
+                    return;
+                }
+            }
         }
-    };
-    let r: Result<()> = match cmd.trim() {
-        "start" => crate::session::start(),
-        "stop" => crate::session::stop(),
-        other => Err(Error::new(
-            Status::InvalidArgument,
-            format!("unknown control command {other:?} (start, stop)"),
-        )),
-    };
-    let answer = match &r {
-        Ok(()) => format!(
-            "0 {}\n",
-            crate::session::output_dir().map_or(String::new(), |d| d.display().to_string())
-        ),
-        Err(e) => format!("{} {}\n", e.status as i32, e.msg),
-    };
-    match &r {
-        Ok(()) => log::info!("NPUPROF_CONTROL: {} done", cmd.trim()),
-        Err(e) => log::warn!("NPUPROF_CONTROL: {}: {}", cmd.trim(), e.msg),
+        let Some(d) = &self.dir else {
+            return;
+        };
+        let name = channel::cmd_name(pid);
+        let cmd = match channel::read_small(d, &name, uid) {
+            Ok(None) => {
+                self.warned = None;
+                return;
+            }
+            Ok(Some(c)) => c,
+            Err(r) => {
+                // Removed unread (a directory cannot be, and stays: warned about once while it does).
+                let removed = r != CmdRefusal::Directory && d.unlink(&name).is_ok();
+                let shown = dir(root).join(&name);
+                let warned = warn_once(&mut self.warned, Problem::Command(r), || {
+                    format!(
+                        "NPUPROF_CONTROL: {}: {r}: {}",
+                        shown.display(),
+                        if removed { "removed unread" } else { "ignored" }
+                    )
+                });
+                if warned {
+                    answer(d, root, pid, &Answer::Refused(r.to_string()));
+                }
+                if removed {
+                    // The next file is a new event: warn about it too.
+                    self.warned = None;
+                }
+                return;
+            }
+        };
+        self.warned = None;
+        let _ = d.unlink(&name);
+        let r: Result<()> = match cmd.trim() {
+            "start" => crate::session::start(),
+            "stop" => crate::session::stop(),
+            other => Err(Error::new(
+                Status::InvalidArgument,
+                format!("unknown control command {other:?} (start, stop)"),
+            )),
+        };
+        match &r {
+            Ok(()) => log::info!("NPUPROF_CONTROL: {} done", cmd.trim()),
+            Err(e) => log::warn!("NPUPROF_CONTROL: {}: {}", cmd.trim(), e.msg),
+        }
+        let a = match r {
+            Ok(()) => Answer::Done(
+                crate::session::output_dir().map_or(String::new(), |d| d.display().to_string()),
+            ),
+            Err(e) => Answer::Failed {
+                status: e.status as i32,
+                msg: e.msg,
+            },
+        };
+        answer(d, root, pid, &a);
     }
-    if let Err(e) = write_new(&ack_path(root, pid), answer.as_bytes()) {
+}
+
+/// Writes the answer to this process's command, through the `.control` handle.
+fn answer(d: &crate::dir::Dir, root: &Path, pid: u32, a: &Answer) {
+    if let Err(e) = channel::write_small(d, &channel::ack_name(pid), a.line().as_bytes()) {
         log::warn!(
             "NPUPROF_CONTROL: cannot answer in {}: {e}",
             dir(root).display()

@@ -199,7 +199,11 @@ pub fn config() -> &'static Config {
     let c = config_only();
     // NPUPROF_CONTROL: the watcher (the drain thread) runs from the first call on, not from the first start
     // (see `control`). Outside the OnceLock's initialiser: spawning takes the control lock.
-    if c.control && c.profiler_dir.is_some() && !WATCHING.swap(true, Ordering::AcqRel) {
+    if c.control
+        && c.profiler_dir.is_some()
+        && !WATCHING.load(Ordering::Acquire)
+        && !WATCHING.swap(true, Ordering::AcqRel)
+    {
         crate::control::prepare(c);
         if let Err(e) = ensure_threads(&mut lock()) {
             log::warn!("NPUPROF_CONTROL: no watcher: {}", e.msg);
@@ -231,7 +235,7 @@ pub fn init_logging() {
     config_only();
 }
 
-/// `NPUPROF_CONTROL` watching has begun in this process.
+/// `NPUPROF_CONTROL` watching has begun in this process (until `shutdown` ends the threads).
 static WATCHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn config_only() -> &'static Config {
@@ -625,6 +629,9 @@ pub fn shutdown() -> Result<()> {
     };
     if let Some(t) = threads {
         t.shutdown();
+        // The NPUPROF_CONTROL watcher ended with them: the next call that reads the configuration starts it
+        // again.
+        WATCHING.store(false, Ordering::Release);
     }
     backend::mspti::unsubscribe();
     flushed

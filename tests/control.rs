@@ -27,18 +27,35 @@ struct Preloaded {
 
 impl Preloaded {
     fn spawn(root: &Path, control: bool) -> Preloaded {
+        Preloaded::with(root, control, &[], None, &[])
+    }
+    /// With extra environment (`NPUPROF_LOG=trace` to see each poll), another uid, or idle.c's arguments
+    /// after the run time.
+    fn with(
+        root: &Path,
+        control: bool,
+        env: &[(&str, &str)],
+        uid: Option<u32>,
+        args: &[&str],
+    ) -> Preloaded {
+        use std::os::unix::process::CommandExt;
         let log = root.with_extension("log");
         // Built for the target (an aarch64 program under qemu-user when cross-testing).
         let idle = build_c("idle", &["tests/c/idle.c"], &[], &[]);
         let mut cmd = Command::new(idle);
         cmd.arg("60")
+            .args(args)
             .env("LD_PRELOAD", lib())
             .env("VLLM_TORCH_PROFILER_DIR", root)
             .env("NPUPROF_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         if control {
             cmd.env("NPUPROF_CONTROL", "1");
+        }
+        if let Some(u) = uid {
+            cmd.uid(u).gid(u);
         }
         Preloaded {
             child: cmd.spawn().unwrap(),
@@ -50,6 +67,30 @@ impl Preloaded {
     }
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// Polls of the control channel so far (one trace line each; needs `NPUPROF_LOG=trace`).
+    fn polls(&self) -> usize {
+        self.log().matches("NPUPROF_CONTROL: poll").count()
+    }
+    /// Waits (untimed, bounded) until the watcher has polled `n` more times, or `done` holds.
+    fn wait_polls_or(&self, n: usize, done: impl Fn() -> bool) {
+        let base = self.polls();
+        for _ in 0..2400 {
+            if self.polls() >= base + n || done() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("the watcher did not poll {n} times\n{}", self.log());
+    }
+    fn wait_log(&self, needle: &str) {
+        for _ in 0..2400 {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("{needle:?} never logged\n{}", self.log());
     }
 }
 
@@ -69,6 +110,11 @@ fn watching(root: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     panic!("{} never appeared", root.join(".control").display());
+}
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
 /// A runtime that was not changed at all: `npuprof trigger start/stop --pid` makes a complete result, a
@@ -119,7 +165,7 @@ fn trigger_starts_and_stops_a_profile_in_an_unchanged_preloaded_process() {
         }
         assert!(!cmd.exists());
         assert!(
-            p.log().contains("is not a regular file of uid"),
+            p.log().contains("command file owned by uid 65534"),
             "{}",
             p.log()
         );
@@ -229,4 +275,283 @@ fn summary_and_check_describe_a_result_and_name_each_problem() {
     }
     let (c, _, _) = npuprof(&["summary", tmp.path().join("nothing").to_str().unwrap()]);
     assert_eq!(c, 1);
+}
+
+/// Issue 14, item 9: a command file swapped for a FIFO between the watcher's checks
+/// (`renameat2(RENAME_EXCHANGE)` in a tight loop, as a hostile user of the same uid or root would) never blocks
+/// the drain thread: every round ends with the watcher taking `<pid>.cmd` (either the file or the FIFO), and
+/// afterwards the process still starts and stops a profile. Before the fix (a `symlink_metadata` check, then a
+/// blocking `open` by name) one of the rounds hung with the drain thread in `open` of the FIFO.
+#[test]
+fn a_fifo_swapped_in_for_a_command_file_never_blocks_the_watcher() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("prof");
+    let p = Preloaded::spawn(&root, true);
+    watching(&root);
+    let pid = p.pid();
+    let ctl = root.join(".control");
+    let cmd = ctl.join(format!("{pid}.cmd"));
+    let other = ctl.join("swap");
+    let (c_cmd, c_other) = (cpath(&cmd), cpath(&other));
+    let (mut fifo_taken, mut file_taken) = (0, 0);
+    for round in 0..40 {
+        let _ = std::fs::remove_file(&other);
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_other.as_ptr(), 0o600) }, 0);
+        // A harmless command (answered "unknown control command"), put in place atomically.
+        std::fs::write(ctl.join("next"), "nop").unwrap();
+        std::fs::rename(ctl.join("next"), &cmd).unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            // SAFETY: valid NUL-terminated paths relative to the working directory (they are absolute).
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    c_cmd.as_ptr(),
+                    libc::AT_FDCWD,
+                    c_other.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if rc != 0 {
+                // The watcher removed `<pid>.cmd`: this round is over.
+                assert_eq!(
+                    std::io::Error::last_os_error().raw_os_error(),
+                    Some(libc::ENOENT)
+                );
+                break;
+            }
+            // A hang guard only: the watcher polls about every 200 ms.
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "round {round}: the watcher never took {} (its thread is blocked opening the FIFO)\n{}",
+                cmd.display(),
+                p.log()
+            );
+        }
+        // What is left under the other name is what the watcher did not take.
+        if std::fs::symlink_metadata(&other)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+        {
+            file_taken += 1;
+        } else {
+            fifo_taken += 1;
+        }
+    }
+    assert!(
+        fifo_taken > 0 && file_taken > 0,
+        "{fifo_taken} {file_taken}"
+    );
+    let dir = root.to_str().unwrap();
+    let (c, out, err) = npuprof(&[
+        "trigger",
+        "start",
+        "--pid",
+        &pid,
+        "--dir",
+        dir,
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(c, 0, "{out}{err}\n{}", p.log());
+    let (c, out, err) = npuprof(&[
+        "trigger",
+        "stop",
+        "--pid",
+        &pid,
+        "--dir",
+        dir,
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(c, 0, "{out}{err}\n{}", p.log());
+}
+
+/// Issue 14, item 9: a directory named `<pid>.cmd` (which cannot be removed as a command file) is logged once,
+/// not at every poll; once it is gone, `npuprof trigger` works again. Before the fix: one warning per poll.
+#[test]
+fn a_directory_named_like_a_command_file_is_logged_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("prof");
+    let p = Preloaded::with(&root, true, &[("NPUPROF_LOG", "trace")], None, &[]);
+    watching(&root);
+    let pid = p.pid();
+    let cmd = root.join(".control").join(format!("{pid}.cmd"));
+    std::fs::create_dir(&cmd).unwrap();
+    p.wait_polls_or(6, || false);
+    std::fs::remove_dir(&cmd).unwrap();
+    let dir = root.to_str().unwrap();
+    let (c, out, err) = npuprof(&[
+        "trigger",
+        "start",
+        "--pid",
+        &pid,
+        "--dir",
+        dir,
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(c, 0, "{out}{err}\n{}", p.log());
+    let log = p.log();
+    let before = &log[..log.find("NPUPROF_CONTROL: start done").unwrap()];
+    let warnings = before
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(&format!("{pid}.cmd")))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+}
+
+/// Issue 14, item 9: after `npuprof_shutdown()` the watcher comes back with the next npuprof call (here
+/// `npuprof_flush`), so `npuprof trigger start` works again. Before the fix it never came back: no answer.
+#[test]
+fn the_watcher_comes_back_after_shutdown_with_the_next_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("prof");
+    let p = Preloaded::with(&root, true, &[], None, &["shutdown"]);
+    p.wait_log("idle: shutdown 0, then flush 0");
+    let (pid, dir) = (p.pid(), root.to_str().unwrap().to_string());
+    let (c, out, err) = npuprof(&[
+        "trigger",
+        "start",
+        "--pid",
+        &pid,
+        "--dir",
+        &dir,
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(c, 0, "{out}{err}\n{}", p.log());
+    let (c, out, err) = npuprof(&[
+        "trigger",
+        "stop",
+        "--pid",
+        &pid,
+        "--dir",
+        &dir,
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(c, 0, "{out}{err}\n{}", p.log());
+}
+
+/// Issue 14, item 9: root triggering another user's process writes a command file the process does not trust
+/// (not owned by its uid); the process removes it unread and answers why, and the CLI says so (exit 1) instead
+/// of "is it running with NPUPROF_CONTROL=1?". Before the fix: no answer, exit 3 after the timeout.
+#[test]
+fn a_command_file_the_process_does_not_trust_is_refused_and_the_cli_says_why() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a process as another uid");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = tmp.path().join("prof");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+    let p = Preloaded::with(&root, true, &[], Some(65534), &[]);
+    watching(&root);
+    let (pid, dir) = (p.pid(), root.to_str().unwrap().to_string());
+    let (c, out, err) = npuprof(&[
+        "trigger",
+        "start",
+        "--pid",
+        &pid,
+        "--dir",
+        &dir,
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(c, 1, "{out}{err}\n{}", p.log());
+    assert!(
+        err.contains("refused") && err.contains("uid 65534") && !err.contains("NPUPROF_CONTROL=1"),
+        "{err}"
+    );
+    assert!(workers(&root).is_empty(), "nothing started");
+    assert!(!root.join(".control").join(format!("{pid}.cmd")).exists());
+}
+
+/// Issue 14, item 7: `.control` is used only when it is a real directory owned by the process's euid and not
+/// writable by group or others; otherwise the channel is refused with one warning and a command placed there
+/// is never run. The CLI names the same reason instead of waiting. Before the fix each of these was trusted
+/// and the planted `start` ran.
+#[test]
+fn a_control_directory_that_is_not_ours_alone_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    let mut cases: Vec<(&str, &str)> = vec![
+        ("mode", "writable by group or others"),
+        ("symlink", "not a directory of its own"),
+    ];
+    if root_user {
+        cases.push(("owner", "owned by uid 65534"));
+    }
+    let mut running = Vec::new();
+    for (case, reason) in cases {
+        let root = tmp.path().join(case);
+        std::fs::create_dir(&root).unwrap();
+        let ctl = root.join(".control");
+        // Where a planted command goes: `.control` itself, or the directory its symlink points to.
+        let target = match case {
+            "mode" => {
+                std::fs::create_dir(&ctl).unwrap();
+                std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o777)).unwrap();
+                ctl.clone()
+            }
+            "symlink" => {
+                let elsewhere = tmp.path().join("elsewhere");
+                std::fs::create_dir(&elsewhere).unwrap();
+                std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700))
+                    .unwrap();
+                std::os::unix::fs::symlink(&elsewhere, &ctl).unwrap();
+                elsewhere
+            }
+            _ => {
+                std::fs::create_dir(&ctl).unwrap();
+                std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o700)).unwrap();
+                std::os::unix::fs::chown(&ctl, Some(65534), Some(65534)).unwrap();
+                ctl.clone()
+            }
+        };
+        let p = Preloaded::with(&root, true, &[("NPUPROF_LOG", "trace")], None, &[]);
+        std::fs::write(target.join(format!("{}.cmd", p.pid())), "start").unwrap();
+        running.push((case, reason, root, target, p));
+    }
+    for (case, reason, root, target, p) in &running {
+        let ack = target.join(format!("{}.ack", p.pid()));
+        p.wait_polls_or(4, || ack.exists());
+        assert!(
+            !ack.exists(),
+            "{case}: the planted command ran\n{}",
+            p.log()
+        );
+        assert!(workers(root).is_empty(), "{case}: a profile started");
+        assert!(target.join(format!("{}.cmd", p.pid())).exists(), "{case}");
+        let log = p.log();
+        let refusals = log
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("NPUPROF_CONTROL: refusing"))
+            .count();
+        assert_eq!(refusals, 1, "{case}: {log}");
+        assert!(log.contains(reason), "{case}: {log}");
+        let (c, out, err) = npuprof(&[
+            "trigger",
+            "start",
+            "--pid",
+            &p.pid(),
+            "--dir",
+            root.to_str().unwrap(),
+            "--timeout",
+            "30",
+        ]);
+        assert_eq!(c, 3, "{case}: {out}{err}");
+        assert!(err.contains(reason), "{case}: {err}");
+        assert!(workers(root).is_empty(), "{case}: a profile started");
+    }
 }

@@ -134,8 +134,9 @@ fn trigger(args: &[String]) -> u8 {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    match std::fs::metadata(format!("/proc/{pid}")) {
-        Ok(m) if m.uid() == uid || uid == 0 => {}
+    // The process's uid: it owns `.control` and its answers.
+    let owner = match std::fs::metadata(format!("/proc/{pid}")) {
+        Ok(m) if m.uid() == uid || uid == 0 => m.uid(),
         Ok(_) => {
             eprintln!("npuprof trigger: process {pid} belongs to another user");
             return 2;
@@ -144,45 +145,60 @@ fn trigger(args: &[String]) -> u8 {
             eprintln!("npuprof trigger: no process {pid}");
             return 2;
         }
-    }
+    };
     let dir = control::dir(&root);
-    if !dir.is_dir() {
+    let ch = match control::channel::Client::open(&root, pid, owner) {
+        Ok(ch) => ch,
+        Err(control::channel::SendError::NotWatching) => {
+            eprintln!(
+                "npuprof trigger: {} does not exist: process {pid} is not watching (run it with \
+                 NPUPROF_CONTROL=1 and VLLM_TORCH_PROFILER_DIR={})",
+                dir.display(),
+                root.display()
+            );
+            return 3;
+        }
+        Err(control::channel::SendError::Refused(r)) => {
+            eprintln!(
+                "npuprof trigger: process {pid} refuses its control channel {}: it is {r} (it must be a \
+                 directory owned by uid {owner} and writable by no one else; remove it and the process \
+                 creates it)",
+                dir.display()
+            );
+            return 3;
+        }
+    };
+    if let Err(e) = ch.send(cmd) {
         eprintln!(
-            "npuprof trigger: {} does not exist: process {pid} is not watching (run it with \
-             NPUPROF_CONTROL=1 and VLLM_TORCH_PROFILER_DIR={})",
-            dir.display(),
-            root.display()
+            "npuprof trigger: cannot write {}: {e}",
+            dir.join(control::channel::cmd_name(pid)).display()
         );
-        return 3;
-    }
-    let ack = control::ack_path(&root, pid);
-    let _ = std::fs::remove_file(&ack);
-    let cmd_file = control::cmd_path(&root, pid);
-    if let Err(e) = control::write_new(&cmd_file, cmd.as_bytes()) {
-        eprintln!("npuprof trigger: cannot write {}: {e}", cmd_file.display());
         return 1;
     }
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs_f64(timeout) {
-        if let Ok(a) = control::read_own(&ack, uid) {
-            let _ = std::fs::remove_file(&ack);
-            let (status, rest) = a.trim().split_once(' ').unwrap_or((a.trim(), ""));
-            return if status == "0" {
+        use control::channel::Answer;
+        match ch.answer() {
+            None => {}
+            Some(Answer::Done(rest)) => {
                 println!(
                     "{}: {rest}",
                     if cmd == "start" { "started" } else { "stopped" }
                 );
-                0
-            } else {
-                eprintln!(
-                    "npuprof trigger {cmd}: process {pid} answered: {rest} (status {status})"
-                );
-                1
-            };
+                return 0;
+            }
+            Some(Answer::Failed { status, msg }) => {
+                eprintln!("npuprof trigger {cmd}: process {pid} answered: {msg} (status {status})");
+                return 1;
+            }
+            Some(Answer::Refused(why)) => {
+                eprintln!("npuprof trigger {cmd}: process {pid} refused the command: {why}");
+                return 1;
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = std::fs::remove_file(&cmd_file);
+    ch.withdraw();
     eprintln!(
         "npuprof trigger: no answer from process {pid} within {timeout} s (is it running with \
          NPUPROF_CONTROL=1, and has it loaded libnpuprof.so?)"
