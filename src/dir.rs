@@ -80,12 +80,15 @@ const DIR_FLAGS: libc::c_int =
     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
 
 impl Dir {
-    /// Opens a directory by path (the one place a name is resolved: the configured root). The last
-    /// component must not be a symlink.
+    /// Opens a directory by path: the one place a name is resolved, for a path the user chose (the
+    /// configured root, a directory given to the CLI). A symlink there is followed, once, as the user
+    /// expects of `VLLM_TORCH_PROFILER_DIR=/data/prof` linked to another disk (the kernel's
+    /// `protected_symlinks` keeps a link planted in a sticky `/tmp` from being followed); everything
+    /// below it is reached through handles that never follow one.
     pub fn open(path: &Path) -> io::Result<Dir> {
         let c = cstr(path.as_os_str())?;
         // SAFETY: `c` is a valid NUL-terminated string; the flags open no file for writing.
-        let fd = check(unsafe { libc::open(c.as_ptr(), DIR_FLAGS) })?;
+        let fd = check(unsafe { libc::open(c.as_ptr(), DIR_FLAGS & !libc::O_NOFOLLOW) })?;
         // SAFETY: `fd` is a descriptor we just opened and own.
         Ok(Dir {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
@@ -290,6 +293,10 @@ mod tests {
         // And the symlinked name is never opened as our directory again.
         assert!(root.open_dir("w").is_err());
         assert!(root.mkdir("w", 0o750).is_err());
+        // A path the user chose (the configured root) may be a symlink: followed, once.
+        let via_link = Dir::open(&t.path().join("w")).unwrap();
+        via_link.create_new("g", 0o640).unwrap();
+        assert!(t.path().join("victim/g").exists());
     }
 
     #[test]
