@@ -53,7 +53,8 @@ fn npuprof_as(args: &[&str], nobody: bool) -> Run {
     if nobody && is_root() {
         cmd.uid(65534).gid(65534);
     }
-    if env!("NPUPROF_BUILD_TARGET") == env!("NPUPROF_BUILD_HOST") {
+    let (target, host) = (env!("NPUPROF_BUILD_TARGET"), env!("NPUPROF_BUILD_HOST"));
+    if target == host {
         // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {
@@ -125,13 +126,10 @@ fn result_named(root: &Path, name: &str) -> PathBuf {
     )
     .unwrap();
     std::fs::write(out.join("trace_view.json"), TRACE).unwrap();
-    std::fs::write(
-        out.join("step_trace_time.csv"),
-        {
-            let h = npuprof::export::csv::STEP_TRACE_HEADER;
-            format!("{h}\n{}\n", vec!["1"; h.split(',').count()].join(","))
-        },
-    )
+    std::fs::write(out.join("step_trace_time.csv"), {
+        let h = npuprof::export::csv::STEP_TRACE_HEADER;
+        format!("{h}\n{}\n", vec!["1"; h.split(',').count()].join(","))
+    })
     .unwrap();
     std::fs::write(
         out.join("kernel_details.csv"),
