@@ -39,37 +39,52 @@ fn is_root() -> bool {
 fn npuprof_as(args: &[&str], nobody: bool) -> Run {
     let logs = tempfile::tempdir().unwrap();
     let (o, e) = (logs.path().join("out"), logs.path().join("err"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_npuprof"));
-    cmd.args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap());
-    for k in ["PATH", "HOME", "LANG", "TMPDIR", "QEMU_LD_PREFIX"] {
-        if let Some(v) = std::env::var_os(k) {
-            cmd.env(k, v);
+    let as_nobody = nobody && is_root();
+    let command = |exe: &Path| {
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap());
+        for k in ["PATH", "HOME", "LANG", "TMPDIR", "QEMU_LD_PREFIX"] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
         }
-    }
-    if nobody && is_root() {
-        cmd.uid(65534).gid(65534);
-    }
-    let (target, host) = (env!("NPUPROF_BUILD_TARGET"), env!("NPUPROF_BUILD_HOST"));
-    if target == host {
-        // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit {
-                    rlim_cur: ADDRESS_SPACE,
-                    rlim_max: ADDRESS_SPACE,
-                };
-                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        };
-    }
-    let mut child = cmd.spawn().unwrap();
+        if as_nobody {
+            cmd.uid(65534).gid(65534);
+        }
+        let (target, host) = (env!("NPUPROF_BUILD_TARGET"), env!("NPUPROF_BUILD_HOST"));
+        if target == host {
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let lim = libc::rlimit {
+                        rlim_cur: ADDRESS_SPACE,
+                        rlim_max: ADDRESS_SPACE,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
+        cmd
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_npuprof"));
+    let mut child = match command(exe).spawn() {
+        Ok(c) => c,
+        Err(err) if as_nobody && err.kind() == std::io::ErrorKind::PermissionDenied => {
+            // The build tree is out of the unprivileged user's reach (under /root): run a copy.
+            std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let copy = logs.path().join("npuprof");
+            std::fs::copy(exe, &copy).unwrap();
+            command(&copy).spawn().unwrap()
+        }
+        Err(err) => panic!("spawn {}: {err}", exe.display()),
+    };
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
