@@ -2,7 +2,6 @@
 //!
 //! Exit codes, for scripts: 0 success; 1 the operation failed or the result has problems; 2 usage error;
 //! 3 the target process did not answer (`trigger`).
-
 //!
 //! Admins run it on result trees other users can write: it never follows a symlink below the directories
 //! it is given, never blocks on a FIFO, reads each file up to a cap for its kind, and prints every string
@@ -121,6 +120,9 @@ fn positional(args: &[String]) -> Vec<&str> {
     out
 }
 
+/// The longest tables `summary --top` prints (the op table holds that many CSV records in memory).
+const MAX_TOP: usize = 1000;
+
 fn summary(args: &[String]) -> u8 {
     let dirs = positional(args);
     if dirs.is_empty() {
@@ -128,8 +130,8 @@ fn summary(args: &[String]) -> u8 {
     }
     let top = match opt(args, "--top").map(str::parse::<usize>) {
         None => 10,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return usage("summary --top N: N is a count"),
+        Some(Ok(n)) if n <= MAX_TOP => n,
+        _ => return usage(&format!("summary --top N: N is a count, at most {MAX_TOP}")),
     };
     summary::run(&dirs, top)
 }
