@@ -388,8 +388,19 @@ impl<'a> Parser<'a> {
 /// until the value is fully parsed (when the block ends inside it, `f`'s error is dropped and it is called
 /// again on the same element with more input).
 pub fn stream_array(
+    r: impl std::io::Read,
+    block: usize,
+    f: impl FnMut(&mut Parser<'_>) -> PResult<()>,
+) -> PResult<()> {
+    stream_array_bounded(r, block, usize::MAX, f)
+}
+
+/// [`stream_array`] that fails on an element longer than `max_elem` bytes (an unfinished element is parsed
+/// again with each new block, so a giant one costs time quadratic in its size, and holds it all in memory).
+pub fn stream_array_bounded(
     mut r: impl std::io::Read,
     block: usize,
+    max_elem: usize,
     mut f: impl FnMut(&mut Parser<'_>) -> PResult<()>,
 ) -> PResult<()> {
     #[derive(PartialEq)]
@@ -465,6 +476,12 @@ pub fn stream_array(
             } else {
                 Err(format!("unexpected end at byte {}", base + buf.len()))
             };
+        }
+        if st == St::Elem && buf.len() - start > max_elem {
+            return Err(format!(
+                "an element longer than {max_elem} bytes at byte {}",
+                base + start
+            ));
         }
         // Keep the unconsumed tail, read the next block after it.
         buf.drain(..start);
@@ -652,6 +669,23 @@ mod tests {
                     "{bad:?} {block}"
                 );
             }
+        }
+    }
+
+    /// An element longer than the bound is an error (not re-parsed block after block), at any block size;
+    /// elements within it stream as usual.
+    #[test]
+    fn an_element_over_the_bound_is_an_error() {
+        let big = format!(r#"[{{"a":1}},"{}"]"#, "x".repeat(1000));
+        for block in [1, 7, 64, 4096] {
+            let mut n = 0;
+            let r = stream_array_bounded(big.as_bytes(), block, 100, |p| p.skip(0).map(|_| n += 1));
+            if block < 1000 {
+                let e = r.unwrap_err();
+                assert!(e.contains("longer than 100 bytes"), "{block}: {e}");
+            }
+            let small = br#"[{"a":1},"xyz"]"#;
+            stream_array_bounded(&small[..], block, 100, |p| p.skip(0).map(|_| ())).unwrap();
         }
     }
 

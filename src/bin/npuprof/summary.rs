@@ -1,0 +1,176 @@
+//! `npuprof summary DIR...`: a terminal summary of each result. Every sum saturates (a crafted file's
+//! values near u64::MAX must not wrap or panic), and every string from a result is printed escaped.
+
+use crate::files::{self, Cap};
+use crate::text::{say, table, us, warn};
+use npuprof::dir::Dir;
+use npuprof::export::jsonparse::{us_to_ns, Parser, Value};
+use npuprof::export::layout::OUTPUT_DIR;
+use std::collections::HashMap;
+use std::path::Path;
+
+const DROP_REASONS: [&str; 4] = [
+    "ring_full",
+    "after_thread_exit",
+    "outside_profile_window",
+    "over_disk_cap",
+];
+
+pub fn run(dirs: &[&str], top: usize) -> u8 {
+    let mut failed = false;
+    let walk = crate::walk::results(dirs, |p, d| failed |= !one(p, d, top));
+    for e in &walk.problems {
+        say(&format!("ERROR {e}"));
+    }
+    if walk.results == 0 {
+        warn(&format!(
+            "npuprof summary: no *_ascend_ms result under {}",
+            dirs.join(" ")
+        ));
+        return 1;
+    }
+    u8::from(failed || !walk.problems.is_empty())
+}
+
+/// Summarises one result; false when part of it could not be read.
+fn one(w: &Path, d: &Dir, top: usize) -> bool {
+    say(&w.display().to_string());
+    let meta_path = w.join("profiler_metadata.json");
+    let meta_b = match files::read(d, &meta_path, "profiler_metadata.json", Cap::Json) {
+        Ok(b) => b,
+        Err(e) => {
+            say(&format!("  unreadable: {e}"));
+            return false;
+        }
+    };
+    let meta = match Parser::new(&meta_b).value(0) {
+        Ok(m) => m,
+        Err(e) => {
+            say(&format!("  {}: not JSON ({e})", meta_path.display()));
+            return false;
+        }
+    };
+    let n = |k: &str| meta.get("npuprof").and_then(|m| m.get(k)).cloned();
+    let num = |k: &str| n(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let text = |k: &str| n(k).and_then(|v| v.as_str().map(str::to_string));
+    let drops = n("dropped_records").map_or(0, |d| {
+        DROP_REASONS
+            .iter()
+            .map(|k| d.get(k).and_then(Value::as_u64).unwrap_or(0))
+            .fold(0u64, u64::saturating_add)
+    });
+    let dur = num("stop_time_ns").saturating_sub(num("start_time_ns"));
+    say(&format!(
+        "  backend {}, {} long, stopped by {}; {} steps, {} slices, {} records, {} dropped{}",
+        text("backend").unwrap_or_else(|| "?".into()),
+        us(dur),
+        text("stop_reason").unwrap_or_default(),
+        num("steps"),
+        num("slices"),
+        num("recorded_records"),
+        drops,
+        if n("truncated") == Some(Value::Bool(true)) {
+            ", TRUNCATED"
+        } else {
+            ""
+        }
+    ));
+    // Host ranges by total time: (count, total ns, max ns).
+    let mut by: HashMap<String, (u64, u64, u64)> = HashMap::new();
+    let (mut steps, mut steps_total, mut steps_max) = (0u64, 0u64, 0u64);
+    let out_path = w.join(OUTPUT_DIR);
+    let out = match d.open_dir(OUTPUT_DIR) {
+        Ok(o) => o,
+        Err(e) => {
+            say(&format!(
+                "  {}: cannot open directory ({e})",
+                out_path.display()
+            ));
+            return false;
+        }
+    };
+    let trace = out_path.join("trace_view.json");
+    let r = files::open(&out, &trace, "trace_view.json", Cap::Trace).and_then(|(f, _)| {
+        files::events(f, &trace, |e| {
+            if e.get("ph").and_then(Value::as_str) != Some("X")
+                || e.get("pid").and_then(Value::as_u64).unwrap_or(0) >= 1 << 30
+            {
+                return;
+            }
+            let name = e.get("name").and_then(Value::as_str).unwrap_or("");
+            let d = e
+                .get("dur")
+                .and_then(Value::num_text)
+                .and_then(us_to_ns)
+                .unwrap_or(0);
+            if name.starts_with("ProfilerStep#") {
+                steps += 1;
+                steps_total = steps_total.saturating_add(d);
+                steps_max = steps_max.max(d);
+                return;
+            }
+            let g = by.entry(name.to_string()).or_insert((0, 0, 0));
+            g.0 = g.0.saturating_add(1);
+            g.1 = g.1.saturating_add(d);
+            g.2 = g.2.max(d);
+        })
+    });
+    if let Err(e) = r {
+        say(&format!("  {e}"));
+        return false;
+    }
+    if let Some(mean) = steps_total.checked_div(steps) {
+        say(&format!(
+            "  steps: {steps} (mean {}, max {})",
+            us(mean),
+            us(steps_max)
+        ));
+    }
+    let mut rows: Vec<_> = by.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
+    if !rows.is_empty() {
+        say("  top host ranges by total time:");
+        table(
+            &["name", "count", "total", "mean", "max"],
+            &rows
+                .iter()
+                .take(top)
+                .map(|(k, (c, t, m))| {
+                    vec![k.clone(), c.to_string(), us(*t), us(t / c.max(&1)), us(*m)]
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    ops(&out, &out_path.join("op_statistic.csv"), top);
+    true
+}
+
+/// The top `top` rows of op_statistic.csv, when it is there and readable.
+fn ops(out: &Dir, path: &Path, top: usize) {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let r = files::csv_each(out, path, "op_statistic.csv", |r| {
+        rows.push(r);
+        rows.len() <= top
+    });
+    if r.is_err() || rows.len() < 2 {
+        return;
+    }
+    let col = |n: &str| rows[0].iter().position(|h| h == n);
+    let (Some(t), Some(c), Some(n), Some(s)) = (
+        col("OP Type"),
+        col("Core Type"),
+        col("Count"),
+        col("Total Time(us)"),
+    ) else {
+        return;
+    };
+    say("  top device ops (op_statistic.csv):");
+    table(
+        &["op type", "core", "count", "total (us)"],
+        &rows[1..]
+            .iter()
+            .filter(|r| r.len() > t.max(c).max(n).max(s))
+            .map(|r| vec![r[t].clone(), r[c].clone(), r[n].clone(), r[s].clone()])
+            .collect::<Vec<_>>(),
+    );
+}

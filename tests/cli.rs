@@ -1,0 +1,508 @@
+//! `npuprof check|summary|recover|trigger` on hostile or odd trees: admins run the CLI on result directories
+//! other users can write, so it must never follow a planted symlink, block on a FIFO, read without bound,
+//! print a terminal escape from a name, panic on a crafted number, or pass a tree it could not read.
+//!
+//! Every run of the CLI here has a kill-after deadline (a hang fails the test instead of hanging the suite)
+//! and, natively, an address-space limit (an unbounded read fails instead of eating the machine's memory).
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Far more than any of these runs needs; reached only by a real hang.
+const HANG_DEADLINE: Duration = Duration::from_secs(60);
+/// The CLI's address-space limit (native runs only: qemu-user reserves large guest spaces).
+const ADDRESS_SPACE: u64 = 1 << 30;
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.out, self.err)
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs the built `npuprof` with `args`; as an unprivileged user (65534) when `nobody` and we are root.
+fn npuprof_as(args: &[&str], nobody: bool) -> Run {
+    let logs = tempfile::tempdir().unwrap();
+    let (o, e) = (logs.path().join("out"), logs.path().join("err"));
+    let as_nobody = nobody && is_root();
+    let command = |exe: &Path| {
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap());
+        for k in ["PATH", "HOME", "LANG", "TMPDIR", "QEMU_LD_PREFIX"] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
+        if as_nobody {
+            cmd.uid(65534).gid(65534);
+        }
+        let (target, host) = (env!("NPUPROF_BUILD_TARGET"), env!("NPUPROF_BUILD_HOST"));
+        if target == host {
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let lim = libc::rlimit {
+                        rlim_cur: ADDRESS_SPACE,
+                        rlim_max: ADDRESS_SPACE,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
+        cmd
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_npuprof"));
+    let mut child = match command(exe).spawn() {
+        Ok(c) => c,
+        Err(err) if as_nobody && err.kind() == std::io::ErrorKind::PermissionDenied => {
+            // The build tree is out of the unprivileged user's reach (under /root): run a copy.
+            std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let copy = logs.path().join("npuprof");
+            std::fs::copy(exe, &copy).unwrap();
+            command(&copy).spawn().unwrap()
+        }
+        Err(err) => panic!("spawn {}: {err}", exe.display()),
+    };
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > HANG_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "npuprof {args:?} hung: killed after {HANG_DEADLINE:?}\n{}",
+                std::fs::read_to_string(&o).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&std::fs::read(&o).unwrap()).into_owned(),
+        err: String::from_utf8_lossy(&std::fs::read(&e).unwrap()).into_owned(),
+    }
+}
+
+fn npuprof(args: &[&str]) -> Run {
+    npuprof_as(args, false)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const WORKER: &str = "w0_20260101000000000_ascend_ms";
+
+const TRACE: &str = r#"[
+{"ph":"M","name":"process_name","pid":1,"tid":0,"args":{"name":"host"}},
+{"ph":"X","name":"ProfilerStep#1","pid":1,"tid":1,"ts":"1000.000","dur":"100.000"},
+{"ph":"X","name":"model_forward","pid":1,"tid":1,"ts":"1010.000","dur":"50.000"}
+]"#;
+
+/// A small result that `npuprof check` passes, under `root/name`.
+fn result_named(root: &Path, name: &str) -> PathBuf {
+    let w = root.join(name);
+    let out = w.join("ASCEND_PROFILER_OUTPUT");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(w.join("FRAMEWORK")).unwrap();
+    std::fs::write(
+        w.join("profiler_info_0.json"),
+        r#"{"ms_profiler_info":{"rank_id":0}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("profiler_metadata.json"),
+        r#"{"npuprof":{"backend":"none","start_time_ns":0,"stop_time_ns":2000000,"stop_reason":"npuprof_stop",
+           "steps":1,"slices":2,"recorded_records":4,"dropped_records":{"ring_full":0}}}"#,
+    )
+    .unwrap();
+    std::fs::write(out.join("trace_view.json"), TRACE).unwrap();
+    std::fs::write(out.join("step_trace_time.csv"), {
+        let h = npuprof::export::csv::STEP_TRACE_HEADER;
+        format!("{h}\n{}\n", vec!["1"; h.split(',').count()].join(","))
+    })
+    .unwrap();
+    std::fs::write(
+        out.join("kernel_details.csv"),
+        "Step ID,Name,Type,Start Time(us),Duration(us)\n1,k,MatMul,1000.000,1.000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("op_statistic.csv"),
+        "OP Type,Core Type,Count,Total Time(us)\nMatMul,AI_CORE,1,1.000\n",
+    )
+    .unwrap();
+    w
+}
+
+fn result(root: &Path) -> PathBuf {
+    result_named(root, WORKER)
+}
+
+fn mkfifo(p: &Path) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+}
+
+/// The crafted result really is valid: the hostile variants below fail for what was planted, nothing else.
+#[test]
+fn a_crafted_result_passes_check_and_summary() {
+    let t = tempfile::tempdir().unwrap();
+    result(t.path());
+    let r = npuprof(&["check", s(t.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.out.contains("CHECK PASS: 1 result(s)"), "{}", r.all());
+    let r = npuprof(&["summary", s(t.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.out.contains("model_forward"), "{}", r.all());
+}
+
+/// Two `-> .` links inside a result made `check ROOT` walk 2^40 paths; links are never followed, and one
+/// inside a result is a problem of that result. Outside results, a link to another tree is not searched.
+#[test]
+fn check_never_follows_symlinks() {
+    let t = tempfile::tempdir().unwrap();
+    let w = result(t.path());
+    std::os::unix::fs::symlink(".", w.join("a")).unwrap();
+    std::os::unix::fs::symlink(".", w.join("b")).unwrap();
+    std::os::unix::fs::symlink(".", w.join("FRAMEWORK/c")).unwrap();
+    let r = npuprof(&["check", s(t.path())]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains(&format!("{WORKER}/a: a symlink")),
+        "{}",
+        r.all()
+    );
+    assert!(r.out.contains("FRAMEWORK/c: a symlink"), "{}", r.all());
+    assert!(r.out.contains("CHECK FAIL: 3 problem(s)"), "{}", r.all());
+    let r = npuprof(&["summary", s(t.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // Around results: loops and a link to another tree of results are not searched.
+    let other = tempfile::tempdir().unwrap();
+    result_named(other.path(), "elsewhere_20260101000000000_ascend_ms");
+    let t = tempfile::tempdir().unwrap();
+    result(t.path());
+    std::fs::create_dir(t.path().join("team")).unwrap();
+    std::os::unix::fs::symlink(".", t.path().join("team/x")).unwrap();
+    std::os::unix::fs::symlink("..", t.path().join("team/y")).unwrap();
+    std::os::unix::fs::symlink(other.path(), t.path().join("ext")).unwrap();
+    std::os::unix::fs::symlink(
+        other.path().join("elsewhere_20260101000000000_ascend_ms"),
+        t.path().join("ext_20260101000000000_ascend_ms"),
+    )
+    .unwrap();
+    let r = npuprof(&["check", s(t.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.out.contains("CHECK PASS: 1 result(s)"), "{}", r.all());
+}
+
+/// A FIFO named like a result file blocked `summary`, `check` and `recover` forever in open(2).
+#[test]
+fn fifos_named_like_result_files_are_refused_not_waited_on() {
+    let t = tempfile::tempdir().unwrap();
+    let w = result(t.path());
+    let trace = w.join("ASCEND_PROFILER_OUTPUT/trace_view.json");
+    std::fs::remove_file(&trace).unwrap();
+    mkfifo(&trace);
+    let r = npuprof(&["summary", s(t.path())]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains("trace_view.json") && r.out.contains("not a regular file"),
+        "{}",
+        r.all()
+    );
+    let meta = w.join("profiler_metadata.json");
+    std::fs::remove_file(&meta).unwrap();
+    mkfifo(&meta);
+    let r = npuprof(&["check", s(t.path())]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains("profiler_metadata.json: not a regular file"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.out.contains("trace_view.json: not a regular file"),
+        "{}",
+        r.all()
+    );
+
+    // recover: a worker directory whose spool is a FIFO.
+    let d = t.path().join("dead_20260101000000000_ascend_ms");
+    std::fs::create_dir_all(d.join("FRAMEWORK")).unwrap();
+    mkfifo(&d.join("FRAMEWORK/npuprof.spool"));
+    let r = npuprof(&["recover", s(&d)]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.err.contains("npuprof.spool") && r.err.contains("not a regular file"),
+        "{}",
+        r.all()
+    );
+}
+
+/// `profiler_metadata.json` linked to /dev/zero grew the CLI to 1.36 GB in 3 s: links are refused, and a
+/// file over its kind's cap is reported as too large (naming the file and the cap), never read.
+#[test]
+fn reads_are_bounded_and_too_large_files_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let w = result_named(t.path(), "a_20260101000000000_ascend_ms");
+    std::fs::remove_file(w.join("profiler_metadata.json")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", w.join("profiler_metadata.json")).unwrap();
+    let r = npuprof(&["check", s(&w)]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains("profiler_metadata.json: a symlink"),
+        "{}",
+        r.all()
+    );
+    let r = npuprof(&["summary", s(&w)]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains("profiler_metadata.json: a symlink"),
+        "{}",
+        r.all()
+    );
+
+    // Sparse files: huge sizes that cost no disk.
+    let w = result_named(t.path(), "b_20260101000000000_ascend_ms");
+    let out = w.join("ASCEND_PROFILER_OUTPUT");
+    for (p, len) in [
+        (w.join("profiler_metadata.json"), 1u64 << 30),
+        (out.join("trace_view.json"), 1 << 40),
+        (out.join("kernel_details.csv"), 1 << 40),
+    ] {
+        std::fs::File::create(&p).unwrap().set_len(len).unwrap();
+    }
+    let r = npuprof(&["check", s(&w)]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    for f in [
+        "profiler_metadata.json",
+        "trace_view.json",
+        "kernel_details.csv",
+    ] {
+        assert!(
+            r.out
+                .lines()
+                .any(|l| l.contains(&format!("{f}: too large")) && l.contains("cap")),
+            "{f}\n{}",
+            r.all()
+        );
+    }
+    let r = npuprof(&["summary", s(&w)]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains("profiler_metadata.json: too large"),
+        "{}",
+        r.all()
+    );
+}
+
+/// `trigger --timeout` with a negative, NaN, infinite, huge, zero or non-numeric value is a usage error
+/// before anything is sent (it panicked after sending the command: a started profile, a stale ack).
+#[test]
+fn trigger_rejects_bad_timeouts_before_sending() {
+    let t = tempfile::tempdir().unwrap();
+    let control = t.path().join(".control");
+    std::fs::create_dir(&control).unwrap();
+    std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pid = std::process::id().to_string();
+    for bad in ["-1", "NaN", "inf", "-inf", "1e30", "0", "ten"] {
+        let r = npuprof(&[
+            "trigger",
+            "start",
+            "--pid",
+            &pid,
+            "--dir",
+            s(t.path()),
+            "--timeout",
+            bad,
+        ]);
+        assert_eq!(r.code, 2, "--timeout {bad}: {}", r.all());
+        assert!(r.err.contains("--timeout"), "{}", r.all());
+        assert!(!r.err.contains("panicked"), "{}", r.all());
+        let left: Vec<_> = std::fs::read_dir(&control).unwrap().collect();
+        assert!(left.is_empty(), "--timeout {bad} sent something: {left:?}");
+    }
+}
+
+/// Names from a result (trace names, op types, metadata strings, directory names) printed raw let a crafted
+/// result drive the admin's terminal (ESC sequences, BEL, CR overwriting a line).
+#[test]
+fn summary_escapes_control_characters_in_names() {
+    let t = tempfile::tempdir().unwrap();
+    let w = result_named(t.path(), "e\x1b[31m_20260101000000000_ascend_ms");
+    let out = w.join("ASCEND_PROFILER_OUTPUT");
+    std::fs::write(
+        out.join("trace_view.json"),
+        r#"[{"ph":"X","name":"evil\u001b]0;pwned\u0007\r","pid":1,"tid":1,"ts":"1.000","dur":"1.000"}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("op_statistic.csv"),
+        "OP Type,Core Type,Count,Total Time(us)\nOp\x1b[2J\u{9b}x,AI_CORE,1,1.000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("profiler_metadata.json"),
+        r#"{"npuprof":{"backend":"b\u001bc","stop_reason":"r\u0008s"}}"#,
+    )
+    .unwrap();
+    let r = npuprof(&["summary", s(t.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let raw = r.out.chars().any(|c| c.is_control() && c != '\n');
+    assert!(!raw, "control characters printed raw: {:?}", r.out);
+    for want in [
+        "evil\\x1b]0;pwned\\x07\\r",
+        "Op\\x1b[2J\\u{9b}x",
+        "b\\x1bc",
+        "r\\x08s",
+        "e\\x1b[31m_",
+    ] {
+        assert!(r.out.contains(want), "{want}: {:?}", r.out);
+    }
+    let r = npuprof(&["check", s(t.path())]);
+    assert!(
+        !r.out.chars().any(|c| c.is_control() && c != '\n'),
+        "{:?}",
+        r.out
+    );
+}
+
+/// `check A B` checked only A (and passed when B was broken); every directory given is checked.
+#[test]
+fn check_and_summary_take_every_directory_given() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    result(a.path());
+    let wb = result(b.path());
+    std::fs::remove_file(wb.join("ASCEND_PROFILER_OUTPUT/op_statistic.csv")).unwrap();
+    for args in [[s(a.path()), s(b.path())], [s(b.path()), s(a.path())]] {
+        let r = npuprof(&["check", args[0], args[1]]);
+        assert_eq!(r.code, 1, "{}", r.all());
+        assert!(
+            r.out.contains(&format!("{}/{WORKER}", s(a.path()))),
+            "{}",
+            r.all()
+        );
+        assert!(r.out.contains("op_statistic.csv"), "{}", r.all());
+        assert!(
+            r.out.contains("CHECK FAIL: 1 problem(s) in 2 result(s)"),
+            "{}",
+            r.all()
+        );
+    }
+    let r = npuprof(&["summary", s(a.path()), s(b.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.out.matches("model_forward").count(), 2, "{}", r.all());
+}
+
+/// A directory the CLI cannot open was skipped and the tree passed (`CHECK PASS`); it is a failure naming
+/// the directory. Run as an unprivileged user (root opens any directory).
+#[test]
+fn unreadable_directories_are_reported_not_passed() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let w = result(t.path());
+    // Readable by the unprivileged user.
+    for e in walk(t.path()) {
+        let mode = if e.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let private = t.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    result(&private);
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let r = npuprof_as(&["check", s(t.path())], true);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains(&format!("{}: cannot open", s(&private))),
+        "{}",
+        r.all()
+    );
+    assert!(r.out.contains("CHECK FAIL"), "{}", r.all());
+    let r = npuprof_as(&["summary", s(t.path())], true);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains(&format!("{}: cannot open", s(&private))),
+        "{}",
+        r.all()
+    );
+    // Inside a result: a subdirectory it cannot list.
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(&private).unwrap();
+    std::fs::set_permissions(w.join("FRAMEWORK"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let r = npuprof_as(&["check", s(t.path())], true);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.out.contains("FRAMEWORK: cannot open"), "{}", r.all());
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap().path();
+        if e.is_dir() {
+            out.extend(walk(&e));
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// Values near u64::MAX in metadata or a trace wrapped (release) or panicked (debug) the sums.
+#[test]
+fn sums_saturate_instead_of_wrapping() {
+    let t = tempfile::tempdir().unwrap();
+    let w = result(t.path());
+    std::fs::write(
+        w.join("profiler_metadata.json"),
+        r#"{"npuprof":{"backend":"none","steps":18446744073709551615,
+           "dropped_records":{"ring_full":18446744073709551615,"over_disk_cap":7}}}"#,
+    )
+    .unwrap();
+    let big = "18446744073709551.000";
+    std::fs::write(
+        w.join("ASCEND_PROFILER_OUTPUT/trace_view.json"),
+        format!(
+            r#"[{{"ph":"X","name":"ProfilerStep#1","pid":1,"tid":1,"ts":"{big}","dur":"{big}"}},
+               {{"ph":"X","name":"ProfilerStep#2","pid":1,"tid":2,"ts":"{big}","dur":"{big}"}},
+               {{"ph":"X","name":"f","pid":1,"tid":3,"ts":"{big}","dur":"{big}"}},
+               {{"ph":"X","name":"f","pid":1,"tid":4,"ts":"{big}","dur":"{big}"}}]"#
+        ),
+    )
+    .unwrap();
+    let r = npuprof(&["summary", s(t.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.out.contains("18446744073709551615 dropped"),
+        "{}",
+        r.all()
+    );
+    let r = npuprof(&["check", s(t.path())]);
+    assert!(!r.err.contains("panicked"), "{}", r.all());
+    assert_eq!(r.code, 0, "{}", r.all());
+}
