@@ -18,6 +18,20 @@ fn npuprof(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `npuprof trigger CMD --pid PID --dir DIR --timeout 30`.
+fn trigger(cmd: &str, pid: &str, dir: &str) -> (i32, String, String) {
+    npuprof(&[
+        "trigger",
+        cmd,
+        "--pid",
+        pid,
+        "--dir",
+        dir,
+        "--timeout",
+        "30",
+    ])
+}
+
 /// An unchanged program (tests/c/idle.c: no npuprof symbol, no call) that only got
 /// `LD_PRELOAD=libnpuprof.so`.
 struct Preloaded {
@@ -346,27 +360,9 @@ fn a_fifo_swapped_in_for_a_command_file_never_blocks_the_watcher() {
         "{fifo_taken} {file_taken}"
     );
     let dir = root.to_str().unwrap();
-    let (c, out, err) = npuprof(&[
-        "trigger",
-        "start",
-        "--pid",
-        &pid,
-        "--dir",
-        dir,
-        "--timeout",
-        "30",
-    ]);
+    let (c, out, err) = trigger("start", &pid, dir);
     assert_eq!(c, 0, "{out}{err}\n{}", p.log());
-    let (c, out, err) = npuprof(&[
-        "trigger",
-        "stop",
-        "--pid",
-        &pid,
-        "--dir",
-        dir,
-        "--timeout",
-        "30",
-    ]);
+    let (c, out, err) = trigger("stop", &pid, dir);
     assert_eq!(c, 0, "{out}{err}\n{}", p.log());
 }
 
@@ -384,16 +380,7 @@ fn a_directory_named_like_a_command_file_is_logged_once() {
     p.wait_polls_or(6, || false);
     std::fs::remove_dir(&cmd).unwrap();
     let dir = root.to_str().unwrap();
-    let (c, out, err) = npuprof(&[
-        "trigger",
-        "start",
-        "--pid",
-        &pid,
-        "--dir",
-        dir,
-        "--timeout",
-        "30",
-    ]);
+    let (c, out, err) = trigger("start", &pid, dir);
     assert_eq!(c, 0, "{out}{err}\n{}", p.log());
     let log = p.log();
     let before = &log[..log.find("NPUPROF_CONTROL: start done").unwrap()];
@@ -413,27 +400,9 @@ fn the_watcher_comes_back_after_shutdown_with_the_next_call() {
     let p = Preloaded::with(&root, true, &[], None, &["shutdown"]);
     p.wait_log("idle: shutdown 0, then flush 0");
     let (pid, dir) = (p.pid(), root.to_str().unwrap().to_string());
-    let (c, out, err) = npuprof(&[
-        "trigger",
-        "start",
-        "--pid",
-        &pid,
-        "--dir",
-        &dir,
-        "--timeout",
-        "30",
-    ]);
+    let (c, out, err) = trigger("start", &pid, &dir);
     assert_eq!(c, 0, "{out}{err}\n{}", p.log());
-    let (c, out, err) = npuprof(&[
-        "trigger",
-        "stop",
-        "--pid",
-        &pid,
-        "--dir",
-        &dir,
-        "--timeout",
-        "30",
-    ]);
+    let (c, out, err) = trigger("stop", &pid, &dir);
     assert_eq!(c, 0, "{out}{err}\n{}", p.log());
 }
 
@@ -456,16 +425,7 @@ fn a_command_file_the_process_does_not_trust_is_refused_and_the_cli_says_why() {
     let p = Preloaded::with(&root, true, &[], Some(65534), &[]);
     watching(&root);
     let (pid, dir) = (p.pid(), root.to_str().unwrap().to_string());
-    let (c, out, err) = npuprof(&[
-        "trigger",
-        "start",
-        "--pid",
-        &pid,
-        "--dir",
-        &dir,
-        "--timeout",
-        "30",
-    ]);
+    let (c, out, err) = trigger("start", &pid, &dir);
     assert_eq!(c, 1, "{out}{err}\n{}", p.log());
     assert!(
         err.contains("refused") && err.contains("uid 65534") && !err.contains("NPUPROF_CONTROL=1"),
@@ -540,16 +500,7 @@ fn a_control_directory_that_is_not_ours_alone_is_refused() {
             .count();
         assert_eq!(refusals, 1, "{case}: {log}");
         assert!(log.contains(reason), "{case}: {log}");
-        let (c, out, err) = npuprof(&[
-            "trigger",
-            "start",
-            "--pid",
-            &p.pid(),
-            "--dir",
-            root.to_str().unwrap(),
-            "--timeout",
-            "30",
-        ]);
+        let (c, out, err) = trigger("start", &p.pid(), root.to_str().unwrap());
         assert_eq!(c, 3, "{case}: {out}{err}");
         assert!(err.contains(reason), "{case}: {err}");
         assert!(workers(root).is_empty(), "{case}: a profile started");
