@@ -33,6 +33,9 @@ pub struct Stat {
     pub uid: u32,
     pub mode: u32,
     pub size: u64,
+    /// Device and inode: the identity of the entry (is a name still the directory we opened?).
+    pub dev: u64,
+    pub ino: u64,
 }
 
 impl Stat {
@@ -48,6 +51,8 @@ impl Stat {
             uid: st.st_uid,
             mode: st.st_mode & 0o7777,
             size: st.st_size.max(0) as u64,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
         }
     }
 }
@@ -86,6 +91,18 @@ impl Dir {
         let c = cstr(path.as_os_str())?;
         // SAFETY: `c` is a valid NUL-terminated string; the flags open no file for writing.
         let fd = check(unsafe { libc::open(c.as_ptr(), DIR_FLAGS) })?;
+        // SAFETY: `fd` is a descriptor we just opened and own.
+        Ok(Dir {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Opens a directory by path, following a symlink at its last component too (for paths an administrator
+    /// configured, e.g. the parents of the results root).
+    pub fn open_follow(path: &Path) -> io::Result<Dir> {
+        let c = cstr(path.as_os_str())?;
+        // SAFETY: `c` is a valid NUL-terminated string; the flags open no file for writing.
+        let fd = check(unsafe { libc::open(c.as_ptr(), DIR_FLAGS & !libc::O_NOFOLLOW) })?;
         // SAFETY: `fd` is a descriptor we just opened and own.
         Ok(Dir {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
@@ -197,6 +214,35 @@ impl Dir {
         // SAFETY: a valid directory descriptor and a NUL-terminated single component.
         check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) })
             .map(drop)
+    }
+
+    /// Removes everything inside this directory (not the directory itself), never following a symlink:
+    /// a symlink is removed, not what it points to. Subdirectories deeper than `depth` are left (an error).
+    pub fn clear(&self, depth: u32) -> io::Result<()> {
+        let mut first_err = None;
+        for name in self.names(1 << 20)? {
+            let r = match self.stat_at(&name) {
+                Ok(Some(st)) if st.kind == Kind::Dir => {
+                    if depth == 0 {
+                        Err(io::Error::new(
+                            io::ErrorKind::Other,
+                            "directory tree too deep",
+                        ))
+                    } else {
+                        self.open_dir(&name)
+                            .and_then(|d| d.clear(depth - 1))
+                            .and_then(|()| self.rmdir(&name))
+                    }
+                }
+                Ok(Some(_)) => self.unlink(&name),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Names in this directory (not `.` or `..`), at most `max` of them (a hostile tree may hold millions).
