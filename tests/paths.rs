@@ -163,12 +163,16 @@ fn a_worker_directory_swapped_for_a_symlink_is_never_written_through() {
             ("VICTIM", victim.to_str().unwrap()),
         ],
     );
-    assert_eq!(
-        snapshot(&victim),
-        before,
-        "the symlink's target was written to"
+    let after = snapshot(&victim);
+    assert!(
+        after == before,
+        "the symlink's target was written to: {:?}",
+        after.iter().map(|e| &e.0).collect::<Vec<_>>()
     );
     let moved = root.join("moved");
+    // The crafted spool was not read (it would show as damage), ours was.
+    let meta = common::json(&moved.join("profiler_metadata.json"));
+    assert!(meta["npuprof"]["spool_damage"].is_null(), "{meta}");
     assert_complete(&moved, "before_swap");
     assert_complete(&moved, "after_swap");
     // The spool was read and removed through the handle: not left behind, not the attacker's.
@@ -319,6 +323,54 @@ fn a_root_others_can_rename_in_gets_one_warning() {
         assert_eq!(
             n, warns as usize,
             "mode {mode:o} owner {owner:?}: {n} warnings\n{err}"
+        );
+    }
+}
+
+/// A root that is a symlink: followed when it belongs to us (or root), refused when another user owns it
+/// (they could point it anywhere, e.g. at a root-only directory).
+#[test]
+fn a_root_symlink_is_followed_only_when_it_is_ours() {
+    if in_child() {
+        let ours = std::env::var("OURS").unwrap() == "1";
+        if ours {
+            assert_eq!(npuprof_start(), 0, "{}", last_error());
+            assert_eq!(npuprof_stop(), 0, "{}", last_error());
+            assert_eq!(npuprof_flush(), 0, "{}", last_error());
+        } else {
+            assert_ne!(npuprof_start(), 0);
+            let e = last_error();
+            assert!(e.contains("symlink owned by another user"), "{e}");
+        }
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    for ours in [true, false] {
+        if !ours && !root_user {
+            eprintln!("note: not root, cannot make a symlink owned by another user");
+            continue;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        if !ours {
+            std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        }
+        child(
+            "a_root_symlink_is_followed_only_when_it_is_ours",
+            t.path(),
+            &[
+                ("VLLM_TORCH_PROFILER_DIR", link.to_str().unwrap()),
+                ("OURS", if ours { "1" } else { "0" }),
+            ],
+        );
+        assert_eq!(
+            std::fs::read_dir(&target).unwrap().count(),
+            ours as usize,
+            "ours={ours}"
         );
     }
 }
