@@ -51,8 +51,8 @@ impl Stat {
             uid: st.st_uid,
             mode: st.st_mode & 0o7777,
             size: st.st_size.max(0) as u64,
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
+            dev: st.st_dev,
+            ino: st.st_ino,
         }
     }
 }
@@ -224,10 +224,7 @@ impl Dir {
             let r = match self.stat_at(&name) {
                 Ok(Some(st)) if st.kind == Kind::Dir => {
                     if depth == 0 {
-                        Err(io::Error::new(
-                            io::ErrorKind::Other,
-                            "directory tree too deep",
-                        ))
+                        Err(io::Error::other("directory tree too deep"))
                     } else {
                         self.open_dir(&name)
                             .and_then(|d| d.clear(depth - 1))

@@ -280,7 +280,7 @@ fn warn_if_shared(root: &Path, st: &crate::dir::Stat) {
     let euid = unsafe { libc::geteuid() };
     let why = if st.uid != euid && st.uid != 0 {
         format!("is owned by another user (uid {})", st.uid)
-    } else if st.mode & 0o022 != 0 && st.mode & libc::S_ISVTX as u32 == 0 {
+    } else if st.mode & 0o022 != 0 && st.mode & libc::S_ISVTX == 0 {
         format!(
             "is writable by {} without the sticky bit (mode {:o})",
             if st.mode & 0o002 != 0 {
@@ -532,6 +532,30 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, DIR_MODE, "root mode {mode:o}");
+    }
+
+    #[test]
+    fn a_failed_start_removes_only_what_it_created_never_through_a_swapped_name() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let w = create_worker_dir(&root, "w", 0).unwrap();
+        write_atomic(&w.output, "x.json", b"[]").unwrap();
+        // The name is swapped for another directory (someone else's) holding files.
+        let other = d.path().join("other");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("keep"), b"keep").unwrap();
+        fs::rename(&w.top.path, d.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&other, &w.top.path).unwrap();
+        w.discard();
+        assert_eq!(fs::read(other.join("keep")).unwrap(), b"keep");
+        assert!(fs::symlink_metadata(&w.top.path).unwrap().is_symlink());
+        // Ours was emptied through its handle (its new name is not ours to remove).
+        assert_eq!(fs::read_dir(d.path().join("moved")).unwrap().count(), 0);
+        // Not swapped: removed whole.
+        let w2 = create_worker_dir(&root, "w", 0).unwrap();
+        write_atomic(&w2.framework, SPOOL_NAME, b"s").unwrap();
+        w2.discard();
+        assert!(!w2.top.path.exists());
     }
 
     #[test]
