@@ -81,6 +81,7 @@ fn acl_child(n: u64) -> Value {
     let t1 = Instant::now();
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
+    let out = npuprof::export::layout::Place::open(&out).unwrap();
     let first = r.kernels.list[0].start_ns;
     let steps: Vec<csv::StepSpan> = (0..10)
         .map(|k| csv::StepSpan {
@@ -90,7 +91,8 @@ fn acl_child(n: u64) -> Value {
         })
         .collect();
     csv::kernel_details(
-        &out.join("kernel_details.csv"),
+        &out,
+        "kernel_details.csv",
         &r.kernels,
         r.kernel_header.as_deref(),
         false,
@@ -98,15 +100,8 @@ fn acl_child(n: u64) -> Value {
     )
     .unwrap();
     let o = Overlap::new(&r.kernels);
-    csv::step_trace_time(
-        &out.join("step_trace_time.csv"),
-        0,
-        &steps,
-        (0, 0),
-        Some(&o),
-    )
-    .unwrap();
-    let mut tw = TraceWriter::create(&out.join("trace_view.json"), u64::MAX).unwrap();
+    csv::step_trace_time(&out, "step_trace_time.csv", 0, &steps, (0, 0), Some(&o)).unwrap();
+    let mut tw = TraceWriter::create(&out, "trace_view.json", u64::MAX).unwrap();
     if let Some(lanes) = r.timeline.take() {
         let (st, err) = lanes.write(&mut tw);
         assert_eq!(err, None);

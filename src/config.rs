@@ -428,7 +428,21 @@ impl Config {
             warnings: Vec::new(),
             warned: Vec::new(),
         };
-        let profiler_dir = r.raw("VLLM_TORCH_PROFILER_DIR").map(PathBuf::from);
+        // Resolved once, now, against the current directory: a process that changes directory later still
+        // writes where it would have at this moment.
+        let profiler_dir = r
+            .raw("VLLM_TORCH_PROFILER_DIR")
+            .map(|v| match std::path::absolute(&v) {
+                Ok(p) => p,
+                Err(e) => {
+                    r.warnings.push(format!(
+                        "VLLM_TORCH_PROFILER_DIR={} cannot be made absolute ({e}); it is used as given, relative \
+                         to whatever the current directory is at each start",
+                        show(&v)
+                    ));
+                    PathBuf::from(v)
+                }
+            });
 
         let stop_step = r.uint("PROFILER_STOP_STEP", DEFAULT_STOP_STEP, 1, u32::MAX as u64);
         let trigger = if r.raw("PROFILER_TOKEN_THRESHOLD").is_some() {
@@ -658,9 +672,10 @@ mod tests {
     fn empty_or_blank_dir_means_disabled() {
         assert_eq!(cfg(&[("VLLM_TORCH_PROFILER_DIR", "")]).profiler_dir, None);
         assert_eq!(cfg(&[("VLLM_TORCH_PROFILER_DIR", "  ")]).profiler_dir, None);
+        // A relative root is made absolute once, against the current directory when the config is read.
         assert_eq!(
             cfg(&[("VLLM_TORCH_PROFILER_DIR", "./p")]).profiler_dir,
-            Some(PathBuf::from("./p"))
+            Some(std::env::current_dir().unwrap().join("p"))
         );
     }
 

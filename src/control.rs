@@ -62,10 +62,8 @@ pub fn prepare(cfg: &Config) {
     let Some(root) = &cfg.profiler_dir else {
         return;
     };
-    if crate::export::layout::ensure_root(root).is_ok() {
-        if let Ok(r) = crate::dir::Dir::open(root) {
-            let _ = r.mkdir(DIR_NAME, channel::DIR_MODE);
-        }
+    if let Ok(r) = crate::export::layout::open_root(root) {
+        let _ = r.mkdir(DIR_NAME, channel::DIR_MODE);
     }
 }
 
@@ -98,14 +96,17 @@ impl Watch {
         let uid = unsafe { libc::geteuid() };
         let pid = std::process::id();
         if self.dir.is_none() {
-            if let Err(e) = crate::export::layout::ensure_root(root) {
-                let p = Problem::Channel(DirRefusal::Io(e.msg.clone()));
-                warn_once(&mut self.warned, p, || {
-                    format!("NPUPROF_CONTROL: no control channel: {}", e.msg)
-                });
-                return;
-            }
-            match channel::open_dir(root, uid, true) {
+            let r = match crate::export::layout::open_root(root) {
+                Ok(r) => r,
+                Err(e) => {
+                    let p = Problem::Channel(DirRefusal::Io(e.msg.clone()));
+                    warn_once(&mut self.warned, p, || {
+                        format!("NPUPROF_CONTROL: no control channel: {}", e.msg)
+                    });
+                    return;
+                }
+            };
+            match channel::open_dir(&r, uid, true) {
                 Ok(d) => {
                     log::info!(
                         "NPUPROF_CONTROL: accepting `npuprof trigger start|stop --pid {pid}` ({})",

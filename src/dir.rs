@@ -33,6 +33,9 @@ pub struct Stat {
     pub uid: u32,
     pub mode: u32,
     pub size: u64,
+    /// Device and inode: the identity of the entry (is a name still the directory we opened?).
+    pub dev: u64,
+    pub ino: u64,
 }
 
 impl Stat {
@@ -48,6 +51,8 @@ impl Stat {
             uid: st.st_uid,
             mode: st.st_mode & 0o7777,
             size: st.st_size.max(0) as u64,
+            dev: st.st_dev,
+            ino: st.st_ino,
         }
     }
 }
@@ -80,12 +85,20 @@ const DIR_FLAGS: libc::c_int =
     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
 
 impl Dir {
-    /// Opens a directory by path: the one place a name is resolved, for a path the user chose (the
-    /// configured root, a directory given to the CLI). A symlink there is followed, once, as the user
-    /// expects of `VLLM_TORCH_PROFILER_DIR=/data/prof` linked to another disk (the kernel's
-    /// `protected_symlinks` keeps a link planted in a sticky `/tmp` from being followed); everything
-    /// below it is reached through handles that never follow one.
+    /// Opens a directory by path, never through a symlink at its last component.
     pub fn open(path: &Path) -> io::Result<Dir> {
+        let c = cstr(path.as_os_str())?;
+        // SAFETY: `c` is a valid NUL-terminated string; the flags open no file for writing.
+        let fd = check(unsafe { libc::open(c.as_ptr(), DIR_FLAGS) })?;
+        // SAFETY: `fd` is a descriptor we just opened and own.
+        Ok(Dir {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Opens a directory by path, following a symlink at its last component too (for paths an administrator
+    /// configured, e.g. the parents of the results root).
+    pub fn open_follow(path: &Path) -> io::Result<Dir> {
         let c = cstr(path.as_os_str())?;
         // SAFETY: `c` is a valid NUL-terminated string; the flags open no file for writing.
         let fd = check(unsafe { libc::open(c.as_ptr(), DIR_FLAGS & !libc::O_NOFOLLOW) })?;
@@ -202,6 +215,32 @@ impl Dir {
             .map(drop)
     }
 
+    /// Removes everything inside this directory (not the directory itself), never following a symlink:
+    /// a symlink is removed, not what it points to. Subdirectories deeper than `depth` are left (an error).
+    pub fn clear(&self, depth: u32) -> io::Result<()> {
+        let mut first_err = None;
+        for name in self.names(1 << 20)? {
+            let r = match self.stat_at(&name) {
+                Ok(Some(st)) if st.kind == Kind::Dir => {
+                    if depth == 0 {
+                        Err(io::Error::other("directory tree too deep"))
+                    } else {
+                        self.open_dir(&name)
+                            .and_then(|d| d.clear(depth - 1))
+                            .and_then(|()| self.rmdir(&name))
+                    }
+                }
+                Ok(Some(_)) => self.unlink(&name),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
     /// Names in this directory (not `.` or `..`), at most `max` of them (a hostile tree may hold millions).
     pub fn names(&self, max: usize) -> io::Result<Vec<String>> {
         // fdopendir takes ownership of its descriptor: give it a duplicate.
@@ -293,8 +332,9 @@ mod tests {
         // And the symlinked name is never opened as our directory again.
         assert!(root.open_dir("w").is_err());
         assert!(root.mkdir("w", 0o750).is_err());
-        // A path the user chose (the configured root) may be a symlink: followed, once.
-        let via_link = Dir::open(&t.path().join("w")).unwrap();
+        assert!(Dir::open(&t.path().join("w")).is_err());
+        // Only when asked to (a path an administrator typed or configured).
+        let via_link = Dir::open_follow(&t.path().join("w")).unwrap();
         via_link.create_new("g", 0o640).unwrap();
         assert!(t.path().join("victim/g").exists());
     }

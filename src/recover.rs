@@ -52,8 +52,8 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
     }
     let mut rd =
         Reader::open(&spool_path).map_err(|e| Error::io("cannot open", &spool_path, &e))?;
-    let out = dir.join(layout::OUTPUT_DIR);
-    std::fs::create_dir_all(&out).map_err(|e| Error::io("cannot create", &out, &e))?;
+    // Opened once (never through a symlink); the export writes and reads through these handles.
+    let dirs = layout::WorkerDirs::open(dir)?;
     let mut start = None;
     let (mut last_tick, mut records) = (0u64, 0u64);
     while let Some(f) = rd.next_frame() {
@@ -109,6 +109,7 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         gen: num(&kv, "gen").unwrap_or(0),
         dir: dir.to_path_buf(),
         spool_path,
+        dirs,
         anchor,
         pid: num(&kv, "pid")? as u32,
         worker: kv.get("worker").cloned().unwrap_or_default(),

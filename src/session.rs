@@ -55,8 +55,13 @@ impl StopReason {
 #[derive(Debug)]
 pub struct Profile {
     pub gen: u64,
+    /// The worker directory's path when it was created, for messages (someone may rename it since).
     pub dir: PathBuf,
+    /// `FRAMEWORK/npuprof.spool` under `dir`, for messages.
     pub spool_path: PathBuf,
+    /// The worker directory and its subdirectories, opened at start and held until the export ends: every
+    /// file of the profile is created and read through them.
+    pub dirs: layout::WorkerDirs,
     /// (tick, CLOCK_REALTIME ns) taken at start; the start tick is `anchor.0`.
     pub anchor: (u64, u64),
     pub pid: u32,
@@ -305,15 +310,22 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
     let device_id = backend.device_id(cfg);
 
     let anchor = clock::anchor_now();
-    let dir = layout::create_worker_dir(root, &cfg.worker_name_now(), anchor.1)?;
-    let spool_path = dir.join(layout::FRAMEWORK_DIR).join(layout::SPOOL_NAME);
-    let spool = layout::create_new(&spool_path)
-        .map_err(|e| Error::io("cannot create spool", &spool_path, &e))?;
+    let dirs = layout::create_worker_dir(root, &cfg.worker_name_now(), anchor.1)?;
+    let dir = dirs.top.path.clone();
+    let spool_path = dirs.framework.shown(layout::SPOOL_NAME);
+    let spool = match dirs.framework.create_new(layout::SPOOL_NAME) {
+        Ok(f) => f,
+        Err(e) => {
+            dirs.discard();
+            return Err(e);
+        }
+    };
     let gen = ctl.next_gen;
     let profile = Arc::new(Profile {
         gen,
         dir: dir.clone(),
         spool_path,
+        dirs,
         anchor,
         pid: std::process::id(),
         worker: cfg.worker_name_now(),
@@ -323,9 +335,9 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         backend: backend.name(),
         config: cfg,
     });
-    backend.start(&profile).inspect_err(|_| {
-        let _ = std::fs::remove_dir_all(&dir);
-    })?;
+    backend
+        .start(&profile)
+        .inspect_err(|_| profile.dirs.discard())?;
     // After the backend's start: exit handlers run newest first, so this one runs before the destructors of
     // whatever the backend's libraries registered while starting (CANN's singletons).
     install_exit_hook();
@@ -345,7 +357,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         if let Some(b) = ctl.backend.as_mut() {
             let _ = b.stop(&profile);
         }
-        let _ = std::fs::remove_dir_all(&dir);
+        profile.dirs.discard();
         return Err(e);
     }
     ctl.next_gen += 1;

@@ -200,10 +200,30 @@ fn assert_documented_sequence(r: &Run, bits: &str, metrics: &str) {
     let d = r.dir();
     let init = r.line("aclprofInit");
     assert_eq!(init.len(), 1, "{:?}", r.log);
-    let ds = d.to_str().unwrap();
+    // CANN gets the worker directory as `/proc/self/fd/N` of the handle npuprof holds (it resolves to the
+    // directory created at start, whatever its name in the root is by then), with its exact strlen.
+    let path = init[0]
+        .strip_prefix("aclprofInit path=")
+        .and_then(|r| r.split_once(" len="))
+        .map(|(p, _)| p)
+        .unwrap_or_else(|| panic!("{}", init[0]));
+    assert!(
+        path.strip_prefix("/proc/self/fd/")
+            .is_some_and(|n| n.parse::<u32>().is_ok()),
+        "{}",
+        init[0]
+    );
     assert_eq!(
         init[0],
-        &format!("aclprofInit path={ds} len={} -> 0", ds.len())
+        &format!("aclprofInit path={path} len={} -> 0", path.len())
+    );
+    assert!(
+        std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("PROF_")),
+        "CANN's data is not in {}",
+        d.display()
     );
     let calls: Vec<String> = r
         .calls()

@@ -262,13 +262,18 @@ fn old_logic_starts_at_threshold_and_records_exactly_stop_step_steps() {
 }
 
 #[test]
-fn old_logic_empty_threshold_means_one_and_default_stop_step_is_five() {
+fn old_logic_default_stop_step_is_five_and_an_empty_threshold_is_unset() {
     let tokens = ["0", "0", "1", "0", "0", "0", "0", "0", "0"];
-    let (r, root) = old_logic("", None, &tokens);
+    let (r, root) = old_logic("1", None, &tokens);
     assert_eq!(running_pattern(&r, tokens.len()), "001111100");
     let ws = workers(root.path());
     let (t, _) = assert_valid_worker(&ws[0], 0);
     assert_eq!(step_names(&t).len(), 5);
+    // The one rule for empty values (README, Configuration): `PROFILER_TOKEN_THRESHOLD=` is unset, so the
+    // new logic: no step starts a profile.
+    let (r, root) = old_logic("", None, &tokens);
+    assert_eq!(running_pattern(&r, tokens.len()), "000000000");
+    assert!(workers(root.path()).is_empty());
 }
 
 #[test]

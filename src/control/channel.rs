@@ -116,11 +116,10 @@ pub fn check_dir(st: &Stat, owner: u32) -> Result<(), DirRefusal> {
     Ok(())
 }
 
-/// Opens `root/.control` through a handle of `root` (creating it with mode 0700 when `create`), and checks
-/// it is one the process running as `owner` uses.
-pub fn open_dir(root: &Path, owner: u32, create: bool) -> Result<Dir, DirRefusal> {
+/// Opens `.control` through the handle `r` of the results root (creating it with mode 0700 when `create`),
+/// and checks it is one the process running as `owner` uses.
+pub fn open_dir(r: &Dir, owner: u32, create: bool) -> Result<Dir, DirRefusal> {
     let io = |e: io::Error| DirRefusal::Io(e.to_string());
-    let r = Dir::open(root).map_err(|e| DirRefusal::Io(format!("{}: {e}", root.display())))?;
     let d = match create {
         true => match r.mkdir(DIR_NAME, DIR_MODE) {
             Ok(d) => Ok(d),
@@ -269,7 +268,10 @@ impl Client {
         {
             return Err(SendError::NotWatching);
         }
-        match open_dir(root, owner, false) {
+        // The root as the administrator typed it (a symlink there is followed); nothing below it is.
+        let r = Dir::open_follow(root)
+            .map_err(|e| SendError::Refused(DirRefusal::Io(format!("{}: {e}", root.display()))))?;
+        match open_dir(&r, owner, false) {
             Ok(dir) => Ok(Client { dir, pid, owner }),
             Err(r) => Err(SendError::Refused(r)),
         }

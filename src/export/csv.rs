@@ -1,13 +1,12 @@
 //! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `shared/reference/output-format.md`.
 
 use super::json::{csv_field, push_u64, push_us3, us3};
-use super::layout::AtomicFile;
+use super::layout::{AtomicFile, Place};
 use super::overlap::Overlap;
 use crate::backend::{Kernel, Kernels};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
 
 pub const STEP_TRACE_HEADER: &str =
     "Device_id,Step,Computing,Communication(Not Overlapped),Overlapped,\
@@ -36,9 +35,15 @@ pub struct StepSpan {
     pub end_ns: u64,
 }
 
-fn write_lines(path: &Path, header: &str, lines: impl Iterator<Item = String>) -> Result<()> {
-    let mut f = AtomicFile::create(path)?;
-    let io = |e: std::io::Error| Error::io("cannot write", path, &e);
+fn write_lines(
+    at: &Place,
+    name: &str,
+    header: &str,
+    lines: impl Iterator<Item = String>,
+) -> Result<()> {
+    let mut f = AtomicFile::create(at, name)?;
+    let path = f.shown();
+    let io = |e: std::io::Error| Error::io("cannot write", &path, &e);
     f.w.write_all(header.as_bytes()).map_err(io)?;
     f.w.write_all(b"\n").map_err(io)?;
     for l in lines {
@@ -52,7 +57,8 @@ fn write_lines(path: &Path, header: &str, lines: impl Iterator<Item = String>) -
 /// host-only, Computing (and Stage) = the step's wall time and the device columns are 0. With no steps, one row
 /// with an empty Step covering the whole profile.
 pub fn step_trace_time(
-    path: &Path,
+    at: &Place,
+    name: &str,
     device_id: u32,
     steps: &[StepSpan],
     profile: (u64, u64),
@@ -70,10 +76,11 @@ pub fn step_trace_time(
     };
     if steps.is_empty() {
         let one = row(String::new(), profile.0, profile.1.max(profile.0));
-        write_lines(path, STEP_TRACE_HEADER, std::iter::once(one))
+        write_lines(at, name, STEP_TRACE_HEADER, std::iter::once(one))
     } else {
         write_lines(
-            path,
+            at,
+            name,
             STEP_TRACE_HEADER,
             steps
                 .iter()
@@ -96,7 +103,8 @@ fn step_of(steps: &[StepSpan], ns: u64) -> Option<u64> {
 /// `kernel_details.csv`: one row per device task (header only with the host backend). With `columns` (CANN's
 /// op_summary columns, renamed), rows are `Step ID` + the source's values; otherwise npuprof's header.
 pub fn kernel_details(
-    path: &Path,
+    at: &Place,
+    name: &str,
     kernels: &Kernels,
     columns: Option<&[String]>,
     short: bool,
@@ -113,7 +121,8 @@ pub fn kernel_details(
         let mut sorted: Vec<&Kernel> = kernels.list.iter().collect();
         sorted.sort_by_key(|k| k.start_ns);
         return write_lines(
-            path,
+            at,
+            name,
             &header,
             sorted.into_iter().map(|k| {
                 let step = step_of(steps, k.start_ns).map_or("N/A".to_string(), |s| s.to_string());
@@ -123,8 +132,9 @@ pub fn kernel_details(
     }
     // Rows are built into one reused line (a million kernels must not mean millions of small allocations),
     // from each name's CSV cell made once.
-    let mut f = AtomicFile::create(path)?;
-    let io = |e: std::io::Error| Error::io("cannot write", path, &e);
+    let mut f = AtomicFile::create(at, name)?;
+    let path = f.shown();
+    let io = |e: std::io::Error| Error::io("cannot write", &path, &e);
     let mut line = String::with_capacity(256);
     line.push_str(if short {
         KERNEL_HEADER_SHORT
@@ -169,7 +179,7 @@ pub fn kernel_details(
 
 /// `op_statistic.csv`: per (op type, core type) count and times, as CANN computes it (tasks without an op
 /// type, `N/A` at level0, are left out as CANN does).
-pub fn op_statistic(path: &Path, device_id: u32, kernels: &Kernels) -> Result<()> {
+pub fn op_statistic(at: &Place, name: &str, device_id: u32, kernels: &Kernels) -> Result<()> {
     // Grouped by symbol first (a hash of two u32 per task), then by text.
     let mut by_sym: HashMap<(crate::backend::Sym, crate::backend::Sym), (u64, u64, u64, u64)> =
         HashMap::new();
@@ -200,7 +210,8 @@ pub fn op_statistic(path: &Path, device_id: u32, kernels: &Kernels) -> Result<()
     let mut rows: Vec<_> = groups.into_iter().collect();
     rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
     write_lines(
-        path,
+        at,
+        name,
         OP_STATISTIC_HEADER,
         rows.into_iter().map(|((op, core), (n, sum, min, max))| {
             format!(
@@ -224,6 +235,11 @@ pub fn op_statistic(path: &Path, device_id: u32, kernels: &Kernels) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn at(d: &tempfile::TempDir) -> Place {
+        Place::open(d.path()).unwrap()
+    }
 
     fn read(p: &Path) -> Vec<Vec<String>> {
         std::fs::read_to_string(p)
@@ -249,7 +265,7 @@ mod tests {
                 end_ns: 4000,
             },
         ];
-        step_trace_time(&p, 3, &steps, (0, 5000), None).unwrap();
+        step_trace_time(&at(&d), "s.csv", 3, &steps, (0, 5000), None).unwrap();
         let r = read(&p);
         assert_eq!(r[0].join(","), STEP_TRACE_HEADER);
         assert_eq!(
@@ -257,7 +273,7 @@ mod tests {
             ["3", "1", "2.500", "0", "0", "0", "0", "2.500", "0", "0", "0"]
         );
         assert_eq!(r[2][2], "0.500");
-        step_trace_time(&d.path().join("e.csv"), 0, &[], (1000, 6000), None).unwrap();
+        step_trace_time(&at(&d), "e.csv", 0, &[], (1000, 6000), None).unwrap();
         let r = read(&d.path().join("e.csv"));
         assert_eq!(r.len(), 2);
         assert_eq!((r[1][1].as_str(), r[1][2].as_str()), ("", "5.000"));
@@ -280,7 +296,7 @@ mod tests {
             };
             ks.push(b"k", t, "AI_CORE", k);
         }
-        op_statistic(&p, 0, &ks).unwrap();
+        op_statistic(&at(&d), "o.csv", 0, &ks).unwrap();
         let r = read(&p);
         assert_eq!(r[0].join(","), OP_STATISTIC_HEADER);
         assert_eq!(
@@ -307,7 +323,7 @@ mod tests {
             start_ns: 1000,
             end_ns: 9000,
         }];
-        kernel_details(&p, &ks, None, false, &steps).unwrap();
+        kernel_details(&at(&d), "k.csv", &ks, None, false, &steps).unwrap();
         let s = std::fs::read_to_string(&p).unwrap();
         let line = s.lines().nth(1).unwrap();
         assert!(

@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::record::{kind, names, Record};
 use crate::spool::{self, Frame};
 use csv::StepSpan;
-use layout::OUTPUT_DIR;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -67,7 +66,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         spool_error,
     } = job;
     let p = &*profile;
-    let out = p.dir.join(OUTPUT_DIR);
+    let out = &p.dirs.output;
     let mut dev = device.collect(p).unwrap_or_else(|e| {
         log::warn!(
             "device data of {} could not be read: {}",
@@ -88,8 +87,8 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         .max(1 << 20);
 
     let mut host = HostPass::new(p.pid, conversion, p.anchor.0, stop_tick);
-    let mut tw = TraceWriter::create(&out.join("trace_view.json"), budget)?;
-    host.read_spool(&mut tw, &p.spool_path)?;
+    let mut tw = TraceWriter::create(out, "trace_view.json", budget)?;
+    host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;
     let t_host = t0.elapsed();
     progress(1, 3, "host timeline");
@@ -98,7 +97,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let header = dev.kernel_header.take();
     let tables = |kernels: &Kernels, ov: &overlap::Overlap| {
         write_tables(
-            &out,
+            out,
             p,
             &steps,
             (start_ns, stop_ns),
@@ -198,7 +197,8 @@ pub fn run(job: ExportJob) -> Result<Summary> {
 
     summary.elapsed_ms = t0.elapsed().as_millis() as u64;
     layout::write_atomic(
-        &p.dir.join(format!("profiler_info_{}.json", p.rank)),
+        &p.dirs.top,
+        &format!("profiler_info_{}.json", p.rank),
         profiler_info(p, start_ns, stop_ns, &summary, p.backend == "acl").as_bytes(),
     )?;
     let meta = metadata(
@@ -211,7 +211,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         &spool_error,
         &dev,
     );
-    layout::write_atomic(&p.dir.join("profiler_metadata.json"), meta.as_bytes())?;
+    layout::write_atomic(&p.dirs.top, "profiler_metadata.json", meta.as_bytes())?;
     progress(3, 3, "Done");
     log::info!(
         "profile written: {} ({} steps, {} slices, {} dropped records{})",
@@ -222,8 +222,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         if summary.truncated { ", truncated" } else { "" }
     );
     if !p.config.keep_spool && spool_error.is_none() && summary.spool_damage.is_none() {
-        let _ = std::fs::remove_file(&p.spool_path);
-        let _ = std::fs::remove_dir(p.spool_path.parent().unwrap_or(&p.dir));
+        p.dirs.remove_spool();
     }
     Ok(summary)
 }
@@ -314,9 +313,10 @@ impl HostPass {
         }
     }
 
-    fn read_spool(&mut self, tw: &mut TraceWriter, path: &std::path::Path) -> Result<()> {
-        let mut rd =
-            spool::Reader::open(path).map_err(|e| Error::io("cannot read spool", path, &e))?;
+    /// Reads `FRAMEWORK/npuprof.spool` through the directory's handle (never a name someone swapped).
+    fn read_spool(&mut self, tw: &mut TraceWriter, framework: &layout::Place) -> Result<()> {
+        let (f, st) = framework.open_file(layout::SPOOL_NAME)?;
+        let mut rd = spool::Reader::new(std::io::BufReader::with_capacity(256 << 10, f), st.size);
         tw.process(self.pid, "MindSpore", "CPU", 1)?;
         while let Some(f) = rd.next_frame() {
             match f {
@@ -380,7 +380,7 @@ impl HostPass {
             let msg = format!("{d:?}");
             log::warn!(
                 "spool {} is damaged ({msg}); everything before the damage is exported",
-                path.display()
+                framework.shown(layout::SPOOL_NAME).display()
             );
             self.damage = Some(msg);
         }
@@ -697,7 +697,7 @@ fn write_lanes(
 /// The CSV tables of one profile.
 #[allow(clippy::too_many_arguments)]
 fn write_tables(
-    out: &std::path::Path,
+    out: &layout::Place,
     p: &crate::session::Profile,
     steps: &[StepSpan],
     profile: (u64, u64),
@@ -707,14 +707,16 @@ fn write_tables(
     ov: &overlap::Overlap,
 ) -> Result<()> {
     csv::step_trace_time(
-        &out.join("step_trace_time.csv"),
+        out,
+        "step_trace_time.csv",
         p.device_id,
         steps,
         profile,
         (!kernels.is_empty()).then_some(ov),
     )?;
     csv::kernel_details(
-        &out.join("kernel_details.csv"),
+        out,
+        "kernel_details.csv",
         kernels,
         header,
         p.backend == "mspti",
@@ -722,13 +724,11 @@ fn write_tables(
     )?;
     match files.iter().find(|f| f.0 == "op_statistic.csv") {
         // CANN's own table when msprof wrote one (as torch_npu copies it).
-        Some((_, content)) => {
-            layout::write_atomic(&out.join("op_statistic.csv"), content.as_bytes())?
-        }
-        None => csv::op_statistic(&out.join("op_statistic.csv"), p.device_id, kernels)?,
+        Some((_, content)) => layout::write_atomic(out, "op_statistic.csv", content.as_bytes())?,
+        None => csv::op_statistic(out, "op_statistic.csv", p.device_id, kernels)?,
     }
     for (name, content) in files.iter().filter(|f| f.0 != "op_statistic.csv") {
-        layout::write_atomic(&out.join(name), content.as_bytes())?;
+        layout::write_atomic(out, name, content.as_bytes())?;
     }
     Ok(())
 }
@@ -1012,7 +1012,7 @@ mod tests {
         frames: impl FnOnce(&mut spool::Writer),
     ) -> (Vec<serde_json::Value>, HostPass, Vec<StepSpan>) {
         let d = tempfile::tempdir().unwrap();
-        let sp = d.path().join("s");
+        let sp = d.path().join(layout::SPOOL_NAME);
         let mut w = spool::Writer::new(std::fs::File::create(&sp).unwrap()).unwrap();
         w.name(5, b"outer").unwrap();
         w.name(6, b"inner").unwrap();
@@ -1026,8 +1026,9 @@ mod tests {
         };
         let mut hp = HostPass::new(42, conv, 0, 10_000);
         let tv = d.path().join("t.json");
-        let mut tw = TraceWriter::create(&tv, u64::MAX).unwrap();
-        hp.read_spool(&mut tw, &sp).unwrap();
+        let at = layout::Place::open(d.path()).unwrap();
+        let mut tw = TraceWriter::create(&at, "t.json", u64::MAX).unwrap();
+        hp.read_spool(&mut tw, &at).unwrap();
         let steps = hp.finish(&mut tw, 10_000).unwrap();
         tw.finish().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&tv).unwrap()).unwrap();

@@ -2,11 +2,10 @@
 //! to disk event by event, `ts` as a microsecond string with exactly 3 decimals made from integer ns.
 
 use super::json;
-use super::layout::AtomicFile;
+use super::layout::{AtomicFile, Place};
 use crate::error::{Error, Result};
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::Path;
 
 pub struct TraceWriter {
     f: AtomicFile,
@@ -21,14 +20,15 @@ pub struct TraceWriter {
 }
 
 impl TraceWriter {
-    /// A new trace at `path`; events past `cap` bytes are left out (the array is still closed properly).
-    pub fn create(path: &Path, cap: u64) -> Result<TraceWriter> {
-        let mut f = AtomicFile::create(path)?;
+    /// A new trace `name` in `at`; events past `cap` bytes are left out (the array is still closed properly).
+    pub fn create(at: &Place, name: &str, cap: u64) -> Result<TraceWriter> {
+        let mut f = AtomicFile::create(at, name)?;
+        let path = f.shown();
         f.w.write_all(b"[\n")
-            .map_err(|e| Error::io("cannot write", path, &e))?;
+            .map_err(|e| Error::io("cannot write", &path, &e))?;
         Ok(TraceWriter {
             f,
-            path: path.to_path_buf(),
+            path,
             buf: String::with_capacity(512),
             first: true,
             written: 2,
@@ -235,7 +235,8 @@ mod tests {
     fn output_is_a_json_array_with_string_ts_and_dur() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("t.json");
-        let mut t = TraceWriter::create(&p, u64::MAX).unwrap();
+        let mut t =
+            TraceWriter::create(&Place::open(d.path()).unwrap(), "t.json", u64::MAX).unwrap();
         t.process(42, "MindSpore", "CPU", 1).unwrap();
         t.thread(42, 7, b"Thread 7", 0).unwrap();
         t.complete(
@@ -264,7 +265,7 @@ mod tests {
     fn cap_truncates_but_keeps_valid_json() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("t.json");
-        let mut t = TraceWriter::create(&p, 400).unwrap();
+        let mut t = TraceWriter::create(&Place::open(d.path()).unwrap(), "t.json", 400).unwrap();
         for i in 0..100 {
             t.complete(1, 1, "\"x\"", i * 1000, 10, "cpu_op", "")
                 .unwrap();

@@ -119,9 +119,13 @@ enum RunError {
     Timeout(u64),
 }
 
-/// Runs `msprof --export=on --output=<prof>` with its output in `log`, killed after `timeout`.
+/// Runs `msprof --export=on --output=<prof>` with its output in `log`, killed after `timeout`. msprof starts
+/// in the worker directory we hold open (`fchdir(cwd)` in the child) and gets `prof` relative to it, so it
+/// works on the directory npuprof created even if someone renamed or replaced its name in the root (a
+/// `/proc/self/fd/N` path would name the child's own descriptors, and msprof rejects symlinked paths).
 fn run_msprof(
     msprof: &Path,
+    cwd: std::os::fd::RawFd,
     prof: &Path,
     log: &Path,
     timeout: Duration,
@@ -134,7 +138,21 @@ fn run_msprof(
     let mut arg = std::ffi::OsString::from("--output=");
     arg.push(prof.as_os_str());
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(msprof)
+    // A relative program path (a relative PATH entry) must not be looked up in the directory we chdir to.
+    let mut cmd =
+        Command::new(std::path::absolute(msprof).unwrap_or_else(|_| msprof.to_path_buf()));
+    // SAFETY: fchdir is async-signal-safe and touches only the child's own state; `cwd` is a directory
+    // descriptor the parent keeps open until the child is waited for (it is inherited across fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fchdir(cwd) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = cmd
         // Its own process group: a timeout kills msprof and whatever it started (the real one is a script
         // that runs Python), not only the direct child.
         .process_group(0)
@@ -820,30 +838,36 @@ pub fn parse_output(
 }
 
 impl DeviceData for AclData {
-    fn collect(self: Box<Self>, _profile: &Profile) -> Result<DeviceResult> {
+    fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult> {
         let mut r = DeviceResult {
             meta: self.meta.clone(),
             ..Default::default()
         };
-        let profs = prof_dirs(&self.dir);
+        // Everything is reached through the worker directory's handle (`/proc/self/fd/N/...`: the directory we
+        // created, whatever its name in the root is now); `self.dir` is its path at start, for messages.
+        let top = &profile.dirs.top.dir;
+        let here = top.proc_path();
+        let profs = prof_dirs(&here);
         let Some(prof) = profs.last() else {
             let msg = format!("CANN wrote no PROF_* directory into {}", self.dir.display());
             log::warn!("{msg}");
             r.set_status("no data", Some(&msg));
             return Ok(r);
         };
+        let prof_name = prof.file_name().unwrap_or_default();
+        let shown = self.dir.join(prof_name);
         r.meta.push((
             "prof_dir".into(),
-            json::string(prof.as_os_str().as_encoded_bytes()),
+            json::string(shown.as_os_str().as_encoded_bytes()),
         ));
-        let later = format!("msprof --export=on --output={}", prof.display());
+        let later = format!("msprof --export=on --output={}", shown.display());
         r.meta
             .push(("parse_command".into(), json::string(later.as_bytes())));
         let Some(msprof) = find_msprof() else {
             let msg = format!(
                 "msprof not found (PATH, $ASCEND_TOOLKIT_HOME/tools/profiler/bin): the device data stays raw in {}; \
                  parse it later with `{later}`",
-                prof.display()
+                shown.display()
             );
             log::warn!("{msg}");
             r.set_status("raw (msprof not found)", Some(&msg));
@@ -860,15 +884,16 @@ impl DeviceData for AclData {
             msprof.display(),
             timeout_s
         );
-        let logs = self.dir.join("logs");
-        let _ = std::fs::create_dir_all(&logs);
+        let _ = top.mkdir("logs", crate::export::layout::DIR_MODE);
+        let logs = here.join("logs");
         let out_dir = prof.join("mindstudio_profiler_output");
         // Stale output from an earlier export would be mixed in (torch_npu deletes it too).
         let _ = std::fs::remove_dir_all(&out_dir);
         let t0 = Instant::now();
         match run_msprof(
             &msprof,
-            prof,
+            std::os::fd::AsRawFd::as_raw_fd(top),
+            Path::new(prof_name),
             &logs.join("msprof_export.log"),
             Duration::from_secs(timeout_s),
         ) {
@@ -883,8 +908,8 @@ impl DeviceData for AclData {
                 };
                 let msg = format!(
                     "{why}; the device data stays raw in {}; parse it later with `{later}` (log: {})",
-                    prof.display(),
-                    logs.join("msprof_export.log").display()
+                    shown.display(),
+                    self.dir.join("logs/msprof_export.log").display()
                 );
                 log::warn!("{msg}");
                 r.set_status("raw (msprof failed)", Some(&msg));
@@ -907,7 +932,7 @@ impl DeviceData for AclData {
             None => {
                 log::warn!(
                     "{}/host/start_info unreadable: device times are used as msprof wrote them",
-                    prof.display()
+                    shown.display()
                 );
                 0
             }
@@ -938,7 +963,7 @@ impl DeviceData for AclData {
                 let msg = format!(
                     "the msprof output could not be read ({e}); the raw data stays in {}; parse it again later \
                      with `{later}`",
-                    prof.display()
+                    shown.display()
                 );
                 log::warn!("{msg}");
                 r.kernels = Kernels::default();

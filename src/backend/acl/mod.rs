@@ -263,11 +263,30 @@ impl AclBackend {
     fn start_session(&mut self, profile: &Profile) -> std::result::Result<Running, String> {
         let api = self.api;
         let clocks = clock_pair();
-        let dir = CString::new(profile.dir.as_os_str().as_bytes())
-            .map_err(|_| "the worker directory contains a NUL byte".to_string())?;
-        let len = dir.as_bytes().len();
-        // SAFETY: a NUL-terminated path and its exact strlen (what both CANN generations require).
-        let rc = unsafe { (api.init)(dir.as_ptr(), len) };
+        // CANN takes a path: `/proc/self/fd/N` of the worker directory we hold open names that very
+        // directory (CANN resolves it with realpath to where the directory is now), never whatever someone put
+        // under its old name in the root. Should a CANN refuse it as a path (it may reject symlinked paths),
+        // the directory's current real path (the kernel's, not the configured name) is the fallback.
+        let init = |path: &std::path::Path| {
+            let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+                return -1;
+            };
+            // SAFETY: a NUL-terminated path and its exact strlen (what both CANN generations require).
+            unsafe { (api.init)(c.as_ptr(), c.as_bytes().len()) }
+        };
+        let handle_path = profile.dirs.top.dir.proc_path();
+        let mut rc = init(&handle_path);
+        // ACL_ERROR_INVALID_FILE: the path itself was refused (any other code is not about the path).
+        if rc == sys::ACL_ERROR_INVALID_FILE {
+            if let Ok(real) = std::fs::read_link(&handle_path) {
+                log::debug!(
+                    "aclprofInit refused {}: {rc}; trying {}",
+                    handle_path.display(),
+                    real.display()
+                );
+                rc = init(&real);
+            }
+        }
         if rc != 0 {
             return Err(fail("aclprofInit", rc));
         }

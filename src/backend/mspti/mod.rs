@@ -33,7 +33,6 @@ use records::*;
 use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -647,12 +646,11 @@ impl Backend for MsptiBackend {
             }
             HANDLE.store(h, Ordering::Release);
         }
-        let spool = profile
+        let fw = &profile.dirs.framework;
+        let f = fw
             .dir
-            .join(crate::export::layout::FRAMEWORK_DIR)
-            .join("mspti.spool");
-        let f = crate::export::layout::create_new(&spool)
-            .map_err(|e| Error::io("cannot create the MSPTI spool", &spool, &e))?;
+            .create_new(SPOOL, crate::export::layout::FILE_MODE)
+            .map_err(|e| Error::io("cannot create the MSPTI spool", &fw.shown(SPOOL), &e))?;
         self.ctl
             .send_timeout(Control::Open(f), Duration::from_secs(5))
             .map_err(|_| {
@@ -747,10 +745,6 @@ impl Backend for MsptiBackend {
             )),
         }
         Ok(Box::new(MsptiData {
-            spool: profile
-                .dir
-                .join(crate::export::layout::FRAMEWORK_DIR)
-                .join("mspti.spool"),
             device: profile.device_id,
             host_only: self.host_only_reason.is_some(),
             meta,
@@ -770,8 +764,10 @@ pub fn unsubscribe() {
     }
 }
 
+/// The device records' spool in `FRAMEWORK/`, created and read through the profile's directory handle.
+const SPOOL: &str = "mspti.spool";
+
 pub struct MsptiData {
-    spool: PathBuf,
     device: u32,
     /// The profile continued without device data (`auto` after a failed MSPTI start).
     host_only: bool,
@@ -784,9 +780,9 @@ fn name(id: u32) -> &'static [u8] {
 
 /// The compact records of a spool, read in blocks (the file is never in memory twice); a cut record at the
 /// end (a spool still being written when the stop gave up waiting) is left out.
-fn read_spool(path: &Path) -> Vec<DevRec> {
+fn read_spool(framework: &crate::export::layout::Place) -> Vec<DevRec> {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let Ok((mut f, _)) = framework.dir.open_file(SPOOL) else {
         return Vec::new();
     };
     let len = f.metadata().map_or(0, |m| m.len()) as usize;
@@ -799,7 +795,10 @@ fn read_spool(path: &Path) -> Vec<DevRec> {
             Ok(n) => have += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::warn!("{}: {e}; the records before it are used", path.display());
+                log::warn!(
+                    "{}: {e}; the records before it are used",
+                    framework.shown(SPOOL).display()
+                );
                 break;
             }
         }
@@ -812,9 +811,9 @@ fn read_spool(path: &Path) -> Vec<DevRec> {
 }
 
 impl DeviceData for MsptiData {
-    fn collect(self: Box<Self>, _profile: &Profile) -> Result<DeviceResult> {
+    fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult> {
         let t0 = std::time::Instant::now();
-        let recs = read_spool(&self.spool);
+        let recs = read_spool(&profile.dirs.framework);
         let t_decode = t0.elapsed();
         // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
         let n_ids = names::count() as usize + 1;
