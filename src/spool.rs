@@ -29,7 +29,14 @@ pub mod frame {
     pub const RECORDS: u32 = 4;
     /// `key=value` lines: stop tick, clock conversion, counters
     pub const STOP: u32 = 5;
+    /// `key=value` lines: the drop counters so far and the tick they were taken at (about every second
+    /// while recording), so a profile recovered after a crash reports its drops as of the last one.
+    pub const COUNTERS: u32 = 6;
 }
+
+/// Keys of the START frame that carry the effective configuration: `env.<VARIABLE>=<value>`, in the
+/// variables' own spelling, so `npuprof recover` rebuilds the configuration the process ran with.
+pub const CONFIG_PREFIX: &str = "env.";
 
 /// A fast 32-bit check over whole 8-byte words (plus a tail); detects torn and corrupted frames.
 pub fn check(kind: u32, payload: &[u8]) -> u32 {
@@ -92,6 +99,10 @@ impl Writer {
 
     pub fn stop(&mut self, kv: &BTreeMap<String, String>) -> io::Result<()> {
         self.frame_parts(frame::STOP, &[kv_encode(kv).as_bytes()])
+    }
+
+    pub fn counters(&mut self, kv: &BTreeMap<String, String>) -> io::Result<()> {
+        self.frame_parts(frame::COUNTERS, &[kv_encode(kv).as_bytes()])
     }
 
     pub fn name(&mut self, id: u32, name: &[u8]) -> io::Result<()> {
@@ -204,6 +215,7 @@ pub enum Frame {
         records: Vec<Record>,
     },
     Stop(BTreeMap<String, String>),
+    Counters(BTreeMap<String, String>),
     Unknown(u32),
 }
 
@@ -301,6 +313,7 @@ impl<R: Read> Reader<R> {
         Some(match kind {
             frame::START => Frame::Start(kv_decode(payload)),
             frame::STOP => Frame::Stop(kv_decode(payload)),
+            frame::COUNTERS => Frame::Counters(kv_decode(payload)),
             frame::NAME if len >= 4 => Frame::Name(u(payload, 0), payload[4..].to_vec()),
             frame::THREAD if len >= 12 => Frame::Thread {
                 ring: u(payload, 0),
@@ -333,6 +346,53 @@ impl<R: Read> Iterator for Reader<R> {
     fn next(&mut self) -> Option<Frame> {
         self.next_frame()
     }
+}
+
+/// Who holds a spool's writer lock (an advisory `flock` the writing process holds from its first frame
+/// until its export ends).
+#[derive(Debug)]
+pub enum Lock {
+    /// We hold it now (until the file is closed): no live process writes this spool.
+    Acquired,
+    /// Another open file description holds it: a live process is writing or exporting this spool.
+    Busy,
+    /// The filesystem does not support `flock` (the error says why).
+    Unsupported(io::Error),
+}
+
+/// Takes the spool's writer lock without waiting (`flock(LOCK_EX | LOCK_NB)`). A lock belongs to the open
+/// file description: it lasts until every descriptor of it (dups, a forked child's copy) is closed.
+pub fn try_lock(f: &File) -> Lock {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            return Lock::Acquired;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Lock::Busy,
+            _ => return Lock::Unsupported(e),
+        }
+    }
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`, in clock ticks since boot): with the pid
+/// it names one process for good (a pid reused later has another start time). `None` if there is no such
+/// process.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    use std::io::Read as _;
+    let f = File::open(format!("/proc/{pid}/stat")).ok()?;
+    // Bounded: the line is short (the command name is at most 16 bytes).
+    let mut b = Vec::with_capacity(1024);
+    f.take(4096).read_to_end(&mut b).ok()?;
+    // The command name (field 2) is in parentheses and may contain anything: fields start after the last ')'.
+    let close = b.iter().rposition(|&c| c == b')')?;
+    let rest = std::str::from_utf8(&b[close + 1..]).ok()?;
+    // Field 3 is the first after ')': field 22 is the 20th.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]
