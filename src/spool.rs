@@ -52,6 +52,27 @@ pub fn check(kind: u32, payload: &[u8]) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// The check a frame of `kind` with `payload` carries (as [`Writer`] computes it: the header part of NAME,
+/// THREAD and RECORDS frames hashed apart from the rest).
+pub fn frame_check(kind: u32, payload: &[u8]) -> u32 {
+    let split = match kind {
+        frame::NAME => 4,
+        frame::THREAD => 12,
+        frame::RECORDS => 8,
+        _ => usize::MAX,
+    };
+    let mut h = check(kind, &[]);
+    if payload.len() >= split {
+        let (a, b) = payload.split_at(split);
+        for p in [a, b] {
+            h = h.rotate_left(7) ^ check(kind, p);
+        }
+    } else {
+        h = h.rotate_left(7) ^ check(kind, payload);
+    }
+    h
+}
+
 pub struct Writer {
     w: BufWriter<File>,
     bytes: u64,
@@ -294,17 +315,7 @@ impl<R: Read> Reader<R> {
         }
         let (payload, c) = self.buf.split_at(len as usize);
         let stored = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let parts: Vec<&[u8]> = match kind {
-            frame::NAME if len >= 4 => vec![&payload[..4], &payload[4..]],
-            frame::THREAD if len >= 12 => vec![&payload[..12], &payload[12..]],
-            frame::RECORDS if len >= 8 => vec![&payload[..8], &payload[8..]],
-            _ => vec![payload],
-        };
-        let mut want = check(kind, &[]);
-        for p in &parts {
-            want = want.rotate_left(7) ^ check(kind, p);
-        }
-        if want != stored {
+        if frame_check(kind, payload) != stored {
             return torn(self);
         }
         self.remaining -= len as u64 + 12;

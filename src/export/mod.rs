@@ -231,6 +231,25 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     Ok(summary)
 }
 
+/// The host pass over the bytes of a spool (the fuzz target's way in): what an export or `npuprof recover`
+/// does with a spool, minus the device data and the result files (the trace goes to `scratch`, at most
+/// 1 MiB, and is left uncommitted). Returns the events the trace would hold.
+#[doc(hidden)]
+pub fn host_pass_bytes(bytes: &[u8], scratch: &std::path::Path) -> Result<u64> {
+    let conv = crate::record::clock::Conversion {
+        anchor_tick: 0,
+        anchor_ns: 0,
+        ticks_per: 1,
+        ns_per: 1,
+    };
+    let mut host = HostPass::new(1, conv, 0, u64::MAX);
+    let mut tw = TraceWriter::create(scratch, 1 << 20)?;
+    let mut rd = spool::Reader::new(bytes, bytes.len() as u64);
+    host.read_frames(&mut tw, &mut rd, scratch)?;
+    host.finish(&mut tw, u64::MAX)?;
+    Ok(tw.events)
+}
+
 struct Open {
     depth: u32,
     name: u32,
