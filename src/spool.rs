@@ -419,6 +419,7 @@ mod tests {
         w.thread(0, 1, 1234, b"worker").unwrap();
         let recs: Vec<Record> = (0..100).map(|i| Record { ts: i, meta: i * 3 }).collect();
         w.records(0, 1, &recs).unwrap();
+        w.counters(&kv).unwrap();
         w.stop(&kv).unwrap();
         w.finish().unwrap();
         vec![
@@ -435,8 +436,31 @@ mod tests {
                 epoch: 1,
                 records: recs,
             },
+            Frame::Counters(kv.clone()),
             Frame::Stop(kv),
         ]
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // flock and /proc
+    fn the_writer_lock_is_exclusive_and_the_start_time_names_one_process() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s");
+        let a = File::create(&p).unwrap();
+        assert!(matches!(try_lock(&a), Lock::Acquired));
+        // A dup shares the lock; another open of the same file does not get it.
+        let dup = a.try_clone().unwrap();
+        let b = File::open(&p).unwrap();
+        assert!(matches!(try_lock(&b), Lock::Busy));
+        drop(a);
+        assert!(matches!(try_lock(&b), Lock::Busy), "the dup still holds it");
+        drop(dup);
+        assert!(matches!(try_lock(&b), Lock::Acquired));
+        let me = std::process::id();
+        let t = process_start_time(me).expect("our own start time");
+        assert_eq!(process_start_time(me), Some(t));
+        // Above the kernel's pid_max (at most 2^22): no such process.
+        assert_eq!(process_start_time(u32::MAX), None);
     }
 
     #[test]
@@ -469,9 +493,9 @@ mod tests {
             }
         }
         // Only cuts exactly at a frame boundary read cleanly: after the header and after each of the
-        // first four frames.
+        // first five frames.
         if !cfg!(miri) {
-            assert_eq!(clean_cuts, 5);
+            assert_eq!(clean_cuts, 6);
         }
         for i in (16..bytes.len()).step_by(stride) {
             let mut b = bytes.clone();
