@@ -155,6 +155,32 @@ fn check_not_live(file: &File, len: u64, spool_path: &Path) -> Result<()> {
     }
 }
 
+/// Removes the partial files (`*.tmp`, regular files only) an interrupted export left in `d`: the writer is
+/// gone (we hold its lock), and they would stop the export from creating its files.
+fn remove_partial(d: &Dir, path: &Path) -> Result<()> {
+    // A result directory holds a dozen files; more names than this are not ours to clean.
+    const MAX: usize = 4096;
+    let names = d
+        .names(MAX)
+        .map_err(|e| Error::io("cannot read", path, &e))?;
+    for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+        let is_file = d
+            .stat_at(n)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.kind == Kind::File);
+        if is_file {
+            d.unlink(n)
+                .map_err(|e| Error::io("cannot remove", &path.join(n), &e))?;
+            log::info!(
+                "removed {} (left by an interrupted export)",
+                path.join(n).display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Recovers the worker directory `dir` (a `*_ascend_ms` directory with `FRAMEWORK/npuprof.spool`).
 pub fn recover(dir: &Path) -> Result<Recovered> {
     let wd = Dir::open(dir).map_err(|e| Error::io("cannot open", dir, &e))?;
@@ -183,7 +209,12 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
             wd.mkdir(layout::OUTPUT_DIR, 0o750)
                 .map_err(|e| Error::io("cannot create", &at(layout::OUTPUT_DIR), &e))?;
         }
-        Some(Kind::Dir) => {}
+        Some(Kind::Dir) => {
+            let out = wd
+                .open_dir(layout::OUTPUT_DIR)
+                .map_err(|e| Error::io("cannot open", &at(layout::OUTPUT_DIR), &e))?;
+            remove_partial(&out, &at(layout::OUTPUT_DIR))?;
+        }
         Some(Kind::Symlink) => {
             return Err(invalid(format!(
                 "{} is a symbolic link; recover never writes through one (remove it to recover)",
@@ -197,6 +228,8 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
             )))
         }
     }
+
+    remove_partial(&wd, dir)?;
 
     // One linear pass: the first START frame, the STOP frame if any, the last COUNTERS frame.
     let mut rd = Reader::new(BufReader::with_capacity(256 << 10, &file), st.size);
