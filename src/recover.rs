@@ -339,3 +339,42 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         torn_frame_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // /proc
+    fn a_writer_is_alive_only_with_its_recorded_start_time() {
+        let me = std::process::id();
+        let t = spool::process_start_time(me).unwrap();
+        let kv = |pid: u32, t: u64| {
+            BTreeMap::from([
+                ("pid".to_string(), pid.to_string()),
+                ("pid_start_time".to_string(), t.to_string()),
+            ])
+        };
+        assert_eq!(writer_alive(&kv(me, t)), Some(true));
+        // The same pid with another start time: a reused pid, not the writer.
+        assert_eq!(writer_alive(&kv(me, t + 1)), Some(false));
+        assert_eq!(writer_alive(&kv(u32::MAX, t)), Some(false));
+        // An old spool without a start time: unknown.
+        assert_eq!(
+            writer_alive(&BTreeMap::from([("pid".into(), me.to_string())])),
+            None
+        );
+    }
+
+    #[test]
+    fn stop_reasons_are_read_back_by_name() {
+        for r in [StopReason::Manual, StopReason::DiskLimit, StopReason::Exit] {
+            assert_eq!(reason_named(Some(&r.name().to_string())), r);
+        }
+        assert_eq!(
+            reason_named(Some(&"???".to_string())),
+            StopReason::Recovered
+        );
+        assert_eq!(reason_named(None), StopReason::Recovered);
+    }
+}
