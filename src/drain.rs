@@ -416,7 +416,10 @@ impl Drain {
         let Some(a) = self.active.as_mut() else {
             return moved;
         };
-        if let Err(e) = a.write(&mut self.scratch, &self.spans, window_end, &mut self.carry) {
+        let written = a
+            .write(&mut self.scratch, &self.spans, window_end, &mut self.carry)
+            .and_then(|_| a.periodic_counters(&self.rings));
+        if let Err(e) = written {
             if a.spool_error.is_none() {
                 log::error!(
                     "cannot write spool {}: {e}; recording stops, what was written is kept",
@@ -426,18 +429,6 @@ impl Drain {
                 a.w = None;
                 let gen = a.profile.gen;
                 session::stop_from_drain(gen, StopReason::IoError);
-            }
-        }
-        if a.counters_at.elapsed() >= COUNTERS_EVERY {
-            a.counters_at = std::time::Instant::now();
-            a.sample_counters(&self.rings);
-            let kv = a.counters_kv(clock::now());
-            if let Some(w) = a.w.as_mut() {
-                if let Err(e) = w.counters(&kv).and_then(|_| w.flush()) {
-                    log::error!("cannot write spool {}: {e}", a.profile.spool_path.display());
-                    a.spool_error.get_or_insert(e.to_string());
-                    a.w = None;
-                }
             }
         }
         if a.truncated && !a.cap_reported {
@@ -536,7 +527,7 @@ impl Counters {
             unbalanced_pops: n(UNBALANCED_POPS),
             over_disk_cap: n(OVER_DISK_CAP),
             spool_bytes: n(SPOOL_BYTES),
-            drain_cpu_ns: 0,
+            ..Counters::default()
         }
     }
 }
@@ -604,6 +595,21 @@ impl Active {
         self.counters.after_thread_exit = record::ORPHAN_DROPS
             .load(Ordering::Relaxed)
             .saturating_sub(self.base_orphans);
+    }
+
+    /// About every second: the counters so far, as a COUNTERS frame (what `npuprof recover` reports if
+    /// the process dies before its STOP frame).
+    fn periodic_counters(&mut self, rings: &[&'static Ring]) -> std::io::Result<()> {
+        if self.w.is_none() || self.counters_at.elapsed() < COUNTERS_EVERY {
+            return Ok(());
+        }
+        self.counters_at = std::time::Instant::now();
+        self.sample_counters(rings);
+        let kv = self.counters_kv(clock::now());
+        match self.w.as_mut() {
+            Some(w) => w.counters(&kv).and_then(|_| w.flush()),
+            None => Ok(()),
+        }
     }
 
     /// The counters as a COUNTERS (or STOP) frame, taken at `tick`.
