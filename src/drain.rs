@@ -38,7 +38,9 @@ pub enum Msg {
 
 /// What the drain hands to the export thread.
 enum ExportMsg {
-    Job(ExportJob),
+    /// With the spool's writer lock (see [`spool::try_lock`]), held until the export ends: `npuprof recover`
+    /// leaves the spool alone meanwhile.
+    Job(ExportJob, Option<File>),
     /// A profile that failed before it could be exported; reported at the next flush.
     Failed(Error),
     Flush(Sender<Result<()>>),
@@ -84,6 +86,11 @@ pub struct ExportJob {
     pub truncated: bool,
     /// The spool could not be written completely (I/O error).
     pub spool_error: Option<String>,
+    /// Finished by `npuprof recover`, not by the process that recorded it.
+    pub recovered: bool,
+    /// Recovered from the last COUNTERS frame of a spool without a STOP frame: the drop counters are those
+    /// of this moment (CLOCK_REALTIME ns); drops after it were never written.
+    pub counters_as_of_ns: Option<u64>,
 }
 
 pub struct Threads {
@@ -148,7 +155,14 @@ impl Threads {
 struct Active {
     profile: Arc<Profile>,
     w: Option<spool::Writer>,
-    names_written: u32,
+    /// The spool's writer lock (a dup of the spool's descriptor): held until the export of this profile
+    /// ends, even when the writer is dropped after an error.
+    lock: Option<File>,
+    /// Bit `id` set: the name `id` is in this profile's spool. Only names the profile's records use are
+    /// written (a process may have interned a million names before it).
+    names_used: Vec<u64>,
+    /// When the counters were last written to the spool.
+    counters_at: std::time::Instant,
     /// Last epoch written as a THREAD frame, per ring id (0 = none yet).
     thread_epoch: Vec<u32>,
     /// Ring counters at start, per ring id, to report this profile's share.
@@ -294,6 +308,31 @@ impl Drain {
         let (ticks_per, ns_per) = clock::rate(0);
         kv.insert("ticks_per".into(), ticks_per.to_string());
         kv.insert("ns_per".into(), ns_per.to_string());
+        if let Some(t) = spool::process_start_time(profile.pid) {
+            kv.insert("pid_start_time".into(), t.to_string());
+        }
+        for (k, v) in config_vars(profile.config) {
+            kv.insert(format!("{}{k}", spool::CONFIG_PREFIX), v);
+        }
+        // The writer lock, held from the first frame to the end of the export: `npuprof recover` refuses a
+        // spool whose lock is held (its process is alive).
+        let lock = match spool::try_lock(&file) {
+            spool::Lock::Acquired => file.try_clone().ok(),
+            spool::Lock::Busy => {
+                log::warn!(
+                    "spool {} is locked by another process; `npuprof recover` will not see this profile as live",
+                    profile.spool_path.display()
+                );
+                None
+            }
+            spool::Lock::Unsupported(e) => {
+                log::debug!(
+                    "spool {} cannot be locked ({e}); `npuprof recover` checks the pid instead",
+                    profile.spool_path.display()
+                );
+                None
+            }
+        };
         let (w, spool_error) = match spool::Writer::new(file).and_then(|mut w| {
             w.start(&kv)?;
             Ok(w)
@@ -311,7 +350,9 @@ impl Drain {
             base_orphans: base.orphans,
             profile,
             w,
-            names_written: 0,
+            lock,
+            names_used: Vec::new(),
+            counters_at: std::time::Instant::now(),
             thread_epoch: Vec::new(),
             counters: Counters {
                 drain_cpu_ns: thread_cpu_ns(),
@@ -375,7 +416,10 @@ impl Drain {
         let Some(a) = self.active.as_mut() else {
             return moved;
         };
-        if let Err(e) = a.write(&mut self.scratch, &self.spans, window_end, &mut self.carry) {
+        let written = a
+            .write(&mut self.scratch, &self.spans, window_end, &mut self.carry)
+            .and_then(|_| a.periodic_counters(&self.rings));
+        if let Err(e) = written {
             if a.spool_error.is_none() {
                 log::error!(
                     "cannot write spool {}: {e}; recording stops, what was written is kept",
@@ -423,35 +467,15 @@ impl Drain {
             ));
             return;
         };
-        for (i, r) in self.rings.iter().enumerate() {
-            a.counters.ring_full += r.dropped() - a.base_dropped.get(i).copied().unwrap_or(0);
-            a.counters.unbalanced_pops +=
-                r.unbalanced() - a.base_unbalanced.get(i).copied().unwrap_or(0);
-        }
-        a.counters.after_thread_exit =
-            record::ORPHAN_DROPS.load(Ordering::Relaxed) - a.base_orphans;
+        a.sample_counters(&self.rings);
         a.counters.drain_cpu_ns = thread_cpu_ns().saturating_sub(a.counters.drain_cpu_ns);
         let conversion = clock::conversion(profile.anchor);
-        let mut kv = BTreeMap::new();
+        let mut kv = a.counters_kv(stop_tick);
         kv.insert("stop_tick".into(), stop_tick.to_string());
         kv.insert("reason".into(), reason.name().into());
         kv.insert("ticks_per".into(), conversion.ticks_per.to_string());
         kv.insert("ns_per".into(), conversion.ns_per.to_string());
         kv.insert("truncated".into(), a.truncated.to_string());
-        kv.insert("recorded".into(), a.counters.recorded.to_string());
-        kv.insert("ring_full".into(), a.counters.ring_full.to_string());
-        kv.insert(
-            "outside_window".into(),
-            a.counters.outside_window.to_string(),
-        );
-        kv.insert(
-            "after_thread_exit".into(),
-            a.counters.after_thread_exit.to_string(),
-        );
-        kv.insert(
-            "unbalanced_pops".into(),
-            a.counters.unbalanced_pops.to_string(),
-        );
         if let Some(mut w) = a.w.take() {
             let done = w.stop(&kv).and_then(|_| w.finish());
             if let Err(e) = done {
@@ -468,14 +492,148 @@ impl Drain {
             conversion,
             truncated: a.truncated,
             spool_error: a.spool_error,
+            recovered: false,
+            counters_as_of_ns: None,
         };
-        if self.etx.send(ExportMsg::Job(job)).is_err() {
+        if self.etx.send(ExportMsg::Job(job, a.lock)).is_err() {
             log::error!("the npuprof-export thread is gone; a profile stays unexported");
         }
     }
 }
 
+/// How often the drop counters reach the spool while a profile records.
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+
+/// The counter keys of COUNTERS and STOP frames.
+pub mod counter_keys {
+    pub const TICK: &str = "tick";
+    pub const RECORDED: &str = "recorded";
+    pub const RING_FULL: &str = "ring_full";
+    pub const OUTSIDE_WINDOW: &str = "outside_window";
+    pub const AFTER_THREAD_EXIT: &str = "after_thread_exit";
+    pub const UNBALANCED_POPS: &str = "unbalanced_pops";
+    pub const OVER_DISK_CAP: &str = "over_disk_cap";
+    pub const SPOOL_BYTES: &str = "spool_bytes";
+}
+
+impl Counters {
+    /// The counters of a COUNTERS or STOP frame (missing keys are 0).
+    pub fn from_kv(kv: &BTreeMap<String, String>) -> Counters {
+        use counter_keys::*;
+        let n = |k: &str| kv.get(k).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+        Counters {
+            recorded: n(RECORDED),
+            ring_full: n(RING_FULL),
+            outside_window: n(OUTSIDE_WINDOW),
+            after_thread_exit: n(AFTER_THREAD_EXIT),
+            unbalanced_pops: n(UNBALANCED_POPS),
+            over_disk_cap: n(OVER_DISK_CAP),
+            spool_bytes: n(SPOOL_BYTES),
+            ..Counters::default()
+        }
+    }
+}
+
+/// The effective configuration as environment variables (their own spelling and a value each parses to
+/// the same setting), for the START frame: `npuprof recover` rebuilds it with `Config::from_lookup`.
+pub fn config_vars(c: &crate::config::Config) -> Vec<(&'static str, String)> {
+    use crate::config::Trigger;
+    let b = |v: bool| if v { "1" } else { "0" }.to_string();
+    let mut v = vec![
+        ("VLLM_TORCH_PROFILER_RECORD_SHAPES", b(c.record_shapes)),
+        (
+            "VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY",
+            b(c.with_profile_memory),
+        ),
+        ("VLLM_TORCH_PROFILER_WITH_STACK", b(c.with_stack)),
+        ("VLLM_TORCH_PROFILER_WITH_FLOPS", b(c.with_flops)),
+        ("NPUPROF_BACKEND", c.backend.name().to_string()),
+        ("NPUPROF_BUFFER_KB", c.buffer_kb.to_string()),
+        ("NPUPROF_MAX_DISK_MB", c.max_disk_mb.to_string()),
+        ("NPUPROF_KEEP_SPOOL", b(c.keep_spool)),
+        ("NPUPROF_LEVEL", c.level.name().to_string()),
+        ("NPUPROF_MSPROFTX", b(c.msproftx)),
+        ("NPUPROF_MSPROF_TIMEOUT_S", c.msprof_timeout_s.to_string()),
+        ("NPUPROF_DEVICE", c.device_id.to_string()),
+        ("NPUPROF_RANK", c.rank.to_string()),
+    ];
+    if let Some(d) = &c.profiler_dir {
+        v.push((
+            "VLLM_TORCH_PROFILER_DIR",
+            d.as_os_str().to_string_lossy().into_owned(),
+        ));
+    }
+    if let Some(m) = c.aic_metrics {
+        v.push(("NPUPROF_AIC_METRICS", m.name().to_string()));
+    }
+    if let Some(w) = &c.worker_name {
+        v.push(("NPUPROF_WORKER_NAME", w.clone()));
+    }
+    if let Trigger::Auto {
+        threshold,
+        stop_step,
+    } = c.trigger
+    {
+        v.push(("PROFILER_TOKEN_THRESHOLD", threshold.to_string()));
+        v.push(("PROFILER_STOP_STEP", stop_step.to_string()));
+    }
+    v
+}
+
 impl Active {
+    /// Reads the rings' drop counters into `counters` (this profile's share: minus the baseline at start).
+    fn sample_counters(&mut self, rings: &[&'static Ring]) {
+        let (mut full, mut unbalanced) = (0u64, 0u64);
+        for (i, r) in rings.iter().enumerate() {
+            full += r
+                .dropped()
+                .saturating_sub(self.base_dropped.get(i).copied().unwrap_or(0));
+            unbalanced += r
+                .unbalanced()
+                .saturating_sub(self.base_unbalanced.get(i).copied().unwrap_or(0));
+        }
+        self.counters.ring_full = full;
+        self.counters.unbalanced_pops = unbalanced;
+        self.counters.after_thread_exit = record::ORPHAN_DROPS
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.base_orphans);
+    }
+
+    /// About every second: the counters so far, as a COUNTERS frame (what `npuprof recover` reports if
+    /// the process dies before its STOP frame).
+    fn periodic_counters(&mut self, rings: &[&'static Ring]) -> std::io::Result<()> {
+        if self.w.is_none() || self.counters_at.elapsed() < COUNTERS_EVERY {
+            return Ok(());
+        }
+        self.counters_at = std::time::Instant::now();
+        self.sample_counters(rings);
+        let kv = self.counters_kv(clock::now());
+        match self.w.as_mut() {
+            Some(w) => w.counters(&kv).and_then(|_| w.flush()),
+            None => Ok(()),
+        }
+    }
+
+    /// The counters as a COUNTERS (or STOP) frame, taken at `tick`.
+    fn counters_kv(&self, tick: u64) -> BTreeMap<String, String> {
+        use counter_keys::*;
+        let c = &self.counters;
+        let mut kv = BTreeMap::new();
+        for (k, v) in [
+            (TICK, tick),
+            (RECORDED, c.recorded),
+            (RING_FULL, c.ring_full),
+            (OUTSIDE_WINDOW, c.outside_window),
+            (AFTER_THREAD_EXIT, c.after_thread_exit),
+            (UNBALANCED_POPS, c.unbalanced_pops),
+            (OVER_DISK_CAP, c.over_disk_cap),
+            (SPOOL_BYTES, c.spool_bytes),
+        ] {
+            kv.insert(k.to_string(), v.to_string());
+        }
+        kv
+    }
+
     fn write(
         &mut self,
         scratch: &mut [Record],
@@ -503,19 +661,9 @@ impl Active {
         if !spans.is_empty() {
             crate::fault::stall("drain.batch");
         }
-        // Names after draining: a record's name was interned before the record was made, so every id in
+        // Names after draining: a record's name was interned before the record was made, so every valid id in
         // `scratch` is <= the count read now.
-        let count = names::count();
-        if count > self.names_written {
-            let mut res = Ok(());
-            names::range(self.names_written + 1, count, |id, n| {
-                if res.is_ok() {
-                    res = w.name(id, n);
-                }
-            });
-            res?;
-            self.names_written = count;
-        }
+        let known = names::count();
         let lo = self.profile.anchor.0;
         for &(ring, epoch, tid, s, e) in spans {
             let recs = &mut scratch[s..e];
@@ -557,6 +705,18 @@ impl Active {
                 self.thread_epoch[idx] = epoch;
                 w.thread(ring, epoch, tid, &thread_name(tid))?;
             }
+            // The names these records use, before them (the reader names a range when it reads its END).
+            for r in &recs[..kept] {
+                let k = r.kind();
+                if k == record::kind::BEGIN || k == record::kind::MARK {
+                    let id = r.payload() as u32;
+                    if first_use(&mut self.names_used, id, known) {
+                        if let Some(n) = names::get(id) {
+                            w.name(id, n)?;
+                        }
+                    }
+                }
+            }
             w.records(ring, epoch, &recs[..kept])?;
             self.counters.recorded += kept as u64;
         }
@@ -564,6 +724,22 @@ impl Active {
         self.counters.spool_bytes = w.bytes();
         Ok(())
     }
+}
+
+/// Marks name `id` as used in the bitset `used`; true the first time (its NAME frame is due). Ids past
+/// `known` (the name table's size when the batch was drained) are no names: never written.
+fn first_use(used: &mut Vec<u64>, id: u32, known: u32) -> bool {
+    if id == 0 || id > known {
+        return false;
+    }
+    let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
+    if used.len() <= word {
+        // At most names::MAX_NAMES / 64 words (128 KiB).
+        used.resize(word + 1, 0);
+    }
+    let first = used[word] & bit == 0;
+    used[word] |= bit;
+    first
 }
 
 /// The OS name of a thread of this process (empty if it is gone).
@@ -579,8 +755,8 @@ fn export_loop(rx: Receiver<ExportMsg>) {
     // Errors since the last flush, reported (the first of them) by the next flush.
     let mut errors: Vec<Error> = Vec::new();
     while let Ok(msg) = rx.recv() {
-        let job = match msg {
-            ExportMsg::Job(job) => job,
+        let (job, _lock) = match msg {
+            ExportMsg::Job(job, lock) => (job, lock),
             ExportMsg::Failed(e) => {
                 errors.push(e);
                 continue;

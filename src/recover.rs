@@ -1,18 +1,34 @@
-//! `npuprof recover DIR`: a worker directory whose process died without `npuprof_stop` (`kill -9`, a crash,
-//! the OOM killer) still holds its spool: every batch the drain thread moved out of the rings was written to
-//! it whole (frames are appended whole and flushed per batch). This turns that spool into the usual result:
-//! the profile ends at its last recorded event, the tick rate is the one written at start, and
-//! `profiler_metadata.json` says it was recovered. A torn last frame is reported and skipped.
+//! `npuprof recover DIR`: a worker directory whose result files are missing still holds its spool: the
+//! process died without `npuprof_stop` (`kill -9`, a crash, the OOM killer), or ended while its export ran.
+//! Every batch the drain thread moved out of the rings was written to the spool whole (frames are appended
+//! whole and flushed per batch). This turns that spool into the usual result, whatever frames it holds:
+//!
+//! * with a STOP frame, the profile ends where the process stopped it, with its stop reason and counters;
+//! * without one, it ends at its last recorded event, the tick rate is the one written at start, and the
+//!   drop counters are those of the last COUNTERS frame (the metadata says "as of" when);
+//! * the configuration is the one the process ran with (recorded in the START frame), not `recover`'s own
+//!   environment; rank and pid are kept as written;
+//! * `profiler_metadata.json` says it was recovered. A torn last frame is reported and skipped.
+//!
+//! A spool whose writer is alive is refused (exit 1, naming the pid): the writing process holds an advisory
+//! `flock` on it from its first frame to the end of its export. Where the filesystem has no `flock`, the pid
+//! and its start time (also in the START frame) decide, so a reused pid is not taken for the writer.
+//! Directories are opened by handle and never through a symlink; `ASCEND_PROFILER_OUTPUT` must be a real
+//! directory (or absent: then it is created).
 
 use crate::backend::NoDeviceData;
 use crate::config::Config;
-use crate::drain::{Counters, ExportJob};
+use crate::dir::{Dir, Kind};
+use crate::drain::{counter_keys, Counters, ExportJob};
 use crate::error::{Error, Result, Status};
 use crate::export::layout;
 use crate::record::clock::Conversion;
 use crate::session::{Profile, StopReason};
-use crate::spool::{Frame, Reader};
+use crate::spool::{self, Frame, Reader};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,82 +40,240 @@ pub struct Recovered {
     pub torn_frame_at: Option<u64>,
 }
 
+/// The file every export writes last: its presence means the result is finished.
+const METADATA: &str = "profiler_metadata.json";
+
+fn invalid(msg: String) -> Error {
+    Error::new(Status::InvalidArgument, msg)
+}
+
 fn num(kv: &BTreeMap<String, String>, k: &str) -> Result<u64> {
-    kv.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| {
-        Error::new(
-            Status::InvalidArgument,
-            format!("spool start frame has no {k}"),
-        )
+    kv.get(k)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| invalid(format!("spool start frame has no {k}")))
+}
+
+/// A 32-bit value as written (a pid or rank past u32 is not something a process wrote: refused, not cut).
+fn num32(kv: &BTreeMap<String, String>, k: &str) -> Result<u32> {
+    let v = kv
+        .get(k)
+        .ok_or_else(|| invalid(format!("spool start frame has no {k}")))?;
+    v.parse().map_err(|_| {
+        invalid(format!(
+            "spool start frame has an invalid {k} {v:?} (not a 32-bit unsigned integer)"
+        ))
     })
+}
+
+/// The stop reason a STOP frame names.
+fn reason_named(name: Option<&String>) -> StopReason {
+    const ALL: [StopReason; 6] = [
+        StopReason::Manual,
+        StopReason::StepLimit,
+        StopReason::DiskLimit,
+        StopReason::IoError,
+        StopReason::Shutdown,
+        StopReason::Exit,
+    ];
+    ALL.into_iter()
+        .find(|r| name.is_some_and(|n| n == r.name()))
+        .unwrap_or(StopReason::Recovered)
+}
+
+/// The configuration recorded in the START frame (`env.*` keys), read as the process read its environment.
+/// `NPUPROF_KEEP_SPOOL` set for `recover` itself also keeps the spool.
+fn recorded_config(kv: &BTreeMap<String, String>) -> Config {
+    let vars: BTreeMap<&str, &String> = kv
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(spool::CONFIG_PREFIX).map(|k| (k, v)))
+        .collect();
+    let mut c = Config::from_lookup(&|k| vars.get(k).map(|v| OsString::from(v.as_str())));
+    c.keep_spool |= std::env::var("NPUPROF_KEEP_SPOOL")
+        .ok()
+        .and_then(|v| crate::config::parse_bool(&v))
+        .unwrap_or(false);
+    c.warnings.clear();
+    c
+}
+
+/// Reads the START frame only (for the pid of a live writer).
+fn start_frame(file: &File, len: u64) -> Option<BTreeMap<String, String>> {
+    let mut rd = Reader::new(BufReader::new(file), len);
+    match rd.next_frame() {
+        Some(Frame::Start(kv)) => Some(kv),
+        _ => None,
+    }
+}
+
+/// Whether the process that wrote `kv` is alive: its pid exists with the start time it recorded.
+fn writer_alive(kv: &BTreeMap<String, String>) -> Option<bool> {
+    let pid: u32 = kv.get("pid")?.parse().ok()?;
+    let t: u64 = kv.get("pid_start_time")?.parse().ok()?;
+    Some(spool::process_start_time(pid) == Some(t))
+}
+
+/// Refuses a spool whose writer is alive; keeps the lock (when taken) for the caller.
+fn check_not_live(file: &File, len: u64, spool_path: &Path) -> Result<()> {
+    let pid = |kv: &Option<BTreeMap<String, String>>| {
+        kv.as_ref()
+            .and_then(|kv| kv.get("pid").cloned())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    match spool::try_lock(file) {
+        spool::Lock::Acquired => Ok(()),
+        spool::Lock::Busy => {
+            let kv = start_frame(file, len);
+            let who = match kv.as_ref().and_then(writer_alive) {
+                Some(false) => format!(
+                    "its lock is held by a live process (its writer, pid {}, has ended: a process it forked \
+                     may hold it)",
+                    pid(&kv)
+                ),
+                _ => format!(
+                    "its writer, pid {}, is alive and holds its lock",
+                    pid(&kv)
+                ),
+            };
+            Err(invalid(format!(
+                "{} is a live profile: {who}; recover refuses it (stop it with npuprof_stop or `npuprof \
+                 trigger`, or wait for the process to end)",
+                spool_path.display()
+            )))
+        }
+        spool::Lock::Unsupported(e) => {
+            let kv = start_frame(file, len);
+            if kv.as_ref().and_then(writer_alive) == Some(true) {
+                return Err(invalid(format!(
+                    "{} is a live profile: its writer, pid {}, is alive (the filesystem cannot lock: {e}); \
+                     recover refuses it",
+                    spool_path.display(),
+                    pid(&kv)
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Removes the partial files (`*.tmp`, regular files only) an interrupted export left in `d`: the writer is
+/// gone (we hold its lock), and they would stop the export from creating its files.
+fn remove_partial(d: &Dir, path: &Path) -> Result<()> {
+    // A result directory holds a dozen files; more names than this are not ours to clean.
+    const MAX: usize = 4096;
+    let names = d
+        .names(MAX)
+        .map_err(|e| Error::io("cannot read", path, &e))?;
+    for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+        let is_file = d
+            .stat_at(n)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.kind == Kind::File);
+        if is_file {
+            d.unlink(n)
+                .map_err(|e| Error::io("cannot remove", &path.join(n), &e))?;
+            log::info!(
+                "removed {} (left by an interrupted export)",
+                path.join(n).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Recovers the worker directory `dir` (a `*_ascend_ms` directory with `FRAMEWORK/npuprof.spool`).
 pub fn recover(dir: &Path) -> Result<Recovered> {
-    let spool_path = dir.join(layout::FRAMEWORK_DIR).join(layout::SPOOL_NAME);
-    let info_exists = std::fs::read_dir(dir)
-        .map_err(|e| Error::io("cannot read", dir, &e))?
-        .flatten()
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("profiler_info_")
-        });
-    if info_exists {
-        return Err(Error::new(
-            Status::InvalidArgument,
-            format!("{} is already a finished result", dir.display()),
-        ));
+    let wd = Dir::open(dir).map_err(|e| Error::io("cannot open", dir, &e))?;
+    let at = |name: &str| dir.join(name);
+    let stat = |name: &str| {
+        wd.stat_at(name)
+            .map_err(|e| Error::io("cannot stat", &at(name), &e))
+    };
+    if stat(METADATA)?.is_some() {
+        return Err(invalid(format!(
+            "{} is already a finished result",
+            dir.display()
+        )));
     }
-    let mut rd =
-        Reader::open(&spool_path).map_err(|e| Error::io("cannot open", &spool_path, &e))?;
+    let spool_path = dir.join(layout::FRAMEWORK_DIR).join(layout::SPOOL_NAME);
+    let fw = wd
+        .open_dir(layout::FRAMEWORK_DIR)
+        .map_err(|e| Error::io("cannot open", &at(layout::FRAMEWORK_DIR), &e))?;
+    let (file, st) = fw
+        .open_file(layout::SPOOL_NAME)
+        .map_err(|e| Error::io("cannot open", &spool_path, &e))?;
+    // Held (when taken) until the export below ends: a second `recover` meanwhile is refused too.
+    check_not_live(&file, st.size, &spool_path)?;
+    match stat(layout::OUTPUT_DIR)?.map(|s| s.kind) {
+        None => {
+            wd.mkdir(layout::OUTPUT_DIR, 0o750)
+                .map_err(|e| Error::io("cannot create", &at(layout::OUTPUT_DIR), &e))?;
+        }
+        Some(Kind::Dir) => {
+            let out = wd
+                .open_dir(layout::OUTPUT_DIR)
+                .map_err(|e| Error::io("cannot open", &at(layout::OUTPUT_DIR), &e))?;
+            remove_partial(&out, &at(layout::OUTPUT_DIR))?;
+        }
+        Some(Kind::Symlink) => {
+            return Err(invalid(format!(
+                "{} is a symbolic link; recover never writes through one (remove it to recover)",
+                at(layout::OUTPUT_DIR).display()
+            )))
+        }
+        Some(_) => {
+            return Err(invalid(format!(
+                "{} is not a directory",
+                at(layout::OUTPUT_DIR).display()
+            )))
+        }
+    }
+
+    remove_partial(&wd, dir)?;
     // Opened once (never through a symlink); the export writes and reads through these handles.
     let dirs = layout::WorkerDirs::open(dir)?;
-    let mut start = None;
+
+    // One linear pass: the first START frame, the STOP frame if any, the last COUNTERS frame.
+    let mut rd = Reader::new(BufReader::with_capacity(256 << 10, &file), st.size);
+    let (mut start, mut stop, mut last_counters) = (None, None, None);
     let (mut last_tick, mut records) = (0u64, 0u64);
     while let Some(f) = rd.next_frame() {
         match f {
-            Frame::Start(kv) => start = Some(kv),
+            Frame::Start(kv) => {
+                start.get_or_insert(kv);
+            }
             Frame::Records { records: r, .. } => {
                 records += r.len() as u64;
                 last_tick = r.iter().fold(last_tick, |m, x| m.max(x.ts));
             }
-            Frame::Stop(_) => {
-                return Err(Error::new(
-                    Status::InvalidArgument,
-                    format!(
-                        "{} has a complete spool (its export was interrupted, not its recording); \
-                         its files are written by the process at stop",
-                        spool_path.display()
-                    ),
-                ))
-            }
+            Frame::Counters(kv) => last_counters = Some(kv),
+            Frame::Stop(kv) => stop = Some(kv),
             _ => {}
         }
     }
     let torn_frame_at = match rd.damage {
-        Some(crate::spool::Damage::TornFrame(at)) => Some(at),
-        Some(crate::spool::Damage::BadHeader) => {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                format!("{} is not an npuprof spool", spool_path.display()),
-            ))
+        Some(spool::Damage::TornFrame(at)) => Some(at),
+        Some(spool::Damage::BadHeader) => {
+            return Err(invalid(format!(
+                "{} is not an npuprof spool",
+                spool_path.display()
+            )))
         }
         None => None,
     };
-    let kv = start.ok_or_else(|| {
-        Error::new(
-            Status::InvalidArgument,
-            format!("{} has no start frame", spool_path.display()),
-        )
-    })?;
+    let kv =
+        start.ok_or_else(|| invalid(format!("{} has no start frame", spool_path.display())))?;
     let anchor = (num(&kv, "start_tick")?, num(&kv, "anchor_ns")?);
+    let rate = stop.as_ref().unwrap_or(&kv);
     let conversion = Conversion {
         anchor_tick: anchor.0,
         anchor_ns: anchor.1,
-        ticks_per: num(&kv, "ticks_per")?.max(1),
-        ns_per: num(&kv, "ns_per")?.max(1),
+        ticks_per: num(rate, "ticks_per")
+            .or_else(|_| num(&kv, "ticks_per"))?
+            .max(1),
+        ns_per: num(rate, "ns_per").or_else(|_| num(&kv, "ns_per"))?.max(1),
     };
-    let config: &'static Config = Box::leak(Box::new(Config::from_env()));
+    let config: &'static Config = Box::leak(Box::new(recorded_config(&kv)));
     let backend: &'static str = match kv.get("backend").map(String::as_str) {
         Some("acl") => "acl",
         Some("mspti") => "mspti",
@@ -111,33 +285,99 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         spool_path,
         dirs,
         anchor,
-        pid: num(&kv, "pid")? as u32,
+        pid: num32(&kv, "pid")?,
         worker: kv.get("worker").cloned().unwrap_or_default(),
-        rank: num(&kv, "rank")? as u32,
-        device_id: num(&kv, "device_id").unwrap_or(0) as u32,
+        rank: num32(&kv, "rank")?,
+        device_id: num32(&kv, "device_id").unwrap_or(0),
         auto: kv.get("auto").is_some_and(|v| v == "true"),
         backend,
         config,
     });
+    let (stop_tick, reason, mut counters, truncated, counters_as_of_ns) = match &stop {
+        Some(s) => (
+            num(s, "stop_tick").unwrap_or(last_tick).max(anchor.0),
+            reason_named(s.get("reason")),
+            Counters::from_kv(s),
+            s.get("truncated").is_some_and(|v| v == "true"),
+            None,
+        ),
+        None => {
+            let c = last_counters.as_ref();
+            let as_of = c
+                .and_then(|c| c.get(counter_keys::TICK))
+                .and_then(|t| t.parse().ok())
+                .map(|t| conversion.to_ns(t));
+            (
+                last_tick.max(anchor.0),
+                StopReason::Recovered,
+                c.map(Counters::from_kv).unwrap_or_default(),
+                false,
+                // Without a COUNTERS frame the counters are those at start: zero.
+                Some(as_of.unwrap_or(anchor.1)),
+            )
+        }
+    };
+    // What is in the spool, exactly (a torn last frame is left out).
+    counters.recorded = records;
+    counters.spool_bytes = st.size;
     let job = ExportJob {
         profile,
-        stop_tick: last_tick.max(anchor.0),
-        reason: StopReason::Recovered,
+        stop_tick,
+        reason,
         device: Box::new(NoDeviceData),
-        counters: Counters {
-            recorded: records,
-            ..Default::default()
-        },
+        counters,
         conversion,
-        truncated: false,
+        truncated,
         spool_error: torn_frame_at.map(|o| {
             format!("the spool's last frame was torn at byte {o} (the process died while writing it) and left out")
         }),
+        recovered: true,
+        counters_as_of_ns,
     };
     let s = crate::export::run(job)?;
+    drop(file);
     Ok(Recovered {
         records,
         slices: s.slices,
         torn_frame_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // /proc
+    fn a_writer_is_alive_only_with_its_recorded_start_time() {
+        let me = std::process::id();
+        let t = spool::process_start_time(me).unwrap();
+        let kv = |pid: u32, t: u64| {
+            BTreeMap::from([
+                ("pid".to_string(), pid.to_string()),
+                ("pid_start_time".to_string(), t.to_string()),
+            ])
+        };
+        assert_eq!(writer_alive(&kv(me, t)), Some(true));
+        // The same pid with another start time: a reused pid, not the writer.
+        assert_eq!(writer_alive(&kv(me, t + 1)), Some(false));
+        assert_eq!(writer_alive(&kv(u32::MAX, t)), Some(false));
+        // An old spool without a start time: unknown.
+        assert_eq!(
+            writer_alive(&BTreeMap::from([("pid".into(), me.to_string())])),
+            None
+        );
+    }
+
+    #[test]
+    fn stop_reasons_are_read_back_by_name() {
+        for r in [StopReason::Manual, StopReason::DiskLimit, StopReason::Exit] {
+            assert_eq!(reason_named(Some(&r.name().to_string())), r);
+        }
+        assert_eq!(
+            reason_named(Some(&"???".to_string())),
+            StopReason::Recovered
+        );
+        assert_eq!(reason_named(None), StopReason::Recovered);
+    }
 }

@@ -29,7 +29,14 @@ pub mod frame {
     pub const RECORDS: u32 = 4;
     /// `key=value` lines: stop tick, clock conversion, counters
     pub const STOP: u32 = 5;
+    /// `key=value` lines: the drop counters so far and the tick they were taken at (about every second
+    /// while recording), so a profile recovered after a crash reports its drops as of the last one.
+    pub const COUNTERS: u32 = 6;
 }
+
+/// Keys of the START frame that carry the effective configuration: `env.<VARIABLE>=<value>`, in the
+/// variables' own spelling, so `npuprof recover` rebuilds the configuration the process ran with.
+pub const CONFIG_PREFIX: &str = "env.";
 
 /// A fast 32-bit check over whole 8-byte words (plus a tail); detects torn and corrupted frames.
 pub fn check(kind: u32, payload: &[u8]) -> u32 {
@@ -43,6 +50,27 @@ pub fn check(kind: u32, payload: &[u8]) -> u32 {
         h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
     (h ^ (h >> 32)) as u32
+}
+
+/// The check a frame of `kind` with `payload` carries (as [`Writer`] computes it: the header part of NAME,
+/// THREAD and RECORDS frames hashed apart from the rest).
+pub fn frame_check(kind: u32, payload: &[u8]) -> u32 {
+    let split = match kind {
+        frame::NAME => 4,
+        frame::THREAD => 12,
+        frame::RECORDS => 8,
+        _ => usize::MAX,
+    };
+    let mut h = check(kind, &[]);
+    if payload.len() >= split {
+        let (a, b) = payload.split_at(split);
+        for p in [a, b] {
+            h = h.rotate_left(7) ^ check(kind, p);
+        }
+    } else {
+        h = h.rotate_left(7) ^ check(kind, payload);
+    }
+    h
 }
 
 pub struct Writer {
@@ -92,6 +120,10 @@ impl Writer {
 
     pub fn stop(&mut self, kv: &BTreeMap<String, String>) -> io::Result<()> {
         self.frame_parts(frame::STOP, &[kv_encode(kv).as_bytes()])
+    }
+
+    pub fn counters(&mut self, kv: &BTreeMap<String, String>) -> io::Result<()> {
+        self.frame_parts(frame::COUNTERS, &[kv_encode(kv).as_bytes()])
     }
 
     pub fn name(&mut self, id: u32, name: &[u8]) -> io::Result<()> {
@@ -204,6 +236,7 @@ pub enum Frame {
         records: Vec<Record>,
     },
     Stop(BTreeMap<String, String>),
+    Counters(BTreeMap<String, String>),
     Unknown(u32),
 }
 
@@ -282,17 +315,7 @@ impl<R: Read> Reader<R> {
         }
         let (payload, c) = self.buf.split_at(len as usize);
         let stored = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let parts: Vec<&[u8]> = match kind {
-            frame::NAME if len >= 4 => vec![&payload[..4], &payload[4..]],
-            frame::THREAD if len >= 12 => vec![&payload[..12], &payload[12..]],
-            frame::RECORDS if len >= 8 => vec![&payload[..8], &payload[8..]],
-            _ => vec![payload],
-        };
-        let mut want = check(kind, &[]);
-        for p in &parts {
-            want = want.rotate_left(7) ^ check(kind, p);
-        }
-        if want != stored {
+        if frame_check(kind, payload) != stored {
             return torn(self);
         }
         self.remaining -= len as u64 + 12;
@@ -301,6 +324,7 @@ impl<R: Read> Reader<R> {
         Some(match kind {
             frame::START => Frame::Start(kv_decode(payload)),
             frame::STOP => Frame::Stop(kv_decode(payload)),
+            frame::COUNTERS => Frame::Counters(kv_decode(payload)),
             frame::NAME if len >= 4 => Frame::Name(u(payload, 0), payload[4..].to_vec()),
             frame::THREAD if len >= 12 => Frame::Thread {
                 ring: u(payload, 0),
@@ -335,6 +359,53 @@ impl<R: Read> Iterator for Reader<R> {
     }
 }
 
+/// Who holds a spool's writer lock (an advisory `flock` the writing process holds from its first frame
+/// until its export ends).
+#[derive(Debug)]
+pub enum Lock {
+    /// We hold it now (until the file is closed): no live process writes this spool.
+    Acquired,
+    /// Another open file description holds it: a live process is writing or exporting this spool.
+    Busy,
+    /// The filesystem does not support `flock` (the error says why).
+    Unsupported(io::Error),
+}
+
+/// Takes the spool's writer lock without waiting (`flock(LOCK_EX | LOCK_NB)`). A lock belongs to the open
+/// file description: it lasts until every descriptor of it (dups, a forked child's copy) is closed.
+pub fn try_lock(f: &File) -> Lock {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            return Lock::Acquired;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Lock::Busy,
+            _ => return Lock::Unsupported(e),
+        }
+    }
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`, in clock ticks since boot): with the pid
+/// it names one process for good (a pid reused later has another start time). `None` if there is no such
+/// process.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    use std::io::Read as _;
+    let f = File::open(format!("/proc/{pid}/stat")).ok()?;
+    // Bounded: the line is short (the command name is at most 16 bytes).
+    let mut b = Vec::with_capacity(1024);
+    f.take(4096).read_to_end(&mut b).ok()?;
+    // The command name (field 2) is in parentheses and may contain anything: fields start after the last ')'.
+    let close = b.iter().rposition(|&c| c == b')')?;
+    let rest = std::str::from_utf8(&b[close + 1..]).ok()?;
+    // Field 3 is the first after ')': field 22 is the 20th.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +419,7 @@ mod tests {
         w.thread(0, 1, 1234, b"worker").unwrap();
         let recs: Vec<Record> = (0..100).map(|i| Record { ts: i, meta: i * 3 }).collect();
         w.records(0, 1, &recs).unwrap();
+        w.counters(&kv).unwrap();
         w.stop(&kv).unwrap();
         w.finish().unwrap();
         vec![
@@ -364,8 +436,31 @@ mod tests {
                 epoch: 1,
                 records: recs,
             },
+            Frame::Counters(kv.clone()),
             Frame::Stop(kv),
         ]
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // flock and /proc
+    fn the_writer_lock_is_exclusive_and_the_start_time_names_one_process() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s");
+        let a = File::create(&p).unwrap();
+        assert!(matches!(try_lock(&a), Lock::Acquired));
+        // A dup shares the lock; another open of the same file does not get it.
+        let dup = a.try_clone().unwrap();
+        let b = File::open(&p).unwrap();
+        assert!(matches!(try_lock(&b), Lock::Busy));
+        drop(a);
+        assert!(matches!(try_lock(&b), Lock::Busy), "the dup still holds it");
+        drop(dup);
+        assert!(matches!(try_lock(&b), Lock::Acquired));
+        let me = std::process::id();
+        let t = process_start_time(me).expect("our own start time");
+        assert_eq!(process_start_time(me), Some(t));
+        // Above the kernel's pid_max (at most 2^22): no such process.
+        assert_eq!(process_start_time(u32::MAX), None);
     }
 
     #[test]
@@ -398,9 +493,9 @@ mod tests {
             }
         }
         // Only cuts exactly at a frame boundary read cleanly: after the header and after each of the
-        // first four frames.
+        // first five frames.
         if !cfg!(miri) {
-            assert_eq!(clean_cuts, 5);
+            assert_eq!(clean_cuts, 6);
         }
         for i in (16..bytes.len()).step_by(stride) {
             let mut b = bytes.clone();

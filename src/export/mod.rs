@@ -64,6 +64,8 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         conversion,
         truncated,
         spool_error,
+        recovered,
+        counters_as_of_ns,
     } = job;
     let p = &*profile;
     let out = &p.dirs.output;
@@ -210,6 +212,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         &summary,
         &spool_error,
         &dev,
+        (recovered, counters_as_of_ns),
     );
     layout::write_atomic(&p.dirs.top, "profiler_metadata.json", meta.as_bytes())?;
     progress(3, 3, "Done");
@@ -225,6 +228,28 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         p.dirs.remove_spool();
     }
     Ok(summary)
+}
+
+/// The host pass over the bytes of a spool (the fuzz target's way in): what an export or `npuprof recover`
+/// does with a spool, minus the device data and the result files (the trace goes to `trace_view.json` in
+/// the directory `scratch`, at most 1 MiB, and is left uncommitted). Returns the events the trace would
+/// hold.
+#[doc(hidden)]
+pub fn host_pass_bytes(bytes: &[u8], scratch: &std::path::Path) -> Result<u64> {
+    let at = layout::Place::open(scratch)
+        .map_err(|e| Error::io("cannot open the scratch directory", scratch, &e))?;
+    let conv = crate::record::clock::Conversion {
+        anchor_tick: 0,
+        anchor_ns: 0,
+        ticks_per: 1,
+        ns_per: 1,
+    };
+    let mut host = HostPass::new(1, conv, 0, u64::MAX);
+    let mut tw = TraceWriter::create(&at, "trace_view.json", 1 << 20)?;
+    let mut rd = spool::Reader::new(bytes, bytes.len() as u64);
+    host.read_frames(&mut tw, &mut rd, scratch)?;
+    host.finish(&mut tw, u64::MAX)?;
+    Ok(tw.events)
 }
 
 struct Open {
@@ -269,9 +294,13 @@ struct HostPass {
     conv: crate::record::clock::Conversion,
     start_tick: u64,
     stop_tick: u64,
-    /// JSON string literal per name id.
+    /// JSON string literal per name id (ids up to `names::MAX_NAMES`: a larger one is no name of ours).
     names: Vec<Option<String>>,
     threads: HashMap<u32, ThreadState>,
+    /// Per thread id: how many rings' current owner has it (so a reused tid is found without a scan).
+    tid_owners: HashMap<u32, u32>,
+    /// Lane tids already named.
+    announced: std::collections::HashSet<u32>,
     /// Per thread id: the last tick drawn by a previous owner of that lane (an exited thread).
     tid_floor: HashMap<u32, u64>,
     /// (tid, thread name) in order of appearance.
@@ -300,6 +329,8 @@ impl HostPass {
             stop_tick,
             names: Vec::new(),
             threads: HashMap::new(),
+            tid_owners: HashMap::new(),
+            announced: std::collections::HashSet::new(),
             tid_floor: HashMap::new(),
             thread_meta: Vec::new(),
             steps: Vec::new(),
@@ -317,11 +348,28 @@ impl HostPass {
     fn read_spool(&mut self, tw: &mut TraceWriter, framework: &layout::Place) -> Result<()> {
         let (f, st) = framework.open_file(layout::SPOOL_NAME)?;
         let mut rd = spool::Reader::new(std::io::BufReader::with_capacity(256 << 10, f), st.size);
+        self.read_frames(tw, &mut rd, &framework.shown(layout::SPOOL_NAME))
+    }
+
+    /// Every id and length read here is bounded before it sizes anything: a spool may be damaged or
+    /// crafted (the reader bounds frame lengths by the file and `spool::MAX_FRAME`; name ids are bounded
+    /// by `names::MAX_NAMES`, ring and thread ids only key maps whose size is bounded by the frame count).
+    fn read_frames<R: std::io::Read>(
+        &mut self,
+        tw: &mut TraceWriter,
+        rd: &mut spool::Reader<R>,
+        shown: &std::path::Path,
+    ) -> Result<()> {
         tw.process(self.pid, "MindSpore", "CPU", 1)?;
         while let Some(f) = rd.next_frame() {
             match f {
                 Frame::Name(id, n) => {
                     let i = id as usize;
+                    // An id no name table hands out: not a name of this profile (its records show
+                    // "[unknown name #id]").
+                    if id == 0 || i > names::MAX_NAMES {
+                        continue;
+                    }
                     if self.names.len() <= i {
                         self.names.resize(i + 1, None);
                     }
@@ -338,13 +386,14 @@ impl HostPass {
                         // The ring changed owner: the previous thread exited; close what it left open.
                         let last = st.last_tick;
                         let mut old = std::mem::take(st);
+                        self.release_tid(old.tid);
                         self.close_all(tw, &mut old, last, "thread exited")?;
                         let f = self.tid_floor.entry(old.tid).or_default();
                         *f = (*f).max(last);
                         // A thread id another ring has (an exited thread's id reused by a new thread, whose
                         // ranges may still be open until stop): a lane of its own, so the slices of two
                         // threads never overlap on one track.
-                        let busy = self.threads.iter().any(|(r, o)| *r != ring && o.tid == tid);
+                        let busy = self.tid_owners.get(&tid).is_some_and(|&n| n > 0);
                         let (tid, name) = if busy || tid == 0 {
                             let mut n = format!("Thread {tid} (ring {ring}) ").into_bytes();
                             n.extend_from_slice(&name);
@@ -358,6 +407,7 @@ impl HostPass {
                         st.epoch = epoch;
                         st.tid = tid;
                         st.last_tick = floor;
+                        *self.tid_owners.entry(tid).or_default() += 1;
                         self.announce(tid, name);
                     }
                 }
@@ -366,6 +416,7 @@ impl HostPass {
                     if st.tid == 0 {
                         // Records of a ring never announced (a damaged spool): a lane of their own.
                         st.tid = synthetic_tid(ring);
+                        *self.tid_owners.entry(st.tid).or_default() += 1;
                         self.announce(st.tid, format!("ring {ring} (thread unknown)").into_bytes());
                     }
                     for r in &records {
@@ -373,14 +424,14 @@ impl HostPass {
                     }
                     self.threads.insert(ring, st);
                 }
-                Frame::Start(_) | Frame::Stop(_) | Frame::Unknown(_) => {}
+                Frame::Start(_) | Frame::Stop(_) | Frame::Counters(_) | Frame::Unknown(_) => {}
             }
         }
         if let Some(d) = &rd.damage {
             let msg = format!("{d:?}");
             log::warn!(
                 "spool {} is damaged ({msg}); everything before the damage is exported",
-                framework.shown(layout::SPOOL_NAME).display()
+                shown.display()
             );
             self.damage = Some(msg);
         }
@@ -389,8 +440,15 @@ impl HostPass {
 
     /// Names the lane `tid` (the first name given wins).
     fn announce(&mut self, tid: u32, name: Vec<u8>) {
-        if !self.thread_meta.iter().any(|(t, _)| *t == tid) {
+        if self.announced.insert(tid) {
             self.thread_meta.push((tid, name));
+        }
+    }
+
+    /// A ring's owner `tid` is gone (its ring changed owner).
+    fn release_tid(&mut self, tid: u32) {
+        if let Some(n) = self.tid_owners.get_mut(&tid) {
+            *n = n.saturating_sub(1);
         }
     }
 
@@ -858,6 +916,7 @@ fn metadata(
     s: &Summary,
     spool_error: &Option<String>,
     dev: &DeviceResult,
+    (recovered, counters_as_of_ns): (bool, Option<u64>),
 ) -> String {
     let cfg = p.config;
     let (trigger, threshold, stop_step) = match cfg.trigger {
@@ -906,7 +965,10 @@ fn metadata(
     "truncated": {},
     "spool_error": {},
     "spool_damage": {},
-    "export_ms": {}
+    "export_ms": {},
+    "recovered": {},
+    "counters_as_of_ns": {},
+    "counters_note": {}
   }},
   "device": {{{}}},
   "config": {{
@@ -961,6 +1023,13 @@ fn metadata(
         opt(spool_error),
         opt(&s.spool_damage),
         s.elapsed_ms,
+        b(recovered),
+        counters_as_of_ns.map_or("null".to_string(), |n| n.to_string()),
+        opt(&counters_as_of_ns.map(|_| {
+            "the process ended without a stop: the drop counters are as of counters_as_of_ns, the last time it \
+             wrote them (about every second); drops after that were never written"
+                .to_string()
+        })),
         device_meta(p, dev),
         json::string(
             cfg.profiler_dir

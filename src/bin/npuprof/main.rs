@@ -65,9 +65,13 @@ are never followed; files over their cap are not read (JSON metadata 4 MiB, CSVs
 const RECOVER_HELP: &str = "\
 npuprof recover DIR...
 
-Finishes worker directories whose process died without npuprof_stop (kill -9, a crash): the spool in
-DIR/FRAMEWORK/npuprof.spool becomes the usual result, ending at the last recorded event and marked
-'recovered'; a torn last frame is skipped and reported. A finished directory is left alone (exit 1).";
+Finishes worker directories whose result files are missing: the process died without npuprof_stop
+(kill -9, a crash) or while its export ran. The spool in DIR/FRAMEWORK/npuprof.spool becomes the usual
+result, marked 'recovered': with the process's stop reason if it stopped, else ending at the last recorded
+event with the drop counters as of the last time the process wrote them; the configuration is the one the
+process ran with. A torn last frame is skipped and reported. A finished directory (profiler_metadata.json
+present), a live profile (its process holds the spool's lock; the pid is named) and a symlinked
+ASCEND_PROFILER_OUTPUT are refused (exit 1).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
