@@ -419,6 +419,7 @@ impl Drain {
                 Status::Internal,
                 format!("the drain lost track of {}", profile.dir.display()),
             ));
+            session::export_ended();
             return;
         };
         for (i, r) in self.rings.iter().enumerate() {
@@ -469,6 +470,7 @@ impl Drain {
         };
         if self.etx.send(ExportMsg::Job(job)).is_err() {
             log::error!("the npuprof-export thread is gone; a profile stays unexported");
+            session::export_ended();
         }
     }
 }
@@ -592,6 +594,7 @@ fn export_loop(rx: Receiver<ExportMsg>) {
         let dir = job.profile.dir.clone();
         let res = catch_unwind(AssertUnwindSafe(|| {
             crate::fault::point("export.run");
+            crate::fault::stall("export.run");
             export::run(job)
         }));
         let err = match res {
@@ -606,5 +609,6 @@ fn export_loop(rx: Receiver<ExportMsg>) {
             }
         };
         errors.extend(err);
+        session::export_ended();
     }
 }
