@@ -304,7 +304,10 @@ impl Drain {
                 (None, Some(e.to_string()))
             }
         };
-        let cap = profile.config.max_disk_bytes() / 8;
+        // An eighth of NPUPROF_MAX_DISK_MB, at least 1 MiB but never more than half of it: the trace needs
+        // the rest (the spool counts against the cap, see `export::run`).
+        let max = profile.config.max_disk_bytes();
+        let cap = (max / 8).max((1 << 20).min(max / 2));
         self.active = Some(Active {
             base_dropped: base.dropped,
             base_unbalanced: base.unbalanced,
@@ -317,7 +320,7 @@ impl Drain {
                 drain_cpu_ns: thread_cpu_ns(),
                 ..Counters::default()
             },
-            spool_cap: cap.max(1 << 20),
+            spool_cap: cap,
             truncated: false,
             cap_reported: false,
             spool_error,

@@ -326,6 +326,9 @@ fn summary(args: &[String]) -> u8 {
                     "after_thread_exit",
                     "outside_profile_window",
                     "over_disk_cap",
+                    "trace_cut",
+                    "unpaired",
+                    "unknown_kind",
                 ]
                 .iter()
                 .map(|k| d.get(k).and_then(Value::as_u64).unwrap_or(0))
