@@ -730,7 +730,19 @@ pub fn shutdown() -> Result<()> {
         t.shutdown();
     }
     backend::mspti::unsubscribe();
+    release_ring_memory()?;
     flushed
+}
+
+/// Returns the rings' pages to the system, if no profile records and no background thread runs (a start
+/// on another thread since our stop owns the rings again: then they are kept).
+fn release_ring_memory() -> Result<()> {
+    let ctl = lock()?;
+    if ctl.running.is_none() && ctl.threads.is_none() {
+        let bytes = record::release_ring_memory();
+        log::debug!("shutdown: {} MiB of record buffers returned", bytes >> 20);
+    }
+    Ok(())
 }
 
 /// The current or most recent worker directory.
