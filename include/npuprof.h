@@ -8,6 +8,18 @@
  *
  * No function ever aborts or unwinds into the caller: failures are status codes plus one log line on stderr
  * prefixed "[npuprof]".
+ *
+ * Signals: no npuprof function is async-signal-safe (they may log, allocate or take locks), so do not call
+ * them from a signal handler. A SIGTERM/SIGINT handler should only set a flag (a volatile sig_atomic_t);
+ * the main loop checks it and calls npuprof_stop() or npuprof_shutdown() from normal code, then exits.
+ * As a safety net, a control call (npuprof_start, npuprof_stop, npuprof_step when it starts or stops a
+ * profile, npuprof_flush, npuprof_shutdown) made by a handler that interrupted another control call on the
+ * same thread returns NPUPROF_ERR_BUSY at once instead of deadlocking, and the interrupted call completes.
+ *
+ * Exit: a profile still recording when the process calls exit() (or returns from main) is stopped and
+ * written; exit() also waits for profiles stopped just before it whose files are still being written. The
+ * wait is bounded by NPUPROF_FLUSH_TIMEOUT_S, at most 60 s, and logged in one line. _exit() and fatal
+ * signals skip it: `npuprof recover` finishes such a profile from its spool.
  */
 #ifndef NPUPROF_H
 #define NPUPROF_H
@@ -28,7 +40,9 @@ enum npuprof_status {
     NPUPROF_ERR_INVALID_ARGUMENT = 4, /* an argument is invalid */
     NPUPROF_ERR_IO = 5,               /* a file or directory could not be created or written */
     NPUPROF_ERR_BACKEND = 6,          /* the device profiling backend failed */
-    NPUPROF_ERR_INTERNAL = 7          /* a caught panic or broken invariant; the host is unaffected */
+    NPUPROF_ERR_INTERNAL = 7,         /* a caught panic or broken invariant; the host is unaffected */
+    NPUPROF_ERR_BUSY = 8              /* a control call re-entered on a thread already inside one (e.g. from a
+                                         signal handler that interrupted npuprof_start): refused at once */
 };
 
 /* Begins a profile now (the runtime's POST /start_profile): creates a new
@@ -84,7 +98,10 @@ void npuprof_mark(uint32_t name_id);
 int npuprof_flush(void);
 
 /* Stops the running profile if any, flushes, and ends the background threads. Later calls start things
- * again lazily. Call it from the runtime's shutdown path. */
+ * again lazily. Call it from the runtime's shutdown path (not from a signal handler: see the top of this
+ * file). Also returns the memory of the per-thread record buffers to the system (they come back on the next
+ * profile's first record of each thread). Returns NPUPROF_OK, NPUPROF_ERR_BUSY, or the error of a failed
+ * export. */
 int npuprof_shutdown(void);
 
 /* The library version, "MAJOR.MINOR.PATCH". */

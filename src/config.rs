@@ -146,7 +146,10 @@ pub const DEFAULT_STOP_STEP: u64 = 5;
 pub const DEFAULT_THRESHOLD: u64 = 1;
 pub const DEFAULT_BUFFER_KB: u64 = 1024;
 pub const MIN_BUFFER_KB: u64 = 4;
-pub const MAX_BUFFER_KB: u64 = 1024 * 1024;
+/// The documented maximum of `NPUPROF_BUFFER_KB` (256 MiB per recording thread); larger values warn and use
+/// it. A ring is allocated and filled by its thread's first record, so its size is that record's latency
+/// and, per thread, resident memory until `npuprof_shutdown`.
+pub const MAX_BUFFER_KB: u64 = 256 * 1024;
 pub const DEFAULT_MAX_DISK_MB: u64 = 4096;
 pub const DEFAULT_FLUSH_TIMEOUT_S: u64 = 300;
 pub const DEFAULT_MSPROF_TIMEOUT_S: u64 = 600;

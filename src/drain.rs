@@ -343,7 +343,10 @@ impl Drain {
                 (None, Some(e.to_string()))
             }
         };
-        let cap = profile.config.max_disk_bytes() / 8;
+        // An eighth of NPUPROF_MAX_DISK_MB, at least 1 MiB but never more than half of it: the trace needs
+        // the rest (the spool counts against the cap, see `export::run`).
+        let max = profile.config.max_disk_bytes();
+        let cap = (max / 8).max((1 << 20).min(max / 2));
         self.active = Some(Active {
             base_dropped: base.dropped,
             base_unbalanced: base.unbalanced,
@@ -358,7 +361,7 @@ impl Drain {
                 drain_cpu_ns: thread_cpu_ns(),
                 ..Counters::default()
             },
-            spool_cap: cap.max(1 << 20),
+            spool_cap: cap,
             truncated: false,
             cap_reported: false,
             spool_error,
@@ -465,6 +468,7 @@ impl Drain {
                 Status::Internal,
                 format!("the drain lost track of {}", profile.dir.display()),
             ));
+            session::export_ended();
             return;
         };
         a.sample_counters(&self.rings);
@@ -497,6 +501,7 @@ impl Drain {
         };
         if self.etx.send(ExportMsg::Job(job, a.lock)).is_err() {
             log::error!("the npuprof-export thread is gone; a profile stays unexported");
+            session::export_ended();
         }
     }
 }
@@ -770,6 +775,7 @@ fn export_loop(rx: Receiver<ExportMsg>) {
         let dir = job.profile.dir.clone();
         let res = catch_unwind(AssertUnwindSafe(|| {
             crate::fault::point("export.run");
+            crate::fault::stall("export.run");
             export::run(job)
         }));
         let err = match res {
@@ -784,5 +790,6 @@ fn export_loop(rx: Receiver<ExportMsg>) {
             }
         };
         errors.extend(err);
+        session::export_ended();
     }
 }

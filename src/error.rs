@@ -17,10 +17,11 @@ pub enum Status {
     Io = 5,
     Backend = 6,
     Internal = 7,
+    Busy = 8,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Ok,
         Status::Disabled,
         Status::AlreadyRunning,
@@ -29,6 +30,7 @@ impl Status {
         Status::Io,
         Status::Backend,
         Status::Internal,
+        Status::Busy,
     ];
 
     /// The static, NUL-terminated description returned by `npuprof_strerror`.
@@ -42,6 +44,7 @@ impl Status {
             5 => b"NPUPROF_ERR_IO: a file or directory could not be created or written\0",
             6 => b"NPUPROF_ERR_BACKEND: the profiling backend failed\0",
             7 => b"NPUPROF_ERR_INTERNAL: internal error (caught panic or broken invariant)\0",
+            8 => b"NPUPROF_ERR_BUSY: a control call re-entered on a thread already inside one (refused)\0",
             _ => b"NPUPROF_ERR_UNKNOWN: unknown status code\0",
         };
         // All literals above end in exactly one NUL and contain no other.
@@ -90,7 +93,7 @@ mod tests {
             assert!(m.starts_with("NPUPROF_"), "{m}");
             assert!(seen.insert(m));
         }
-        for bad in [-1, 8, 1000, i32::MIN, i32::MAX] {
+        for bad in [-1, 9, 1000, i32::MIN, i32::MAX] {
             assert!(Status::describe(bad).to_str().unwrap().contains("UNKNOWN"));
         }
     }

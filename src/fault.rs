@@ -7,18 +7,28 @@
 //!   where they are (`session.start.locked`, `session.stop.locked`, `drain.msg`, `export.run`,
 //!   `mspti.complete`);
 //! * `stall@<point>=<ms>`: sleep `ms` at every pass through a stall point (`drain.batch`: each batch the
-//!   host drain writes to the spool, as a blocked disk would; `mspti.consumer`: each MSPTI buffer written).
+//!   host drain writes to the spool, as a blocked disk would; `mspti.consumer`: each MSPTI buffer written;
+//!   `export.run`: each export, before it starts);
+//! * `raise@<point>=<signo>`: raise signal `signo` on the calling thread at the first pass through a panic
+//!   point (e.g. `session.start.locked`, to run a signal handler while the control lock is held).
 
 #[cfg(feature = "fault-injection")]
 mod imp {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
 
+    #[derive(PartialEq, Eq)]
+    enum Kind {
+        Panic,
+        Stall,
+        Raise(i32),
+    }
+
     struct Fault {
         point: String,
-        /// Panics left (panic@), or the stall in ms (stall@).
+        /// Panics or raises left (panic@, raise@), or the stall in ms (stall@).
         left: AtomicU64,
-        stall: bool,
+        kind: Kind,
     }
 
     fn faults() -> &'static [Fault] {
@@ -34,7 +44,15 @@ mod imp {
                         return Some(Fault {
                             point: point.to_string(),
                             left: AtomicU64::new(ms.parse().ok()?),
-                            stall: true,
+                            kind: Kind::Stall,
+                        });
+                    }
+                    if let Some(s) = f.strip_prefix("raise@") {
+                        let (point, sig) = s.split_once('=')?;
+                        return Some(Fault {
+                            point: point.to_string(),
+                            left: AtomicU64::new(1),
+                            kind: Kind::Raise(sig.parse().ok()?),
                         });
                     }
                     let f = f.strip_prefix("panic@")?;
@@ -45,7 +63,7 @@ mod imp {
                     Some(Fault {
                         point: point.to_string(),
                         left: AtomicU64::new(n),
-                        stall: false,
+                        kind: Kind::Panic,
                     })
                 })
                 .collect()
@@ -54,7 +72,7 @@ mod imp {
 
     pub fn stall(name: &str) {
         for f in faults() {
-            if f.stall && f.point == name {
+            if f.kind == Kind::Stall && f.point == name {
                 std::thread::sleep(std::time::Duration::from_millis(
                     f.left.load(Ordering::Relaxed),
                 ));
@@ -64,13 +82,21 @@ mod imp {
 
     pub fn point(name: &str) {
         for f in faults() {
-            if !f.stall
-                && f.point == name
-                && f.left
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                    .is_ok()
+            if f.kind == Kind::Stall || f.point != name {
+                continue;
+            }
+            if f.left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_err()
             {
-                panic!("injected fault at {name}");
+                continue;
+            }
+            match f.kind {
+                // SAFETY: raise has no preconditions; the test installed a handler for `sig`.
+                Kind::Raise(sig) => unsafe {
+                    libc::raise(sig);
+                },
+                _ => panic!("injected fault at {name}"),
             }
         }
     }

@@ -101,14 +101,70 @@ static STEPS: AtomicU64 = AtomicU64::new(0);
 /// Old logic: the step number that ends the running profile instead of being recorded; 0 = no limit.
 static STOP_AT: AtomicU64 = AtomicU64::new(0);
 
-fn lock() -> MutexGuard<'static, Control> {
-    let mut ctl = CONTROL.lock().unwrap_or_else(|e| e.into_inner());
+// ---- the control lock and its re-entry guard -------------------------------------------------------------
+//
+// CONTROL is not reentrant. A control call made on a thread that is already inside one (a signal handler
+// that interrupted `npuprof_start` calls `npuprof_shutdown`) would wait forever for a lock its own thread
+// holds. IN_CONTROL is set before the lock is taken and cleared after it is released, so such a call sees it
+// and is refused at once with `Status::Busy`. (Set first and cleared last: a signal arriving between the flag
+// and the lock finds the flag, never a held lock without it.)
+
+thread_local! {
+    /// This thread is taking, holding or releasing CONTROL. `const`, no destructor: readable from a signal
+    /// handler and during thread exit.
+    static IN_CONTROL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// CONTROL, held by this thread; releases the lock, then clears IN_CONTROL.
+struct Held(Option<MutexGuard<'static, Control>>);
+
+impl std::ops::Deref for Held {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Control {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        let _ = IN_CONTROL.try_with(|f| f.set(false));
+    }
+}
+
+/// True while this thread is inside a control call (taking, holding or releasing CONTROL).
+fn reentered() -> bool {
+    IN_CONTROL.try_with(|f| f.get()).unwrap_or(false)
+}
+
+fn busy() -> Error {
+    Error::new(
+        Status::Busy,
+        "re-entered: this thread is already inside an npuprof control call (a signal handler that \
+         interrupted npuprof_start/stop?); refused. From a signal handler, only set a flag and call \
+         npuprof_stop/npuprof_shutdown from normal code (see npuprof.h)",
+    )
+}
+
+fn lock() -> Result<Held> {
+    if reentered() {
+        return Err(busy());
+    }
+    // Outside a thread's lifetime (its TLS gone) the flag cannot be kept: take the lock unguarded.
+    let _ = IN_CONTROL.try_with(|f| f.set(true));
+    let mut ctl = Held(Some(CONTROL.lock().unwrap_or_else(|e| e.into_inner())));
     // Acquire pairs with the child handler's increment (same thread; kept for clarity).
     let gen = FORK_GEN.load(Ordering::Acquire);
     if ctl.fork_gen != gen {
         reset_after_fork(&mut ctl, gen);
     }
-    ctl
+    Ok(ctl)
 }
 
 // ---- fork ---------------------------------------------------------------------------------------------
@@ -210,7 +266,7 @@ pub fn config() -> &'static Config {
         && !WATCHING.swap(true, Ordering::AcqRel)
     {
         crate::control::prepare(c);
-        if let Err(e) = ensure_threads(&mut lock()) {
+        if let Err(e) = lock().and_then(|mut ctl| ensure_threads(&mut ctl)) {
             log::warn!("NPUPROF_CONTROL: no watcher: {}", e.msg);
         }
     }
@@ -271,7 +327,7 @@ pub fn start() -> Result<()> {
     if cfg.profiler_dir.is_none() {
         return Err(disabled());
     }
-    let mut ctl = lock();
+    let mut ctl = lock()?;
     crate::fault::point("session.start.locked");
     start_locked(&mut ctl, cfg, false)
 }
@@ -391,7 +447,7 @@ pub fn stop() -> Result<()> {
     if cfg.profiler_dir.is_none() {
         return Err(disabled());
     }
-    let mut ctl = lock();
+    let mut ctl = lock()?;
     crate::fault::point("session.stop.locked");
     stop_locked(&mut ctl, clock::now(), StopReason::Manual, None)
 }
@@ -419,6 +475,8 @@ fn stop_locked(
         }
         None => Box::new(backend::NoDeviceData),
     };
+    // Counted before the message can arrive, so the export's end never precedes its count.
+    WRITING.fetch_add(1, Ordering::AcqRel);
     let sent = ctl.threads.as_ref().map(|t| {
         t.send(drain::Msg::Stop {
             profile: p.clone(),
@@ -428,6 +486,7 @@ fn stop_locked(
         })
     });
     if !matches!(sent, Some(Ok(()))) {
+        export_ended();
         return Err(Error::new(
             Status::Internal,
             format!(
@@ -446,8 +505,9 @@ fn stop_locked(
 
 /// Called by the drain thread when a profile must end on its own (disk cap).
 pub fn stop_from_drain(gen: u64, reason: StopReason) {
-    let mut ctl = lock();
-    let _ = stop_locked(&mut ctl, clock::now(), reason, Some(gen));
+    if let Ok(mut ctl) = lock() {
+        let _ = stop_locked(&mut ctl, clock::now(), reason, Some(gen));
+    }
 }
 
 /// True when `npuprof_step` has nothing to do: configured, not recording, not armed. One relaxed load.
@@ -471,7 +531,7 @@ pub fn step(tokens: u64) -> Result<()> {
         let stop_at = STOP_AT.load(Ordering::Relaxed);
         if stop_at != 0 && k >= stop_at {
             if k == stop_at {
-                let mut ctl = lock();
+                let mut ctl = lock()?;
                 return stop_locked(&mut ctl, ts, StopReason::StepLimit, Some(s >> GEN_SHIFT))
                     .or_else(|e| {
                         if e.status == Status::NotRunning {
@@ -500,7 +560,7 @@ pub fn step(tokens: u64) -> Result<()> {
 #[cold]
 fn auto_start(tokens: u64) -> Result<()> {
     let cfg = config();
-    let mut ctl = lock();
+    let mut ctl = lock()?;
     if STATE.load(Ordering::Acquire) & ARMED == 0 || ctl.running.is_some() {
         // Someone else fired it, or a manual profile runs (this step is then recorded by the next call).
         return Ok(());
@@ -531,19 +591,36 @@ fn install_exit_hook() {
 /// Set while the exit hook finishes a profile: exporters skip slow steps (CANN's msprof) and say so.
 pub static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Profiles stopped and not yet written (their export queued or running): what the exit hook waits for.
+static WRITING: AtomicU64 = AtomicU64::new(0);
+
+/// Called by the background threads when a stopped profile's export has ended (written or failed).
+pub fn export_ended() {
+    // Saturating: a profile abandoned by a caught panic may be reported twice; the count only decides the
+    // exit hook's log line (its wait is a flush, which answers for everything sent before it).
+    let _ = WRITING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+}
+
+/// The exit hook: finishes a profile still recording, and waits, bounded (`NPUPROF_FLUSH_TIMEOUT_S`, at most
+/// 60 s), for every export queued or running, so `npuprof_stop(); exit(0);` keeps its profile. One log line
+/// says what it waits for.
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
-        if CONFIG.get().is_none() {
+        if CONFIG.get().is_none() || reentered() {
+            // exit() from a signal handler that interrupted a control call of this thread: the lock is ours
+            // and held mid-change; leave everything as it is.
             return;
         }
         // Another thread may hold the lock while the process exits: wait a little, never forever.
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let _ = IN_CONTROL.try_with(|f| f.set(true));
         let mut ctl = loop {
             match CONTROL.try_lock() {
-                Ok(g) => break g,
-                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Ok(g) => break Held(Some(g)),
+                Err(std::sync::TryLockError::Poisoned(p)) => break Held(Some(p.into_inner())),
                 Err(std::sync::TryLockError::WouldBlock) => {
                     if std::time::Instant::now() > deadline {
+                        let _ = IN_CONTROL.try_with(|f| f.set(false));
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(10));
@@ -554,26 +631,52 @@ extern "C" fn at_exit() {
         if ctl.fork_gen != gen {
             reset_after_fork(&mut ctl, gen);
         }
-        if ctl.running.is_none() {
+        let wait = Duration::from_secs(config().flush_timeout_s.min(60));
+        let recording = ctl.running.as_ref().map(|p| p.dir.clone());
+        // Stopped profiles still being written (the one stopped below is added by `stop_locked`).
+        let writing = WRITING.load(Ordering::Acquire);
+        if recording.is_none() && (writing == 0 || ctl.threads.is_none()) {
             return;
         }
-        log::warn!("the process is exiting while recording: finishing the profile");
         EXITING.store(true, Ordering::Relaxed);
-        if stop_locked(&mut ctl, clock::now(), StopReason::Exit, None).is_err() {
+        match &recording {
+            Some(dir) => log::warn!(
+                "the process is exiting while recording: finishing {} and waiting up to {}s for it{} \
+                 (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
+                dir.display(),
+                wait.as_secs(),
+                match writing {
+                    0 => String::new(),
+                    n => format!(" and {n} stopped profile(s) still being written"),
+                }
+            ),
+            None => log::warn!(
+                "the process is exiting while {writing} stopped profile(s) are still being written \
+                 (the latest: {}): waiting up to {}s for them (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
+                ctl.last_dir
+                    .as_ref()
+                    .map_or("?".into(), |d| d.display().to_string()),
+                wait.as_secs()
+            ),
+        }
+        if recording.is_some()
+            && stop_locked(&mut ctl, clock::now(), StopReason::Exit, None).is_err()
+        {
             return;
         }
-        // Ask for the flush under the lock we hold (never block on it again), wait without it, briefly.
+        // Ask for the flush under the lock we hold (never block on it again), wait without it. The flush
+        // travels behind every stop sent before it, so its answer means they are all written.
         let ack = ctl.threads.as_ref().map(|t| t.request_flush());
         drop(ctl);
-        let wait = Duration::from_secs(config().flush_timeout_s.min(60));
         if let Some(Ok(ack)) = ack {
             match ack.recv_timeout(wait) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    log::warn!("the profile could not be finished before exit: {}", e.msg)
+                    log::warn!("a profile could not be finished before exit: {}", e.msg)
                 }
                 Err(_) => log::warn!(
-                    "the profile was not finished within {}s of exit; its spool is kept",
+                    "profiles were not finished within {}s of exit; their spools are kept for `npuprof \
+                     recover`",
                     wait.as_secs()
                 ),
             }
@@ -586,7 +689,7 @@ extern "C" fn at_exit() {
 pub fn flush() -> Result<()> {
     let timeout = Duration::from_secs(config().flush_timeout_s);
     // The request goes under the lock (so it is ordered after any stop already sent); the wait does not.
-    let ack = match lock().threads.as_ref() {
+    let ack = match lock()?.threads.as_ref() {
         None => return Ok(()),
         Some(t) => t.request_flush()?,
     };
@@ -613,7 +716,7 @@ pub fn shutdown() -> Result<()> {
         return Ok(());
     }
     {
-        let mut ctl = lock();
+        let mut ctl = lock()?;
         match stop_locked(&mut ctl, clock::now(), StopReason::Shutdown, None) {
             Ok(()) => {}
             Err(e) if e.status == Status::NotRunning => {}
@@ -632,7 +735,7 @@ pub fn shutdown() -> Result<()> {
     // threads now (shutdown is then ordered before that start, which keeps recording). Joined outside the
     // lock; a start meanwhile spawns new threads.
     let threads = {
-        let mut ctl = lock();
+        let mut ctl = lock()?;
         if ctl.running.is_some() {
             None
         } else {
@@ -646,11 +749,23 @@ pub fn shutdown() -> Result<()> {
         WATCHING.store(false, Ordering::Release);
     }
     backend::mspti::unsubscribe();
+    release_ring_memory()?;
     flushed
+}
+
+/// Returns the rings' pages to the system, if no profile records and no background thread runs (a start
+/// on another thread since our stop owns the rings again: then they are kept).
+fn release_ring_memory() -> Result<()> {
+    let ctl = lock()?;
+    if ctl.running.is_none() && ctl.threads.is_none() {
+        let bytes = record::release_ring_memory();
+        log::debug!("shutdown: {} MiB of record buffers returned", bytes >> 20);
+    }
+    Ok(())
 }
 
 /// The current or most recent worker directory.
 pub fn output_dir() -> Option<PathBuf> {
     config();
-    lock().last_dir.clone()
+    lock().ok()?.last_dir.clone()
 }

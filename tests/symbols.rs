@@ -94,3 +94,37 @@ fn header_compiles_as_c99_and_cpp() {
         );
     }
 }
+
+/// `enum npuprof_status` in the header, `npuprof_strerror` and the Python package's constants agree: every
+/// code the header declares has its own description starting with its name, and the same value in Python.
+#[test]
+fn status_codes_agree_between_header_strerror_and_python() {
+    let h = std::fs::read_to_string(common::repo().join("include/npuprof.h")).unwrap();
+    let py = std::fs::read_to_string(common::repo().join("python/npuprof/__init__.py")).unwrap();
+    let body = &h[h.find("enum npuprof_status {").unwrap()..];
+    let body = &body[..body.find("};").unwrap()];
+    let mut codes = vec![];
+    for line in body.lines() {
+        let Some((name, rest)) = line.trim().split_once(" = ") else {
+            continue;
+        };
+        let value: i32 = rest
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        codes.push((name.trim().to_string(), value));
+    }
+    assert_eq!(codes.len(), npuprof::error::Status::ALL.len(), "{codes:?}");
+    for (name, value) in &codes {
+        let s = npuprof::error::Status::describe(*value).to_str().unwrap();
+        assert!(s.starts_with(&format!("{name}:")), "{name} = {value}: {s}");
+        let short = name.strip_prefix("NPUPROF_").unwrap();
+        assert!(
+            py.lines().any(|l| l.trim() == format!("{short} = {value}")),
+            "python/npuprof lacks {short} = {value}"
+        );
+    }
+}

@@ -25,7 +25,7 @@ __all__ = [
     "NpuprofError", "start", "stop", "step", "is_running", "output_dir", "range", "mark", "flush",
     "shutdown", "version", "library_path",
     "OK", "ERR_DISABLED", "ERR_ALREADY_RUNNING", "ERR_NOT_RUNNING", "ERR_INVALID_ARGUMENT", "ERR_IO",
-    "ERR_BACKEND", "ERR_INTERNAL",
+    "ERR_BACKEND", "ERR_INTERNAL", "ERR_BUSY",
 ]
 
 OK = 0
@@ -36,6 +36,7 @@ ERR_INVALID_ARGUMENT = 4
 ERR_IO = 5
 ERR_BACKEND = 6
 ERR_INTERNAL = 7
+ERR_BUSY = 8
 
 
 class NpuprofError(RuntimeError):
@@ -133,11 +134,30 @@ def stop():
 
 def step(num_scheduled_tokens=0):
     """One scheduler step with this many scheduled tokens (drives PROFILER_TOKEN_THRESHOLD /
-    PROFILER_STOP_STEP; a few nanoseconds when not recording). Called in the serving loop, it never raises
-    for a missing library: it does nothing then, like range() and mark()."""
+    PROFILER_STOP_STEP; a few nanoseconds when not recording). Called in the serving loop, it never raises,
+    like range() and mark(): without the library it does nothing; when the automatic start it triggers
+    fails (e.g. an unwritable VLLM_TORCH_PROFILER_DIR) the library logs that once and serving goes on (the
+    status is returned, ``OK`` == 0, for callers that want it)."""
     if _lib is None:
-        return
-    _check(_lib.npuprof_step(max(0, int(num_scheduled_tokens))))
+        return OK
+    try:
+        n = min(max(0, int(num_scheduled_tokens)), (1 << 64) - 1)
+    except (TypeError, ValueError, OverflowError):
+        _warn_once("step", f"npuprof.step: not a token count: {num_scheduled_tokens!r}; counted as 0")
+        n = 0
+    return _lib.npuprof_step(n)
+
+
+_warned = set()
+
+
+def _warn_once(key, msg):
+    if key not in _warned:
+        _warned.add(key)
+        try:
+            os.write(2, f"[npuprof] WARN  {msg}\n".encode("utf-8", "replace"))
+        except OSError:
+            pass
 
 
 def is_running():

@@ -35,6 +35,12 @@ pub struct Summary {
     pub lost_range_begins: u64,
     pub closed_at_stop: u64,
     pub unknown_records: u64,
+    /// Spool records whose trace event was left out at the trace's disk budget.
+    pub trace_cut_records: u64,
+    /// Spool records that cannot be drawn: an END whose BEGIN was lost, a stack frame without its BEGIN.
+    pub unpaired_records: u64,
+    /// Trace events (host and device) left out at the disk budget.
+    pub trace_cut_events: u64,
     pub spool_damage: Option<String>,
     pub truncated: bool,
     pub elapsed_ms: u64,
@@ -51,6 +57,10 @@ fn progress(done: usize, total: usize, what: &str) {
         " ".repeat(W - fill)
     );
 }
+
+/// Room kept in NPUPROF_MAX_DISK_MB for the files other than the trace and the spool (the CSVs of a host
+/// profile, the two JSON metadata files).
+const SMALL_FILES_RESERVE: u64 = 64 << 10;
 
 /// Exports one profile. On success the spool is removed (unless `NPUPROF_KEEP_SPOOL`).
 pub fn run(job: ExportJob) -> Result<Summary> {
@@ -82,11 +92,13 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let t_collect = t0.elapsed();
     let start_ns = p.anchor.1;
     let stop_ns = conversion.to_ns(stop_tick).max(start_ns);
+    // The spool counts against NPUPROF_MAX_DISK_MB (it exists while the trace is written, and stays with
+    // NPUPROF_KEEP_SPOOL), and so do the small files written after the trace.
     let budget = p
         .config
         .max_disk_bytes()
         .saturating_sub(counters.spool_bytes)
-        .max(1 << 20);
+        .saturating_sub(SMALL_FILES_RESERVE);
 
     let mut host = HostPass::new(p.pid, conversion, p.anchor.0, stop_tick);
     let mut tw = TraceWriter::create(out, "trace_view.json", budget)?;
@@ -171,14 +183,21 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         lost_range_begins: host.lost_begins,
         closed_at_stop: host.closed_at_stop,
         unknown_records: host.unknown,
+        trace_cut_records: host.trace_cut,
+        unpaired_records: host.lost_begins + host.stray_stacks,
+        trace_cut_events: tw.cut_events,
         spool_damage: host.damage.clone(),
         truncated: truncated || tw.truncated,
         ..Default::default()
     };
-    if tw.truncated && !truncated {
+    if tw.truncated {
         log::warn!(
-            "trace_view.json of {} reached NPUPROF_MAX_DISK_MB and is truncated",
-            p.dir.display()
+            "trace_view.json of {} reached its share of NPUPROF_MAX_DISK_MB ({} bytes): {} events ({} \
+             recorded host records) left out, counted in profiler_metadata.json",
+            p.dir.display(),
+            budget,
+            tw.cut_events,
+            host.trace_cut
         );
     }
     summary.trace_events = tw.events;
@@ -217,11 +236,11 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     layout::write_atomic(&p.dirs.top, "profiler_metadata.json", meta.as_bytes())?;
     progress(3, 3, "Done");
     log::info!(
-        "profile written: {} ({} steps, {} slices, {} dropped records{})",
+        "profile written: {} ({} steps, {} slices, {} records not in the result{})",
         p.dir.display(),
         summary.steps,
         summary.slices,
-        counters.ring_full + counters.after_thread_exit,
+        not_in_result(&counters, &summary),
         if summary.truncated { ", truncated" } else { "" }
     );
     if !p.config.keep_spool && spool_error.is_none() && summary.spool_damage.is_none() {
@@ -312,6 +331,10 @@ struct HostPass {
     lost_begins: u64,
     closed_at_stop: u64,
     unknown: u64,
+    /// Records whose event the trace's disk budget left out.
+    trace_cut: u64,
+    /// STACK records that follow no kept BEGIN.
+    stray_stacks: u64,
     damage: Option<String>,
 }
 
@@ -340,6 +363,8 @@ impl HostPass {
             lost_begins: 0,
             closed_at_stop: 0,
             unknown: 0,
+            trace_cut: 0,
+            stray_stacks: 0,
             damage: None,
         }
     }
@@ -499,6 +524,10 @@ impl HostPass {
         // Durations are differences of converted end points, so nesting and adjacency survive the
         // conversion exactly (no independent rounding of begin and length).
         let begin_ns = self.conv.to_ns(begin);
+        // The records this slice stands for: its BEGIN, its stack frames and, unless it was closed for
+        // want of one (note set), its END.
+        let records = 1 + o.stack.len() as u64 + note.is_empty() as u64;
+        let cut_before = tw.cut_events;
         let r = tw.complete(
             self.pid,
             tid,
@@ -509,7 +538,15 @@ impl HostPass {
             &args,
         );
         self.args = args;
+        self.count_cut(tw, cut_before, records);
         r
+    }
+
+    /// Counts `records` as cut from the trace if the event offered since `cut_before` was left out.
+    fn count_cut(&mut self, tw: &TraceWriter, cut_before: u64, records: u64) {
+        if tw.cut_events > cut_before {
+            self.trace_cut += records;
+        }
     }
 
     fn close_all(
@@ -588,7 +625,9 @@ impl HostPass {
             }
             kind::MARK => {
                 let name = self.name(p as u32);
+                let cut_before = tw.cut_events;
                 tw.instant(self.pid, st.tid, &name, self.conv.to_ns(r.ts), "mark")?;
+                self.count_cut(tw, cut_before, 1);
             }
             kind::STEP => {
                 // A range opened during the previous step and still open crosses that step's end.
@@ -608,14 +647,13 @@ impl HostPass {
                     crossed: false,
                 });
             }
-            kind::STACK => {
-                if was_begin {
-                    if let Some(o) = st.open.last_mut() {
-                        o.stack.push(p);
-                    }
+            kind::STACK => match st.open.last_mut() {
+                Some(o) if was_begin => {
+                    o.stack.push(p);
                     st.last_was_begin = true;
                 }
-            }
+                _ => self.stray_stacks += 1,
+            },
             _ => self.unknown += 1,
         }
         Ok(())
@@ -655,6 +693,7 @@ impl HostPass {
             let start_ns = self.conv.to_ns(tick);
             let dur = self.conv.to_ns(end).saturating_sub(start_ns);
             let name = json::string(format!("ProfilerStep#{k}").as_bytes());
+            let cut_before = tw.cut_events;
             tw.complete(
                 self.pid,
                 tid,
@@ -664,6 +703,7 @@ impl HostPass {
                 "step",
                 &format!("\"num_scheduled_tokens\":{tokens}"),
             )?;
+            self.count_cut(tw, cut_before, 1);
             spans.push(StepSpan {
                 step: k,
                 start_ns,
@@ -906,6 +946,17 @@ fn profiler_info(
     )
 }
 
+/// Records made while recording that are not in the result, all reasons together (see `dropped_records`).
+fn not_in_result(c: &crate::drain::Counters, s: &Summary) -> u64 {
+    c.ring_full
+        + c.after_thread_exit
+        + c.outside_window
+        + c.over_disk_cap
+        + s.trace_cut_records
+        + s.unpaired_records
+        + s.unknown_records
+}
+
 #[allow(clippy::too_many_arguments)]
 fn metadata(
     p: &crate::session::Profile,
@@ -953,7 +1004,8 @@ fn metadata(
     "threads": {},
     "slices": {},
     "recorded_records": {},
-    "dropped_records": {{"ring_full": {}, "after_thread_exit": {}, "outside_profile_window": {}, "over_disk_cap": {}}},
+    "dropped_records": {{"ring_full": {}, "after_thread_exit": {}, "outside_profile_window": {}, "over_disk_cap": {}, "trace_cut": {}, "unpaired": {}, "unknown_kind": {}}},
+    "trace_events_cut": {},
     "unbalanced_pops": {},
     "lost_range_ends": {},
     "lost_range_begins": {},
@@ -1011,6 +1063,10 @@ fn metadata(
         c.after_thread_exit,
         c.outside_window,
         c.over_disk_cap,
+        s.trace_cut_records,
+        s.unpaired_records,
+        s.unknown_records,
+        s.trace_cut_events,
         c.unbalanced_pops,
         s.lost_range_ends,
         s.lost_range_begins,

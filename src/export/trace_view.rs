@@ -17,6 +17,8 @@ pub struct TraceWriter {
     pub truncated: bool,
     pub events: u64,
     pub slices: u64,
+    /// Events left out because they did not fit `cap` (host and device).
+    pub cut_events: u64,
 }
 
 impl TraceWriter {
@@ -36,6 +38,7 @@ impl TraceWriter {
             truncated: false,
             events: 0,
             slices: 0,
+            cut_events: 0,
         })
     }
 
@@ -52,6 +55,7 @@ impl TraceWriter {
         let n = (self.buf.len() + sep.len()) as u64;
         if self.written + n + 3 > self.cap {
             self.truncated = true;
+            self.cut_events += 1;
             self.buf.clear();
             return Ok(());
         }
@@ -272,6 +276,11 @@ mod tests {
         }
         assert!(t.truncated);
         let n = t.events;
+        assert_eq!(
+            n + t.cut_events,
+            100,
+            "every event written or counted as cut"
+        );
         let bytes = t.finish().unwrap();
         assert!(bytes <= 400, "{bytes}");
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();

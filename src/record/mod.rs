@@ -4,7 +4,13 @@
 //! its threshold), bit 2 "initialised", bits 3.. the profile generation. When the recording bit is clear a
 //! record call is a load and a branch. When it is set, the call reads the clock and writes one 16-byte record
 //! into the calling thread's own ring: no lock, no syscall, no allocation (the first record of a thread
-//! allocates and registers its ring, under the registry lock, once).
+//! takes a free ring or allocates one, once; the allocation is made outside the registry lock, so other
+//! threads never wait for it).
+//!
+//! Memory: rings are never freed (a thread's CURRENT may point to its ring at any time, and a record call
+//! that saw the recording bit just before a stop may still write one slot). `npuprof_shutdown` returns
+//! their pages to the system instead (`release_ring_memory`: the buffers stay mapped, as zero pages that are
+//! faulted in again by the next profile's records).
 //!
 //! Thread exit: the ring pointer lives in a `const`-initialised thread-local `Cell` that has no destructor, so
 //! it can be read during any thread-local destructor. The ring is retired by a pthread key destructor (set
@@ -104,6 +110,14 @@ fn gettid() -> u32 {
     unsafe { libc::syscall(libc::SYS_gettid) as u32 }
 }
 
+/// A ring no thread owns and the drain has emptied, if any.
+fn take_free(reg: &Registry) -> Option<&'static Ring> {
+    reg.rings
+        .iter()
+        .find(|r| r.owner_state() == ring::OWNER_FREE && r.is_empty())
+        .copied()
+}
+
 /// Slow path: the first record of this thread. Takes a free ring or allocates one, and arms the exit key.
 #[cold]
 #[inline(never)]
@@ -118,27 +132,40 @@ fn register() -> Option<&'static Ring> {
     };
     let tid = gettid();
     let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    let ring = match reg
-        .rings
-        .iter()
-        .find(|r| r.owner_state() == ring::OWNER_FREE && r.is_empty())
-    {
-        Some(r) => *r,
+    // A ring allocated here but not needed after all (another became free meanwhile); freed after the lock.
+    let mut spare: Option<Box<Ring>> = None;
+    let ring = match take_free(&reg) {
+        Some(r) => r,
         None => {
-            let id = reg.rings.len() as u32;
+            // Allocate (and fill) the ring without the registry lock: at NPUPROF_BUFFER_KB's maximum that
+            // takes a while, and other threads' first records (and the drain) must not wait for it.
+            drop(reg);
+            #[cfg(test)]
+            tests::observe_allocation();
             // Relaxed: written once by `session::config` before STATE's REC bit is first set (Release),
-            // and this thread saw REC before registering.
-            match Ring::try_new(id, RING_CAPACITY.load(Ordering::Relaxed)) {
+            // and this thread saw REC before registering (the fence above).
+            let Some(mut new) =
+                Ring::try_new(0, RING_CAPACITY.load(Ordering::Relaxed)).map(Box::new)
+            else {
+                log::warn!(
+                    "could not allocate a record buffer for thread {tid}; its records are dropped"
+                );
+                CURRENT.with(|c| c.set(DEAD));
+                return None;
+            };
+            reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+            match take_free(&reg) {
                 Some(r) => {
-                    let r: &'static Ring = Box::leak(Box::new(r));
-                    reg.rings.push(r);
+                    spare = Some(new);
                     r
                 }
                 None => {
-                    drop(reg);
-                    log::warn!("could not allocate a record buffer for thread {tid}; its records are dropped");
-                    CURRENT.with(|c| c.set(DEAD));
-                    return None;
+                    new.id = reg.rings.len() as u32;
+                    // Leaked: a ring lives as long as the process (a thread's CURRENT may point to it at any
+                    // time); its memory is returned at shutdown by `release_ring_memory`.
+                    let r: &'static Ring = Box::leak(new);
+                    reg.rings.push(r);
+                    r
                 }
             }
         }
@@ -146,6 +173,7 @@ fn register() -> Option<&'static Ring> {
     // SAFETY: the ring is new or FREE (no producer) and we hold the registry lock (see `Ring::assign`).
     unsafe { ring.assign(tid) };
     drop(reg);
+    drop(spare);
     CURRENT.with(|c| c.set(ring));
     // SAFETY: a valid key; the value is only passed back to `retire_ring`.
     if unsafe { libc::pthread_setspecific(key, ring as *const Ring as *const libc::c_void) } != 0 {
@@ -357,6 +385,14 @@ pub fn baseline() -> Baseline {
     }
 }
 
+/// Returns the pages of every ring's buffer to the system (`npuprof_shutdown`, with no profile recording and
+/// no drain thread). Rings stay registered, owned and usable: their buffers remain mapped and read as zeros
+/// until written again. Returns the bytes released.
+pub fn release_ring_memory() -> usize {
+    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    reg.rings.iter().map(|r| r.release_pages()).sum()
+}
+
 /// Frees rings whose owner exited and that are empty, so new threads can reuse them.
 pub fn recycle_exited() {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
@@ -364,5 +400,55 @@ pub fn recycle_exited() {
         if r.owner_state() == ring::OWNER_EXITED && r.is_empty() {
             r.mark_free();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Set by `observe_allocation`: whether the registry lock was free while this thread allocated.
+        static LOCK_FREE_DURING_ALLOC: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+
+    /// Called where a new ring is allocated: is the registry lock free then? Another thread may hold it for
+    /// a moment (it never holds it long), so "free" means a `try_lock` succeeds within many attempts; a lock
+    /// this thread holds never does.
+    pub(super) fn observe_allocation() {
+        let free = (0..10_000).any(|_| {
+            let got = REGISTRY.try_lock().is_ok();
+            if !got {
+                std::thread::yield_now();
+            }
+            got
+        });
+        LOCK_FREE_DURING_ALLOC.with(|c| c.set(Some(free)));
+    }
+
+    /// Issue 14 item 11: a thread's first record allocates (and fills) its ring without holding the registry
+    /// lock, so other threads' first records never wait for a big allocation.
+    #[test]
+    fn a_new_ring_is_allocated_outside_the_registry_lock() {
+        std::thread::spawn(|| {
+            // A fresh thread allocates unless a FREE ring exists (none does in the unit tests: nothing
+            // recycles there); the result says whether it allocated, so the test cannot pass vacuously.
+            let before = ring_count();
+            let r = register().expect("a ring");
+            let allocated = ring_count() > before;
+            if allocated {
+                assert_eq!(
+                    LOCK_FREE_DURING_ALLOC.with(|c| c.get()),
+                    Some(true),
+                    "the registry lock was held while the ring was allocated"
+                );
+            }
+            assert_eq!(r.owner_state(), ring::OWNER_ALIVE);
+            allocated
+        })
+        .join()
+        .map(|allocated| assert!(allocated, "no allocation happened: the test proves nothing"))
+        .unwrap();
     }
 }

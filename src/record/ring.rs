@@ -339,6 +339,46 @@ impl Ring {
         self.owner.store(OWNER_ALIVE, Ordering::Release);
     }
 
+    /// Returns the whole pages of the slot buffer to the system (`madvise(MADV_DONTNEED)`); they read as
+    /// zeros afterwards and are faulted in again by the next writes. Returns the bytes released.
+    ///
+    /// Call it only when no profile records and no consumer drains (`npuprof_shutdown`, after the drain
+    /// thread ended). Records still unread in the ring become zero records, which the next profile's window
+    /// filter counts as outside the profile, like any stale record.
+    #[cfg(not(any(loom, miri)))]
+    pub(crate) fn release_pages(&self) -> usize {
+        // SAFETY: sysconf has no preconditions.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as usize,
+            _ => return 0,
+        };
+        let start = self.buf as usize;
+        let end = start + self.capacity() * RECORD_SIZE;
+        let (lo, hi) = (start.next_multiple_of(page), end / page * page);
+        if hi <= lo {
+            return 0;
+        }
+        // SAFETY: [lo, hi) is whole pages inside this ring's own slot allocation, which stays allocated and
+        // mapped (it is freed only by `Drop`, and registry rings are never dropped): MADV_DONTNEED on
+        // private anonymous memory only replaces the pages' content with zeros, every address stays valid.
+        // Nobody reads the slots now (no consumer runs at shutdown). A record call that saw the recording
+        // bit before the stop may still write one slot concurrently: its write lands in the old page
+        // (discarded) or in a fresh zero page, never outside the mapping; such a record is stale either way
+        // (the next profile's window filter drops and counts it).
+        let rc = unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
+        if rc == 0 {
+            hi - lo
+        } else {
+            0
+        }
+    }
+
+    /// Under loom and Miri there is no `madvise`: nothing is released.
+    #[cfg(any(loom, miri))]
+    pub(crate) fn release_pages(&self) -> usize {
+        0
+    }
+
     /// In a forked child: the parent's drain thread, which may have held the consumer flag, does not exist.
     pub(crate) fn release_consumer_after_fork(&self) {
         // Release: as any consumer's release of `busy`.

@@ -9,11 +9,14 @@ use npuprof::export::layout::OUTPUT_DIR;
 use std::collections::HashMap;
 use std::path::Path;
 
-const DROP_REASONS: [&str; 4] = [
+const DROP_REASONS: [&str; 7] = [
     "ring_full",
     "after_thread_exit",
     "outside_profile_window",
     "over_disk_cap",
+    "trace_cut",
+    "unpaired",
+    "unknown_kind",
 ];
 
 pub fn run(dirs: &[&str], top: usize) -> u8 {

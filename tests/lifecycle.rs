@@ -1,0 +1,248 @@
+//! The process lifecycle around a profile (tests/c/lifecycle.c, loaded by dlopen): exiting right after
+//! `npuprof_stop`, a signal handler re-entering a control call, ring memory returned at shutdown, and every
+//! record that does not reach the trace counted by reason.
+//!
+//! A client that hangs is killed after a generous deadline (a real hang, never a timing assertion).
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn client() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_c("lifecycle", &["tests/c/lifecycle.c"], &[], &[]))
+        .clone()
+}
+
+/// Runs the lifecycle client with `lib`, `args` and `env` (only PATH/HOME/LANG/TMPDIR kept), killing it if
+/// it has not ended after 120 s.
+fn run_lifecycle(lib: &Path, args: &[&str], env: &[(&str, &str)]) -> ClientRun {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out_p, err_p) = (tmp.path().join("out"), tmp.path().join("err"));
+    let mut cmd = Command::new(client());
+    cmd.arg(lib).args(args).env_clear();
+    for k in [
+        "PATH",
+        "HOME",
+        "LANG",
+        "TMPDIR",
+        "ASAN_OPTIONS",
+        "UBSAN_OPTIONS",
+        "LSAN_OPTIONS",
+    ] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(env.iter().copied())
+        .stdout(std::fs::File::create(&out_p).unwrap())
+        .stderr(std::fs::File::create(&err_p).unwrap())
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn lifecycle client");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the client hung (killed after 120 s)\nstdout:\n{}\nstderr:\n{}",
+                std::fs::read_to_string(&out_p).unwrap_or_default(),
+                std::fs::read_to_string(&err_p).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = std::process::Output {
+        status,
+        stdout: std::fs::read(&out_p).unwrap(),
+        stderr: std::fs::read(&err_p).unwrap(),
+    };
+    ClientRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        out,
+    }
+}
+
+/// Item 1 of issue 14: `npuprof_stop()` then `exit()` at once. The export is stalled 1.5 s (fault
+/// injection), so it is certainly still queued or running when the exit hook runs: the hook waits for it
+/// (saying so once) and the result is complete.
+#[test]
+fn exit_right_after_stop_waits_for_the_export() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_lifecycle(
+        &lib_faults(),
+        &["stop_exit", "2000"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_TEST_FAULTS", "stall@export.run=1500"),
+        ],
+    );
+    r.assert_ok();
+    let waits: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("exiting while") && l.contains("waiting up to"))
+        .collect();
+    assert_eq!(waits.len(), 1, "one log line for the wait:\n{}", r.stderr);
+    let dir = r.dir();
+    let t = trace(&dir);
+    assert_eq!(slices(&t, "work").len(), 4000, "{}", r.stderr);
+    assert_eq!(step_names(&t), ["ProfilerStep#1", "ProfilerStep#2"]);
+    let m = json(&dir.join("profiler_metadata.json"));
+    assert_eq!(m["npuprof"]["stop_reason"], "npuprof_stop");
+    assert_eq!(m["npuprof"]["recorded_records"], 2 + 2000 * 2 * 3);
+    assert!(!dir.join("FRAMEWORK/npuprof.spool").exists());
+    check_profile_no_cluster(root.path());
+}
+
+/// Item 10 of issue 14: a SIGUSR1 handler calling `npuprof_shutdown` interrupts `npuprof_start` and then
+/// `npuprof_stop` on the same thread while they hold the control lock (raised by a fault-injection point
+/// there): the handler's call returns NPUPROF_ERR_BUSY at once, the interrupted calls complete, the
+/// process ends and its profile is whole.
+#[test]
+fn a_signal_handler_reentering_start_or_stop_gets_busy_not_a_deadlock() {
+    let root = tempfile::tempdir().unwrap();
+    let sig = libc::SIGUSR1.to_string();
+    let faults = format!("raise@session.start.locked={sig},raise@session.stop.locked={sig}");
+    let r = run_lifecycle(
+        &lib_faults(),
+        &["sig_reenter"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_TEST_FAULTS", &faults),
+        ],
+    );
+    r.assert_ok();
+    assert_eq!(r.value("START_HANDLER_CALLS").as_deref(), Some("1"));
+    assert_eq!(r.value("STOP_HANDLER_CALLS").as_deref(), Some("2"));
+    assert_eq!(r.value("START_HANDLER_RC").as_deref(), Some("8"));
+    assert_eq!(r.value("STOP_HANDLER_RC").as_deref(), Some("8"));
+    assert!(
+        r.stderr.contains("re-entered"),
+        "the refused call is logged:\n{}",
+        r.stderr
+    );
+    let t = trace(&r.dir());
+    assert_eq!(slices(&t, "work").len(), 1);
+    assert_eq!(step_names(&t), ["ProfilerStep#1"]);
+}
+
+/// Item 11 of issue 14 (the cap): an NPUPROF_BUFFER_KB above the documented maximum warns and uses the
+/// maximum (256 MiB per thread).
+#[test]
+fn a_huge_buffer_kb_is_capped_with_a_warning() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_lifecycle(
+        &lib(),
+        &["start_stop"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_BUFFER_KB", "4194304"),
+        ],
+    );
+    r.assert_ok();
+    let warned = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("NPUPROF_BUFFER_KB") && l.contains("using 262144"))
+        .count();
+    assert_eq!(warned, 1, "{}", r.stderr);
+    let m = json(&r.dir().join("profiler_metadata.json"));
+    assert_eq!(m["config"]["NPUPROF_BUFFER_KB"], 262144);
+}
+
+/// Item 11 of issue 14 (memory): four live threads with 64 MiB rings; after `npuprof_shutdown` the resident
+/// set drops by most of the 256 MiB, and the same threads record again into the next profile.
+#[test]
+fn shutdown_returns_ring_memory_and_threads_record_again_afterwards() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_lifecycle(
+        &lib(),
+        &["rings", "4"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_BUFFER_KB", "65536"),
+        ],
+    );
+    r.assert_ok();
+    let kb = |k: &str| r.value(k).unwrap().parse::<i64>().unwrap();
+    let (before, after) = (kb("RSS_BEFORE_SHUTDOWN_KB"), kb("RSS_AFTER_SHUTDOWN_KB"));
+    eprintln!("resident: {before} KiB before shutdown, {after} KiB after");
+    assert!(before > 4 * 65536, "the rings are resident: {before} KiB");
+    assert!(
+        before - after >= 3 * 65536,
+        "ring memory returned at shutdown: {before} KiB -> {after} KiB"
+    );
+    let dirs = r.values("DIR");
+    assert_eq!(dirs.len(), 2);
+    for d in dirs {
+        let t = trace(Path::new(&d));
+        assert_eq!(slices(&t, "worker_task").len(), 4, "{d}");
+    }
+}
+
+/// Item 6 of issue 14: a trace cut at its share of NPUPROF_MAX_DISK_MB. Every record the client issued (it
+/// counts them itself) is in the trace or counted as dropped, by reason, exactly; and with
+/// NPUPROF_KEEP_SPOOL=1 the kept spool counts against the cap, so the whole result stays within it.
+#[test]
+fn a_cut_trace_counts_every_record_it_left_out() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_lifecycle(
+        &lib(),
+        &["cut", "4000", "3"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_MAX_DISK_MB", "2"),
+            ("NPUPROF_KEEP_SPOOL", "1"),
+        ],
+    );
+    r.assert_ok();
+    let issued: u64 = r.value("ISSUED").unwrap().parse().unwrap();
+    assert_eq!(issued, 3 + 3 * 4000 * 3);
+    let dir = r.dir();
+    let t = trace(&dir);
+    // In the trace: a worker_task slice is its two records, a mark one, a step one.
+    let in_trace = 2 * slices(&t, "worker_task").len() as u64
+        + t.iter()
+            .filter(|e| e["ph"] == "i" && e["name"] == "tick")
+            .count() as u64
+        + step_names(&t).len() as u64;
+    let m = json(&dir.join("profiler_metadata.json"));
+    let m = &m["npuprof"];
+    let dropped = m["dropped_records"].as_object().unwrap();
+    let counted: u64 = dropped.values().map(|v| v.as_u64().unwrap()).sum();
+    eprintln!("issued {issued}, in trace {in_trace}, dropped {dropped:?}");
+    assert_eq!(m["truncated"], true, "{m}");
+    assert!(dropped["trace_cut"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(issued, in_trace + counted, "{m}");
+    // The cap holds with the spool kept: every file of the result together.
+    let total: u64 = walk_files(&dir)
+        .iter()
+        .map(|f| f.metadata().unwrap().len())
+        .sum();
+    assert!(dir.join("FRAMEWORK/npuprof.spool").is_file());
+    assert!(
+        total <= 2 << 20,
+        "{total} bytes on disk for NPUPROF_MAX_DISK_MB=2"
+    );
+}
+
+fn walk_files(d: &Path) -> Vec<PathBuf> {
+    let mut v = vec![];
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(walk_files(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v
+}
