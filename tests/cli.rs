@@ -5,6 +5,8 @@
 //! Every run of the CLI here has a kill-after deadline (a hang fails the test instead of hanging the suite)
 //! and, natively, an address-space limit (an unbounded read fails instead of eating the machine's memory).
 
+mod common;
+
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -42,16 +44,10 @@ fn npuprof_as(args: &[&str], nobody: bool) -> Run {
     let as_nobody = nobody && is_root();
     let command = |exe: &Path| {
         let mut cmd = Command::new(exe);
-        cmd.args(args)
-            .env_clear()
+        common::clean_env(cmd.args(args))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&o).unwrap())
             .stderr(std::fs::File::create(&e).unwrap());
-        for k in ["PATH", "HOME", "LANG", "TMPDIR", "QEMU_LD_PREFIX"] {
-            if let Some(v) = std::env::var_os(k) {
-                cmd.env(k, v);
-            }
-        }
         if as_nobody {
             cmd.uid(65534).gid(65534);
         }

@@ -17,26 +17,13 @@ fn client() -> PathBuf {
         .clone()
 }
 
-/// Runs the lifecycle client with `lib`, `args` and `env` (only PATH/HOME/LANG/TMPDIR kept), killing it if
+/// Runs the lifecycle client with `lib`, `args` and `env` (only `common::clean_env`'s variables kept), killing it if
 /// it has not ended after 120 s.
 fn run_lifecycle(lib: &Path, args: &[&str], env: &[(&str, &str)]) -> ClientRun {
     let tmp = tempfile::tempdir().unwrap();
     let (out_p, err_p) = (tmp.path().join("out"), tmp.path().join("err"));
     let mut cmd = Command::new(client());
-    cmd.arg(lib).args(args).env_clear();
-    for k in [
-        "PATH",
-        "HOME",
-        "LANG",
-        "TMPDIR",
-        "ASAN_OPTIONS",
-        "UBSAN_OPTIONS",
-        "LSAN_OPTIONS",
-    ] {
-        if let Some(v) = std::env::var_os(k) {
-            cmd.env(k, v);
-        }
-    }
+    common::clean_env(cmd.arg(lib).args(args));
     cmd.envs(env.iter().copied())
         .stdout(std::fs::File::create(&out_p).unwrap())
         .stderr(std::fs::File::create(&err_p).unwrap())

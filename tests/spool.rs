@@ -203,14 +203,8 @@ fn recover_finishes_a_complete_spool_whose_results_are_missing() {
 fn recover_refuses_a_live_profile_naming_its_pid() {
     let root = tempfile::tempdir().unwrap();
     let go = root.path().join("go");
-    let mut child = Command::new(spool_client())
-        .arg(lib())
-        .arg("live")
-        .arg(&go)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    let mut child = common::clean_env(Command::new(spool_client()).arg(lib()).arg("live").arg(&go))
         .env("VLLM_TORCH_PROFILER_DIR", root.path())
-        .envs(std::env::var_os("QEMU_LD_PREFIX").map(|v| ("QEMU_LD_PREFIX", v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -167,11 +167,11 @@ pub fn sanitize() -> bool {
     std::env::var_os("NPUPROF_TEST_SANITIZE").is_some_and(|v| v != "0")
 }
 
-/// Runs `prog` with only PATH/HOME/LANG from our environment plus `env`.
-pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(prog);
-    cmd.args(args).env_clear();
-    // QEMU_LD_PREFIX: the aarch64 sysroot when the tests run under qemu-user (binfmt_misc).
+/// Clears `cmd`'s environment but for what every child of a test needs from ours: PATH/HOME/LANG/TMPDIR,
+/// QEMU_LD_PREFIX (the aarch64 sysroot when the tests run under qemu-user through binfmt_misc) and the
+/// sanitizers' options.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear();
     for k in [
         "PATH",
         "HOME",
@@ -186,6 +186,13 @@ pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
             cmd.env(k, v);
         }
     }
+    cmd
+}
+
+/// Runs `prog` with only [`clean_env`]'s variables from our environment plus `env`.
+pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(prog);
+    clean_env(cmd.args(args));
     for (k, v) in env {
         cmd.env(k, v);
     }
