@@ -22,6 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+mod exit;
+mod fork;
+
+pub use exit::{export_ended, EXITING};
+use exit::{install_exit_hook, WRITING};
+use fork::{install_fork_handlers, reset_after_fork, FORK_GEN};
+
 /// Why a profile ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
@@ -165,94 +172,6 @@ fn lock() -> Result<Held> {
         reset_after_fork(&mut ctl, gen);
     }
     Ok(ctl)
-}
-
-// ---- fork ---------------------------------------------------------------------------------------------
-//
-// A forked child inherits this state but none of the threads. `pthread_atfork` handlers (registered with
-// the configuration, on the first call, never at load) hold the three locks of the library across the fork
-// so the child never inherits one held by a thread that does not exist there; the child handler clears the
-// recording bit and bumps FORK_GEN (atomics only), and the child's next control call drops the inherited
-// threads and profile. The child then starts its own profile, in its own directory (its own pid), lazily.
-
-/// Incremented in every forked child.
-static FORK_GEN: AtomicU64 = AtomicU64::new(0);
-
-type ForkLocks = (
-    MutexGuard<'static, Control>,
-    record::ForkLock,
-    record::names::ForkLock,
-);
-
-thread_local! {
-    /// The locks held by the forking thread between the prepare and parent/child handlers.
-    static HELD: std::cell::RefCell<Option<ForkLocks>> = const { std::cell::RefCell::new(None) };
-}
-
-extern "C" fn before_fork() {
-    let _ = std::panic::catch_unwind(|| {
-        // Same order as everywhere else: CONTROL, then the ring registry, then the name table.
-        let locks = (
-            CONTROL.lock().unwrap_or_else(|e| e.into_inner()),
-            record::fork_lock(),
-            record::names::fork_lock(),
-        );
-        let _ = HELD.try_with(|h| *h.borrow_mut() = Some(locks));
-    });
-}
-
-extern "C" fn after_fork_parent() {
-    let _ = std::panic::catch_unwind(|| {
-        let _ = HELD.try_with(|h| h.borrow_mut().take());
-    });
-}
-
-extern "C" fn after_fork_child() {
-    // The child has one thread and no drain: nothing may record into rings nobody reads.
-    STATE.fetch_and(!REC, Ordering::AcqRel);
-    backend::acl::after_fork_child();
-    FORK_GEN.fetch_add(1, Ordering::AcqRel);
-    let _ = std::panic::catch_unwind(|| {
-        let _ = HELD.try_with(|h| {
-            if let Some(locks) = h.borrow().as_ref() {
-                record::after_fork_child(&locks.1);
-            }
-        });
-    });
-    after_fork_parent();
-}
-
-fn install_fork_handlers() {
-    // SAFETY: the handlers are `extern "C"` functions that never unwind.
-    let rc = unsafe {
-        libc::pthread_atfork(
-            Some(before_fork),
-            Some(after_fork_parent),
-            Some(after_fork_child),
-        )
-    };
-    if rc != 0 {
-        log::warn!("pthread_atfork failed ({rc}); a forked child must not use npuprof");
-    }
-}
-
-/// In a forked child: forget the parent's threads (they do not exist here: never join or detach them) and
-/// its profile (the parent finishes it).
-#[cold]
-fn reset_after_fork(ctl: &mut Control, gen: u64) {
-    if let Some(t) = ctl.threads.take() {
-        std::mem::forget(t);
-    }
-    if let Some(b) = ctl.backend.take() {
-        // CANN state copied from a parent that used it is not usable here (device contexts do not survive
-        // fork, its locks may be held by parent threads): this child records host data only.
-        ctl.device_unusable |= b.name() != "host";
-        // A device backend's state belongs to the parent's session: do not run its destructor here.
-        std::mem::forget(b);
-    }
-    ctl.running = None;
-    ctl.last_dir = None;
-    ctl.fork_gen = gen;
 }
 
 /// Reads the configuration (once), sets up logging and the clock, and arms the old logic.
@@ -570,118 +489,6 @@ fn auto_start(tokens: u64) -> Result<()> {
     STEPS.store(1, Ordering::Relaxed);
     record::record_step(clock::now(), 1, tokens);
     Ok(())
-}
-
-/// Registers an `atexit` handler that finishes a profile the process did not stop: the backend's session is
-/// stopped and finalised (CANN must not be left running) and the export waited for, briefly. Called after
-/// each successful backend start (never at load): handlers run newest first, so ours runs before the
-/// destructors a device library registered up to then. Registrations are capped; extra ones are harmless.
-fn install_exit_hook() {
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    if COUNT.fetch_add(1, Ordering::Relaxed) >= 64 {
-        return;
-    }
-    // SAFETY: `at_exit` is an `extern "C"` function that never unwinds; the library is never unmapped
-    // (`-z nodelete`), so the pointer stays valid until exit.
-    if unsafe { libc::atexit(at_exit) } != 0 {
-        log::warn!("atexit failed: a profile still running at exit will not be finished");
-    }
-}
-
-/// Set while the exit hook finishes a profile: exporters skip slow steps (CANN's msprof) and say so.
-pub static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Profiles stopped and not yet written (their export queued or running): what the exit hook waits for.
-static WRITING: AtomicU64 = AtomicU64::new(0);
-
-/// Called by the background threads when a stopped profile's export has ended (written or failed).
-pub fn export_ended() {
-    // Saturating: a profile abandoned by a caught panic may be reported twice; the count only decides the
-    // exit hook's log line (its wait is a flush, which answers for everything sent before it).
-    let _ = WRITING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-}
-
-/// The exit hook: finishes a profile still recording, and waits, bounded (`NPUPROF_FLUSH_TIMEOUT_S`, at most
-/// 60 s), for every export queued or running, so `npuprof_stop(); exit(0);` keeps its profile. One log line
-/// says what it waits for.
-extern "C" fn at_exit() {
-    let _ = std::panic::catch_unwind(|| {
-        if CONFIG.get().is_none() || reentered() {
-            // exit() from a signal handler that interrupted a control call of this thread: the lock is ours
-            // and held mid-change; leave everything as it is.
-            return;
-        }
-        // Another thread may hold the lock while the process exits: wait a little, never forever.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        let _ = IN_CONTROL.try_with(|f| f.set(true));
-        let mut ctl = loop {
-            match CONTROL.try_lock() {
-                Ok(g) => break Held(Some(g)),
-                Err(std::sync::TryLockError::Poisoned(p)) => break Held(Some(p.into_inner())),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    if std::time::Instant::now() > deadline {
-                        let _ = IN_CONTROL.try_with(|f| f.set(false));
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        };
-        let gen = FORK_GEN.load(Ordering::Acquire);
-        if ctl.fork_gen != gen {
-            reset_after_fork(&mut ctl, gen);
-        }
-        let wait = Duration::from_secs(config().flush_timeout_s.min(60));
-        let recording = ctl.running.as_ref().map(|p| p.dir.clone());
-        // Stopped profiles still being written (the one stopped below is added by `stop_locked`).
-        let writing = WRITING.load(Ordering::Acquire);
-        if recording.is_none() && (writing == 0 || ctl.threads.is_none()) {
-            return;
-        }
-        EXITING.store(true, Ordering::Relaxed);
-        match &recording {
-            Some(dir) => log::warn!(
-                "the process is exiting while recording: finishing {} and waiting up to {}s for it{} \
-                 (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
-                dir.display(),
-                wait.as_secs(),
-                match writing {
-                    0 => String::new(),
-                    n => format!(" and {n} stopped profile(s) still being written"),
-                }
-            ),
-            None => log::warn!(
-                "the process is exiting while {writing} stopped profile(s) are still being written \
-                 (the latest: {}): waiting up to {}s for them (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
-                ctl.last_dir
-                    .as_ref()
-                    .map_or("?".into(), |d| d.display().to_string()),
-                wait.as_secs()
-            ),
-        }
-        if recording.is_some()
-            && stop_locked(&mut ctl, clock::now(), StopReason::Exit, None).is_err()
-        {
-            return;
-        }
-        // Ask for the flush under the lock we hold (never block on it again), wait without it. The flush
-        // travels behind every stop sent before it, so its answer means they are all written.
-        let ack = ctl.threads.as_ref().map(|t| t.request_flush());
-        drop(ctl);
-        if let Some(Ok(ack)) = ack {
-            match ack.recv_timeout(wait) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    log::warn!("a profile could not be finished before exit: {}", e.msg)
-                }
-                Err(_) => log::warn!(
-                    "profiles were not finished within {}s of exit; their spools are kept for `npuprof \
-                     recover`",
-                    wait.as_secs()
-                ),
-            }
-        }
-    });
 }
 
 /// `npuprof_flush`: waits until every stopped profile is written (at most `NPUPROF_FLUSH_TIMEOUT_S`).

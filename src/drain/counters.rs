@@ -1,0 +1,172 @@
+//! The counters of a profile (drops, records, spool size) and its configuration, as the spool's COUNTERS,
+//! STOP and START frames carry them.
+
+use super::Active;
+use crate::record::{self, clock, Ring};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Counts reported in `profiler_metadata.json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Records written to the spool.
+    pub recorded: u64,
+    /// Dropped because a thread's ring was full.
+    pub ring_full: u64,
+    /// Drained but outside [start, stop] (raced with start/stop).
+    pub outside_window: u64,
+    /// Made by a thread after its ring was retired (thread exit) or when no ring could be allocated.
+    pub after_thread_exit: u64,
+    pub unbalanced_pops: u64,
+    /// Drained after the spool reached its share of NPUPROF_MAX_DISK_MB (not written).
+    pub over_disk_cap: u64,
+    pub spool_bytes: u64,
+    /// CPU time the drain thread spent on this profile (start to stop), for the throughput figures.
+    pub drain_cpu_ns: u64,
+}
+
+/// CPU time of the calling thread (drain side only; a system call on most kernels).
+pub(super) fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// How often the drop counters reach the spool while a profile records.
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+
+/// The counter keys of COUNTERS and STOP frames.
+pub mod counter_keys {
+    pub const TICK: &str = "tick";
+    pub const RECORDED: &str = "recorded";
+    pub const RING_FULL: &str = "ring_full";
+    pub const OUTSIDE_WINDOW: &str = "outside_window";
+    pub const AFTER_THREAD_EXIT: &str = "after_thread_exit";
+    pub const UNBALANCED_POPS: &str = "unbalanced_pops";
+    pub const OVER_DISK_CAP: &str = "over_disk_cap";
+    pub const SPOOL_BYTES: &str = "spool_bytes";
+}
+
+impl Counters {
+    /// The counters of a COUNTERS or STOP frame (missing keys are 0).
+    pub fn from_kv(kv: &BTreeMap<String, String>) -> Counters {
+        use counter_keys::*;
+        let n = |k: &str| kv.get(k).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+        Counters {
+            recorded: n(RECORDED),
+            ring_full: n(RING_FULL),
+            outside_window: n(OUTSIDE_WINDOW),
+            after_thread_exit: n(AFTER_THREAD_EXIT),
+            unbalanced_pops: n(UNBALANCED_POPS),
+            over_disk_cap: n(OVER_DISK_CAP),
+            spool_bytes: n(SPOOL_BYTES),
+            ..Counters::default()
+        }
+    }
+}
+
+/// The effective configuration as environment variables (their own spelling and a value each parses to
+/// the same setting), for the START frame: `npuprof recover` rebuilds it with `Config::from_lookup`.
+pub fn config_vars(c: &crate::config::Config) -> Vec<(&'static str, String)> {
+    use crate::config::Trigger;
+    let b = |v: bool| if v { "1" } else { "0" }.to_string();
+    let mut v = vec![
+        ("VLLM_TORCH_PROFILER_RECORD_SHAPES", b(c.record_shapes)),
+        (
+            "VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY",
+            b(c.with_profile_memory),
+        ),
+        ("VLLM_TORCH_PROFILER_WITH_STACK", b(c.with_stack)),
+        ("VLLM_TORCH_PROFILER_WITH_FLOPS", b(c.with_flops)),
+        ("NPUPROF_BACKEND", c.backend.name().to_string()),
+        ("NPUPROF_BUFFER_KB", c.buffer_kb.to_string()),
+        ("NPUPROF_MAX_DISK_MB", c.max_disk_mb.to_string()),
+        ("NPUPROF_KEEP_SPOOL", b(c.keep_spool)),
+        ("NPUPROF_LEVEL", c.level.name().to_string()),
+        ("NPUPROF_MSPROFTX", b(c.msproftx)),
+        ("NPUPROF_MSPROF_TIMEOUT_S", c.msprof_timeout_s.to_string()),
+        ("NPUPROF_DEVICE", c.device_id.to_string()),
+        ("NPUPROF_RANK", c.rank.to_string()),
+    ];
+    if let Some(d) = &c.profiler_dir {
+        v.push((
+            "VLLM_TORCH_PROFILER_DIR",
+            d.as_os_str().to_string_lossy().into_owned(),
+        ));
+    }
+    if let Some(m) = c.aic_metrics {
+        v.push(("NPUPROF_AIC_METRICS", m.name().to_string()));
+    }
+    if let Some(w) = &c.worker_name {
+        v.push(("NPUPROF_WORKER_NAME", w.clone()));
+    }
+    if let Trigger::Auto {
+        threshold,
+        stop_step,
+    } = c.trigger
+    {
+        v.push(("PROFILER_TOKEN_THRESHOLD", threshold.to_string()));
+        v.push(("PROFILER_STOP_STEP", stop_step.to_string()));
+    }
+    v
+}
+
+impl Active {
+    /// Reads the rings' drop counters into `counters` (this profile's share: minus the baseline at start).
+    pub(super) fn sample_counters(&mut self, rings: &[&'static Ring]) {
+        let (mut full, mut unbalanced) = (0u64, 0u64);
+        for (i, r) in rings.iter().enumerate() {
+            full += r
+                .dropped()
+                .saturating_sub(self.base_dropped.get(i).copied().unwrap_or(0));
+            unbalanced += r
+                .unbalanced()
+                .saturating_sub(self.base_unbalanced.get(i).copied().unwrap_or(0));
+        }
+        self.counters.ring_full = full;
+        self.counters.unbalanced_pops = unbalanced;
+        self.counters.after_thread_exit = record::ORPHAN_DROPS
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.base_orphans);
+    }
+
+    /// About every second: the counters so far, as a COUNTERS frame (what `npuprof recover` reports if
+    /// the process dies before its STOP frame).
+    pub(super) fn periodic_counters(&mut self, rings: &[&'static Ring]) -> std::io::Result<()> {
+        if self.w.is_none() || self.counters_at.elapsed() < COUNTERS_EVERY {
+            return Ok(());
+        }
+        self.counters_at = std::time::Instant::now();
+        self.sample_counters(rings);
+        let kv = self.counters_kv(clock::now());
+        match self.w.as_mut() {
+            Some(w) => w.counters(&kv).and_then(|_| w.flush()),
+            None => Ok(()),
+        }
+    }
+
+    /// The counters as a COUNTERS (or STOP) frame, taken at `tick`.
+    pub(super) fn counters_kv(&self, tick: u64) -> BTreeMap<String, String> {
+        use counter_keys::*;
+        let c = &self.counters;
+        let mut kv = BTreeMap::new();
+        for (k, v) in [
+            (TICK, tick),
+            (RECORDED, c.recorded),
+            (RING_FULL, c.ring_full),
+            (OUTSIDE_WINDOW, c.outside_window),
+            (AFTER_THREAD_EXIT, c.after_thread_exit),
+            (UNBALANCED_POPS, c.unbalanced_pops),
+            (OVER_DISK_CAP, c.over_disk_cap),
+            (SPOOL_BYTES, c.spool_bytes),
+        ] {
+            kv.insert(k.to_string(), v.to_string());
+        }
+        kv
+    }
+}

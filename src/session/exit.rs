@@ -1,0 +1,119 @@
+//! The exit hook: a profile still recording (or still being written) when the process exits is finished.
+
+use super::fork::{reset_after_fork, FORK_GEN};
+use super::{config, reentered, stop_locked, Held, StopReason, CONFIG, CONTROL, IN_CONTROL};
+use crate::record::clock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Registers an `atexit` handler that finishes a profile the process did not stop: the backend's session is
+/// stopped and finalised (CANN must not be left running) and the export waited for, briefly. Called after
+/// each successful backend start (never at load): handlers run newest first, so ours runs before the
+/// destructors a device library registered up to then. Registrations are capped; extra ones are harmless.
+pub(super) fn install_exit_hook() {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    if COUNT.fetch_add(1, Ordering::Relaxed) >= 64 {
+        return;
+    }
+    // SAFETY: `at_exit` is an `extern "C"` function that never unwinds; the library is never unmapped
+    // (`-z nodelete`), so the pointer stays valid until exit.
+    if unsafe { libc::atexit(at_exit) } != 0 {
+        log::warn!("atexit failed: a profile still running at exit will not be finished");
+    }
+}
+
+/// Set while the exit hook finishes a profile: exporters skip slow steps (CANN's msprof) and say so.
+pub static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Profiles stopped and not yet written (their export queued or running): what the exit hook waits for.
+pub(super) static WRITING: AtomicU64 = AtomicU64::new(0);
+
+/// Called by the background threads when a stopped profile's export has ended (written or failed).
+pub fn export_ended() {
+    // Saturating: a profile abandoned by a caught panic may be reported twice; the count only decides the
+    // exit hook's log line (its wait is a flush, which answers for everything sent before it).
+    let _ = WRITING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+}
+
+/// The exit hook: finishes a profile still recording, and waits, bounded (`NPUPROF_FLUSH_TIMEOUT_S`, at most
+/// 60 s), for every export queued or running, so `npuprof_stop(); exit(0);` keeps its profile. One log line
+/// says what it waits for.
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        if CONFIG.get().is_none() || reentered() {
+            // exit() from a signal handler that interrupted a control call of this thread: the lock is ours
+            // and held mid-change; leave everything as it is.
+            return;
+        }
+        // Another thread may hold the lock while the process exits: wait a little, never forever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let _ = IN_CONTROL.try_with(|f| f.set(true));
+        let mut ctl = loop {
+            match CONTROL.try_lock() {
+                Ok(g) => break Held(Some(g)),
+                Err(std::sync::TryLockError::Poisoned(p)) => break Held(Some(p.into_inner())),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() > deadline {
+                        let _ = IN_CONTROL.try_with(|f| f.set(false));
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        let gen = FORK_GEN.load(Ordering::Acquire);
+        if ctl.fork_gen != gen {
+            reset_after_fork(&mut ctl, gen);
+        }
+        let wait = Duration::from_secs(config().flush_timeout_s.min(60));
+        let recording = ctl.running.as_ref().map(|p| p.dir.clone());
+        // Stopped profiles still being written (the one stopped below is added by `stop_locked`).
+        let writing = WRITING.load(Ordering::Acquire);
+        if recording.is_none() && (writing == 0 || ctl.threads.is_none()) {
+            return;
+        }
+        EXITING.store(true, Ordering::Relaxed);
+        match &recording {
+            Some(dir) => log::warn!(
+                "the process is exiting while recording: finishing {} and waiting up to {}s for it{} \
+                 (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
+                dir.display(),
+                wait.as_secs(),
+                match writing {
+                    0 => String::new(),
+                    n => format!(" and {n} stopped profile(s) still being written"),
+                }
+            ),
+            None => log::warn!(
+                "the process is exiting while {writing} stopped profile(s) are still being written \
+                 (the latest: {}): waiting up to {}s for them (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
+                ctl.last_dir
+                    .as_ref()
+                    .map_or("?".into(), |d| d.display().to_string()),
+                wait.as_secs()
+            ),
+        }
+        if recording.is_some()
+            && stop_locked(&mut ctl, clock::now(), StopReason::Exit, None).is_err()
+        {
+            return;
+        }
+        // Ask for the flush under the lock we hold (never block on it again), wait without it. The flush
+        // travels behind every stop sent before it, so its answer means they are all written.
+        let ack = ctl.threads.as_ref().map(|t| t.request_flush());
+        drop(ctl);
+        if let Some(Ok(ack)) = ack {
+            match ack.recv_timeout(wait) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    log::warn!("a profile could not be finished before exit: {}", e.msg)
+                }
+                Err(_) => log::warn!(
+                    "profiles were not finished within {}s of exit; their spools are kept for `npuprof \
+                     recover`",
+                    wait.as_secs()
+                ),
+            }
+        }
+    });
+}

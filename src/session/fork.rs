@@ -1,0 +1,95 @@
+//! Fork handling: a forked child drops the state it inherited from its parent.
+
+use super::{Control, CONTROL};
+use crate::backend;
+use crate::record::{self, REC, STATE};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::MutexGuard;
+
+// ---- fork ---------------------------------------------------------------------------------------------
+//
+// A forked child inherits this state but none of the threads. `pthread_atfork` handlers (registered with
+// the configuration, on the first call, never at load) hold the three locks of the library across the fork
+// so the child never inherits one held by a thread that does not exist there; the child handler clears the
+// recording bit and bumps FORK_GEN (atomics only), and the child's next control call drops the inherited
+// threads and profile. The child then starts its own profile, in its own directory (its own pid), lazily.
+
+/// Incremented in every forked child.
+pub(super) static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+type ForkLocks = (
+    MutexGuard<'static, Control>,
+    record::ForkLock,
+    record::names::ForkLock,
+);
+
+thread_local! {
+    /// The locks held by the forking thread between the prepare and parent/child handlers.
+    static HELD: std::cell::RefCell<Option<ForkLocks>> = const { std::cell::RefCell::new(None) };
+}
+
+extern "C" fn before_fork() {
+    let _ = std::panic::catch_unwind(|| {
+        // Same order as everywhere else: CONTROL, then the ring registry, then the name table.
+        let locks = (
+            CONTROL.lock().unwrap_or_else(|e| e.into_inner()),
+            record::fork_lock(),
+            record::names::fork_lock(),
+        );
+        let _ = HELD.try_with(|h| *h.borrow_mut() = Some(locks));
+    });
+}
+
+extern "C" fn after_fork_parent() {
+    let _ = std::panic::catch_unwind(|| {
+        let _ = HELD.try_with(|h| h.borrow_mut().take());
+    });
+}
+
+extern "C" fn after_fork_child() {
+    // The child has one thread and no drain: nothing may record into rings nobody reads.
+    STATE.fetch_and(!REC, Ordering::AcqRel);
+    backend::acl::after_fork_child();
+    FORK_GEN.fetch_add(1, Ordering::AcqRel);
+    let _ = std::panic::catch_unwind(|| {
+        let _ = HELD.try_with(|h| {
+            if let Some(locks) = h.borrow().as_ref() {
+                record::after_fork_child(&locks.1);
+            }
+        });
+    });
+    after_fork_parent();
+}
+
+pub(super) fn install_fork_handlers() {
+    // SAFETY: the handlers are `extern "C"` functions that never unwind.
+    let rc = unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        )
+    };
+    if rc != 0 {
+        log::warn!("pthread_atfork failed ({rc}); a forked child must not use npuprof");
+    }
+}
+
+/// In a forked child: forget the parent's threads (they do not exist here: never join or detach them) and
+/// its profile (the parent finishes it).
+#[cold]
+pub(super) fn reset_after_fork(ctl: &mut Control, gen: u64) {
+    if let Some(t) = ctl.threads.take() {
+        std::mem::forget(t);
+    }
+    if let Some(b) = ctl.backend.take() {
+        // CANN state copied from a parent that used it is not usable here (device contexts do not survive
+        // fork, its locks may be held by parent threads): this child records host data only.
+        ctl.device_unusable |= b.name() != "host";
+        // A device backend's state belongs to the parent's session: do not run its destructor here.
+        std::mem::forget(b);
+    }
+    ctl.running = None;
+    ctl.last_dir = None;
+    ctl.fork_gen = gen;
+}
