@@ -21,24 +21,7 @@
 #include "npuprof_api.h"
 
 static struct api P;
-static int failures;
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
-#define EXPECT(call, want)                                                       \
-    do {                                                                         \
-        int got_ = (call);                                                       \
-        if (got_ != (want)) {                                                    \
-            printf("FAIL %s:%d: %s = %d (%s), want %d\n", __FILE__, __LINE__,    \
-                   #call, got_, P.strerror(got_), (int)(want));                  \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
+#include "check.h"
 
 #ifdef NPUPROF_TEST_DLOPEN
 static void load(const char *lib) {
@@ -76,11 +59,6 @@ static void load(const char *lib) {
 }
 #endif
 
-static void print_dir(void) {
-    char buf[4096];
-    size_t n = P.output_dir(buf, sizeof buf);
-    printf("DIR=%s\n", n ? buf : "");
-}
 
 /* One "model forward": nested ranges and a mark, like a runtime's layers. */
 static uint32_t ID_FWD, ID_ATTN, ID_MLP, ID_MARK, ID_WORK;

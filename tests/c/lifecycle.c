@@ -15,30 +15,8 @@
 #include "npuprof_api.h"
 
 static struct api P;
-static int failures;
+#include "check.h"
 
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
-#define EXPECT(call, want)                                                       \
-    do {                                                                         \
-        int got_ = (call);                                                       \
-        if (got_ != (want)) {                                                    \
-            printf("FAIL %s:%d: %s = %d (%s), want %d\n", __FILE__, __LINE__,    \
-                   #call, got_, P.strerror(got_), (int)(want));                  \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
-
-static void print_dir(void) {
-    char buf[4096];
-    size_t n = P.output_dir(buf, sizeof buf);
-    printf("DIR=%s\n", n ? buf : "");
-}
 
 /* stop_exit N: N ranges with a mark each, two steps, stop, and exit() at once: the exit hook must wait for
  * the export that is still queued or running. */

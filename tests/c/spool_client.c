@@ -20,24 +20,8 @@
 #include "npuprof_api.h"
 
 static struct api P;
-static int failures;
+#include "check.h"
 
-#define EXPECT(call, want)                                                       \
-    do {                                                                         \
-        int got_ = (call);                                                       \
-        if (got_ != (want)) {                                                    \
-            printf("FAIL %s:%d: %s = %d (%s), want %d\n", __FILE__, __LINE__,    \
-                   #call, got_, P.strerror(got_), (int)(want));                  \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
-
-static void print_dir(void) {
-    char buf[4096];
-    size_t n = P.output_dir(buf, sizeof buf);
-    printf("DIR=%.*s\n", (int)n, buf);
-    fflush(stdout);
-}
 
 static uint32_t ID_A, ID_B;
 
