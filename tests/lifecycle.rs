@@ -89,6 +89,78 @@ fn exit_right_after_stop_waits_for_the_export() {
     check_profile_no_cluster(root.path());
 }
 
+/// The exit hook is registered at every start (so that it runs before the destructors of whatever a backend
+/// loaded); only the first one to run may wait. Six profiles whose exports are stalled, then exit(): one
+/// wait, one log line (before: six waits of NPUPROF_FLUSH_TIMEOUT_S each, six pairs of lines).
+#[test]
+fn many_profiles_then_exit_wait_once_not_once_per_start() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_lifecycle(
+        &lib_faults(),
+        &["profiles_exit", "6"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_FLUSH_TIMEOUT_S", "1"),
+            ("NPUPROF_TEST_FAULTS", "stall@export.run=4000"),
+        ],
+    );
+    r.assert_ok();
+    let waits = r
+        .stderr
+        .matches("stopped profile(s) are still being written")
+        .count();
+    let gave_up = r.stderr.matches("were not finished within").count();
+    assert_eq!((waits, gave_up), (1, 1), "{}", r.stderr);
+}
+
+/// A Stop whose handling panics in the drain (before it reaches the export thread) still ends its "being
+/// written" count: after a flush, the exit hook has nothing to wait for and says nothing (before: it
+/// announced a profile still being written that no thread would ever write).
+#[test]
+fn a_stop_abandoned_by_a_drain_panic_is_not_waited_for_at_exit() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_lifecycle(
+        &lib_faults(),
+        &["flushed_exit"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_TEST_FAULTS", "panic@drain.msg*2"),
+            ("RUST_BACKTRACE", "0"),
+        ],
+    );
+    r.assert_ok();
+    assert_eq!(
+        r.stderr
+            .matches("internal error in the npuprof-drain thread")
+            .count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    // The abandoned profile is reported by the flush (NPUPROF_ERR_INTERNAL), not waited for at exit.
+    assert_eq!(r.value("FLUSH").unwrap(), "7", "{}", r.stderr);
+    assert!(!r.stderr.contains("still being written"), "{}", r.stderr);
+}
+
+/// exit() after npuprof_shutdown with NPUPROF_CONTROL=1: the exit hook reads the configuration without
+/// starting the watcher again (before: it did, inside its own control lock, and logged a bogus "re-entered"
+/// refusal).
+#[test]
+fn exit_after_shutdown_with_control_logs_nothing_bogus() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_lifecycle(
+        &lib(),
+        &["shutdown_exit"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_CONTROL", "1"),
+        ],
+    );
+    r.assert_ok();
+    assert!(!r.stderr.contains("re-entered"), "{}", r.stderr);
+    assert!(!r.stderr.contains("no watcher"), "{}", r.stderr);
+}
+
 /// Item 10 of issue 14: a SIGUSR1 handler calling `npuprof_shutdown` interrupts `npuprof_start` and then
 /// `npuprof_stop` on the same thread while they hold the control lock (raised by a fault-injection point
 /// there): the handler's call returns NPUPROF_ERR_BUSY at once, the interrupted calls complete, the

@@ -74,6 +74,17 @@ pub struct Threads {
     export: JoinHandle<()>,
 }
 
+thread_local! {
+    /// Set on the npuprof-drain and npuprof-export threads.
+    static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on npuprof's own background threads: a flush requested there can never be answered (the exit hook
+/// must not wait for one when a vendor library calls `exit()` on our thread).
+pub fn on_background_thread() -> bool {
+    BACKGROUND.try_with(|b| b.get()).unwrap_or(false)
+}
+
 fn block_signals() {
     // SAFETY: plain libc calls on a local, zero-initialised sigset.
     unsafe {
@@ -91,12 +102,14 @@ impl Threads {
             .name("npuprof-export".into())
             .spawn(move || {
                 block_signals();
+                BACKGROUND.with(|b| b.set(true));
                 export_loop(erx)
             })?;
         let drain = std::thread::Builder::new()
             .name("npuprof-drain".into())
             .spawn(move || {
                 block_signals();
+                BACKGROUND.with(|b| b.set(true));
                 drain_loop(rx, etx)
             })?;
         Ok(Threads { tx, drain, export })
@@ -169,6 +182,8 @@ struct Drain {
     scratch: Vec<Record>,
     spans: Vec<Span>,
     carry: Carry,
+    /// The Stop being handled has reached the export thread (or been accounted as ended).
+    stop_handed_off: bool,
 }
 
 fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
@@ -179,6 +194,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
         scratch: Vec::new(),
         spans: Vec::new(),
         carry: Carry::default(),
+        stop_handed_off: false,
     };
     let mut idle_polls = 0u32;
     let mut last_control = std::time::Instant::now();
@@ -196,6 +212,13 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
             Err(RecvTimeoutError::Disconnected) => Some(Msg::Shutdown),
         };
         let shutdown = matches!(msg, Some(Msg::Shutdown));
+        // A stopped profile is counted as "being written" until its export ends; a Stop whose handling
+        // panics before it reaches the export thread must end that count here.
+        let stopping = match &msg {
+            Some(Msg::Stop { profile, .. }) => Some(profile.dir.clone()),
+            _ => None,
+        };
+        d.stop_handed_off = false;
         let r = catch_unwind(AssertUnwindSafe(|| {
             if msg.is_some() {
                 crate::fault::point("drain.msg");
@@ -241,6 +264,16 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
             }
         }
         if r.is_err() {
+            if let Some(dir) = stopping.filter(|_| !d.stop_handed_off) {
+                // Reported at the next flush, like every abandoned profile, and no longer "being written".
+                if d.active.as_ref().map_or(true, |a| a.profile.dir != dir) {
+                    d.fail(Error::new(
+                        Status::Internal,
+                        format!("the drain thread failed while finishing {}", dir.display()),
+                    ));
+                }
+                session::export_ended();
+            }
             log::error!("internal error in the npuprof-drain thread (caught); the current profile is abandoned");
             if let Some(a) = d.active.take() {
                 d.fail(Error::new(
@@ -443,6 +476,7 @@ impl Drain {
                 Status::Internal,
                 format!("the drain lost track of {}", profile.dir.display()),
             ));
+            self.stop_handed_off = true;
             session::export_ended();
             return;
         };
@@ -474,6 +508,7 @@ impl Drain {
             recovered: false,
             counters_as_of_ns: None,
         };
+        self.stop_handed_off = true;
         if self.etx.send(ExportMsg::Job(job, a.lock)).is_err() {
             log::error!("the npuprof-export thread is gone; a profile stays unexported");
             session::export_ended();

@@ -1,15 +1,16 @@
 //! The exit hook: a profile still recording (or still being written) when the process exits is finished.
 
 use super::fork::{reset_after_fork, FORK_GEN};
-use super::{config, reentered, stop_locked, Held, StopReason, CONFIG, CONTROL, IN_CONTROL};
+use super::{reentered, stop_locked, Held, StopReason, CONFIG, CONTROL, IN_CONTROL};
 use crate::record::clock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Registers an `atexit` handler that finishes a profile the process did not stop: the backend's session is
 /// stopped and finalised (CANN must not be left running) and the export waited for, briefly. Called after
 /// each successful backend start (never at load): handlers run newest first, so ours runs before the
-/// destructors a device library registered up to then. Registrations are capped; extra ones are harmless.
+/// destructors a device library registered up to then. Registrations are capped; only the first hook to run
+/// does anything (see `RAN`).
 pub(super) fn install_exit_hook() {
     static COUNT: AtomicU64 = AtomicU64::new(0);
     if COUNT.fetch_add(1, Ordering::Relaxed) >= 64 {
@@ -30,8 +31,9 @@ pub(super) static WRITING: AtomicU64 = AtomicU64::new(0);
 
 /// Called by the background threads when a stopped profile's export has ended (written or failed).
 pub fn export_ended() {
-    // Saturating: a profile abandoned by a caught panic may be reported twice; the count only decides the
-    // exit hook's log line (its wait is a flush, which answers for everything sent before it).
+    // Saturating, as a guard: every stopped profile ends exactly once (written, failed, or abandoned by a
+    // caught panic in the drain, see `drain_loop`); the count only decides whether the exit hook waits and
+    // what it logs (the wait itself is a flush, which answers for everything sent before it).
     let _ = WRITING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
 }
 
@@ -39,8 +41,18 @@ pub fn export_ended() {
 /// 60 s), for every export queued or running, so `npuprof_stop(); exit(0);` keeps its profile. One log line
 /// says what it waits for.
 extern "C" fn at_exit() {
+    // The hook is registered once per start (up to 64 times) so that the newest registration runs before
+    // the destructors of whatever a backend loaded meanwhile; the first one to run does the work, the
+    // others return at once (each waiting again would make exit take up to 64 times the bound).
+    static RAN: AtomicBool = AtomicBool::new(false);
+    if RAN.swap(true, Ordering::AcqRel) {
+        return;
+    }
     let _ = std::panic::catch_unwind(|| {
-        if CONFIG.get().is_none() || reentered() {
+        let Some(cfg) = CONFIG.get() else {
+            return;
+        };
+        if reentered() {
             // exit() from a signal handler that interrupted a control call of this thread: the lock is ours
             // and held mid-change; leave everything as it is.
             return;
@@ -65,7 +77,8 @@ extern "C" fn at_exit() {
         if ctl.fork_gen != gen {
             reset_after_fork(&mut ctl, gen);
         }
-        let wait = Duration::from_secs(config().flush_timeout_s.min(60));
+        // Never `config()` here: it may start the NPUPROF_CONTROL watcher, a control call of its own.
+        let wait = Duration::from_secs(cfg.flush_timeout_s.min(60));
         let recording = ctl.running.as_ref().map(|p| p.dir.clone());
         // Stopped profiles still being written (the one stopped below is added by `stop_locked`).
         let writing = WRITING.load(Ordering::Acquire);
@@ -96,6 +109,12 @@ extern "C" fn at_exit() {
         if recording.is_some()
             && stop_locked(&mut ctl, clock::now(), StopReason::Exit, None).is_err()
         {
+            return;
+        }
+        // exit() called on our own drain or export thread (by a vendor library): nobody can answer a
+        // flush there. The stop above is sent; the spool stays for `npuprof recover`.
+        if crate::drain::on_background_thread() {
+            log::warn!("exit() was called on an npuprof thread: not waiting for exports");
             return;
         }
         // Ask for the flush under the lock we hold (never block on it again), wait without it. The flush

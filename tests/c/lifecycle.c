@@ -180,6 +180,39 @@ static void scenario_start_stop(void) {
     print_dir();
 }
 
+/* profiles_exit N: N start/stop pairs (each registers the exit hook again), then exit() at once. */
+static void scenario_profiles_exit(int n) {
+    for (int i = 0; i < n; i++) {
+        EXPECT(P.start(), NPUPROF_OK);
+        EXPECT(P.step(8), NPUPROF_OK);
+        EXPECT(P.stop(), NPUPROF_OK);
+    }
+    printf("FAILURES=%d\n", failures);
+    fflush(stdout);
+    exit(failures ? 1 : 0);
+}
+
+/* flushed_exit: one profile, stop, flush (whatever it answers), then exit(): every stop has been handled. */
+static void scenario_flushed_exit(void) {
+    EXPECT(P.start(), NPUPROF_OK);
+    EXPECT(P.step(8), NPUPROF_OK);
+    EXPECT(P.stop(), NPUPROF_OK);
+    printf("FLUSH=%d\n", P.flush());
+    printf("FAILURES=%d\n", failures);
+    fflush(stdout);
+    exit(failures ? 1 : 0);
+}
+
+/* shutdown_exit: one profile, npuprof_shutdown, then exit(): nothing is left to finish. */
+static void scenario_shutdown_exit(void) {
+    EXPECT(P.start(), NPUPROF_OK);
+    EXPECT(P.stop(), NPUPROF_OK);
+    EXPECT(P.shutdown(), NPUPROF_OK);
+    printf("FAILURES=%d\n", failures);
+    fflush(stdout);
+    exit(failures ? 1 : 0);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: lifecycle LIB SCENARIO [ARGS]\n");
@@ -192,6 +225,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "rings")) scenario_rings(argc > 3 ? atoi(argv[3]) : 4);
     else if (!strcmp(s, "cut")) scenario_cut(atol(argv[3]), atoi(argv[4]));
     else if (!strcmp(s, "start_stop")) scenario_start_stop();
+    else if (!strcmp(s, "profiles_exit")) scenario_profiles_exit(atoi(argv[3]));
+    else if (!strcmp(s, "shutdown_exit")) scenario_shutdown_exit();
+    else if (!strcmp(s, "flushed_exit")) scenario_flushed_exit();
     else {
         printf("FAIL unknown scenario %s\n", s);
         return 2;
