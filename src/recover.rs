@@ -129,6 +129,8 @@ fn check_not_live(file: &File, len: u64, spool_path: &Path) -> Result<()> {
                      may hold it)",
                     pid(&kv)
                 ),
+                _ if kv.is_none() => "its writer holds its lock and has not written its first frame yet"
+                    .to_string(),
                 _ => format!(
                     "its writer, pid {}, is alive and holds its lock",
                     pid(&kv)

@@ -254,6 +254,83 @@ fn recover_refuses_a_live_profile_naming_its_pid() {
     assert_eq!(step_names(&trace(&dir)).len(), 6);
 }
 
+/// Item 2, the window before the first frame: the spool is locked from the moment it has its name, so a
+/// `recover` while the drain has not yet written the START frame (held back here by a test-only stall)
+/// refuses it as live, and cannot take the lock from the writer (before: it took the lock of the empty
+/// spool, the drain then wrote the whole profile unlocked, and a later `recover` exported and deleted the
+/// spool of the live process).
+#[test]
+fn recover_before_the_first_frame_cannot_take_the_lock() {
+    let root = tempfile::tempdir().unwrap();
+    let go = root.path().join("go");
+    let mut child = common::clean_env(
+        Command::new(spool_client())
+            .arg(lib_faults())
+            .arg("live")
+            .arg(&go),
+    )
+    .env("VLLM_TORCH_PROFILER_DIR", root.path())
+    .env("NPUPROF_TEST_FAULTS", "stall@drain.start=3000")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while value(&seen, "PID").is_none() {
+        use std::io::Read;
+        let mut b = [0u8; 256];
+        let n = stdout.read(&mut b).unwrap();
+        assert!(n > 0 && Instant::now() < deadline, "client ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&b[..n]));
+    }
+    let dir = PathBuf::from(value(&seen, "DIR").unwrap());
+    let spool = dir.join("FRAMEWORK/npuprof.spool");
+    let early = recover(&dir, &[]);
+    assert_eq!(early.status.code(), Some(1), "{}", text(&early));
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("is a live profile"),
+        "{}",
+        text(&early)
+    );
+    // Once the drain has written its START frame, recover still refuses, naming the pid.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::metadata(&spool).map_or(0, |m| m.len()) <= 16 {
+        assert!(Instant::now() < deadline, "no start frame written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = value(&seen, "PID").unwrap();
+    let late = recover(&dir, &[]);
+    assert_eq!(late.status.code(), Some(1), "{}", text(&late));
+    assert!(
+        String::from_utf8_lossy(&late.stderr).contains(&format!("pid {pid}")),
+        "{}",
+        text(&late)
+    );
+    std::fs::write(&go, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    {
+        use std::io::Read;
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        seen.push_str(&rest);
+    }
+    assert!(
+        out.status.success(),
+        "{seen}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("locked by another process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(value(&seen, "FLUSH").as_deref(), Some("0"), "{seen}");
+    let m = json(&dir.join("profiler_metadata.json"));
+    assert_eq!(m["npuprof"]["stop_reason"], "npuprof_stop");
+}
+
 /// Item 3: a process that drops records (tiny rings, a flood) and is then killed: the recovered metadata
 /// reports the drops as of the last counters frame, and the configuration the process ran with (not the
 /// environment of `npuprof recover`).

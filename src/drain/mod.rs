@@ -298,6 +298,7 @@ impl Drain {
     }
 
     fn start(&mut self, profile: Arc<Profile>, file: File, base: record::Baseline) {
+        crate::fault::stall("drain.start");
         // Records still in the rings from before this profile are dropped by the window filter (their
         // ticks are older than the start tick); draining here would race with the first records of the
         // new profile, which may already be in the rings.

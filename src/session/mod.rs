@@ -288,7 +288,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
     let dirs = layout::create_worker_dir(root, &cfg.worker_name_now(), anchor.1)?;
     let dir = dirs.top.path.clone();
     let spool_path = dirs.framework.shown(layout::SPOOL_NAME);
-    let spool = match dirs.framework.create_new(layout::SPOOL_NAME) {
+    let spool = match new_locked_spool(&dirs) {
         Ok(f) => f,
         Err(e) => {
             dirs.discard();
@@ -358,6 +358,36 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
     ctl.last_dir = Some(dir);
     ctl.running = Some(profile);
     Ok(())
+}
+
+/// Creates the spool already holding its writer lock: made under a temporary name, locked, then renamed,
+/// so `npuprof recover` never finds `npuprof.spool` unlocked while this process owns it (not even before
+/// the drain thread has written its first frame). The lock lives in the file's open description, which the
+/// drain keeps until the export ends.
+fn new_locked_spool(dirs: &layout::WorkerDirs) -> Result<std::fs::File> {
+    let tmp = format!("{}.new", layout::SPOOL_NAME);
+    let f = dirs.framework.create_new(&tmp)?;
+    match crate::spool::try_lock(&f) {
+        crate::spool::Lock::Acquired => {}
+        // Another process opened a file it could not know the name of: recover refuses while it holds it.
+        crate::spool::Lock::Busy => log::warn!(
+            "spool {} was locked by another process as it was made",
+            dirs.framework.shown(&tmp).display()
+        ),
+        // A filesystem without flock: recover falls back to the pid and its start time.
+        crate::spool::Lock::Unsupported(_) => {}
+    }
+    dirs.framework
+        .dir
+        .rename(&tmp, layout::SPOOL_NAME)
+        .map_err(|e| {
+            Error::io(
+                "cannot create spool",
+                &dirs.framework.shown(layout::SPOOL_NAME),
+                &e,
+            )
+        })?;
+    Ok(f)
 }
 
 /// `npuprof_stop`.
