@@ -126,9 +126,39 @@ impl Dir {
         // SAFETY: a valid directory descriptor and a NUL-terminated single component.
         check(unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })?;
         let d = self.open_dir(name)?;
+        self.check_ours(name, &d)?;
         // SAFETY: a valid descriptor of the directory we just created.
         check(unsafe { libc::fchmod(d.fd.as_raw_fd(), mode as libc::mode_t) })?;
         Ok(d)
+    }
+
+    /// The directory just opened as `name` is the one we made, not one another user swapped in between
+    /// `mkdirat` and `openat` (possible where others may rename entries here): it must belong to the uid our
+    /// creations get. That is our euid, except where the filesystem maps it (root on a root-squashed NFS
+    /// export): then a probe file, created here with `O_EXCL` and so certainly ours, tells which uid.
+    fn check_ours(&self, name: &str, d: &Dir) -> io::Result<()> {
+        let got = d.stat()?.uid;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if got == euid {
+            return Ok(());
+        }
+        let probe = format!(".npuprof-owner-probe-{}", std::process::id());
+        let want = self
+            .create_new(&probe, 0o600)
+            .and_then(|f| stat_file(&f).map(|st| st.uid));
+        let _ = self.unlink(&probe);
+        match want {
+            Ok(uid) if uid == got => Ok(()),
+            Ok(uid) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{name} was replaced between its creation and its opening: it belongs to uid {got}, \
+                     not to uid {uid} (another user can rename entries in this directory)"
+                ),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the new file `name` (`O_EXCL`, `O_NOFOLLOW`), for writing.
@@ -337,6 +367,30 @@ mod tests {
         let via_link = Dir::open_follow(&t.path().join("w")).unwrap();
         via_link.create_new("g", 0o640).unwrap();
         assert!(t.path().join("victim/g").exists());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "directory system calls")]
+    fn a_directory_swapped_in_after_mkdir_is_refused_by_owner() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Dir::open(t.path()).unwrap();
+        let mine = root.mkdir("mine", 0o750).unwrap();
+        assert!(root.check_ours("mine", &mine).is_ok());
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // chown below needs root (CI runs as root)
+        }
+        // What an attacker would have put in place between our mkdirat and openat: their own directory.
+        std::fs::create_dir(t.path().join("theirs")).unwrap();
+        std::os::unix::fs::chown(t.path().join("theirs"), Some(65534), Some(65534)).unwrap();
+        let theirs = root.open_dir("theirs").unwrap();
+        let e = root.check_ours("theirs", &theirs).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("uid 65534"), "{e}");
+        // The probe file is gone.
+        let mut names = root.names(10).unwrap();
+        names.sort();
+        assert_eq!(names, ["mine", "theirs"]);
     }
 
     #[test]

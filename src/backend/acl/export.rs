@@ -81,7 +81,11 @@ pub fn prof_dirs(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(is_prof_dir) && e.path().is_dir())
+        // `file_type` does not follow a symlink: a `PROF_*` link is never taken for CANN's directory.
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(is_prof_dir)
+                && e.file_type().is_ok_and(|t| t.is_dir())
+        })
         .map(|e| e.path())
         .collect();
     v.sort();
@@ -886,9 +890,16 @@ impl DeviceData for AclData {
         );
         let _ = top.mkdir("logs", crate::export::layout::DIR_MODE);
         let logs = here.join("logs");
-        let out_dir = prof.join("mindstudio_profiler_output");
-        // Stale output from an earlier export would be mixed in (torch_npu deletes it too).
-        let _ = std::fs::remove_dir_all(&out_dir);
+        // Stale output from an earlier export would be mixed in (torch_npu deletes it too). Removed through
+        // handles (never following a symlink), not by re-resolving `PROF_*/mindstudio_profiler_output`.
+        const STALE: &str = "mindstudio_profiler_output";
+        let out_dir = prof.join(STALE);
+        if let Ok(p) = top.open_dir(&prof_name.to_string_lossy()) {
+            if let Ok(old) = p.open_dir(STALE) {
+                let _ = old.clear(16);
+                let _ = p.rmdir(STALE);
+            }
+        }
         let t0 = Instant::now();
         match run_msprof(
             &msprof,
@@ -979,6 +990,20 @@ impl DeviceData for AclData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "directory system calls")]
+    fn a_symlink_named_like_cann_output_is_not_taken_for_it() {
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("PROF_000001_20261206_abc")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), t.path().join("PROF_000002_20261206_abc"))
+            .unwrap();
+        assert_eq!(
+            prof_dirs(t.path()),
+            [t.path().join("PROF_000001_20261206_abc")]
+        );
+    }
 
     #[test]
     fn prof_dir_names() {
