@@ -59,6 +59,7 @@ static struct {
     void (*memory)(uint64_t, int);
     uint64_t (*emitted)(int);
     uint64_t (*dropped)(void);
+    uint64_t (*misdeeds)(int);
 } M;
 
 static void find_launch(void) {
@@ -76,6 +77,7 @@ static void find_launch(void) {
             *(void **)&M.memory = dlsym(h, "fake_mspti_memory");
             *(void **)&M.emitted = dlsym(h, "fake_mspti_emitted");
             *(void **)&M.dropped = dlsym(h, "fake_mspti_dropped");
+            *(void **)&M.misdeeds = dlsym(h, "fake_mspti_misdeeds");
         }
     }
 }
@@ -86,6 +88,10 @@ static void print_counts(void) {
         printf("MSPTI_KERNELS=%llu\n", (unsigned long long)M.emitted(2));
         printf("MSPTI_ALL=%llu\n", (unsigned long long)M.emitted(0));
         printf("MSPTI_DROPPED=%llu\n", (unsigned long long)M.dropped());
+    }
+    if (M.misdeeds) {
+        printf("MSPTI_MISDEEDS=%llu,%llu,%llu\n", (unsigned long long)M.misdeeds(0),
+               (unsigned long long)M.misdeeds(1), (unsigned long long)M.misdeeds(2));
     }
 }
 

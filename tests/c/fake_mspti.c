@@ -25,6 +25,15 @@
  *   FAKE_MSPTI_LOG               path: append one line per API call (see log_line()) and an exit line
  *   FAKE_MSPTI_LOG_RECORDS       1: also log successful msptiActivityGetNextRecord calls (default: only
  *                                the non-SUCCESS ones, i.e. one MAX_LIMIT line per walked buffer)
+ * Adversarial modes (off by default; a misbehaving library, for npuprof's hardening tests; each misdeed is
+ * counted, see fake_mspti_misdeeds()):
+ *   FAKE_MSPTI_COMPLETE          twice: every buffer is completed twice; stale: after each delivery the
+ *                                buffer delivered before it is completed again (the client took it back)
+ *   FAKE_MSPTI_BAD_NAMES         n > 0: every n-th kernel's name is alternately a dangling pointer (an
+ *                                inaccessible page) and a string without NUL running into that page
+ *   FAKE_MSPTI_BAD_TIMES         n > 0: every n-th kernel alternately starts near UINT64_MAX and lasts 2^62 ns
+ *   FAKE_MSPTI_REGISTER_FAIL     1: the first msptiActivityRegisterCallbacks fails with MSPTI_ERROR_INNER
+ *   FAKE_MSPTI_ENABLE_FAIL       k: msptiActivityEnable(k) fails with MSPTI_ERROR_INNER
  *
  * Locks (taken in this order, never the other way round):
  *   g_mu      API state: subscriber, callback bitmaps, marker domains
@@ -50,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
@@ -719,11 +729,14 @@ static uint64_t stream_schedule(uint32_t device, uint32_t stream, uint64_t earli
 /* Calls complete for one buffer and frees the fake's bookkeeping object (never the client's memory).
  * §3.5 "After complete returns MSPTI no longer touches the buffer". With no complete callback the real
  * UnInit logs and returns: the buffer is then simply forgotten. */
+static void misbehave_after_complete(msptiBuffersCallbackCompleteFunc complete, struct abuf *ab);
+
 static void deliver(struct abuf *ab)
 {
     msptiBuffersCallbackCompleteFunc complete = __atomic_load_n(&g_complete, __ATOMIC_ACQUIRE);
     if (complete != NULL) {
         complete(ab->buf, ab->size, ab->valid);
+        misbehave_after_complete(complete, ab);
     }
     __atomic_fetch_sub(&g_pending, 1, __ATOMIC_ACQ_REL);
     free(ab);
@@ -1088,8 +1101,12 @@ API msptiResult msptiActivityRegisterCallbacks(msptiBuffersCallbackRequestFunc f
                                                msptiBuffersCallbackCompleteFunc funcBufferCompleted)
 {
     msptiResult ret;
+    static int calls;
+    int first = __atomic_fetch_add(&calls, 1, __ATOMIC_ACQ_REL) == 0;
     if (funcBufferRequested == NULL || funcBufferCompleted == NULL) {
         ret = MSPTI_ERROR_INVALID_PARAMETER;
+    } else if (first && env_is("FAKE_MSPTI_REGISTER_FAIL", "1")) {
+        ret = MSPTI_ERROR_INNER; /* adversarial: nothing registered */
     } else {
         __atomic_store_n(&g_request, funcBufferRequested, __ATOMIC_RELEASE);
         __atomic_store_n(&g_complete, funcBufferCompleted, __ATOMIC_RELEASE);
@@ -1113,6 +1130,8 @@ API msptiResult msptiActivityEnable(msptiActivityKind kind)
     int k = (int)kind;
     if (!kind_valid(k)) {
         ret = MSPTI_ERROR_INVALID_PARAMETER;
+    } else if (env_ll("FAKE_MSPTI_ENABLE_FAIL", 0) == k) {
+        ret = MSPTI_ERROR_INNER; /* adversarial: switch left off */
     } else if ((k == MSPTI_ACTIVITY_KIND_HCCL || k == MSPTI_ACTIVITY_KIND_MEMORY || k == MSPTI_ACTIVITY_KIND_MEMSET ||
                 k == MSPTI_ACTIVITY_KIND_MEMCPY) &&
                ld_preload_missing()) {
@@ -1353,6 +1372,88 @@ API msptiResult msptiActivityPopExternalCorrelationId(msptiExternalCorrelationKi
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * Adversarial modes (see the header comment). Never active unless their variable is set.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Misdeeds done: [0] extra completions, [1] bad name pointers, [2] bad times. */
+static uint64_t g_misdeeds[3];
+static pthread_mutex_t g_stale_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct abuf g_stale; /* the buffer delivered last (pointer and sizes only) */
+
+/* FAKE_MSPTI_COMPLETE=twice|stale, after a buffer's real completion. */
+static void misbehave_after_complete(msptiBuffersCallbackCompleteFunc complete, struct abuf *ab)
+{
+    if (env_is("FAKE_MSPTI_COMPLETE", "twice")) {
+        __atomic_fetch_add(&g_misdeeds[0], 1, __ATOMIC_ACQ_REL);
+        complete(ab->buf, ab->size, ab->valid);
+    } else if (env_is("FAKE_MSPTI_COMPLETE", "stale") && ab->buf != NULL) {
+        pthread_mutex_lock(&g_stale_mu);
+        struct abuf prev = g_stale;
+        g_stale.buf = ab->buf;
+        g_stale.size = ab->size;
+        g_stale.valid = ab->valid;
+        pthread_mutex_unlock(&g_stale_mu);
+        if (prev.buf != NULL && prev.buf != ab->buf) {
+            __atomic_fetch_add(&g_misdeeds[0], 1, __ATOMIC_ACQ_REL);
+            complete(prev.buf, prev.size, prev.valid);
+        }
+    }
+}
+
+/* Two pages: the first readable and full of 'A', the second inaccessible (g_bad_page points at it). */
+static char *g_bad_page;
+
+static void bad_name_pages_init(void)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return;
+    }
+    memset(p, 'A', (size_t)pg);
+    if (mprotect(p + pg, (size_t)pg, PROT_NONE) == 0) {
+        g_bad_page = p + pg;
+    }
+}
+
+static char *bad_name_pages(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, bad_name_pages_init);
+    return g_bad_page;
+}
+
+/* FAKE_MSPTI_BAD_NAMES / FAKE_MSPTI_BAD_TIMES on one kernel record. */
+static void misbehave_in_kernel(msptiActivityKernel *k)
+{
+    static uint64_t seq_names, seq_times;
+    long long n = env_ll("FAKE_MSPTI_BAD_NAMES", 0);
+    if (n > 0 && __atomic_add_fetch(&seq_names, 1, __ATOMIC_ACQ_REL) % (uint64_t)n == 0) {
+        char *bad = bad_name_pages();
+        if (bad != NULL) {
+            uint64_t c = __atomic_fetch_add(&g_misdeeds[1], 1, __ATOMIC_ACQ_REL);
+            k->name = c % 2 == 0 ? bad : bad - 100; /* dangling / 100 bytes without NUL, then a fault */
+        }
+    }
+    n = env_ll("FAKE_MSPTI_BAD_TIMES", 0);
+    if (n > 0 && __atomic_add_fetch(&seq_times, 1, __ATOMIC_ACQ_REL) % (uint64_t)n == 0) {
+        uint64_t c = __atomic_fetch_add(&g_misdeeds[2], 1, __ATOMIC_ACQ_REL);
+        if (c % 2 == 0) {
+            k->start = UINT64_MAX - 1000;
+            k->end = UINT64_MAX - 10;
+        } else {
+            k->end = k->start + (1ull << 62);
+        }
+    }
+}
+
+/* Misdeeds done by the adversarial modes: 0 extra completions, 1 bad name pointers, 2 bad times. */
+API uint64_t fake_mspti_misdeeds(int what)
+{
+    return what >= 0 && what < 3 ? __atomic_load_n(&g_misdeeds[what], __ATOMIC_ACQUIRE) : 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
  * Test-only exports (not MSPTI symbols). Each emulates one host/device event on the calling thread.
  * ---------------------------------------------------------------------------------------------- */
 
@@ -1432,6 +1533,7 @@ API void fake_mspti_launch(const char *name, const char *type, uint32_t stream_i
         k.correlationId = corr;
         k.type = intern(type, "KERNEL_AICORE");
         k.name = intern(name, "unknown");
+        misbehave_in_kernel(&k);
         emit(&k, sizeof k);
     }
     run_callback(MSPTI_CB_DOMAIN_RUNTIME, MSPTI_CBID_RUNTIME_LAUNCH, MSPTI_API_EXIT, "aclrtLaunchKernel");
