@@ -1284,3 +1284,232 @@ fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
     let rows = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")).len() as u64 - 1;
     assert!(rows > 0 && rows < 30_000, "{rows}");
 }
+
+// ---- MSPTI: a misbehaving libmspti.so (the adversarial modes of tests/c/fake_mspti.c) ---------------------
+
+/// What the fake's adversarial modes did: (extra completions, bad name pointers, bad times).
+fn misdeeds(r: &Run) -> [u64; 3] {
+    let v = r
+        .out
+        .value("MSPTI_MISDEEDS")
+        .expect("MSPTI_MISDEEDS printed");
+    let n: Vec<u64> = v.split(',').map(|x| x.parse().unwrap()).collect();
+    [n[0], n[1], n[2]]
+}
+
+/// Kernel rows (HCCL operations left out) of a profile.
+fn kernel_rows(r: &Run) -> Vec<Vec<String>> {
+    let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    let core = col(&k, "Accelerator Core");
+    k.into_iter()
+        .skip(1)
+        .filter(|row| row[core] != "HCCL")
+        .collect()
+}
+
+fn device_u64(m: &Value, k: &str) -> u64 {
+    m["device"][k]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{k} in {}", m["device"]))
+}
+
+/// Issue 15 item 1: a buffer completed twice, or a pool buffer completed again after npuprof took it back.
+/// Before: segfault in on_complete → walk → compact (our compacted records read as MSPTI records, a name id
+/// used as a `char*`), and the buffer put on the free list twice. Now: ignored and counted, nothing lost.
+#[test]
+fn mspti_buffer_completed_twice_or_when_not_handed_out_is_ignored_and_counted() {
+    for mode in ["twice", "stale"] {
+        let r = mspti_run(
+            true,
+            &[
+                ("FAKE_MSPTI_COMPLETE", mode),
+                ("NPUPROF_MSPTI_BUFFER_KB", "64"),
+                ("NPUPROF_MSPTI_BUFFERS", "16"),
+            ],
+            &[
+                "mspti",
+                "start",
+                "burst:2000",
+                "steps:2",
+                "stop",
+                "flush",
+                "dir",
+            ],
+        );
+        r.out.assert_ok();
+        assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"), "{mode}");
+        let extra = misdeeds(&r)[0];
+        assert!(extra > 1, "{mode}: {extra}");
+        let m = r.meta();
+        assert_eq!(
+            device_u64(&m, "mspti_buffers_completed_unmatched"),
+            extra,
+            "{mode}: {m}"
+        );
+        assert_eq!(device_u64(&m, "mspti_records_dropped"), 0, "{mode}: {m}");
+        let emitted: usize = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
+        assert_eq!(kernel_rows(&r).len(), emitted, "{mode}: every kernel once");
+    }
+}
+
+/// Issue 15 item 2: kernel names that are dangling pointers, or strings without a NUL before an inaccessible
+/// page. Before: segfault in CStr::from_ptr. Now: read with a fault-safe capped copy; such a kernel keeps its
+/// row under a placeholder name, counted.
+#[test]
+fn mspti_dangling_or_unterminated_names_are_read_safely_and_counted() {
+    let r = mspti_run(
+        true,
+        &[("FAKE_MSPTI_BAD_NAMES", "3")],
+        &[
+            "mspti",
+            "start",
+            "burst:300",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    let bad = misdeeds(&r)[1];
+    assert!(bad >= 100, "{bad}");
+    let m = r.meta();
+    assert_eq!(device_u64(&m, "mspti_names_unreadable"), bad, "{m}");
+    let k = kernel_rows(&r);
+    let emitted: usize = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
+    assert_eq!(k.len(), emitted);
+    let all = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    let name = col(&all, "Name");
+    let unreadable = k
+        .iter()
+        .filter(|row| row[name] == "[npuprof: unreadable name]")
+        .count();
+    assert_eq!(unreadable as u64, bad);
+}
+
+/// Issue 15 item 14: unknown kinds in the middle of buffers (every 50th record). Before: the walk stopped at
+/// the first one, everything after it in that buffer was lost and counted as one record. Now: the walk steps
+/// over the unknown record by the known record sizes, so only the corrupted records are lost.
+#[test]
+fn mspti_unknown_kind_mid_buffer_loses_only_that_record() {
+    let r = mspti_run(
+        true,
+        &[("FAKE_MSPTI_MALFORMED", "50")],
+        &[
+            "mspti",
+            "start",
+            "burst:2000",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let all: u64 = r.out.value("MSPTI_ALL").unwrap().parse().unwrap();
+    let bad = device_u64(&m, "mspti_unknown_or_malformed_records");
+    assert_eq!(all / 50, bad, "{m}");
+    assert_eq!(device_u64(&m, "mspti_records") + bad, all, "{m}");
+    assert_eq!(device_u64(&m, "mspti_bytes_lost_unparsable"), 0, "{m}");
+    let emitted: usize = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
+    assert_eq!(kernel_rows(&r).len(), emitted, "every intact kernel kept");
+}
+
+/// Issue 15 item 16: kernels starting near u64::MAX or lasting 2^62 ns. Before: kept, drawn as slices of
+/// 1.67e16 µs. Now: rejected (outside the profile's time window) and counted.
+#[test]
+fn mspti_times_outside_the_profile_window_are_rejected_and_counted() {
+    let r = mspti_run(
+        true,
+        &[("FAKE_MSPTI_BAD_TIMES", "7")],
+        &[
+            "mspti",
+            "start",
+            "burst:300",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(
+        r.out.value("FLUSH").as_deref(),
+        Some("0"),
+        "{}",
+        r.out.stderr
+    );
+    let bad = misdeeds(&r)[2];
+    assert!(bad >= 40, "{bad}");
+    let m = r.meta();
+    assert_eq!(device_u64(&m, "mspti_records_outside_profile"), bad, "{m}");
+    let emitted: u64 = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
+    assert_eq!(kernel_rows(&r).len() as u64, emitted - bad);
+    let t = trace(&r.dir());
+    let longest = t
+        .iter()
+        .filter_map(|e| e["dur"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(longest < 3.6e9, "a slice of {longest} us");
+}
+
+/// Issue 15 item 16: msptiActivityRegisterCallbacks fails once. Before: the subscription was held until
+/// shutdown (torch_npu's profiler blocked) and every later start said "already set up by an earlier backend
+/// instance". Now: the subscription is released at once and the next start works.
+#[test]
+fn mspti_failed_callback_registration_releases_the_subscription_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("mspti.log");
+    let log_s = log.display().to_string();
+    let r = mspti_run(
+        true,
+        &[
+            ("FAKE_MSPTI_REGISTER_FAIL", "1"),
+            ("FAKE_MSPTI_LOG", &log_s),
+        ],
+        &["mspti", "start", "start", "steps:1", "stop", "flush", "dir"],
+    );
+    assert_eq!(r.out.values("START"), ["6", "0"], "{}", r.out.stderr);
+    let calls: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("mspti")))
+        .map(String::from)
+        .collect();
+    let failed = calls
+        .iter()
+        .position(|c| c == "msptiActivityRegisterCallbacks")
+        .unwrap();
+    let next_sub = failed
+        + calls[failed..]
+            .iter()
+            .position(|c| c == "msptiSubscribe")
+            .unwrap_or_else(|| panic!("no second subscribe: {calls:?}"));
+    assert!(
+        calls[failed..next_sub]
+            .iter()
+            .any(|c| c == "msptiUnsubscribe"),
+        "the subscription is released before the next start: {calls:?}"
+    );
+    let emitted: usize = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
+    assert!(emitted > 0);
+    assert_eq!(kernel_rows(&r).len(), emitted);
+}
+
+/// Issue 15 item 16: kinds MSPTI refuses to enable are listed in profiler_metadata.json, not only in a debug
+/// log.
+#[test]
+fn mspti_kinds_that_fail_to_enable_are_listed_in_the_metadata() {
+    let r = mspti_run(
+        false,
+        &[("FAKE_MSPTI_ENABLE_FAIL", "1")],
+        &["mspti", "start", "steps:1", "stop", "flush", "dir"],
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let u = &m["device"]["mspti_kinds_unavailable"];
+    assert_eq!(u["MARKER"], "MSPTI_ERROR_INNER", "{m}");
+    assert_eq!(u["HCCL"], "MSPTI_ERROR_WITHOUT_LD_PRELOAD", "{m}");
+    assert!(u.get("KERNEL").is_none(), "{m}");
+}

@@ -31,6 +31,25 @@ pub fn record_size(kind: u32) -> Option<usize> {
     })
 }
 
+/// The name of a kind (`msptiActivityKind` without its prefix), for messages and metadata.
+pub fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        KIND_MARKER => "MARKER",
+        KIND_KERNEL => "KERNEL",
+        KIND_API => "API",
+        KIND_HCCL => "HCCL",
+        KIND_MEMORY => "MEMORY",
+        KIND_MEMSET => "MEMSET",
+        KIND_MEMCPY => "MEMCPY",
+        KIND_EXTERNAL_CORRELATION => "EXTERNAL_CORRELATION",
+        KIND_COMMUNICATION => "COMMUNICATION",
+        KIND_ACL_API => "ACL_API",
+        KIND_NODE_API => "NODE_API",
+        KIND_RUNTIME_API => "RUNTIME_API",
+        _ => "unknown kind",
+    }
+}
+
 /// `msptiResult` values (§3.1).
 pub const MSPTI_SUCCESS: u32 = 0;
 pub const MSPTI_ERROR_INVALID_PARAMETER: u32 = 1;

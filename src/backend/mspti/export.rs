@@ -1,0 +1,171 @@
+//! The export of MSPTI data: the spool becomes kernel rows and the device lanes ([`super::lanes`]). Records
+//! whose times lie outside the profile are left out and counted (`mspti_records_outside_profile`).
+
+use super::lanes::MsptiLanes;
+use super::records::*;
+use super::walk::DevRec;
+use super::REC;
+use crate::backend::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
+use crate::error::Result;
+use crate::record::names;
+use crate::session::Profile;
+
+/// The device records' spool in `FRAMEWORK/`, created and read through the profile's directory handle.
+pub const SPOOL: &str = "mspti.spool";
+
+pub struct MsptiData {
+    pub device: u32,
+    /// The profile continued without device data (`auto` after a failed MSPTI start).
+    pub host_only: bool,
+    pub meta: Vec<(String, String)>,
+    /// CLOCK_REALTIME ns (MSPTI's time scale) at the profile's start and at its stop.
+    pub window: (u64, u64),
+}
+
+/// How far outside the profile's start..stop a record's time may be (clock adjustments, a kernel enqueued
+/// before the start): one second.
+pub const WINDOW_SLACK_NS: u64 = 1_000_000_000;
+
+/// Whether a record's times lie in the profile's window (with the slack): a start or end outside it is a
+/// corrupt or foreign time (a start near u64::MAX would be drawn as a slice of 1.8e16 µs). An end before the
+/// start is kept (its duration is 0).
+pub fn in_window(r: &DevRec, window: (u64, u64)) -> bool {
+    let lo = window.0.saturating_sub(WINDOW_SLACK_NS);
+    let hi = window.1.saturating_add(WINDOW_SLACK_NS);
+    (lo..=hi).contains(&r.start) && r.end <= hi
+}
+
+pub fn name(id: u32) -> &'static [u8] {
+    names::get(id).unwrap_or(b"")
+}
+
+/// The compact records of a spool, read in blocks (the file is never in memory twice); a cut record at the
+/// end (a spool still being written when the stop gave up waiting) is left out.
+fn read_spool(framework: &crate::export::layout::Place) -> Vec<DevRec> {
+    use std::io::Read;
+    let Ok((mut f, _)) = framework.dir.open_file(SPOOL) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len()) as usize;
+    let mut recs = Vec::with_capacity(len / REC);
+    let mut block = vec![0u8; REC * 16384];
+    let mut have = 0;
+    loop {
+        match f.read(&mut block[have..]) {
+            Ok(0) => break,
+            Ok(n) => have += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!(
+                    "{}: {e}; the records before it are used",
+                    framework.shown(SPOOL).display()
+                );
+                break;
+            }
+        }
+        let whole = have / REC * REC;
+        recs.extend(block[..whole].chunks_exact(REC).map(DevRec::from_bytes));
+        block.copy_within(whole..have, 0);
+        have -= whole;
+    }
+    recs
+}
+
+impl DeviceData for MsptiData {
+    fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult> {
+        let t0 = std::time::Instant::now();
+        let mut recs = read_spool(&profile.dirs.framework);
+        let before = recs.len();
+        recs.retain(|r| in_window(r, self.window));
+        let outside = before - recs.len();
+        let mut meta = self.meta;
+        meta.push(("mspti_records_outside_profile".into(), outside.to_string()));
+        if outside > 0 {
+            log::warn!(
+                "MSPTI: {outside} records with times outside the profile (start..stop ± 1 s) left out"
+            );
+        }
+        let t_decode = t0.elapsed();
+        // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
+        let n_ids = names::count() as usize + 1;
+        let mut kernels = Kernels::default();
+        let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
+        let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
+            let i = (id as usize).min(n_ids - 1);
+            *sym[i].get_or_insert_with(|| ks.strings.intern(name(i as u32)))
+        };
+        let hccl = kernels.strings.intern(b"HCCL");
+        let n_kernels = recs
+            .iter()
+            .filter(|r| matches!(r.kind, KIND_KERNEL | KIND_HCCL))
+            .count();
+        kernels.list.reserve_exact(n_kernels);
+        for r in &recs {
+            if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
+                continue;
+            }
+            let name = intern(&mut kernels, r.c >> 32);
+            let core = if r.kind == KIND_HCCL {
+                // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are lanes
+                // only.
+                hccl
+            } else {
+                intern(&mut kernels, r.c & 0xffff_ffff)
+            };
+            kernels.list.push(Kernel {
+                name,
+                op_type: name,
+                core,
+                start_ns: r.start,
+                dur_ns: r.end.saturating_sub(r.start),
+                wait_ns: 0,
+                stream_id: r.a,
+                task_id: 0,
+                model_id: u32::MAX,
+                block_dim: 0,
+                cells: String::new(),
+            });
+        }
+        let t_kernels = t0.elapsed();
+        if kernels
+            .list
+            .windows(2)
+            .any(|w| w[1].start_ns < w[0].start_ns)
+        {
+            kernels.list.sort_unstable_by_key(|k| k.start_ns);
+        }
+        log::debug!(
+            "MSPTI spool: read + decode {} ms, kernels {} ms, sort {} ms",
+            t_decode.as_millis(),
+            (t_kernels - t_decode).as_millis(),
+            (t0.elapsed() - t_kernels).as_millis()
+        );
+        let mut prev_end = 0u64;
+        for k in &mut kernels.list {
+            // The gap since the previous task ended on the device (0 for the first), as CANN computes it.
+            if prev_end != 0 {
+                k.wait_ns = k.start_ns.saturating_sub(prev_end);
+            }
+            prev_end = prev_end.max(k.start_ns + k.dur_ns);
+        }
+        let mut r = DeviceResult {
+            kernels,
+            kernel_header: None,
+            timeline: Some(Box::new(MsptiLanes {
+                recs,
+                device: self.device,
+            })),
+            files: Vec::new(),
+            meta,
+        };
+        r.set_status(
+            if self.host_only {
+                "host-only"
+            } else {
+                "parsed"
+            },
+            None,
+        );
+        Ok(r)
+    }
+}

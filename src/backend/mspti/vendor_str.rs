@@ -1,0 +1,227 @@
+//! Reading the strings MSPTI's records point at (kernel, API, marker and communication names) without
+//! trusting the pointer: a dangling pointer, or a name with no NUL before inaccessible memory, must not
+//! crash the host.
+//!
+//! Each string is copied with `process_vm_readv` on our own pid, in chunks that never cross a 256-byte
+//! boundary (so never a page boundary): a chunk in memory that is not mapped or not readable fails with
+//! `EFAULT` instead of a segfault. The copy stops at the NUL, at an unreadable chunk (the name is then
+//! unreadable and counted), or at [`NAME_CAP`] bytes (the name is cut there and counted). This runs in the
+//! completion callback (an MSPTI thread), never on the record path; pointers already read once in the same
+//! buffer are not read again.
+//!
+//! Where `process_vm_readv` is refused (`ENOSYS`, or `EPERM` under a seccomp filter), nothing can check a
+//! pointer: the bytes are then read directly, still capped at [`NAME_CAP`] (one warning says so). Under Miri
+//! (no system calls) the direct read is used too.
+
+use super::counts::{Count, Counts};
+use crate::record::names;
+use std::ffi::c_char;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Longest name kept, in bytes.
+pub const NAME_CAP: usize = 1024;
+/// The name given to a record whose name could not be read.
+pub const UNREADABLE: &[u8] = b"[npuprof: unreadable name]";
+const CHUNK: usize = 256;
+const CACHE: usize = 64;
+
+/// `process_vm_readv` is unavailable here: read directly (see the module comment).
+static UNCHECKED: AtomicBool = AtomicBool::new(cfg!(miri));
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Name<'a> {
+    Whole(&'a [u8]),
+    /// The first [`NAME_CAP`] bytes of a longer name.
+    Cut(&'a [u8]),
+    Unreadable,
+}
+
+/// Copies bytes at `src` into `dst`: `Some(true)` copied, `Some(false)` not readable, `None` no checked copy
+/// here.
+fn checked_copy(pid: libc::pid_t, src: usize, dst: &mut [u8]) -> Option<bool> {
+    if UNCHECKED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let local = libc::iovec {
+        iov_base: dst.as_mut_ptr().cast(),
+        iov_len: dst.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: src as *mut libc::c_void,
+        iov_len: dst.len(),
+    };
+    // SAFETY: `local` is `dst`, writable for its length; the kernel validates `remote` and fails with EFAULT
+    // instead of faulting.
+    let r = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    if r == dst.len() as isize {
+        return Some(true);
+    }
+    if r >= 0 {
+        return Some(false);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::EPERM) => {
+            if !UNCHECKED.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "process_vm_readv is not permitted here: MSPTI's name pointers are read unchecked (capped \
+                     at {NAME_CAP} bytes)"
+                );
+            }
+            None
+        }
+        _ => Some(false),
+    }
+}
+
+/// The NUL-terminated string at `p`, read into `out`.
+pub fn read(pid: libc::pid_t, p: *const c_char, out: &mut [u8; NAME_CAP]) -> Name<'_> {
+    let start = p as usize;
+    let mut len = 0;
+    while len < NAME_CAP {
+        let at = start.wrapping_add(len);
+        let n = (CHUNK - at % CHUNK).min(NAME_CAP - len);
+        let chunk = &mut out[len..len + n];
+        match checked_copy(pid, at, chunk) {
+            Some(true) => {}
+            Some(false) => return Name::Unreadable,
+            None => {
+                let src = (p as *const u8).wrapping_add(len);
+                for (i, b) in chunk.iter_mut().enumerate() {
+                    // SAFETY: unchecked (see the module comment): MSPTI vouches that the string is
+                    // NUL-terminated; the read stops at the NUL or at the cap.
+                    *b = unsafe { *src.add(i) };
+                    if *b == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(z) = chunk.iter().position(|&b| b == 0) {
+            return Name::Whole(&out[..len + z]);
+        }
+        len += n;
+    }
+    Name::Cut(&out[..NAME_CAP])
+}
+
+/// Interns the names of one buffer's records: each pointer is read once per buffer.
+pub struct Names<'a> {
+    pid: libc::pid_t,
+    counts: &'a Counts,
+    cache: [(usize, u32); CACHE],
+    scratch: [u8; NAME_CAP],
+}
+
+impl<'a> Names<'a> {
+    pub fn new(counts: &'a Counts) -> Names<'a> {
+        Names {
+            // SAFETY: no preconditions; taken per buffer, so a forked child reads its own memory.
+            pid: if cfg!(miri) {
+                0
+            } else {
+                unsafe { libc::getpid() }
+            },
+            counts,
+            cache: [(0, 0); CACHE],
+            scratch: [0; NAME_CAP],
+        }
+    }
+
+    /// The name id for `p` (0 for NULL or an empty name).
+    pub fn id(&mut self, p: *const c_char) -> u32 {
+        let key = p as usize;
+        if key == 0 {
+            return 0;
+        }
+        let slot = (key >> 3) % CACHE;
+        if self.cache[slot].0 == key {
+            return self.cache[slot].1;
+        }
+        let id = match read(self.pid, p, &mut self.scratch) {
+            Name::Whole(b) => names::intern(b),
+            Name::Cut(b) => {
+                self.counts.add(Count::NamesTruncated, 1);
+                names::intern(b)
+            }
+            Name::Unreadable => {
+                self.counts.add(Count::NamesUnreadable, 1);
+                return names::intern(UNREADABLE);
+            }
+        };
+        self.cache[slot] = (key, id);
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_read_up_to_the_nul_or_the_cap() {
+        let mut out = [0u8; NAME_CAP];
+        // SAFETY: no preconditions.
+        let pid = if cfg!(miri) {
+            0
+        } else {
+            unsafe { libc::getpid() }
+        };
+        assert_eq!(
+            read(pid, c"MatMul".as_ptr(), &mut out),
+            Name::Whole(b"MatMul")
+        );
+        assert_eq!(read(pid, c"".as_ptr(), &mut out), Name::Whole(b""));
+        let mut long = vec![b'x'; 3000];
+        long.push(0);
+        let Name::Cut(b) = read(pid, long.as_ptr().cast(), &mut out) else {
+            panic!("not cut")
+        };
+        assert_eq!(b.len(), NAME_CAP);
+        // Crossing 256-byte chunks with the NUL in a later one.
+        let mut mid = vec![b'y'; 700];
+        mid.push(0);
+        assert_eq!(
+            read(pid, mid[3..].as_ptr().cast(), &mut out),
+            Name::Whole(&mid[3..700])
+        );
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn dangling_and_unterminated_names_are_unreadable_not_fatal() {
+        // SAFETY: sysconf, mmap and mprotect with valid arguments; the mapping is only read through `read`.
+        unsafe {
+            let pg = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                2 * pg,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            ) as *mut u8;
+            assert_ne!(p as *mut libc::c_void, libc::MAP_FAILED);
+            std::ptr::write_bytes(p, b'A', pg);
+            assert_eq!(libc::mprotect(p.add(pg).cast(), pg, libc::PROT_NONE), 0);
+            let pid = libc::getpid();
+            let mut out = [0u8; NAME_CAP];
+            assert_eq!(read(pid, p.add(pg).cast(), &mut out), Name::Unreadable);
+            assert_eq!(
+                read(pid, p.add(pg - 100).cast(), &mut out),
+                Name::Unreadable
+            );
+            assert_eq!(read(pid, 16 as *const c_char, &mut out), Name::Unreadable);
+            let counts = Counts::default();
+            let mut n = Names::new(&counts);
+            let bad = n.id(p.add(pg).cast());
+            assert_eq!(
+                n.id(p.add(pg).cast()),
+                bad,
+                "unreadable names are not cached"
+            );
+            assert_eq!(counts.get(Count::NamesUnreadable), 2);
+            assert_eq!(names::get(bad), Some(UNREADABLE));
+            libc::munmap(p.cast(), 2 * pg);
+        }
+    }
+}
