@@ -1,4 +1,4 @@
-//! The buffer pool MSPTI writes into: buffers allocated once at setup (never freed), a free list, and the
+//! The buffer pool MSPTI writes into: buffers allocated once at setup (kept for the life of the process), a free list, and the
 //! owner of every buffer. A buffer is free (on the free list), handed out (MSPTI fills it), or taken (a
 //! completion walks it, then the consumer spools it and frees it). A completion of a buffer that is not
 //! handed out — completed twice, or never handed out at all — is refused, so two parties never share a buffer
@@ -22,6 +22,8 @@ pub enum Owner {
 }
 
 pub struct Pool {
+    /// The buffers (from `Box::into_raw`; freed on drop, which the process's pool in a static never is).
+    mem: *mut [u64],
     base: *mut u8,
     pub buf_size: usize,
     pub buffers: usize,
@@ -30,23 +32,23 @@ pub struct Pool {
     free_rx: Receiver<u32>,
 }
 
-// SAFETY: `base` points at the leaked pool (never freed); who may touch each buffer is decided by `owner`,
+// SAFETY: `base` points at the pool's memory, valid while the pool lives; who may touch each buffer is decided by `owner`,
 // changed only by compare-exchange.
 unsafe impl Sync for Pool {}
 // SAFETY: as above.
 unsafe impl Send for Pool {}
 
 impl Pool {
-    /// `buffers` buffers of `buf_size` bytes (a multiple of 8), 8-byte aligned, leaked.
+    /// `buffers` buffers of `buf_size` bytes (a multiple of 8), 8-byte aligned.
     pub fn new(buf_size: usize, buffers: usize) -> Pool {
-        let pool: &'static mut [u64] =
-            Box::leak(vec![0u64; buf_size / 8 * buffers].into_boxed_slice());
+        let mem = Box::into_raw(vec![0u64; buf_size / 8 * buffers].into_boxed_slice());
         let (free_tx, free_rx) = bounded(buffers);
         for i in 0..buffers {
             let _ = free_tx.try_send(i as u32);
         }
         Pool {
-            base: pool.as_mut_ptr() as *mut u8,
+            mem,
+            base: mem as *mut u8,
             buf_size,
             buffers,
             owner: (0..buffers)
@@ -99,6 +101,14 @@ impl Pool {
         if self.swap(idx, Owner::Taken, Owner::Free) {
             let _ = self.free_tx.try_send(idx);
         }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: `mem` came from `Box::into_raw` in `new` and is freed once, here; nothing uses the pool after
+        // its drop (the process's pool lives in a static and is never dropped, so MSPTI may complete late).
+        drop(unsafe { Box::from_raw(self.mem) });
     }
 }
 
