@@ -3,7 +3,7 @@
 //!
 //! An unreadable record (unknown kind, or a record running past the valid bytes) does not end the walk: its
 //! size is unknown, so each known record size is tried and the one after which the following records chain
-//! validly furthest (to the valid end exactly, or [`CHAIN`] records) is taken. Only when no size fits are the
+//! validly furthest (to the valid end exactly, or [`CHAIN`] records; at least [`MIN_CHAIN`]) is taken. Only when no size fits are the
 //! remaining bytes lost, counted as `bytes_lost_unparsable`. MSPTI's cursor cannot step over a record it does
 //! not know, so after the first unreadable record the walk goes on by the record sizes.
 
@@ -148,9 +148,11 @@ pub fn compact(buf: &[u8], off: usize, names: &mut Names) -> Option<DevRec> {
     })
 }
 
-/// Records that must follow a candidate offset, all readable, for it to be taken after an unreadable record
-/// (fewer if the chain ends exactly at the valid end).
+/// Readable records looked at after a candidate offset; the longest chain wins.
 pub const CHAIN: usize = 8;
+/// Readable records that must follow a candidate offset for it to be taken, unless the chain ends exactly at
+/// the valid end (one record can be a coincidence: a stream id 5 reads as a MEMORY kind).
+pub const MIN_CHAIN: usize = 2;
 
 /// The record sizes of the known kinds, each once.
 const SIZES: [usize; 5] = [24, 48, 56, 64, 72];
@@ -186,7 +188,7 @@ fn resync(buf: &[u8], at: usize, valid: usize) -> Option<usize> {
                 None => break n,
             }
         };
-        if score > 0 && best.map_or(true, |(b, _)| score > b) {
+        if score >= MIN_CHAIN && best.map_or(true, |(b, _)| score > b) {
             best = Some((score, start));
         }
     }
@@ -217,6 +219,9 @@ pub fn walk(
     if let Some(next) = next {
         // MSPTI's cursor is thread-local and only resets when it reaches the end: always run to the end, or
         // reset it where it stands.
+        // After a record MSPTI steps over but npuprof does not know (a newer kind): the next record MSPTI
+        // returns tells where that one ended.
+        let mut after_unknown = false;
         for _ in 0..=valid / 8 {
             let mut rec: *mut u32 = std::ptr::null_mut();
             // SAFETY: a valid buffer of at least `valid` bytes and a valid out-pointer.
@@ -225,8 +230,8 @@ pub fn walk(
                 break;
             }
             let at = (rec as usize).wrapping_sub(buf.as_ptr() as usize);
-            let size = readable(buf, at, valid);
-            if r != MSPTI_SUCCESS || rec.is_null() || at != off || size.is_none() {
+            let in_step = at == off || (after_unknown && at > off && at < valid);
+            if r != MSPTI_SUCCESS || rec.is_null() || !in_step {
                 // Unreadable at `off` (or a cursor not where the sizes say): reset this thread's cursor by
                 // asking for the next record of a buffer that ends exactly where it stands, and go on by the
                 // record sizes.
@@ -236,12 +241,25 @@ pub fn walk(
                 stuck = true;
                 break;
             }
-            let s = size.unwrap_or(0);
-            // External correlations (24 bytes) are not kept (they would not fit in place).
-            if s >= REC {
-                keep(buf, at, names);
+            off = at;
+            match readable(buf, at, valid) {
+                Some(s) => {
+                    after_unknown = false;
+                    // External correlations (24 bytes) are not kept (they would not fit in place).
+                    if s >= REC {
+                        keep(buf, at, names);
+                    }
+                    off = at + s;
+                }
+                None => {
+                    counts.add(Count::UnknownRecords, 1);
+                    after_unknown = true;
+                }
             }
-            off = at + s;
+        }
+        if after_unknown && !stuck {
+            // The unknown record was the last one: its bytes end at the valid end.
+            off = valid;
         }
         if !stuck {
             return (w / REC) as u32;
@@ -376,7 +394,8 @@ mod tests {
 
     thread_local!(static CURSOR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
 
-    /// msptiActivityGetNextRecord as MSPTI implements it: a thread-local cursor; an unknown kind → INNER,
+    /// msptiActivityGetNextRecord as MSPTI implements it (and knowing a kind 13 of 40 bytes, as a newer
+    /// MSPTI might): a thread-local cursor; an unknown kind → INNER,
     /// the cursor neither moved nor reset; at the end → MAX_LIMIT_REACHED and the cursor back at 0.
     unsafe extern "C" fn cursor_next(buf: *mut u8, valid: usize, rec: *mut *mut u32) -> u32 {
         CURSOR.with(|c| {
@@ -387,7 +406,9 @@ mod tests {
             }
             // SAFETY: the tests pass a buffer of at least `valid` bytes.
             let b = unsafe { std::slice::from_raw_parts(buf, valid) };
-            match read::<u32>(b, pos).and_then(record_size) {
+            // A newer MSPTI: kind 13, 40 bytes, unknown to npuprof.
+            let size = |k: u32| if k == 13 { Some(40) } else { record_size(k) };
+            match read::<u32>(b, pos).and_then(size) {
                 Some(s) if s <= valid - pos => {
                     // SAFETY: a valid out-pointer.
                     unsafe { *rec = buf.add(pos).cast() };
@@ -447,6 +468,34 @@ mod tests {
         let n = walk(None, &counts, &mut junk, 156, &mut Names::new(&counts));
         assert_eq!(n, 1);
         assert_eq!(counts.get(Count::BytesLost), 100);
+
+        // A kind MSPTI steps over but npuprof does not know (13, 40 bytes): MSPTI's cursor says where the
+        // next record starts; without the cursor no known size fits, and the rest is counted lost.
+        let mut newer = Vec::new();
+        put(&mut newer, kernel(1));
+        put(&mut newer, 13u32);
+        put(&mut newer, [0u8; 36]);
+        put(&mut newer, kernel(2));
+        put(&mut newer, 13u32);
+        put(&mut newer, [0u8; 36]);
+        let valid = newer.len();
+        let counts = Counts::default();
+        let mut b = newer.clone();
+        let n = walk(
+            Some(cursor_next),
+            &counts,
+            &mut b,
+            valid,
+            &mut Names::new(&counts),
+        );
+        assert_eq!(n, 2);
+        assert_eq!(counts.get(Count::UnknownRecords), 2);
+        assert_eq!(counts.get(Count::BytesLost), 0);
+        assert_eq!(CURSOR.with(|c| c.get()), 0);
+        let counts = Counts::default();
+        let n = walk(None, &counts, &mut newer, valid, &mut Names::new(&counts));
+        assert_eq!(n, 1);
+        assert_eq!(counts.get(Count::BytesLost), (valid - 56) as u64);
     }
 
     #[test]
