@@ -11,6 +11,9 @@
  *   setenv:K=V / unsetenv:K      change the environment the fakes read at each call
  *   dir           print DIR=<output dir>
  *   exit          exit(0) at once (no stop)
+ *   bg_exit:MS    a new thread sleeps MS ms, then calls exit(0) (main goes on with the next commands)
+ *   sleep:MS      sleep MS ms
+ *   release       end the fakes' FAKE_ACL_HANG / FAKE_MSPTI_HANG hangs (fake_acl_release, fake_mspti_release)
  *   fork          fork(); the child runs "start steps:1 stop flush", prints CHILD_START=, CHILD_DIR=, and exits;
  *                 the parent waits for it
  * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end.
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,6 +90,23 @@ static void print_counts(void) {
         printf("MSPTI_KERNELS=%llu\n", (unsigned long long)M.emitted(2));
         printf("MSPTI_ALL=%llu\n", (unsigned long long)M.emitted(0));
         printf("MSPTI_DROPPED=%llu\n", (unsigned long long)M.dropped());
+    }
+}
+
+static void *exit_later(void *ms) {
+    usleep((useconds_t)(intptr_t)ms * 1000);
+    print_counts();
+    exit(0);
+}
+
+static void release_fakes(void) {
+    const char *libs[] = {"libmsprofiler.so", "libmspti.so"};
+    const char *fns[] = {"fake_acl_release", "fake_mspti_release"};
+    for (int k = 0; k < 2; k++) {
+        void *h = dlopen(libs[k], RTLD_NOW | RTLD_NOLOAD);
+        void (*f)(void) = NULL;
+        if (h) *(void **)&f = dlsym(h, fns[k]);
+        if (f) f();
     }
 }
 
@@ -195,6 +216,13 @@ int main(int argc, char **argv) {
             int st = 0;
             waitpid(pid, &st, 0);
             printf("CHILD_EXIT=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        } else if (!strncmp(c, "bg_exit:", 8)) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, exit_later, (void *)(intptr_t)atoi(c + 8))) printf("FAIL pthread_create\n");
+        } else if (!strncmp(c, "sleep:", 6)) {
+            usleep((useconds_t)atoi(c + 6) * 1000);
+        } else if (!strcmp(c, "release")) {
+            release_fakes();
         } else if (!strcmp(c, "exit")) {
             print_counts();
             exit(0);
