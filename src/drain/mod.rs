@@ -85,7 +85,8 @@ pub fn on_background_thread() -> bool {
     BACKGROUND.try_with(|b| b.get()).unwrap_or(false)
 }
 
-fn block_signals() {
+/// Blocks every signal on the calling (npuprof) thread: signals stay with the host's threads.
+pub(crate) fn block_signals() {
     // SAFETY: plain libc calls on a local, zero-initialised sigset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

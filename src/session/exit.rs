@@ -86,6 +86,9 @@ extern "C" fn at_exit() {
             return;
         }
         EXITING.store(true, Ordering::Relaxed);
+        // A device stop that blocks (the one below, or one still running) gets half of the wait: the host
+        // data is then still written within it.
+        crate::backend::vendor::cut_at_exit(std::time::Instant::now() + wait / 2);
         match &recording {
             Some(dir) => log::warn!(
                 "the process is exiting while recording: finishing {} and waiting up to {}s for it{} \
