@@ -558,6 +558,12 @@ fn auto_start(tokens: u64) -> Result<()> {
         // Someone else fired it, or a manual profile runs (this step is then recorded by the next call).
         return Ok(());
     }
+    reclaim_backend(&mut ctl);
+    if ctl.stopping.is_some() {
+        // A manual profile's device stop is still running: never wait on the step path, and keep the
+        // trigger armed for a later step (firing now would fail and use up the one-shot trigger).
+        return Ok(());
+    }
     STATE.fetch_and(!ARMED, Ordering::AcqRel);
     start_locked(&mut ctl, cfg, true)?;
     STEPS.store(1, Ordering::Relaxed);

@@ -14,6 +14,10 @@
 #include <time.h>
 
 static int g_hang_released;
+static int g_hangs_begun;
+
+/* Hangs begun so far (the test-only export of each fake returns this: a client waits for a hang to begin). */
+static int hangs_begun(void) { return __atomic_load_n(&g_hangs_begun, __ATOMIC_ACQUIRE); }
 
 /* Ends every hang, now and later (the test-only export of each fake calls this). */
 static void hang_release(void) { __atomic_store_n(&g_hang_released, 1, __ATOMIC_RELEASE); }
@@ -31,6 +35,7 @@ static void hang_if(const char *func)
             snprintf(v, sizeof v, "%.*s", (int)(len - flen - 1), f + flen + 1);
             long long ms = strcmp(v, "forever") == 0 ? -1 : strtoll(v, NULL, 10) * 1000;
             log_line("hang %s %s", func, v);
+            __atomic_fetch_add(&g_hangs_begun, 1, __ATOMIC_ACQ_REL);
             for (long long t = 0; (ms < 0 || t < ms) && !__atomic_load_n(&g_hang_released, __ATOMIC_ACQUIRE);
                  t += 10) {
                 struct timespec ts = {0, 10 * 1000000L};

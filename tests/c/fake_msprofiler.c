@@ -1478,7 +1478,14 @@ static int is_ai_core(const char *task_type)
 }
 
 /* Ends every FAKE_ACL_HANG hang, now and later. */
-API void fake_acl_release(void) { hang_release(); }
+API int fake_acl_release(void)
+{
+    hang_release();
+    return 0;
+}
+
+/* FAKE_ACL_HANG hangs begun so far. */
+API int fake_acl_hangs(void) { return hangs_begun(); }
 
 API void fake_launch(const char *name, const char *op_type, const char *task_type, uint32_t stream_id, uint64_t dur_ns)
 {

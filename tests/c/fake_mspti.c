@@ -1644,7 +1644,14 @@ API void fake_mspti_marker(const char *name, int flag)
 }
 
 /* Ends every FAKE_MSPTI_HANG hang, now and later. */
-API void fake_mspti_release(void) { hang_release(); }
+API int fake_mspti_release(void)
+{
+    hang_release();
+    return 0;
+}
+
+/* FAKE_MSPTI_HANG hangs begun so far. */
+API int fake_mspti_hangs(void) { return hangs_begun(); }
 
 /* Records the fake dropped: no buffer (no callbacks registered, request returned *buffer NULL) or the
  * record did not fit the current buffer. */
