@@ -62,8 +62,15 @@ fn mspti_lib() -> &'static Path {
 
 fn client() -> PathBuf {
     static C: OnceLock<PathBuf> = OnceLock::new();
-    C.get_or_init(|| build_c("acl_client_vendor_stop", &["tests/c/acl_client.c"], &[], &[]))
-        .clone()
+    C.get_or_init(|| {
+        build_c(
+            "acl_client_vendor_stop",
+            &["tests/c/acl_client.c"],
+            &[],
+            &[],
+        )
+    })
+    .clone()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -214,7 +221,9 @@ fn a_flush_that_never_returns_blocks_neither_stop_nor_output_dir_fork_start_or_e
     // flush returned, works.
     assert_eq!(r.out.values("START"), ["0", "6", "0"], "{ctx}");
     assert!(
-        r.out.stderr.contains("device stop (msptiActivityFlushAll) has not returned"),
+        r.out
+            .stderr
+            .contains("device stop (msptiActivityFlushAll) has not returned"),
         "{ctx}"
     );
     assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"), "{ctx}");
@@ -241,7 +250,10 @@ fn a_flush_that_never_returns_blocks_neither_stop_nor_output_dir_fork_start_or_e
     assert_eq!(parent.len(), 2, "{ctx}");
     let m = Run::meta(&parent[0]);
     assert_eq!(m["device"]["status"], "abandoned", "{m}");
-    assert_eq!(m["device"]["vendor_stop_abandoned"], "msptiActivityFlushAll", "{m}");
+    assert_eq!(
+        m["device"]["vendor_stop_abandoned"], "msptiActivityFlushAll",
+        "{m}"
+    );
     assert_eq!(m["npuprof"]["stop_reason"], "npuprof_stop", "{m}");
     assert_host_data(&parent[0], 2, &ctx);
     let m = Run::meta(&parent[1]);
@@ -284,7 +296,10 @@ fn a_slow_flush_is_waited_for_and_the_next_start_follows_it() {
         .map(|(i, _)| i)
         .collect();
     assert!(released < flushed, "{ctx}");
-    assert!(enables.iter().filter(|&&i| i > flushed).count() >= 1, "{ctx}");
+    assert!(
+        enables.iter().filter(|&&i| i > flushed).count() >= 1,
+        "{ctx}"
+    );
     assert!(
         enables.iter().all(|&i| i < released || i > flushed),
         "an enable ran inside the flush:\n{ctx}"
@@ -311,13 +326,25 @@ fn exit_while_recording_with_a_finalize_that_never_returns_still_exits_and_write
         .iter()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert!(calls.contains(&"aclprofStop") && calls.contains(&"aclprofDestroyConfig"), "{ctx}");
-    assert!(r.log.iter().any(|l| l == "hang aclprofFinalize forever"), "{ctx}");
+    assert!(
+        calls.contains(&"aclprofStop") && calls.contains(&"aclprofDestroyConfig"),
+        "{ctx}"
+    );
+    assert!(
+        r.log.iter().any(|l| l == "hang aclprofFinalize forever"),
+        "{ctx}"
+    );
     let dir = PathBuf::from(r.out.value("DIR").unwrap());
     let m = Run::meta(&dir);
-    assert_eq!(m["npuprof"]["stop_reason"], "process exit without npuprof_stop", "{m}");
+    assert_eq!(
+        m["npuprof"]["stop_reason"], "process exit without npuprof_stop",
+        "{m}"
+    );
     assert_eq!(m["device"]["status"], "abandoned", "{m}");
-    assert_eq!(m["device"]["vendor_stop_abandoned"], "aclprofFinalize", "{m}");
+    assert_eq!(
+        m["device"]["vendor_stop_abandoned"], "aclprofFinalize",
+        "{m}"
+    );
     assert_host_data(&dir, 2, &ctx);
 }
 
@@ -346,7 +373,10 @@ fn exit_from_another_thread_while_aclprof_stop_hangs_keeps_the_profile() {
     r.out.assert_ok();
     let w = r.workers();
     assert_eq!(w.len(), 1, "{ctx}");
-    assert!(w[0].join("profiler_metadata.json").exists(), "profile lost:\n{ctx}");
+    assert!(
+        w[0].join("profiler_metadata.json").exists(),
+        "profile lost:\n{ctx}"
+    );
     // (The exiting thread may end the process before the main thread prints STOP=0.)
     assert!(r.out.values("STOP").iter().all(|v| v == "0"), "{ctx}");
     let m = Run::meta(&w[0]);

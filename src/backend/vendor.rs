@@ -121,16 +121,25 @@ pub fn stop(
             run(&s, &j)
         });
     if let Err(e) = spawned {
-        log::warn!("cannot start the npuprof-vendor thread ({e}): stopping the device backend here");
+        log::warn!(
+            "cannot start the npuprof-vendor thread ({e}): stopping the device backend here"
+        );
         run(&stopping, &job);
     }
     (stopping, pending)
 }
 
-type Job = Mutex<Option<(Box<dyn Backend>, Arc<Profile>, Sender<Result<Box<dyn DeviceData>>>)>>;
+type Job = Mutex<
+    Option<(
+        Box<dyn Backend>,
+        Arc<Profile>,
+        Sender<Result<Box<dyn DeviceData>>>,
+    )>,
+>;
 
 fn run(stopping: &Stopping, job: &Job) {
-    let Some((mut backend, profile, tx)) = job.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+    let Some((mut backend, profile, tx)) = job.lock().unwrap_or_else(|e| e.into_inner()).take()
+    else {
         return;
     };
     let r = catch_unwind(AssertUnwindSafe(|| backend.stop(&profile))).unwrap_or_else(|_| {

@@ -639,7 +639,9 @@ pub fn shutdown() -> Result<()> {
     }
     if vendor_busy {
         // Never call into a library our own stop is still stuck in.
-        log::warn!("npuprof_shutdown: the device stop has not returned; the MSPTI subscription is kept");
+        log::warn!(
+            "npuprof_shutdown: the device stop has not returned; the MSPTI subscription is kept"
+        );
     } else {
         backend::mspti::unsubscribe();
     }
