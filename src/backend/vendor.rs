@@ -149,8 +149,6 @@ fn run(stopping: &Stopping, job: &Job) {
         ))
     });
     calling("");
-    // The export may have given up (abandoned): then nobody reads this.
-    let _ = tx.send(r);
     if Instant::now() > stopping.deadline {
         log::warn!(
             "the device stop of {}, abandoned after {} s, has returned: the device backend is usable again",
@@ -158,8 +156,12 @@ fn run(stopping: &Stopping, job: &Job) {
             stopping.began.elapsed().as_secs()
         );
     }
+    // The backend first: once the export has the device data (and a flush has returned), the backend is
+    // back, so `npuprof_shutdown` after a flush never finds it still out.
     *stopping.back.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend);
     stopping.cv.notify_all();
+    // The export may have given up (abandoned): then nobody reads this.
+    let _ = tx.send(r);
 }
 
 /// The device data of a stop still running on the `npuprof-vendor` thread: [`DeviceData::collect`] waits
