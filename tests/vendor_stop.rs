@@ -184,7 +184,8 @@ fn assert_host_data(dir: &Path, steps: usize, ctx: &str) {
 /// `msptiActivityFlushAll` never returns (until the test releases it). `npuprof_stop` returns anyway;
 /// `output_dir` and `fork()` work while the flush hangs; a new start is refused with NPUPROF_ERR_BACKEND
 /// naming the call (npuprof never calls MSPTI while its own stop is inside it); the profile keeps its host
-/// data and its metadata names the abandoned call. Once the flush returns, a start works again and that
+/// data and its metadata names the abandoned call; `npuprof_shutdown` returns and leaves MSPTI alone. Once
+/// the flush returns, a start works again and that
 /// profile has its device data; `exit()` returns.
 #[test]
 fn a_flush_that_never_returns_blocks_neither_stop_nor_output_dir_fork_start_or_exit() {
@@ -203,6 +204,7 @@ fn a_flush_that_never_returns_blocks_neither_stop_nor_output_dir_fork_start_or_e
             "dir",
             "fork",
             "start",
+            "shutdown",
             "release",
             "start_until_ok",
             "steps:1",
@@ -227,6 +229,16 @@ fn a_flush_that_never_returns_blocks_neither_stop_nor_output_dir_fork_start_or_e
         "{ctx}"
     );
     assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"), "{ctx}");
+    // Shutdown neither waits for the flush nor unsubscribes from a library still inside it.
+    assert_eq!(r.out.value("SHUTDOWN").as_deref(), Some("0"), "{ctx}");
+    assert!(
+        r.out.stderr.contains("the MSPTI subscription is kept"),
+        "{ctx}"
+    );
+    assert!(
+        !r.log.iter().any(|l| l.starts_with("msptiUnsubscribe")),
+        "{ctx}"
+    );
     // MSPTI was not called again before the hung flush returned.
     let at = |p: &dyn Fn(&str) -> bool| r.log.iter().position(|l| p(l)).unwrap();
     let released = at(&|l| l == "hang msptiActivityFlushAll released");
