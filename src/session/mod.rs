@@ -260,7 +260,9 @@ pub fn start() -> Result<()> {
     }
     let mut ctl = lock()?;
     // The previous profile's device stop may still run: wait for it (bounded by its deadline) without the
-    // lock, so output_dir, fork and the exit hook are never held up by a vendor library.
+    // lock, so output_dir, fork and the exit hook are never held up by a vendor library. (An `npuprof
+    // trigger start` runs this on the drain thread: no profile can record while a stop is out, since every
+    // start waits here, so the rings have nothing to drain meanwhile.)
     if let Some(s) = ctl.stopping.clone().filter(|_| ctl.running.is_none()) {
         drop(ctl);
         s.wait();
