@@ -56,7 +56,8 @@ pub fn cut_at_exit(at: Instant) {
 
 /// A backend stop under way on the `npuprof-vendor` thread; the backend comes back through it.
 pub struct Stopping {
-    back: Mutex<Option<Box<dyn Backend>>>,
+    /// (the stop has returned, the backend until someone takes it back).
+    back: Mutex<(bool, Option<Box<dyn Backend>>)>,
     cv: Condvar,
     began: Instant,
     /// After this the stop counts as abandoned.
@@ -66,14 +67,14 @@ pub struct Stopping {
 impl Stopping {
     /// The backend, if its stop has returned (then taken: the caller owns it again).
     pub fn take(&self) -> Option<Box<dyn Backend>> {
-        self.back.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.back.lock().unwrap_or_else(|e| e.into_inner()).1.take()
     }
 
     /// Waits, at most until the deadline, for the stop to return. Never call it holding the control lock.
     pub fn wait(&self) {
         let g = self.back.lock().unwrap_or_else(|e| e.into_inner());
         let left = self.deadline.saturating_duration_since(Instant::now());
-        let _ = self.cv.wait_timeout_while(g, left, |b| b.is_none());
+        let _ = self.cv.wait_timeout_while(g, left, |b| !b.0);
     }
 
     /// Why a start cannot use the backend now (the stop has not returned by its deadline).
@@ -101,7 +102,7 @@ pub fn stop(
 ) -> (Arc<Stopping>, Box<dyn DeviceData>) {
     let now = Instant::now();
     let stopping = Arc::new(Stopping {
-        back: Mutex::new(None),
+        back: Mutex::new((false, None)),
         cv: Condvar::new(),
         began: now,
         deadline: now + timeout,
@@ -158,7 +159,7 @@ fn run(stopping: &Stopping, job: &Job) {
     }
     // The backend first: once the export has the device data (and a flush has returned), the backend is
     // back, so `npuprof_shutdown` after a flush never finds it still out.
-    *stopping.back.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend);
+    *stopping.back.lock().unwrap_or_else(|e| e.into_inner()) = (true, Some(backend));
     stopping.cv.notify_all();
     // The export may have given up (abandoned): then nobody reads this.
     let _ = tx.send(r);
