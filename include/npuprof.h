@@ -18,7 +18,8 @@
  *
  * Exit: a profile still recording when the process calls exit() (or returns from main) is stopped and
  * written; exit() also waits for profiles stopped just before it whose files are still being written. The
- * wait is bounded by NPUPROF_FLUSH_TIMEOUT_S, at most 60 s, and logged in one line. _exit() and fatal
+ * wait is bounded by NPUPROF_FLUSH_TIMEOUT_S, at most 60 s, and logged in one line; a device library whose
+ * stop blocks gets half of it, then the profile is written with its host data. _exit() and fatal
  * signals skip it: `npuprof recover` finishes such a profile from its spool.
  */
 #ifndef NPUPROF_H
@@ -47,12 +48,17 @@ enum npuprof_status {
 
 /* Begins a profile now (the runtime's POST /start_profile): creates a new
  * {VLLM_TORCH_PROFILER_DIR}/{worker}_{YYYYmmddHHMMSSmmm}_ascend_ms directory and starts recording.
+ * If the previous profile's device stop is still running, waits for it, at most until
+ * NPUPROF_VENDOR_TIMEOUT_S after that stop; if it has not returned by then, fails with NPUPROF_ERR_BACKEND
+ * (the device library is never called while a stop of npuprof's own is stuck inside it).
  * Returns NPUPROF_OK, NPUPROF_ERR_DISABLED, NPUPROF_ERR_ALREADY_RUNNING, NPUPROF_ERR_IO or
  * NPUPROF_ERR_BACKEND. */
 int npuprof_start(void);
 
-/* Ends the running profile (the runtime's POST /stop_profile). Returns at once: the result files are
- * written by a background thread (see npuprof_flush). Returns NPUPROF_OK, NPUPROF_ERR_DISABLED or
+/* Ends the running profile (the runtime's POST /stop_profile). Returns at once, whatever the device library
+ * does: its stop runs on a background thread, and the result files are written by another (see
+ * npuprof_flush). A device stop that has not returned within NPUPROF_VENDOR_TIMEOUT_S (default 60) is
+ * abandoned: the profile is written with its host data and profiler_metadata.json names the call. Returns NPUPROF_OK, NPUPROF_ERR_DISABLED or
  * NPUPROF_ERR_NOT_RUNNING. */
 int npuprof_stop(void);
 

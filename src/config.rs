@@ -153,6 +153,7 @@ pub const MAX_BUFFER_KB: u64 = 256 * 1024;
 pub const DEFAULT_MAX_DISK_MB: u64 = 4096;
 pub const DEFAULT_FLUSH_TIMEOUT_S: u64 = 300;
 pub const DEFAULT_MSPROF_TIMEOUT_S: u64 = 600;
+pub const DEFAULT_VENDOR_TIMEOUT_S: u64 = 60;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -189,6 +190,9 @@ pub struct Config {
     pub msproftx: bool,
     /// Longest run of `msprof --export=on` after a profile (`NPUPROF_MSPROF_TIMEOUT_S`).
     pub msprof_timeout_s: u64,
+    /// Longest wait for a device backend's stop (`NPUPROF_VENDOR_TIMEOUT_S`) before it is abandoned and the
+    /// profile written with host data only (see `backend::vendor`).
+    pub vendor_timeout_s: u64,
     /// MSPTI activity buffers: size of each (`NPUPROF_MSPTI_BUFFER_KB`) and how many (`NPUPROF_MSPTI_BUFFERS`),
     /// allocated once at the first MSPTI start.
     pub mspti_buffer_kb: u64,
@@ -227,6 +231,7 @@ pub const VARIABLES: &[&str] = &[
     "NPUPROF_AIC_METRICS",
     "NPUPROF_MSPROFTX",
     "NPUPROF_MSPROF_TIMEOUT_S",
+    "NPUPROF_VENDOR_TIMEOUT_S",
     "NPUPROF_MSPTI_BUFFER_KB",
     "NPUPROF_MSPTI_BUFFERS",
     "NPUPROF_MSPTI_API",
@@ -574,6 +579,12 @@ impl Config {
             1,
             7 * 24 * 3600,
         );
+        let vendor_timeout_s = r.uint(
+            "NPUPROF_VENDOR_TIMEOUT_S",
+            DEFAULT_VENDOR_TIMEOUT_S,
+            1,
+            7 * 24 * 3600,
+        );
 
         let mspti_buffer_kb = r.uint("NPUPROF_MSPTI_BUFFER_KB", 4096, 64, 256 * 1024);
         let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 2, 1024);
@@ -601,6 +612,7 @@ impl Config {
             aic_metrics,
             msproftx,
             msprof_timeout_s,
+            vendor_timeout_s,
             mspti_buffer_kb,
             mspti_buffers,
             mspti_api,

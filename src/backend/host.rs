@@ -17,4 +17,7 @@ impl Backend for HostBackend {
     fn stop(&mut self, _: &Profile) -> Result<Box<dyn DeviceData>> {
         Ok(Box::new(NoDeviceData))
     }
+    fn calls_vendor(&self) -> bool {
+        false
+    }
 }

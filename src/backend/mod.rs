@@ -1,9 +1,11 @@
 //! Backends: where device data comes from.
 //!
 //! Host annotations (ranges, marks, steps) are always recorded by the core, whatever the backend. A backend
-//! adds device-side collection around a profile: `start` and `stop` run on the caller's thread inside
-//! `npuprof_start` / `npuprof_stop` (they must be quick), and the [`DeviceData`] that `stop` returns is
-//! turned into rows on the export thread, after the host spool is complete.
+//! adds device-side collection around a profile: `start` runs on the caller's thread inside `npuprof_start`,
+//! under the control lock; `stop` runs on an `npuprof-vendor` thread of its own, outside that lock, and may
+//! block as long as the vendor library does ([`vendor`]: `npuprof_stop` returns at once, the export waits for
+//! the stop with a bound and abandons it after, saying so in the metadata). The [`DeviceData`] that `stop`
+//! returns is turned into rows on the export thread, after the host spool is complete.
 //!
 //! * [`host`]: collects nothing; works anywhere.
 //! * [`acl`]: drives CANN's aclprof C API (`libascendcl.so` / `libmsprofiler.so`) and parses what CANN wrote
@@ -12,6 +14,7 @@
 pub mod acl;
 pub mod host;
 pub mod mspti;
+pub mod vendor;
 
 use crate::config::{BackendKind, Config};
 use crate::error::Result;
@@ -232,8 +235,14 @@ pub trait Backend: Send {
     }
     /// Begins device collection for `profile` (its directories exist).
     fn start(&mut self, profile: &Profile) -> Result<()>;
-    /// Ends device collection; what was collected is parsed later on the export thread.
+    /// Ends device collection; what was collected is parsed later on the export thread. Runs on the
+    /// `npuprof-vendor` thread (see [`vendor`]); report each vendor call with [`vendor::calling`] first.
     fn stop(&mut self, profile: &Profile) -> Result<Box<dyn DeviceData>>;
+    /// `stop` calls a vendor library (it may block): run it on the `npuprof-vendor` thread. `false` (the
+    /// host backend): it is run inline.
+    fn calls_vendor(&self) -> bool {
+        true
+    }
 }
 
 pub trait DeviceData: Send {

@@ -90,6 +90,7 @@ pub fn config_vars(c: &crate::config::Config) -> Vec<(&'static str, String)> {
         ("NPUPROF_LEVEL", c.level.name().to_string()),
         ("NPUPROF_MSPROFTX", b(c.msproftx)),
         ("NPUPROF_MSPROF_TIMEOUT_S", c.msprof_timeout_s.to_string()),
+        ("NPUPROF_VENDOR_TIMEOUT_S", c.vendor_timeout_s.to_string()),
         ("NPUPROF_DEVICE", c.device_id.to_string()),
         ("NPUPROF_RANK", c.rank.to_string()),
     ];

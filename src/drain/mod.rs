@@ -7,6 +7,9 @@
 //! drain polls the rings every 1 ms while data flows, backing off to 10 ms when idle. A flush travels the
 //! same FIFO path as the stops before it (drain → export), so its answer means every earlier stop is written. Memory stays bounded however long a profile runs: the
 //! rings are fixed and the spool is on disk.
+//!
+//! A device backend's stop runs on neither: it has a short-lived `npuprof-vendor` thread of its own
+//! (`backend::vendor`), and the export waits for its device data, bounded, while the drain goes on draining.
 
 use crate::backend::DeviceData;
 use crate::error::{Error, Result, Status};
@@ -85,7 +88,8 @@ pub fn on_background_thread() -> bool {
     BACKGROUND.try_with(|b| b.get()).unwrap_or(false)
 }
 
-fn block_signals() {
+/// Blocks every signal on the calling (npuprof) thread: signals stay with the host's threads.
+pub(crate) fn block_signals() {
     // SAFETY: plain libc calls on a local, zero-initialised sigset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

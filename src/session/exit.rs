@@ -1,4 +1,9 @@
 //! The exit hook: a profile still recording (or still being written) when the process exits is finished.
+//!
+//! Bounded whatever the device library does: the hook's stop hands the backend to the `npuprof-vendor`
+//! thread like any stop (`backend::vendor`) and waits only for the flush, at most `NPUPROF_FLUSH_TIMEOUT_S`
+//! (60 s at exit); a device stop still inside the vendor at half of that wait is abandoned, so the host data
+//! is written within it.
 
 use super::fork::{reset_after_fork, FORK_GEN};
 use super::{reentered, stop_locked, Held, StopReason, CONFIG, CONTROL, IN_CONTROL};
@@ -86,6 +91,9 @@ extern "C" fn at_exit() {
             return;
         }
         EXITING.store(true, Ordering::Relaxed);
+        // A device stop that blocks (the one below, or one still running) gets half of the wait: the host
+        // data is then still written within it.
+        crate::backend::vendor::cut_at_exit(std::time::Instant::now() + wait / 2);
         match &recording {
             Some(dir) => log::warn!(
                 "the process is exiting while recording: finishing {} and waiting up to {}s for it{} \

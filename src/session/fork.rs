@@ -89,6 +89,11 @@ pub(super) fn reset_after_fork(ctl: &mut Control, gen: u64) {
         // A device backend's state belongs to the parent's session: do not run its destructor here.
         std::mem::forget(b);
     }
+    if let Some(s) = ctl.stopping.take() {
+        // The parent's device stop, on a thread this child does not have (its lock may be held there).
+        ctl.device_unusable = true;
+        std::mem::forget(s);
+    }
     ctl.running = None;
     ctl.last_dir = None;
     ctl.fork_gen = gen;

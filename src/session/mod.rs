@@ -9,6 +9,13 @@
 //!   a new profile may start meanwhile. `flush` waits for every stopped profile.
 //!
 //! Control calls take one mutex (they are rare); the record calls never do: they read `record::STATE`.
+//!
+//! Threads of a stop: `stop` clears the recording bit, hands the device backend to a `npuprof-vendor`
+//! thread for its stop (vendor calls that may block: see [`backend::vendor`]), sends the Stop to the drain and
+//! returns, all under the control lock and without waiting for anything. While that vendor stop runs the
+//! backend is out of [`Control`] (`stopping`); the next `start` waits for it outside the lock, at most until
+//! the stop's deadline, then fails with `NPUPROF_ERR_BACKEND` naming the call it is stuck in (npuprof never
+//! calls a vendor library concurrently with its own stop). The host backend calls no vendor: it stops inline.
 
 use crate::backend::{self, Backend};
 use crate::config::{Config, Trigger};
@@ -16,6 +23,7 @@ use crate::drain;
 use crate::error::{Error, Result, Status};
 use crate::export::layout;
 use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
+use backend::vendor;
 use crossbeam_channel::RecvTimeoutError;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,7 +93,10 @@ struct Control {
     /// `FORK_GEN` this state belongs to: a forked child resets what it inherited (see `lock`).
     fork_gen: u64,
     threads: Option<drain::Threads>,
+    /// The device backend; `None` before the first start, and while its stop runs (then see `stopping`).
     backend: Option<Box<dyn Backend>>,
+    /// The backend's stop still running on the `npuprof-vendor` thread, which gives the backend back.
+    stopping: Option<Arc<vendor::Stopping>>,
     running: Option<Arc<Profile>>,
     last_dir: Option<PathBuf>,
     next_gen: u64,
@@ -97,6 +108,7 @@ static CONTROL: Mutex<Control> = Mutex::new(Control {
     fork_gen: 0,
     threads: None,
     backend: None,
+    stopping: None,
     running: None,
     last_dir: None,
     next_gen: 1,
@@ -247,8 +259,47 @@ pub fn start() -> Result<()> {
         return Err(disabled());
     }
     let mut ctl = lock()?;
+    // The previous profile's device stop may still run: wait for it (bounded by its deadline) without the
+    // lock, so output_dir, fork and the exit hook are never held up by a vendor library. (An `npuprof
+    // trigger start` runs this on the drain thread: no profile can record while a stop is out, since every
+    // start waits here, so the rings have nothing to drain meanwhile.)
+    if let Some(s) = ctl.stopping.clone().filter(|_| ctl.running.is_none()) {
+        drop(ctl);
+        s.wait();
+        ctl = lock()?;
+    }
     crate::fault::point("session.start.locked");
     start_locked(&mut ctl, cfg, false)
+}
+
+/// Takes the backend back from its stop, if that has returned.
+fn reclaim_backend(ctl: &mut Control) {
+    if let Some(b) = ctl.stopping.as_ref().and_then(|s| s.take()) {
+        ctl.backend = Some(b);
+        ctl.stopping = None;
+    }
+}
+
+/// Stops the backend for `p`: inline for the host backend (no vendor call), else on the `npuprof-vendor`
+/// thread (returns at once; the device data waits for it, bounded).
+fn stop_backend(ctl: &mut Control, p: &Arc<Profile>) -> Box<dyn backend::DeviceData> {
+    match ctl.backend.take() {
+        None => Box::new(backend::NoDeviceData),
+        Some(mut b) if !b.calls_vendor() => {
+            let d = b.stop(p).unwrap_or_else(|e| {
+                log::warn!("backend stop failed, the profile keeps its host data only: {e}");
+                Box::new(backend::NoDeviceData)
+            });
+            ctl.backend = Some(b);
+            d
+        }
+        Some(b) => {
+            let timeout = Duration::from_secs(p.config.vendor_timeout_s);
+            let (s, d) = vendor::stop(b, p.clone(), timeout);
+            ctl.stopping = Some(s);
+            d
+        }
+    }
 }
 
 fn disabled() -> Error {
@@ -266,6 +317,10 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         ));
     }
     let root = cfg.profiler_dir.as_ref().ok_or_else(disabled)?;
+    reclaim_backend(ctl);
+    if let Some(s) = &ctl.stopping {
+        return Err(s.busy_error());
+    }
     ensure_threads(ctl)?;
     if ctl.backend.is_none() {
         ctl.backend = Some(if ctl.device_unusable {
@@ -328,10 +383,8 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         )),
     };
     if let Err(e) = sent {
-        // Never leave the device session running for a profile that does not exist.
-        if let Some(b) = ctl.backend.as_mut() {
-            let _ = b.stop(&profile);
-        }
+        // Never leave the device session running for a profile that does not exist (its data is dropped).
+        drop(stop_backend(ctl, &profile));
         profile.dirs.discard();
         return Err(e);
     }
@@ -416,14 +469,7 @@ fn stop_locked(
     }
     let p = ctl.running.take().expect("checked above");
     STATE.fetch_and(!REC, Ordering::AcqRel);
-    let device = match ctl.backend.as_mut().map(|b| b.stop(&p)) {
-        Some(Ok(d)) => d,
-        Some(Err(e)) => {
-            log::warn!("backend stop failed, the profile keeps its host data only: {e}");
-            Box::new(backend::NoDeviceData)
-        }
-        None => Box::new(backend::NoDeviceData),
-    };
+    let device = stop_backend(ctl, &p);
     // Counted before the message can arrive, so the export's end never precedes its count.
     WRITING.fetch_add(1, Ordering::AcqRel);
     let sent = ctl.threads.as_ref().map(|t| {
@@ -514,6 +560,12 @@ fn auto_start(tokens: u64) -> Result<()> {
         // Someone else fired it, or a manual profile runs (this step is then recorded by the next call).
         return Ok(());
     }
+    reclaim_backend(&mut ctl);
+    if ctl.stopping.is_some() {
+        // A manual profile's device stop is still running: never wait on the step path, and keep the
+        // trigger armed for a later step (firing now would fail and use up the one-shot trigger).
+        return Ok(());
+    }
     STATE.fetch_and(!ARMED, Ordering::AcqRel);
     start_locked(&mut ctl, cfg, true)?;
     STEPS.store(1, Ordering::Relaxed);
@@ -571,12 +623,14 @@ pub fn shutdown() -> Result<()> {
     // Taken under the lock, and only when no profile runs: a start on another thread after our stop owns the
     // threads now (shutdown is then ordered before that start, which keeps recording). Joined outside the
     // lock; a start meanwhile spawns new threads.
-    let threads = {
+    let (threads, vendor_busy) = {
         let mut ctl = lock()?;
+        reclaim_backend(&mut ctl);
+        let busy = ctl.stopping.is_some();
         if ctl.running.is_some() {
-            None
+            (None, busy)
         } else {
-            ctl.threads.take()
+            (ctl.threads.take(), busy)
         }
     };
     if let Some(t) = threads {
@@ -585,7 +639,14 @@ pub fn shutdown() -> Result<()> {
         // again.
         WATCHING.store(false, Ordering::Release);
     }
-    backend::mspti::unsubscribe();
+    if vendor_busy {
+        // Never call into a library our own stop is still stuck in.
+        log::warn!(
+            "npuprof_shutdown: the device stop has not returned; the MSPTI subscription is kept"
+        );
+    } else {
+        backend::mspti::unsubscribe();
+    }
     release_ring_memory()?;
     flushed
 }

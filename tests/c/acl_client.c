@@ -11,6 +11,11 @@
  *   setenv:K=V / unsetenv:K      change the environment the fakes read at each call
  *   dir           print DIR=<output dir>
  *   exit          exit(0) at once (no stop)
+ *   start_until_ok    npuprof_start again every 10 ms while it returns NPUPROF_ERR_BACKEND (at most 60 s)
+ *   wait_hang     wait until a FAKE_ACL_HANG / FAKE_MSPTI_HANG hang has begun (in any thread)
+ *   bg_exit_on_hang   a new thread waits as wait_hang does, then calls exit(0); main goes on meanwhile
+ *   sleep:MS      sleep MS ms
+ *   release       end the fakes' FAKE_ACL_HANG / FAKE_MSPTI_HANG hangs (fake_acl_release, fake_mspti_release)
  *   fork          fork(); the child runs "start steps:1 stop flush", prints CHILD_START=, CHILD_DIR=, and exits;
  *                 the parent waits for it
  * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end.
@@ -21,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +99,34 @@ static void print_counts(void) {
         printf("MSPTI_MISDEEDS=%llu,%llu,%llu\n", (unsigned long long)M.misdeeds(0),
                (unsigned long long)M.misdeeds(1), (unsigned long long)M.misdeeds(2));
     }
+}
+
+/* Calls the test-only export `fn` (suffix of fake_acl_ / fake_mspti_) of each fake that is loaded; returns
+ * the sum of what they return. */
+static int call_fakes(const char *fn) {
+    const char *libs[] = {"libmsprofiler.so", "libmspti.so"};
+    const char *prefix[] = {"fake_acl_", "fake_mspti_"};
+    int sum = 0;
+    for (int k = 0; k < 2; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", prefix[k], fn);
+        void *h = dlopen(libs[k], RTLD_NOW | RTLD_NOLOAD);
+        int (*f)(void) = NULL;
+        if (h) *(void **)&f = dlsym(h, name);
+        if (f) sum += f();
+    }
+    return sum;
+}
+
+static void wait_hang(void) {
+    while (call_fakes("hangs") == 0) usleep(1000);
+}
+
+static void *exit_on_hang(void *unused) {
+    (void)unused;
+    wait_hang();
+    print_counts();
+    exit(0);
 }
 
 int main(int argc, char **argv) {
@@ -201,6 +235,22 @@ int main(int argc, char **argv) {
             int st = 0;
             waitpid(pid, &st, 0);
             printf("CHILD_EXIT=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        } else if (!strcmp(c, "start_until_ok")) {
+            int rc = P.start();
+            for (int k = 0; rc == 6 && k < 6000; k++) {
+                usleep(10000);
+                rc = P.start();
+            }
+            printf("START=%d\n", rc);
+        } else if (!strcmp(c, "wait_hang")) {
+            wait_hang();
+        } else if (!strcmp(c, "bg_exit_on_hang")) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, exit_on_hang, NULL)) printf("FAIL pthread_create\n");
+        } else if (!strncmp(c, "sleep:", 6)) {
+            usleep((useconds_t)atoi(c + 6) * 1000);
+        } else if (!strcmp(c, "release")) {
+            call_fakes("release");
         } else if (!strcmp(c, "exit")) {
             print_counts();
             exit(0);

@@ -22,6 +22,8 @@
  *   FAKE_ACL_FEATURES         comma list | unsupported      records returned by aclprofGetSupportedFeatures[V2]
  *   FAKE_ACL_CLOCK_SKEW_US    signed integer (default 0)    added to CANN's wall clock in start_info/end_info
  *   FAKE_ACL_NO_DATA          1                             write no device data file at aclprofStop
+ *   FAKE_ACL_HANG             func=seconds|forever[,...]    that call blocks its caller first, before the global
+ *                                                           mutex (fake_hang.h; "forever" ends at fake_acl_release())
  *   PROFILING_MODE            dynamic                       aclprofInit → 200006 (as the real one)
  *
  * Check order inside each function follows the real code (MP collector/dvvp/msprof/engine/src/
@@ -310,6 +312,8 @@ static uint32_t device_count(void)
 
 #define FAKE_LOG_ENV "FAKE_ACL_LOG"
 #include "fake_log.h"
+#define FAKE_HANG_ENV "FAKE_ACL_HANG"
+#include "fake_hang.h"
 
 /* Test-only exports for fake_ascendcl.c (its DT_NEEDED), so both fakes share one fault-injection parser and
  * one log writer. `line` has no trailing newline. */
@@ -804,6 +808,7 @@ API aclError aclprofInit(const char *profilerResultPath, size_t length)
 
 API aclError aclprofFinalize(void)
 {
+    hang_if("aclprofFinalize");
     pthread_mutex_lock(&g_mu);
     int rt = gen_rt(), ret, cancelled = 0;
     if (forced_failure("aclprofFinalize", &ret)) {
@@ -948,6 +953,7 @@ API aclprofConfig *aclprofCreateConfig(uint32_t *deviceIdList, uint32_t deviceNu
 
 API aclError aclprofDestroyConfig(const aclprofConfig *profilerConfig)
 {
+    hang_if("aclprofDestroyConfig");
     pthread_mutex_lock(&g_mu);
     int ret;
     char name[32];
@@ -1031,6 +1037,7 @@ API aclError aclprofStart(const aclprofConfig *profilerConfig)
 
 API aclError aclprofStop(const aclprofConfig *profilerConfig)
 {
+    hang_if("aclprofStop");
     pthread_mutex_lock(&g_mu);
     int rt = gen_rt(), ret;
     char name[32];
@@ -1469,6 +1476,16 @@ static int is_ai_core(const char *task_type)
     return strcmp(task_type, "AI_CORE") == 0 || strcmp(task_type, "AI_VECTOR_CORE") == 0 ||
            strcmp(task_type, "MIX_AIC") == 0 || strcmp(task_type, "MIX_AIV") == 0;
 }
+
+/* Ends every FAKE_ACL_HANG hang, now and later. */
+API int fake_acl_release(void)
+{
+    hang_release();
+    return 0;
+}
+
+/* FAKE_ACL_HANG hangs begun so far. */
+API int fake_acl_hangs(void) { return hangs_begun(); }
 
 API void fake_launch(const char *name, const char *op_type, const char *task_type, uint32_t stream_id, uint64_t dur_ns)
 {

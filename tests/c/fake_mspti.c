@@ -23,6 +23,9 @@
  *                                to 77 and to 0 (size unchanged), so a walker meets unknown kinds
  *   FAKE_MSPTI_STALL_MS          ms: each completion thread sleeps that long before calling complete
  *   FAKE_MSPTI_LOG               path: append one line per API call (see log_line()) and an exit line
+ *   FAKE_MSPTI_HANG              func=seconds|forever[,...]: that call blocks its caller first (see
+ *                                fake_hang.h; "forever" ends at fake_mspti_release()), e.g.
+ *                                msptiActivityFlushAll=forever
  *   FAKE_MSPTI_LOG_RECORDS       1: also log successful msptiActivityGetNextRecord calls (default: only
  *                                the non-SUCCESS ones, i.e. one MAX_LIMIT line per walked buffer)
  * Adversarial modes (off by default; a misbehaving library, for npuprof's hardening tests; each misdeed is
@@ -626,6 +629,8 @@ static void sleep_ms(long long ms)
 
 #define FAKE_LOG_ENV "FAKE_MSPTI_LOG"
 #include "fake_log.h"
+#define FAKE_HANG_ENV "FAKE_MSPTI_HANG"
+#include "fake_hang.h"
 
 /* A user string for the log: "null", or at most MAX_NAME bytes with spaces and control bytes as '?'. */
 static const char *printable(char *out, size_t outsz, const char *s)
@@ -1262,6 +1267,7 @@ API msptiResult msptiActivityGetNextRecord(uint8_t *buffer, size_t validBufferSi
  * threads wait meanwhile). The current buffer is delivered even when it holds no record. */
 API msptiResult msptiActivityFlushAll(uint32_t flag)
 {
+    hang_if("msptiActivityFlushAll");
     size_t delivered = 0;
     pthread_mutex_lock(&g_q_mu);
     struct abuf *queued = g_retired_head;
@@ -1738,6 +1744,16 @@ API void fake_mspti_marker(const char *name, int flag)
     }
     emit(&m, sizeof m);
 }
+
+/* Ends every FAKE_MSPTI_HANG hang, now and later. */
+API int fake_mspti_release(void)
+{
+    hang_release();
+    return 0;
+}
+
+/* FAKE_MSPTI_HANG hangs begun so far. */
+API int fake_mspti_hangs(void) { return hangs_begun(); }
 
 /* Records the fake dropped: no buffer (no callbacks registered, request returned *buffer NULL) or the
  * record did not fit the current buffer. */

@@ -374,20 +374,26 @@ impl AclBackend {
     }
 
     /// Stop → DestroyConfig → Finalize; each runs even if the one before failed. Returns the failures.
+    /// Runs on the `npuprof-vendor` thread (any of the three may block: see `backend::vendor`), each call
+    /// announced with `vendor::calling` so an abandoned stop is named in the metadata.
     fn stop_session(&mut self, r: &Running) -> Vec<String> {
+        use super::vendor::calling;
         let api = self.api;
         let mut errors = Vec::new();
         stop_stamps();
+        calling("aclprofStop");
         // SAFETY: the config that started the session, not yet destroyed.
         let rc = unsafe { (api.stop)(r.config.0) };
         if rc != 0 {
             errors.push(fail("aclprofStop", rc));
         }
+        calling("aclprofDestroyConfig");
         // SAFETY: destroyed exactly once, after the stop.
         let rc = unsafe { (api.destroy_config)(r.config.0) };
         if rc != 0 {
             errors.push(fail("aclprofDestroyConfig", rc));
         }
+        calling("aclprofFinalize");
         // SAFETY: undoes the session's aclprofInit.
         let rc = unsafe { (api.finalize)() };
         if rc != 0 {

@@ -366,23 +366,28 @@ impl Backend for MsptiBackend {
         Ok(())
     }
 
+    /// Runs on the `npuprof-vendor` thread (the vendor calls may block: see `backend::vendor`).
     fn stop(&mut self, profile: &Profile) -> Result<Box<dyn DeviceData>> {
+        use super::vendor::calling;
         let sh = SHARED
             .get()
             .ok_or_else(|| Error::new(Status::Internal, "MSPTI not set up"))?;
+        calling("msptiActivityDisable");
         for k in self.enabled.drain(..) {
             // SAFETY: a kind we enabled.
             unsafe { (sh.api.disable)(k) };
         }
+        calling("msptiActivityFlushAll");
         // Synchronous: every buffer (including the partial one) is completed before it returns.
         // SAFETY: no arguments beyond the ignored flag.
         let r = unsafe { (sh.api.flush_all)(1) };
+        calling("");
         if r != MSPTI_SUCCESS {
             log::warn!("msptiActivityFlushAll returned {r} ({})", result_name(r));
         }
         let (ack_tx, ack_rx) = bounded(1);
-        // Bounded (this runs inside npuprof_stop, under the control lock): a consumer stuck on a blocked
-        // disk finishes later, and the export reads the whole records written so far.
+        // Bounded: a consumer stuck on a blocked disk finishes later, and the export reads the whole records
+        // written so far.
         let written = match self
             .ctl
             .send_timeout(Control::Close(ack_tx), Duration::from_secs(2))
