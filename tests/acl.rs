@@ -1284,3 +1284,63 @@ fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
     let rows = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")).len() as u64 - 1;
     assert!(rows > 0 && rows < 30_000, "{rows}");
 }
+
+/// Issue 15 item 3: the feature list is the vendor's, not to be trusted. Records at 256 bytes (the fields
+/// alone) are recognised; a count larger than the array (records end at an unmapped page) or absurdly large
+/// is ignored with one warning and a metadata note, and the profile runs with the portable options.
+#[test]
+fn a_wrong_feature_list_is_read_safely_and_ignored_with_one_warning() {
+    let names = "ATTR,MemoryAccess,AICORE_SHAPE,X";
+    let base = [
+        ("FAKE_ACL_FEATURES", names),
+        ("NPUPROF_LEVEL", "level1"),
+        ("NPUPROF_AIC_METRICS", "MemoryAccess"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        base.iter().chain(extra).copied().collect()
+    };
+    // 256-byte records: every name comes back, MemoryAccess is honoured.
+    let e = with(&[("FAKE_ACL_FEATURES_LAYOUT", "256")]);
+    let r = go(Opts { env: &e, ..DEFAULT }, PROFILE);
+    r.out.assert_ok();
+    let m = r.meta();
+    assert_eq!(
+        m["device"]["features"],
+        serde_json::json!(["ATTR", "MemoryAccess", "AICORE_SHAPE", "X"]),
+        "{m}"
+    );
+    assert_eq!(m["device"]["aic_metrics"], "ACL_AICORE_MEMORY_ACCESS", "{m}");
+    r.assert_clean_exit();
+    // The standard 272-byte records still read the same through the guard-page path.
+    let e = with(&[("FAKE_ACL_FEATURES_COUNT", "4")]);
+    let r = go(Opts { env: &e, ..DEFAULT }, PROFILE);
+    r.out.assert_ok();
+    assert_eq!(r.meta()["device"]["features"].as_array().unwrap().len(), 4);
+    // A count past the array's end (5 of 4, or 100 of 4, at either stride): no crash, list ignored.
+    for (count, layout) in [("5", "272"), ("5", "256"), ("100", "272"), ("1000000", "256")] {
+        let e = with(&[
+            ("FAKE_ACL_FEATURES_COUNT", count),
+            ("FAKE_ACL_FEATURES_LAYOUT", layout),
+        ]);
+        let cmds = [PROFILE, &["start", "steps:1", "stop", "flush"]].concat();
+        let r = go(Opts { env: &e, ..DEFAULT }, &cmds);
+        r.out.assert_ok();
+        let m = r.meta();
+        assert_eq!(m["device"]["features"], serde_json::json!([]), "{count}: {m}");
+        assert_eq!(
+            m["device"]["aic_metrics"], "ACL_AICORE_PIPE_UTILIZATION",
+            "{count}: {m}"
+        );
+        assert!(
+            m["device"]["notes"].to_string().contains("feature list"),
+            "{count}: {m}"
+        );
+        let warned = r
+            .out
+            .stderr
+            .matches("the feature list of aclprofGetSupportedFeatures was ignored")
+            .count();
+        assert_eq!(warned, 1, "{count}: {}", r.out.stderr);
+        r.assert_clean_exit();
+    }
+}
