@@ -226,10 +226,7 @@ mod tests {
             r[v..v + 8].copy_from_slice(&0x7f00_1234_5678u64.to_le_bytes());
         }
         r[no..no + name.len()].copy_from_slice(name.as_bytes());
-        for ((o, _), s) in info
-            .iter()
-            .zip(["1", "1", "all", "all", "fake feature"])
-        {
+        for ((o, _), s) in info.iter().zip(["1", "1", "all", "all", "fake feature"]) {
             r[*o..*o + s.len()].copy_from_slice(s.as_bytes());
         }
         r

@@ -11,11 +11,17 @@
 //! so both behave the same for it; where they differ on *accepted bits*, a start rejected with
 //! `ACL_ERROR_PROF_MODULES_UNSUPPORTED` is retried once with the portable bit set.
 
+pub mod csv;
 pub mod export;
 pub mod features;
 pub(crate) mod load;
+mod msprof;
+mod op_summary;
+mod outputs;
+pub mod pids;
 pub mod plan;
 pub mod sys;
+mod timeline;
 
 use super::{Backend, DeviceData};
 use crate::config::Config;

@@ -1,0 +1,121 @@
+//! Finding CANN's `PROF_*` directories and msprof's output files of one kind.
+
+use std::path::{Path, PathBuf};
+
+pub(super) fn is_prof_dir(name: &str) -> bool {
+    // ^PROF_\d+_\d+_[0-9a-zA-Z]+ (torch_npu's ProfilerPathManager.get_cann_path)
+    let mut it = name.strip_prefix("PROF_").map(|r| r.splitn(3, '_'));
+    let Some(parts) = it.as_mut() else {
+        return false;
+    };
+    let (Some(a), Some(b), Some(c)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|x| x.is_ascii_digit());
+    digits(a) && digits(b) && !c.is_empty() && c.bytes().all(|x| x.is_ascii_alphanumeric())
+}
+
+pub fn prof_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        // `file_type` does not follow a symlink: a `PROF_*` link is never taken for CANN's directory.
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(is_prof_dir)
+                && e.file_type().is_ok_and(|t| t.is_dir())
+        })
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Output files of one kind (`op_summary`, `msprof`...) in export order (slices by index, then by name).
+pub(super) fn outputs(dir: &Path, kind: &str, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<(u64, String, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let rest = name.strip_prefix(kind)?.strip_prefix('_')?;
+            if !name.ends_with(ext) {
+                return None;
+            }
+            // `{kind}_{digits}...` or `{kind}_slice_{i}_{digits}...`; not `msprof_tx_...` & co.
+            let (slice, rest) = match rest.strip_prefix("slice_") {
+                Some(r) => {
+                    let (i, r) = r.split_once('_')?;
+                    (i.parse().ok()?, r)
+                }
+                None => (0, rest),
+            };
+            rest.starts_with(|c: char| c.is_ascii_digit()).then_some((
+                slice,
+                name.clone(),
+                e.path(),
+            ))
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|x| x.2).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "directory system calls")]
+    fn a_symlink_named_like_cann_output_is_not_taken_for_it() {
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("PROF_000001_20261206_abc")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), t.path().join("PROF_000002_20261206_abc"))
+            .unwrap();
+        assert_eq!(
+            prof_dirs(t.path()),
+            [t.path().join("PROF_000001_20261206_abc")]
+        );
+    }
+
+    #[test]
+    fn prof_dir_names() {
+        assert!(is_prof_dir(
+            "PROF_000001_20220729204439087_FMDBBBNDOAKFEOIA"
+        ));
+        assert!(!is_prof_dir("PROF_x_1_A"));
+        assert!(!is_prof_dir("PROF_1_2_"));
+        assert!(!is_prof_dir("PROF_1_2_a-b"));
+        assert!(!is_prof_dir("xPROF_1_2_A"));
+    }
+
+    #[test]
+    fn output_files_in_slice_order() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "op_summary_slice_1_20240101000000.csv",
+            "op_summary_slice_0_20240101000000.csv",
+            "op_statistic_20240101000000.csv",
+            "msprof_20240101000000.json",
+            "msprof_tx_20240101000000.json",
+        ] {
+            std::fs::write(d.path().join(n), "").unwrap();
+        }
+        let names = |k, e| {
+            outputs(d.path(), k, e)
+                .iter()
+                .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names("op_summary", ".csv"),
+            [
+                "op_summary_slice_0_20240101000000.csv",
+                "op_summary_slice_1_20240101000000.csv"
+            ]
+        );
+        assert_eq!(names("msprof", ".json"), ["msprof_20240101000000.json"]);
+    }
+}
