@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// More records than any CANN lists (4 known names as of CANN 8.x): a larger count is not a feature list.
 pub const MAX_RECORDS: usize = 64;
 
+/// A layout's vtable pointer offsets, name field and five info string fields (offset, length).
+type Fields = (&'static [usize], (usize, usize), [(usize, usize); 5]);
+
 /// How a record is laid out in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -43,7 +46,7 @@ impl Layout {
     }
 
     /// Offsets of the vtable pointers, the name, and the five info strings (offset, length).
-    fn fields(self) -> (&'static [usize], (usize, usize), [(usize, usize); 5]) {
+    fn fields(self) -> Fields {
         match self {
             Layout::Cpp => (
                 &[0, 72],
