@@ -56,23 +56,59 @@ impl<'a> RawRecords<'a> {
     }
 }
 
-/// Reads one CSV record (a line, or several while a quoted field is open) into `rec`; false at the end.
+/// What [`next_csv_record`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Rec {
+    /// A record, in the buffer.
+    Row,
+    /// A line that is no record: an unbalanced quote (the record ends at its newline, so one stray quote
+    /// costs one row, not the rest of the file), or longer than [`MAX_RECORD`] (skipped, never held whole).
+    Bad,
+    End,
+}
+
+/// The longest record kept (msprof's op_summary rows are well under 64 KiB).
+pub(super) const MAX_RECORD: usize = 1 << 20;
+
+/// Reads one CSV record, one line, into `rec`. msprof writes no newline inside a quoted field, so a line
+/// whose quotes do not balance is a broken record, not the start of a multi-line one.
 pub(super) fn next_csv_record(
     rd: &mut impl std::io::BufRead,
     rec: &mut Vec<u8>,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Rec> {
     rec.clear();
-    let mut quotes = 0usize;
+    let mut too_long = false;
+    let mut any = false;
     loop {
-        let from = rec.len();
-        if rd.read_until(b'\n', rec)? == 0 {
-            return Ok(!rec.is_empty());
+        let buf = rd.fill_buf()?;
+        if buf.is_empty() {
+            break;
         }
-        quotes += rec[from..].iter().filter(|&&b| b == b'"').count();
-        if quotes % 2 == 0 {
-            return Ok(true);
+        any = true;
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if !too_long {
+            if rec.len() + take > MAX_RECORD {
+                too_long = true;
+                rec.clear();
+            } else {
+                rec.extend_from_slice(&buf[..take]);
+            }
+        }
+        rd.consume(take);
+        if done {
+            break;
         }
     }
+    if !any {
+        return Ok(Rec::End);
+    }
+    if too_long || rec.iter().filter(|&&b| b == b'"').count() % 2 != 0 {
+        return Ok(Rec::Bad);
+    }
+    Ok(Rec::Row)
 }
 
 /// A raw CSV field's value: quotes removed and doubled quotes undone.
@@ -103,6 +139,38 @@ pub fn csv_records(text: &str) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stray_quote_or_an_endless_line_costs_one_record() {
+        let mut text = b"h1,h2\n1,\"x\n2,y\n".to_vec();
+        text.extend(std::iter::repeat_n(b'z', MAX_RECORD + 5));
+        text.extend_from_slice(b"\n3,\"a,b\"\n4,w");
+        let mut rd = std::io::BufReader::with_capacity(4096, &text[..]);
+        let mut rec = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            let r = next_csv_record(&mut rd, &mut rec).unwrap();
+            if r == Rec::End {
+                break;
+            }
+            got.push((r, String::from_utf8_lossy(&rec).into_owned()));
+        }
+        let kinds: Vec<&Rec> = got.iter().map(|g| &g.0).collect();
+        assert_eq!(
+            kinds,
+            [
+                &Rec::Row,
+                &Rec::Bad,
+                &Rec::Row,
+                &Rec::Bad,
+                &Rec::Row,
+                &Rec::Row
+            ]
+        );
+        assert_eq!(got[2].1, "2,y\n");
+        assert_eq!(got[4].1, "3,\"a,b\"\n");
+        assert_eq!(got[5].1, "4,w");
+    }
 
     #[test]
     fn csv_quoting() {

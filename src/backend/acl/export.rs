@@ -17,10 +17,11 @@
 
 use super::msprof::{find_msprof, run_msprof, RunError};
 use super::op_summary::op_summary;
-use super::outputs::{outputs, prof_dirs};
+use super::outputs::{outputs, prof_dirs, read_small, Deadline};
 use super::timeline::MsprofLanes;
 use crate::backend::{DeviceData, DeviceResult, Kernels};
 use crate::config::Level;
+use crate::dir::Dir;
 use crate::error::Result;
 use crate::export::json;
 use crate::export::jsonparse::Parser;
@@ -61,22 +62,35 @@ pub(super) fn rebase(ts: u64, shift: i128) -> u64 {
     (ts as i128 + shift).clamp(0, u64::MAX as i128) as u64
 }
 
-/// `host/start_info` → CANN's local-time offset: local_ns = monotonic_raw_ns + offset.
-fn cann_offset(prof: &Path) -> Option<i128> {
-    let text = std::fs::read(prof.join("host/start_info")).ok()?;
+/// `host/start_info` → CANN's local-time offset: local_ns = monotonic_raw_ns + offset. Read through the
+/// `PROF_*` directory's handle.
+fn cann_offset(prof: &Dir) -> Option<i128> {
+    let text = read_small(&prof.open_dir("host").ok()?, "start_info", 1 << 20).ok()?;
     let v = Parser::new(&text).value(0).ok()?;
     let begin_us: u64 = v.get("collectionTimeBegin")?.num_text()?.parse().ok()?;
     let raw_ns: u64 = v.get("clockMonotonicRaw")?.num_text()?.parse().ok()?;
     Some(begin_us as i128 * 1000 - raw_ns as i128)
 }
 
+/// The most of CANN's statistics CSVs copied (they are held in memory).
+const MAX_STATISTIC_BYTES: u64 = 256 << 20;
+
 /// Copies CANN CSVs of one kind into one file (header of the first, rows of all; torch_npu's IntegrateParser).
-fn concat_csv(files: &[PathBuf]) -> Option<String> {
+/// `Err` says why they cannot be used as they are (then the caller says so in the metadata).
+fn concat_csv(dir: &Dir, files: &[String]) -> std::result::Result<Option<String>, String> {
     let mut out = String::new();
     for (i, f) in files.iter().enumerate() {
-        let text = std::fs::read_to_string(f).ok()?;
+        let bytes = read_small(dir, f, MAX_STATISTIC_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            format!(
+                "{f} is not UTF-8 (an invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?;
         let mut lines = text.lines();
-        let header = lines.next()?;
+        let Some(header) = lines.next() else {
+            continue;
+        };
         if i == 0 {
             out.push_str(header);
             out.push('\n');
@@ -86,23 +100,48 @@ fn concat_csv(files: &[PathBuf]) -> Option<String> {
             out.push('\n');
         }
     }
-    (!out.is_empty()).then_some(out)
+    Ok((!out.is_empty()).then_some(out))
 }
 
-/// Reads msprof's `mindstudio_profiler_output/` into `r`: kernels and their columns from op_summary, the
-/// device/CANN lanes from the timeline (or kernels from its `Ascend Hardware` slices when there is no
-/// op_summary), CANN's op_statistic/api_statistic. Times are shifted by `shift` ns onto the host base.
+/// Reads msprof's `mindstudio_profiler_output/` at `out_dir` (never through a symlink) into `r`; see
+/// [`parse_dir`].
 pub fn parse_output(
     out_dir: &Path,
     device: u32,
     shift: i128,
     r: &mut DeviceResult,
 ) -> std::result::Result<(), String> {
-    let sum = op_summary(&outputs(out_dir, "op_summary", ".csv"), shift)?;
+    let dir = Dir::open(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    parse_dir(&dir, device, shift, Deadline::after(PARSE_BOUND), r)
+}
+
+/// The parse's time bound when no msprof timeout applies (the `parse_output` entry point).
+const PARSE_BOUND: Duration = Duration::from_secs(600);
+
+/// Reads msprof's output directory (its handle) into `r`: kernels and their columns from op_summary, the
+/// device/CANN lanes from the timeline (or kernels from its `Ascend Hardware` slices when there is no
+/// op_summary), CANN's op_statistic/api_statistic. Times are shifted by `shift` ns onto the host base. Only
+/// regular files are read (a FIFO or device is refused, never waited for), each no further than its size
+/// when opened, and reading stops at `until` (the metadata says so).
+pub fn parse_dir(
+    out_dir: &Dir,
+    device: u32,
+    shift: i128,
+    until: Deadline,
+    r: &mut DeviceResult,
+) -> std::result::Result<(), String> {
+    let sum = op_summary(
+        out_dir,
+        &outputs(out_dir, "op_summary", ".csv"),
+        shift,
+        until,
+    )?;
     let files = outputs(out_dir, "msprof", ".json");
     if !files.is_empty() {
         r.timeline = Some(Box::new(MsprofLanes {
+            dir: out_dir.try_clone().map_err(|e| e.to_string())?,
             files,
+            budget: until.0.saturating_duration_since(std::time::Instant::now()),
             device,
             shift,
             want_kernels: sum.is_none(),
@@ -113,16 +152,43 @@ pub fn parse_output(
             .push(("op_summary_rows".into(), s.kernels.len().to_string()));
         r.meta
             .push(("op_summary_bad_rows".into(), s.bad_rows.to_string()));
+        if s.cut {
+            let why = "op_summary was not read to its end: the parse ran out of time (NPUPROF_MSPROF_TIMEOUT_S)";
+            log::warn!("{why}");
+            r.meta
+                .push(("parse_cut".into(), json::string(why.as_bytes())));
+        }
         r.kernel_header = Some(s.header);
         r.kernels = s.kernels;
     }
-    for (kind, file) in [
-        ("op_statistic", "op_statistic.csv"),
-        ("api_statistic", "api_statistic.csv"),
+    let mut replaced = Vec::new();
+    for (kind, file, instead) in [
+        (
+            "op_statistic",
+            "op_statistic.csv",
+            "npuprof's op_statistic.csv (computed from the kernels) stands in for CANN's",
+        ),
+        (
+            "api_statistic",
+            "api_statistic.csv",
+            "no api_statistic.csv is written",
+        ),
     ] {
-        if let Some(c) = concat_csv(&outputs(out_dir, kind, ".csv")) {
-            r.files.push((file.into(), c));
+        match concat_csv(out_dir, &outputs(out_dir, kind, ".csv")) {
+            Ok(Some(c)) => r.files.push((file.into(), c)),
+            Ok(None) => {}
+            Err(why) => {
+                let msg = format!("{file}: CANN's {kind} not used ({why}); {instead}");
+                log::warn!("{msg}");
+                replaced.push(json::string(msg.as_bytes()));
+            }
         }
+    }
+    if !replaced.is_empty() {
+        r.meta.push((
+            "cann_outputs_replaced".into(),
+            format!("[{}]", replaced.join(", ")),
+        ));
     }
     Ok(())
 }
@@ -174,44 +240,66 @@ impl DeviceData for AclData {
             msprof.display(),
             timeout_s
         );
+        const LOG: &str = "msprof_export.log";
         let _ = top.mkdir("logs", crate::export::layout::DIR_MODE);
-        let logs = here.join("logs");
+        let logs = top.open_dir("logs");
+        let log = logs.as_ref().map_err(|e| e.to_string()).and_then(|l| {
+            let _ = l.unlink(LOG);
+            l.create_new(LOG, 0o644).map_err(|e| e.to_string())
+        });
         // Stale output from an earlier export would be mixed in (torch_npu deletes it too). Removed through
         // handles (never following a symlink), not by re-resolving `PROF_*/mindstudio_profiler_output`.
         const STALE: &str = "mindstudio_profiler_output";
-        let out_dir = prof.join(STALE);
-        if let Ok(p) = top.open_dir(&prof_name.to_string_lossy()) {
+        let prof_str = prof_name.to_string_lossy().into_owned();
+        if let Ok(p) = top.open_dir(&prof_str) {
             if let Ok(old) = p.open_dir(STALE) {
                 let _ = old.clear(16);
                 let _ = p.rmdir(STALE);
             }
         }
         let t0 = Instant::now();
-        match run_msprof(
-            &msprof,
-            std::os::fd::AsRawFd::as_raw_fd(top),
-            Path::new(prof_name),
-            &logs.join("msprof_export.log"),
-            Duration::from_secs(timeout_s),
-        ) {
-            Ok(()) => {}
-            Err(e) => {
-                let why = match e {
-                    RunError::Spawn(m) => m,
-                    RunError::Failed(m) => format!("msprof --export failed ({m})"),
-                    RunError::Timeout(s) => format!(
-                        "msprof --export did not finish within {s}s (NPUPROF_MSPROF_TIMEOUT_S) and was killed"
-                    ),
-                };
-                let msg = format!(
-                    "{why}; the device data stays raw in {}; parse it later with `{later}` (log: {})",
-                    shown.display(),
-                    self.dir.join("logs/msprof_export.log").display()
-                );
-                log::warn!("{msg}");
-                r.set_status("raw (msprof failed)", Some(&msg));
-                return Ok(r);
-            }
+        let mut leftovers = 0;
+        let ran = match &log {
+            Ok(log) => run_msprof(
+                &msprof,
+                std::os::fd::AsRawFd::as_raw_fd(top),
+                Path::new(prof_name),
+                log,
+                Duration::from_secs(timeout_s),
+                &mut leftovers,
+            ),
+            Err(e) => Err(RunError::Spawn(format!("logs/{LOG}: {e}"))),
+        };
+        // Descendants of msprof still running when it ended (killed before anything was read).
+        r.meta
+            .push(("msprof_leftovers_killed".into(), leftovers.to_string()));
+        if let Err(e) = ran {
+            let why = match e {
+                RunError::Spawn(m) => m,
+                RunError::Failed(m) => {
+                    // The log's last lines, read through the logs directory's handle.
+                    let text = logs
+                        .as_ref()
+                        .ok()
+                        .and_then(|l| read_small(l, LOG, 16 << 20).ok())
+                        .unwrap_or_default();
+                    let text = String::from_utf8_lossy(&text);
+                    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    format!("msprof --export failed ({m}: {})", tail.join(" | "))
+                }
+                RunError::Timeout(s) => format!(
+                    "msprof --export did not finish within {s}s (NPUPROF_MSPROF_TIMEOUT_S) and was killed"
+                ),
+            };
+            let msg = format!(
+                "{why}; the device data stays raw in {}; parse it later with `{later}` (log: {})",
+                shown.display(),
+                self.dir.join("logs").join(LOG).display()
+            );
+            log::warn!("{msg}");
+            r.set_status("raw (msprof failed)", Some(&msg));
+            return Ok(r);
         }
         r.meta.push((
             "msprof".into(),
@@ -222,7 +310,12 @@ impl DeviceData for AclData {
 
         // CANN's local time → our CLOCK_REALTIME base.
         let ours = self.clocks.0 as i128 - self.clocks.1 as i128;
-        let shift = match cann_offset(prof) {
+        // msprof's output is reached through handles from the worker directory down: a `PROF_*` or
+        // `mindstudio_profiler_output` that is (now) a symlink is refused, never followed.
+        let prof_dir = top
+            .open_dir(&prof_str)
+            .map_err(|e| format!("{prof_str}: {e}"));
+        let shift = match prof_dir.as_ref().ok().and_then(cann_offset) {
             // A shift beyond a day is not a clock difference but a broken start_info: ignore it.
             Some(c) if (100_000..86_400_000_000_000).contains(&(ours - c).abs()) => ours - c,
             Some(_) => 0,
@@ -242,7 +335,13 @@ impl DeviceData for AclData {
             );
         }
 
-        let parsed = parse_output(&out_dir, self.device, shift, &mut r);
+        let until = Deadline::after(Duration::from_secs(timeout_s));
+        let parsed = prof_dir.and_then(|p| {
+            p.open_dir(STALE).map_err(|e| {
+                format!("{STALE} cannot be opened as a directory of this profile (a symlink is refused): {e}")
+            })
+        });
+        let parsed = parsed.and_then(|out| parse_dir(&out, self.device, shift, until, &mut r));
         match parsed {
             Ok(()) => {
                 r.set_status("parsed", None);

@@ -1,11 +1,12 @@
 //! msprof's `op_summary_*.csv` → kernels, and the columns of `kernel_details.csv`.
 
-use super::csv::{next_csv_record, unquote, RawRecords};
+use super::csv::{next_csv_record, unquote, RawRecords, Rec};
 use super::export::rebase;
+use super::outputs::{open_output, Deadline};
 use crate::backend::{Kernel, Kernels};
+use crate::dir::Dir;
 use crate::export::json;
 use crate::export::jsonparse::us_to_ns;
-use std::path::PathBuf;
 
 /// op_summary → kernel_details renames (torch_npu `_kernel_view_parser.py`, MindSpore viewer).
 fn rename(col: &str) -> &str {
@@ -24,24 +25,30 @@ pub(super) struct Summary {
     pub header: Vec<String>,
     pub kernels: Kernels,
     pub bad_rows: u64,
+    /// Reading stopped at the deadline: the rows after it are not in `kernels`.
+    pub cut: bool,
 }
 
 /// Parses op_summary files (one header per file; rows whose header differs from the first are re-mapped by
 /// column name).
 pub(super) fn op_summary(
-    files: &[PathBuf],
+    dir: &Dir,
+    files: &[String],
     shift: i128,
+    until: Deadline,
 ) -> std::result::Result<Option<Summary>, String> {
     let mut out: Option<Summary> = None;
     for f in files {
         // Read record by record: a million-row op_summary is never in memory at once.
-        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let file = open_output(dir, f)?;
         let mut rd = std::io::BufReader::with_capacity(1 << 20, file);
         let mut raw = Vec::new();
         let mut spans = Vec::new();
-        let io = |e: std::io::Error| format!("{}: {e}", f.display());
-        if !next_csv_record(&mut rd, &mut raw).map_err(io)? {
-            continue;
+        let io = |e: std::io::Error| format!("{f}: {e}");
+        match next_csv_record(&mut rd, &mut raw).map_err(io)? {
+            Rec::End => continue,
+            Rec::Bad => return Err(format!("{f}: its header is not one CSV line")),
+            Rec::Row => {}
         }
         let text = String::from_utf8_lossy(&raw).into_owned();
         RawRecords::new(&text).next_into(&mut spans);
@@ -56,8 +63,7 @@ pub(super) fn op_summary(
             col("Task Duration(us)"),
         ) else {
             return Err(format!(
-                "{}: not an op_summary (no Op Name / Task Start Time(us) / Task Duration(us) column)",
-                f.display()
+                "{f}: not an op_summary (no Op Name / Task Start Time(us) / Task Duration(us) column)"
             ));
         };
         let dev = col("Device_id");
@@ -69,6 +75,7 @@ pub(super) fn op_summary(
                 .collect(),
             kernels: Kernels::default(),
             bad_rows: 0,
+            cut: false,
         });
         // This file's column for each of the first file's (renamed) columns.
         let ours: Vec<Option<usize>> = s
@@ -81,7 +88,21 @@ pub(super) fn op_summary(
             (col("OP Type"), col("Task Type"), col("Task Wait Time(us)"));
         let (c_stream, c_task, c_model) = (col("Stream ID"), col("Task ID"), col("Model ID"));
         let c_block = col("Block Num").or(col("Block Dim"));
-        while next_csv_record(&mut rd, &mut raw).map_err(io)? {
+        let mut n = 0u64;
+        loop {
+            match next_csv_record(&mut rd, &mut raw).map_err(io)? {
+                Rec::End => break,
+                Rec::Bad => {
+                    s.bad_rows += 1;
+                    continue;
+                }
+                Rec::Row => {}
+            }
+            n += 1;
+            if n % 4096 == 0 && until.passed() {
+                s.cut = true;
+                return Ok(out);
+            }
             let text = String::from_utf8_lossy(&raw);
             if text.trim().is_empty() || RawRecords::new(&text).next_into(&mut spans).is_none() {
                 continue;
@@ -157,7 +178,11 @@ Task Duration(us),Task Wait Time(us),Block Num,Input Shapes\n\
 0,4294967295,11,1,short\n",
         )
         .unwrap();
-        let s = op_summary(&[f], -1000).unwrap().unwrap();
+        let dir = Dir::open(d.path()).unwrap();
+        let until = Deadline::after(std::time::Duration::from_secs(3600));
+        let s = op_summary(&dir, &["op_summary_1.csv".into()], -1000, until)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.bad_rows, 1);
         assert_eq!(
             s.header,

@@ -1,6 +1,10 @@
 //! Finding CANN's `PROF_*` directories and msprof's output files of one kind.
 
+use crate::dir::Dir;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub(super) fn is_prof_dir(name: &str) -> bool {
     // ^PROF_\d+_\d+_[0-9a-zA-Z]+ (torch_npu's ProfilerPathManager.get_cann_path)
@@ -31,14 +35,17 @@ pub fn prof_dirs(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Output files of one kind (`op_summary`, `msprof`...) in export order (slices by index, then by name).
-pub(super) fn outputs(dir: &Path, kind: &str, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<(u64, String, PathBuf)> = std::fs::read_dir(dir)
+/// At most this many names are listed in msprof's output directory (a hostile tree may hold millions).
+const MAX_NAMES: usize = 100_000;
+
+/// Output files of one kind (`op_summary`, `msprof`...) in export order (slices by index, then by name),
+/// listed through the output directory's handle.
+pub(super) fn outputs(dir: &Dir, kind: &str, ext: &str) -> Vec<String> {
+    let mut v: Vec<(u64, String)> = dir
+        .names(MAX_NAMES)
+        .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_string();
+        .filter_map(|name| {
             let rest = name.strip_prefix(kind)?.strip_prefix('_')?;
             if !name.ends_with(ext) {
                 return None;
@@ -51,15 +58,49 @@ pub(super) fn outputs(dir: &Path, kind: &str, ext: &str) -> Vec<PathBuf> {
                 }
                 None => (0, rest),
             };
-            rest.starts_with(|c: char| c.is_ascii_digit()).then_some((
-                slice,
-                name.clone(),
-                e.path(),
-            ))
+            rest.starts_with(|c: char| c.is_ascii_digit())
+                .then(|| (slice, name.clone()))
         })
         .collect();
     v.sort();
-    v.into_iter().map(|x| x.2).collect()
+    v.into_iter().map(|x| x.1).collect()
+}
+
+/// An msprof output opened for reading through its directory's handle: never through a symlink, never
+/// blocking on a FIFO or device (only regular files are opened), and read no further than its size when
+/// opened (a process still appending to it is not followed).
+pub(super) fn open_output(dir: &Dir, name: &str) -> Result<std::io::Take<File>, String> {
+    let (f, st) = dir.open_file(name).map_err(|e| format!("{name}: {e}"))?;
+    Ok(f.take(st.size))
+}
+
+/// A whole small output (`start_info`, the statistics CSVs), refused beyond `cap` bytes.
+pub(super) fn read_small(dir: &Dir, name: &str, cap: u64) -> Result<Vec<u8>, String> {
+    let (f, st) = dir.open_file(name).map_err(|e| format!("{name}: {e}"))?;
+    if st.size > cap {
+        return Err(format!(
+            "{name}: {} bytes, more than the {cap} read into memory",
+            st.size
+        ));
+    }
+    let mut v = Vec::with_capacity(st.size as usize);
+    f.take(st.size)
+        .read_to_end(&mut v)
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(v)
+}
+
+/// When reading msprof's output must stop (the parse is bounded in time as msprof itself is).
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(pub Instant);
+
+impl Deadline {
+    pub fn after(d: Duration) -> Deadline {
+        Deadline(Instant::now() + d)
+    }
+    pub fn passed(self) -> bool {
+        Instant::now() >= self.0
+    }
 }
 
 #[cfg(test)]
@@ -103,12 +144,8 @@ mod tests {
         ] {
             std::fs::write(d.path().join(n), "").unwrap();
         }
-        let names = |k, e| {
-            outputs(d.path(), k, e)
-                .iter()
-                .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        };
+        let dir = Dir::open(d.path()).unwrap();
+        let names = |k, e| outputs(&dir, k, e);
         assert_eq!(
             names("op_summary", ".csv"),
             [

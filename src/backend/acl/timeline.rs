@@ -1,24 +1,33 @@
 //! msprof's `msprof_*.json` timeline → the device and CANN processes of `trace_view.json`.
 
 use super::export::rebase;
+use super::outputs::{open_output, Deadline};
 use super::pids::*;
 use crate::backend::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
+use crate::dir::Dir;
 use crate::error::Result;
 use crate::export::json;
 use crate::export::jsonparse::{stream_array, us_to_ns, Parser, Value};
 use crate::export::trace_view::TraceWriter;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 /// The device and CANN processes of `msprof_*.json`, written into `trace_view.json` on npuprof's pids and
 /// time base while the files are read (one file in memory at a time, events not kept).
 pub struct MsprofLanes {
-    pub(super) files: Vec<PathBuf>,
+    /// msprof's output directory (its handle) and the timeline files in it.
+    pub(super) dir: Dir,
+    pub(super) files: Vec<String>,
+    /// How long reading may take, from when the exporter starts writing the lanes (the rest of the timeline
+    /// is left out, and the lanes say why).
+    pub(super) budget: std::time::Duration,
     pub(super) device: u32,
     pub(super) shift: i128,
     /// Also return the `Ascend Hardware` slices as kernels (when msprof wrote no op_summary).
     pub(super) want_kernels: bool,
 }
+
+const CUT: &str =
+    "not read to its end: the parse of msprof's output ran out of time (NPUPROF_MSPROF_TIMEOUT_S)";
 
 /// An event whose process is not named yet (msprof normally names processes first): kept until it is.
 struct Pending {
@@ -176,15 +185,21 @@ impl Lanes for MsprofLanes {
             pending_threads: HashMap::new(),
         };
         let shift = self.shift;
+        let until = Deadline::after(self.budget);
         let hw_pid = device_pid(self.device, SLOT_HARDWARE);
         for f in &self.files {
-            let file = match std::fs::File::open(f) {
+            let file = match open_output(&self.dir, f) {
                 Ok(b) => b,
-                Err(e) => return (st, Some(format!("{}: {e}", f.display()))),
+                Err(e) => return (st, Some(e)),
             };
+            let mut seen = 0u64;
             let mut write_err: Option<crate::error::Error> = None;
             // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once.
             let r = stream_array(file, 8 << 20, |p| {
+                seen += 1;
+                if seen % 1024 == 0 && until.passed() {
+                    return Err(CUT.into());
+                }
                 let (mut ph, mut pid, mut tid) = (b'?', 0u64, 0u64);
                 let (mut ts, mut dur) = (None, None);
                 let (mut name, mut cat, mut id, mut args) = ("", "", "", "");
@@ -309,7 +324,7 @@ impl Lanes for MsprofLanes {
                 return (st, Some(e.msg));
             }
             if let Err(e) = r {
-                return (st, Some(format!("{}: {e}", f.display())));
+                return (st, Some(format!("{f}: {e}")));
             }
         }
         // Processes never named: their events are left out; named processes without a label get a default.
