@@ -1427,9 +1427,9 @@ fn msprof_outputs_that_are_fifos_are_refused_not_waited_for() {
     assert!(out.join("kernel_details.csv").exists());
 }
 
-/// Issue 15 item 11: symlinks inside a profile are never followed: a `PROF_*` symlink and a symlinked
-/// `mindstudio_profiler_output` (the fake msprof makes both, and exports through the latter) are not read
-/// from, and nothing outside the profile is deleted.
+/// Issue 15 item 11: symlinks inside a profile are never followed: a symlinked `mindstudio_profiler_output`
+/// left by CANN (as stale output, before msprof runs) is not emptied through, the output msprof then writes
+/// through it is not read from, and a `PROF_*` symlink sorting after the real directory is not taken for it.
 #[test]
 fn symlinks_inside_a_profile_are_not_followed_for_reading_or_deleting() {
     let outside = tempfile::tempdir().unwrap();

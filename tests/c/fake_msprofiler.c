@@ -20,6 +20,8 @@
  *   FAKE_ACL_DEVICE_COUNT     n (default 8)                 devices the "driver" reports to aclprofCreateConfig
  *   FAKE_ACL_DEVICE           id                            the active device (rt aclprofStart(NULL) default config)
  *   FAKE_ACL_FEATURES         comma list | unsupported      records returned by aclprofGetSupportedFeatures[V2]
+ *   FAKE_ACL_OUTPUT_SYMLINK   dir                           adversarial: at Stop, PROF_.../mindstudio_profiler_output
+ *                                                           is made a symlink to dir (stale output that is a link)
  *   FAKE_ACL_FEATURES_LAYOUT  256                           adversarial: records packed at 256 bytes (no vptrs)
  *   FAKE_ACL_FEATURES_COUNT   n                             adversarial: report n records whatever the list holds
  *                             (with either of the two above, the records end at an unmapped guard page)
@@ -644,6 +646,12 @@ static int write_stop_files(void)
     char end_info[512];
     time_info_json(end_info, sizeof end_info, "collectionDateEnd", "collectionTimeEnd", NULL, NULL);
     rc |= write_file_done(p, "end_info", end_info);
+    const char *link_to = getenv("FAKE_ACL_OUTPUT_SYMLINK");
+    if (link_to != NULL) {
+        char link[FILE_CAP];
+        snprintf(link, sizeof link, "%s/mindstudio_profiler_output", S.prof_dir);
+        rc |= symlink(link_to, link);
+    }
 
     /* info.json: profLevel "l0" when only task time L0 is on (msprof-export.md §1.2, §2.1). */
     const char *level = ((S.running_bits & ACL_PROF_TASK_TIME_L0) && !(S.running_bits & ACL_PROF_TASK_TIME)) ? "l0" : "l1";
