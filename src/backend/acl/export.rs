@@ -202,15 +202,14 @@ impl DeviceData for AclData {
         // Everything is reached through the worker directory's handle (`/proc/self/fd/N/...`: the directory we
         // created, whatever its name in the root is now); `self.dir` is its path at start, for messages.
         let top = &profile.dirs.top.dir;
-        let here = top.proc_path();
-        let profs = prof_dirs(&here);
+        let profs = prof_dirs(top);
         let Some(prof) = profs.last() else {
             let msg = format!("CANN wrote no PROF_* directory into {}", self.dir.display());
             log::warn!("{msg}");
             r.set_status("no data", Some(&msg));
             return Ok(r);
         };
-        let prof_name = prof.file_name().unwrap_or_default();
+        let prof_name = std::ffi::OsStr::new(prof.as_str());
         let shown = self.dir.join(prof_name);
         r.meta.push((
             "prof_dir".into(),
@@ -250,7 +249,7 @@ impl DeviceData for AclData {
         // Stale output from an earlier export would be mixed in (torch_npu deletes it too). Removed through
         // handles (never following a symlink), not by re-resolving `PROF_*/mindstudio_profiler_output`.
         const STALE: &str = "mindstudio_profiler_output";
-        let prof_str = prof_name.to_string_lossy().into_owned();
+        let prof_str = prof.clone();
         if let Ok(p) = top.open_dir(&prof_str) {
             if let Ok(old) = p.open_dir(STALE) {
                 let _ = old.clear(16);

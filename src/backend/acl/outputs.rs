@@ -3,7 +3,6 @@
 use crate::dir::Dir;
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub(super) fn is_prof_dir(name: &str) -> bool {
@@ -19,17 +18,17 @@ pub(super) fn is_prof_dir(name: &str) -> bool {
     digits(a) && digits(b) && !c.is_empty() && c.bytes().all(|x| x.is_ascii_alphanumeric())
 }
 
-pub fn prof_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+/// CANN's `PROF_*` directories in the worker directory (names, sorted). A `PROF_*` symlink (or anything
+/// but a directory) is never taken for one: entries are checked with `fstatat(AT_SYMLINK_NOFOLLOW)`.
+pub fn prof_dirs(dir: &Dir) -> Vec<String> {
+    let mut v: Vec<String> = dir
+        .names(MAX_NAMES)
+        .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .flatten()
-        // `file_type` does not follow a symlink: a `PROF_*` link is never taken for CANN's directory.
-        .filter(|e| {
-            e.file_name().to_str().is_some_and(is_prof_dir)
-                && e.file_type().is_ok_and(|t| t.is_dir())
+        .filter(|n| {
+            is_prof_dir(n)
+                && matches!(dir.stat_at(n), Ok(Some(st)) if st.kind == crate::dir::Kind::Dir)
         })
-        .map(|e| e.path())
         .collect();
     v.sort();
     v
@@ -116,8 +115,8 @@ mod tests {
         std::os::unix::fs::symlink(elsewhere.path(), t.path().join("PROF_000002_20261206_abc"))
             .unwrap();
         assert_eq!(
-            prof_dirs(t.path()),
-            [t.path().join("PROF_000001_20261206_abc")]
+            prof_dirs(&Dir::open(t.path()).unwrap()),
+            ["PROF_000001_20261206_abc"]
         );
     }
 
