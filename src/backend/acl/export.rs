@@ -13,7 +13,11 @@
 //! timestamp, so device lanes line up with host lanes even if CANN's wall clock differs from ours.
 //!
 //! Nothing here can crash the host: a missing or failing `msprof`, or unreadable output, leaves the raw data
-//! in place, logs how to parse it later, and records the reason in `profiler_metadata.json`.
+//! in place, logs how to parse it later, and records the reason in `profiler_metadata.json`. msprof and all
+//! its descendants have ended before anything is read ([`super::msprof`]); its outputs are reached through
+//! directory handles from the worker directory down (a symlinked `PROF_*` or output directory is refused),
+//! only regular files are opened (never blocking on a FIFO), each read no further than its size when opened,
+//! and the parse is bounded in time like msprof itself.
 
 use super::msprof::{find_msprof, run_msprof, RunError};
 use super::op_summary::op_summary;
@@ -123,7 +127,7 @@ const PARSE_BOUND: Duration = Duration::from_secs(600);
 /// op_summary), CANN's op_statistic/api_statistic. Times are shifted by `shift` ns onto the host base. Only
 /// regular files are read (a FIFO or device is refused, never waited for), each no further than its size
 /// when opened, and reading stops at `until` (the metadata says so).
-pub fn parse_dir(
+pub(crate) fn parse_dir(
     out_dir: &Dir,
     device: u32,
     shift: i128,
