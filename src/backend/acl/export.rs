@@ -14,7 +14,7 @@
 //!
 //! Nothing here can crash the host: a missing or failing `msprof`, or unreadable output, leaves the raw data
 //! in place, logs how to parse it later, and records the reason in `profiler_metadata.json`. msprof and all
-//! its descendants have ended before anything is read ([`super::msprof`]); its outputs are reached through
+//! its descendants have ended before anything is read (see `msprof.rs`); its outputs are reached through
 //! directory handles from the worker directory down (a symlinked `PROF_*` or output directory is refused),
 //! only regular files are opened (never blocking on a FIFO), each read no further than its size when opened,
 //! and the parse is bounded in time like msprof itself.
