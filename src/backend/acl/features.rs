@@ -2,12 +2,13 @@
 //!
 //! The call hands back a count and a pointer to a library-owned array. No header npuprof can see declares the
 //! record (the `acl_prof.h` shipped in the torch-npu wheel declares neither the function nor the struct);
-//! torch_npu (`torch_npu/csrc/profiler/feature_mgr.h`, `FeatureMgr::FormatFeatureList` in `feature_mgr.cpp`)
-//! and MindSpore (`plugin/device/ascend/hal/profiler/feature_mgr.{h,cc}`) each declare their own copy:
+//! torch_npu (Ascend/pytorch `torch_npu/csrc/profiler/feature_mgr.h`; `FeatureMgr::FormatFeatureList` in
+//! `feature_mgr.cpp` casts the pointer to `FeatureRecord*` and walks `size` records) declares its own copy:
 //! `struct FeatureRecord { char featureName[64]; FeatureInfo info; virtual ~FeatureRecord(); }` with
 //! `struct FeatureInfo { char compatibility[16], featureVersion[16], affectedComponent[16],
-//! affectedComponentVersion[16], infoLog[128]; virtual ~FeatureInfo(); }` and cast the pointer to
-//! `FeatureRecord*`. Both are polymorphic, so under the Itanium C++ ABI each starts with a vtable pointer:
+//! affectedComponentVersion[16], infoLog[128]; virtual ~FeatureInfo(); }`. MindSpore has a `FeatureMgr` of
+//! its own (`plugin/device/ascend/hal/profiler/feature_mgr`, 2025) over the same call; its struct text was not
+//! available to check. Both are polymorphic, so under the Itanium C++ ABI each starts with a vtable pointer:
 //! 272 bytes per record ([`Layout::Cpp`]). A reference that lists only the fields implies 256 bytes
 //! ([`Layout::Plain`]); a CANN built that way is recognised too.
 //!
