@@ -1513,3 +1513,249 @@ fn mspti_kinds_that_fail_to_enable_are_listed_in_the_metadata() {
     assert_eq!(u["HCCL"], "MSPTI_ERROR_WITHOUT_LD_PRELOAD", "{m}");
     assert!(u.get("KERNEL").is_none(), "{m}");
 }
+
+/// Issue 15 item 3: the feature list is the vendor's, not to be trusted. Records at 256 bytes (the fields
+/// alone) are recognised; a count larger than the array (records end at an unmapped page) or absurdly large
+/// is ignored with one warning and a metadata note, and the profile runs with the portable options.
+#[test]
+fn a_wrong_feature_list_is_read_safely_and_ignored_with_one_warning() {
+    let names = "ATTR,MemoryAccess,AICORE_SHAPE,X";
+    let base = [
+        ("FAKE_ACL_FEATURES", names),
+        ("NPUPROF_LEVEL", "level1"),
+        ("NPUPROF_AIC_METRICS", "MemoryAccess"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        base.iter().chain(extra).copied().collect()
+    };
+    // 256-byte records: every name comes back, MemoryAccess is honoured.
+    let e = with(&[("FAKE_ACL_FEATURES_LAYOUT", "256")]);
+    let r = go(Opts { env: &e, ..DEFAULT }, PROFILE);
+    r.out.assert_ok();
+    let m = r.meta();
+    assert_eq!(
+        m["device"]["features"],
+        serde_json::json!(["ATTR", "MemoryAccess", "AICORE_SHAPE", "X"]),
+        "{m}"
+    );
+    assert_eq!(
+        m["device"]["aic_metrics"], "ACL_AICORE_MEMORY_ACCESS",
+        "{m}"
+    );
+    r.assert_clean_exit();
+    // The standard 272-byte records still read the same through the guard-page path.
+    let e = with(&[("FAKE_ACL_FEATURES_COUNT", "4")]);
+    let r = go(Opts { env: &e, ..DEFAULT }, PROFILE);
+    r.out.assert_ok();
+    assert_eq!(r.meta()["device"]["features"].as_array().unwrap().len(), 4);
+    // A count past the array's end (5 of 4, or 100 of 4, at either stride): no crash, list ignored.
+    for (count, layout) in [
+        ("5", "272"),
+        ("5", "256"),
+        ("100", "272"),
+        ("1000000", "256"),
+    ] {
+        let e = with(&[
+            ("FAKE_ACL_FEATURES_COUNT", count),
+            ("FAKE_ACL_FEATURES_LAYOUT", layout),
+        ]);
+        let cmds = [PROFILE, &["start", "steps:1", "stop", "flush"]].concat();
+        let r = go(Opts { env: &e, ..DEFAULT }, &cmds);
+        r.out.assert_ok();
+        let m = r.meta();
+        assert_eq!(
+            m["device"]["features"],
+            serde_json::json!([]),
+            "{count}: {m}"
+        );
+        assert_eq!(
+            m["device"]["aic_metrics"], "ACL_AICORE_PIPE_UTILIZATION",
+            "{count}: {m}"
+        );
+        assert!(
+            m["device"]["notes"].to_string().contains("feature list"),
+            "{count}: {m}"
+        );
+        let warned = r
+            .out
+            .stderr
+            .matches("the feature list of aclprofGetSupportedFeatures was ignored")
+            .count();
+        assert_eq!(warned, 1, "{count}: {}", r.out.stderr);
+        r.assert_clean_exit();
+    }
+}
+
+/// Issue 15 item 15: an unbalanced quote costs one op_summary row, not the rest of the file; CANN's
+/// op_statistic/api_statistic with a non-UTF-8 byte are not dropped silently: the metadata says what
+/// replaced them and why.
+#[test]
+fn one_unbalanced_quote_costs_one_row_and_replaced_cann_files_are_named() {
+    let env = [("NPUPROF_LEVEL", "level1")];
+    let clean = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    clean.out.assert_ok();
+    let num = |v: &Value| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let want = num(&clean.meta()["device"]["op_summary_rows"]).unwrap();
+    assert!(want > 4, "{}", clean.meta());
+    let env = [
+        ("NPUPROF_LEVEL", "level1"),
+        ("FAKE_MSPROF_ADVERSE", "unbalanced,nonutf8"),
+    ];
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    assert_eq!(m["device"]["status"], "parsed", "{m}");
+    assert_eq!(num(&m["device"]["op_summary_rows"]), Some(want), "{m}");
+    assert_eq!(num(&m["device"]["op_summary_bad_rows"]), Some(1), "{m}");
+    let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+    assert_eq!(rows(&out.join("kernel_details.csv")).len() as u64, want + 1);
+    let replaced = m["device"]["cann_outputs_replaced"].to_string();
+    assert!(
+        replaced.contains("op_statistic") && replaced.contains("UTF-8"),
+        "{m}"
+    );
+    assert!(replaced.contains("api_statistic"), "{m}");
+    // npuprof's own op_statistic stands in for CANN's.
+    assert!(rows(&out.join("op_statistic.csv")).len() > 1);
+}
+
+/// Issue 15 item 6: msprof outputs that are FIFOs never block the export thread: they are refused as not
+/// regular files, the profile completes with its host data, and a later profile is exported too.
+#[test]
+fn msprof_outputs_that_are_fifos_are_refused_not_waited_for() {
+    let env = [("NPUPROF_LEVEL", "level1"), ("FAKE_MSPROF_ADVERSE", "fifo")];
+    let cmds = [PROFILE, &["start", "steps:2", "stop", "flush"]].concat();
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        &cmds,
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let dev = m["device"].to_string();
+    assert!(dev.contains("not a regular file"), "{m}");
+    let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+    assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#2").len(), 1);
+    assert!(out.join("kernel_details.csv").exists());
+}
+
+/// Issue 15 item 11: symlinks inside a profile are never followed: a symlinked `mindstudio_profiler_output`
+/// left by CANN (as stale output, before msprof runs) is not emptied through, the output msprof then writes
+/// through it is not read from, and a `PROF_*` symlink sorting after the real directory is not taken for it.
+#[test]
+fn symlinks_inside_a_profile_are_not_followed_for_reading_or_deleting() {
+    let outside = tempfile::tempdir().unwrap();
+    let o = outside.path().to_str().unwrap();
+    std::fs::create_dir_all(outside.path().join("prof")).unwrap();
+    std::fs::write(outside.path().join("prof/victim"), "keep").unwrap();
+    std::fs::create_dir_all(outside.path().join("out")).unwrap();
+    std::fs::write(outside.path().join("out/victim"), "keep").unwrap();
+    let env = [
+        ("NPUPROF_LEVEL", "level1"),
+        ("FAKE_MSPROF_ADVERSE", "symlink"),
+        ("FAKE_MSPROF_OUTSIDE", o),
+    ];
+    // Two profiles: the second export meets the first one's symlinks (a stale output link, a PROF_ link).
+    let cmds = [PROFILE, &["start", "steps:2", "stop", "flush"]].concat();
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        &cmds,
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    assert_ne!(m["device"]["status"], "parsed", "{m}");
+    assert_eq!(
+        m["device"]["op_summary_rows"],
+        Value::Null,
+        "read through the symlink: {m}"
+    );
+    assert!(m["device"]["prof_dir"].as_str().unwrap().contains("PROF_0"));
+    assert!(!m["device"]["prof_dir"].as_str().unwrap().contains("EVIL"));
+    assert!(outside.path().join("prof/victim").exists());
+    assert!(outside.path().join("out/victim").exists());
+    let written: Vec<_> = std::fs::read_dir(outside.path().join("out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(written.len() > 1, "the fake exported outside: {written:?}");
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie has ended: only a running or sleeping process counts.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Issue 15 item 12: everything msprof started ends with it, also a grandchild that called setsid; after a
+/// normal exit too, and the export is parsed only after they have ended (the late writer's 2000 rows never
+/// reach op_summary).
+#[test]
+fn msprof_descendants_that_call_setsid_end_with_it() {
+    for mode in ["", "hang"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let pidfile = tmp.path().join("grandchild.pid");
+        let env = [
+            ("NPUPROF_LEVEL", "level1"),
+            ("FAKE_MSPROF_MODE", mode),
+            ("NPUPROF_MSPROF_TIMEOUT_S", "3"),
+            ("FAKE_MSPROF_ADVERSE", "linger"),
+            ("FAKE_MSPROF_PIDFILE", pidfile.to_str().unwrap()),
+        ];
+        let r = go(
+            Opts {
+                env: &env,
+                ..DEFAULT
+            },
+            PROFILE,
+        );
+        r.out.assert_ok();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap_or_else(|e| panic!("{mode}: no grandchild pid: {e}"))
+            .trim()
+            .parse()
+            .unwrap();
+        let survived = alive(pid);
+        if survived {
+            // SAFETY: kill(2) of the test's own leftover process.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        assert!(
+            !survived,
+            "{mode}: msprof's setsid grandchild {pid} outlived the export"
+        );
+        let m = r.meta();
+        assert!(
+            m["device"]["msprof_leftovers_killed"].as_u64() >= Some(1),
+            "{mode}: {m}"
+        );
+        if mode.is_empty() {
+            assert_eq!(m["device"]["status"], "parsed", "{m}");
+            let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+            let n = rows(&out.join("kernel_details.csv")).len();
+            assert!(n < 1000, "{n} rows: the late writer's rows were parsed");
+        }
+    }
+}

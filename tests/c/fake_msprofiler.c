@@ -20,6 +20,11 @@
  *   FAKE_ACL_DEVICE_COUNT     n (default 8)                 devices the "driver" reports to aclprofCreateConfig
  *   FAKE_ACL_DEVICE           id                            the active device (rt aclprofStart(NULL) default config)
  *   FAKE_ACL_FEATURES         comma list | unsupported      records returned by aclprofGetSupportedFeatures[V2]
+ *   FAKE_ACL_OUTPUT_SYMLINK   dir                           adversarial: at Stop, PROF_.../mindstudio_profiler_output
+ *                                                           is made a symlink to dir (stale output that is a link)
+ *   FAKE_ACL_FEATURES_LAYOUT  256                           adversarial: records packed at 256 bytes (no vptrs)
+ *   FAKE_ACL_FEATURES_COUNT   n                             adversarial: report n records whatever the list holds
+ *                             (with either of the two above, the records end at an unmapped guard page)
  *   FAKE_ACL_CLOCK_SKEW_US    signed integer (default 0)    added to CANN's wall clock in start_info/end_info
  *   FAKE_ACL_NO_DATA          1                             write no device data file at aclprofStop
  *   FAKE_ACL_HANG             func=seconds|forever[,...]    that call blocks its caller first, before the global
@@ -45,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -644,6 +650,12 @@ static int write_stop_files(void)
     char end_info[512];
     time_info_json(end_info, sizeof end_info, "collectionDateEnd", "collectionTimeEnd", NULL, NULL);
     rc |= write_file_done(p, "end_info", end_info);
+    const char *link_to = getenv("FAKE_ACL_OUTPUT_SYMLINK");
+    if (link_to != NULL) {
+        char link[FILE_CAP];
+        snprintf(link, sizeof link, "%s/mindstudio_profiler_output", S.prof_dir);
+        rc |= symlink(link_to, link);
+    }
 
     /* info.json: profLevel "l0" when only task time L0 is on (msprof-export.md §1.2, §2.1). */
     const char *level = ((S.running_bits & ACL_PROF_TASK_TIME_L0) && !(S.running_bits & ACL_PROF_TASK_TIME)) ? "l0" : "l1";
@@ -1218,6 +1230,32 @@ static int get_features(const char *func, size_t *featuresSize, void **featuresD
         *featuresSize = n; /* the NUMBER of records */
         *featuresData = g_features;
         ret = ACL_SUCCESS;
+        const char *layout = getenv("FAKE_ACL_FEATURES_LAYOUT");
+        const char *count = getenv("FAKE_ACL_FEATURES_COUNT");
+        if ((layout && strcmp(layout, "256") == 0) || count) {
+            /* Adversarial: the records (at 272 or 256 bytes) end exactly at a PROT_NONE page, so a reader
+             * that trusts a larger count, or a 272-byte stride over 256-byte records, faults. Leaked. */
+            size_t stride = (layout && strcmp(layout, "256") == 0) ? 256 : 272;
+            size_t bytes = n * stride, page = 4096, pages = (bytes + page - 1) / page;
+            char *map = mmap(NULL, (pages + 1) * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                             -1, 0);
+            if (map != MAP_FAILED) {
+                mprotect(map + pages * page, page, PROT_NONE);
+                char *base = map + pages * page - bytes;
+                for (size_t i = 0; i < n; i++) {
+                    if (stride == 272) {
+                        memcpy(base + i * 272, &g_features[i], 272);
+                    } else { /* the fields alone: name, then info without its vptr */
+                        memcpy(base + i * 256, g_features[i].featureName, 64);
+                        memcpy(base + i * 256 + 64, g_features[i].info.compatibility, 192);
+                    }
+                }
+                *featuresData = base;
+            }
+            if (count) {
+                *featuresSize = (size_t)strtoull(count, NULL, 10);
+            }
+        }
     }
     if (ret == ACL_SUCCESS) {
         log_line("%s -> %d n=%zu", func, ret, n);

@@ -11,10 +11,17 @@
 //! so both behave the same for it; where they differ on *accepted bits*, a start rejected with
 //! `ACL_ERROR_PROF_MODULES_UNSUPPORTED` is retried once with the portable bit set.
 
+pub mod csv;
 pub mod export;
+pub mod features;
 pub(crate) mod load;
+mod msprof;
+mod op_summary;
+mod outputs;
+pub mod pids;
 pub mod plan;
 pub mod sys;
+mod timeline;
 
 use super::{Backend, DeviceData};
 use crate::config::Config;
@@ -209,9 +216,10 @@ impl AclBackend {
         })
     }
 
-    fn features(&self) -> Features {
+    /// The feature list (validated by [`features`]), and a note when it was ignored.
+    fn features(&self) -> (Features, Option<String>) {
         let Some(f) = self.api.features_v2.or(self.api.features) else {
-            return Features::default();
+            return (Features::default(), None);
         };
         let mut size = 0usize;
         let mut data: *mut c_void = std::ptr::null_mut();
@@ -221,35 +229,9 @@ impl AclBackend {
             if rc != 0 {
                 log::debug!("{}", fail("aclprofGetSupportedFeatures", rc));
             }
-            return Features::default();
+            return (Features::default(), None);
         }
-        // One record of the library-owned array: CANN's C++ `FeatureRecord` { vptr; char featureName[64];
-        // FeatureInfo info { vptr; char compatibility[16], featureVersion[16], affectedComponent[16],
-        // affectedComponentVersion[16], infoLog[128] } } (both polymorphic: virtual destructors), 272 bytes.
-        const RECORD: usize = 8 + 64 + 8 + 4 * 16 + 128;
-        const NAME: usize = 8;
-        let mut names = Vec::new();
-        for i in 0..size.min(1024) {
-            // SAFETY: CANN returns `size` records of RECORD bytes; the name is the 64 bytes after the vptr,
-            // read up to its NUL (or all 64 bytes when it has none).
-            let rec = unsafe {
-                std::slice::from_raw_parts((data as *const u8).add(i * RECORD + NAME), 64)
-            };
-            let end = rec.iter().position(|&b| b == 0).unwrap_or(64);
-            let name = &rec[..end];
-            // A layout mismatch (another CANN ABI) shows as non-name bytes: ignore the list then.
-            if !name.iter().all(|b| b.is_ascii_graphic()) {
-                log::debug!(
-                    "aclprofGetSupportedFeatures: unexpected record layout; ignoring the list"
-                );
-                return Features::default();
-            }
-            names.push(String::from_utf8_lossy(name).into_owned());
-        }
-        Features {
-            names,
-            queried: true,
-        }
+        features::features(size, data)
     }
 
     fn create(&self, device: u32, metrics: u32, bits: u64) -> Option<ConfigPtr> {
@@ -297,9 +279,12 @@ impl AclBackend {
                 log::warn!("{}", fail("aclprofFinalize", rc));
             }
         };
-        let features = self.features();
+        let (features, ignored) = self.features();
         let plan = plan::plan(profile.config, &features);
-        let mut notes = plan.notes.clone();
+        // The ignored-list note goes to the metadata of every profile but is logged once (by `features`).
+        let logged = usize::from(ignored.is_some());
+        let mut notes: Vec<String> = ignored.into_iter().collect();
+        notes.extend(plan.notes.iter().cloned());
         for (ty, name, value) in &plan.set_config {
             let Some(set) = api.set_config else {
                 notes.push(format!(
@@ -358,7 +343,7 @@ impl AclBackend {
             finalize(api);
             return Err(fail("aclprofStart", rc));
         }
-        for n in &notes {
+        for n in notes.iter().skip(logged) {
             log::warn!("{n}");
         }
         Ok(Running {

@@ -1,0 +1,349 @@
+//! msprof's `msprof_*.json` timeline → the device and CANN processes of `trace_view.json`.
+
+use super::export::rebase;
+use super::outputs::{open_output, Deadline};
+use super::pids::*;
+use crate::backend::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
+use crate::dir::Dir;
+use crate::error::Result;
+use crate::export::json;
+use crate::export::jsonparse::{stream_array, us_to_ns, Parser, Value};
+use crate::export::trace_view::TraceWriter;
+use std::collections::HashMap;
+
+/// The device and CANN processes of `msprof_*.json`, written into `trace_view.json` on npuprof's pids and
+/// time base while the files are read (one file in memory at a time, events not kept).
+pub struct MsprofLanes {
+    /// msprof's output directory (its handle) and the timeline files in it.
+    pub(super) dir: Dir,
+    pub(super) files: Vec<String>,
+    /// How long reading may take, from when the exporter starts writing the lanes (the rest of the timeline
+    /// is left out, and the lanes say why).
+    pub(super) budget: std::time::Duration,
+    pub(super) device: u32,
+    pub(super) shift: i128,
+    /// Also return the `Ascend Hardware` slices as kernels (when msprof wrote no op_summary).
+    pub(super) want_kernels: bool,
+}
+
+const CUT: &str =
+    "not read to its end: the parse of msprof's output ran out of time (NPUPROF_MSPROF_TIMEOUT_S)";
+
+/// An event whose process is not named yet (msprof normally names processes first): kept until it is.
+struct Pending {
+    ph: u8,
+    tid: u32,
+    ts: u64,
+    dur: u64,
+    name: String,
+    cat: String,
+    args: String,
+    id: String,
+}
+
+/// The mapping from msprof's processes to npuprof's device pids, built as `M` events arrive.
+struct Procs {
+    device: u32,
+    /// Source pid → our slot (`None`: a process npuprof leaves out).
+    slots: HashMap<u64, Option<u32>>,
+    labels: HashMap<u64, String>,
+    labelled: std::collections::HashSet<u64>,
+    next: u32,
+    pending: HashMap<u64, Vec<Pending>>,
+    pending_threads: HashMap<u64, Vec<(u32, String, String)>>,
+}
+
+impl Procs {
+    fn pid(&self, slot: u32) -> u32 {
+        device_pid(self.device, slot)
+    }
+
+    fn write_label(
+        &mut self,
+        tw: &mut TraceWriter,
+        src: u64,
+        slot: u32,
+        label: &str,
+    ) -> Result<()> {
+        if self.labelled.insert(src) {
+            let args = format!("{{\"labels\":{}}}", json::string(label.as_bytes()));
+            tw.device_event(&meta(self.pid(slot), 0, "\"process_labels\"", &args))?;
+        }
+        Ok(())
+    }
+
+    /// A `process_name`: assigns the slot and writes what waited for it.
+    fn name(&mut self, tw: &mut TraceWriter, src: u64, name: &str, shift: i128) -> Result<u64> {
+        if self.slots.contains_key(&src) {
+            return Ok(0);
+        }
+        let slot = match name {
+            "Ascend Hardware" => Some(SLOT_HARDWARE),
+            "CANN" => Some(SLOT_CANN),
+            // npuprof computes its own overlap lanes from the kernels.
+            "Overlap Analysis" => None,
+            _ if self.next < 16 => {
+                self.next += 1;
+                Some(self.next - 1)
+            }
+            _ => None,
+        };
+        self.slots.insert(src, slot);
+        let Some(slot) = slot else {
+            let dropped = self.pending.remove(&src).map_or(0, |v| v.len() as u64);
+            self.pending_threads.remove(&src);
+            return Ok(dropped);
+        };
+        let pid = self.pid(slot);
+        let sort = match slot {
+            SLOT_HARDWARE => 8,
+            SLOT_CANN => 2,
+            s => 10 + s,
+        };
+        let args = format!("{{\"name\":{}}}", json::string(name.as_bytes()));
+        tw.device_event(&meta(pid, 0, "\"process_name\"", &args))?;
+        tw.device_event(&meta(
+            pid,
+            0,
+            "\"process_sort_index\"",
+            &format!("{{\"sort_index\":{sort}}}"),
+        ))?;
+        if let Some(l) = self.labels.remove(&src) {
+            self.write_label(tw, src, slot, &l)?;
+        }
+        for (tid, n, a) in self.pending_threads.remove(&src).unwrap_or_default() {
+            tw.device_event(&meta(pid, tid, &n, &a))?;
+        }
+        for e in self.pending.remove(&src).unwrap_or_default() {
+            tw.device_event(&DeviceEvent {
+                ph: e.ph,
+                pid,
+                tid: e.tid,
+                ts_ns: rebase(e.ts, shift),
+                dur_ns: e.dur,
+                name: &e.name,
+                cat: &e.cat,
+                args: &e.args,
+                id: &e.id,
+            })?;
+        }
+        Ok(0)
+    }
+}
+
+fn meta<'a>(pid: u32, tid: u32, name: &'a str, args: &'a str) -> DeviceEvent<'a> {
+    DeviceEvent {
+        ph: b'M',
+        pid,
+        tid,
+        ts_ns: 0,
+        dur_ns: 0,
+        name,
+        cat: "",
+        args,
+        id: "",
+    }
+}
+
+/// Kernels from `Ascend Hardware` slices.
+fn hw_kernel(e: &DeviceEvent<'_>, out: &mut Kernels) {
+    let args = Parser::new(e.args.as_bytes()).value(0).ok();
+    let arg = |k: &str| args.as_ref().and_then(|a| a.get(k));
+    let arg_u32 = |k: &str| {
+        arg(k)
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(u32::MAX as u64) as u32
+    };
+    let name = Parser::new(e.name.as_bytes())
+        .value(0)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let k = Kernel {
+        start_ns: e.ts_ns,
+        dur_ns: e.dur_ns,
+        stream_id: e.tid,
+        task_id: arg_u32("Task Id"),
+        model_id: arg_u32("Model Id"),
+        ..Default::default()
+    };
+    let core = arg("Task Type").and_then(Value::as_str).unwrap_or("N/A");
+    out.push(name.as_bytes(), "N/A", core, k);
+}
+
+impl Lanes for MsprofLanes {
+    fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
+        let mut st = LaneStats::default();
+        let mut procs = Procs {
+            device: self.device,
+            slots: HashMap::new(),
+            labels: HashMap::new(),
+            labelled: Default::default(),
+            next: FIRST_OTHER_SLOT,
+            pending: HashMap::new(),
+            pending_threads: HashMap::new(),
+        };
+        let shift = self.shift;
+        let until = Deadline::after(self.budget);
+        let hw_pid = device_pid(self.device, SLOT_HARDWARE);
+        for f in &self.files {
+            let file = match open_output(&self.dir, f) {
+                Ok(b) => b,
+                Err(e) => return (st, Some(e)),
+            };
+            let mut seen = 0u64;
+            let mut write_err: Option<crate::error::Error> = None;
+            // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once.
+            let r = stream_array(file, 8 << 20, |p| {
+                seen += 1;
+                if seen % 1024 == 0 && until.passed() {
+                    return Err(CUT.into());
+                }
+                let (mut ph, mut pid, mut tid) = (b'?', 0u64, 0u64);
+                let (mut ts, mut dur) = (None, None);
+                let (mut name, mut cat, mut id, mut args) = ("", "", "", "");
+                p.object(|k, p| {
+                    match k {
+                        "args" => args = p.skip(0)?,
+                        "id" => id = p.skip(0)?,
+                        // Kept as validated JSON literals: written back as they are.
+                        "name" => name = p.skip(0)?,
+                        "cat" => cat = p.skip(0)?,
+                        _ => {
+                            let v = p.scalar()?;
+                            let v = v.as_ref();
+                            match k {
+                                "ph" => {
+                                    ph = v
+                                        .and_then(Value::as_str)
+                                        .and_then(|s| s.bytes().next())
+                                        .unwrap_or(b'?')
+                                }
+                                "pid" => pid = v.and_then(Value::as_u64).unwrap_or(0),
+                                "tid" => tid = v.and_then(Value::as_u64).unwrap_or(0),
+                                "ts" => ts = v.and_then(Value::num_text).and_then(us_to_ns),
+                                "dur" => dur = v.and_then(Value::num_text).and_then(us_to_ns),
+                                _ => {}
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+                if write_err.is_some() {
+                    return Ok(());
+                }
+                let tid32 = tid.min(u32::MAX as u64) as u32;
+                let res = (|| -> Result<()> {
+                    if ph == b'M' {
+                        let a = Parser::new(args.as_bytes()).value(0).ok();
+                        let arg =
+                            |k: &str| a.as_ref().and_then(|a| a.get(k)).and_then(Value::as_str);
+                        match name {
+                            "\"process_name\"" => {
+                                if let Some(n) = arg("name") {
+                                    st.skipped += procs.name(tw, pid, n, shift)?;
+                                }
+                            }
+                            "\"process_labels\"" => {
+                                if let Some(l) = arg("labels") {
+                                    match procs.slots.get(&pid) {
+                                        Some(Some(slot)) => procs.write_label(tw, pid, *slot, l)?,
+                                        Some(None) => {}
+                                        None => {
+                                            procs.labels.insert(pid, l.to_string());
+                                        }
+                                    }
+                                }
+                            }
+                            "\"thread_name\"" | "\"thread_sort_index\"" if !args.is_empty() => {
+                                match procs.slots.get(&pid) {
+                                    Some(Some(slot)) => {
+                                        tw.device_event(&meta(procs.pid(*slot), tid32, name, args))?
+                                    }
+                                    Some(None) => {}
+                                    None => procs.pending_threads.entry(pid).or_default().push((
+                                        tid32,
+                                        name.to_string(),
+                                        args.to_string(),
+                                    )),
+                                }
+                            }
+                            _ => {}
+                        }
+                        return Ok(());
+                    }
+                    let ph = if ph == b'I' { b'i' } else { ph };
+                    let (Some(t), true) = (
+                        ts,
+                        matches!(ph, b'X' | b'C' | b's' | b'f' | b'i')
+                            && (ph != b'X' || dur.is_some()),
+                    ) else {
+                        st.skipped += 1;
+                        return Ok(());
+                    };
+                    match procs.slots.get(&pid) {
+                        Some(Some(slot)) => {
+                            let e = DeviceEvent {
+                                ph,
+                                pid: procs.pid(*slot),
+                                tid: tid32,
+                                ts_ns: rebase(t, shift),
+                                dur_ns: dur.unwrap_or(0),
+                                name,
+                                cat,
+                                args,
+                                id,
+                            };
+                            tw.device_event(&e)?;
+                            st.events += 1;
+                            if self.want_kernels && ph == b'X' && e.pid == hw_pid {
+                                hw_kernel(&e, &mut st.kernels);
+                            }
+                        }
+                        Some(None) => st.skipped += 1,
+                        None => procs.pending.entry(pid).or_default().push(Pending {
+                            ph,
+                            tid: tid32,
+                            ts: t,
+                            dur: dur.unwrap_or(0),
+                            name: name.to_string(),
+                            cat: cat.to_string(),
+                            args: args.to_string(),
+                            id: id.to_string(),
+                        }),
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = res {
+                    write_err = Some(e);
+                }
+                Ok(())
+            });
+            if let Some(e) = write_err {
+                return (st, Some(e.msg));
+            }
+            if let Err(e) = r {
+                return (st, Some(format!("{f}: {e}")));
+            }
+        }
+        // Processes never named: their events are left out; named processes without a label get a default.
+        st.skipped += procs.pending.values().map(|v| v.len() as u64).sum::<u64>();
+        let named: Vec<(u64, u32)> = procs
+            .slots
+            .iter()
+            .filter_map(|(s, slot)| slot.map(|x| (*s, x)))
+            .collect();
+        for (src, slot) in named {
+            let label = if slot == SLOT_CANN {
+                "CPU".to_string()
+            } else {
+                format!("NPU {}", self.device)
+            };
+            if let Err(e) = procs.write_label(tw, src, slot, &label) {
+                return (st, Some(e.msg));
+            }
+        }
+        (st, None)
+    }
+}
