@@ -14,6 +14,7 @@
 pub mod acl;
 pub mod host;
 pub mod mspti;
+pub mod safe_copy;
 pub mod vendor;
 
 use crate::config::{BackendKind, Config};
