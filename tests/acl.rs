@@ -1714,6 +1714,12 @@ fn alive(pid: i32) -> bool {
 /// reach op_summary).
 #[test]
 fn msprof_descendants_that_call_setsid_end_with_it() {
+    if std::env::var_os("NPUPROF_QEMU_USER").is_some() {
+        // Under qemu-user the helper's PR_SET_CHILD_SUBREAPER and its /proc children list go through the
+        // emulator (orphans were seen reparented past it); this is checked natively, where msprof runs.
+        eprintln!("skipped under qemu-user: the subreaper is checked on the native run");
+        return;
+    }
     for mode in ["", "hang"] {
         let tmp = tempfile::tempdir().unwrap();
         let pidfile = tmp.path().join("grandchild.pid");
