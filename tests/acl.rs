@@ -1726,7 +1726,8 @@ fn msprof_descendants_that_call_setsid_end_with_it() {
         let env = [
             ("NPUPROF_LEVEL", "level1"),
             ("FAKE_MSPROF_MODE", mode),
-            ("NPUPROF_MSPROF_TIMEOUT_S", "3"),
+            // Long enough for the fake (a Python script) to start its grandchild on a loaded machine.
+            ("NPUPROF_MSPROF_TIMEOUT_S", "10"),
             ("FAKE_MSPROF_ADVERSE", "linger"),
             ("FAKE_MSPROF_PIDFILE", pidfile.to_str().unwrap()),
         ];
