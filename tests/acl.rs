@@ -1759,3 +1759,60 @@ fn msprof_descendants_that_call_setsid_end_with_it() {
         }
     }
 }
+
+/// Issue 15 item 10: the process exits (a stop without flush) while msprof runs, hanging: the host result
+/// (trace_view.json with the host timeline, the metadata) was written before msprof started, the metadata
+/// says the device data is pending or abandoned, and msprof does not outlive the process.
+#[test]
+fn exit_while_msprof_runs_keeps_the_host_result_and_leaves_no_msprof() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pidfile = tmp.path().join("msprof.pid");
+    let wait = format!("wait_file:{}", pidfile.display());
+    let env = [
+        ("FAKE_MSPROF_MODE", "hang"),
+        ("FAKE_MSPROF_SELF_PIDFILE", pidfile.to_str().unwrap()),
+        ("NPUPROF_FLUSH_TIMEOUT_S", "4"),
+    ];
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        &["cann", "start", "steps:3", "dir", "stop", &wait, "exit"],
+    );
+    r.out.assert_ok();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|e| panic!("msprof never started: {e}\n{}", r.out.stderr))
+        .trim()
+        .parse()
+        .unwrap();
+    // msprof ends with the process (its helper sees the host gone): wait for it, generously.
+    let t0 = std::time::Instant::now();
+    while alive(pid) && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let survived = alive(pid);
+    if survived {
+        // SAFETY: kill(2) of the test's own leftover process (and its group).
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    let meta_path = r.dir().join("profiler_metadata.json");
+    assert!(
+        meta_path.exists(),
+        "no metadata after an exit while msprof ran:\n{}",
+        r.out.stderr
+    );
+    let m = r.meta();
+    assert!(
+        matches!(
+            m["npuprof"]["device_data"].as_str(),
+            Some("pending") | Some("abandoned")
+        ),
+        "{m}"
+    );
+    assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#3").len(), 1);
+    assert!(!survived, "msprof {pid} outlived the process");
+}

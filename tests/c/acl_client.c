@@ -249,6 +249,9 @@ int main(int argc, char **argv) {
             if (pthread_create(&t, NULL, exit_on_hang, NULL)) printf("FAIL pthread_create\n");
         } else if (!strncmp(c, "sleep:", 6)) {
             usleep((useconds_t)atoi(c + 6) * 1000);
+        } else if (!strncmp(c, "wait_file:", 10)) {
+            /* Until the file exists (a fake tool has started), at most 120 s. */
+            for (int k = 0; k < 12000 && access(c + 10, F_OK) != 0; k++) usleep(10000);
         } else if (!strcmp(c, "release")) {
             call_fakes("release");
         } else if (!strcmp(c, "exit")) {
