@@ -1816,3 +1816,55 @@ fn exit_while_msprof_runs_keeps_the_host_result_and_leaves_no_msprof() {
     assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#3").len(), 1);
     assert!(!survived, "msprof {pid} outlived the process");
 }
+
+/// Issue 15 item 10: a process killed while recording with MSPTI leaves its host spool and its MSPTI spool
+/// (with the names its records use): `npuprof recover` rebuilds the whole result from both — kernel rows with
+/// their names, device lanes — not the host data only.
+#[test]
+fn recover_rebuilds_the_device_data_of_a_killed_mspti_profile() {
+    let r = mspti_run(
+        false,
+        &[("NPUPROF_MSPTI_BUFFER_KB", "64")],
+        &[
+            "mspti",
+            "start",
+            "steps:2",
+            "burst:3000",
+            // Whole buffers of kernels are in the spool (1000 compact records).
+            "wait_size:FRAMEWORK/mspti.spool:48000",
+            // The drain has flushed the host spool's header and START frame.
+            "wait_size:FRAMEWORK/npuprof.spool:1",
+            "dir",
+            "kill",
+        ],
+    );
+    let dir = r.dir();
+    assert!(
+        !dir.join("profiler_metadata.json").exists(),
+        "{}",
+        r.out.stderr
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_npuprof"))
+        .arg("recover")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = r.meta();
+    assert_eq!(m["npuprof"]["recovered"], true, "{m}");
+    assert_eq!(m["npuprof"]["device_data"], "parsed", "{m}");
+    assert_eq!(m["device"]["status"], "parsed", "{m}");
+    let rows = rows(&dir.join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    let name = col(&rows, "Name");
+    let burst = rows.iter().skip(1).filter(|r| r[name] == "Burst").count();
+    assert!(burst >= 1000, "{burst} kernel rows named Burst; {m}");
+    let t = trace(&dir);
+    assert!(
+        t.iter().any(|e| e["ph"] == "X" && e["name"] == "Burst"),
+        "no device lane slices"
+    );
+}
