@@ -714,6 +714,34 @@ mod tests {
         assert_eq!(c.ring_capacity(), 65536);
     }
 
+    /// Issue 15 item 10: a flush waits at least as long as the device steps it waits for. Unset, its timeout
+    /// covers the vendor stop and msprof (with the margin); set shorter, it is kept with one warning (unless
+    /// the backend has no device step).
+    #[test]
+    fn the_flush_timeout_covers_the_device_steps_or_warns() {
+        assert_eq!(cfg(&[]).flush_timeout_s, 60 + 600 + DEVICE_STEP_MARGIN_S);
+        let c = cfg(&[
+            ("NPUPROF_MSPROF_TIMEOUT_S", "1000"),
+            ("NPUPROF_VENDOR_TIMEOUT_S", "5"),
+        ]);
+        assert_eq!(c.flush_timeout_s, 1005 + DEVICE_STEP_MARGIN_S);
+        // Short device steps never lower the least default.
+        let c = cfg(&[
+            ("NPUPROF_MSPROF_TIMEOUT_S", "10"),
+            ("NPUPROF_VENDOR_TIMEOUT_S", "5"),
+        ]);
+        assert_eq!(c.flush_timeout_s, DEFAULT_FLUSH_TIMEOUT_S);
+        assert!(c.warnings.is_empty());
+        let c = cfg(&[("NPUPROF_FLUSH_TIMEOUT_S", "100")]);
+        assert_eq!(c.flush_timeout_s, 100);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("NPUPROF_FLUSH_TIMEOUT_S=100 is shorter"));
+        let c = cfg(&[("NPUPROF_FLUSH_TIMEOUT_S", "100"), ("NPUPROF_BACKEND", "host")]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = cfg(&[("NPUPROF_FLUSH_TIMEOUT_S", "720")]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
     #[test]
     fn empty_or_blank_dir_means_disabled() {
         assert_eq!(cfg(&[("VLLM_TORCH_PROFILER_DIR", "")]).profiler_dir, None);

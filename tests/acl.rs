@@ -1815,6 +1815,31 @@ fn exit_while_msprof_runs_keeps_the_host_result_and_leaves_no_msprof() {
     );
     assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#3").len(), 1);
     assert!(!survived, "msprof {pid} outlived the process");
+    // The result is unfinished, not refused: `npuprof recover` adds the device data (msprof works now). The
+    // msprof helper (a fork of the process, so it shares the spool's lock) may still be ending: retry while
+    // the spool is live.
+    let bin = r.tmp.path().join("ascend-toolkit/tools/profiler/bin");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let t0 = std::time::Instant::now();
+    let o = loop {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_npuprof"))
+            .arg("recover")
+            .arg(r.dir())
+            .env("PATH", &path)
+            .env_remove("FAKE_MSPROF_MODE")
+            .output()
+            .unwrap();
+        let live = String::from_utf8_lossy(&o.stderr).contains("live profile");
+        if !live || t0.elapsed() > std::time::Duration::from_secs(60) {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = r.meta();
+    assert_eq!(m["npuprof"]["device_data"], "parsed", "{m}");
+    assert_eq!(m["device"]["device_tasks"], 9, "{m}");
+    assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#3").len(), 1);
 }
 
 /// Issue 15 item 10: a process killed while recording with MSPTI leaves its host spool and its MSPTI spool

@@ -208,6 +208,12 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         && summary.spool_damage.is_none()
         && !stage.unfinished()
     {
+        // The MSPTI spool's names are only for `npuprof recover`, which a finished result no longer needs.
+        let _ = p
+            .dirs
+            .framework
+            .dir
+            .unlink(crate::backend::mspti::names_file::NAMES);
         p.dirs.remove_spool();
     }
     Ok(summary)
@@ -235,6 +241,13 @@ fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<
     host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;
     let t_host = t0.elapsed();
+    // Progress is shown for the result that completes the export (the host result before it is a step of it).
+    let show = stage != DeviceStage::Pending;
+    let progress = |done, total, what| {
+        if show {
+            progress(done, total, what)
+        }
+    };
     progress(1, 3, "host timeline");
     let timeline = dev.timeline.take();
     let files = std::mem::take(&mut dev.files);
