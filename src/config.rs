@@ -736,7 +736,10 @@ mod tests {
         assert_eq!(c.flush_timeout_s, 100);
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         assert!(c.warnings[0].starts_with("NPUPROF_FLUSH_TIMEOUT_S=100 is shorter"));
-        let c = cfg(&[("NPUPROF_FLUSH_TIMEOUT_S", "100"), ("NPUPROF_BACKEND", "host")]);
+        let c = cfg(&[
+            ("NPUPROF_FLUSH_TIMEOUT_S", "100"),
+            ("NPUPROF_BACKEND", "host"),
+        ]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let c = cfg(&[("NPUPROF_FLUSH_TIMEOUT_S", "720")]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);

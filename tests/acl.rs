@@ -1819,7 +1819,11 @@ fn exit_while_msprof_runs_keeps_the_host_result_and_leaves_no_msprof() {
     // msprof helper (a fork of the process, so it shares the spool's lock) may still be ending: retry while
     // the spool is live.
     let bin = r.tmp.path().join("ascend-toolkit/tools/profiler/bin");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let t0 = std::time::Instant::now();
     let o = loop {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_npuprof"))
@@ -1874,11 +1878,7 @@ fn recover_rebuilds_the_device_data_of_a_killed_mspti_profile() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m = r.meta();
     assert_eq!(m["npuprof"]["recovered"], true, "{m}");
     assert_eq!(m["npuprof"]["device_data"], "parsed", "{m}");

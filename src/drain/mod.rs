@@ -317,7 +317,10 @@ impl Drain {
         // CLOCK_REALTIME and CLOCK_MONOTONIC_RAW read together: `npuprof recover` maps CANN's clock onto ours
         // with them (see `backend::acl::export`).
         kv.insert("clock_realtime_ns".into(), clock::realtime_ns().to_string());
-        kv.insert("clock_monoraw_ns".into(), clock::monotonic_raw_ns().to_string());
+        kv.insert(
+            "clock_monoraw_ns".into(),
+            clock::monotonic_raw_ns().to_string(),
+        );
         kv.insert("clock".into(), clock::source_name().into());
         kv.insert("auto".into(), profile.auto.to_string());
         kv.insert("backend".into(), profile.backend.into());

@@ -1,13 +1,13 @@
 //! The device lanes of an MSPTI profile in `trace_view.json`: kernels per stream, API slices on the launching
 //! thread, flows launch → kernel by correlation id, communication lanes, memory counters and markers.
 
+use super::names_file::NameSource;
 use super::records::*;
 use super::walk::DevRec;
 use crate::backend::{DeviceEvent, LaneStats, Lanes};
 use crate::error::Result;
 use crate::export::json;
 use crate::export::trace_view::TraceWriter;
-use super::names_file::NameSource;
 use std::collections::HashMap;
 
 pub struct MsptiLanes {

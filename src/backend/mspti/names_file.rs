@@ -178,12 +178,16 @@ mod tests {
             .append(true)
             .open(d.path().join(NAMES))
             .unwrap();
-        (&f).write_all(&[0x3f, 0x42, 0x0f, 0, 200, 0, 0, 0, b'x']).unwrap();
+        (&f).write_all(&[0x3f, 0x42, 0x0f, 0, 200, 0, 0, 0, b'x'])
+            .unwrap();
         let src = NameSource::read(&place);
         assert_eq!(src.get(k), b"KernelA");
         assert_eq!(src.get(t), b"AI_CORE");
         assert_eq!(src.get(api), b"aclnnAdd");
         assert_eq!(src.get(999_999), b"");
-        assert_eq!(src.count() as usize, [k, t, api].into_iter().max().unwrap() as usize);
+        assert_eq!(
+            src.count() as usize,
+            [k, t, api].into_iter().max().unwrap() as usize
+        );
     }
 }
