@@ -1766,3 +1766,137 @@ fn msprof_descendants_that_call_setsid_end_with_it() {
         }
     }
 }
+
+/// Issue 15 item 10: the process exits (a stop without flush) while msprof runs, hanging: the host result
+/// (trace_view.json with the host timeline, the metadata) was written before msprof started, the metadata
+/// says the device data is pending or abandoned, and msprof does not outlive the process.
+#[test]
+fn exit_while_msprof_runs_keeps_the_host_result_and_leaves_no_msprof() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pidfile = tmp.path().join("msprof.pid");
+    let wait = format!("wait_file:{}", pidfile.display());
+    let env = [
+        ("FAKE_MSPROF_MODE", "hang"),
+        ("FAKE_MSPROF_SELF_PIDFILE", pidfile.to_str().unwrap()),
+        ("NPUPROF_FLUSH_TIMEOUT_S", "4"),
+    ];
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        &["cann", "start", "steps:3", "dir", "stop", &wait, "exit"],
+    );
+    r.out.assert_ok();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|e| panic!("msprof never started: {e}\n{}", r.out.stderr))
+        .trim()
+        .parse()
+        .unwrap();
+    // msprof ends with the process (its helper sees the host gone): wait for it, generously.
+    let t0 = std::time::Instant::now();
+    while alive(pid) && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let survived = alive(pid);
+    if survived {
+        // SAFETY: kill(2) of the test's own leftover process (and its group).
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    let meta_path = r.dir().join("profiler_metadata.json");
+    assert!(
+        meta_path.exists(),
+        "no metadata after an exit while msprof ran:\n{}",
+        r.out.stderr
+    );
+    let m = r.meta();
+    assert!(
+        matches!(
+            m["npuprof"]["device_data"].as_str(),
+            Some("pending") | Some("abandoned")
+        ),
+        "{m}"
+    );
+    assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#3").len(), 1);
+    assert!(!survived, "msprof {pid} outlived the process");
+    // The result is unfinished, not refused: `npuprof recover` adds the device data (msprof works now). The
+    // msprof helper (a fork of the process, so it shares the spool's lock) may still be ending: retry while
+    // the spool is live.
+    let bin = r.tmp.path().join("ascend-toolkit/tools/profiler/bin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let t0 = std::time::Instant::now();
+    let o = loop {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_npuprof"))
+            .arg("recover")
+            .arg(r.dir())
+            .env("PATH", &path)
+            .env_remove("FAKE_MSPROF_MODE")
+            .output()
+            .unwrap();
+        let live = String::from_utf8_lossy(&o.stderr).contains("live profile");
+        if !live || t0.elapsed() > std::time::Duration::from_secs(60) {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = r.meta();
+    assert_eq!(m["npuprof"]["device_data"], "parsed", "{m}");
+    assert_eq!(m["device"]["device_tasks"], 9, "{m}");
+    assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#3").len(), 1);
+}
+
+/// Issue 15 item 10: a process killed while recording with MSPTI leaves its host spool and its MSPTI spool
+/// (with the names its records use): `npuprof recover` rebuilds the whole result from both — kernel rows with
+/// their names, device lanes — not the host data only.
+#[test]
+fn recover_rebuilds_the_device_data_of_a_killed_mspti_profile() {
+    let r = mspti_run(
+        false,
+        &[("NPUPROF_MSPTI_BUFFER_KB", "64")],
+        &[
+            "mspti",
+            "start",
+            "steps:2",
+            "burst:3000",
+            // Whole buffers of kernels are in the spool (1000 compact records).
+            "wait_size:FRAMEWORK/mspti.spool:48000",
+            // The drain has flushed the host spool's header and START frame.
+            "wait_size:FRAMEWORK/npuprof.spool:1",
+            "dir",
+            "kill",
+        ],
+    );
+    let dir = r.dir();
+    assert!(
+        !dir.join("profiler_metadata.json").exists(),
+        "{}",
+        r.out.stderr
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_npuprof"))
+        .arg("recover")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = r.meta();
+    assert_eq!(m["npuprof"]["recovered"], true, "{m}");
+    assert_eq!(m["npuprof"]["device_data"], "parsed", "{m}");
+    assert_eq!(m["device"]["status"], "parsed", "{m}");
+    let rows = rows(&dir.join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    let name = col(&rows, "Name");
+    let burst = rows.iter().skip(1).filter(|r| r[name] == "Burst").count();
+    assert!(burst >= 1000, "{burst} kernel rows named Burst; {m}");
+    let t = trace(&dir);
+    assert!(
+        t.iter().any(|e| e["ph"] == "X" && e["name"] == "Burst"),
+        "no device lane slices"
+    );
+}

@@ -2,12 +2,12 @@
 //! whose times lie outside the profile are left out and counted (`mspti_records_outside_profile`).
 
 use super::lanes::MsptiLanes;
+use super::names_file::NameSource;
 use super::records::*;
 use super::walk::DevRec;
 use super::REC;
 use crate::backend::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
-use crate::record::names;
 use crate::session::Profile;
 
 /// The device records' spool in `FRAMEWORK/`, created and read through the profile's directory handle.
@@ -20,6 +20,8 @@ pub struct MsptiData {
     pub meta: Vec<(String, String)>,
     /// CLOCK_REALTIME ns (MSPTI's time scale) at the profile's start and at its stop.
     pub window: (u64, u64),
+    /// Where the records' names come from (this process's table, or `mspti.names` for `npuprof recover`).
+    pub names: NameSource,
 }
 
 /// How far outside the profile's start..stop a record's time may be (clock adjustments, a kernel enqueued
@@ -33,10 +35,6 @@ pub fn in_window(r: &DevRec, window: (u64, u64)) -> bool {
     let lo = window.0.saturating_sub(WINDOW_SLACK_NS);
     let hi = window.1.saturating_add(WINDOW_SLACK_NS);
     (lo..=hi).contains(&r.start) && r.end <= hi
-}
-
-pub fn name(id: u32) -> &'static [u8] {
-    names::get(id).unwrap_or(b"")
 }
 
 /// The compact records of a spool, read in blocks (the file is never in memory twice); a cut record at the
@@ -87,12 +85,13 @@ impl DeviceData for MsptiData {
         }
         let t_decode = t0.elapsed();
         // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
-        let n_ids = names::count() as usize + 1;
+        let src = &self.names;
+        let n_ids = src.count() as usize + 1;
         let mut kernels = Kernels::default();
         let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
         let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
             let i = (id as usize).min(n_ids - 1);
-            *sym[i].get_or_insert_with(|| ks.strings.intern(name(i as u32)))
+            *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
         };
         let hccl = kernels.strings.intern(b"HCCL");
         let n_kernels = recs
@@ -154,6 +153,7 @@ impl DeviceData for MsptiData {
             timeline: Some(Box::new(MsptiLanes {
                 recs,
                 device: self.device,
+                names: self.names,
             })),
             files: Vec::new(),
             meta,

@@ -1,25 +1,25 @@
 //! The device lanes of an MSPTI profile in `trace_view.json`: kernels per stream, API slices on the launching
 //! thread, flows launch → kernel by correlation id, communication lanes, memory counters and markers.
 
-use super::export::name;
+use super::names_file::NameSource;
 use super::records::*;
 use super::walk::DevRec;
 use crate::backend::{DeviceEvent, LaneStats, Lanes};
 use crate::error::Result;
 use crate::export::json;
 use crate::export::trace_view::TraceWriter;
-use crate::record::names;
 use std::collections::HashMap;
 
 pub struct MsptiLanes {
     pub recs: Vec<DevRec>,
     pub device: u32,
+    pub names: NameSource,
 }
 
 impl Lanes for MsptiLanes {
     fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
-        let r = write_lanes(&self.recs, self.device, tw, &mut st);
+        let r = write_lanes(&self.recs, self.device, &self.names, tw, &mut st);
         match r {
             Ok(()) => (st, None),
             Err(e) => (st, Some(e.msg)),
@@ -51,6 +51,7 @@ const SLOT_MEM: u32 = 4;
 fn write_lanes(
     recs: &[DevRec],
     device: u32,
+    names: &NameSource,
     tw: &mut TraceWriter,
     st: &mut LaneStats,
 ) -> Result<()> {
@@ -107,8 +108,8 @@ fn write_lanes(
     let mut id = String::new();
     let mut fname = String::new();
     // JSON literal of each name id (ids are small and dense), made once for every name in the table.
-    let lit: Vec<String> = (0..=names::count())
-        .map(|n| json::string(name(n)))
+    let lit: Vec<String> = (0..=names.count())
+        .map(|n| json::string(names.get(n)))
         .collect();
     let empty = String::from("\"\"");
     let name_lit = |n: u32| -> &String { lit.get(n as usize).unwrap_or(&empty) };

@@ -28,12 +28,13 @@ mod consumer;
 mod counts;
 mod export;
 mod lanes;
+pub mod names_file;
 mod pool;
 pub mod records;
 mod vendor_str;
 pub mod walk;
 
-pub use export::MsptiData;
+pub use export::{MsptiData, SPOOL};
 pub use walk::{compact, DevRec};
 
 use super::{Backend, DeviceData};
@@ -43,7 +44,6 @@ use crate::export::json;
 use crate::session::Profile;
 use counts::{Count, Counts};
 use crossbeam_channel::{bounded, Sender};
-use export::SPOOL;
 use pool::Pool;
 use records::*;
 use std::ffi::c_void;
@@ -100,7 +100,8 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 static HANDLE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 enum Control {
-    Open(std::fs::File),
+    /// The profile's `mspti.spool` and, when it could be created, its `mspti.names`.
+    Open(std::fs::File, Option<std::fs::File>),
     Close(Sender<std::io::Result<u64>>),
 }
 
@@ -311,8 +312,14 @@ impl Backend for MsptiBackend {
             .dir
             .create_new(SPOOL, crate::export::layout::FILE_MODE)
             .map_err(|e| Error::io("cannot create the MSPTI spool", &fw.shown(SPOOL), &e))?;
+        // The names the records use, for `npuprof recover` (without it a recovered spool has no names).
+        let names = fw
+            .dir
+            .create_new(names_file::NAMES, crate::export::layout::FILE_MODE)
+            .map_err(|e| log::debug!("{}: {e}", fw.shown(names_file::NAMES).display()))
+            .ok();
         self.ctl
-            .send_timeout(Control::Open(f), Duration::from_secs(5))
+            .send_timeout(Control::Open(f, names), Duration::from_secs(5))
             .map_err(|_| {
                 Error::new(
                     Status::Internal,
@@ -422,6 +429,7 @@ impl Backend for MsptiBackend {
             host_only: self.host_only_reason.is_some(),
             meta,
             window: (self.started_ns, realtime_ns()),
+            names: names_file::NameSource::Process,
         }))
     }
 }
