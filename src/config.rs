@@ -611,9 +611,9 @@ impl Config {
             r.warnings.push(format!(
                 "NPUPROF_FLUSH_TIMEOUT_S={flush_timeout_s} is shorter than the device steps a flush waits for \
                  (NPUPROF_VENDOR_TIMEOUT_S {vendor_timeout_s} + NPUPROF_MSPROF_TIMEOUT_S {msprof_timeout_s} + \
-                 {DEVICE_STEP_MARGIN_S} s = {device_step} s): kept, but npuprof_flush/npuprof_shutdown may return \
-                 before the device data is added (the host result is written first; `npuprof recover` adds the \
-                 device data of a process that ended meanwhile)"
+                 {DEVICE_STEP_MARGIN_S} s = {device_step} s); using {flush_timeout_s} as set, so \
+                 npuprof_flush/npuprof_shutdown may return before the device data is added (the host result is \
+                 written first; `npuprof recover` adds the device data of a process that ended meanwhile)"
             ));
         }
 
