@@ -88,6 +88,25 @@ struct Shared {
     counts: Counts,
     /// `msptiActivityRegisterCallbacks` succeeded; until then each backend open tries again.
     registered: AtomicBool,
+    /// The process this state belongs to: its fork generation and pid (see [`Shared::forked_away`]).
+    fork_gen: u64,
+    pid: libc::pid_t,
+}
+
+impl Shared {
+    /// This is a forked child of the process that set MSPTI up: the pool, channels and `npuprof-mspti` thread
+    /// are the parent's (a parent thread may have held a channel lock at the fork), so the callbacks must not
+    /// touch them. The fork generation changes in our child handler; until it has run (a vendor child
+    /// handler runs first), a fork is in progress and the pid tells.
+    fn forked_away(&self) -> bool {
+        crate::session::fork_gen() != self.fork_gen
+            || (crate::session::forking() && getpid() != self.pid)
+    }
+}
+
+fn getpid() -> libc::pid_t {
+    // SAFETY: no preconditions.
+    unsafe { libc::getpid() }
 }
 // SAFETY: `sink` points at a leaked buffer MSPTI may write at any time and npuprof never reads; the pool
 // decides who may touch each of its buffers.
@@ -215,6 +234,7 @@ impl MsptiBackend {
             how,
         };
         subscribe(&api).map_err(err)?;
+        vendor_str::init();
         // The pool, allocated once, 8-byte aligned.
         let buf_size = (cfg.mspti_buffer_kb as usize * 1024).max(64 * 1024) & !7;
         let buffers = cfg.mspti_buffers.max(2) as usize;
@@ -229,6 +249,8 @@ impl MsptiBackend {
             ctl_tx,
             counts: Counts::default(),
             registered: AtomicBool::new(false),
+            fork_gen: crate::session::fork_gen(),
+            pid: getpid(),
         };
         if SHARED.set(shared).is_err() {
             return Err(err("MSPTI set up twice".into()));
