@@ -21,7 +21,10 @@
 //!   or never handed out is ignored and counted; names are read fault-safely with a cap (`vendor_str`); an
 //!   unknown kind mid-buffer loses only that record (`walk`); times outside the profile are left out and
 //!   counted (`export`); a failed callback registration releases the subscription, and the next start tries
-//!   again; kinds MSPTI refuses are listed in the metadata (`mspti_kinds_unavailable`).
+//!   again; kinds MSPTI refuses are listed in the metadata (`mspti_kinds_unavailable`); records MSPTI completes
+//!   late are attributed by time and the ones of a closed profile counted (`consumer`); a forked child's
+//!   callbacks leave the parent's state alone, and never wait for the name table during a fork (`callbacks`,
+//!   `vendor_str`).
 
 mod callbacks;
 mod consumer;
@@ -119,8 +122,9 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 static HANDLE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 enum Control {
-    Open(std::fs::File),
-    Close(Sender<std::io::Result<u64>>),
+    /// A profile's spool, and its start (CLOCK_REALTIME ns).
+    Open(std::fs::File, u64),
+    Close(Sender<consumer::Closed>),
 }
 
 pub struct MsptiBackend {
@@ -334,7 +338,7 @@ impl Backend for MsptiBackend {
             .create_new(SPOOL, crate::export::layout::FILE_MODE)
             .map_err(|e| Error::io("cannot create the MSPTI spool", &fw.shown(SPOOL), &e))?;
         self.ctl
-            .send_timeout(Control::Open(f), Duration::from_secs(5))
+            .send_timeout(Control::Open(f, self.started_ns), Duration::from_secs(5))
             .map_err(|_| {
                 Error::new(
                     Status::Internal,
@@ -429,7 +433,26 @@ impl Backend for MsptiBackend {
             ));
         }
         meta.push(("mspti_kinds_unavailable".into(), self.unavailable_json()));
-        match &written {
+        if let Some(c) = &written {
+            meta.push((
+                "mspti_records_from_before_profile".into(),
+                c.before_profile.to_string(),
+            ));
+            meta.push((
+                "mspti_records_completed_between_profiles".into(),
+                c.between_profiles.to_string(),
+            ));
+            if c.before_profile + c.between_profiles > 0 {
+                log::warn!(
+                    "MSPTI completed {} records late (timestamped before this profile: {}, arrived between \
+                     profiles: {}); they belong to a profile already closed and are left out",
+                    c.before_profile + c.between_profiles,
+                    c.before_profile,
+                    c.between_profiles
+                );
+            }
+        }
+        match written.as_ref().map(|c| &c.spooled) {
             Some(Ok(n)) => meta.push(("mspti_records_spooled".into(), n.to_string())),
             Some(Err(e)) => {
                 meta.push(("spool_error".into(), json::string(e.to_string().as_bytes())))
