@@ -20,7 +20,8 @@
  *                 the parent waits for it
  *   forks:N       N children one after another, each forked while the parent's threads run: the child launches
  *                 MSPTI kernels, completes a buffer (msptiActivityFlushAll), runs start/step/stop and exits.
- *                 Each child is waited for up to 60 s (hang guard: then killed); prints FORKS_OK=, FORKS_HUNG=
+ *                 Each child is waited for up to 60 s (hang guard: then killed); prints FORKS_OK=, FORKS_HUNG=.
+ *                 A churn started before runs around each fork and is paused while the child is waited for
  *   guard:S       alarm(S): a hang anywhere (fork() itself included) ends the process by SIGALRM
  *   churn / churn_stop / late    fake_mspti_churn / _churn_stop / _deliver_late (LATE=<records>)
  * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end.
@@ -245,7 +246,12 @@ int main(int argc, char **argv) {
         } else if (!strncmp(c, "forks:", 6)) {
             int n = atoi(c + 6), ok = 0, hung = 0;
             for (int k = 0; k < n && !hung; k++) {
+                /* The fake's churn (if started) runs around each fork and is paused while the child is
+                 * waited for (a hung child would otherwise let the parent's spool grow for a minute). */
+                call_fakes("churn_resume");
+                usleep(3000);
                 pid_t pid = fork();
+                if (pid > 0) call_fakes("churn_pause");
                 if (pid == 0) {
                     find_launch();
                     for (int j = 0; j < 4 && M.launch; j++) M.launch("ChildKernel", "AI_CORE", 7, 1000);
@@ -274,6 +280,7 @@ int main(int argc, char **argv) {
                     ok++;
                 }
             }
+            call_fakes("churn_resume");
             printf("FORKS_OK=%d\nFORKS_HUNG=%d\n", ok, hung);
             printf("FORK_COMPLETIONS=%d\n", call_fakes("fork_completions"));
         } else if (!strncmp(c, "guard:", 6)) {

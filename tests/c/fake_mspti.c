@@ -43,7 +43,7 @@
  *   FAKE_MSPTI_LATE              n > 0: the first msptiActivityFlushAll also fills a buffer with n kernels
  *                                (timestamped then) and keeps it; fake_mspti_deliver_late() completes it
  * Test-only load: fake_mspti_churn() starts 4 threads that launch kernels and calls FlushAll without pause
- * (buffers completed continuously) until fake_mspti_churn_stop().
+ * (buffers completed continuously) until fake_mspti_churn_stop(); fake_mspti_churn_pause()/_resume() hold them.
  *
  * Locks (taken in this order, never the other way round):
  *   g_mu      API state: subscriber, callback bitmaps, marker domains
@@ -1852,13 +1852,18 @@ API int fake_mspti_deliver_late(void)
 /* fake_mspti_churn: a thread completing buffers continuously. */
 #define CHURN_THREADS 4
 static pthread_t g_churn[CHURN_THREADS];
-static int g_churn_on, g_churn_stop;
+static int g_churn_on, g_churn_stop, g_churn_paused;
 
 static void *churn_main(void *arg)
 {
     (void)arg;
     while (!__atomic_load_n(&g_churn_stop, __ATOMIC_ACQUIRE)) {
-        for (int i = 0; i < 64; i++) {
+        if (__atomic_load_n(&g_churn_paused, __ATOMIC_ACQUIRE)) {
+            sleep_ms(1);
+            continue;
+        }
+        /* Few records per buffer: many completions, little data. */
+        for (int i = 0; i < 4; i++) {
             fake_mspti_launch("Churn", "AI_CORE", 6, 1000);
         }
         msptiActivityFlushAll(0);
@@ -1874,6 +1879,19 @@ API int fake_mspti_churn(void)
             g_churn_on++;
         }
     }
+    return 0;
+}
+
+/* Pauses / resumes the churn threads (no records while paused). */
+API int fake_mspti_churn_pause(void)
+{
+    __atomic_store_n(&g_churn_paused, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+API int fake_mspti_churn_resume(void)
+{
+    __atomic_store_n(&g_churn_paused, 0, __ATOMIC_RELEASE);
     return 0;
 }
 
