@@ -1454,6 +1454,94 @@ fn mspti_times_outside_the_profile_window_are_rejected_and_counted() {
     assert!(longest < 3.6e9, "a slice of {longest} us");
 }
 
+/// Issue 15 item 7: fork while MSPTI threads complete buffers (a fake thread completes them continuously),
+/// with libmspti.so preloaded and a vendor fork handler that completes the current buffer on the forking
+/// thread. Before: fork() itself deadlocked (the vendor handler's completion interned names under the name
+/// table lock npuprof's prepare handler held), and children deadlocked in their first buffer completion on a
+/// channel lock a parent thread held at the fork. Now: 50 children all finish, the parent's profile is
+/// complete, and names the fork handler's completion could not intern are counted.
+#[test]
+fn mspti_fork_while_buffers_complete_deadlocks_neither_fork_nor_child() {
+    let r = mspti_run(
+        true,
+        &[
+            ("FAKE_MSPTI_FORK_COMPLETE", "1"),
+            ("NPUPROF_MSPTI_BUFFER_KB", "64"),
+            ("NPUPROF_MSPTI_BUFFERS", "16"),
+        ],
+        &[
+            "guard:300",
+            "mspti",
+            "start",
+            "churn",
+            "steps:2",
+            "forks:50",
+            "churn_stop",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(
+        r.out.value("FORKS_HUNG").as_deref(),
+        Some("0"),
+        "{}",
+        r.out.stdout
+    );
+    assert_eq!(
+        r.out.value("FORKS_OK").as_deref(),
+        Some("50"),
+        "{}",
+        r.out.stdout
+    );
+    let forked: u64 = r.out.value("FORK_COMPLETIONS").unwrap().parse().unwrap();
+    assert!(forked > 0, "the vendor fork handler completed buffers");
+    assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"));
+    let m = r.meta();
+    assert!(device_u64(&m, "mspti_names_skipped_during_fork") > 0, "{m}");
+    assert!(!kernel_rows(&r).is_empty());
+}
+
+/// Issue 15 item 13: a buffer of 1000 kernels (timestamped during the first profile) completed late: during
+/// the next profile, or between the two. Before: spooled into the next profile (rows timestamped before its
+/// start), or counted in no profile. Now: left out of the next profile and counted in its metadata
+/// (`mspti_records_from_before_profile`, `mspti_records_completed_between_profiles`).
+#[test]
+fn mspti_records_completed_late_are_attributed_by_time_and_counted() {
+    for (late_at, key) in [
+        (6, "mspti_records_from_before_profile"),
+        (5, "mspti_records_completed_between_profiles"),
+    ] {
+        let mut cmds = vec![
+            "mspti", "start", "steps:1", "stop", "flush", "start", "steps:1", "stop", "flush",
+            "dir",
+        ];
+        cmds.insert(late_at, "late");
+        let r = mspti_run(
+            true,
+            &[
+                ("FAKE_MSPTI_LATE", "1000"),
+                ("NPUPROF_MSPTI_BUFFER_KB", "256"),
+            ],
+            &cmds,
+        );
+        r.out.assert_ok();
+        assert_eq!(r.out.value("LATE").as_deref(), Some("1000"), "{key}");
+        assert_eq!(r.out.values("FLUSH"), ["0", "0"], "{key}");
+        let m = r.meta();
+        assert_eq!(device_u64(&m, key), 1000, "{key}: {m}");
+        let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+        let name = col(&k, "Name");
+        assert!(
+            k.iter().skip(1).all(|row| row[name] != "LateKernel"),
+            "{key}: a kernel of the first profile in the second"
+        );
+        assert!(k.len() > 1, "{key}: the second profile's own kernels");
+    }
+}
+
 /// Issue 15 item 16: msptiActivityRegisterCallbacks fails once. Before: the subscription was held until
 /// shutdown (torch_npu's profiler blocked) and every later start said "already set up by an earlier backend
 /// instance". Now: the subscription is released at once and the next start works.

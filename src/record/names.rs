@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 
 pub const MAX_NAMES: usize = 1 << 20;
 pub const MAX_BYTES: usize = 256 << 20;
@@ -28,19 +28,7 @@ static COUNT: AtomicU32 = AtomicU32::new(0);
 
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let mut g = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let t = g.get_or_insert_with(|| {
-        let mut t = Table {
-            map: HashMap::new(),
-            list: Vec::new(),
-            bytes: 0,
-            warned: false,
-        };
-        t.map.insert(OVERFLOW_NAME, OVERFLOW_ID);
-        t.list.push(OVERFLOW_NAME);
-        COUNT.store(1, Ordering::Release);
-        t
-    });
-    f(t)
+    f(Table::get_or_init(&mut g))
 }
 
 /// The name table's lock, held across `fork` (see `session`).
@@ -55,7 +43,46 @@ pub fn intern(name: &[u8]) -> u32 {
     if name.is_empty() {
         return 0;
     }
-    with_table(|t| {
+    with_table(|t| t.intern(name))
+}
+
+/// As [`intern`], but never waits for the table's lock while `give_up()` says so: spins (yielding) while
+/// the lock is busy, and returns `None` once `give_up()` is true. For callers that must not wait for a lock
+/// a fork handler may hold (the MSPTI callbacks, see `session::fork`).
+pub fn try_intern(name: &[u8], give_up: impl Fn() -> bool) -> Option<u32> {
+    if name.is_empty() {
+        return Some(0);
+    }
+    loop {
+        match TABLE.try_lock() {
+            Ok(mut g) => return Some(Table::get_or_init(&mut g).intern(name)),
+            Err(TryLockError::Poisoned(e)) => {
+                return Some(Table::get_or_init(&mut e.into_inner()).intern(name))
+            }
+            Err(TryLockError::WouldBlock) if give_up() => return None,
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+}
+
+impl Table {
+    fn get_or_init(g: &mut Option<Table>) -> &mut Table {
+        g.get_or_insert_with(|| {
+            let mut t = Table {
+                map: HashMap::new(),
+                list: Vec::new(),
+                bytes: 0,
+                warned: false,
+            };
+            t.map.insert(OVERFLOW_NAME, OVERFLOW_ID);
+            t.list.push(OVERFLOW_NAME);
+            COUNT.store(1, Ordering::Release);
+            t
+        })
+    }
+
+    fn intern(&mut self, name: &[u8]) -> u32 {
+        let t = self;
         if let Some(&id) = t.map.get(name) {
             return id;
         }
@@ -80,7 +107,7 @@ pub fn intern(name: &[u8]) -> u32 {
         // list (it takes the lock anyway; this only keeps `count` honest).
         COUNT.store(id, Ordering::Release);
         id
-    })
+    }
 }
 
 /// The highest id handed out so far.
@@ -124,5 +151,17 @@ mod tests {
         let mut seen = Vec::new();
         range(a, b, |id, n| seen.push((id, n.to_vec())));
         assert!(seen.contains(&(a, b"attention".to_vec())));
+    }
+
+    #[test]
+    fn try_intern_gives_up_only_on_a_busy_table() {
+        let a = intern(b"try_intern_a");
+        assert_eq!(try_intern(b"try_intern_a", || false), Some(a));
+        assert_eq!(try_intern(b"", || true), Some(0));
+        let held = fork_lock();
+        assert_eq!(try_intern(b"try_intern_b", || true), None);
+        drop(held);
+        let b = try_intern(b"try_intern_b", || false).unwrap();
+        assert_eq!(get(b), Some(&b"try_intern_b"[..]));
     }
 }

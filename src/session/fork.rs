@@ -3,7 +3,7 @@
 use super::{Control, CONTROL};
 use crate::backend;
 use crate::record::{self, REC, STATE};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::MutexGuard;
 
 // ---- fork ---------------------------------------------------------------------------------------------
@@ -13,9 +13,30 @@ use std::sync::MutexGuard;
 // so the child never inherits one held by a thread that does not exist there; the child handler clears the
 // recording bit and bumps FORK_GEN (atomics only), and the child's next control call drops the inherited
 // threads and profile. The child then starts its own profile, in its own directory (its own pid), lazily.
+//
+// A vendor library's own fork handlers (libmspti.so's, registered before ours when it is preloaded) run while
+// ours hold those locks, and may complete an MSPTI buffer, on this thread or by waiting for another thread
+// that does. The MSPTI callbacks therefore never wait for a lock these handlers hold: while FORKING is set
+// they give up on a busy name table (the name is counted, see `backend::mspti::vendor_str`). In a child the
+// MSPTI callbacks touch none of the parent's state (its channels, pool and threads): they compare the fork
+// generation (and, inside a fork, the pid) with the one they were set up in.
 
 /// Incremented in every forked child.
 pub(super) static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+/// Forks in progress in this process (between our prepare and parent/child handlers).
+static FORKING: AtomicU32 = AtomicU32::new(0);
+
+/// The number of forks this process's ancestry went through since npuprof was loaded (this process's own
+/// generation: it changes in a forked child).
+pub fn fork_gen() -> u64 {
+    FORK_GEN.load(Ordering::Acquire)
+}
+
+/// A fork is in progress: npuprof's fork handlers hold (or are about to take) the control, ring registry and
+/// name table locks.
+pub fn forking() -> bool {
+    FORKING.load(Ordering::Acquire) != 0
+}
 
 type ForkLocks = (
     MutexGuard<'static, Control>,
@@ -29,6 +50,8 @@ thread_local! {
 }
 
 extern "C" fn before_fork() {
+    // Before the locks: a callback already spinning on the name table gives up instead of waiting for us.
+    FORKING.fetch_add(1, Ordering::AcqRel);
     let _ = std::panic::catch_unwind(|| {
         // Same order as everywhere else: CONTROL, then the ring registry, then the name table.
         let locks = (
@@ -41,6 +64,11 @@ extern "C" fn before_fork() {
 }
 
 extern "C" fn after_fork_parent() {
+    release_held();
+    FORKING.fetch_sub(1, Ordering::AcqRel);
+}
+
+fn release_held() {
     let _ = std::panic::catch_unwind(|| {
         let _ = HELD.try_with(|h| h.borrow_mut().take());
     });
@@ -58,7 +86,9 @@ extern "C" fn after_fork_child() {
             }
         });
     });
-    after_fork_parent();
+    release_held();
+    // The child's only thread is this one: no other fork is in progress here.
+    FORKING.store(0, Ordering::Release);
 }
 
 pub(super) fn install_fork_handlers() {

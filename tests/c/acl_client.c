@@ -18,6 +18,12 @@
  *   release       end the fakes' FAKE_ACL_HANG / FAKE_MSPTI_HANG hangs (fake_acl_release, fake_mspti_release)
  *   fork          fork(); the child runs "start steps:1 stop flush", prints CHILD_START=, CHILD_DIR=, and exits;
  *                 the parent waits for it
+ *   forks:N       N children one after another, each forked while the parent's threads run: the child launches
+ *                 MSPTI kernels, completes a buffer (msptiActivityFlushAll), runs start/step/stop and exits.
+ *                 Each child is waited for up to 60 s (hang guard: then killed); prints FORKS_OK=, FORKS_HUNG=.
+ *                 A churn started before runs around each fork and is paused while the child is waited for
+ *   guard:S       alarm(S): a hang anywhere (fork() itself included) ends the process by SIGALRM
+ *   churn / churn_stop / late    fake_mspti_churn / _churn_stop / _deliver_late (LATE=<records>)
  * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end.
  */
 #define _GNU_SOURCE
@@ -30,6 +36,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "npuprof.h"
@@ -237,6 +244,54 @@ int main(int argc, char **argv) {
             int st = 0;
             waitpid(pid, &st, 0);
             printf("CHILD_EXIT=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        } else if (!strncmp(c, "forks:", 6)) {
+            int n = atoi(c + 6), ok = 0, hung = 0;
+            for (int k = 0; k < n && !hung; k++) {
+                /* The fake's churn (if started) runs around each fork and is paused while the child is
+                 * waited for (a hung child would otherwise let the parent's spool grow for a minute). */
+                call_fakes("churn_resume");
+                usleep(3000);
+                pid_t pid = fork();
+                if (pid > 0) call_fakes("churn_pause");
+                if (pid == 0) {
+                    find_launch();
+                    for (int j = 0; j < 4 && M.launch; j++) M.launch("ChildKernel", "AI_CORE", 7, 1000);
+                    void *h = dlopen("libmspti.so", RTLD_NOW | RTLD_NOLOAD);
+                    unsigned (*flush_all)(unsigned) = NULL;
+                    if (h) *(void **)&flush_all = dlsym(h, "msptiActivityFlushAll");
+                    if (flush_all) flush_all(1);
+                    P.start();
+                    P.step(1);
+                    P.stop();
+                    P.flush();
+                    _exit(0);
+                }
+                if (pid < 0) {
+                    printf("FAIL fork\n");
+                    break;
+                }
+                int st = 0;
+                pid_t r = 0;
+                for (int w = 0; w < 60000 && (r = waitpid(pid, &st, WNOHANG)) == 0; w++) usleep(1000);
+                if (r == 0) {
+                    kill(pid, SIGKILL);
+                    waitpid(pid, &st, 0);
+                    hung++;
+                } else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+                    ok++;
+                }
+            }
+            call_fakes("churn_resume");
+            printf("FORKS_OK=%d\nFORKS_HUNG=%d\n", ok, hung);
+            printf("FORK_COMPLETIONS=%d\n", call_fakes("fork_completions"));
+        } else if (!strncmp(c, "guard:", 6)) {
+            alarm((unsigned)atoi(c + 6));
+        } else if (!strcmp(c, "churn")) {
+            call_fakes("churn");
+        } else if (!strcmp(c, "churn_stop")) {
+            call_fakes("churn_stop");
+        } else if (!strcmp(c, "late")) {
+            printf("LATE=%d\n", call_fakes("deliver_late"));
         } else if (!strcmp(c, "start_until_ok")) {
             int rc = P.start();
             for (int k = 0; rc == 6 && k < 6000; k++) {

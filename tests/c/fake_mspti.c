@@ -37,6 +37,13 @@
  *   FAKE_MSPTI_BAD_TIMES         n > 0: every n-th kernel alternately starts near UINT64_MAX and lasts 2^62 ns
  *   FAKE_MSPTI_REGISTER_FAIL     1: the first msptiActivityRegisterCallbacks fails with MSPTI_ERROR_INNER
  *   FAKE_MSPTI_ENABLE_FAIL       k: msptiActivityEnable(k) fails with MSPTI_ERROR_INNER
+ *   FAKE_MSPTI_FORK_COMPLETE     1: a pthread_atfork prepare handler of the fake (registered at load, so it
+ *                                runs after the handlers of a library that registers later) completes the
+ *                                current buffer on the forking thread
+ *   FAKE_MSPTI_LATE              n > 0: the first msptiActivityFlushAll also fills a buffer with n kernels
+ *                                (timestamped then) and keeps it; fake_mspti_deliver_late() completes it
+ * Test-only load: fake_mspti_churn() starts 4 threads that launch kernels and calls FlushAll without pause
+ * (buffers completed continuously) until fake_mspti_churn_stop(); fake_mspti_churn_pause()/_resume() hold them.
  *
  * Locks (taken in this order, never the other way round):
  *   g_mu      API state: subscriber, callback bitmaps, marker domains
@@ -1265,9 +1272,12 @@ API msptiResult msptiActivityGetNextRecord(uint8_t *buffer, size_t validBufferSi
  * threads that are still running), then returns MSPTI_SUCCESS." Same order as MS FlushAll: queued
  * buffers, then the joins, then the current buffer (delivered with the buffer mutex held, so recording
  * threads wait meanwhile). The current buffer is delivered even when it holds no record. */
+static void make_late_buffer(void);
+
 API msptiResult msptiActivityFlushAll(uint32_t flag)
 {
     hang_if("msptiActivityFlushAll");
+    make_late_buffer();
     size_t delivered = 0;
     pthread_mutex_lock(&g_q_mu);
     struct abuf *queued = g_retired_head;
@@ -1770,6 +1780,130 @@ API uint64_t fake_mspti_emitted(int kind)
     return __atomic_load_n(&g_emitted[kind], __ATOMIC_ACQUIRE);
 }
 
+/* FAKE_MSPTI_FORK_COMPLETE=1: completes the current buffer in a fork prepare handler (a vendor fork handler
+ * that flushes). Runs on the forking thread while the handlers registered after the fake's hold their locks. */
+static uint64_t g_fork_completions;
+
+static void fork_complete_prepare(void)
+{
+    if (!env_is("FAKE_MSPTI_FORK_COMPLETE", "1")) {
+        return;
+    }
+    pthread_mutex_lock(&g_buf_mu);
+    struct abuf *cur = g_cur;
+    g_cur = NULL;
+    pthread_mutex_unlock(&g_buf_mu);
+    if (cur != NULL) {
+        __atomic_fetch_add(&g_fork_completions, 1, __ATOMIC_ACQ_REL);
+        deliver(cur);
+    }
+}
+
+/* Buffers completed by fork_complete_prepare so far. */
+API int fake_mspti_fork_completions(void) { return (int)__atomic_load_n(&g_fork_completions, __ATOMIC_ACQUIRE); }
+
+/* FAKE_MSPTI_LATE: the held buffer (filled at the first FlushAll, completed by fake_mspti_deliver_late). */
+static struct abuf *g_late;
+static int g_late_made;
+
+static void make_late_buffer(void)
+{
+    long long n = env_ll("FAKE_MSPTI_LATE", 0);
+    msptiBuffersCallbackRequestFunc request = __atomic_load_n(&g_request, __ATOMIC_ACQUIRE);
+    if (n <= 0 || request == NULL || __atomic_exchange_n(&g_late_made, 1, __ATOMIC_ACQ_REL)) {
+        return;
+    }
+    struct abuf *ab = calloc(1, sizeof *ab);
+    if (ab == NULL) {
+        return;
+    }
+    request(&ab->buf, &ab->size, &ab->max_records);
+    __atomic_fetch_add(&g_pending, 1, __ATOMIC_ACQ_REL);
+    uint64_t t = now_ns();
+    for (long long i = 0; i < n && ab->buf != NULL && ab->valid + sizeof(msptiActivityKernel) <= ab->size; i++) {
+        msptiActivityKernel k;
+        memset(&k, 0, sizeof k);
+        k.kind = MSPTI_ACTIVITY_KIND_KERNEL;
+        k.start = t + (uint64_t)i;
+        k.end = k.start + 1;
+        k.ds.deviceId = device_id();
+        k.ds.streamId = 9;
+        k.correlationId = __atomic_add_fetch(&g_correlation, 1, __ATOMIC_ACQ_REL);
+        k.type = "KERNEL_AICORE";
+        k.name = "LateKernel";
+        memcpy(ab->buf + ab->valid, &k, sizeof k);
+        ab->valid += sizeof k;
+    }
+    __atomic_store_n(&g_late, ab, __ATOMIC_RELEASE);
+}
+
+/* Completes the FAKE_MSPTI_LATE buffer on the calling thread; returns its records (0: none held). */
+API int fake_mspti_deliver_late(void)
+{
+    struct abuf *ab = __atomic_exchange_n(&g_late, NULL, __ATOMIC_ACQ_REL);
+    if (ab == NULL) {
+        return 0;
+    }
+    int n = (int)(ab->valid / sizeof(msptiActivityKernel));
+    deliver(ab);
+    return n;
+}
+
+/* fake_mspti_churn: a thread completing buffers continuously. */
+#define CHURN_THREADS 4
+static pthread_t g_churn[CHURN_THREADS];
+static int g_churn_on, g_churn_stop, g_churn_paused;
+
+static void *churn_main(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&g_churn_stop, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&g_churn_paused, __ATOMIC_ACQUIRE)) {
+            sleep_ms(1);
+            continue;
+        }
+        /* Few records per buffer: many completions, little data. */
+        for (int i = 0; i < 4; i++) {
+            fake_mspti_launch("Churn", "AI_CORE", 6, 1000);
+        }
+        msptiActivityFlushAll(0);
+    }
+    return NULL;
+}
+
+API int fake_mspti_churn(void)
+{
+    if (g_churn_on == 0) {
+        __atomic_store_n(&g_churn_stop, 0, __ATOMIC_RELEASE);
+        while (g_churn_on < CHURN_THREADS && pthread_create(&g_churn[g_churn_on], NULL, churn_main, NULL) == 0) {
+            g_churn_on++;
+        }
+    }
+    return 0;
+}
+
+/* Pauses / resumes the churn threads (no records while paused). */
+API int fake_mspti_churn_pause(void)
+{
+    __atomic_store_n(&g_churn_paused, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+API int fake_mspti_churn_resume(void)
+{
+    __atomic_store_n(&g_churn_paused, 0, __ATOMIC_RELEASE);
+    return 0;
+}
+
+API int fake_mspti_churn_stop(void)
+{
+    __atomic_store_n(&g_churn_stop, 1, __ATOMIC_RELEASE);
+    for (; g_churn_on > 0; g_churn_on--) {
+        pthread_join(g_churn[g_churn_on - 1], NULL);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Process hooks
  * ---------------------------------------------------------------------------------------------- */
@@ -1830,6 +1964,8 @@ __attribute__((constructor)) static void fake_mspti_init(void)
 {
     init_sync_objects();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    /* Registered last, so its prepare runs first among the fake's (before g_q_mu etc. are held). */
+    pthread_atfork(fork_complete_prepare, NULL, NULL);
 }
 
 /* At unload (process exit, or a dlclose that really unloads): "exit subscribed=<0|1> enabled=0x<mask>

@@ -6,6 +6,8 @@
 //! * Complete: only a pool buffer MSPTI holds is walked (see `pool`): a second completion, or a completion of
 //!   a buffer never handed out, is counted as `buffers_completed_unmatched` and ignored. The walked buffer goes
 //!   to the `npuprof-mspti` thread with a non-blocking send (full → its records are dropped and counted).
+//! * In a forked child (see `Shared::forked_away`) neither touches the parent's pool, channels or counters:
+//!   a request gets the sink, a completion is ignored. The child records host data only.
 
 use super::counts::Count;
 use super::vendor_str::Names;
@@ -23,6 +25,17 @@ pub extern "C" fn on_request(buffer: *mut *mut u8, size: *mut usize, max_records
             unsafe { *buffer = std::ptr::null_mut() };
             return;
         };
+        if sh.forked_away() {
+            // SAFETY: valid out-parameters from MSPTI (`max_records` may be NULL).
+            unsafe {
+                *buffer = sh.sink;
+                *size = SINK_SIZE;
+                if !max_records.is_null() {
+                    *max_records = 0;
+                }
+            }
+            return;
+        }
         sh.counts.add(Count::BuffersRequested, 1);
         let (p, n) = match sh.pool.hand_out() {
             Some(i) => (sh.pool.buffer(i), sh.pool.buf_size),
@@ -46,6 +59,9 @@ pub extern "C" fn on_complete(buffer: *mut u8, size: usize, valid: usize) {
     let _ = std::panic::catch_unwind(|| {
         crate::fault::point("mspti.complete");
         let Some(sh) = SHARED.get() else { return };
+        if sh.forked_away() {
+            return;
+        }
         sh.counts.add(Count::BuffersCompleted, 1);
         if buffer == sh.sink {
             // Not read: MSPTI may already be filling it again. Counted in bytes (records vary in size).

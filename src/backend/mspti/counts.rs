@@ -22,9 +22,11 @@ pub enum Count {
     NamesUnreadable,
     /// Names longer than the cap, cut there.
     NamesTruncated,
+    /// Names a completion during a fork could not intern (the name table was busy, see `vendor_str`).
+    NamesSkippedInFork,
 }
 
-pub const N: usize = 13;
+pub const N: usize = 14;
 
 impl Count {
     pub const ALL: [Count; N] = [
@@ -41,6 +43,7 @@ impl Count {
         Count::BytesLost,
         Count::NamesUnreadable,
         Count::NamesTruncated,
+        Count::NamesSkippedInFork,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Count {
             Count::BytesLost => "bytes_lost_unparsable",
             Count::NamesUnreadable => "names_unreadable",
             Count::NamesTruncated => "names_truncated",
+            Count::NamesSkippedInFork => "names_skipped_during_fork",
         }
     }
 }

@@ -21,7 +21,10 @@
 //!   or never handed out is ignored and counted; names are read fault-safely with a cap (`vendor_str`); an
 //!   unknown kind mid-buffer loses only that record (`walk`); times outside the profile are left out and
 //!   counted (`export`); a failed callback registration releases the subscription, and the next start tries
-//!   again; kinds MSPTI refuses are listed in the metadata (`mspti_kinds_unavailable`).
+//!   again; kinds MSPTI refuses are listed in the metadata (`mspti_kinds_unavailable`); records MSPTI completes
+//!   late are attributed by time and the ones of a closed profile counted (`consumer`); a forked child's
+//!   callbacks leave the parent's state alone, and never wait for the name table during a fork (`callbacks`,
+//!   `vendor_str`).
 
 mod callbacks;
 mod consumer;
@@ -88,6 +91,25 @@ struct Shared {
     counts: Counts,
     /// `msptiActivityRegisterCallbacks` succeeded; until then each backend open tries again.
     registered: AtomicBool,
+    /// The process this state belongs to: its fork generation and pid (see [`Shared::forked_away`]).
+    fork_gen: u64,
+    pid: libc::pid_t,
+}
+
+impl Shared {
+    /// This is a forked child of the process that set MSPTI up: the pool, channels and `npuprof-mspti` thread
+    /// are the parent's (a parent thread may have held a channel lock at the fork), so the callbacks must not
+    /// touch them. The fork generation changes in our child handler; until it has run (a vendor child
+    /// handler runs first), a fork is in progress and the pid tells.
+    fn forked_away(&self) -> bool {
+        crate::session::fork_gen() != self.fork_gen
+            || (crate::session::forking() && getpid() != self.pid)
+    }
+}
+
+fn getpid() -> libc::pid_t {
+    // SAFETY: no preconditions.
+    unsafe { libc::getpid() }
 }
 // SAFETY: `sink` points at a leaked buffer MSPTI may write at any time and npuprof never reads; the pool
 // decides who may touch each of its buffers.
@@ -100,9 +122,10 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 static HANDLE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 enum Control {
-    /// The profile's `mspti.spool` and, when it could be created, its `mspti.names`.
-    Open(std::fs::File, Option<std::fs::File>),
-    Close(Sender<std::io::Result<u64>>),
+    /// A profile's `mspti.spool`, its `mspti.names` when it could be created, and its start (CLOCK_REALTIME
+    /// ns).
+    Open(std::fs::File, Option<std::fs::File>, u64),
+    Close(Sender<consumer::Closed>),
 }
 
 pub struct MsptiBackend {
@@ -216,6 +239,7 @@ impl MsptiBackend {
             how,
         };
         subscribe(&api).map_err(err)?;
+        vendor_str::init();
         // The pool, allocated once, 8-byte aligned.
         let buf_size = (cfg.mspti_buffer_kb as usize * 1024).max(64 * 1024) & !7;
         let buffers = cfg.mspti_buffers.max(2) as usize;
@@ -230,6 +254,8 @@ impl MsptiBackend {
             ctl_tx,
             counts: Counts::default(),
             registered: AtomicBool::new(false),
+            fork_gen: crate::session::fork_gen(),
+            pid: getpid(),
         };
         if SHARED.set(shared).is_err() {
             return Err(err("MSPTI set up twice".into()));
@@ -319,7 +345,10 @@ impl Backend for MsptiBackend {
             .map_err(|e| log::debug!("{}: {e}", fw.shown(names_file::NAMES).display()))
             .ok();
         self.ctl
-            .send_timeout(Control::Open(f, names), Duration::from_secs(5))
+            .send_timeout(
+                Control::Open(f, names, self.started_ns),
+                Duration::from_secs(5),
+            )
             .map_err(|_| {
                 Error::new(
                     Status::Internal,
@@ -414,7 +443,26 @@ impl Backend for MsptiBackend {
             ));
         }
         meta.push(("mspti_kinds_unavailable".into(), self.unavailable_json()));
-        match &written {
+        if let Some(c) = &written {
+            meta.push((
+                "mspti_records_from_before_profile".into(),
+                c.before_profile.to_string(),
+            ));
+            meta.push((
+                "mspti_records_completed_between_profiles".into(),
+                c.between_profiles.to_string(),
+            ));
+            if c.before_profile + c.between_profiles > 0 {
+                log::warn!(
+                    "MSPTI completed {} records late (timestamped before this profile: {}, arrived between \
+                     profiles: {}); they belong to a profile already closed and are left out",
+                    c.before_profile + c.between_profiles,
+                    c.before_profile,
+                    c.between_profiles
+                );
+            }
+        }
+        match written.as_ref().map(|c| &c.spooled) {
             Some(Ok(n)) => meta.push(("mspti_records_spooled".into(), n.to_string())),
             Some(Err(e)) => {
                 meta.push(("spool_error".into(), json::string(e.to_string().as_bytes())))

@@ -12,16 +12,37 @@
 //! Where no checked copy is possible at all (no pipe can be made), nothing can check a pointer: the bytes
 //! are then read directly, still capped at [`NAME_CAP`] (one warning says so). Under Miri
 //! (no system calls) the direct read is used too.
+//!
+//! Interning never waits for the name table while a fork is in progress (npuprof's prepare handler holds its
+//! lock, and a vendor fork handler may complete a buffer): a name that cannot be interned then is recorded
+//! as [`SKIPPED`] and counted (`names_skipped_during_fork`).
 
 use super::counts::{Count, Counts};
 use crate::record::names;
 use std::ffi::c_char;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Longest name kept, in bytes.
 pub const NAME_CAP: usize = 1024;
 /// The name given to a record whose name could not be read.
 pub const UNREADABLE: &[u8] = b"[npuprof: unreadable name]";
+/// The name given to a record whose name could not be interned during a fork.
+pub const SKIPPED: &[u8] = b"[npuprof: name not read during a fork]";
+/// The id of [`SKIPPED`] (interned by [`init`], outside any fork); 0 before.
+static SKIPPED_ID: AtomicU32 = AtomicU32::new(0);
+
+/// Interns the placeholder names (at MSPTI's setup, before any callback).
+pub fn init() {
+    SKIPPED_ID.store(names::intern(SKIPPED), Ordering::Release);
+}
+
+/// `names::intern`, giving up while a fork is in progress.
+fn intern(counts: &Counts, b: &[u8]) -> u32 {
+    names::try_intern(b, crate::session::forking).unwrap_or_else(|| {
+        counts.add(Count::NamesSkippedInFork, 1);
+        SKIPPED_ID.load(Ordering::Acquire)
+    })
+}
 const CHUNK: usize = 256;
 const CACHE: usize = 64;
 
@@ -123,17 +144,19 @@ impl<'a> Names<'a> {
             return self.cache[slot].1;
         }
         let id = match read(self.pid, p, &mut self.scratch) {
-            Name::Whole(b) => names::intern(b),
+            Name::Whole(b) => intern(self.counts, b),
             Name::Cut(b) => {
                 self.counts.add(Count::NamesTruncated, 1);
-                names::intern(b)
+                intern(self.counts, b)
             }
             Name::Unreadable => {
                 self.counts.add(Count::NamesUnreadable, 1);
-                return names::intern(UNREADABLE);
+                return intern(self.counts, UNREADABLE);
             }
         };
-        self.cache[slot] = (key, id);
+        if id != SKIPPED_ID.load(Ordering::Relaxed) {
+            self.cache[slot] = (key, id);
+        }
         id
     }
 }
