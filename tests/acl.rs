@@ -1759,3 +1759,79 @@ fn msprof_descendants_that_call_setsid_end_with_it() {
         }
     }
 }
+
+/// Bytes of every regular file under `d` (symlinks not followed).
+fn tree_bytes(d: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        if m.is_dir() {
+            n += tree_bytes(&e.path());
+        } else {
+            n += m.len();
+        }
+    }
+    n
+}
+
+/// Issue 15 items 4 and 8: every MSPTI record was held in memory during the export (~139 bytes each; 30 M
+/// records took 4.2 GB, and an allocation failure aborts the server). Records beyond NPUPROF_MAX_DEVICE_RECORDS
+/// are counted, not kept, and the process's peak memory stays bounded whatever the record count.
+#[test]
+fn mspti_records_beyond_the_device_record_cap_are_counted_and_memory_stays_bounded() {
+    let r = mspti_run(
+        true,
+        &[
+            ("NPUPROF_MAX_DEVICE_RECORDS", "20000"),
+            ("NPUPROF_MSPTI_API", "0"),
+        ],
+        &[
+            "mspti",
+            "start",
+            "steps:1",
+            "burst:400000",
+            "stop",
+            "flush",
+            "hwm",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    let hwm: u64 = r.out.value("HWM_KB").unwrap().parse().unwrap();
+    eprintln!("VmHWM {hwm} kB");
+    assert!(hwm < 64 << 10, "peak RSS {hwm} kB");
+    let m = r.meta();
+    let k = kernel_rows(&r);
+    assert!(k.len() <= 20_000 && k.len() > 1000, "{} rows", k.len());
+    let cut = device_u64(&m, "mspti_records_over_disk_cap") + device_u64(&m, "device_records_cut");
+    assert!(cut >= 380_000, "{m}");
+}
+
+/// Issue 15 item 9: NPUPROF_MAX_DISK_MB ignored the device outputs (a 20 MB cap gave a 182 MB
+/// kernel_details.csv and a 96 MB mspti.spool). The whole profile directory stays within the cap (plus
+/// 16 KiB for the metadata files), what was cut is counted, and mspti.spool is removed after the export.
+#[test]
+fn max_disk_mb_covers_the_device_outputs_and_the_mspti_spool() {
+    let r = mspti_run(
+        true,
+        &[("NPUPROF_MAX_DISK_MB", "1")],
+        &[
+            "mspti",
+            "start",
+            "steps:1",
+            "burst:100000",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let total = tree_bytes(&r.dir());
+    assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
+    assert!(device_u64(&m, "mspti_records_over_disk_cap") > 0, "{m}");
+    assert!(!r.dir().join("FRAMEWORK/mspti.spool").exists());
+    assert!(kernel_rows(&r).len() > 100);
+    let check = check_profile(r.tmp.path().join("prof").as_path());
+    assert!(check.contains("CHECK PASS"), "{check}");
+}

@@ -116,7 +116,8 @@ pub fn parse_output(
     r: &mut DeviceResult,
 ) -> std::result::Result<(), String> {
     let dir = Dir::open(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    parse_dir(&dir, device, shift, Deadline::after(PARSE_BOUND), r)
+    let limit = crate::config::DEFAULT_MAX_DEVICE_RECORDS as usize;
+    parse_dir(&dir, device, shift, Deadline::after(PARSE_BOUND), limit, r)
 }
 
 /// The parse's time bound when no msprof timeout applies (the `parse_output` entry point).
@@ -126,12 +127,14 @@ const PARSE_BOUND: Duration = Duration::from_secs(600);
 /// device/CANN lanes from the timeline (or kernels from its `Ascend Hardware` slices when there is no
 /// op_summary), CANN's op_statistic/api_statistic. Times are shifted by `shift` ns onto the host base. Only
 /// regular files are read (a FIFO or device is refused, never waited for), each no further than its size
-/// when opened, and reading stops at `until` (the metadata says so).
+/// when opened, and reading stops at `until` (the metadata says so). At most `limit` op_summary rows are
+/// kept (`NPUPROF_MAX_DEVICE_RECORDS`; the rest are counted as `device_records_cut`).
 pub(crate) fn parse_dir(
     out_dir: &Dir,
     device: u32,
     shift: i128,
     until: Deadline,
+    limit: usize,
     r: &mut DeviceResult,
 ) -> std::result::Result<(), String> {
     let sum = op_summary(
@@ -139,6 +142,7 @@ pub(crate) fn parse_dir(
         &outputs(out_dir, "op_summary", ".csv"),
         shift,
         until,
+        limit,
     )?;
     let files = outputs(out_dir, "msprof", ".json");
     if !files.is_empty() {
@@ -156,6 +160,14 @@ pub(crate) fn parse_dir(
             .push(("op_summary_rows".into(), s.kernels.len().to_string()));
         r.meta
             .push(("op_summary_bad_rows".into(), s.bad_rows.to_string()));
+        r.meta
+            .push(("device_records_cut".into(), s.kernels.cut.to_string()));
+        if s.kernels.cut > 0 {
+            log::warn!(
+                "op_summary: {} rows beyond NPUPROF_MAX_DEVICE_RECORDS={limit} left out",
+                s.kernels.cut
+            );
+        }
         if s.cut {
             let why = "op_summary was not read to its end: the parse ran out of time (NPUPROF_MSPROF_TIMEOUT_S)";
             log::warn!("{why}");
@@ -344,7 +356,10 @@ impl DeviceData for AclData {
                 format!("{STALE} cannot be opened as a directory of this profile (a symlink is refused): {e}")
             })
         });
-        let parsed = parsed.and_then(|out| parse_dir(&out, self.device, shift, until, &mut r));
+        let parsed = parsed.and_then(|out| {
+            let limit = profile.config.max_device_records();
+            parse_dir(&out, self.device, shift, until, limit, &mut r)
+        });
         match parsed {
             Ok(()) => {
                 r.set_status("parsed", None);

@@ -39,17 +39,23 @@ pub fn name(id: u32) -> &'static [u8] {
     names::get(id).unwrap_or(b"")
 }
 
-/// The compact records of a spool, read in blocks (the file is never in memory twice); a cut record at the
-/// end (a spool still being written when the stop gave up waiting) is left out.
-fn read_spool(framework: &crate::export::layout::Place) -> Vec<DevRec> {
+/// The compact records of a spool, read in blocks (the file is never in memory twice), at most `limit` of
+/// them; a cut record at the end (a spool still being written when the stop gave up waiting) is left out.
+/// Returns the records, how many whole records were left out: beyond `limit`, or when memory for them
+/// could not be reserved (the vector grows only by fallible reservations, never sized by the file alone), and
+/// the spool's size.
+fn read_spool(framework: &crate::export::layout::Place, limit: usize) -> (Vec<DevRec>, u64, u64) {
     use std::io::Read;
     let Ok((mut f, _)) = framework.dir.open_file(SPOOL) else {
-        return Vec::new();
+        return (Vec::new(), 0, 0);
     };
-    let len = f.metadata().map_or(0, |m| m.len()) as usize;
-    let mut recs = Vec::with_capacity(len / REC);
+    let len = f.metadata().map_or(0, |m| m.len());
+    let in_file = usize::try_from(len / REC as u64).unwrap_or(usize::MAX);
+    let mut recs: Vec<DevRec> = Vec::new();
+    let _ = recs.try_reserve_exact(in_file.min(limit));
     let mut block = vec![0u8; REC * 16384];
     let mut have = 0;
+    let mut seen = 0usize;
     loop {
         match f.read(&mut block[have..]) {
             Ok(0) => break,
@@ -64,21 +70,42 @@ fn read_spool(framework: &crate::export::layout::Place) -> Vec<DevRec> {
             }
         }
         let whole = have / REC * REC;
-        recs.extend(block[..whole].chunks_exact(REC).map(DevRec::from_bytes));
+        let n = whole / REC;
+        seen += n;
+        let take = n.min(limit.saturating_sub(recs.len()));
+        if take > 0 && recs.try_reserve(take).is_ok() {
+            recs.extend(
+                block[..take * REC]
+                    .chunks_exact(REC)
+                    .map(DevRec::from_bytes),
+            );
+        }
+        if recs.len() >= limit || take < n && recs.len() < limit {
+            // At the limit (or out of memory): the rest of the file is only counted, not read.
+            seen = seen.max(in_file);
+            break;
+        }
         block.copy_within(whole..have, 0);
         have -= whole;
     }
-    recs
+    let cut = seen.saturating_sub(recs.len()) as u64;
+    (recs, cut, len)
 }
 
 impl DeviceData for MsptiData {
     fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult> {
         let t0 = std::time::Instant::now();
-        let mut recs = read_spool(&profile.dirs.framework);
+        let limit = profile.config.max_device_records();
+        let (mut recs, cut, spool_bytes) = read_spool(&profile.dirs.framework, limit);
         let before = recs.len();
         recs.retain(|r| in_window(r, self.window));
         let outside = before - recs.len();
         let mut meta = self.meta;
+        if cut > 0 {
+            log::warn!(
+                "MSPTI: {cut} device records beyond NPUPROF_MAX_DEVICE_RECORDS={limit} left out of the export"
+            );
+        }
         meta.push(("mspti_records_outside_profile".into(), outside.to_string()));
         if outside > 0 {
             log::warn!(
@@ -88,7 +115,7 @@ impl DeviceData for MsptiData {
         let t_decode = t0.elapsed();
         // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
         let n_ids = names::count() as usize + 1;
-        let mut kernels = Kernels::default();
+        let mut kernels = Kernels::with_limit(limit);
         let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
         let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
             let i = (id as usize).min(n_ids - 1);
@@ -99,7 +126,7 @@ impl DeviceData for MsptiData {
             .iter()
             .filter(|r| matches!(r.kind, KIND_KERNEL | KIND_HCCL))
             .count();
-        kernels.list.reserve_exact(n_kernels);
+        let _ = kernels.list.try_reserve_exact(n_kernels);
         for r in &recs {
             if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
                 continue;
@@ -112,7 +139,7 @@ impl DeviceData for MsptiData {
             } else {
                 intern(&mut kernels, r.c & 0xffff_ffff)
             };
-            kernels.list.push(Kernel {
+            kernels.add(Kernel {
                 name,
                 op_type: name,
                 core,
@@ -148,6 +175,8 @@ impl DeviceData for MsptiData {
             }
             prev_end = prev_end.max(k.start_ns + k.dur_ns);
         }
+        // Records beyond NPUPROF_MAX_DEVICE_RECORDS (or that no memory could be reserved for).
+        meta.push(("device_records_cut".into(), (cut + kernels.cut).to_string()));
         let mut r = DeviceResult {
             kernels,
             kernel_header: None,
@@ -157,6 +186,7 @@ impl DeviceData for MsptiData {
             })),
             files: Vec::new(),
             meta,
+            disk_bytes: spool_bytes,
         };
         r.set_status(
             if self.host_only {

@@ -43,7 +43,7 @@ use crate::export::json;
 use crate::session::Profile;
 use counts::{Count, Counts};
 use crossbeam_channel::{bounded, Sender};
-use export::SPOOL;
+pub use export::SPOOL;
 use pool::Pool;
 use records::*;
 use std::ffi::c_void;
@@ -100,8 +100,24 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 static HANDLE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 enum Control {
-    Open(std::fs::File),
-    Close(Sender<std::io::Result<u64>>),
+    /// A profile's spool, and the most records it may hold.
+    Open(std::fs::File, u64),
+    Close(Sender<std::io::Result<Spooled>>),
+}
+
+/// What the `npuprof-mspti` thread wrote into a profile's spool.
+#[derive(Clone, Copy, Debug, Default)]
+struct Spooled {
+    records: u64,
+    /// Records left out at the spool's cap ([`spool_cap`]).
+    over_cap: u64,
+}
+
+/// The most records a profile's `mspti.spool` holds: a quarter of `NPUPROF_MAX_DISK_MB` (the host spool has
+/// an eighth, the trace and the CSVs the rest; see `export::budget`), and no more than
+/// `NPUPROF_MAX_DEVICE_RECORDS` (the export keeps no more).
+pub fn spool_cap(cfg: &crate::config::Config) -> u64 {
+    (cfg.max_disk_bytes() / 4 / REC as u64).min(cfg.max_device_records)
 }
 
 pub struct MsptiBackend {
@@ -312,7 +328,10 @@ impl Backend for MsptiBackend {
             .create_new(SPOOL, crate::export::layout::FILE_MODE)
             .map_err(|e| Error::io("cannot create the MSPTI spool", &fw.shown(SPOOL), &e))?;
         self.ctl
-            .send_timeout(Control::Open(f), Duration::from_secs(5))
+            .send_timeout(
+                Control::Open(f, spool_cap(profile.config)),
+                Duration::from_secs(5),
+            )
             .map_err(|_| {
                 Error::new(
                     Status::Internal,
@@ -408,7 +427,17 @@ impl Backend for MsptiBackend {
         }
         meta.push(("mspti_kinds_unavailable".into(), self.unavailable_json()));
         match &written {
-            Some(Ok(n)) => meta.push(("mspti_records_spooled".into(), n.to_string())),
+            Some(Ok(n)) => {
+                meta.push(("mspti_records_spooled".into(), n.records.to_string()));
+                meta.push(("mspti_records_over_disk_cap".into(), n.over_cap.to_string()));
+                if n.over_cap > 0 {
+                    log::warn!(
+                        "MSPTI: {} records beyond the spool's share of NPUPROF_MAX_DISK_MB ({} records) left out",
+                        n.over_cap,
+                        spool_cap(profile.config)
+                    );
+                }
+            }
             Some(Err(e)) => {
                 meta.push(("spool_error".into(), json::string(e.to_string().as_bytes())))
             }
