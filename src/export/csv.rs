@@ -113,6 +113,15 @@ fn step_of(steps: &[StepSpan], ns: u64) -> Option<u64> {
         .map(|s| s.step)
 }
 
+/// The most bytes the header line of [`kernel_details`] takes.
+pub fn kernel_header_bound(columns: Option<&[String]>) -> u64 {
+    match columns {
+        // `Step ID` and each column, quoted with every quote doubled at worst.
+        Some(cols) => 16 + cols.iter().map(|c| 2 * c.len() as u64 + 3).sum::<u64>(),
+        None => KERNEL_HEADER.len() as u64 + 1,
+    }
+}
+
 /// The most bytes one row of [`kernel_details`] takes for `k` (for the disk budget, before writing).
 pub fn kernel_row_bound(kernels: &Kernels, k: &Kernel, columns: bool) -> u64 {
     // Step ID, the three ids, three times with 3 decimals, the block dim, separators, quotes and the N/A tail.

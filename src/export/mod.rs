@@ -101,10 +101,11 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     } else {
         let columns = dev.kernel_header.is_some();
         let k = &dev.kernels;
-        k.list
-            .iter()
-            .map(|x| csv::kernel_row_bound(k, x, columns))
-            .sum::<u64>()
+        csv::kernel_header_bound(dev.kernel_header.as_deref())
+            + k.list
+                .iter()
+                .map(|x| csv::kernel_row_bound(k, x, columns))
+                .sum::<u64>()
             + dev.files.iter().map(|f| f.1.len() as u64).sum::<u64>()
     };
     let (budget, csv_cap) = budget::split(
