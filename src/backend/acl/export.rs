@@ -76,7 +76,7 @@ fn cann_offset(prof: &Dir) -> Option<i128> {
     Some(begin_us as i128 * 1000 - raw_ns as i128)
 }
 
-/// The most of CANN's statistics CSVs copied (they are held in memory).
+/// The most of CANN's statistics CSVs copied (they are held in memory; a single file is not copied again).
 const MAX_STATISTIC_BYTES: u64 = 256 << 20;
 
 /// Copies CANN CSVs of one kind into one file (header of the first, rows of all; torch_npu's IntegrateParser).
@@ -91,6 +91,17 @@ fn concat_csv(dir: &Dir, files: &[String]) -> std::result::Result<Option<String>
                 e.utf8_error().valid_up_to()
             )
         })?;
+        // One file already in the form written (the usual case): used as it is, not copied.
+        if files.len() == 1
+            && text.ends_with('\n')
+            && !text.contains('\r')
+            && !text.contains("\n\n")
+        {
+            return Ok((!text.is_empty()).then_some(text));
+        }
+        if out.try_reserve(text.len()).is_err() {
+            return Err(format!("no memory to copy {f} ({} bytes)", text.len()));
+        }
         let mut lines = text.lines();
         let Some(header) = lines.next() else {
             continue;
