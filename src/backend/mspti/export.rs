@@ -3,8 +3,8 @@
 
 use super::lanes::MsptiLanes;
 use super::records::*;
+use super::replay::{Pass, Spool};
 use super::walk::DevRec;
-use super::REC;
 use crate::backend::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
 use crate::record::names;
@@ -39,68 +39,58 @@ pub fn name(id: u32) -> &'static [u8] {
     names::get(id).unwrap_or(b"")
 }
 
-/// The compact records of a spool, read in blocks (the file is never in memory twice), at most `limit` of
-/// them; a cut record at the end (a spool still being written when the stop gave up waiting) is left out.
-/// Returns the records, how many whole records were left out: beyond `limit`, or when memory for them
-/// could not be reserved (the vector grows only by fallible reservations, never sized by the file alone), and
-/// the spool's size.
-fn read_spool(framework: &crate::export::layout::Place, limit: usize) -> (Vec<DevRec>, u64, u64) {
-    use std::io::Read;
-    let Ok((mut f, _)) = framework.dir.open_file(SPOOL) else {
-        return (Vec::new(), 0, 0);
-    };
-    let len = f.metadata().map_or(0, |m| m.len());
-    let in_file = usize::try_from(len / REC as u64).unwrap_or(usize::MAX);
-    let mut recs: Vec<DevRec> = Vec::new();
-    let _ = recs.try_reserve_exact(in_file.min(limit));
-    let mut block = vec![0u8; REC * 16384];
-    let mut have = 0;
-    let mut seen = 0usize;
-    loop {
-        match f.read(&mut block[have..]) {
-            Ok(0) => break,
-            Ok(n) => have += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::warn!(
-                    "{}: {e}; the records before it are used",
-                    framework.shown(SPOOL).display()
-                );
-                break;
-            }
-        }
-        let whole = have / REC * REC;
-        let n = whole / REC;
-        seen += n;
-        let take = n.min(limit.saturating_sub(recs.len()));
-        if take > 0 && recs.try_reserve(take).is_ok() {
-            recs.extend(
-                block[..take * REC]
-                    .chunks_exact(REC)
-                    .map(DevRec::from_bytes),
-            );
-        }
-        if recs.len() >= limit || take < n && recs.len() < limit {
-            // At the limit (or out of memory): the rest of the file is only counted, not read.
-            seen = seen.max(in_file);
-            break;
-        }
-        block.copy_within(whole..have, 0);
-        have -= whole;
-    }
-    let cut = seen.saturating_sub(recs.len()) as u64;
-    (recs, cut, len)
-}
-
 impl DeviceData for MsptiData {
     fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult> {
         let t0 = std::time::Instant::now();
         let limit = profile.config.max_device_records();
-        let (mut recs, cut, spool_bytes) = read_spool(&profile.dirs.framework, limit);
-        let before = recs.len();
-        recs.retain(|r| in_window(r, self.window));
-        let outside = before - recs.len();
+        let fw = &profile.dirs.framework;
+        let spool = fw
+            .dir
+            .open_file(SPOOL)
+            .ok()
+            .map(|(f, _)| Spool::new(f, limit, self.window));
         let mut meta = self.meta;
+        // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
+        let n_ids = names::count() as usize + 1;
+        let mut kernels = Kernels::with_limit(limit);
+        let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
+        let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
+            let i = (id as usize).min(n_ids - 1);
+            *sym[i].get_or_insert_with(|| ks.strings.intern(name(i as u32)))
+        };
+        let hccl = kernels.strings.intern(b"HCCL");
+        // The kernel rows, from the spool read in blocks (the records themselves are not kept: the lanes read
+        // the spool again).
+        let pass = spool.as_ref().map_or(Ok(Pass::default()), |s| {
+            s.replay(|r| {
+                if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
+                    return Ok(());
+                }
+                let name = intern(&mut kernels, r.c >> 32);
+                let core = if r.kind == KIND_HCCL {
+                    // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are
+                    // lanes only.
+                    hccl
+                } else {
+                    intern(&mut kernels, r.c & 0xffff_ffff)
+                };
+                kernels.add(Kernel {
+                    name,
+                    op_type: name,
+                    core,
+                    start_ns: r.start,
+                    dur_ns: r.end.saturating_sub(r.start),
+                    wait_ns: 0,
+                    stream_id: r.a,
+                    task_id: 0,
+                    model_id: u32::MAX,
+                    block_dim: 0,
+                    cells: String::new(),
+                });
+                Ok(())
+            })
+        })?;
+        let (cut, outside) = (pass.beyond_limit, pass.outside);
         if cut > 0 {
             log::warn!(
                 "MSPTI: {cut} device records beyond NPUPROF_MAX_DEVICE_RECORDS={limit} left out of the export"
@@ -113,46 +103,6 @@ impl DeviceData for MsptiData {
             );
         }
         let t_decode = t0.elapsed();
-        // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
-        let n_ids = names::count() as usize + 1;
-        let mut kernels = Kernels::with_limit(limit);
-        let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
-        let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
-            let i = (id as usize).min(n_ids - 1);
-            *sym[i].get_or_insert_with(|| ks.strings.intern(name(i as u32)))
-        };
-        let hccl = kernels.strings.intern(b"HCCL");
-        let n_kernels = recs
-            .iter()
-            .filter(|r| matches!(r.kind, KIND_KERNEL | KIND_HCCL))
-            .count();
-        let _ = kernels.list.try_reserve_exact(n_kernels);
-        for r in &recs {
-            if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
-                continue;
-            }
-            let name = intern(&mut kernels, r.c >> 32);
-            let core = if r.kind == KIND_HCCL {
-                // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are lanes
-                // only.
-                hccl
-            } else {
-                intern(&mut kernels, r.c & 0xffff_ffff)
-            };
-            kernels.add(Kernel {
-                name,
-                op_type: name,
-                core,
-                start_ns: r.start,
-                dur_ns: r.end.saturating_sub(r.start),
-                wait_ns: 0,
-                stream_id: r.a,
-                task_id: 0,
-                model_id: u32::MAX,
-                block_dim: 0,
-                cells: String::new(),
-            });
-        }
         let t_kernels = t0.elapsed();
         if kernels
             .list
@@ -162,7 +112,7 @@ impl DeviceData for MsptiData {
             kernels.list.sort_unstable_by_key(|k| k.start_ns);
         }
         log::debug!(
-            "MSPTI spool: read + decode {} ms, kernels {} ms, sort {} ms",
+            "MSPTI spool: read + kernels {} ms ({} ms), sort {} ms",
             t_decode.as_millis(),
             (t_kernels - t_decode).as_millis(),
             (t0.elapsed() - t_kernels).as_millis()
@@ -180,13 +130,13 @@ impl DeviceData for MsptiData {
         let mut r = DeviceResult {
             kernels,
             kernel_header: None,
+            disk_bytes: spool.as_ref().map_or(0, |s| s.len),
             timeline: Some(Box::new(MsptiLanes {
-                recs,
+                spool,
                 device: self.device,
             })),
             files: Vec::new(),
             meta,
-            disk_bytes: spool_bytes,
         };
         r.set_status(
             if self.host_only {

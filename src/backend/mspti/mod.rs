@@ -30,6 +30,7 @@ mod export;
 mod lanes;
 mod pool;
 pub mod records;
+mod replay;
 mod vendor_str;
 pub mod walk;
 
