@@ -1803,7 +1803,7 @@ fn mspti_records_beyond_the_device_record_cap_are_counted_and_memory_stays_bound
     let m = r.meta();
     let k = kernel_rows(&r);
     assert!(k.len() <= 20_000 && k.len() > 1000, "{} rows", k.len());
-    let cut = device_u64(&m, "mspti_records_over_disk_cap") + device_u64(&m, "device_records_cut");
+    let cut = device_u64(&m, "mspti_records_over_cap") + device_u64(&m, "device_records_cut");
     assert!(cut >= 380_000, "{m}");
 }
 
@@ -1829,7 +1829,7 @@ fn max_disk_mb_covers_the_device_outputs_and_the_mspti_spool() {
     let m = r.meta();
     let total = tree_bytes(&r.dir());
     assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
-    assert!(device_u64(&m, "mspti_records_over_disk_cap") > 0, "{m}");
+    assert!(device_u64(&m, "mspti_records_over_cap") > 0, "{m}");
     assert!(!r.dir().join("FRAMEWORK/mspti.spool").exists());
     assert!(kernel_rows(&r).len() > 100);
     let check = check_profile(r.tmp.path().join("prof").as_path());

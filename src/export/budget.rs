@@ -11,7 +11,7 @@
 //!   `trace_view.json` the remainder.
 //!
 //! What does not fit is left out and counted in `profiler_metadata.json` (`over_disk_cap`, `trace_cut`,
-//! `device.mspti_records_over_disk_cap`, `device.kernel_details_rows_cut`, `device.cann_outputs_replaced`).
+//! `device.mspti_records_over_cap`, `device.kernel_details_rows_cut`, `device.cann_outputs_cut`).
 //! The small files can exceed their reserve only with very many steps or distinct operator types.
 
 /// Room kept in NPUPROF_MAX_DISK_MB for the small files written besides the trace and the device CSVs.

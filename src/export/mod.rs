@@ -809,9 +809,7 @@ fn write_lanes(
     Ok((meta, stats.kernels))
 }
 
-/// The CSV tables of one profile.
-#[allow(clippy::too_many_arguments)]
-/// Writes the CSVs; the device CSVs within `cap` bytes (their share of NPUPROF_MAX_DISK_MB, see [`budget`]).
+/// Writes the CSV tables of one profile; the device CSVs within `cap` bytes (their share of NPUPROF_MAX_DISK_MB, see [`budget`]).
 /// Returns what did not fit.
 #[allow(clippy::too_many_arguments)]
 fn write_tables(
@@ -1096,6 +1094,7 @@ fn metadata(
     "NPUPROF_BACKEND": "{}",
     "NPUPROF_BUFFER_KB": {},
     "NPUPROF_MAX_DISK_MB": {},
+    "NPUPROF_MAX_DEVICE_RECORDS": {},
     "NPUPROF_KEEP_SPOOL": {},
     "NPUPROF_LEVEL": "{}",
     "NPUPROF_AIC_METRICS": {},
@@ -1162,6 +1161,7 @@ fn metadata(
         cfg.backend.name(),
         cfg.buffer_kb,
         cfg.max_disk_mb,
+        cfg.max_device_records,
         b(cfg.keep_spool),
         cfg.level.name(),
         cfg.aic_metrics

@@ -1,7 +1,7 @@
 //! The `npuprof-mspti` thread: appends the compact records of each walked buffer to the open profile's
 //! `mspti.spool` and returns the buffer to the pool. The spool holds at most the records its `Open` allows
 //! (its share of `NPUPROF_MAX_DISK_MB`, and no more than `NPUPROF_MAX_DEVICE_RECORDS`): the rest are counted
-//! (`mspti_records_over_disk_cap`), never written.
+//! (`mspti_records_over_cap`), never written.
 
 use super::counts::Count;
 use super::{Control, Spooled, REC, SHARED};

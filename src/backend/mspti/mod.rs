@@ -430,10 +430,11 @@ impl Backend for MsptiBackend {
         match &written {
             Some(Ok(n)) => {
                 meta.push(("mspti_records_spooled".into(), n.records.to_string()));
-                meta.push(("mspti_records_over_disk_cap".into(), n.over_cap.to_string()));
+                meta.push(("mspti_records_over_cap".into(), n.over_cap.to_string()));
                 if n.over_cap > 0 {
                     log::warn!(
-                        "MSPTI: {} records beyond the spool's share of NPUPROF_MAX_DISK_MB ({} records) left out",
+                        "MSPTI: {} records beyond the spool's cap ({} records: a quarter of NPUPROF_MAX_DISK_MB, at most \
+                         NPUPROF_MAX_DEVICE_RECORDS) left out",
                         n.over_cap,
                         spool_cap(profile.config)
                     );

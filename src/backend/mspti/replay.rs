@@ -104,7 +104,12 @@ mod tests {
         let s = Spool::new(f, 8, (0, 10_000));
         for _ in 0..2 {
             let mut got = Vec::new();
-            let p = s.replay(|r| Ok(got.push(r.start))).unwrap();
+            let p = s
+                .replay(|r| {
+                    got.push(r.start);
+                    Ok(())
+                })
+                .unwrap();
             assert_eq!(
                 p,
                 Pass {
