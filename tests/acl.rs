@@ -1834,4 +1834,89 @@ fn max_disk_mb_covers_the_device_outputs_and_the_mspti_spool() {
     assert!(kernel_rows(&r).len() > 100);
     let check = check_profile(r.tmp.path().join("prof").as_path());
     assert!(check.contains("CHECK PASS"), "{check}");
+    // NPUPROF_KEEP_SPOOL=1 keeps it (within the cap too).
+    let r = mspti_run(
+        true,
+        &[("NPUPROF_MAX_DISK_MB", "1"), ("NPUPROF_KEEP_SPOOL", "1")],
+        &[
+            "mspti",
+            "start",
+            "steps:1",
+            "burst:100000",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert!(r.dir().join("FRAMEWORK/mspti.spool").exists());
+    let total = tree_bytes(&r.dir());
+    assert!(total <= (1 << 20) + (16 << 10), "{total} bytes");
+}
+
+/// Bytes npuprof wrote into a profile directory: everything but CANN's own `PROF_*` data.
+fn npuprof_bytes(d: &Path) -> u64 {
+    std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("PROF_"))
+        .map(|e| {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                tree_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+/// Issue 15 items 4 and 9 with aclprof: a huge op_summary (30 M rows aborted the server at 4 GB in
+/// Kernels::push) keeps at most NPUPROF_MAX_DEVICE_RECORDS rows, counting the rest; and under a 1 MB
+/// NPUPROF_MAX_DISK_MB its kernel_details.csv is cut at its share (counted) so npuprof's files stay within the
+/// cap.
+#[test]
+fn a_huge_op_summary_is_cut_at_the_record_cap_and_the_disk_cap_and_counted() {
+    let env = [
+        ("FAKE_MSPROF_ADVERSE", "many"),
+        ("FAKE_MSPROF_ROWS", "30000"),
+        ("NPUPROF_MAX_DEVICE_RECORDS", "1000"),
+    ];
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    assert_eq!(m["device"]["status"], "parsed", "{m}");
+    let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+    assert_eq!(rows(&out.join("kernel_details.csv")).len(), 1001);
+    assert_eq!(
+        device_u64(&m, "device_records_cut"),
+        12 + 30_000 - 1000,
+        "{m}"
+    );
+
+    let env = [
+        ("FAKE_MSPROF_ADVERSE", "many"),
+        ("FAKE_MSPROF_ROWS", "30000"),
+        ("NPUPROF_MAX_DISK_MB", "1"),
+    ];
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let total = npuprof_bytes(&r.dir());
+    assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
+    assert!(device_u64(&m, "kernel_details_rows_cut") > 0, "{m}");
+    let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    assert!(k.len() > 100, "{} rows", k.len());
 }
