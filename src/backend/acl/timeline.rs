@@ -7,7 +7,7 @@ use crate::backend::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
 use crate::dir::Dir;
 use crate::error::Result;
 use crate::export::json;
-use crate::export::jsonparse::{stream_array, us_to_ns, Parser, Value};
+use crate::export::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};
 use crate::export::trace_view::TraceWriter;
 use std::collections::HashMap;
 
@@ -28,6 +28,10 @@ pub struct MsprofLanes {
 
 const CUT: &str =
     "not read to its end: the parse of msprof's output ran out of time (NPUPROF_MSPROF_TIMEOUT_S)";
+
+/// The longest timeline event read (msprof's are well under 64 KiB): a longer one ends the file's parse
+/// instead of being held whole and parsed again with every 8 MiB block.
+const MAX_EVENT_BYTES: usize = 16 << 20;
 
 /// The most bytes of events kept waiting for their process's name (msprof names processes first; events of a
 /// process named late or never beyond this are left out and counted in `timeline_skipped`).
@@ -213,8 +217,10 @@ impl Lanes for MsprofLanes {
             };
             let mut seen = 0u64;
             let mut write_err: Option<crate::error::Error> = None;
-            // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once.
-            let r = stream_array(file, 8 << 20, |p| {
+            // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once, nor one
+            // event longer than MAX_EVENT_BYTES (the rest of the timeline is then left out, and the lanes say
+            // why).
+            let r = stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
                 seen += 1;
                 if seen % 1024 == 0 && until.passed() {
                     return Err(CUT.into());
@@ -416,5 +422,37 @@ mod tests {
         assert_eq!(err, None);
         assert_eq!(st.events, 1);
         assert_eq!(st.skipped, n as u64);
+    }
+
+    /// Issue 15 item 8: one 1 GB JSON string in a timeline took 2.1 GB and 40 s (the element held whole and
+    /// parsed again for every block). An event longer than MAX_EVENT_BYTES ends the parse with a reason.
+    #[test]
+    fn a_giant_timeline_event_ends_the_parse_instead_of_being_held() {
+        let d = tempfile::tempdir().unwrap();
+        let mut text = String::from(
+            r#"[{"ph":"M","pid":5,"name":"process_name","args":{"name":"Ascend Hardware"}},"#,
+        );
+        text.push_str(
+            r#"{"ph":"X","pid":5,"tid":1,"ts":"1000.000","dur":"1.000","name":"k","args":{}},"#,
+        );
+        text.push_str(r#"{"ph":"X","pid":5,"tid":1,"ts":"1000.000","dur":"1.000","name":""#);
+        text.push_str(&"x".repeat(MAX_EVENT_BYTES + (9 << 20)));
+        text.push_str(r#""}]"#);
+        std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
+        let lanes = Box::new(MsprofLanes {
+            dir: Dir::open(d.path()).unwrap(),
+            files: vec!["msprof_1.json".into()],
+            budget: std::time::Duration::from_secs(3600),
+            device: 0,
+            shift: 0,
+            want_kernels: false,
+        });
+        let out = tempfile::tempdir().unwrap();
+        let mut tw =
+            TraceWriter::create(&Place::open(out.path()).unwrap(), "t.json", u64::MAX).unwrap();
+        let (st, err) = lanes.write(&mut tw);
+        assert_eq!(st.events, 1);
+        let err = err.expect("the parse stops at the giant event");
+        assert!(err.contains("longer than"), "{err}");
     }
 }
