@@ -113,8 +113,8 @@ pub struct Kernel {
     pub model_id: u32,
     pub block_dim: u32,
     /// With [`DeviceResult::kernel_header`]: the row's cells for those columns, verbatim from the source,
-    /// CSV-encoded and comma-separated (one allocation per task).
-    pub cells: String,
+    /// CSV-encoded and comma-separated (one allocation per task, no spare capacity).
+    pub cells: Box<str>,
 }
 
 /// The device tasks of one profile and their strings, at most `limit` of them (`NPUPROF_MAX_DEVICE_RECORDS`):
@@ -166,7 +166,7 @@ impl Kernels {
             && (n < self.list.capacity()
                 || self
                     .list
-                    .try_reserve(n.max(1024).min(self.limit - n))
+                    .try_reserve_exact(n.max(1024).min(self.limit - n))
                     .is_ok());
         if !ok {
             self.cut += 1;
@@ -347,6 +347,30 @@ pub fn select(kind: BackendKind, cfg: &Config) -> Result<Box<dyn Backend>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15 item 8: a task's memory is what the export holds per device record (72 bytes; 80 before).
+    #[test]
+    fn a_kernel_is_compact() {
+        assert!(std::mem::size_of::<Kernel>() <= 72);
+    }
+
+    #[test]
+    fn kernels_beyond_the_limit_are_counted_not_kept() {
+        let mut k = Kernels::with_limit(3);
+        for i in 0..5 {
+            k.push(
+                b"n",
+                "t",
+                "c",
+                Kernel {
+                    start_ns: i,
+                    ..Default::default()
+                },
+            );
+        }
+        assert_eq!((k.len(), k.cut), (3, 2));
+        assert!(k.list.capacity() <= 3);
+    }
 
     #[test]
     fn strings_are_stored_once_with_their_escaped_forms() {

@@ -154,7 +154,7 @@ pub(super) fn op_summary(
                 task_id: num(c_task),
                 model_id: num(c_model),
                 block_dim: num(c_block),
-                cells,
+                cells: cells.into_boxed_str(),
                 ..Default::default()
             };
             s.kernels.push(

@@ -85,7 +85,7 @@ impl DeviceData for MsptiData {
                     task_id: 0,
                     model_id: u32::MAX,
                     block_dim: 0,
-                    cells: String::new(),
+                    cells: Box::default(),
                 });
                 Ok(())
             })
