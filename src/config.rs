@@ -155,7 +155,13 @@ pub const DEFAULT_MAX_DISK_MB: u64 = 4096;
 /// kernels) kept per profile. The export holds them in memory (about 130 bytes each, so at most about 0.5 GB at
 /// this default); the ones beyond are left out and counted (`device_records_cut` in `profiler_metadata.json`).
 pub const DEFAULT_MAX_DEVICE_RECORDS: u64 = 4_000_000;
+/// The least default of `NPUPROF_FLUSH_TIMEOUT_S`; the default is longer when the device steps a flush waits for
+/// take longer (see [`device_step_bound_s`]).
 pub const DEFAULT_FLUSH_TIMEOUT_S: u64 = 300;
+/// Beyond `NPUPROF_VENDOR_TIMEOUT_S` + `NPUPROF_MSPROF_TIMEOUT_S`, what a device step may take: the parse's
+/// grace after an msprof that used its whole timeout (30 s), the helper's cleanup of msprof's leftovers (10 s),
+/// and the host result's writes (20 s).
+pub const DEVICE_STEP_MARGIN_S: u64 = 60;
 pub const DEFAULT_MSPROF_TIMEOUT_S: u64 = 600;
 pub const DEFAULT_VENDOR_TIMEOUT_S: u64 = 60;
 
@@ -186,7 +192,10 @@ pub struct Config {
     pub device_source: &'static str,
     /// Keep the binary spool next to the result after a successful export.
     pub keep_spool: bool,
-    /// Longest time `npuprof_flush`/`npuprof_shutdown` wait for exports.
+    /// Longest time `npuprof_flush`/`npuprof_shutdown` wait for exports. Default: long enough for the device
+    /// steps it waits for ([`device_step_bound_s`], at least [`DEFAULT_FLUSH_TIMEOUT_S`]); set shorter, it is
+    /// kept, with a warning (a flush then may return before the device data is in: the host result is
+    /// written first either way).
     pub flush_timeout_s: u64,
     /// `NPUPROF_LEVEL` (aclprof data types).
     pub level: Level,
@@ -261,6 +270,14 @@ pub fn parse_bool(v: &str) -> Option<bool> {
         "0" | "false" | "no" | "off" => Some(false),
         _ => None,
     }
+}
+
+/// The longest a profile's device step can take after its stop: the vendor stop (`NPUPROF_VENDOR_TIMEOUT_S`),
+/// then msprof and its parse (`NPUPROF_MSPROF_TIMEOUT_S` together), plus [`DEVICE_STEP_MARGIN_S`].
+pub fn device_step_bound_s(vendor_timeout_s: u64, msprof_timeout_s: u64) -> u64 {
+    vendor_timeout_s
+        .saturating_add(msprof_timeout_s)
+        .saturating_add(DEVICE_STEP_MARGIN_S)
 }
 
 /// Shows a raw value in a warning: lossy UTF-8, control characters escaped, long values cut.
@@ -542,7 +559,8 @@ impl Config {
         let (device_id, device_var) = r.first_u32(&["NPUPROF_DEVICE", "LOCAL_RANK"]);
         let device_source = device_var.unwrap_or("default");
         let keep_spool = r.boolean("NPUPROF_KEEP_SPOOL");
-        let flush_timeout_s = r.uint(
+        let flush_set = r.raw("NPUPROF_FLUSH_TIMEOUT_S").is_some();
+        let mut flush_timeout_s = r.uint(
             "NPUPROF_FLUSH_TIMEOUT_S",
             DEFAULT_FLUSH_TIMEOUT_S,
             1,
@@ -598,6 +616,19 @@ impl Config {
             1,
             7 * 24 * 3600,
         );
+
+        let device_step = device_step_bound_s(vendor_timeout_s, msprof_timeout_s);
+        if !flush_set {
+            flush_timeout_s = flush_timeout_s.max(device_step);
+        } else if flush_timeout_s < device_step && backend != BackendKind::Host {
+            r.warnings.push(format!(
+                "NPUPROF_FLUSH_TIMEOUT_S={flush_timeout_s} is shorter than the device steps a flush waits for \
+                 (NPUPROF_VENDOR_TIMEOUT_S {vendor_timeout_s} + NPUPROF_MSPROF_TIMEOUT_S {msprof_timeout_s} + \
+                 {DEVICE_STEP_MARGIN_S} s = {device_step} s); using {flush_timeout_s} as set, so \
+                 npuprof_flush/npuprof_shutdown may return before the device data is added (the host result is \
+                 written first; `npuprof recover` adds the device data of a process that ended meanwhile)"
+            ));
+        }
 
         let mspti_buffer_kb = r.uint("NPUPROF_MSPTI_BUFFER_KB", 4096, 64, 256 * 1024);
         let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 2, 1024);
@@ -700,6 +731,37 @@ mod tests {
         assert!(!c.with_stack && !c.record_shapes && !c.with_flops && !c.with_profile_memory);
         assert!(c.warnings.is_empty());
         assert_eq!(c.ring_capacity(), 65536);
+    }
+
+    /// Issue 15 item 10: a flush waits at least as long as the device steps it waits for. Unset, its timeout
+    /// covers the vendor stop and msprof (with the margin); set shorter, it is kept with one warning (unless
+    /// the backend has no device step).
+    #[test]
+    fn the_flush_timeout_covers_the_device_steps_or_warns() {
+        assert_eq!(cfg(&[]).flush_timeout_s, 60 + 600 + DEVICE_STEP_MARGIN_S);
+        let c = cfg(&[
+            ("NPUPROF_MSPROF_TIMEOUT_S", "1000"),
+            ("NPUPROF_VENDOR_TIMEOUT_S", "5"),
+        ]);
+        assert_eq!(c.flush_timeout_s, 1005 + DEVICE_STEP_MARGIN_S);
+        // Short device steps never lower the least default.
+        let c = cfg(&[
+            ("NPUPROF_MSPROF_TIMEOUT_S", "10"),
+            ("NPUPROF_VENDOR_TIMEOUT_S", "5"),
+        ]);
+        assert_eq!(c.flush_timeout_s, DEFAULT_FLUSH_TIMEOUT_S);
+        assert!(c.warnings.is_empty());
+        let c = cfg(&[("NPUPROF_FLUSH_TIMEOUT_S", "100")]);
+        assert_eq!(c.flush_timeout_s, 100);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("NPUPROF_FLUSH_TIMEOUT_S=100 is shorter"));
+        let c = cfg(&[
+            ("NPUPROF_FLUSH_TIMEOUT_S", "100"),
+            ("NPUPROF_BACKEND", "host"),
+        ]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = cfg(&[("NPUPROF_FLUSH_TIMEOUT_S", "720")]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]

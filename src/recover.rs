@@ -8,7 +8,16 @@
 //!   drop counters are those of the last COUNTERS frame (the metadata says "as of" when);
 //! * the configuration is the one the process ran with (recorded in the START frame), not `recover`'s own
 //!   environment; rank and pid are kept as written;
-//! * `profiler_metadata.json` says it was recovered. A torn last frame is reported and skipped.
+//! * `profiler_metadata.json` says it was recovered. A torn last frame is reported and skipped;
+//! * the device data is rebuilt too: an MSPTI profile's `FRAMEWORK/mspti.spool` is read through the MSPTI
+//!   export (its names from `FRAMEWORK/mspti.names`), an aclprof profile's `PROF_*` raw data is parsed with
+//!   `msprof --export=on` (or, without msprof, the metadata says how to parse it later).
+//!
+//! A result counts as finished when its `profiler_metadata.json` says so: the export writes the host result
+//! first with `npuprof.device_data: "pending"` and adds the device data after, so a process that ended in
+//! between leaves `pending` (or `abandoned`, when its device step was given up at exit): `recover` finishes
+//! such a result (host and device, from the spools). Any other `device_data`, or a metadata file without it
+//! (written before it existed, always complete), is a finished result and is refused.
 //!
 //! A spool whose writer is alive is refused (exit 1, naming the pid): the writing process holds an advisory
 //! `flock` on it from its first frame to the end of its export. Where the filesystem has no `flock`, the pid
@@ -16,12 +25,12 @@
 //! Directories are opened by handle and never through a symlink; `ASCEND_PROFILER_OUTPUT` must be a real
 //! directory (or absent: then it is created).
 
-use crate::backend::NoDeviceData;
+use crate::backend::{DeviceData, NoDeviceData};
 use crate::config::Config;
 use crate::dir::{Dir, Kind};
 use crate::drain::{counter_keys, Counters, ExportJob};
 use crate::error::{Error, Result, Status};
-use crate::export::layout;
+use crate::export::{layout, DeviceStage};
 use crate::record::clock::Conversion;
 use crate::session::{Profile, StopReason};
 use crate::spool::{self, Frame, Reader};
@@ -40,8 +49,96 @@ pub struct Recovered {
     pub torn_frame_at: Option<u64>,
 }
 
-/// The file every export writes last: its presence means the result is finished.
+/// The file every export writes last, with the result's `npuprof.device_data` stage.
 const METADATA: &str = "profiler_metadata.json";
+
+/// The `npuprof.device_data` stage of the result in `wd` (`None`: no metadata yet). A metadata file without
+/// the field, or one that cannot be read as JSON, was written whole (atomically) by an export that had no
+/// such stage: a finished result.
+fn result_stage(wd: &Dir, dir: &Path) -> Result<Option<DeviceStage>> {
+    if wd
+        .stat_at(METADATA)
+        .map_err(|e| Error::io("cannot stat", &dir.join(METADATA), &e))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let text = match wd.open_file(METADATA) {
+        Ok((f, st)) => {
+            use std::io::Read;
+            let mut b = Vec::new();
+            // A metadata file is a few KiB; read no more than 16 MiB of one.
+            let _ = f.take(st.size.min(16 << 20)).read_to_end(&mut b);
+            b
+        }
+        Err(_) => return Ok(Some(DeviceStage::Parsed)),
+    };
+    let stage = crate::export::jsonparse::Parser::new(&text)
+        .value(0)
+        .ok()
+        .and_then(|v| {
+            v.get("npuprof")?
+                .get("device_data")?
+                .as_str()
+                .and_then(DeviceStage::from_name)
+        });
+    Ok(Some(stage.unwrap_or(DeviceStage::Parsed)))
+}
+
+/// The device data a recovered profile can still have: the MSPTI spool, or CANN's raw `PROF_*` data.
+fn recovered_device(
+    p: &Profile,
+    kv: &BTreeMap<String, String>,
+    stop_ns: u64,
+) -> Box<dyn DeviceData> {
+    let recovered = || {
+        vec![(
+            "recovered_by".to_string(),
+            crate::export::json::string(b"npuprof recover"),
+        )]
+    };
+    match p.backend {
+        "mspti" => {
+            let fw = &p.dirs.framework;
+            let Ok((f, _)) = fw.open_file(crate::backend::mspti::SPOOL) else {
+                log::info!(
+                    "{}: no MSPTI spool; the result has host data only",
+                    p.dir.display()
+                );
+                return Box::new(NoDeviceData);
+            };
+            // Records are appended after they complete: none ends after the spool was last written.
+            let written_ns = f
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as u64);
+            Box::new(crate::backend::mspti::MsptiData {
+                device: p.device_id,
+                host_only: false,
+                meta: recovered(),
+                window: (p.anchor.1, stop_ns.max(written_ns)),
+                names: crate::backend::mspti::names_file::NameSource::read(fw),
+            })
+        }
+        "acl" => {
+            let clocks = (
+                num(kv, "clock_realtime_ns").unwrap_or(0),
+                num(kv, "clock_monoraw_ns").unwrap_or(0),
+            );
+            Box::new(crate::backend::acl::export::AclData {
+                dir: p.dir.clone(),
+                device: p.device_id,
+                level: p.config.level,
+                clocks,
+                timeout_s: p.config.msprof_timeout_s,
+                meta: recovered(),
+            })
+        }
+        _ => Box::new(NoDeviceData),
+    }
+}
 
 fn invalid(msg: String) -> Error {
     Error::new(Status::InvalidArgument, msg)
@@ -191,11 +288,19 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         wd.stat_at(name)
             .map_err(|e| Error::io("cannot stat", &at(name), &e))
     };
-    if stat(METADATA)?.is_some() {
-        return Err(invalid(format!(
-            "{} is already a finished result",
-            dir.display()
-        )));
+    match result_stage(&wd, dir)? {
+        Some(s) if !s.unfinished() => {
+            return Err(invalid(format!(
+                "{} is already a finished result",
+                dir.display()
+            )))
+        }
+        Some(s) => log::info!(
+            "{}: host data written, device data {}: finishing it",
+            dir.display(),
+            s.name()
+        ),
+        None => {}
     }
     let spool_path = dir.join(layout::FRAMEWORK_DIR).join(layout::SPOOL_NAME);
     let fw = wd
@@ -322,11 +427,12 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
     // What is in the spool, exactly (a torn last frame is left out).
     counters.recorded = records;
     counters.spool_bytes = st.size;
+    let device = recovered_device(&profile, &kv, conversion.to_ns(stop_tick));
     let job = ExportJob {
         profile,
         stop_tick,
         reason,
-        device: Box::new(NoDeviceData),
+        device,
         counters,
         conversion,
         truncated,

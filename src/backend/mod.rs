@@ -14,6 +14,7 @@
 pub mod acl;
 pub mod host;
 pub mod mspti;
+pub mod safe_copy;
 pub mod vendor;
 
 use crate::config::{BackendKind, Config};
@@ -301,6 +302,12 @@ pub trait Backend: Send {
 pub trait DeviceData: Send {
     /// Parses what the backend collected. Runs on the export thread; may take long (never on the caller's).
     fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult>;
+    /// Whether `collect` has a device step to do (a vendor stop to wait for, msprof to run, a device spool to
+    /// read): then the export writes the host result first, marked `device_data: pending`, and adds the
+    /// device data after (see `export::run`). `false`: no device data, the result is written once.
+    fn pending(&self) -> bool {
+        true
+    }
 }
 
 /// No device data.
@@ -309,6 +316,9 @@ pub struct NoDeviceData;
 impl DeviceData for NoDeviceData {
     fn collect(self: Box<Self>, _: &Profile) -> Result<DeviceResult> {
         Ok(DeviceResult::default())
+    }
+    fn pending(&self) -> bool {
+        false
     }
 }
 

@@ -41,6 +41,11 @@ pub fn calling(call: &'static str) {
     *CALL.lock().unwrap_or_else(|e| e.into_inner()) = call;
 }
 
+/// Whether the exit hook's cut has passed: a device step still running (msprof) must end now.
+pub fn exit_cut_passed() -> bool {
+    EXIT_CUT.get().is_some_and(|c| Instant::now() >= *c)
+}
+
 fn current_call() -> &'static str {
     match *CALL.lock().unwrap_or_else(|e| e.into_inner()) {
         "" => "the backend's stop",

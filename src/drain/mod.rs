@@ -314,6 +314,13 @@ impl Drain {
         kv.insert("worker".into(), profile.worker.clone());
         kv.insert("start_tick".into(), profile.anchor.0.to_string());
         kv.insert("anchor_ns".into(), profile.anchor.1.to_string());
+        // CLOCK_REALTIME and CLOCK_MONOTONIC_RAW read together: `npuprof recover` maps CANN's clock onto ours
+        // with them (see `backend::acl::export`).
+        kv.insert("clock_realtime_ns".into(), clock::realtime_ns().to_string());
+        kv.insert(
+            "clock_monoraw_ns".into(),
+            clock::monotonic_raw_ns().to_string(),
+        );
         kv.insert("clock".into(), clock::source_name().into());
         kv.insert("auto".into(), profile.auto.to_string());
         kv.insert("backend".into(), profile.backend.into());

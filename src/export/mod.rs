@@ -59,9 +59,89 @@ fn progress(done: usize, total: usize, what: &str) {
     );
 }
 
-/// Exports one profile. On success the spool is removed (unless `NPUPROF_KEEP_SPOOL`).
+/// Where a result's device data stands (`npuprof.device_data` in `profiler_metadata.json`). The host result is
+/// written first, with `Pending` when device data is still to come; the export then adds the device data and
+/// rewrites the result (each file replaced atomically). `npuprof recover` finishes a result whose device data is
+/// `Pending` or `Abandoned` and refuses one that is finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStage {
+    /// Host data written; the device step (vendor stop, msprof, parse) has not finished: the process ended, or
+    /// is still working on it.
+    Pending,
+    /// The device data is in the result.
+    Parsed,
+    /// The device step was given up (a vendor stop or msprof that did not return in time, or cut at exit):
+    /// whatever raw device data exists stays for `npuprof recover`.
+    Abandoned,
+    /// The device step ended without device data in the result (no device backend, host-only, msprof missing
+    /// or failing, ...): `device.status` says why.
+    None,
+}
+
+impl DeviceStage {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceStage::Pending => "pending",
+            DeviceStage::Parsed => "parsed",
+            DeviceStage::Abandoned => "abandoned",
+            DeviceStage::None => "none",
+        }
+    }
+
+    pub fn from_name(n: &str) -> Option<DeviceStage> {
+        [
+            DeviceStage::Pending,
+            DeviceStage::Parsed,
+            DeviceStage::Abandoned,
+            DeviceStage::None,
+        ]
+        .into_iter()
+        .find(|s| s.name() == n)
+    }
+
+    /// Whether `npuprof recover` still has something to add.
+    pub fn unfinished(self) -> bool {
+        matches!(self, DeviceStage::Pending | DeviceStage::Abandoned)
+    }
+
+    /// The stage a collected device result stands at (from its `device.status`).
+    fn of(dev: &DeviceResult) -> DeviceStage {
+        let status = dev
+            .meta
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "status")
+            .map(|(_, v)| v.trim_matches('"').to_string());
+        match status.as_deref() {
+            Some("parsed") => DeviceStage::Parsed,
+            Some("abandoned") | Some("pending") => DeviceStage::Abandoned,
+            _ => DeviceStage::None,
+        }
+    }
+}
+
+/// What every write of one profile's result shares.
+struct Ctx<'a> {
+    p: &'a crate::session::Profile,
+    stop_tick: u64,
+    reason: crate::session::StopReason,
+    counters: crate::drain::Counters,
+    conversion: crate::record::clock::Conversion,
+    truncated: bool,
+    spool_error: Option<String>,
+    recovered: bool,
+    counters_as_of_ns: Option<u64>,
+    t0: Instant,
+}
+
+/// Exports one profile: the host result first (`trace_view.json` with the host timeline, the CSVs that need
+/// no device data, the metadata with `device_data: pending`), committed before any device step runs, so a
+/// process that ends while the vendor stop or msprof runs still has its result; then, once the device data
+/// is in, the whole result again with it (each file replaced atomically). A profile without a device step
+/// (the host backend) is written once. On success the spools (`npuprof.spool`, `mspti.spool` and its
+/// `mspti.names`) are removed (unless `NPUPROF_KEEP_SPOOL`, or the device data is not in: then `npuprof
+/// recover` needs them).
 pub fn run(job: ExportJob) -> Result<Summary> {
-    let t0 = Instant::now();
     let ExportJob {
         profile,
         stop_tick,
@@ -75,8 +155,36 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         counters_as_of_ns,
     } = job;
     let p = &*profile;
-    let out = &p.dirs.output;
-    let mut dev = device.collect(p).unwrap_or_else(|e| {
+    let ctx = Ctx {
+        p,
+        stop_tick,
+        reason,
+        counters,
+        conversion,
+        truncated,
+        spool_error,
+        recovered,
+        counters_as_of_ns,
+        t0: Instant::now(),
+    };
+    if device.pending() {
+        let mut pending = DeviceResult {
+            // The device spools are on disk while the host result is written: they count against the cap.
+            disk_bytes: budget::device_spool_bytes(&p.dirs.framework),
+            ..DeviceResult::default()
+        };
+        pending.set_status(
+            "pending",
+            Some("the host data is written; the device data is being added (vendor stop, msprof, parse)"),
+        );
+        write_result(&ctx, pending, DeviceStage::Pending)?;
+        log::info!(
+            "host result written: {} (device data pending)",
+            p.dir.display()
+        );
+    }
+    let t_collect = Instant::now();
+    let dev = device.collect(p).unwrap_or_else(|e| {
         log::warn!(
             "device data of {} could not be read: {}",
             p.dir.display(),
@@ -86,7 +194,34 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         d.set_status("error", Some(&e.msg));
         d
     });
-    let t_collect = t0.elapsed();
+    log::debug!("export: device data {} ms", t_collect.elapsed().as_millis());
+    let stage = DeviceStage::of(&dev);
+    let summary = write_result(&ctx, dev, stage)?;
+    log::info!(
+        "profile written: {} ({} steps, {} slices, {} records not in the result{})",
+        p.dir.display(),
+        summary.steps,
+        summary.slices,
+        not_in_result(&ctx.counters, &summary),
+        if summary.truncated { ", truncated" } else { "" }
+    );
+    if !p.config.keep_spool
+        && ctx.spool_error.is_none()
+        && summary.spool_damage.is_none()
+        && !stage.unfinished()
+    {
+        p.dirs.remove_spool();
+    }
+    Ok(summary)
+}
+
+/// Writes the whole result of `ctx` with the device data `dev` (standing at `stage`): the host pass over the
+/// spool, the device lanes, the CSVs, `profiler_info_{rank}.json` and, last, `profiler_metadata.json`.
+fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<Summary> {
+    let t0 = Instant::now();
+    let p = ctx.p;
+    let (stop_tick, conversion, counters) = (ctx.stop_tick, ctx.conversion, &ctx.counters);
+    let out = &p.dirs.output;
     let start_ns = p.anchor.1;
     let stop_ns = conversion.to_ns(stop_tick).max(start_ns);
     // The spools count against NPUPROF_MAX_DISK_MB (they exist while the trace is written, and stay with
@@ -119,6 +254,13 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;
     let t_host = t0.elapsed();
+    // Progress is shown for the result that completes the export (the host result before it is a step of it).
+    let show = stage != DeviceStage::Pending;
+    let progress = |done, total, what| {
+        if show {
+            progress(done, total, what)
+        }
+    };
     progress(1, 3, "host timeline");
     let timeline = dev.timeline.take();
     let files = std::mem::take(&mut dev.files);
@@ -204,7 +346,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         unpaired_records: host.lost_begins + host.stray_stacks,
         trace_cut_events: tw.cut_events,
         spool_damage: host.damage.clone(),
-        truncated: truncated || tw.truncated,
+        truncated: ctx.truncated || tw.truncated,
         ..Default::default()
     };
     if tw.truncated {
@@ -221,9 +363,8 @@ pub fn run(job: ExportJob) -> Result<Summary> {
     let t_device = t0.elapsed();
     summary.trace_bytes = tw.finish()?;
     log::debug!(
-        "export phases (ms): device data {}, host timeline {}, device lanes + tables {}, trace sync {}",
-        t_collect.as_millis(),
-        (t_host - t_collect).as_millis(),
+        "export phases (ms): host timeline {}, device lanes + tables {}, trace sync {}",
+        t_host.as_millis(),
         (t_device - t_host).as_millis(),
         (t0.elapsed() - t_device).as_millis()
     );
@@ -233,7 +374,7 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         "trace_view.json, step_trace_time.csv, kernel_details.csv, op_statistic.csv",
     );
 
-    summary.elapsed_ms = t0.elapsed().as_millis() as u64;
+    summary.elapsed_ms = ctx.t0.elapsed().as_millis() as u64;
     layout::write_atomic(
         &p.dirs.top,
         &format!("profiler_info_{}.json", p.rank),
@@ -243,26 +384,15 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         p,
         start_ns,
         stop_ns,
-        reason,
-        &counters,
+        ctx.reason,
+        counters,
         &summary,
-        &spool_error,
-        &dev,
-        (recovered, counters_as_of_ns),
+        &ctx.spool_error,
+        (&dev, stage),
+        (ctx.recovered, ctx.counters_as_of_ns),
     );
     layout::write_atomic(&p.dirs.top, "profiler_metadata.json", meta.as_bytes())?;
     progress(3, 3, "Done");
-    log::info!(
-        "profile written: {} ({} steps, {} slices, {} records not in the result{})",
-        p.dir.display(),
-        summary.steps,
-        summary.slices,
-        not_in_result(&counters, &summary),
-        if summary.truncated { ", truncated" } else { "" }
-    );
-    if !p.config.keep_spool && spool_error.is_none() && summary.spool_damage.is_none() {
-        p.dirs.remove_spool();
-    }
     Ok(summary)
 }
 
@@ -1026,7 +1156,7 @@ fn metadata(
     c: &crate::drain::Counters,
     s: &Summary,
     spool_error: &Option<String>,
-    dev: &DeviceResult,
+    (dev, stage): (&DeviceResult, DeviceStage),
     (recovered, counters_as_of_ns): (bool, Option<u64>),
 ) -> String {
     let cfg = p.config;
@@ -1079,6 +1209,7 @@ fn metadata(
     "spool_damage": {},
     "export_ms": {},
     "recovered": {},
+    "device_data": "{}",
     "counters_as_of_ns": {},
     "counters_note": {}
   }},
@@ -1141,6 +1272,7 @@ fn metadata(
         opt(&s.spool_damage),
         s.elapsed_ms,
         b(recovered),
+        stage.name(),
         counters_as_of_ns.map_or("null".to_string(), |n| n.to_string()),
         opt(&counters_as_of_ns.map(|_| {
             "the process ended without a stop: the drop counters are as of counters_as_of_ns, the last time it \

@@ -59,7 +59,8 @@ pub fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
-fn monotonic_raw_ns() -> u64 {
+/// CLOCK_MONOTONIC_RAW in ns.
+pub fn monotonic_raw_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_RAW)
 }
 

@@ -3,7 +3,10 @@
 //! Bounded whatever the device library does: the hook's stop hands the backend to the `npuprof-vendor`
 //! thread like any stop (`backend::vendor`) and waits only for the flush, at most `NPUPROF_FLUSH_TIMEOUT_S`
 //! (60 s at exit); a device stop still inside the vendor at half of that wait is abandoned, so the host data
-//! is written within it.
+//! is written within it. The export writes the host result before any device step (`export::run`), and a
+//! `msprof` still running at that cut is stopped with everything it started (`backend::acl::msprof`): the
+//! metadata then says `device_data: "abandoned"` (or `"pending"` if the process ended first), and
+//! `npuprof recover` adds the device data later.
 
 use super::fork::{reset_after_fork, FORK_GEN};
 use super::{reentered, stop_locked, Held, StopReason, CONFIG, CONTROL, IN_CONTROL};

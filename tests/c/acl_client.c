@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -258,6 +260,26 @@ int main(int argc, char **argv) {
             if (pthread_create(&t, NULL, exit_on_hang, NULL)) printf("FAIL pthread_create\n");
         } else if (!strncmp(c, "sleep:", 6)) {
             usleep((useconds_t)atoi(c + 6) * 1000);
+        } else if (!strncmp(c, "wait_file:", 10)) {
+            /* Until the file exists (a fake tool has started), at most 120 s. */
+            for (int k = 0; k < 12000 && access(c + 10, F_OK) != 0; k++) usleep(10000);
+        } else if (!strncmp(c, "wait_size:", 10)) {
+            /* wait_size:REL:BYTES: until REL (in the output directory) has BYTES bytes or more, at most 120 s. */
+            char rel[1024];
+            snprintf(rel, sizeof rel, "%s", c + 10);
+            char *colon = strrchr(rel, ':');
+            long long want = 1;
+            if (colon) {
+                *colon = 0;
+                want = atoll(colon + 1);
+            }
+            char dir[4096], path[6144];
+            size_t n = P.output_dir(dir, sizeof dir);
+            snprintf(path, sizeof path, "%s/%s", n ? dir : ".", rel);
+            struct stat st;
+            for (int k = 0; k < 12000 && (stat(path, &st) != 0 || st.st_size < want); k++) usleep(10000);
+        } else if (!strcmp(c, "kill")) {
+            kill(getpid(), SIGKILL);
         } else if (!strcmp(c, "release")) {
             call_fakes("release");
         } else if (!strcmp(c, "exit")) {

@@ -131,6 +131,9 @@ pub fn parse_output(
     parse_dir(&dir, device, shift, Deadline::after(PARSE_BOUND), limit, r)
 }
 
+/// The least time the parse gets after an msprof that used (nearly) all of NPUPROF_MSPROF_TIMEOUT_S.
+const PARSE_GRACE: Duration = Duration::from_secs(30);
+
 /// The parse's time bound when no msprof timeout applies (the `parse_output` entry point).
 const PARSE_BOUND: Duration = Duration::from_secs(600);
 
@@ -300,6 +303,11 @@ impl DeviceData for AclData {
         r.meta
             .push(("msprof_leftovers_killed".into(), leftovers.to_string()));
         if let Err(e) = ran {
+            let status = if matches!(e, RunError::Cancelled) {
+                "abandoned"
+            } else {
+                "raw (msprof failed)"
+            };
             let why = match e {
                 RunError::Spawn(m) => m,
                 RunError::Failed(m) => {
@@ -317,6 +325,9 @@ impl DeviceData for AclData {
                 RunError::Timeout(s) => format!(
                     "msprof --export did not finish within {s}s (NPUPROF_MSPROF_TIMEOUT_S) and was killed"
                 ),
+                RunError::Cancelled => "msprof --export was stopped because the process is exiting (the exit \
+                                        hook's wait, NPUPROF_FLUSH_TIMEOUT_S at most 60 s, ran out)"
+                    .to_string(),
             };
             let msg = format!(
                 "{why}; the device data stays raw in {}; parse it later with `{later}` (log: {})",
@@ -324,7 +335,7 @@ impl DeviceData for AclData {
                 self.dir.join("logs").join(LOG).display()
             );
             log::warn!("{msg}");
-            r.set_status("raw (msprof failed)", Some(&msg));
+            r.set_status(status, Some(&msg));
             return Ok(r);
         }
         r.meta.push((
@@ -361,7 +372,15 @@ impl DeviceData for AclData {
             );
         }
 
-        let until = Deadline::after(Duration::from_secs(timeout_s));
+        // One budget for msprof and the parse together (NPUPROF_MSPROF_TIMEOUT_S bounds the whole device step
+        // after the vendor stop, plus at most PARSE_GRACE for a parse msprof left no time for; the flush's
+        // default waits for all of it, see `config::DEVICE_STEP_MARGIN_S`).
+        let budget = Duration::from_secs(timeout_s);
+        let until = Deadline::after(
+            budget
+                .saturating_sub(t0.elapsed())
+                .max(PARSE_GRACE.min(budget)),
+        );
         let parsed = prof_dir.and_then(|p| {
             p.open_dir(STALE).map_err(|e| {
                 format!("{STALE} cannot be opened as a directory of this profile (a symlink is refused): {e}")

@@ -12,7 +12,7 @@
 //! 272 bytes per record ([`Layout::Cpp`]). A reference that lists only the fields implies 256 bytes
 //! ([`Layout::Plain`]); a CANN built that way is recognised too.
 //!
-//! Safety: the count is capped at [`MAX_RECORDS`]; every byte is copied with `process_vm_readv` on our own
+//! Safety: the count is capped at [`MAX_RECORDS`]; every byte is copied fault-safely (`backend::safe_copy`: `process_vm_readv` on our own
 //! pid, so a bad pointer or a count larger than the array ends in `EFAULT`, never a segfault; each record must
 //! validate (non-zero vtable pointers where the layout has them, every string NUL-terminated within its field
 //! and printable, a non-empty name) under one layout for the whole list. Otherwise the list is ignored: the
@@ -101,27 +101,16 @@ pub fn decode(bytes: &[u8], n: usize, l: Layout) -> Option<Vec<String>> {
         .collect()
 }
 
-/// Copies `len` bytes at `addr` of our own address space: `Err(EFAULT)` where any of them is unmapped.
+/// Copies `len` bytes at `addr` of our own address space (`crate::backend::safe_copy`): `Err(EFAULT)` where
+/// any of them is unmapped, `Err(ENOSYS)` where no checked copy is possible (the list is then not read).
 pub fn copy_own(addr: usize, len: usize) -> std::io::Result<Vec<u8>> {
+    use crate::backend::safe_copy::{self, Copy};
     let mut buf = vec![0u8; len];
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut c_void,
-        iov_len: len,
-    };
-    // SAFETY: the kernel writes at most `len` bytes into `buf` (ours, `len` long) and reads the remote range
-    // with its own fault handling: an unmapped address is an error return, never a fault in this process.
-    let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    if got < 0 {
-        return Err(std::io::Error::last_os_error());
+    match safe_copy::copy_own(addr, &mut buf) {
+        Copy::Done => Ok(buf),
+        Copy::Unreadable => Err(std::io::Error::from_raw_os_error(libc::EFAULT)),
+        Copy::Unchecked => Err(std::io::Error::from_raw_os_error(libc::ENOSYS)),
     }
-    if got as usize != len {
-        return Err(std::io::Error::from_raw_os_error(libc::EFAULT));
-    }
-    Ok(buf)
 }
 
 /// Why a list was ignored.

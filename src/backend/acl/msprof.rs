@@ -5,7 +5,8 @@
 //! npuprof parsed it), msprof runs under a helper process of ours: a plain `fork` of the export thread that
 //! makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`, a per-process attribute: set in the helper, never
 //! in the host), forks and execs msprof in its own process group, waits for it up to the timeout (then kills
-//! its group), and then kills and reaps every process left below it — orphans are re-parented to the helper,
+//! its group) — or until the host is gone (the helper's parent changes) or the export cancels it (a byte on the
+//! cancel pipe: the exit hook's cut, see `backend::vendor::exit_cut_passed`), and then kills and reaps every process left below it — orphans are re-parented to the helper,
 //! which finds them in `/proc/thread-self/children` — before it exits. The export thread parses msprof's
 //! output only after the helper has exited. Between `fork` and `exec`/`_exit` the helper makes only
 //! async-signal-safe system calls on memory prepared before the fork (the host is multithreaded).
@@ -45,6 +46,8 @@ pub(super) enum RunError {
     Spawn(String),
     Failed(String),
     Timeout(u64),
+    /// Stopped at process exit (the exit hook's cut): the host result is written, the device data is not.
+    Cancelled,
 }
 
 /// What the helper reports through its pipe: (kind, value).
@@ -52,6 +55,7 @@ const EXITED: u32 = 0;
 const SIGNALED: u32 = 1;
 const TIMED_OUT: u32 = 2;
 const EXEC_FAILED: u32 = 3;
+const CANCELLED: u32 = 4;
 /// Report size: kind, value, descendants killed after msprof ended.
 const REPORT: usize = 12;
 /// Time the helper spends ending msprof's leftover descendants.
@@ -133,7 +137,29 @@ struct Prepared {
     cwd: RawFd,
     log: RawFd,
     report: RawFd,
+    /// Read end of the cancel pipe (a byte: stop msprof now) and the write end (closed in the helper).
+    cancel: RawFd,
+    cancel_wr: RawFd,
+    /// The host's pid: when the helper's parent is no longer it, the host has ended.
+    host: libc::pid_t,
     timeout_ns: u64,
+}
+
+/// Whether the helper must stop msprof now: the host process is gone (the helper was re-parented), or the
+/// export asked (a byte, or every write end closed, on the cancel pipe). Async-signal-safe.
+fn cancelled(p: &Prepared) -> bool {
+    // SAFETY: getppid and poll are async-signal-safe; one pollfd on our stack.
+    unsafe {
+        if libc::getppid() != p.host {
+            return true;
+        }
+        let mut fds = libc::pollfd {
+            fd: p.cancel,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        libc::poll(&mut fds, 1, 0) > 0 && fds.revents & (libc::POLLIN | libc::POLLHUP) != 0
+    }
 }
 
 /// The helper's whole life (in the forked child; never returns).
@@ -146,11 +172,12 @@ fn helper(p: &Prepared) -> ! {
         // SAFETY: writes our stack buffer to the pipe (a single atomic write, < PIPE_BUF).
         unsafe { libc::write(p.report, b.as_ptr().cast(), REPORT) };
     };
-    // SAFETY (this block): prctl/setpgid/fork/sigprocmask/_exit are async-signal-safe and change only this
-    // process. Die with the export thread; adopt orphaned descendants; a group of our own (no terminal signal
+    // SAFETY (this block): close/prctl/setpgid/fork/sigprocmask/_exit are async-signal-safe and change only
+    // this process. No PR_SET_PDEATHSIG: killed with the host, the helper could not end msprof; it watches for
+    // the host's end itself (`cancelled`). Adopt orphaned descendants; a group of our own (no terminal signal
     // meant for the host reaches msprof through us).
     let msprof = unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        libc::close(p.cancel_wr);
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong);
         libc::setpgid(0, 0);
         // A host that ignores SIGCHLD would have msprof reaped behind our back.
@@ -205,13 +232,18 @@ fn helper(p: &Prepared) -> ! {
         // SAFETY: reading errno right after the call.
         } else if got < 0 && unsafe { *libc::__errno_location() } == libc::ECHILD {
             outcome = Some((EXITED, -1));
-        } else if now_ns() >= deadline {
+        } else if now_ns() >= deadline || cancelled(p) {
+            let why = if now_ns() >= deadline {
+                TIMED_OUT
+            } else {
+                CANCELLED
+            };
             // SAFETY: kill(2) of msprof's own group and of msprof.
             unsafe {
                 libc::kill(-msprof, libc::SIGKILL);
                 libc::kill(msprof, libc::SIGKILL);
             }
-            outcome = Some((TIMED_OUT, 0));
+            outcome = Some((why, 0));
         } else {
             nap(10);
         }
@@ -273,6 +305,17 @@ pub(super) fn run_msprof(
     }
     // SAFETY: both descriptors were just created and are owned here.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut cfds = [0; 2];
+    // SAFETY: a valid two-element out-array.
+    if unsafe { libc::pipe2(cfds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(RunError::Spawn(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (cancel_rd, cancel_wr) =
+        unsafe { (OwnedFd::from_raw_fd(cfds[0]), OwnedFd::from_raw_fd(cfds[1])) };
     let prep = Prepared {
         prog,
         argv,
@@ -281,6 +324,10 @@ pub(super) fn run_msprof(
         cwd,
         log: log.as_raw_fd(),
         report: wr.as_raw_fd(),
+        cancel: cancel_rd.as_raw_fd(),
+        cancel_wr: cancel_wr.as_raw_fd(),
+        // SAFETY: getpid has no preconditions.
+        host: unsafe { libc::getpid() },
         timeout_ns: timeout.as_nanos().min(u64::MAX as u128) as u64,
     };
     // SAFETY: the child runs only `helper`, which makes async-signal-safe calls on `prep` (prepared above)
@@ -297,6 +344,8 @@ pub(super) fn run_msprof(
         helper(&prep);
     }
     drop(wr);
+    drop(cancel_rd);
+    let mut cancel_sent = false;
     // The helper enforces the timeout and its cleanup is bounded; this bound only guards against a helper
     // that is itself stuck (then it is killed, and what it would have cleaned up may survive).
     let bound = timeout + CLEANUP + Duration::from_secs(30);
@@ -307,6 +356,12 @@ pub(super) fn run_msprof(
         let got = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
         if got == pid || got < 0 {
             break;
+        }
+        if !cancel_sent && crate::backend::vendor::exit_cut_passed() {
+            // The exit hook's cut: msprof must end now (the helper kills it and everything it started).
+            // SAFETY: writes one byte from our stack to the pipe we own.
+            unsafe { libc::write(cancel_wr.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+            cancel_sent = true;
         }
         if t0.elapsed() >= bound {
             // SAFETY: kill(2) and reap of our own helper.
@@ -342,6 +397,7 @@ pub(super) fn run_msprof(
         EXITED => Err(RunError::Failed(format!("exit status: {value}"))),
         SIGNALED => Err(RunError::Failed(format!("killed by signal {value}"))),
         TIMED_OUT => Err(RunError::Timeout(timeout.as_secs())),
+        CANCELLED => Err(RunError::Cancelled),
         _ => Err(RunError::Spawn(format!(
             "cannot run {}: {}",
             msprof.display(),

@@ -2,12 +2,12 @@
 //! whose times lie outside the profile are left out and counted (`mspti_records_outside_profile`).
 
 use super::lanes::MsptiLanes;
+use super::names_file::NameSource;
 use super::records::*;
 use super::replay::{Pass, Spool};
 use super::walk::DevRec;
 use crate::backend::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
-use crate::record::names;
 use crate::session::Profile;
 
 /// The device records' spool in `FRAMEWORK/`, created and read through the profile's directory handle.
@@ -20,6 +20,8 @@ pub struct MsptiData {
     pub meta: Vec<(String, String)>,
     /// CLOCK_REALTIME ns (MSPTI's time scale) at the profile's start and at its stop.
     pub window: (u64, u64),
+    /// Where the records' names come from (this process's table, or `mspti.names` for `npuprof recover`).
+    pub names: NameSource,
 }
 
 /// How far outside the profile's start..stop a record's time may be (clock adjustments, a kernel enqueued
@@ -35,10 +37,6 @@ pub fn in_window(r: &DevRec, window: (u64, u64)) -> bool {
     (lo..=hi).contains(&r.start) && r.end <= hi
 }
 
-pub fn name(id: u32) -> &'static [u8] {
-    names::get(id).unwrap_or(b"")
-}
-
 impl DeviceData for MsptiData {
     fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult> {
         let t0 = std::time::Instant::now();
@@ -51,12 +49,13 @@ impl DeviceData for MsptiData {
             .map(|(f, _)| Spool::new(f, limit, self.window));
         let mut meta = self.meta;
         // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
-        let n_ids = names::count() as usize + 1;
+        let src = &self.names;
+        let n_ids = src.count() as usize + 1;
         let mut kernels = Kernels::with_limit(limit);
         let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
         let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
             let i = (id as usize).min(n_ids - 1);
-            *sym[i].get_or_insert_with(|| ks.strings.intern(name(i as u32)))
+            *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
         };
         let hccl = kernels.strings.intern(b"HCCL");
         // The kernel rows, from the spool read in blocks (the records themselves are not kept: the lanes read
@@ -125,15 +124,23 @@ impl DeviceData for MsptiData {
             }
             prev_end = prev_end.max(k.start_ns + k.dur_ns);
         }
+        // `mspti.names` stays beside the spool while the result is written (and with NPUPROF_KEEP_SPOOL).
+        let names_bytes = fw
+            .dir
+            .stat_at(super::names_file::NAMES)
+            .ok()
+            .flatten()
+            .map_or(0, |st| st.size);
         // Records beyond NPUPROF_MAX_DEVICE_RECORDS (or that no memory could be reserved for).
         meta.push(("device_records_cut".into(), (cut + kernels.cut).to_string()));
         let mut r = DeviceResult {
             kernels,
             kernel_header: None,
-            disk_bytes: spool.as_ref().map_or(0, |s| s.len),
+            disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
             timeline: Some(Box::new(MsptiLanes {
                 spool,
                 device: self.device,
+                names: self.names,
             })),
             files: Vec::new(),
             meta,

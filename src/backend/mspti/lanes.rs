@@ -3,7 +3,7 @@
 //! records are read from the spool in passes ([`Spool::replay`]), never all held: memory is the lanes, the
 //! correlation ids of launches and kernels (for the flows) and the open marker ranges.
 
-use super::export::name;
+use super::names_file::NameSource;
 use super::records::*;
 use super::replay::Spool;
 use super::walk::DevRec;
@@ -11,21 +11,21 @@ use crate::backend::{DeviceEvent, LaneStats, Lanes};
 use crate::error::Result;
 use crate::export::json;
 use crate::export::trace_view::TraceWriter;
-use crate::record::names;
 use std::collections::HashMap;
 
 pub struct MsptiLanes {
     /// `None`: no spool (nothing recorded); only the device's empty lane is drawn.
     pub spool: Option<Spool>,
     pub device: u32,
+    pub names: NameSource,
 }
 
 impl Lanes for MsptiLanes {
     fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
         let r = match &self.spool {
-            Some(s) => write_lanes(s, self.device, tw, &mut st),
-            None => write_lanes_of(&mut |_| Ok(()), self.device, tw, &mut st),
+            Some(s) => write_lanes(s, self.device, &self.names, tw, &mut st),
+            None => write_lanes_of(&mut |_| Ok(()), self.device, &self.names, tw, &mut st),
         };
         match r {
             Ok(()) => (st, None),
@@ -55,8 +55,20 @@ fn stream_of(r: &DevRec) -> u32 {
 const SLOT_COMM: u32 = 3;
 const SLOT_MEM: u32 = 4;
 
-fn write_lanes(spool: &Spool, device: u32, tw: &mut TraceWriter, st: &mut LaneStats) -> Result<()> {
-    write_lanes_of(&mut |each| spool.replay(each).map(|_| ()), device, tw, st)
+fn write_lanes(
+    spool: &Spool,
+    device: u32,
+    names: &NameSource,
+    tw: &mut TraceWriter,
+    st: &mut LaneStats,
+) -> Result<()> {
+    write_lanes_of(
+        &mut |each| spool.replay(each).map(|_| ()),
+        device,
+        names,
+        tw,
+        st,
+    )
 }
 
 /// A replay of the records: calls its argument on each, in order.
@@ -65,6 +77,7 @@ type Replay<'a> = dyn FnMut(&mut dyn FnMut(&DevRec) -> Result<()>) -> Result<()>
 fn write_lanes_of(
     recs: &mut Replay<'_>,
     device: u32,
+    names: &NameSource,
     tw: &mut TraceWriter,
     st: &mut LaneStats,
 ) -> Result<()> {
@@ -122,8 +135,8 @@ fn write_lanes_of(
     let mut id = String::new();
     let mut fname = String::new();
     // JSON literal of each name id (ids are small and dense), made once for every name in the table.
-    let lit: Vec<String> = (0..=names::count())
-        .map(|n| json::string(name(n)))
+    let lit: Vec<String> = (0..=names.count())
+        .map(|n| json::string(names.get(n)))
         .collect();
     let empty = String::from("\"\"");
     let name_lit = |n: u32| -> &String { lit.get(n as usize).unwrap_or(&empty) };

@@ -28,13 +28,14 @@ mod consumer;
 mod counts;
 mod export;
 mod lanes;
+pub mod names_file;
 mod pool;
 pub mod records;
 mod replay;
 mod vendor_str;
 pub mod walk;
 
-pub use export::MsptiData;
+pub use export::{MsptiData, SPOOL};
 pub use walk::{compact, DevRec};
 
 use super::{Backend, DeviceData};
@@ -44,7 +45,6 @@ use crate::export::json;
 use crate::session::Profile;
 use counts::{Count, Counts};
 use crossbeam_channel::{bounded, Sender};
-pub use export::SPOOL;
 use pool::Pool;
 use records::*;
 use std::ffi::c_void;
@@ -101,24 +101,47 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 static HANDLE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 enum Control {
-    /// A profile's spool, and the most records it may hold.
-    Open(std::fs::File, u64),
+    /// A profile's `mspti.spool`, its `mspti.names` when it could be created, and what they may hold.
+    Open(std::fs::File, Option<std::fs::File>, SpoolCap),
     Close(Sender<std::io::Result<Spooled>>),
 }
 
-/// What the `npuprof-mspti` thread wrote into a profile's spool.
+/// What the `npuprof-mspti` thread wrote into a profile's spool and names file.
 #[derive(Clone, Copy, Debug, Default)]
 struct Spooled {
     records: u64,
     /// Records left out at the spool's cap ([`spool_cap`]).
     over_cap: u64,
+    /// Bytes written (or tried) to `mspti.names`.
+    names_bytes: u64,
+    /// Names not written to `mspti.names` for want of room under the cap (only `npuprof recover` misses them).
+    names_over_cap: u64,
 }
 
-/// The most records a profile's `mspti.spool` holds: a quarter of `NPUPROF_MAX_DISK_MB` (the host spool has
-/// an eighth, the trace and the CSVs the rest; see `export::budget`), and no more than
-/// `NPUPROF_MAX_DEVICE_RECORDS` (the export keeps no more).
-pub fn spool_cap(cfg: &crate::config::Config) -> u64 {
-    (cfg.max_disk_bytes() / 4 / REC as u64).min(cfg.max_device_records)
+impl Spooled {
+    /// Bytes of the profile's MSPTI files.
+    fn bytes(&self) -> u64 {
+        self.records * REC as u64 + self.names_bytes
+    }
+}
+
+/// The most a profile's MSPTI files (`mspti.spool` and `mspti.names`) hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpoolCap {
+    /// Records in `mspti.spool`: no more than `NPUPROF_MAX_DEVICE_RECORDS` (the export keeps no more).
+    pub records: u64,
+    /// Bytes of both files together: a quarter of `NPUPROF_MAX_DISK_MB` (the host spool has an eighth, the
+    /// trace and the CSVs the rest; see `export::budget`).
+    pub bytes: u64,
+}
+
+/// The caps of a profile's MSPTI files under `cfg`.
+pub fn spool_cap(cfg: &crate::config::Config) -> SpoolCap {
+    let bytes = cfg.max_disk_bytes() / 4;
+    SpoolCap {
+        records: (bytes / REC as u64).min(cfg.max_device_records),
+        bytes,
+    }
 }
 
 pub struct MsptiBackend {
@@ -328,9 +351,15 @@ impl Backend for MsptiBackend {
             .dir
             .create_new(SPOOL, crate::export::layout::FILE_MODE)
             .map_err(|e| Error::io("cannot create the MSPTI spool", &fw.shown(SPOOL), &e))?;
+        // The names the records use, for `npuprof recover` (without it a recovered spool has no names).
+        let names = fw
+            .dir
+            .create_new(names_file::NAMES, crate::export::layout::FILE_MODE)
+            .map_err(|e| log::debug!("{}: {e}", fw.shown(names_file::NAMES).display()))
+            .ok();
         self.ctl
             .send_timeout(
-                Control::Open(f, spool_cap(profile.config)),
+                Control::Open(f, names, spool_cap(profile.config)),
                 Duration::from_secs(5),
             )
             .map_err(|_| {
@@ -431,12 +460,22 @@ impl Backend for MsptiBackend {
             Some(Ok(n)) => {
                 meta.push(("mspti_records_spooled".into(), n.records.to_string()));
                 meta.push(("mspti_records_over_cap".into(), n.over_cap.to_string()));
+                meta.push(("mspti_names_over_cap".into(), n.names_over_cap.to_string()));
+                let cap = spool_cap(profile.config);
                 if n.over_cap > 0 {
                     log::warn!(
-                        "MSPTI: {} records beyond the spool's cap ({} records: a quarter of NPUPROF_MAX_DISK_MB, at most \
-                         NPUPROF_MAX_DEVICE_RECORDS) left out",
+                        "MSPTI: {} records beyond the spool's cap ({} records, {} bytes with mspti.names: a quarter \
+                         of NPUPROF_MAX_DISK_MB, at most NPUPROF_MAX_DEVICE_RECORDS records) left out",
                         n.over_cap,
-                        spool_cap(profile.config)
+                        cap.records,
+                        cap.bytes
+                    );
+                }
+                if n.names_over_cap > 0 {
+                    log::warn!(
+                        "MSPTI: {} names not written to mspti.names (over its share of NPUPROF_MAX_DISK_MB): a \
+                         recovered profile shows those kernels without names",
+                        n.names_over_cap
                     );
                 }
             }
@@ -453,6 +492,7 @@ impl Backend for MsptiBackend {
             host_only: self.host_only_reason.is_some(),
             meta,
             window: (self.started_ns, realtime_ns()),
+            names: names_file::NameSource::Process,
         }))
     }
 }

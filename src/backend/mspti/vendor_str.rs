@@ -2,15 +2,15 @@
 //! trusting the pointer: a dangling pointer, or a name with no NUL before inaccessible memory, must not
 //! crash the host.
 //!
-//! Each string is copied with `process_vm_readv` on our own pid, in chunks that never cross a 256-byte
-//! boundary (so never a page boundary): a chunk in memory that is not mapped or not readable fails with
-//! `EFAULT` instead of a segfault. The copy stops at the NUL, at an unreadable chunk (the name is then
+//! Each string is copied fault-safely (`crate::backend::safe_copy`: `process_vm_readv` on our own pid, else
+//! through a pipe), in chunks that never cross a 256-byte boundary (so never a page boundary): a chunk in
+//! memory that is not mapped or not readable fails with `EFAULT` instead of a segfault. The copy stops at the NUL, at an unreadable chunk (the name is then
 //! unreadable and counted), or at [`NAME_CAP`] bytes (the name is cut there and counted). This runs in the
 //! completion callback (an MSPTI thread), never on the record path; pointers already read once in the same
 //! buffer are not read again.
 //!
-//! Where `process_vm_readv` is refused (`ENOSYS`, or `EPERM` under a seccomp filter), nothing can check a
-//! pointer: the bytes are then read directly, still capped at [`NAME_CAP`] (one warning says so). Under Miri
+//! Where no checked copy is possible at all (no pipe can be made), nothing can check a pointer: the bytes
+//! are then read directly, still capped at [`NAME_CAP`] (one warning says so). Under Miri
 //! (no system calls) the direct read is used too.
 
 use super::counts::{Count, Counts};
@@ -37,39 +37,24 @@ pub enum Name<'a> {
 }
 
 /// Copies bytes at `src` into `dst`: `Some(true)` copied, `Some(false)` not readable, `None` no checked copy
-/// here.
-fn checked_copy(pid: libc::pid_t, src: usize, dst: &mut [u8]) -> Option<bool> {
+/// here (`crate::backend::safe_copy`).
+fn checked_copy(_pid: libc::pid_t, src: usize, dst: &mut [u8]) -> Option<bool> {
+    use crate::backend::safe_copy::{self, Copy};
     if UNCHECKED.load(Ordering::Relaxed) {
         return None;
     }
-    let local = libc::iovec {
-        iov_base: dst.as_mut_ptr().cast(),
-        iov_len: dst.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: src as *mut libc::c_void,
-        iov_len: dst.len(),
-    };
-    // SAFETY: `local` is `dst`, writable for its length; the kernel validates `remote` and fails with EFAULT
-    // instead of faulting.
-    let r = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    if r == dst.len() as isize {
-        return Some(true);
-    }
-    if r >= 0 {
-        return Some(false);
-    }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::ENOSYS) | Some(libc::EPERM) => {
-            if !UNCHECKED.swap(true, Ordering::Relaxed) {
+    match safe_copy::copy_own(src, dst) {
+        Copy::Done => Some(true),
+        Copy::Unreadable => Some(false),
+        Copy::Unchecked => {
+            if !UNCHECKED.swap(true, Ordering::Relaxed) && !cfg!(miri) {
                 log::warn!(
-                    "process_vm_readv is not permitted here: MSPTI's name pointers are read unchecked (capped \
-                     at {NAME_CAP} bytes)"
+                    "no checked copy is possible here (neither process_vm_readv nor a pipe): MSPTI's name \
+                     pointers are read unchecked (capped at {NAME_CAP} bytes)"
                 );
             }
             None
         }
-        _ => Some(false),
     }
 }
 
