@@ -97,6 +97,7 @@ fn acl_child(n: u64) -> Value {
         r.kernel_header.as_deref(),
         false,
         &steps,
+        u64::MAX,
     )
     .unwrap();
     let o = Overlap::new(&r.kernels);

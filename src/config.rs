@@ -151,6 +151,10 @@ pub const MIN_BUFFER_KB: u64 = 4;
 /// and, per thread, resident memory until `npuprof_shutdown`.
 pub const MAX_BUFFER_KB: u64 = 256 * 1024;
 pub const DEFAULT_MAX_DISK_MB: u64 = 4096;
+/// The default of `NPUPROF_MAX_DEVICE_RECORDS`: device records (MSPTI records, op_summary rows, timeline
+/// kernels) kept per profile. The export holds them in memory (about 130 bytes each, so at most about 0.5 GB at
+/// this default); the ones beyond are left out and counted (`device_records_cut` in `profiler_metadata.json`).
+pub const DEFAULT_MAX_DEVICE_RECORDS: u64 = 4_000_000;
 /// The least default of `NPUPROF_FLUSH_TIMEOUT_S`; the default is longer when the device steps a flush waits for
 /// take longer (see [`device_step_bound_s`]).
 pub const DEFAULT_FLUSH_TIMEOUT_S: u64 = 300;
@@ -176,6 +180,8 @@ pub struct Config {
     pub buffer_kb: u64,
     /// Cap on one profile's bytes on disk.
     pub max_disk_mb: u64,
+    /// `NPUPROF_MAX_DEVICE_RECORDS`: device records kept per profile (the export's memory bound).
+    pub max_device_records: u64,
     /// `NPUPROF_WORKER_NAME`, sanitised; `None` → `{hostname}_{pid}` computed at each start (the pid can
     /// change across `fork`).
     pub worker_name: Option<String>,
@@ -229,6 +235,7 @@ pub const VARIABLES: &[&str] = &[
     "NPUPROF_LOG",
     "NPUPROF_BUFFER_KB",
     "NPUPROF_MAX_DISK_MB",
+    "NPUPROF_MAX_DEVICE_RECORDS",
     "NPUPROF_WORKER_NAME",
     "NPUPROF_RANK",
     "RANK",
@@ -265,7 +272,6 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Shows a raw value in a warning: lossy UTF-8, control characters escaped, long values cut.
 /// The longest a profile's device step can take after its stop: the vendor stop (`NPUPROF_VENDOR_TIMEOUT_S`),
 /// then msprof and its parse (`NPUPROF_MSPROF_TIMEOUT_S` together), plus [`DEVICE_STEP_MARGIN_S`].
 pub fn device_step_bound_s(vendor_timeout_s: u64, msprof_timeout_s: u64) -> u64 {
@@ -274,6 +280,7 @@ pub fn device_step_bound_s(vendor_timeout_s: u64, msprof_timeout_s: u64) -> u64 
         .saturating_add(DEVICE_STEP_MARGIN_S)
 }
 
+/// Shows a raw value in a warning: lossy UTF-8, control characters escaped, long values cut.
 fn show(v: &OsString) -> String {
     let s = String::from_utf8_lossy(v.as_bytes());
     let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
@@ -537,6 +544,12 @@ impl Config {
             1,
             u64::MAX / (1 << 20),
         );
+        let max_device_records = r.uint(
+            "NPUPROF_MAX_DEVICE_RECORDS",
+            DEFAULT_MAX_DEVICE_RECORDS,
+            1,
+            u32::MAX as u64,
+        );
 
         let worker_name = r
             .raw("NPUPROF_WORKER_NAME")
@@ -633,6 +646,7 @@ impl Config {
             log_level,
             buffer_kb,
             max_disk_mb,
+            max_device_records,
             worker_name,
             rank,
             device_id,
@@ -664,6 +678,11 @@ impl Config {
             Some(w) => w.clone(),
             None => format!("{}_{}", sanitize_component(&hostname()), std::process::id()),
         }
+    }
+
+    /// `NPUPROF_MAX_DEVICE_RECORDS` as a length.
+    pub fn max_device_records(&self) -> usize {
+        usize::try_from(self.max_device_records).unwrap_or(usize::MAX)
     }
 
     pub fn max_disk_bytes(&self) -> u64 {

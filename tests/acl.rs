@@ -1855,6 +1855,178 @@ fn msprof_descendants_that_call_setsid_end_with_it() {
     }
 }
 
+/// Bytes of every regular file under `d` (symlinks not followed).
+fn tree_bytes(d: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        if m.is_dir() {
+            n += tree_bytes(&e.path());
+        } else {
+            n += m.len();
+        }
+    }
+    n
+}
+
+/// Issue 15 items 4 and 8: every MSPTI record was held in memory during the export (~139 bytes each; 30 M
+/// records took 4.2 GB, and an allocation failure aborts the server). Records beyond NPUPROF_MAX_DEVICE_RECORDS
+/// are counted, not kept, and the process's peak memory stays bounded whatever the record count.
+#[test]
+fn mspti_records_beyond_the_device_record_cap_are_counted_and_memory_stays_bounded() {
+    let env = [
+        ("NPUPROF_MAX_DEVICE_RECORDS", "20000"),
+        ("NPUPROF_MSPTI_API", "0"),
+    ];
+    let run = |n: &str| {
+        let burst = format!("burst:{n}");
+        let cmds = [
+            "mspti", "start", "steps:1", &burst, "stop", "flush", "hwm", "dir",
+        ];
+        let r = mspti_run(true, &env, &cmds);
+        r.out.assert_ok();
+        let hwm: u64 = r.out.value("HWM_KB").unwrap().parse().unwrap();
+        (r, hwm)
+    };
+    // The peak RSS a profile adds (a 10-launch profile's peak is the baseline: the same code, pool and
+    // threads). Before: 400 000 kernels added ~79 MB; now the MSPTI pool's buffers and the 20 000 kept
+    // records, ~25 MB.
+    let (_, base) = run("10");
+    let (r, hwm) = run("400000");
+    eprintln!("VmHWM {hwm} kB (baseline {base} kB)");
+    if !sanitize() {
+        // ASan's shadow memory and quarantine are in the RSS too.
+        assert!(
+            hwm.saturating_sub(base) < 48 << 10,
+            "peak RSS {hwm} kB, baseline {base} kB"
+        );
+    }
+    let m = r.meta();
+    let k = kernel_rows(&r);
+    assert!(k.len() <= 20_000 && k.len() > 1000, "{} rows", k.len());
+    let cut = device_u64(&m, "mspti_records_over_cap") + device_u64(&m, "device_records_cut");
+    assert!(cut >= 380_000, "{m}");
+}
+
+/// Issue 15 item 9: NPUPROF_MAX_DISK_MB ignored the device outputs (a 20 MB cap gave a 182 MB
+/// kernel_details.csv and a 96 MB mspti.spool). The whole profile directory stays within the cap (plus
+/// 16 KiB for the metadata files), what was cut is counted, and mspti.spool (with mspti.names) is removed
+/// after the export.
+#[test]
+fn max_disk_mb_covers_the_device_outputs_and_the_mspti_spool() {
+    let r = mspti_run(
+        true,
+        &[("NPUPROF_MAX_DISK_MB", "1")],
+        &[
+            "mspti",
+            "start",
+            "steps:1",
+            "burst:100000",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let total = tree_bytes(&r.dir());
+    assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
+    assert!(device_u64(&m, "mspti_records_over_cap") > 0, "{m}");
+    assert!(!r.dir().join("FRAMEWORK/mspti.spool").exists());
+    assert!(!r.dir().join("FRAMEWORK/mspti.names").exists());
+    assert_eq!(m["npuprof"]["device_data"], "parsed", "{m}");
+    assert!(kernel_rows(&r).len() > 100);
+    let check = check_profile(r.tmp.path().join("prof").as_path());
+    assert!(check.contains("CHECK PASS"), "{check}");
+    // NPUPROF_KEEP_SPOOL=1 keeps it (within the cap too).
+    let r = mspti_run(
+        true,
+        &[("NPUPROF_MAX_DISK_MB", "1"), ("NPUPROF_KEEP_SPOOL", "1")],
+        &[
+            "mspti",
+            "start",
+            "steps:1",
+            "burst:100000",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert!(r.dir().join("FRAMEWORK/mspti.spool").exists());
+    // Its names (for `npuprof recover`) stay with it, within the cap too.
+    assert!(r.dir().join("FRAMEWORK/mspti.names").exists());
+    let total = tree_bytes(&r.dir());
+    assert!(total <= (1 << 20) + (16 << 10), "{total} bytes");
+}
+
+/// Bytes npuprof wrote into a profile directory: everything but CANN's own `PROF_*` data.
+fn npuprof_bytes(d: &Path) -> u64 {
+    std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("PROF_"))
+        .map(|e| {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                tree_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+/// Issue 15 items 4 and 9 with aclprof: a huge op_summary (30 M rows aborted the server at 4 GB in
+/// Kernels::push) keeps at most NPUPROF_MAX_DEVICE_RECORDS rows, counting the rest; and under a 1 MB
+/// NPUPROF_MAX_DISK_MB its kernel_details.csv is cut at its share (counted) so npuprof's files stay within the
+/// cap.
+#[test]
+fn a_huge_op_summary_is_cut_at_the_record_cap_and_the_disk_cap_and_counted() {
+    let env = [
+        ("FAKE_MSPROF_ADVERSE", "many"),
+        ("FAKE_MSPROF_ROWS", "30000"),
+        ("NPUPROF_MAX_DEVICE_RECORDS", "1000"),
+    ];
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    assert_eq!(m["device"]["status"], "parsed", "{m}");
+    let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+    assert_eq!(rows(&out.join("kernel_details.csv")).len(), 1001);
+    assert_eq!(
+        device_u64(&m, "device_records_cut"),
+        12 + 30_000 - 1000,
+        "{m}"
+    );
+
+    let env = [
+        ("FAKE_MSPROF_ADVERSE", "many"),
+        ("FAKE_MSPROF_ROWS", "30000"),
+        ("NPUPROF_MAX_DISK_MB", "1"),
+    ];
+    let r = go(
+        Opts {
+            env: &env,
+            ..DEFAULT
+        },
+        PROFILE,
+    );
+    r.out.assert_ok();
+    let m = r.meta();
+    let total = npuprof_bytes(&r.dir());
+    assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
+    assert!(device_u64(&m, "kernel_details_rows_cut") > 0, "{m}");
+    let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    assert!(k.len() > 100, "{} rows", k.len());
+}
+
 /// Issue 15 item 10: the process exits (a stop without flush) while msprof runs, hanging: the host result
 /// (trace_view.json with the host timeline, the metadata) was written before msprof started, the metadata
 /// says the device data is pending or abandoned, and msprof does not outlive the process.
@@ -1987,4 +2159,67 @@ fn recover_rebuilds_the_device_data_of_a_killed_mspti_profile() {
         t.iter().any(|e| e["ph"] == "X" && e["name"] == "Burst"),
         "no device lane slices"
     );
+}
+
+/// Issues 15 items 8-10 together: a process killed while recording with MSPTI under small caps leaves a
+/// spool and names within their share of NPUPROF_MAX_DISK_MB; `npuprof recover` replays that spool (in
+/// blocks, under the recording process's NPUPROF_MAX_DEVICE_RECORDS) with the names of `mspti.names`, the
+/// whole directory stays within the cap, and the finished result no longer keeps the spools.
+#[test]
+fn recover_of_a_killed_mspti_profile_keeps_the_caps_and_removes_the_spools() {
+    let r = mspti_run(
+        false,
+        &[
+            ("NPUPROF_MSPTI_BUFFER_KB", "64"),
+            ("NPUPROF_MAX_DISK_MB", "1"),
+            ("NPUPROF_MAX_DEVICE_RECORDS", "2000"),
+        ],
+        &[
+            "mspti",
+            "start",
+            "steps:2",
+            "burst:20000",
+            // The spool is at its record cap: 2000 compact records.
+            "wait_size:FRAMEWORK/mspti.spool:96000",
+            "wait_size:FRAMEWORK/npuprof.spool:1",
+            "dir",
+            "kill",
+        ],
+    );
+    let dir = r.dir();
+    assert!(
+        !dir.join("profiler_metadata.json").exists(),
+        "{}",
+        r.out.stderr
+    );
+    let spool = std::fs::metadata(dir.join("FRAMEWORK/mspti.spool")).unwrap();
+    assert_eq!(spool.len(), 2000 * 48);
+    assert!(dir.join("FRAMEWORK/mspti.names").exists());
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_npuprof"))
+        .arg("recover")
+        .arg(&dir)
+        .env_remove("NPUPROF_MAX_DEVICE_RECORDS")
+        .env_remove("NPUPROF_MAX_DISK_MB")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = r.meta();
+    assert_eq!(m["npuprof"]["recovered"], true, "{m}");
+    assert_eq!(m["npuprof"]["device_data"], "parsed", "{m}");
+    assert_eq!(m["config"]["NPUPROF_MAX_DEVICE_RECORDS"], 2000, "{m}");
+    let rows = rows(&dir.join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    let name = col(&rows, "Name");
+    let burst = rows.iter().skip(1).filter(|r| r[name] == "Burst").count();
+    // A burst kernel comes with its launch API and a marker: a third of the 2000 records are kernels.
+    assert!(
+        (600..=2000).contains(&burst),
+        "{burst} rows named Burst; {m}"
+    );
+    // Every kernel has its name back (the steps' kernels too).
+    assert!(rows.iter().skip(1).all(|r| !r[name].is_empty()), "{m}");
+    assert_eq!(m["device"]["device_tasks"], rows.len() as u64 - 1, "{m}");
+    assert!(!dir.join("FRAMEWORK/mspti.spool").exists());
+    assert!(!dir.join("FRAMEWORK/mspti.names").exists());
+    let total = tree_bytes(&dir);
+    assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
 }

@@ -114,18 +114,39 @@ pub struct Kernel {
     pub model_id: u32,
     pub block_dim: u32,
     /// With [`DeviceResult::kernel_header`]: the row's cells for those columns, verbatim from the source,
-    /// CSV-encoded and comma-separated (one allocation per task).
-    pub cells: String,
+    /// CSV-encoded and comma-separated (one allocation per task, no spare capacity).
+    pub cells: Box<str>,
 }
 
-/// The device tasks of one profile and their strings.
-#[derive(Debug, Default)]
+/// The device tasks of one profile and their strings, at most `limit` of them (`NPUPROF_MAX_DEVICE_RECORDS`):
+/// the list grows only by fallible reservations, so neither a huge source nor a failed allocation can abort
+/// the process; a task beyond the limit, or one no memory could be found for, is counted in `cut`.
+#[derive(Debug)]
 pub struct Kernels {
     pub list: Vec<Kernel>,
     pub strings: Strings,
+    limit: usize,
+    /// Tasks left out: beyond `limit`, or when memory for them could not be reserved.
+    pub cut: u64,
+}
+
+impl Default for Kernels {
+    fn default() -> Self {
+        Kernels::with_limit(crate::config::DEFAULT_MAX_DEVICE_RECORDS as usize)
+    }
 }
 
 impl Kernels {
+    /// No tasks yet; at most `limit` will be kept.
+    pub fn with_limit(limit: usize) -> Self {
+        Kernels {
+            list: Vec::new(),
+            strings: Strings::default(),
+            limit,
+            cut: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -138,8 +159,36 @@ impl Kernels {
         self.strings.get(s)
     }
 
-    /// Adds `k` with these strings (interned).
-    pub fn push(&mut self, name: &[u8], op_type: &str, core: &str, k: Kernel) {
+    /// Whether one more task can be kept: below the limit, with memory reserved for it (the list doubles,
+    /// fallibly). `false` counts the task in `cut`.
+    pub fn room(&mut self) -> bool {
+        let n = self.list.len();
+        let ok = n < self.limit
+            && (n < self.list.capacity()
+                || self
+                    .list
+                    .try_reserve_exact(n.max(1024).min(self.limit - n))
+                    .is_ok());
+        if !ok {
+            self.cut += 1;
+        }
+        ok
+    }
+
+    /// Adds `k` (its strings already in `strings`) if there is room; else counts it in `cut`.
+    pub fn add(&mut self, k: Kernel) -> bool {
+        let ok = self.room();
+        if ok {
+            self.list.push(k);
+        }
+        ok
+    }
+
+    /// Adds `k` with these strings (interned) if there is room; else counts it in `cut`.
+    pub fn push(&mut self, name: &[u8], op_type: &str, core: &str, k: Kernel) -> bool {
+        if !self.room() {
+            return false;
+        }
         let k = Kernel {
             name: self.strings.intern(name),
             op_type: self.strings.intern(op_type.as_bytes()),
@@ -147,6 +196,7 @@ impl Kernels {
             ..k
         };
         self.list.push(k);
+        true
     }
 
     /// A communication task (HCCL): counted as communication, not computing, in `step_trace_time.csv`.
@@ -211,6 +261,9 @@ pub struct DeviceResult {
     pub files: Vec<(String, String)>,
     /// Members of the `"device"` object of `profiler_metadata.json`: (key, JSON value).
     pub meta: Vec<(String, String)>,
+    /// Bytes the device data keeps in the profile's directory while the result is written (the MSPTI
+    /// spool): they count against NPUPROF_MAX_DISK_MB (see `export::budget`).
+    pub disk_bytes: u64,
 }
 
 impl DeviceResult {
@@ -304,6 +357,30 @@ pub fn select(kind: BackendKind, cfg: &Config) -> Result<Box<dyn Backend>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15 item 8: a task's memory is what the export holds per device record (72 bytes; 80 before).
+    #[test]
+    fn a_kernel_is_compact() {
+        assert!(std::mem::size_of::<Kernel>() <= 72);
+    }
+
+    #[test]
+    fn kernels_beyond_the_limit_are_counted_not_kept() {
+        let mut k = Kernels::with_limit(3);
+        for i in 0..5 {
+            k.push(
+                b"n",
+                "t",
+                "c",
+                Kernel {
+                    start_ns: i,
+                    ..Default::default()
+                },
+            );
+        }
+        assert_eq!((k.len(), k.cut), (3, 2));
+        assert!(k.list.capacity() <= 3);
+    }
 
     #[test]
     fn strings_are_stored_once_with_their_escaped_forms() {

@@ -86,6 +86,10 @@ pub fn config_vars(c: &crate::config::Config) -> Vec<(&'static str, String)> {
         ("NPUPROF_BACKEND", c.backend.name().to_string()),
         ("NPUPROF_BUFFER_KB", c.buffer_kb.to_string()),
         ("NPUPROF_MAX_DISK_MB", c.max_disk_mb.to_string()),
+        (
+            "NPUPROF_MAX_DEVICE_RECORDS",
+            c.max_device_records.to_string(),
+        ),
         ("NPUPROF_KEEP_SPOOL", b(c.keep_spool)),
         ("NPUPROF_LEVEL", c.level.name().to_string()),
         ("NPUPROF_MSPROFTX", b(c.msproftx)),

@@ -35,22 +35,33 @@ pub struct StepSpan {
     pub end_ns: u64,
 }
 
+/// Writes `header` and `lines`, at most `cap` bytes in all: the lines that do not fit are counted, not
+/// written (returned).
 fn write_lines(
     at: &Place,
     name: &str,
     header: &str,
     lines: impl Iterator<Item = String>,
-) -> Result<()> {
+    cap: u64,
+) -> Result<u64> {
     let mut f = AtomicFile::create(at, name)?;
     let path = f.shown();
     let io = |e: std::io::Error| Error::io("cannot write", &path, &e);
     f.w.write_all(header.as_bytes()).map_err(io)?;
     f.w.write_all(b"\n").map_err(io)?;
+    let mut written = header.len() as u64 + 1;
+    let mut cut = 0;
     for l in lines {
+        if cut > 0 || written + l.len() as u64 + 1 > cap {
+            cut += 1;
+            continue;
+        }
+        written += l.len() as u64 + 1;
         f.w.write_all(l.as_bytes()).map_err(io)?;
         f.w.write_all(b"\n").map_err(io)?;
     }
-    f.commit()
+    f.commit()?;
+    Ok(cut)
 }
 
 /// `step_trace_time.csv`. With device tasks, every column comes from the device (see [`Overlap::step_row`]);
@@ -76,7 +87,7 @@ pub fn step_trace_time(
     };
     if steps.is_empty() {
         let one = row(String::new(), profile.0, profile.1.max(profile.0));
-        write_lines(at, name, STEP_TRACE_HEADER, std::iter::once(one))
+        write_lines(at, name, STEP_TRACE_HEADER, std::iter::once(one), u64::MAX)?;
     } else {
         write_lines(
             at,
@@ -85,8 +96,10 @@ pub fn step_trace_time(
             steps
                 .iter()
                 .map(|s| row(s.step.to_string(), s.start_ns, s.end_ns.max(s.start_ns))),
-        )
+            u64::MAX,
+        )?;
     }
+    Ok(())
 }
 
 /// The step whose host span contains `ns` (`steps` sorted by start, as the host pass returns them).
@@ -100,8 +113,33 @@ fn step_of(steps: &[StepSpan], ns: u64) -> Option<u64> {
         .map(|s| s.step)
 }
 
+/// The most bytes the header line of [`kernel_details`] takes.
+pub fn kernel_header_bound(columns: Option<&[String]>) -> u64 {
+    match columns {
+        // `Step ID` and each column, quoted with every quote doubled at worst.
+        Some(cols) => 16 + cols.iter().map(|c| 2 * c.len() as u64 + 3).sum::<u64>(),
+        None => KERNEL_HEADER.len() as u64 + 1,
+    }
+}
+
+/// The most bytes one row of [`kernel_details`] takes for `k` (for the disk budget, before writing).
+pub fn kernel_row_bound(kernels: &Kernels, k: &Kernel, columns: bool) -> u64 {
+    // Step ID, the three ids, three times with 3 decimals, the block dim, separators, quotes and the N/A tail.
+    const FIXED: u64 = 20 + 3 * 10 + 3 * 24 + 10 + 20 + 60;
+    if columns {
+        return 20 + k.cells.len() as u64 + 2;
+    }
+    FIXED
+        + [k.name, k.op_type, k.core]
+            .iter()
+            .map(|&s| kernels.str(s).csv.len() as u64)
+            .sum::<u64>()
+}
+
 /// `kernel_details.csv`: one row per device task (header only with the host backend). With `columns` (CANN's
-/// op_summary columns, renamed), rows are `Step ID` + the source's values; otherwise npuprof's header.
+/// op_summary columns, renamed), rows are `Step ID` + the source's values; otherwise npuprof's header. At most
+/// `cap` bytes are written (the file's share of NPUPROF_MAX_DISK_MB): the rows after are counted, not written;
+/// returns how many.
 pub fn kernel_details(
     at: &Place,
     name: &str,
@@ -109,7 +147,8 @@ pub fn kernel_details(
     columns: Option<&[String]>,
     short: bool,
     steps: &[StepSpan],
-) -> Result<()> {
+    cap: u64,
+) -> Result<u64> {
     if let Some(cols) = columns {
         let header = format!(
             "Step ID,{}",
@@ -128,6 +167,7 @@ pub fn kernel_details(
                 let step = step_of(steps, k.start_ns).map_or("N/A".to_string(), |s| s.to_string());
                 format!("{step},{}", k.cells)
             }),
+            cap,
         );
     }
     // Rows are built into one reused line (a million kernels must not mean millions of small allocations),
@@ -142,7 +182,10 @@ pub fn kernel_details(
         KERNEL_HEADER
     });
     line.push('\n');
-    for k in &kernels.list {
+    let mut written = 0u64;
+    let mut cut = 0u64;
+    for (i, k) in kernels.list.iter().enumerate() {
+        let mark = line.len();
         match step_of(steps, k.start_ns) {
             Some(s) => push_u64(&mut line, s),
             None => line.push_str("N/A"),
@@ -168,13 +211,21 @@ pub fn kernel_details(
         } else {
             ",N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A\n"
         });
+        if written + line.len() as u64 > cap {
+            // This row does not fit: it and every later one are counted instead.
+            line.truncate(mark);
+            cut = (kernels.list.len() - i) as u64;
+            break;
+        }
         if line.len() > 1 << 16 {
+            written += line.len() as u64;
             f.w.write_all(line.as_bytes()).map_err(io)?;
             line.clear();
         }
     }
     f.w.write_all(line.as_bytes()).map_err(io)?;
-    f.commit()
+    f.commit()?;
+    Ok(cut)
 }
 
 /// `op_statistic.csv`: per (op type, core type) count and times, as CANN computes it (tasks without an op
@@ -229,7 +280,9 @@ pub fn op_statistic(at: &Place, name: &str, device_id: u32, kernels: &Kernels) -
                 }
             )
         }),
-    )
+        u64::MAX,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -323,7 +376,7 @@ mod tests {
             start_ns: 1000,
             end_ns: 9000,
         }];
-        kernel_details(&at(&d), "k.csv", &ks, None, false, &steps).unwrap();
+        kernel_details(&at(&d), "k.csv", &ks, None, false, &steps, u64::MAX).unwrap();
         let s = std::fs::read_to_string(&p).unwrap();
         let line = s.lines().nth(1).unwrap();
         assert!(

@@ -165,9 +165,15 @@ impl WorkerDirs {
         }
     }
 
-    /// Removes `FRAMEWORK/npuprof.spool` and then `FRAMEWORK/` if it is empty (after a successful export).
+    /// Removes `FRAMEWORK/npuprof.spool`, `FRAMEWORK/mspti.spool` and its `mspti.names` (only `npuprof
+    /// recover` needs them), then `FRAMEWORK/` if it is empty (after a successful export).
     pub fn remove_spool(&self) {
         let _ = self.framework.dir.unlink(SPOOL_NAME);
+        let _ = self.framework.dir.unlink(crate::backend::mspti::SPOOL);
+        let _ = self
+            .framework
+            .dir
+            .unlink(crate::backend::mspti::names_file::NAMES);
         let ours = self.framework.dir.stat().ok();
         if let (Some(ours), Ok(Some(now))) = (ours, self.top.dir.stat_at(FRAMEWORK_DIR)) {
             if (ours.dev, ours.ino) == (now.dev, now.ino) {

@@ -5,6 +5,7 @@
 //! two JSON metadata files. Every file is written to `name.tmp` and renamed, so a reader never sees half a
 //! file. Progress is logged MindSpore-style: `Parsing: [####################] 3/3 Done`.
 
+pub mod budget;
 pub mod csv;
 pub mod json;
 pub mod jsonparse;
@@ -57,10 +58,6 @@ fn progress(done: usize, total: usize, what: &str) {
         " ".repeat(W - fill)
     );
 }
-
-/// Room kept in NPUPROF_MAX_DISK_MB for the files other than the trace and the spool (the CSVs of a host
-/// profile, the two JSON metadata files).
-const SMALL_FILES_RESERVE: u64 = 64 << 10;
 
 /// Where a result's device data stands (`npuprof.device_data` in `profiler_metadata.json`). The host result is
 /// written first, with `Pending` when device data is still to come; the export then adds the device data and
@@ -141,8 +138,9 @@ struct Ctx<'a> {
 /// no device data, the metadata with `device_data: pending`), committed before any device step runs, so a
 /// process that ends while the vendor stop or msprof runs still has its result; then, once the device data
 /// is in, the whole result again with it (each file replaced atomically). A profile without a device step
-/// (the host backend) is written once. On success the spool is removed (unless `NPUPROF_KEEP_SPOOL`, or the
-/// device data is not in: then `npuprof recover` needs it).
+/// (the host backend) is written once. On success the spools (`npuprof.spool`, `mspti.spool` and its
+/// `mspti.names`) are removed (unless `NPUPROF_KEEP_SPOOL`, or the device data is not in: then `npuprof
+/// recover` needs them).
 pub fn run(job: ExportJob) -> Result<Summary> {
     let ExportJob {
         profile,
@@ -170,7 +168,11 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         t0: Instant::now(),
     };
     if device.pending() {
-        let mut pending = DeviceResult::default();
+        let mut pending = DeviceResult {
+            // The device spools are on disk while the host result is written: they count against the cap.
+            disk_bytes: budget::device_spool_bytes(&p.dirs.framework),
+            ..DeviceResult::default()
+        };
         pending.set_status(
             "pending",
             Some("the host data is written; the device data is being added (vendor stop, msprof, parse)"),
@@ -208,12 +210,6 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         && summary.spool_damage.is_none()
         && !stage.unfinished()
     {
-        // The MSPTI spool's names are only for `npuprof recover`, which a finished result no longer needs.
-        let _ = p
-            .dirs
-            .framework
-            .dir
-            .unlink(crate::backend::mspti::names_file::NAMES);
         p.dirs.remove_spool();
     }
     Ok(summary)
@@ -228,13 +224,30 @@ fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<
     let out = &p.dirs.output;
     let start_ns = p.anchor.1;
     let stop_ns = conversion.to_ns(stop_tick).max(start_ns);
-    // The spool counts against NPUPROF_MAX_DISK_MB (it exists while the trace is written, and stays with
-    // NPUPROF_KEEP_SPOOL), and so do the small files written after the trace.
-    let budget = p
-        .config
-        .max_disk_bytes()
-        .saturating_sub(counters.spool_bytes)
-        .saturating_sub(SMALL_FILES_RESERVE);
+    // The spools count against NPUPROF_MAX_DISK_MB (they exist while the trace is written, and stay with
+    // NPUPROF_KEEP_SPOOL), and so do the device CSVs and the small files (see `budget`).
+    let csv_need = if dev.kernels.is_empty() {
+        // Kernels may come from the lanes (msprof without op_summary): their size is known only later.
+        if dev.timeline.is_some() {
+            u64::MAX
+        } else {
+            0
+        }
+    } else {
+        let columns = dev.kernel_header.is_some();
+        let k = &dev.kernels;
+        csv::kernel_header_bound(dev.kernel_header.as_deref())
+            + k.list
+                .iter()
+                .map(|x| csv::kernel_row_bound(k, x, columns))
+                .sum::<u64>()
+            + dev.files.iter().map(|f| f.1.len() as u64).sum::<u64>()
+    };
+    let (budget, csv_cap) = budget::split(
+        p.config.max_disk_bytes(),
+        counters.spool_bytes.saturating_add(dev.disk_bytes),
+        csv_need,
+    );
 
     let mut host = HostPass::new(p.pid, conversion, p.anchor.0, stop_tick);
     let mut tw = TraceWriter::create(out, "trace_view.json", budget)?;
@@ -262,9 +275,11 @@ fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<
             header.as_deref(),
             &files,
             ov,
+            csv_cap,
         )
     };
     let lane_meta;
+    let tables_cut;
     if dev.kernels.is_empty() {
         // Kernels may come from the lanes themselves (msprof without op_summary): one after the other.
         let (meta, from_lanes) = write_lanes(&mut tw, timeline, &Kernels::default(), p.device_id)?;
@@ -274,7 +289,7 @@ fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<
         if !dev.kernels.is_empty() {
             write_overlap_lanes(&mut tw, p.device_id, &ov)?;
         }
-        tables(&dev.kernels, &ov)?;
+        tables_cut = tables(&dev.kernels, &ov)?;
     } else {
         // The device lanes (trace_view.json) and the tables (CSVs) are independent: write them at once. The
         // CSV thread computes the overlap first (the lanes need it only at their end).
@@ -314,9 +329,10 @@ fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<
             (lanes, tabs)
         });
         lane_meta = lanes?.0;
-        tabs?;
+        tables_cut = tabs?;
     }
     dev.meta.extend(lane_meta);
+    note_tables_cut(&mut dev, tables_cut, csv_cap);
     let mut summary = Summary {
         trace_events: 0,
         slices: tw.slices,
@@ -923,7 +939,8 @@ fn write_lanes(
     Ok((meta, stats.kernels))
 }
 
-/// The CSV tables of one profile.
+/// Writes the CSV tables of one profile; the device CSVs within `cap` bytes (their share of NPUPROF_MAX_DISK_MB, see [`budget`]).
+/// Returns what did not fit.
 #[allow(clippy::too_many_arguments)]
 fn write_tables(
     out: &layout::Place,
@@ -934,7 +951,9 @@ fn write_tables(
     header: Option<&[String]>,
     files: &[(String, String)],
     ov: &overlap::Overlap,
-) -> Result<()> {
+    cap: u64,
+) -> Result<TablesCut> {
+    let mut cut = TablesCut::default();
     csv::step_trace_time(
         out,
         "step_trace_time.csv",
@@ -943,23 +962,63 @@ fn write_tables(
         profile,
         (!kernels.is_empty()).then_some(ov),
     )?;
-    csv::kernel_details(
+    // CANN's copied tables first (small, whole or not at all), then kernel_details.csv in what is left.
+    let mut left = cap;
+    let mut cann_statistic = false;
+    for (name, content) in files {
+        let n = content.len() as u64;
+        if n > left {
+            cut.files_skipped.push(name.clone());
+            continue;
+        }
+        left -= n;
+        layout::write_atomic(out, name, content.as_bytes())?;
+        cann_statistic |= name == "op_statistic.csv";
+    }
+    cut.kernel_rows = csv::kernel_details(
         out,
         "kernel_details.csv",
         kernels,
         header,
         p.backend == "mspti",
         steps,
+        left,
     )?;
-    match files.iter().find(|f| f.0 == "op_statistic.csv") {
-        // CANN's own table when msprof wrote one (as torch_npu copies it).
-        Some((_, content)) => layout::write_atomic(out, "op_statistic.csv", content.as_bytes())?,
-        None => csv::op_statistic(out, "op_statistic.csv", p.device_id, kernels)?,
+    if !cann_statistic {
+        csv::op_statistic(out, "op_statistic.csv", p.device_id, kernels)?;
     }
-    for (name, content) in files.iter().filter(|f| f.0 != "op_statistic.csv") {
-        layout::write_atomic(out, name, content.as_bytes())?;
+    Ok(cut)
+}
+
+/// What the device CSVs' share of NPUPROF_MAX_DISK_MB left out.
+#[derive(Default)]
+struct TablesCut {
+    kernel_rows: u64,
+    /// CANN's tables not copied (npuprof's op_statistic.csv stands in for CANN's).
+    files_skipped: Vec<String>,
+}
+
+/// Says in the device metadata (and the log) what the device CSVs' disk share left out.
+fn note_tables_cut(dev: &mut DeviceResult, cut: TablesCut, cap: u64) {
+    dev.meta.push((
+        "kernel_details_rows_cut".into(),
+        cut.kernel_rows.to_string(),
+    ));
+    if cut.kernel_rows > 0 {
+        log::warn!(
+            "kernel_details.csv reached its share of NPUPROF_MAX_DISK_MB ({cap} bytes): {} rows left out",
+            cut.kernel_rows
+        );
     }
-    Ok(())
+    if !cut.files_skipped.is_empty() {
+        let msg = format!(
+            "CANN's {} not copied: over the device tables' share of NPUPROF_MAX_DISK_MB ({cap} bytes)",
+            cut.files_skipped.join(", ")
+        );
+        log::warn!("{msg}");
+        dev.meta
+            .push(("cann_outputs_cut".into(), json::string(msg.as_bytes())));
+    }
 }
 
 /// `Overlap Analysis` lanes (torch_npu's names and tids), from which `step_trace_time.csv` is computed.
@@ -1166,6 +1225,7 @@ fn metadata(
     "NPUPROF_BACKEND": "{}",
     "NPUPROF_BUFFER_KB": {},
     "NPUPROF_MAX_DISK_MB": {},
+    "NPUPROF_MAX_DEVICE_RECORDS": {},
     "NPUPROF_KEEP_SPOOL": {},
     "NPUPROF_LEVEL": "{}",
     "NPUPROF_AIC_METRICS": {},
@@ -1233,6 +1293,7 @@ fn metadata(
         cfg.backend.name(),
         cfg.buffer_kb,
         cfg.max_disk_mb,
+        cfg.max_device_records,
         b(cfg.keep_spool),
         cfg.level.name(),
         cfg.aic_metrics

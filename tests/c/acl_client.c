@@ -15,6 +15,7 @@
  *   wait_hang     wait until a FAKE_ACL_HANG / FAKE_MSPTI_HANG hang has begun (in any thread)
  *   bg_exit_on_hang   a new thread waits as wait_hang does, then calls exit(0); main goes on meanwhile
  *   sleep:MS      sleep MS ms
+ *   hwm           print HWM_KB=<VmHWM of this process, from /proc/self/status>
  *   release       end the fakes' FAKE_ACL_HANG / FAKE_MSPTI_HANG hangs (fake_acl_release, fake_mspti_release)
  *   fork          fork(); the child runs "start steps:1 stop flush", prints CHILD_START=, CHILD_DIR=, and exits;
  *                 the parent waits for it
@@ -176,6 +177,14 @@ int main(int argc, char **argv) {
             int n = atoi(c + 6);
             for (int k = 0; k < n && M.launch; k++) M.launch("Burst", "AI_CORE", 5, 1000);
             launched += M.launch ? n : 0;
+        } else if (!strcmp(c, "hwm")) {
+            FILE *st = fopen("/proc/self/status", "r");
+            char l[256];
+            long kb = -1;
+            while (st && fgets(l, sizeof l, st))
+                if (!strncmp(l, "VmHWM:", 6)) kb = atol(l + 6);
+            if (st) fclose(st);
+            printf("HWM_KB=%ld\n", kb);
         } else if (!strcmp(c, "start")) {
             printf("START=%d\n", P.start());
         } else if (!strcmp(c, "stop")) {

@@ -76,7 +76,7 @@ fn cann_offset(prof: &Dir) -> Option<i128> {
     Some(begin_us as i128 * 1000 - raw_ns as i128)
 }
 
-/// The most of CANN's statistics CSVs copied (they are held in memory).
+/// The most of CANN's statistics CSVs copied (they are held in memory; a single file is not copied again).
 const MAX_STATISTIC_BYTES: u64 = 256 << 20;
 
 /// Copies CANN CSVs of one kind into one file (header of the first, rows of all; torch_npu's IntegrateParser).
@@ -91,6 +91,17 @@ fn concat_csv(dir: &Dir, files: &[String]) -> std::result::Result<Option<String>
                 e.utf8_error().valid_up_to()
             )
         })?;
+        // One file already in the form written (the usual case): used as it is, not copied.
+        if files.len() == 1
+            && text.ends_with('\n')
+            && !text.contains('\r')
+            && !text.contains("\n\n")
+        {
+            return Ok((!text.is_empty()).then_some(text));
+        }
+        if out.try_reserve(text.len()).is_err() {
+            return Err(format!("no memory to copy {f} ({} bytes)", text.len()));
+        }
         let mut lines = text.lines();
         let Some(header) = lines.next() else {
             continue;
@@ -116,7 +127,8 @@ pub fn parse_output(
     r: &mut DeviceResult,
 ) -> std::result::Result<(), String> {
     let dir = Dir::open(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    parse_dir(&dir, device, shift, Deadline::after(PARSE_BOUND), r)
+    let limit = crate::config::DEFAULT_MAX_DEVICE_RECORDS as usize;
+    parse_dir(&dir, device, shift, Deadline::after(PARSE_BOUND), limit, r)
 }
 
 /// The least time the parse gets after an msprof that used (nearly) all of NPUPROF_MSPROF_TIMEOUT_S.
@@ -129,12 +141,14 @@ const PARSE_BOUND: Duration = Duration::from_secs(600);
 /// device/CANN lanes from the timeline (or kernels from its `Ascend Hardware` slices when there is no
 /// op_summary), CANN's op_statistic/api_statistic. Times are shifted by `shift` ns onto the host base. Only
 /// regular files are read (a FIFO or device is refused, never waited for), each no further than its size
-/// when opened, and reading stops at `until` (the metadata says so).
+/// when opened, and reading stops at `until` (the metadata says so). At most `limit` op_summary rows are
+/// kept (`NPUPROF_MAX_DEVICE_RECORDS`; the rest are counted as `device_records_cut`).
 pub(crate) fn parse_dir(
     out_dir: &Dir,
     device: u32,
     shift: i128,
     until: Deadline,
+    limit: usize,
     r: &mut DeviceResult,
 ) -> std::result::Result<(), String> {
     let sum = op_summary(
@@ -142,6 +156,7 @@ pub(crate) fn parse_dir(
         &outputs(out_dir, "op_summary", ".csv"),
         shift,
         until,
+        limit,
     )?;
     let files = outputs(out_dir, "msprof", ".json");
     if !files.is_empty() {
@@ -159,6 +174,14 @@ pub(crate) fn parse_dir(
             .push(("op_summary_rows".into(), s.kernels.len().to_string()));
         r.meta
             .push(("op_summary_bad_rows".into(), s.bad_rows.to_string()));
+        r.meta
+            .push(("device_records_cut".into(), s.kernels.cut.to_string()));
+        if s.kernels.cut > 0 {
+            log::warn!(
+                "op_summary: {} rows beyond NPUPROF_MAX_DEVICE_RECORDS={limit} left out",
+                s.kernels.cut
+            );
+        }
         if s.cut {
             let why = "op_summary was not read to its end: the parse ran out of time (NPUPROF_MSPROF_TIMEOUT_S)";
             log::warn!("{why}");
@@ -363,7 +386,10 @@ impl DeviceData for AclData {
                 format!("{STALE} cannot be opened as a directory of this profile (a symlink is refused): {e}")
             })
         });
-        let parsed = parsed.and_then(|out| parse_dir(&out, self.device, shift, until, &mut r));
+        let parsed = parsed.and_then(|out| {
+            let limit = profile.config.max_device_records();
+            parse_dir(&out, self.device, shift, until, limit, &mut r)
+        });
         match parsed {
             Ok(()) => {
                 r.set_status("parsed", None);

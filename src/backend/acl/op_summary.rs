@@ -30,12 +30,14 @@ pub(super) struct Summary {
 }
 
 /// Parses op_summary files (one header per file; rows whose header differs from the first are re-mapped by
-/// column name).
+/// column name). At most `limit` rows become kernels (`NPUPROF_MAX_DEVICE_RECORDS`); the rest are counted in
+/// `kernels.cut` without being held.
 pub(super) fn op_summary(
     dir: &Dir,
     files: &[String],
     shift: i128,
     until: Deadline,
+    limit: usize,
 ) -> std::result::Result<Option<Summary>, String> {
     let mut out: Option<Summary> = None;
     for f in files {
@@ -73,7 +75,7 @@ pub(super) fn op_summary(
                 .iter()
                 .map(|&i| rename(&header[i]).to_string())
                 .collect(),
-            kernels: Kernels::default(),
+            kernels: Kernels::with_limit(limit),
             bad_rows: 0,
             cut: false,
         });
@@ -102,6 +104,11 @@ pub(super) fn op_summary(
             if n % 4096 == 0 && until.passed() {
                 s.cut = true;
                 return Ok(out);
+            }
+            if s.kernels.len() >= limit {
+                // Beyond the cap: counted, never parsed or held.
+                s.kernels.cut += 1;
+                continue;
             }
             let text = String::from_utf8_lossy(&raw);
             if text.trim().is_empty() || RawRecords::new(&text).next_into(&mut spans).is_none() {
@@ -147,7 +154,7 @@ pub(super) fn op_summary(
                 task_id: num(c_task),
                 model_id: num(c_model),
                 block_dim: num(c_block),
-                cells,
+                cells: cells.into_boxed_str(),
                 ..Default::default()
             };
             s.kernels.push(
@@ -180,7 +187,7 @@ Task Duration(us),Task Wait Time(us),Block Num,Input Shapes\n\
         .unwrap();
         let dir = Dir::open(d.path()).unwrap();
         let until = Deadline::after(std::time::Duration::from_secs(3600));
-        let s = op_summary(&dir, &["op_summary_1.csv".into()], -1000, until)
+        let s = op_summary(&dir, &["op_summary_1.csv".into()], -1000, until, 1000)
             .unwrap()
             .unwrap();
         assert_eq!(s.bad_rows, 1);
@@ -217,5 +224,30 @@ Task Duration(us),Task Wait Time(us),Block Num,Input Shapes\n\
             ),
             ("MatMul", "AI_CORE")
         );
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    /// Issue 15 item 4: a 30 M-row op_summary aborted the server in `Kernels::push` at a 4 GB address-space
+    /// limit. Rows beyond NPUPROF_MAX_DEVICE_RECORDS are counted, not held.
+    #[test]
+    fn rows_beyond_the_device_record_cap_are_counted_not_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let mut text =
+            String::from("Op Name,OP Type,Task Type,Task Start Time(us),Task Duration(us)\n");
+        for i in 0..250 {
+            text.push_str(&format!("Op{i},T,AI_CORE,{}.000,1.000\n", 1000 + i));
+        }
+        std::fs::write(d.path().join("op_summary_1.csv"), text).unwrap();
+        let dir = Dir::open(d.path()).unwrap();
+        let until = Deadline::after(std::time::Duration::from_secs(3600));
+        let s = op_summary(&dir, &["op_summary_1.csv".into()], 0, until, 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.kernels.len(), s.kernels.cut, s.bad_rows), (100, 150, 0));
+        assert!(s.kernels.list.capacity() <= 100);
     }
 }

@@ -82,7 +82,10 @@ pub(super) fn read_small(dir: &Dir, name: &str, cap: u64) -> Result<Vec<u8>, Str
             st.size
         ));
     }
-    let mut v = Vec::with_capacity(st.size as usize);
+    // Reserved fallibly: a failed allocation is an error, never an abort.
+    let mut v = Vec::new();
+    v.try_reserve_exact(st.size as usize)
+        .map_err(|_| format!("{name}: no memory for its {} bytes", st.size))?;
     f.take(st.size)
         .read_to_end(&mut v)
         .map_err(|e| format!("{name}: {e}"))?;

@@ -7,7 +7,7 @@ use crate::backend::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
 use crate::dir::Dir;
 use crate::error::Result;
 use crate::export::json;
-use crate::export::jsonparse::{stream_array, us_to_ns, Parser, Value};
+use crate::export::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};
 use crate::export::trace_view::TraceWriter;
 use std::collections::HashMap;
 
@@ -29,7 +29,16 @@ pub struct MsprofLanes {
 const CUT: &str =
     "not read to its end: the parse of msprof's output ran out of time (NPUPROF_MSPROF_TIMEOUT_S)";
 
-/// An event whose process is not named yet (msprof normally names processes first): kept until it is.
+/// The longest timeline event read (msprof's are well under 64 KiB): a longer one ends the file's parse
+/// instead of being held whole and parsed again with every 8 MiB block.
+const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// The most bytes of events kept waiting for their process's name (msprof names processes first; events of a
+/// process named late or never beyond this are left out and counted in `timeline_skipped`).
+const MAX_PENDING_BYTES: usize = 16 << 20;
+
+/// An event whose process is not named yet (msprof normally names processes first): kept until it is, within
+/// [`MAX_PENDING_BYTES`].
 struct Pending {
     ph: u8,
     tid: u32,
@@ -51,6 +60,19 @@ struct Procs {
     next: u32,
     pending: HashMap<u64, Vec<Pending>>,
     pending_threads: HashMap<u64, Vec<(u32, String, String)>>,
+    /// Bytes of events ever kept in `pending` / `pending_threads` (bounded by [`MAX_PENDING_BYTES`]).
+    pending_bytes: usize,
+}
+
+impl Procs {
+    /// Whether `n` more bytes of events may wait for their process's name.
+    fn may_wait(&mut self, n: usize) -> bool {
+        let ok = self.pending_bytes + n <= MAX_PENDING_BYTES;
+        if ok {
+            self.pending_bytes += n;
+        }
+        ok
+    }
 }
 
 impl Procs {
@@ -183,6 +205,7 @@ impl Lanes for MsprofLanes {
             next: FIRST_OTHER_SLOT,
             pending: HashMap::new(),
             pending_threads: HashMap::new(),
+            pending_bytes: 0,
         };
         let shift = self.shift;
         let until = Deadline::after(self.budget);
@@ -194,8 +217,10 @@ impl Lanes for MsprofLanes {
             };
             let mut seen = 0u64;
             let mut write_err: Option<crate::error::Error> = None;
-            // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once.
-            let r = stream_array(file, 8 << 20, |p| {
+            // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once, nor one
+            // event longer than MAX_EVENT_BYTES (the rest of the timeline is then left out, and the lanes say
+            // why).
+            let r = stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
                 seen += 1;
                 if seen % 1024 == 0 && until.passed() {
                     return Err(CUT.into());
@@ -257,16 +282,17 @@ impl Lanes for MsprofLanes {
                                 }
                             }
                             "\"thread_name\"" | "\"thread_sort_index\"" if !args.is_empty() => {
-                                match procs.slots.get(&pid) {
+                                match procs.slots.get(&pid).copied() {
                                     Some(Some(slot)) => {
-                                        tw.device_event(&meta(procs.pid(*slot), tid32, name, args))?
+                                        tw.device_event(&meta(procs.pid(slot), tid32, name, args))?
                                     }
                                     Some(None) => {}
-                                    None => procs.pending_threads.entry(pid).or_default().push((
-                                        tid32,
-                                        name.to_string(),
-                                        args.to_string(),
-                                    )),
+                                    None if procs.may_wait(64 + name.len() + args.len()) => procs
+                                        .pending_threads
+                                        .entry(pid)
+                                        .or_default()
+                                        .push((tid32, name.to_string(), args.to_string())),
+                                    None => st.skipped += 1,
                                 }
                             }
                             _ => {}
@@ -282,11 +308,11 @@ impl Lanes for MsprofLanes {
                         st.skipped += 1;
                         return Ok(());
                     };
-                    match procs.slots.get(&pid) {
+                    match procs.slots.get(&pid).copied() {
                         Some(Some(slot)) => {
                             let e = DeviceEvent {
                                 ph,
-                                pid: procs.pid(*slot),
+                                pid: procs.pid(slot),
                                 tid: tid32,
                                 ts_ns: rebase(t, shift),
                                 dur_ns: dur.unwrap_or(0),
@@ -302,6 +328,16 @@ impl Lanes for MsprofLanes {
                             }
                         }
                         Some(None) => st.skipped += 1,
+                        None if !procs.may_wait(
+                            std::mem::size_of::<Pending>()
+                                + name.len()
+                                + cat.len()
+                                + args.len()
+                                + id.len(),
+                        ) =>
+                        {
+                            st.skipped += 1
+                        }
                         None => procs.pending.entry(pid).or_default().push(Pending {
                             ph,
                             tid: tid32,
@@ -345,5 +381,78 @@ impl Lanes for MsprofLanes {
             }
         }
         (st, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::layout::Place;
+
+    /// Issue 15 item 8: events of a process msprof never names were all kept until the end and then skipped.
+    /// At most MAX_PENDING_BYTES of them wait; the rest are skipped at once, and all are counted.
+    #[test]
+    fn events_of_an_unnamed_process_wait_in_bounded_memory_and_are_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let ev = r#"{"ph":"X","pid":77,"tid":1,"ts":"1000.000","dur":"1.000","name":"k","cat":"c","args":{}}"#;
+        let n = 2 * MAX_PENDING_BYTES / (std::mem::size_of::<Pending>() + 16) + 10;
+        let mut text = String::with_capacity(n * (ev.len() + 2) + 200);
+        text.push_str(
+            r#"[{"ph":"M","pid":5,"name":"process_name","args":{"name":"Ascend Hardware"}}"#,
+        );
+        text.push_str(&format!(",{}", ev.replace("77", "5")));
+        for _ in 0..n {
+            text.push(',');
+            text.push_str(ev);
+        }
+        text.push(']');
+        std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
+        let lanes = Box::new(MsprofLanes {
+            dir: Dir::open(d.path()).unwrap(),
+            files: vec!["msprof_1.json".into()],
+            budget: std::time::Duration::from_secs(3600),
+            device: 0,
+            shift: 0,
+            want_kernels: false,
+        });
+        let out = tempfile::tempdir().unwrap();
+        let mut tw =
+            TraceWriter::create(&Place::open(out.path()).unwrap(), "t.json", u64::MAX).unwrap();
+        let (st, err) = lanes.write(&mut tw);
+        assert_eq!(err, None);
+        assert_eq!(st.events, 1);
+        assert_eq!(st.skipped, n as u64);
+    }
+
+    /// Issue 15 item 8: one 1 GB JSON string in a timeline took 2.1 GB and 40 s (the element held whole and
+    /// parsed again for every block). An event longer than MAX_EVENT_BYTES ends the parse with a reason.
+    #[test]
+    fn a_giant_timeline_event_ends_the_parse_instead_of_being_held() {
+        let d = tempfile::tempdir().unwrap();
+        let mut text = String::from(
+            r#"[{"ph":"M","pid":5,"name":"process_name","args":{"name":"Ascend Hardware"}},"#,
+        );
+        text.push_str(
+            r#"{"ph":"X","pid":5,"tid":1,"ts":"1000.000","dur":"1.000","name":"k","args":{}},"#,
+        );
+        text.push_str(r#"{"ph":"X","pid":5,"tid":1,"ts":"1000.000","dur":"1.000","name":""#);
+        text.push_str(&"x".repeat(MAX_EVENT_BYTES + (9 << 20)));
+        text.push_str(r#""}]"#);
+        std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
+        let lanes = Box::new(MsprofLanes {
+            dir: Dir::open(d.path()).unwrap(),
+            files: vec!["msprof_1.json".into()],
+            budget: std::time::Duration::from_secs(3600),
+            device: 0,
+            shift: 0,
+            want_kernels: false,
+        });
+        let out = tempfile::tempdir().unwrap();
+        let mut tw =
+            TraceWriter::create(&Place::open(out.path()).unwrap(), "t.json", u64::MAX).unwrap();
+        let (st, err) = lanes.write(&mut tw);
+        assert_eq!(st.events, 1);
+        let err = err.expect("the parse stops at the giant event");
+        assert!(err.contains("longer than"), "{err}");
     }
 }

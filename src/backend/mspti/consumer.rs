@@ -1,6 +1,9 @@
 //! The `npuprof-mspti` thread: appends the compact records of each walked buffer to the open profile's
 //! `mspti.spool` (their new names to `mspti.names` first), flushed per buffer so that a process killed while
-//! recording leaves whole buffers for `npuprof recover`, and returns the buffer to the pool.
+//! recording leaves whole buffers for `npuprof recover`, and returns the buffer to the pool. The two files hold
+//! at most what their `Open` allows ([`SpoolCap`]: their share of `NPUPROF_MAX_DISK_MB`, and no more than
+//! `NPUPROF_MAX_DEVICE_RECORDS` records): records beyond it are counted (`mspti_records_over_cap`), never
+//! written, and so are names that no longer fit (`mspti_names_over_cap`).
 //!
 //! Records are attributed by time (issue 15 item 13): MSPTI may complete a buffer late (after the stop's
 //! flush). A record that arrives while no profile is open, or while a profile is open but timestamped
@@ -11,14 +14,14 @@
 
 use super::export::WINDOW_SLACK_NS;
 use super::names_file::NamesWriter;
-use super::{realtime_ns, Control, REC, SHARED};
+use super::{realtime_ns, Control, SpoolCap, Spooled, REC, SHARED};
 use crossbeam_channel::Receiver;
 use std::io::Write;
 
 /// What the consumer tells the stop about the profile it closed.
 pub struct Closed {
-    /// Records written to the spool, or the first write error.
-    pub spooled: std::io::Result<u64>,
+    /// What was written to the spool and the names file, or the first write error.
+    pub spooled: std::io::Result<Spooled>,
     /// Records that arrived while the profile was open, timestamped before it.
     pub before_profile: u64,
     /// Records that arrived while no profile was open, before this one opened.
@@ -30,7 +33,8 @@ struct Open {
     file: std::io::BufWriter<std::fs::File>,
     /// The names the records use, for `npuprof recover` (dropped after its first write error).
     names: Option<NamesWriter>,
-    written: u64,
+    written: Spooled,
+    cap: SpoolCap,
     err: Option<std::io::Error>,
     /// Records whose start is earlier are not this profile's.
     lo: u64,
@@ -79,19 +83,36 @@ pub fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
                 let bytes = unsafe {
                     std::slice::from_raw_parts_mut(sh.pool.buffer(idx), n as usize * REC)
                 };
-                let kept = keep_from(bytes, n as usize, o.lo);
-                o.before_profile += (n as usize - kept) as u64;
-                let bytes = &bytes[..kept * REC];
-                if let Some(Err(e)) = o.names.as_mut().map(|w| w.add(bytes)) {
-                    // Only a recovery needs the names: the records are still written.
-                    log::debug!("mspti.names: {e}");
-                    o.names = None;
+                let kept = keep_from(bytes, n as usize, o.lo) as u64;
+                o.before_profile += n as u64 - kept;
+                // The caps: the records that fit are written, the rest counted.
+                let w = &mut o.written;
+                let room = o.cap.bytes.saturating_sub(w.bytes()) / REC as u64;
+                let fit = kept.min(o.cap.records.saturating_sub(w.records)).min(room);
+                w.over_cap += kept - fit;
+                let bytes = &bytes[..fit as usize * REC];
+                if let Some(nw) = o.names.as_mut() {
+                    // The names get what the records leave of the cap.
+                    let left = o
+                        .cap
+                        .bytes
+                        .saturating_sub(w.bytes())
+                        .saturating_sub(bytes.len() as u64);
+                    let r = nw.add(bytes, left);
+                    w.names_bytes = nw.bytes();
+                    match r {
+                        Ok(skipped) => w.names_over_cap += skipped,
+                        Err(e) => {
+                            // Only a recovery needs the names: the records are still written.
+                            log::debug!("mspti.names: {e}");
+                            o.names = None;
+                        }
+                    }
                 }
                 match o.file.write_all(bytes).and_then(|_| o.file.flush()) {
-                    Ok(()) => o.written += kept as u64,
+                    Ok(()) => o.written.records += fit,
                     Err(e) => {
-                        sh.counts
-                            .add(super::counts::Count::RecordsDropped, kept as u64);
+                        sh.counts.add(super::counts::Count::RecordsDropped, fit);
                         o.err.get_or_insert(e);
                     }
                 }
@@ -107,11 +128,12 @@ pub fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
                 Err(_) => return,
             },
             recv(ctl_rx) -> m => match m {
-                Ok(Control::Open(f, names, started_ns)) => {
+                Ok(Control::Open(f, names, cap, started_ns)) => {
                     open = Some(Open {
                         file: std::io::BufWriter::with_capacity(1 << 20, f),
                         names: names.map(NamesWriter::new),
-                        written: 0,
+                        written: Spooled::default(),
+                        cap,
                         err: None,
                         lo: lowest_start(started_ns, last_close_ns),
                         before_profile: 0,
@@ -133,7 +155,7 @@ pub fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
                         between_profiles: o.between_profiles,
                     });
                     let _ = ack.send(closed.unwrap_or(Closed {
-                        spooled: Ok(0),
+                        spooled: Ok(Spooled::default()),
                         before_profile: 0,
                         between_profiles: 0,
                     }));

@@ -4,8 +4,8 @@
 use super::lanes::MsptiLanes;
 use super::names_file::NameSource;
 use super::records::*;
+use super::replay::{Pass, Spool};
 use super::walk::DevRec;
-use super::REC;
 use crate::backend::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
 use crate::session::Profile;
@@ -37,46 +37,64 @@ pub fn in_window(r: &DevRec, window: (u64, u64)) -> bool {
     (lo..=hi).contains(&r.start) && r.end <= hi
 }
 
-/// The compact records of a spool, read in blocks (the file is never in memory twice); a cut record at the
-/// end (a spool still being written when the stop gave up waiting) is left out.
-fn read_spool(framework: &crate::export::layout::Place) -> Vec<DevRec> {
-    use std::io::Read;
-    let Ok((mut f, _)) = framework.dir.open_file(SPOOL) else {
-        return Vec::new();
-    };
-    let len = f.metadata().map_or(0, |m| m.len()) as usize;
-    let mut recs = Vec::with_capacity(len / REC);
-    let mut block = vec![0u8; REC * 16384];
-    let mut have = 0;
-    loop {
-        match f.read(&mut block[have..]) {
-            Ok(0) => break,
-            Ok(n) => have += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::warn!(
-                    "{}: {e}; the records before it are used",
-                    framework.shown(SPOOL).display()
-                );
-                break;
-            }
-        }
-        let whole = have / REC * REC;
-        recs.extend(block[..whole].chunks_exact(REC).map(DevRec::from_bytes));
-        block.copy_within(whole..have, 0);
-        have -= whole;
-    }
-    recs
-}
-
 impl DeviceData for MsptiData {
     fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult> {
         let t0 = std::time::Instant::now();
-        let mut recs = read_spool(&profile.dirs.framework);
-        let before = recs.len();
-        recs.retain(|r| in_window(r, self.window));
-        let outside = before - recs.len();
+        let limit = profile.config.max_device_records();
+        let fw = &profile.dirs.framework;
+        let spool = fw
+            .dir
+            .open_file(SPOOL)
+            .ok()
+            .map(|(f, _)| Spool::new(f, limit, self.window));
         let mut meta = self.meta;
+        // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
+        let src = &self.names;
+        let n_ids = src.count() as usize + 1;
+        let mut kernels = Kernels::with_limit(limit);
+        let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
+        let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
+            let i = (id as usize).min(n_ids - 1);
+            *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
+        };
+        let hccl = kernels.strings.intern(b"HCCL");
+        // The kernel rows, from the spool read in blocks (the records themselves are not kept: the lanes read
+        // the spool again).
+        let pass = spool.as_ref().map_or(Ok(Pass::default()), |s| {
+            s.replay(|r| {
+                if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
+                    return Ok(());
+                }
+                let name = intern(&mut kernels, r.c >> 32);
+                let core = if r.kind == KIND_HCCL {
+                    // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are
+                    // lanes only.
+                    hccl
+                } else {
+                    intern(&mut kernels, r.c & 0xffff_ffff)
+                };
+                kernels.add(Kernel {
+                    name,
+                    op_type: name,
+                    core,
+                    start_ns: r.start,
+                    dur_ns: r.end.saturating_sub(r.start),
+                    wait_ns: 0,
+                    stream_id: r.a,
+                    task_id: 0,
+                    model_id: u32::MAX,
+                    block_dim: 0,
+                    cells: Box::default(),
+                });
+                Ok(())
+            })
+        })?;
+        let (cut, outside) = (pass.beyond_limit, pass.outside);
+        if cut > 0 {
+            log::warn!(
+                "MSPTI: {cut} device records beyond NPUPROF_MAX_DEVICE_RECORDS={limit} left out of the export"
+            );
+        }
         meta.push(("mspti_records_outside_profile".into(), outside.to_string()));
         if outside > 0 {
             log::warn!(
@@ -84,47 +102,6 @@ impl DeviceData for MsptiData {
             );
         }
         let t_decode = t0.elapsed();
-        // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
-        let src = &self.names;
-        let n_ids = src.count() as usize + 1;
-        let mut kernels = Kernels::default();
-        let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
-        let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
-            let i = (id as usize).min(n_ids - 1);
-            *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
-        };
-        let hccl = kernels.strings.intern(b"HCCL");
-        let n_kernels = recs
-            .iter()
-            .filter(|r| matches!(r.kind, KIND_KERNEL | KIND_HCCL))
-            .count();
-        kernels.list.reserve_exact(n_kernels);
-        for r in &recs {
-            if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
-                continue;
-            }
-            let name = intern(&mut kernels, r.c >> 32);
-            let core = if r.kind == KIND_HCCL {
-                // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are lanes
-                // only.
-                hccl
-            } else {
-                intern(&mut kernels, r.c & 0xffff_ffff)
-            };
-            kernels.list.push(Kernel {
-                name,
-                op_type: name,
-                core,
-                start_ns: r.start,
-                dur_ns: r.end.saturating_sub(r.start),
-                wait_ns: 0,
-                stream_id: r.a,
-                task_id: 0,
-                model_id: u32::MAX,
-                block_dim: 0,
-                cells: String::new(),
-            });
-        }
         let t_kernels = t0.elapsed();
         if kernels
             .list
@@ -134,7 +111,7 @@ impl DeviceData for MsptiData {
             kernels.list.sort_unstable_by_key(|k| k.start_ns);
         }
         log::debug!(
-            "MSPTI spool: read + decode {} ms, kernels {} ms, sort {} ms",
+            "MSPTI spool: read + kernels {} ms ({} ms), sort {} ms",
             t_decode.as_millis(),
             (t_kernels - t_decode).as_millis(),
             (t0.elapsed() - t_kernels).as_millis()
@@ -147,11 +124,21 @@ impl DeviceData for MsptiData {
             }
             prev_end = prev_end.max(k.start_ns + k.dur_ns);
         }
+        // `mspti.names` stays beside the spool while the result is written (and with NPUPROF_KEEP_SPOOL).
+        let names_bytes = fw
+            .dir
+            .stat_at(super::names_file::NAMES)
+            .ok()
+            .flatten()
+            .map_or(0, |st| st.size);
+        // Records beyond NPUPROF_MAX_DEVICE_RECORDS (or that no memory could be reserved for).
+        meta.push(("device_records_cut".into(), (cut + kernels.cut).to_string()));
         let mut r = DeviceResult {
             kernels,
             kernel_header: None,
+            disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
             timeline: Some(Box::new(MsptiLanes {
-                recs,
+                spool,
                 device: self.device,
                 names: self.names,
             })),

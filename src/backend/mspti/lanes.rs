@@ -1,8 +1,11 @@
 //! The device lanes of an MSPTI profile in `trace_view.json`: kernels per stream, API slices on the launching
-//! thread, flows launch → kernel by correlation id, communication lanes, memory counters and markers.
+//! thread, flows launch → kernel by correlation id, communication lanes, memory counters and markers. The
+//! records are read from the spool in passes ([`Spool::replay`]), never all held: memory is the lanes, the
+//! correlation ids of launches and kernels (for the flows) and the open marker ranges.
 
 use super::names_file::NameSource;
 use super::records::*;
+use super::replay::Spool;
 use super::walk::DevRec;
 use crate::backend::{DeviceEvent, LaneStats, Lanes};
 use crate::error::Result;
@@ -11,7 +14,8 @@ use crate::export::trace_view::TraceWriter;
 use std::collections::HashMap;
 
 pub struct MsptiLanes {
-    pub recs: Vec<DevRec>,
+    /// `None`: no spool (nothing recorded); only the device's empty lane is drawn.
+    pub spool: Option<Spool>,
     pub device: u32,
     pub names: NameSource,
 }
@@ -19,7 +23,10 @@ pub struct MsptiLanes {
 impl Lanes for MsptiLanes {
     fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
-        let r = write_lanes(&self.recs, self.device, &self.names, tw, &mut st);
+        let r = match &self.spool {
+            Some(s) => write_lanes(s, self.device, &self.names, tw, &mut st),
+            None => write_lanes_of(&mut |_| Ok(()), self.device, &self.names, tw, &mut st),
+        };
         match r {
             Ok(()) => (st, None),
             Err(e) => (st, Some(e.msg)),
@@ -49,7 +56,26 @@ const SLOT_COMM: u32 = 3;
 const SLOT_MEM: u32 = 4;
 
 fn write_lanes(
-    recs: &[DevRec],
+    spool: &Spool,
+    device: u32,
+    names: &NameSource,
+    tw: &mut TraceWriter,
+    st: &mut LaneStats,
+) -> Result<()> {
+    write_lanes_of(
+        &mut |each| spool.replay(each).map(|_| ()),
+        device,
+        names,
+        tw,
+        st,
+    )
+}
+
+/// A replay of the records: calls its argument on each, in order.
+type Replay<'a> = dyn FnMut(&mut dyn FnMut(&DevRec) -> Result<()>) -> Result<()> + 'a;
+
+fn write_lanes_of(
+    recs: &mut Replay<'_>,
     device: u32,
     names: &NameSource,
     tw: &mut TraceWriter,
@@ -61,7 +87,7 @@ fn write_lanes(
     // Lanes: (device, slot) → streams; host threads of the API calls and markers.
     let mut lanes: BTreeMap<(u32, u32), BTreeSet<u32>> = BTreeMap::new();
     let mut threads = BTreeSet::new();
-    for r in recs {
+    recs(&mut |r| {
         match r.kind {
             KIND_KERNEL | KIND_MEMCPY | KIND_MEMSET => {
                 let d = device_of(r).unwrap_or(device);
@@ -86,7 +112,8 @@ fn write_lanes(
             }
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     lanes.entry((device, SLOT_HARDWARE)).or_default();
     for ((d, slot), streams) in &lanes {
         let pid = device_pid(*d, *slot);
@@ -115,21 +142,27 @@ fn write_lanes(
     let name_lit = |n: u32| -> &String { lit.get(n as usize).unwrap_or(&empty) };
     // Correlation ids that have an API (flow start) and a kernel (flow end), sorted for binary search; none
     // without API records.
-    let sorted = |kind: fn(u32) -> bool| {
-        let mut v: Vec<u64> = recs
-            .iter()
-            .filter(|r| kind(r.kind) && r.corr != 0)
-            .map(|r| r.corr)
-            .collect();
+    let mut sorted = |kind: fn(u32) -> bool| -> Result<Vec<u64>> {
+        let mut v: Vec<u64> = Vec::new();
+        recs(&mut |r| {
+            if kind(r.kind) && r.corr != 0 {
+                // Fallible growth: without memory for more ids, the remaining flows are left out.
+                if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
+                    return Ok(());
+                }
+                v.push(r.corr);
+            }
+            Ok(())
+        })?;
         v.sort_unstable();
         v.dedup();
-        v
+        Ok(v)
     };
-    let api_corr = sorted(is_api);
+    let api_corr = sorted(is_api)?;
     let kernel_corr = if api_corr.is_empty() {
         Vec::new()
     } else {
-        sorted(|k| k == KIND_KERNEL)
+        sorted(|k| k == KIND_KERNEL)?
     };
     // Allocated bytes per device (the NPU MEM counter).
     let mut allocated: HashMap<u32, i128> = HashMap::new();
@@ -163,7 +196,7 @@ fn write_lanes(
             ..e
         })
     };
-    for r in recs {
+    recs(&mut |r| {
         let dur = r.end.saturating_sub(r.start);
         let d = device_of(r).unwrap_or(device);
         args.clear();
@@ -288,13 +321,13 @@ fn write_lanes(
                 const END: u32 = 1 << 2 | 1 << 5;
                 if r.a & START != 0 {
                     open_markers.insert(r.corr, (tid, r.start, (r.c >> 32) as u32));
-                    continue;
+                    return Ok(());
                 }
                 let (tid, ts, dur, n) = match (r.a & END != 0, open_markers.remove(&r.corr)) {
                     (true, Some((t, s0, n))) => (t, s0, r.start.saturating_sub(s0), n),
                     (true, None) => {
                         st.skipped += 1;
-                        continue;
+                        return Ok(());
                     }
                     _ => (tid, r.start, 0, (r.c >> 32) as u32),
                 };
@@ -318,7 +351,8 @@ fn write_lanes(
             }
             _ => st.skipped += 1,
         }
-    }
+        Ok(())
+    })?;
     st.skipped += open_markers.len() as u64;
     Ok(())
 }

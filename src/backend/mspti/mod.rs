@@ -34,6 +34,7 @@ mod lanes;
 pub mod names_file;
 mod pool;
 pub mod records;
+mod replay;
 mod vendor_str;
 pub mod walk;
 
@@ -122,10 +123,48 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 static HANDLE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 enum Control {
-    /// A profile's `mspti.spool`, its `mspti.names` when it could be created, and its start (CLOCK_REALTIME
-    /// ns).
-    Open(std::fs::File, Option<std::fs::File>, u64),
+    /// A profile's `mspti.spool`, its `mspti.names` when it could be created, what they may hold, and the
+    /// profile's start (CLOCK_REALTIME ns).
+    Open(std::fs::File, Option<std::fs::File>, SpoolCap, u64),
     Close(Sender<consumer::Closed>),
+}
+
+/// What the `npuprof-mspti` thread wrote into a profile's spool and names file.
+#[derive(Clone, Copy, Debug, Default)]
+struct Spooled {
+    records: u64,
+    /// Records left out at the spool's cap ([`spool_cap`]).
+    over_cap: u64,
+    /// Bytes written (or tried) to `mspti.names`.
+    names_bytes: u64,
+    /// Names not written to `mspti.names` for want of room under the cap (only `npuprof recover` misses them).
+    names_over_cap: u64,
+}
+
+impl Spooled {
+    /// Bytes of the profile's MSPTI files.
+    fn bytes(&self) -> u64 {
+        self.records * REC as u64 + self.names_bytes
+    }
+}
+
+/// The most a profile's MSPTI files (`mspti.spool` and `mspti.names`) hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpoolCap {
+    /// Records in `mspti.spool`: no more than `NPUPROF_MAX_DEVICE_RECORDS` (the export keeps no more).
+    pub records: u64,
+    /// Bytes of both files together: a quarter of `NPUPROF_MAX_DISK_MB` (the host spool has an eighth, the
+    /// trace and the CSVs the rest; see `export::budget`).
+    pub bytes: u64,
+}
+
+/// The caps of a profile's MSPTI files under `cfg`.
+pub fn spool_cap(cfg: &crate::config::Config) -> SpoolCap {
+    let bytes = cfg.max_disk_bytes() / 4;
+    SpoolCap {
+        records: (bytes / REC as u64).min(cfg.max_device_records),
+        bytes,
+    }
 }
 
 pub struct MsptiBackend {
@@ -346,7 +385,7 @@ impl Backend for MsptiBackend {
             .ok();
         self.ctl
             .send_timeout(
-                Control::Open(f, names, self.started_ns),
+                Control::Open(f, names, spool_cap(profile.config), self.started_ns),
                 Duration::from_secs(5),
             )
             .map_err(|_| {
@@ -463,7 +502,28 @@ impl Backend for MsptiBackend {
             }
         }
         match written.as_ref().map(|c| &c.spooled) {
-            Some(Ok(n)) => meta.push(("mspti_records_spooled".into(), n.to_string())),
+            Some(Ok(n)) => {
+                meta.push(("mspti_records_spooled".into(), n.records.to_string()));
+                meta.push(("mspti_records_over_cap".into(), n.over_cap.to_string()));
+                meta.push(("mspti_names_over_cap".into(), n.names_over_cap.to_string()));
+                let cap = spool_cap(profile.config);
+                if n.over_cap > 0 {
+                    log::warn!(
+                        "MSPTI: {} records beyond the spool's cap ({} records, {} bytes with mspti.names: a quarter \
+                         of NPUPROF_MAX_DISK_MB, at most NPUPROF_MAX_DEVICE_RECORDS records) left out",
+                        n.over_cap,
+                        cap.records,
+                        cap.bytes
+                    );
+                }
+                if n.names_over_cap > 0 {
+                    log::warn!(
+                        "MSPTI: {} names not written to mspti.names (over its share of NPUPROF_MAX_DISK_MB): a \
+                         recovered profile shows those kernels without names",
+                        n.names_over_cap
+                    );
+                }
+            }
             Some(Err(e)) => {
                 meta.push(("spool_error".into(), json::string(e.to_string().as_bytes())))
             }

@@ -31,8 +31,10 @@ pub fn ids(r: &DevRec) -> [u32; 2] {
 /// Appends the names of a profile's records to its `mspti.names` (on the `npuprof-mspti` thread).
 pub struct NamesWriter {
     f: std::io::BufWriter<std::fs::File>,
-    /// Bit `id` set: the name is in the file.
+    /// Bit `id` set: the name is in the file (or was left out for want of room: it is not tried again).
     written: Vec<u64>,
+    /// Bytes written (or tried) so far.
+    bytes: u64,
 }
 
 impl NamesWriter {
@@ -40,13 +42,22 @@ impl NamesWriter {
         NamesWriter {
             f: std::io::BufWriter::with_capacity(64 << 10, f),
             written: Vec::new(),
+            bytes: 0,
         }
     }
 
-    /// Writes the names the compact records `recs` use that the file does not have yet, and flushes.
-    pub fn add(&mut self, recs: &[u8]) -> std::io::Result<()> {
+    /// Bytes of the file (written or tried).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Writes the names the compact records `recs` use that the file does not have yet, in at most `room`
+    /// more bytes, and flushes. Returns how many names did not fit (left out; a recovery shows them empty).
+    pub fn add(&mut self, recs: &[u8], room: u64) -> std::io::Result<u64> {
         let known = names::count();
         let mut any = false;
+        let mut used = 0u64;
+        let mut skipped = 0u64;
         for r in recs.chunks_exact(REC).map(DevRec::from_bytes) {
             for id in ids(&r) {
                 if id == 0 || id > known {
@@ -62,6 +73,13 @@ impl NamesWriter {
                 }
                 self.written[word] |= bit;
                 if let Some(n) = names::get(id) {
+                    let frame = 8 + n.len() as u64;
+                    if used + frame > room {
+                        skipped += 1;
+                        continue;
+                    }
+                    used += frame;
+                    self.bytes += frame;
                     self.f.write_all(&id.to_le_bytes())?;
                     self.f.write_all(&(n.len() as u32).to_le_bytes())?;
                     self.f.write_all(n)?;
@@ -72,7 +90,7 @@ impl NamesWriter {
         if any {
             self.f.flush()?;
         }
-        Ok(())
+        Ok(skipped)
     }
 }
 
@@ -168,8 +186,8 @@ mod tests {
         recs.extend(rec(KIND_API, api as u64));
         recs.extend(rec(KIND_MEMORY, 7 << 32 | 3));
         let mut w = NamesWriter::new(std::fs::File::create(d.path().join(NAMES)).unwrap());
-        w.add(&recs).unwrap();
-        w.add(&recs).unwrap();
+        assert_eq!(w.add(&recs, u64::MAX).unwrap(), 0);
+        assert_eq!(w.add(&recs, u64::MAX).unwrap(), 0);
         // Each name once: three frames.
         let len = std::fs::metadata(d.path().join(NAMES)).unwrap().len();
         assert_eq!(len, 3 * 8 + (7 + 7 + 8));
@@ -189,5 +207,36 @@ mod tests {
             src.count() as usize,
             [k, t, api].into_iter().max().unwrap() as usize
         );
+    }
+
+    /// The names file stays within the room the cap leaves it: names beyond it are counted, not written.
+    #[test]
+    fn names_beyond_the_room_are_counted_not_written() {
+        let d = tempfile::tempdir().unwrap();
+        let ids: Vec<u32> = (0..10)
+            .map(|i| names::intern(format!("names_room_kernel_{i:02}").as_bytes()))
+            .collect();
+        let mut recs = Vec::new();
+        for &id in &ids {
+            recs.extend(
+                DevRec {
+                    kind: KIND_API,
+                    c: id as u64,
+                    ..DevRec::default()
+                }
+                .to_bytes(),
+            );
+        }
+        let mut w = NamesWriter::new(std::fs::File::create(d.path().join(NAMES)).unwrap());
+        // Each frame is 8 + 20 bytes: room for three.
+        assert_eq!(w.add(&recs, 3 * 28 + 5).unwrap(), 7);
+        assert_eq!(w.bytes(), 3 * 28);
+        assert_eq!(
+            std::fs::metadata(d.path().join(NAMES)).unwrap().len(),
+            3 * 28
+        );
+        // Names left out are not tried again.
+        assert_eq!(w.add(&recs, u64::MAX).unwrap(), 0);
+        assert_eq!(w.bytes(), 3 * 28);
     }
 }
