@@ -167,6 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "directory system calls")]
     fn names_written_once_per_profile_are_read_back_by_id() {
         let d = tempfile::tempdir().unwrap();
         let place = crate::export::layout::Place::open(d.path()).unwrap();
@@ -211,6 +212,7 @@ mod tests {
 
     /// The names file stays within the room the cap leaves it: names beyond it are counted, not written.
     #[test]
+    #[cfg_attr(miri, ignore = "directory system calls")]
     fn names_beyond_the_room_are_counted_not_written() {
         let d = tempfile::tempdir().unwrap();
         let ids: Vec<u32> = (0..10)
