@@ -2121,7 +2121,10 @@ fn recover_rebuilds_the_device_data_of_a_killed_mspti_profile() {
     let r = mspti_run(
         false,
         // Kernels only (no API records): the spool's records are the kernels, and a few markers of the steps.
-        &[("NPUPROF_MSPTI_BUFFER_KB", "64"), ("NPUPROF_MSPTI_API", "0")],
+        &[
+            ("NPUPROF_MSPTI_BUFFER_KB", "64"),
+            ("NPUPROF_MSPTI_API", "0"),
+        ],
         &[
             "mspti",
             "start",
