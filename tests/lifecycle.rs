@@ -7,9 +7,9 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn client() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -20,41 +20,9 @@ fn client() -> PathBuf {
 /// Runs the lifecycle client with `lib`, `args` and `env` (only `common::clean_env`'s variables kept), killing it if
 /// it has not ended after 120 s.
 fn run_lifecycle(lib: &Path, args: &[&str], env: &[(&str, &str)]) -> ClientRun {
-    let tmp = tempfile::tempdir().unwrap();
-    let (out_p, err_p) = (tmp.path().join("out"), tmp.path().join("err"));
     let mut cmd = Command::new(client());
-    common::clean_env(cmd.arg(lib).args(args));
-    cmd.envs(env.iter().copied())
-        .stdout(std::fs::File::create(&out_p).unwrap())
-        .stderr(std::fs::File::create(&err_p).unwrap())
-        .stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn lifecycle client");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the client hung (killed after 120 s)\nstdout:\n{}\nstderr:\n{}",
-                std::fs::read_to_string(&out_p).unwrap_or_default(),
-                std::fs::read_to_string(&err_p).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = std::process::Output {
-        status,
-        stdout: std::fs::read(&out_p).unwrap(),
-        stderr: std::fs::read(&err_p).unwrap(),
-    };
-    ClientRun {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        out,
-    }
+    common::clean_env(cmd.arg(lib).args(args)).envs(env.iter().copied());
+    common::run_guarded(&mut cmd, Duration::from_secs(120))
 }
 
 /// Item 1 of issue 14: `npuprof_stop()` then `exit()` at once. The export is stalled 1.5 s (fault

@@ -12,9 +12,9 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The fake CANN libraries (aclprof) in their own directory (other test binaries build theirs elsewhere).
 fn cann_lib() -> &'static Path {
@@ -121,7 +121,6 @@ fn go(vendor: Vendor, env: &[(&str, &str)], cmds: &[&str]) -> Run {
         Vendor::Acl => lib.display().to_string(),
         Vendor::Mspti => format!("{}:{}", lib.display(), libdir.join("libmspti.so").display()),
     };
-    let (out_p, err_p) = (tmp.path().join("out"), tmp.path().join("err"));
     let mut cmd = Command::new(client());
     clean_env(cmd.arg("-").args(cmds));
     cmd.env("VLLM_TORCH_PROFILER_DIR", &root)
@@ -130,43 +129,15 @@ fn go(vendor: Vendor, env: &[(&str, &str)], cmds: &[&str]) -> Run {
         .env("LD_PRELOAD", preload)
         .env(log_var, &log)
         .env("FAKE_ACL_DEVICE", "0")
-        .envs(env.iter().copied())
-        .stdout(std::fs::File::create(&out_p).unwrap())
-        .stderr(std::fs::File::create(&err_p).unwrap())
-        .stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn the client");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the client hung (killed after 120 s)\nstdout:\n{}\nstderr:\n{}",
-                std::fs::read_to_string(&out_p).unwrap_or_default(),
-                std::fs::read_to_string(&err_p).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = std::process::Output {
-        status,
-        stdout: std::fs::read(&out_p).unwrap(),
-        stderr: std::fs::read(&err_p).unwrap(),
-    };
+        .envs(env.iter().copied());
+    let out = run_guarded(&mut cmd, Duration::from_secs(120));
     let log = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()
         .map(String::from)
         .collect();
     Run {
-        out: ClientRun {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            out,
-        },
+        out,
         log,
         root,
         _tmp: tmp,

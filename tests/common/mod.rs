@@ -199,6 +199,46 @@ pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("spawn")
 }
 
+/// Runs `cmd` (its environment already set) with stdout/stderr captured in files and no stdin, killing it if
+/// it has not ended after `limit`: a hang fails the test, with what the child printed, instead of hanging
+/// the suite.
+pub fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> ClientRun {
+    use std::time::Instant;
+    let tmp = tempfile::tempdir().unwrap();
+    let (out_p, err_p) = (tmp.path().join("out"), tmp.path().join("err"));
+    cmd.stdout(std::fs::File::create(&out_p).unwrap())
+        .stderr(std::fs::File::create(&err_p).unwrap())
+        .stdin(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn the client");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the client hung (killed after {} s)\nstdout:\n{}\nstderr:\n{}",
+                limit.as_secs(),
+                std::fs::read_to_string(&out_p).unwrap_or_default(),
+                std::fs::read_to_string(&err_p).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = Output {
+        status,
+        stdout: std::fs::read(&out_p).unwrap(),
+        stderr: std::fs::read(&err_p).unwrap(),
+    };
+    ClientRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        out,
+    }
+}
+
 pub struct ClientRun {
     pub out: Output,
     pub stdout: String,
