@@ -2,28 +2,55 @@
 
 use std::fmt::Write as _;
 
-/// Appends `bytes` as the inside of a JSON string: valid UTF-8 is kept (with JSON escapes for quotes,
-/// backslashes and control characters), each invalid byte is written as the text `\xNN`, so non-UTF-8 names
-/// stay visible and distinguishable instead of being rejected or replaced.
-pub fn escape_into(out: &mut String, bytes: &[u8]) {
+/// One unit of a name's reversible text (see [`text`]).
+enum Unit {
+    /// A character written as itself.
+    Char(char),
+    /// A byte written as the four characters `\xNN` (lowercase hex).
+    Hex(u8),
+}
+
+/// Splits `bytes` into the units of its reversible text: valid UTF-8 characters as themselves, each invalid
+/// byte as `\xNN`, and a backslash followed by `x` as `\x5c`, so that every `\xNN` in the text stands for
+/// exactly one byte and no character written as itself starts one.
+fn units(bytes: &[u8], mut f: impl FnMut(Unit)) {
     for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c => out.push(c),
+        let valid = chunk.valid();
+        for (i, c) in valid.char_indices() {
+            // A backslash ending a valid chunk is followed by an invalid byte (written `\xNN`), never by `x`.
+            if c == '\\' && valid.as_bytes().get(i + 1) == Some(&b'x') {
+                f(Unit::Hex(b'\\'));
+            } else {
+                f(Unit::Char(c));
             }
         }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\\\x{b:02x}");
+        for &b in chunk.invalid() {
+            f(Unit::Hex(b));
         }
     }
+}
+
+/// Appends `bytes` as the inside of a JSON string whose decoded value is [`text`]`(bytes)`: valid UTF-8 is
+/// kept (with JSON escapes for quotes, backslashes, control characters, U+2028/U+2029), invalid bytes and a
+/// backslash before `x` become the text `\xNN`, so non-UTF-8 names stay visible and every name maps to its
+/// own string (the mapping is reversible, see [`text`]).
+pub fn escape_into(out: &mut String, bytes: &[u8]) {
+    units(bytes, |u| match u {
+        Unit::Char(c) => match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        },
+        Unit::Hex(b) => {
+            let _ = write!(out, "\\\\x{b:02x}");
+        }
+    });
 }
 
 /// `bytes` as a JSON string literal, quotes included.
@@ -35,15 +62,18 @@ pub fn string(bytes: &[u8]) -> String {
     s
 }
 
-/// Lossless text for a possibly non-UTF-8 name outside JSON (CSV cells, logs): invalid bytes as `\xNN`.
+/// Reversible text for a possibly non-UTF-8 name outside JSON (CSV cells, logs), and the decoded value of
+/// [`string`]: valid UTF-8 as itself, each invalid byte as `\xNN` (lowercase hex) and a backslash followed by
+/// `x` as `\x5c`. Replacing every `\xNN` of the text by the byte NN, left to right, gives back the exact
+/// bytes, so distinct names have distinct texts.
 pub fn text(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        s.push_str(chunk.valid());
-        for b in chunk.invalid() {
+    units(bytes, |u| match u {
+        Unit::Char(c) => s.push(c),
+        Unit::Hex(b) => {
             let _ = write!(s, "\\x{b:02x}");
         }
-    }
+    });
     s
 }
 
@@ -124,6 +154,7 @@ mod tests {
             b"quote\" back\\slash",
             b"ctl\x01\x1f\n\t",
             b"bad\xff\xfeutf8",
+            br"C:\x\y\xff\",
             "中文 \u{2028}".as_bytes(),
             b"",
         ];
@@ -132,11 +163,14 @@ mod tests {
             let v: serde_json::Value =
                 serde_json::from_str(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
             let back = v.as_str().unwrap();
-            if let Ok(u) = std::str::from_utf8(c) {
+            if c.starts_with(b"C:") {
+                assert_eq!(back, r"C:\x5cx\y\x5cxff\");
+            } else if let Ok(u) = std::str::from_utf8(c) {
                 assert_eq!(back, u);
             } else {
                 assert_eq!(back, "bad\\xff\\xfeutf8");
             }
+            assert_eq!(back, text(c));
         }
     }
 
