@@ -1246,6 +1246,80 @@ fn the_mspti_fake_follows_the_real_rules() {
     );
 }
 
+/// The fake libmspti.so's own account of a run (`MSPTI_BUFFERS_<size>=requested,delivered,records,bytes`
+/// printed by acl_client.c, last print wins): buffer size → [requests, buffers completed, records, bytes].
+fn vendor_buffers(r: &Run) -> std::collections::BTreeMap<u64, [u64; 4]> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in r.out.stdout.lines() {
+        let Some((k, v)) = l.split_once('=') else {
+            continue;
+        };
+        let Some(size) = k.strip_prefix("MSPTI_BUFFERS_") else {
+            continue;
+        };
+        let n: Vec<u64> = v.split(',').map(|x| x.parse().unwrap()).collect();
+        m.insert(size.parse().unwrap(), [n[0], n[1], n[2], n[3]]);
+    }
+    m
+}
+
+/// npuprof's MSPTI counters in `profiler_metadata.json` against what the fake says it did (not against each
+/// other): every request the fake made, every buffer it completed, every record it wrote into a pool buffer
+/// (`pool_size` bytes each), and every byte it wrote into the overflow buffer (any other size).
+fn assert_counts_match_the_fake(r: &Run, pool_size: u64) {
+    let d = &r.meta()["device"];
+    let n = |k: &str| d[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
+    let fake = vendor_buffers(r);
+    let pool = fake.get(&pool_size).copied().unwrap_or_default();
+    let sum = |i: usize, pool_too: bool| -> u64 {
+        fake.iter()
+            .filter(|(s, _)| pool_too || **s != pool_size)
+            .map(|(_, v)| v[i])
+            .sum()
+    };
+    let ctx = format!("fake {fake:?}, ours {d}");
+    assert!(pool[1] > 0, "no pool buffer completed: {ctx}");
+    // The fake wrote every record into a buffer and completed every buffer before the export.
+    let value = |k: &str| -> u64 {
+        r.out
+            .value(k)
+            .unwrap_or_else(|| panic!("{k}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("MSPTI_DROPPED"), 0, "{ctx}");
+    assert_eq!(
+        value("MSPTI_ALL"),
+        sum(2, true),
+        "records written = records delivered: {ctx}"
+    );
+    assert_eq!(
+        n("mspti_buffers_requested"),
+        sum(0, true),
+        "requests: {ctx}"
+    );
+    assert_eq!(
+        n("mspti_buffers_denied_pool_empty"),
+        sum(0, false),
+        "overflow buffers handed out: {ctx}"
+    );
+    assert_eq!(
+        n("mspti_buffers_completed"),
+        sum(1, true),
+        "completions: {ctx}"
+    );
+    assert_eq!(
+        n("mspti_records") + n("mspti_unknown_or_malformed_records"),
+        pool[2],
+        "records delivered in pool buffers: {ctx}"
+    );
+    assert_eq!(
+        n("mspti_bytes_dropped_pool_empty"),
+        sum(3, false),
+        "overflow bytes: {ctx}"
+    );
+}
+
 /// A stalled drain (the consumer writing the spool blocks 200 ms per buffer): the recording thread never
 /// waits, buffers go to the sink or are dropped when the consumer cannot take them, and every record the
 /// callbacks kept is either in the spool or counted as dropped.
@@ -1281,6 +1355,7 @@ fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
         n("mspti_records_spooled") + n("mspti_records_dropped"),
         "every kept record is spooled or counted: {d}"
     );
+    assert_counts_match_the_fake(&r, 64 * 1024);
     let rows = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")).len() as u64 - 1;
     assert!(rows > 0 && rows < 30_000, "{rows}");
 }

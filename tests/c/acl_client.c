@@ -76,6 +76,7 @@ static struct {
     uint64_t (*emitted)(int);
     uint64_t (*dropped)(void);
     uint64_t (*misdeeds)(int);
+    uint64_t (*buffers)(int, int);
 } M;
 
 static void find_launch(void) {
@@ -94,6 +95,7 @@ static void find_launch(void) {
             *(void **)&M.emitted = dlsym(h, "fake_mspti_emitted");
             *(void **)&M.dropped = dlsym(h, "fake_mspti_dropped");
             *(void **)&M.misdeeds = dlsym(h, "fake_mspti_misdeeds");
+            *(void **)&M.buffers = dlsym(h, "fake_mspti_buffers");
         }
     }
 }
@@ -104,6 +106,12 @@ static void print_counts(void) {
         printf("MSPTI_KERNELS=%llu\n", (unsigned long long)M.emitted(2));
         printf("MSPTI_ALL=%llu\n", (unsigned long long)M.emitted(0));
         printf("MSPTI_DROPPED=%llu\n", (unsigned long long)M.dropped());
+    }
+    /* The fake's own account per buffer size: MSPTI_BUFFERS_<size>=requested,delivered,records,bytes. */
+    for (int i = 0; M.buffers && i < 8 && M.buffers(i, 0); i++) {
+        printf("MSPTI_BUFFERS_%llu=%llu,%llu,%llu,%llu\n", (unsigned long long)M.buffers(i, 1),
+               (unsigned long long)M.buffers(i, 2), (unsigned long long)M.buffers(i, 3),
+               (unsigned long long)M.buffers(i, 4), (unsigned long long)M.buffers(i, 5));
     }
     if (M.misdeeds) {
         printf("MSPTI_MISDEEDS=%llu,%llu,%llu\n", (unsigned long long)M.misdeeds(0),

@@ -52,6 +52,7 @@
  *   g_buf_mu  the current buffer (MSPTI's recursive buf_mtx_); held while calling request, and while
  *             FlushAll delivers the current buffer
  *   g_q_mu    retired-buffer queue, manager thread, completion threads (MSPTI's cv_mtx_)
+ *   g_tally_mu the test-only tallies per buffer size (a leaf: nothing is taken or called under it)
  * Activity switches, callbacks, counters are atomics.
  *
  * Build: cc -std=gnu99 -Wall -Wextra -Werror -O1 -shared -fPIC -o DIR/libmspti.so tests/c/fake_mspti.c \
@@ -483,6 +484,7 @@ struct abuf {
     size_t size;
     size_t valid;
     size_t max_records; /* as returned by request; §3.5: not enforced */
+    size_t records;     /* records written into it (corrupted ones included) */
     struct abuf *next;  /* retired queue */
 };
 
@@ -499,6 +501,7 @@ static pthread_mutex_t g_ext_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_misc_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_buf_mu; /* recursive, set up in the constructor */
 static pthread_mutex_t g_q_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_tally_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_q_cv; /* CLOCK_MONOTONIC, set up in the constructor */
 
 /* under g_mu */
@@ -743,10 +746,41 @@ static uint64_t stream_schedule(uint32_t device, uint32_t stream, uint64_t earli
  * UnInit logs and returns: the buffer is then simply forgotten. */
 static void misbehave_after_complete(msptiBuffersCallbackCompleteFunc complete, struct abuf *ab);
 
+/* The fake's own account of the buffer protocol, per buffer size that request returned (the client's pool
+ * buffers and its overflow buffer differ in size), for fake_mspti_buffers(): requests, buffers handed to
+ * complete (each once: the adversarial repeats are misdeeds), the records and valid bytes in them. */
+#define TALLY_SLOTS 8
+static struct tally {
+    int used;
+    size_t size;
+    uint64_t requested, delivered, records, bytes;
+} g_tally[TALLY_SLOTS];
+
+/* Adds to the tally of buffers of `size` (sizes beyond the first TALLY_SLOTS go to the last slot's). */
+static void tally(size_t size, uint64_t requested, uint64_t delivered, uint64_t records, uint64_t bytes)
+{
+    pthread_mutex_lock(&g_tally_mu);
+    struct tally *t = &g_tally[TALLY_SLOTS - 1];
+    for (int i = 0; i < TALLY_SLOTS; i++) {
+        if (!g_tally[i].used || g_tally[i].size == size) {
+            t = &g_tally[i];
+            break;
+        }
+    }
+    t->used = 1;
+    t->size = size;
+    t->requested += requested;
+    t->delivered += delivered;
+    t->records += records;
+    t->bytes += bytes;
+    pthread_mutex_unlock(&g_tally_mu);
+}
+
 static void deliver(struct abuf *ab)
 {
     msptiBuffersCallbackCompleteFunc complete = __atomic_load_n(&g_complete, __ATOMIC_ACQUIRE);
     if (complete != NULL) {
+        tally(ab->size, 0, 1, ab->records, ab->valid);
         complete(ab->buf, ab->size, ab->valid);
         misbehave_after_complete(complete, ab);
     }
@@ -881,6 +915,7 @@ static struct abuf *request_buffer(msptiBuffersCallbackRequestFunc request)
     }
     /* §3.5: *buffer NULL → every record into this buffer is dropped; the object is kept and delivered */
     request(&ab->buf, &ab->size, &ab->max_records);
+    tally(ab->size, 1, 0, 0, 0);
     __atomic_fetch_add(&g_pending, 1, __ATOMIC_ACQ_REL);
     g_cur = ab;
     return ab;
@@ -929,6 +964,7 @@ static void emit(const void *rec, size_t size)
             uint8_t *dst = ab->buf + ab->valid;
             memcpy(dst, rec, size);
             ab->valid += size;
+            ab->records++;
             if (!maybe_corrupt(dst)) {
                 __atomic_fetch_add(&g_emitted[kind], 1, __ATOMIC_ACQ_REL);
             }
@@ -1769,6 +1805,21 @@ API int fake_mspti_hangs(void) { return hangs_begun(); }
  * record did not fit the current buffer. */
 API uint64_t fake_mspti_dropped(void) { return __atomic_load_n(&g_dropped, __ATOMIC_ACQUIRE); }
 
+/* The tally of buffers of one size (see tally()): slot 0..7 in order of first use; what 0 → 1 if the slot
+ * is used, 1 → the size, 2 → requests that returned it, 3 → buffers of it handed to complete, 4 → records in
+ * them, 5 → their valid bytes. Other values → 0. */
+API uint64_t fake_mspti_buffers(int slot, int what)
+{
+    if (slot < 0 || slot >= TALLY_SLOTS) {
+        return 0;
+    }
+    pthread_mutex_lock(&g_tally_mu);
+    struct tally t = g_tally[slot];
+    pthread_mutex_unlock(&g_tally_mu);
+    uint64_t v[6] = {(uint64_t)t.used, t.size, t.requested, t.delivered, t.records, t.bytes};
+    return what >= 0 && what < 6 ? v[what] : 0;
+}
+
 /* Records written into a buffer: kind 1..12 → intact records of that kind; kind 0 → every record
  * written, including the ones FAKE_MSPTI_MALFORMED corrupted (those count under no kind 1..12). Other
  * values → 0. */
@@ -1818,6 +1869,7 @@ static void make_late_buffer(void)
         return;
     }
     request(&ab->buf, &ab->size, &ab->max_records);
+    tally(ab->size, 1, 0, 0, 0);
     __atomic_fetch_add(&g_pending, 1, __ATOMIC_ACQ_REL);
     uint64_t t = now_ns();
     for (long long i = 0; i < n && ab->buf != NULL && ab->valid + sizeof(msptiActivityKernel) <= ab->size; i++) {
@@ -1833,6 +1885,7 @@ static void make_late_buffer(void)
         k.name = "LateKernel";
         memcpy(ab->buf + ab->valid, &k, sizeof k);
         ab->valid += sizeof k;
+        ab->records++;
     }
     __atomic_store_n(&g_late, ab, __ATOMIC_RELEASE);
 }
