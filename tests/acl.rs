@@ -1360,6 +1360,78 @@ fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
     assert!(rows > 0 && rows < 30_000, "{rows}");
 }
 
+/// Panics in the buffer-completed callback, on the fake's completion threads (`panic@mspti.complete*2`: the
+/// first two completions, the pool's two buffers, retired by a burst while the profile runs). The host
+/// survives, the panics are logged once and counted, the buffers go back to the pool (the steps after them
+/// land in one: without that the pool would be empty for good), and the profile exports.
+#[test]
+fn a_panic_in_the_mspti_completion_callback_is_caught_on_the_vendor_thread() {
+    let r = mspti_run_with(
+        &lib_faults(),
+        true,
+        &[
+            ("NPUPROF_TEST_FAULTS", "panic@mspti.complete*2"),
+            ("NPUPROF_MSPTI_BUFFER_KB", "64"),
+            ("NPUPROF_MSPTI_BUFFERS", "2"),
+        ],
+        &[
+            "mspti",
+            "start",
+            // ~180 KB of records: both pool buffers retire at 80 % (each completed on a new fake thread; the
+            // first two completions panic), the rest goes to whatever buffer is free then (the 256 KiB
+            // overflow buffer does not fill).
+            "burst:1200",
+            "wait_completed:2",
+            // Completes the overflow buffer (on this thread), so the steps request a buffer again.
+            "mspti_flush",
+            "steps:2",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.value("STOP").as_deref(), Some("0"));
+    assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"));
+    assert_eq!(r.out.value("MSPTI_FLUSH").as_deref(), Some("0"));
+    let line = "internal error in the MSPTI buffer-completed callback";
+    assert_eq!(
+        r.out.stderr.matches(line).count(),
+        1,
+        "logged once:\n{}",
+        r.out.stderr
+    );
+    assert!(
+        r.out.stderr.contains("injected fault at mspti.complete"),
+        "{}",
+        r.out.stderr
+    );
+    let d = &r.meta()["device"];
+    let n = |k: &str| d[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
+    assert_eq!(n("mspti_callback_panics"), 2, "{d}");
+    // The panicked completions are the pool buffers': their records are lost (counted as panics), the
+    // buffers themselves came back and one held the steps' kernels.
+    let fake = vendor_buffers(&r);
+    let pool = fake.get(&(64 * 1024)).copied().unwrap_or_default();
+    assert!(pool[1] >= 3, "2 panicked and the steps' buffer: {fake:?}");
+    assert_eq!(
+        n("mspti_buffers_completed") + 2,
+        fake.values().map(|v| v[1]).sum::<u64>(),
+        "{fake:?} {d}"
+    );
+    let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
+    let name = col(&k, "Name");
+    for kernel in ["MatMul_1", "Add_2"] {
+        assert_eq!(
+            k.iter().filter(|row| row[name] == kernel).count(),
+            2,
+            "{kernel}: {k:?}"
+        );
+    }
+    let check = check_profile_no_cluster(r.tmp.path().join("prof").as_path());
+    assert!(check.contains("CHECK PASS"), "{check}");
+}
+
 // ---- MSPTI: a misbehaving libmspti.so (the adversarial modes of tests/c/fake_mspti.c) ---------------------
 
 /// What the fake's adversarial modes did: (extra completions, bad name pointers, bad times).

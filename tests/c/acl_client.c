@@ -25,7 +25,10 @@
  *                 A churn started before runs around each fork and is paused while the child is waited for
  *   guard:S       alarm(S): a hang anywhere (fork() itself included) ends the process by SIGALRM
  *   churn / churn_stop / late    fake_mspti_churn / _churn_stop / _deliver_late (LATE=<records>)
- * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end.
+ *   wait_completed:N   wait until the fake MSPTI's complete calls that returned reach N (FAIL after 120 s)
+ *   mspti_flush   msptiActivityFlushAll(1) from the application (prints MSPTI_FLUSH=<rc>)
+ * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end, and the fake MSPTI's own counts:
+ * MSPTI_KERNELS/_ALL/_DROPPED (records written, dropped) and MSPTI_BUFFERS_<size>=requested,completed,records,bytes.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -197,6 +200,24 @@ int main(int argc, char **argv) {
             printf("START=%d\n", P.start());
         } else if (!strcmp(c, "stop")) {
             printf("STOP=%d\n", P.stop());
+        } else if (!strncmp(c, "wait_completed:", 15)) {
+            /* Until the fake's complete calls that returned reach n (all buffer sizes); 120 s only on a hang. */
+            find_launch();
+            uint64_t n = strtoull(c + 15, NULL, 10), done = 0;
+            for (int t = 0; M.buffers && t < 120000; t++) {
+                done = 0;
+                for (int i = 0; i < 8 && M.buffers(i, 0); i++) done += M.buffers(i, 3);
+                if (done >= n) break;
+                usleep(1000);
+            }
+            printf("%s completed=%llu\n", done >= n ? "WAITED" : "FAIL wait_completed", (unsigned long long)done);
+            if (done < n) return 1;
+        } else if (!strcmp(c, "mspti_flush")) {
+            /* msptiActivityFlushAll(1) from the application, as torch_npu's flush does. */
+            void *h = dlopen("libmspti.so", RTLD_NOW | RTLD_NOLOAD);
+            int (*f)(uint32_t) = NULL;
+            if (h) *(void **)&f = dlsym(h, "msptiActivityFlushAll");
+            printf("MSPTI_FLUSH=%d\n", f ? f(1) : -1);
         } else if (!strcmp(c, "flush")) {
             printf("FLUSH=%d\n", P.flush());
         } else if (!strcmp(c, "shutdown")) {

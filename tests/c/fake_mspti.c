@@ -748,7 +748,8 @@ static void misbehave_after_complete(msptiBuffersCallbackCompleteFunc complete, 
 
 /* The fake's own account of the buffer protocol, per buffer size that request returned (the client's pool
  * buffers and its overflow buffer differ in size), for fake_mspti_buffers(): requests, buffers handed to
- * complete (each once: the adversarial repeats are misdeeds), the records and valid bytes in them. */
+ * complete (each once: the adversarial repeats are misdeeds; tallied when complete has returned), the
+ * records and valid bytes in them. */
 #define TALLY_SLOTS 8
 static struct tally {
     int used;
@@ -780,8 +781,8 @@ static void deliver(struct abuf *ab)
 {
     msptiBuffersCallbackCompleteFunc complete = __atomic_load_n(&g_complete, __ATOMIC_ACQUIRE);
     if (complete != NULL) {
-        tally(ab->size, 0, 1, ab->records, ab->valid);
         complete(ab->buf, ab->size, ab->valid);
+        tally(ab->size, 0, 1, ab->records, ab->valid);
         misbehave_after_complete(complete, ab);
     }
     __atomic_fetch_sub(&g_pending, 1, __ATOMIC_ACQ_REL);

@@ -6,6 +6,8 @@
 //! * Complete: only a pool buffer MSPTI holds is walked (see `pool`): a second completion, or a completion of
 //!   a buffer never handed out, is counted as `buffers_completed_unmatched` and ignored. The walked buffer goes
 //!   to the `npuprof-mspti` thread with a non-blocking send (full → its records are dropped and counted).
+//! * A panic in either (a bug of ours) is caught on MSPTI's thread: counted as `callback_panics`, logged the
+//!   first time, and a completed buffer goes back to the pool if MSPTI still held it (see `caught`).
 //! * In a forked child (see `Shared::forked_away`) neither touches the parent's pool, channels or counters:
 //!   a request gets the sink, a completion is ignored. The child records host data only.
 
@@ -14,88 +16,149 @@ use super::vendor_str::Names;
 use super::walk::walk;
 use super::{SHARED, SINK_SIZE};
 use crossbeam_channel::TrySendError;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Which callback a caught panic came from (for its log line).
+#[derive(Clone, Copy)]
+enum Callback {
+    Request,
+    Complete,
+}
 
 pub extern "C" fn on_request(buffer: *mut *mut u8, size: *mut usize, max_records: *mut usize) {
-    let _ = std::panic::catch_unwind(|| {
-        if buffer.is_null() || size.is_null() {
-            return;
-        }
-        let Some(sh) = SHARED.get() else {
-            // SAFETY: MSPTI passes valid out-parameters.
-            unsafe { *buffer = std::ptr::null_mut() };
-            return;
-        };
-        if sh.forked_away() {
-            // SAFETY: valid out-parameters from MSPTI (`max_records` may be NULL).
+    if let Err(p) = catch_unwind(|| request(buffer, size, max_records)) {
+        caught(Callback::Request, p, std::ptr::null_mut());
+        if let (false, false, Some(sh)) = (buffer.is_null(), size.is_null(), SHARED.get()) {
+            // SAFETY: valid out-parameters from MSPTI, checked non-NULL; the sink is always safe to fill.
             unsafe {
                 *buffer = sh.sink;
                 *size = SINK_SIZE;
-                if !max_records.is_null() {
-                    *max_records = 0;
-                }
             }
-            return;
         }
-        sh.counts.add(Count::BuffersRequested, 1);
-        let (p, n) = match sh.pool.hand_out() {
-            Some(i) => (sh.pool.buffer(i), sh.pool.buf_size),
-            None => {
-                sh.counts.add(Count::BuffersDenied, 1);
-                (sh.sink, SINK_SIZE)
-            }
-        };
+    }
+}
+
+fn request(buffer: *mut *mut u8, size: *mut usize, max_records: *mut usize) {
+    if buffer.is_null() || size.is_null() {
+        return;
+    }
+    let Some(sh) = SHARED.get() else {
+        // SAFETY: MSPTI passes valid out-parameters.
+        unsafe { *buffer = std::ptr::null_mut() };
+        return;
+    };
+    if sh.forked_away() {
         // SAFETY: valid out-parameters from MSPTI (`max_records` may be NULL).
         unsafe {
-            *buffer = p;
-            *size = n;
+            *buffer = sh.sink;
+            *size = SINK_SIZE;
             if !max_records.is_null() {
                 *max_records = 0;
             }
         }
-    });
+        return;
+    }
+    sh.counts.add(Count::BuffersRequested, 1);
+    let (p, n) = match sh.pool.hand_out() {
+        Some(i) => (sh.pool.buffer(i), sh.pool.buf_size),
+        None => {
+            sh.counts.add(Count::BuffersDenied, 1);
+            (sh.sink, SINK_SIZE)
+        }
+    };
+    // SAFETY: valid out-parameters from MSPTI (`max_records` may be NULL).
+    unsafe {
+        *buffer = p;
+        *size = n;
+        if !max_records.is_null() {
+            *max_records = 0;
+        }
+    }
 }
 
 pub extern "C" fn on_complete(buffer: *mut u8, size: usize, valid: usize) {
-    let _ = std::panic::catch_unwind(|| {
-        crate::fault::point("mspti.complete");
+    if let Err(p) = catch_unwind(|| complete(buffer, size, valid)) {
+        caught(Callback::Complete, p, buffer);
+    }
+}
+
+fn complete(buffer: *mut u8, size: usize, valid: usize) {
+    crate::fault::point("mspti.complete");
+    let Some(sh) = SHARED.get() else { return };
+    if sh.forked_away() {
+        return;
+    }
+    sh.counts.add(Count::BuffersCompleted, 1);
+    if buffer == sh.sink {
+        // Not read: MSPTI may already be filling it again. Counted in bytes (records vary in size).
+        sh.counts.add(Count::SinkBytes, valid as u64);
+        return;
+    }
+    let Some(idx) = sh.pool.index(buffer) else {
+        if !buffer.is_null() {
+            sh.counts.add(Count::ForeignBuffers, 1);
+        }
+        return;
+    };
+    if !sh.pool.take_back(idx) {
+        sh.counts.add(Count::CompletionsUnmatched, 1);
+        return;
+    }
+    let valid = valid.min(size).min(sh.pool.buf_size);
+    // SAFETY: a pool buffer MSPTI held and returned (`take_back` made this callback its only owner until
+    // it is handed on).
+    let buf = unsafe { std::slice::from_raw_parts_mut(buffer, sh.pool.buf_size) };
+    let n = walk(
+        sh.api.next,
+        &sh.counts,
+        buf,
+        valid,
+        &mut Names::new(&sh.counts),
+    );
+    match sh.data_tx.try_send((idx, n)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            sh.counts.add(Count::BuffersDropped, 1);
+            sh.counts.add(Count::RecordsDropped, n as u64);
+            sh.pool.release(idx);
+        }
+    }
+}
+
+/// A panic caught at a callback's boundary, on MSPTI's thread: counted, logged once per process (a bug hit
+/// per buffer would otherwise log per buffer), its payload leaked rather than dropped (a drop may panic
+/// again). A completed pool buffer that MSPTI still held (the panic came before the callback took it back)
+/// goes back to the pool, so the pool does not shrink by a buffer per panic; its records are lost (the panic
+/// count says so). Never unwinds itself.
+#[cold]
+#[inline(never)]
+fn caught(what: Callback, p: Box<dyn Any + Send>, buffer: *mut u8) {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        std::mem::forget(p);
         let Some(sh) = SHARED.get() else { return };
-        if sh.forked_away() {
-            return;
+        sh.counts.add(Count::CallbackPanics, 1);
+        if !LOGGED.swap(true, Ordering::Relaxed) {
+            let name = match what {
+                Callback::Request => "buffer-request",
+                Callback::Complete => "buffer-completed",
+            };
+            log::error!(
+                "internal error in the MSPTI {name} callback (caught on MSPTI's thread, the host is \
+                 unaffected; later ones are only counted as mspti_callback_panics): {msg}"
+            );
         }
-        sh.counts.add(Count::BuffersCompleted, 1);
-        if buffer == sh.sink {
-            // Not read: MSPTI may already be filling it again. Counted in bytes (records vary in size).
-            sh.counts.add(Count::SinkBytes, valid as u64);
-            return;
-        }
-        let Some(idx) = sh.pool.index(buffer) else {
-            if !buffer.is_null() {
-                sh.counts.add(Count::ForeignBuffers, 1);
-            }
-            return;
-        };
-        if !sh.pool.take_back(idx) {
-            sh.counts.add(Count::CompletionsUnmatched, 1);
-            return;
-        }
-        let valid = valid.min(size).min(sh.pool.buf_size);
-        // SAFETY: a pool buffer MSPTI held and returned (`take_back` made this callback its only owner until
-        // it is handed on).
-        let buf = unsafe { std::slice::from_raw_parts_mut(buffer, sh.pool.buf_size) };
-        let n = walk(
-            sh.api.next,
-            &sh.counts,
-            buf,
-            valid,
-            &mut Names::new(&sh.counts),
-        );
-        match sh.data_tx.try_send((idx, n)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                sh.counts.add(Count::BuffersDropped, 1);
-                sh.counts.add(Count::RecordsDropped, n as u64);
+        if let Some(idx) = sh.pool.index(buffer) {
+            if sh.pool.take_back(idx) {
                 sh.pool.release(idx);
             }
         }
-    });
+    }));
 }

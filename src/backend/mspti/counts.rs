@@ -24,9 +24,11 @@ pub enum Count {
     NamesTruncated,
     /// Names a completion during a fork could not intern (the name table was busy, see `vendor_str`).
     NamesSkippedInFork,
+    /// Panics caught in a buffer callback (a bug of ours, on MSPTI's thread; never unwound into MSPTI).
+    CallbackPanics,
 }
 
-pub const N: usize = 14;
+pub const N: usize = 15;
 
 impl Count {
     pub const ALL: [Count; N] = [
@@ -44,6 +46,7 @@ impl Count {
         Count::NamesUnreadable,
         Count::NamesTruncated,
         Count::NamesSkippedInFork,
+        Count::CallbackPanics,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Count {
             Count::NamesUnreadable => "names_unreadable",
             Count::NamesTruncated => "names_truncated",
             Count::NamesSkippedInFork => "names_skipped_during_fork",
+            Count::CallbackPanics => "callback_panics",
         }
     }
 }
