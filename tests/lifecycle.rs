@@ -87,8 +87,9 @@ fn flush_and_shutdown_return_after_the_flush_timeout_and_lose_nothing() {
         r.stderr
             .lines()
             .filter(|l| {
-                l.contains(&format!("{call}: profiles are still being written after 1s"))
-                    && l.contains("NPUPROF_FLUSH_TIMEOUT_S")
+                l.contains(&format!(
+                    "{call}: profiles are still being written after 1s"
+                )) && l.contains("NPUPROF_FLUSH_TIMEOUT_S")
             })
             .count()
     };
