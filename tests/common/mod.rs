@@ -78,6 +78,23 @@ fn build_lib(faults: bool) -> PathBuf {
     p
 }
 
+/// Whether this test can act as another user (chown to uid 65534, run a process as it): only as root.
+/// Without root the caller skips that part, saying so in one loud line; in CI (`CI` set, which runs as
+/// root: `.ci/run`, `run-tests`) a missing root fails the test instead, so the foreign-owner checks never
+/// pass there by being skipped.
+pub fn root_or_skip(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} needs root, and CI must run the tests as root"
+    );
+    eprintln!("SKIP ({what} needs root; CI runs it as root)");
+    false
+}
+
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
 /// Compiles C sources into an executable under target/<profile>/ctests/ with the target's C compiler.
