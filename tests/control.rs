@@ -32,6 +32,14 @@ fn trigger(cmd: &str, pid: &str, dir: &str) -> (i32, String, String) {
     ])
 }
 
+/// tests/c/idle.c, built once per test binary (built again for each process, it was being rewritten by
+/// the C compiler while another test started it: `spawn` failed with ETXTBSY now and then).
+fn idle() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| build_c("idle", &["tests/c/idle.c"], &[], &[]))
+        .clone()
+}
+
 /// An unchanged program (tests/c/idle.c: no npuprof symbol, no call) that only got
 /// `LD_PRELOAD=libnpuprof.so`.
 struct Preloaded {
@@ -66,8 +74,7 @@ impl Preloaded {
         use std::os::unix::process::CommandExt;
         let log = root.with_extension("log");
         // Built for the target (an aarch64 program under qemu-user when cross-testing).
-        let idle = build_c("idle", &["tests/c/idle.c"], &[], &[]);
-        let mut cmd = Command::new(idle);
+        let mut cmd = Command::new(idle());
         cmd.arg("60")
             .args(args)
             .env("LD_PRELOAD", lib())
