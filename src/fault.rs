@@ -9,6 +9,9 @@
 //! * `stall@<point>=<ms>`: sleep `ms` at every pass through a stall point (`drain.batch`: each batch the
 //!   host drain writes to the spool, as a blocked disk would; `mspti.consumer`: each MSPTI buffer written;
 //!   `export.run`: each export, before it starts);
+//! * `hold@<point>=<path>`: at every pass through a stall point, wait until the file `<path>` exists (polled
+//!   every 10 ms, at most 60 s so that a forgotten release never hangs a test process): a stall the test
+//!   ends itself, for assertions that must not depend on how long a sleep is;
 //! * `raise@<point>=<signo>`: raise signal `signo` on the calling thread at the first pass through a panic
 //!   point (e.g. `session.start.locked`, to run a signal handler while the control lock is held).
 
@@ -21,14 +24,22 @@ mod imp {
     enum Kind {
         Panic,
         Stall,
+        /// Wait for the file `Fault::path` (a stall point).
+        Hold,
         Raise(i32),
     }
+
+    /// The longest a `hold@` waits for its release file: generous, only a test that never releases it
+    /// reaches it.
+    pub const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
     struct Fault {
         point: String,
         /// Panics or raises left (panic@, raise@), or the stall in ms (stall@).
         left: AtomicU64,
         kind: Kind,
+        /// The release file of a `hold@`.
+        path: String,
     }
 
     fn faults() -> &'static [Fault] {
@@ -45,6 +56,16 @@ mod imp {
                             point: point.to_string(),
                             left: AtomicU64::new(ms.parse().ok()?),
                             kind: Kind::Stall,
+                            path: String::new(),
+                        });
+                    }
+                    if let Some(s) = f.strip_prefix("hold@") {
+                        let (point, path) = s.split_once('=')?;
+                        return Some(Fault {
+                            point: point.to_string(),
+                            left: AtomicU64::new(0),
+                            kind: Kind::Hold,
+                            path: path.to_string(),
                         });
                     }
                     if let Some(s) = f.strip_prefix("raise@") {
@@ -53,6 +74,7 @@ mod imp {
                             point: point.to_string(),
                             left: AtomicU64::new(1),
                             kind: Kind::Raise(sig.parse().ok()?),
+                            path: String::new(),
                         });
                     }
                     let f = f.strip_prefix("panic@")?;
@@ -64,6 +86,7 @@ mod imp {
                         point: point.to_string(),
                         left: AtomicU64::new(n),
                         kind: Kind::Panic,
+                        path: String::new(),
                     })
                 })
                 .collect()
@@ -72,17 +95,29 @@ mod imp {
 
     pub fn stall(name: &str) {
         for f in faults() {
-            if f.kind == Kind::Stall && f.point == name {
-                std::thread::sleep(std::time::Duration::from_millis(
+            if f.point != name {
+                continue;
+            }
+            match f.kind {
+                Kind::Stall => std::thread::sleep(std::time::Duration::from_millis(
                     f.left.load(Ordering::Relaxed),
-                ));
+                )),
+                Kind::Hold => {
+                    let until = std::time::Instant::now() + HOLD_LIMIT;
+                    while !std::path::Path::new(&f.path).exists()
+                        && std::time::Instant::now() < until
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                }
+                _ => {}
             }
         }
     }
 
     pub fn point(name: &str) {
         for f in faults() {
-            if f.kind == Kind::Stall || f.point != name {
+            if matches!(f.kind, Kind::Stall | Kind::Hold) || f.point != name {
                 continue;
             }
             if f.left

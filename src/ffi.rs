@@ -28,7 +28,9 @@ fn guard<T>(what: &'static str, on_panic: T, f: impl FnOnce() -> T) -> T {
 }
 
 /// Logs a caught panic. Itself guarded: a panicking logger or a payload whose drop panics must not unwind
-/// out of an `extern "C"` function either (the payload is leaked rather than dropped).
+/// out of an `extern "C"` function either. The payload is dropped inside the guard (before: always leaked,
+/// one message per caught panic, found by LeakSanitizer once the library itself was instrumented); only
+/// the payload of a drop that panicked is leaked, since dropping it could panic again.
 #[cold]
 #[inline(never)]
 fn report_panic(what: &str, p: Box<dyn std::any::Any + Send>) {
@@ -40,8 +42,10 @@ fn report_panic(what: &str, p: Box<dyn std::any::Any + Send>) {
             .unwrap_or_default();
         log::error!("internal error in {what} (caught, the host is unaffected): {msg}");
         set_last_error(what, &format!("internal error (caught): {msg}"));
-        std::mem::forget(p);
     }));
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(p))) {
+        std::mem::forget(again);
+    }
 }
 
 thread_local! {
@@ -250,4 +254,34 @@ pub extern "C" fn npuprof_version() -> *const c_char {
             Err(_) => c"unknown",
         };
     guard("npuprof_version", c"unknown".as_ptr(), || V.as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report_panic;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+
+    /// A panic payload that counts its drops, and panics in its drop when asked.
+    struct Payload(bool);
+    impl Drop for Payload {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            if self.0 {
+                panic!("a payload whose drop panics");
+            }
+        }
+    }
+
+    /// A caught panic's payload is freed (it was leaked, once per caught panic), and one whose drop panics
+    /// still never unwinds out of the boundary.
+    #[test]
+    fn a_caught_panic_payload_is_dropped_and_a_panicking_drop_stays_inside() {
+        let before = DROPS.load(Ordering::SeqCst);
+        report_panic("test", Box::new(Payload(false)));
+        assert_eq!(DROPS.load(Ordering::SeqCst), before + 1);
+        report_panic("test", Box::new(Payload(true)));
+        assert_eq!(DROPS.load(Ordering::SeqCst), before + 2);
+    }
 }

@@ -32,6 +32,14 @@ fn trigger(cmd: &str, pid: &str, dir: &str) -> (i32, String, String) {
     ])
 }
 
+/// tests/c/idle.c, built once per test binary (built again for each process, it was being rewritten by
+/// the C compiler while another test started it: `spawn` failed with ETXTBSY now and then).
+fn idle() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| build_c("idle", &["tests/c/idle.c"], &[], &[]))
+        .clone()
+}
+
 /// An unchanged program (tests/c/idle.c: no npuprof symbol, no call) that only got
 /// `LD_PRELOAD=libnpuprof.so`.
 struct Preloaded {
@@ -52,11 +60,21 @@ impl Preloaded {
         uid: Option<u32>,
         args: &[&str],
     ) -> Preloaded {
+        Preloaded::launch(root, control, env, uid, args, None)
+    }
+    /// [`Preloaded::with`], and the process's umask set to `umask` when given.
+    fn launch(
+        root: &Path,
+        control: bool,
+        env: &[(&str, &str)],
+        uid: Option<u32>,
+        args: &[&str],
+        umask: Option<libc::mode_t>,
+    ) -> Preloaded {
         use std::os::unix::process::CommandExt;
         let log = root.with_extension("log");
         // Built for the target (an aarch64 program under qemu-user when cross-testing).
-        let idle = build_c("idle", &["tests/c/idle.c"], &[], &[]);
-        let mut cmd = Command::new(idle);
+        let mut cmd = Command::new(idle());
         cmd.arg("60")
             .args(args)
             .env("LD_PRELOAD", lib())
@@ -70,6 +88,15 @@ impl Preloaded {
         }
         if let Some(u) = uid {
             cmd.uid(u).gid(u);
+        }
+        if let Some(m) = umask {
+            // SAFETY: umask is async-signal-safe and cannot fail; nothing else runs in the forked child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(m);
+                    Ok(())
+                });
+            }
         }
         Preloaded {
             child: cmd.spawn().unwrap(),
@@ -168,9 +195,8 @@ fn trigger_starts_and_stops_a_profile_in_an_unchanged_preloaded_process() {
     // Only the same user: a command file owned by someone else is removed unread.
     let cmd = root.join(".control").join(format!("{pid}.cmd"));
     std::fs::write(&cmd, "start").unwrap();
-    // SAFETY: chown on a path we just created; fails harmlessly when not root.
-    let c_path = std::ffi::CString::new(cmd.to_str().unwrap()).unwrap();
-    if unsafe { libc::chown(c_path.as_ptr(), 65534, 65534) } == 0 {
+    if root_or_skip("a command file owned by another uid") {
+        std::os::unix::fs::chown(&cmd, Some(65534), Some(65534)).unwrap();
         for _ in 0..400 {
             if !cmd.exists() {
                 break;
@@ -411,9 +437,7 @@ fn the_watcher_comes_back_after_shutdown_with_the_next_call() {
 /// of "is it running with NPUPROF_CONTROL=1?". Before the fix: no answer, exit 3 after the timeout.
 #[test]
 fn a_command_file_the_process_does_not_trust_is_refused_and_the_cli_says_why() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to run a process as another uid");
+    if !root_or_skip("running a process as another uid") {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -443,13 +467,15 @@ fn a_command_file_the_process_does_not_trust_is_refused_and_the_cli_says_why() {
 fn a_control_directory_that_is_not_ours_alone_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    // SAFETY: geteuid has no preconditions.
-    let root_user = unsafe { libc::geteuid() } == 0;
     let mut cases: Vec<(&str, &str)> = vec![
         ("mode", "writable by group or others"),
+        // Writable by the group alone, or by anyone with the sticky bit (which only limits removal):
+        // either lets another user plant a command.
+        ("group", "writable by group or others"),
+        ("sticky", "writable by group or others"),
         ("symlink", "not a directory of its own"),
     ];
-    if root_user {
+    if root_or_skip("a .control owned by another uid") {
         cases.push(("owner", "owned by uid 65534"));
     }
     let mut running = Vec::new();
@@ -459,9 +485,14 @@ fn a_control_directory_that_is_not_ours_alone_is_refused() {
         let ctl = root.join(".control");
         // Where a planted command goes: `.control` itself, or the directory its symlink points to.
         let target = match case {
-            "mode" => {
+            "mode" | "group" | "sticky" => {
+                let mode = match case {
+                    "mode" => 0o777,
+                    "group" => 0o770,
+                    _ => 0o1777,
+                };
                 std::fs::create_dir(&ctl).unwrap();
-                std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o777)).unwrap();
+                std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(mode)).unwrap();
                 ctl.clone()
             }
             "symlink" => {
@@ -504,5 +535,32 @@ fn a_control_directory_that_is_not_ours_alone_is_refused() {
         assert_eq!(c, 3, "{case}: {out}{err}");
         assert!(err.contains(reason), "{case}: {err}");
         assert!(workers(root).is_empty(), "{case}: a profile started");
+    }
+}
+
+/// Issue 16: the watcher creates `.control/` owner-only (mode 0700: only the process's uid may plant a
+/// command or read an answer), owned by the process's euid, whatever the process's umask (0 lets the mode
+/// argument through unchanged, so a wider mode in the code shows here).
+#[test]
+fn the_control_directory_is_created_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    for mask in [0o000, 0o022] {
+        let root = tmp.path().join(format!("umask{mask:03o}"));
+        let p = Preloaded::launch(&root, true, &[], None, &[], Some(mask));
+        p.wait_log("NPUPROF_CONTROL: accepting");
+        let m = std::fs::symlink_metadata(root.join(".control")).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(
+            m.mode() & 0o7777,
+            0o700,
+            "umask {mask:03o}: .control is {:04o}",
+            m.mode() & 0o7777
+        );
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(m.uid(), unsafe { libc::geteuid() }, "umask {mask:03o}");
+        // And it is the channel the CLI reaches.
+        let (c, out, err) = trigger("start", &p.pid(), root.to_str().unwrap());
+        assert_eq!(c, 0, "umask {mask:03o}: {out}{err}\n{}", p.log());
     }
 }

@@ -57,6 +57,58 @@ fn exit_right_after_stop_waits_for_the_export() {
     check_profile_no_cluster(root.path());
 }
 
+/// Issue 16: `npuprof_flush` and `npuprof_shutdown` are bounded by `NPUPROF_FLUSH_TIMEOUT_S`. The export is
+/// held (fault injection `hold@export.run`) until a file exists that the client creates only after both calls
+/// have returned, so no sleep decides the outcome: each returns `NPUPROF_ERR_IO` with one log line naming
+/// the variable, and once the hold ends a flush returns 0 and the profile is complete (nothing lost).
+#[test]
+fn flush_and_shutdown_return_after_the_flush_timeout_and_lose_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let release = root.path().join("release");
+    let faults = format!("hold@export.run={}", release.display());
+    let r = run_lifecycle(
+        &lib_faults(),
+        &["flush_timeout", release.to_str().unwrap()],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_FLUSH_TIMEOUT_S", "1"),
+            ("NPUPROF_TEST_FAULTS", &faults),
+        ],
+    );
+    r.assert_ok();
+    // NPUPROF_ERR_IO = 5, while the export was certainly still held.
+    assert_eq!(r.value("FLUSH_HELD").unwrap(), "5", "{}", r.stderr);
+    assert_eq!(r.value("SHUTDOWN_HELD").unwrap(), "5", "{}", r.stderr);
+    // Both returned while the export was held (a wait that outlived the hold would find it written).
+    assert_eq!(r.value("WRITTEN_WHILE_HELD").unwrap(), "0", "{}", r.stderr);
+    assert_eq!(r.value("FLUSH_AFTER").unwrap(), "0", "{}", r.stderr);
+    let retries: usize = r.value("RETRIES").unwrap().parse().unwrap();
+    let timed_out = |call: &str| {
+        r.stderr
+            .lines()
+            .filter(|l| {
+                l.contains(&format!(
+                    "{call}: profiles are still being written after 1s"
+                )) && l.contains("NPUPROF_FLUSH_TIMEOUT_S")
+            })
+            .count()
+    };
+    // One line per call that timed out: the held flush, each retry that timed out, and the shutdown.
+    assert_eq!(timed_out("npuprof_flush"), 1 + retries, "{}", r.stderr);
+    assert_eq!(timed_out("npuprof_shutdown"), 1, "{}", r.stderr);
+    let dir = r.dir();
+    let t = trace(&dir);
+    assert_eq!(slices(&t, "work").len(), 300, "{}", r.stderr);
+    assert_eq!(
+        step_names(&t),
+        ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"]
+    );
+    let m = json(&dir.join("profiler_metadata.json"));
+    assert_eq!(m["npuprof"]["stop_reason"], "npuprof_stop");
+    assert!(!dir.join("FRAMEWORK/npuprof.spool").exists());
+    check_profile_no_cluster(root.path());
+}
+
 /// The exit hook is registered at every start (so that it runs before the destructors of whatever a backend
 /// loaded); only the first one to run may wait. Six profiles whose exports are stalled, then exit(): one
 /// wait, one log line (before: six waits of NPUPROF_FLUSH_TIMEOUT_S each, six pairs of lines).

@@ -203,6 +203,44 @@ static void scenario_flushed_exit(void) {
     exit(failures ? 1 : 0);
 }
 
+/* flush_timeout RELEASE: one profile whose export the library (fault injection `hold@export.run=RELEASE`)
+ * holds until the file RELEASE exists. npuprof_flush and npuprof_shutdown must return while it is held
+ * (bounded by NPUPROF_FLUSH_TIMEOUT_S); then the release is created and flush is retried until the export
+ * has ended: nothing is lost. Prints FLUSH_HELD, SHUTDOWN_HELD, WRITTEN_WHILE_HELD, RETRIES and
+ * FLUSH_AFTER. */
+static void scenario_flush_timeout(const char *release) {
+    uint32_t work = P.intern("work");
+    EXPECT(P.start(), NPUPROF_OK);
+    for (int s = 0; s < 3; s++) {
+        EXPECT(P.step(8), NPUPROF_OK);
+        for (int i = 0; i < 100; i++) {
+            P.range_push(work);
+            P.range_pop();
+        }
+    }
+    EXPECT(P.stop(), NPUPROF_OK);
+    print_dir();
+    printf("FLUSH_HELD=%d\n", P.flush());
+    printf("SHUTDOWN_HELD=%d\n", P.shutdown());
+    /* The export has not run yet: both calls returned while it was held, not after the hold gave up. */
+    char dir[4096], trace[4200];
+    size_t n = P.output_dir(dir, sizeof dir);
+    snprintf(trace, sizeof trace, "%.*s/ASCEND_PROFILER_OUTPUT/trace_view.json", (int)n, dir);
+    printf("WRITTEN_WHILE_HELD=%d\n", access(trace, F_OK) == 0);
+    fflush(stdout);
+    FILE *f = fopen(release, "w");
+    CHECK(f != NULL);
+    if (f) fclose(f);
+    /* Each retry is bounded by the timeout too; the export may take longer than one under load. */
+    int rc = NPUPROF_ERR_IO, retries = 0;
+    while (rc == NPUPROF_ERR_IO && retries < 1000) {
+        rc = P.flush();
+        if (rc == NPUPROF_ERR_IO) retries++;
+    }
+    printf("RETRIES=%d\n", retries);
+    printf("FLUSH_AFTER=%d\n", rc);
+}
+
 /* shutdown_exit: one profile, npuprof_shutdown, then exit(): nothing is left to finish. */
 static void scenario_shutdown_exit(void) {
     EXPECT(P.start(), NPUPROF_OK);
@@ -228,6 +266,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "profiles_exit")) scenario_profiles_exit(atoi(argv[3]));
     else if (!strcmp(s, "shutdown_exit")) scenario_shutdown_exit();
     else if (!strcmp(s, "flushed_exit")) scenario_flushed_exit();
+    else if (!strcmp(s, "flush_timeout")) scenario_flush_timeout(argv[3]);
     else {
         printf("FAIL unknown scenario %s\n", s);
         return 2;

@@ -36,6 +36,9 @@ pub fn lib_faults() -> PathBuf {
 }
 
 fn build_lib(faults: bool) -> PathBuf {
+    if sanitize() {
+        return build_lib_asan(faults);
+    }
     // target/<profile>/, or target/<triple>/<profile>/ when cross-building (aarch64 under qemu); the
     // target directory itself may be anything (`--target-dir target/asan`).
     let dir = target_dir();
@@ -74,6 +77,75 @@ fn build_lib(faults: bool) -> PathBuf {
         out = out.join(target);
     }
     let p = out.join(&profile).join("libnpuprof.so");
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+/// Whether this test can act as another user (chown to uid 65534, run a process as it): only as root.
+/// Without root the caller skips that part, saying so in one loud line; in CI (`CI` set, which runs as
+/// root: `.ci/run`, `run-tests`) a missing root fails the test instead, so the foreign-owner checks never
+/// pass there by being skipped.
+pub fn root_or_skip(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} needs root, and CI must run the tests as root"
+    );
+    eprintln!("SKIP ({what} needs root; CI runs it as root)");
+    false
+}
+
+/// The library itself instrumented with AddressSanitizer (nightly `-Zsanitizer=address`, as `run-tests`'
+/// TSan section builds it), for the C clients of `run-tests`' sanitizer section (`NPUPROF_TEST_SANITIZE`):
+/// a heap overflow, use after free or leak in npuprof is then reported, not only in the clients and fakes.
+/// The runtime is the client's (gcc's libasan, linked by `-fsanitize=address`): a cdylib does not link one,
+/// and its instrumentation calls only `__asan_*` entry points that runtime exports. Built into
+/// target/asan-lib/ (target/asan-faults/ with `--features fault-injection`); native x86_64 only.
+fn build_lib_asan(faults: bool) -> PathBuf {
+    let triple = env!("NPUPROF_BUILD_TARGET");
+    assert_eq!(
+        triple,
+        env!("NPUPROF_BUILD_HOST"),
+        "the sanitizer section runs natively"
+    );
+    let root = repo().join(if faults {
+        "target/asan-faults"
+    } else {
+        "target/asan-lib"
+    });
+    // The rustup proxy, not $CARGO (this test's own toolchain, which may be stable).
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(repo())
+        .args([
+            "+nightly",
+            "build",
+            "--lib",
+            "--quiet",
+            "--target",
+            triple,
+            "--target-dir",
+        ])
+        .arg(&root)
+        // DT_NEEDED on gcc's libasan: a process that gets the library through LD_PRELOAD without being
+        // built with ASan (the `sh` of a client's system(), a CLI) loads the runtime with it at startup.
+        .env("RUSTFLAGS", "-Zsanitizer=address -Clink-arg=-lasan")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    if faults {
+        cmd.args(["--features", "fault-injection"]);
+    }
+    let o = cmd.output().expect("run cargo +nightly build --lib");
+    assert!(
+        o.status.success(),
+        "cargo +nightly build --lib (ASan) failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let p = root.join(triple).join("debug/libnpuprof.so");
     assert!(p.exists(), "{} not built", p.display());
     p
 }
@@ -117,6 +189,9 @@ pub fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -
             "-fno-sanitize-recover=all",
             "-fno-omit-frame-pointer",
         ]);
+        // The programs it starts without ASan (sh, the fake msprof) inherit LD_PRELOAD with the runtime
+        // (the library is instrumented too): they get no leak check, this program keeps its own.
+        cmd.arg(repo().join("tests/c/asan_children.c"));
     }
     let o = cmd.output().expect("run C compiler");
     assert!(
@@ -196,7 +271,44 @@ pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    asan_preload(&mut cmd);
     cmd.output().expect("spawn")
+}
+
+/// In the sanitizer section, puts gcc's ASan runtime first in `cmd`'s `LD_PRELOAD` when it preloads the
+/// (ASan-instrumented) library: the client has the runtime first already, but a program it starts without
+/// ASan (the `sh` of `system()`) inherits `LD_PRELOAD`, and the runtime must come before libc there too
+/// (loaded only as the library's dependency, after libc, its interceptors find nothing: SEGV at pc 0).
+pub fn asan_preload(cmd: &mut Command) {
+    if !sanitize() {
+        return;
+    }
+    let preload = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "LD_PRELOAD")
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+    if let Some(p) = preload.filter(|p| !p.is_empty()) {
+        cmd.env("LD_PRELOAD", format!("{}:{p}", asan_runtime().display()));
+    }
+}
+
+/// gcc's ASan runtime (`gcc -print-file-name=libasan.so`), the one the C clients link.
+fn asan_runtime() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let o = Command::new("cc")
+            .arg("-print-file-name=libasan.so")
+            .output()
+            .expect("cc -print-file-name");
+        let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+        assert!(
+            p.is_absolute() && p.exists(),
+            "no libasan.so: {}",
+            p.display()
+        );
+        p.canonicalize().unwrap()
+    })
+    .clone()
 }
 
 /// Runs `cmd` (its environment already set) with stdout/stderr captured in files and no stdin, killing it if
@@ -209,6 +321,7 @@ pub fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> ClientRun {
     cmd.stdout(std::fs::File::create(&out_p).unwrap())
         .stderr(std::fs::File::create(&err_p).unwrap())
         .stdin(std::process::Stdio::null());
+    asan_preload(cmd);
     let mut child = cmd.spawn().expect("spawn the client");
     let deadline = Instant::now() + limit;
     let status = loop {
