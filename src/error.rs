@@ -98,3 +98,19 @@ mod tests {
         }
     }
 }
+
+/// A caught panic's payload: its message, then the payload dropped without letting a panicking `Drop`
+/// escape (such a payload is leaked instead; the only one that is).
+pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    }))
+    .unwrap_or_default();
+    if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(p))) {
+        std::mem::forget(again);
+    }
+    msg
+}

@@ -28,24 +28,17 @@ fn guard<T>(what: &'static str, on_panic: T, f: impl FnOnce() -> T) -> T {
 }
 
 /// Logs a caught panic. Itself guarded: a panicking logger or a payload whose drop panics must not unwind
-/// out of an `extern "C"` function either. The payload is dropped inside the guard (before: always leaked,
-/// one message per caught panic, found by LeakSanitizer once the library itself was instrumented); only
-/// the payload of a drop that panicked is leaked, since dropping it could panic again.
+/// out of an `extern "C"` function either. The payload is dropped by `error::panic_message` (before: always
+/// leaked, one message per caught panic, found by LeakSanitizer once the library itself was instrumented);
+/// only the payload of a drop that panicked is leaked, since dropping it could panic again.
 #[cold]
 #[inline(never)]
 fn report_panic(what: &str, p: Box<dyn std::any::Any + Send>) {
+    let msg = crate::error::panic_message(p);
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
         log::error!("internal error in {what} (caught, the host is unaffected): {msg}");
         set_last_error(what, &format!("internal error (caught): {msg}"));
     }));
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(p))) {
-        std::mem::forget(again);
-    }
 }
 
 thread_local! {

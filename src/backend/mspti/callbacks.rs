@@ -128,21 +128,16 @@ fn complete(buffer: *mut u8, size: usize, valid: usize) {
 }
 
 /// A panic caught at a callback's boundary, on MSPTI's thread: counted, logged once per process (a bug hit
-/// per buffer would otherwise log per buffer), its payload leaked rather than dropped (a drop may panic
-/// again). A completed pool buffer that MSPTI still held (the panic came before the callback took it back)
+/// per buffer would otherwise log per buffer), its payload dropped by `error::panic_message` (which leaks
+/// only a payload whose own drop panics). A completed pool buffer that MSPTI still held (the panic came before the callback took it back)
 /// goes back to the pool, so the pool does not shrink by a buffer per panic; its records are lost (the panic
 /// count says so). Never unwinds itself.
 #[cold]
 #[inline(never)]
 fn caught(what: Callback, p: Box<dyn Any + Send>, buffer: *mut u8) {
     static LOGGED: AtomicBool = AtomicBool::new(false);
+    let msg = crate::error::panic_message(p);
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        std::mem::forget(p);
         let Some(sh) = SHARED.get() else { return };
         sh.counts.add(Count::CallbackPanics, 1);
         if !LOGGED.swap(true, Ordering::Relaxed) {
