@@ -99,9 +99,6 @@ fn record_calls_finish_while_another_thread_holds_every_npuprof_lock() {
     assert_eq!(marks, N + 2, "N marks, the warm-up mark and the probe's");
     assert_eq!(common::step_names(&t).len(), N);
     let meta = common::json(&ws[0].join("profiler_metadata.json"));
-    assert_eq!(
-        meta["npuprof"]["dropped_records"]["ring_full"], 0,
-        "{meta}"
-    );
+    assert_eq!(meta["npuprof"]["dropped_records"]["ring_full"], 0, "{meta}");
     assert_eq!(npuprof_shutdown(), 0);
 }
