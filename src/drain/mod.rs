@@ -528,7 +528,11 @@ impl Drain {
             counters_as_of_ns: None,
         };
         self.stop_handed_off = true;
-        if self.etx.send(ExportMsg::Job(Box::new(job), a.lock)).is_err() {
+        if self
+            .etx
+            .send(ExportMsg::Job(Box::new(job), a.lock))
+            .is_err()
+        {
             log::error!("the npuprof-export thread is gone; a profile stays unexported");
             session::export_ended();
         }
