@@ -614,7 +614,9 @@ fn a_vanished_output_directory_fails_the_export_with_io_and_the_next_profile_wor
 #[test]
 fn a_forked_child_starts_clean_and_both_profiles_are_complete() {
     let root = tempfile::tempdir().unwrap();
-    let t0 = std::time::Instant::now();
+    // A child flush that waits on the parent's threads (they do not exist in the child) is never answered:
+    // it fails with NPUPROF_FLUSH_TIMEOUT_S's error, which the child reports as CHILD_BAD=1. No wall-clock
+    // bound on the run (run_client's own limit only catches a hang).
     let r = run_client(
         false,
         &["fork"],
@@ -624,10 +626,12 @@ fn a_forked_child_starts_clean_and_both_profiles_are_complete() {
         ],
     );
     r.assert_ok();
-    assert_eq!(r.value("CHILD_BAD").unwrap(), "0", "{}", r.stdout);
-    assert!(
-        t0.elapsed() < std::time::Duration::from_secs(15),
-        "a flush waited on threads that do not exist"
+    assert_eq!(
+        r.value("CHILD_BAD").unwrap(),
+        "0",
+        "a call in the forked child failed (a flush waiting on threads that do not exist?)\n{}\n{}",
+        r.stdout,
+        r.stderr
     );
     let child = std::path::PathBuf::from(r.value("CHILD_DIR").unwrap());
     let parent = r.dir();

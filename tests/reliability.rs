@@ -157,35 +157,60 @@ fn a_storm_of_random_calls_from_8_threads_loses_nothing_uncounted() {
     assert_eq!(val("SEQUENCES"), sequences);
     let n = assert_nothing_partial(tmp.path());
     assert!(n > 0, "the storm made no profile");
-    let (mut found, mut dropped) = (0u64, 0u64);
+    // Marks are counted against dropped *marks*: a total over every kind would let dropped ranges hide
+    // lost marks.
+    // Certain marks are compared with the candidates found (storm.c), not with every mark found.
+    let (mut found, mut found_candidates, mut dropped, mut dropped_marks) =
+        (0u64, 0u64, 0u64, 0u64);
     for w in workers(tmp.path()) {
         let t = trace(&w);
-        found += t
-            .iter()
-            .filter(|e| e["ph"] == "i" && e["name"] == "storm-mark")
-            .count() as u64;
+        let count = |name: &str| {
+            t.iter()
+                .filter(|e| e["ph"] == "i" && e["name"] == name)
+                .count() as u64
+        };
+        found_candidates += count("storm-candidate");
+        found += count("storm-mark") + count("storm-candidate");
         let m = json(&w.join("profiler_metadata.json"));
         let d = &m["npuprof"]["dropped_records"];
+        let mut here = 0;
         for k in [
             "ring_full",
             "after_thread_exit",
             "outside_profile_window",
             "over_disk_cap",
         ] {
-            dropped += d[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
+            here += d[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
         }
+        let by_kind = &m["npuprof"]["dropped_by_kind"];
+        let kinds: u64 = ["unknown", "begin", "end", "mark", "step", "stack"]
+            .iter()
+            .map(|k| {
+                by_kind[k]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{k} in {by_kind}"))
+            })
+            .sum();
+        assert_eq!(
+            kinds, here,
+            "the drops by kind {by_kind} do not add up to the drops by reason {d}"
+        );
+        dropped += here;
+        dropped_marks += by_kind["mark"].as_u64().unwrap();
     }
-    let (marks, certain) = (val("MARKS"), val("CERTAIN"));
+    let (marks, candidates, certain) = (val("MARKS"), val("CANDIDATES"), val("CERTAIN"));
     eprintln!(
-        "storm seed {seed}: {} calls, {n} profiles, {marks} marks ({certain} certainly while running), \
-         {found} in traces, {dropped} records counted as dropped",
+        "storm seed {seed}: {} calls, {n} profiles, {marks} marks ({candidates} candidates, {certain} \
+         certainly while running), {found} in traces ({found_candidates} candidates), {dropped} records \
+         counted as dropped ({dropped_marks} marks)",
         val("CALLS")
     );
     assert!(certain > 0, "no mark was certainly recorded: {stdout}");
-    assert!(found <= marks);
+    assert!(found <= marks && found_candidates <= candidates && certain <= candidates);
     assert!(
-        found + dropped >= certain,
-        "marks lost without being counted: {certain} certain, {found} found, {dropped} dropped (seed {seed})"
+        found_candidates + dropped_marks >= certain,
+        "marks lost without being counted: {certain} certain, {found_candidates} candidates found, \
+         {dropped_marks} marks dropped ({dropped} records of every kind) (seed {seed})"
     );
     // Every result passes the shared checker's layout, schema and trace rules, one at a time (the checker
     // takes a root of distinct ranks); the newest also passes msprof-analyze.

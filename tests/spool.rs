@@ -364,6 +364,24 @@ fn recovered_counts_and_config_are_the_workers() {
         n["dropped_records"]["ring_full"].as_u64().unwrap() > 0,
         "{m}"
     );
+    // The drops by record kind travel in the counters frame too, and add up to the drops by reason.
+    let d = &n["dropped_records"];
+    let by_reason: u64 = [
+        "ring_full",
+        "after_thread_exit",
+        "outside_profile_window",
+        "over_disk_cap",
+    ]
+    .iter()
+    .map(|k| d[k].as_u64().unwrap())
+    .sum();
+    let k = &n["dropped_by_kind"];
+    let by_kind: u64 = ["unknown", "begin", "end", "mark", "step", "stack"]
+        .iter()
+        .map(|x| k[x].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_kind, by_reason, "{m}");
+    assert!(k["mark"].as_u64().unwrap() > 0, "{m}");
     assert!(n["counters_as_of_ns"].as_u64().is_some(), "{m}");
     assert_eq!(m["config"]["NPUPROF_BUFFER_KB"], 4, "{m}");
     assert_eq!(m["config"]["NPUPROF_MAX_DISK_MB"], 777, "{m}");

@@ -5,7 +5,15 @@
 
 mod common;
 use npuprof::ffi::*;
-use std::time::Duration;
+
+/// Returns once the drain has made a full pass over the rings since this call began (emptied every ring and
+/// recycled those whose thread exited). A flush is answered by the export thread as soon as the drain has
+/// forwarded it, which the drain does *before* its pass; the drain handles messages one at a time, so the
+/// answer to a second flush means the pass that followed the first one is over.
+fn drained() {
+    assert_eq!(npuprof_flush(), 0);
+    assert_eq!(npuprof_flush(), 0);
+}
 
 struct RecordsOnDrop(u32);
 impl Drop for RecordsOnDrop {
@@ -25,6 +33,7 @@ fn exited_threads_keep_their_data_and_rings_are_reused() {
     let id = unsafe { npuprof_intern(c"short_task".as_ptr()) };
     let late = unsafe { npuprof_intern(c"late_mark".as_ptr()) };
     assert_eq!(npuprof_start(), 0);
+    let before = npuprof::record::ring_count();
 
     const THREADS: usize = 64;
     for _ in 0..THREADS {
@@ -36,13 +45,14 @@ fn exited_threads_keep_their_data_and_rings_are_reused() {
         })
         .join()
         .unwrap();
-        // Let the drain empty and recycle the exited thread's ring.
-        std::thread::sleep(Duration::from_millis(12));
+        // The drain empties and recycles the exited thread's ring before the next thread starts.
+        drained();
     }
     let rings = npuprof::record::ring_count();
-    assert!(
-        rings <= 4,
-        "{rings} rings for {THREADS} short-lived threads: rings are not reused"
+    assert_eq!(
+        rings,
+        before + 1,
+        "{rings} rings for {THREADS} short-lived threads, one after another: rings are not reused"
     );
 
     // Threads whose first record happens in a pthread key destructor (a C library's per-thread cleanup):
@@ -64,12 +74,12 @@ fn exited_threads_keep_their_data_and_rings_are_reused() {
         })
         .join()
         .unwrap();
-        std::thread::sleep(Duration::from_millis(12));
+        drained();
     }
     let after = npuprof::record::ring_count();
-    assert!(
-        after <= rings + 1,
-        "{after} rings after 16 destructor-only threads (was {rings}): leaked"
+    assert_eq!(
+        after, rings,
+        "{after} rings after 16 destructor-only threads, one after another (was {rings}): leaked"
     );
 
     // A Rust thread-local destructor runs before the pthread key destructor that retires the ring: its

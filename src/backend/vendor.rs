@@ -46,6 +46,11 @@ pub fn exit_cut_passed() -> bool {
     EXIT_CUT.get().is_some_and(|c| Instant::now() >= *c)
 }
 
+/// The vendor-call slot's lock, for [`crate::session::hold_every_lock`] (a test hook).
+pub(crate) fn hold_call_slot() -> std::sync::MutexGuard<'static, &'static str> {
+    CALL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn current_call() -> &'static str {
     match *CALL.lock().unwrap_or_else(|e| e.into_inner()) {
         "" => "the backend's stop",

@@ -21,6 +21,9 @@ pub struct Counters {
     pub unbalanced_pops: u64,
     /// Drained after the spool reached its share of NPUPROF_MAX_DISK_MB (not written).
     pub over_disk_cap: u64,
+    /// The four drops above (ring_full, outside_window, after_thread_exit, over_disk_cap) by record kind
+    /// (index `record::kind::*`; see [`KIND_KEYS`]).
+    pub dropped_by_kind: [u64; 8],
     pub spool_bytes: u64,
     /// CPU time the drain thread spent on this profile (start to stop), for the throughput figures.
     pub drain_cpu_ns: u64,
@@ -52,12 +55,30 @@ pub mod counter_keys {
     pub const SPOOL_BYTES: &str = "spool_bytes";
 }
 
+/// The record kinds whose drops are counted apart, with their names in COUNTERS/STOP frames
+/// (`dropped_<name>`) and in `profiler_metadata.json` (`dropped_by_kind`). "unknown" (index 0) also holds
+/// the unused indices 6 and 7: in practice zeroed slots, records of an earlier profile left undrained when
+/// `npuprof_shutdown` returned the rings' pages to the system (dropped as outside the next window).
+pub const KIND_KEYS: [(u8, &str); 6] = [
+    (0, "unknown"),
+    (record::kind::BEGIN, "begin"),
+    (record::kind::END, "end"),
+    (record::kind::MARK, "mark"),
+    (record::kind::STEP, "step"),
+    (record::kind::STACK, "stack"),
+];
+
 impl Counters {
     /// The counters of a COUNTERS or STOP frame (missing keys are 0).
     pub fn from_kv(kv: &BTreeMap<String, String>) -> Counters {
         use counter_keys::*;
         let n = |k: &str| kv.get(k).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+        let mut dropped_by_kind = [0u64; 8];
+        for (k, name) in KIND_KEYS {
+            dropped_by_kind[k as usize] = n(&format!("dropped_{name}"));
+        }
         Counters {
+            dropped_by_kind,
             recorded: n(RECORDED),
             ring_full: n(RING_FULL),
             outside_window: n(OUTSIDE_WINDOW),
@@ -138,6 +159,21 @@ impl Active {
         self.counters.after_thread_exit = record::ORPHAN_DROPS
             .load(Ordering::Relaxed)
             .saturating_sub(self.base_orphans);
+        let mut by_kind = self.drain_dropped_by_kind;
+        for (i, r) in rings.iter().enumerate() {
+            let base = self.base_dropped_by_kind.get(i).copied().unwrap_or([0; 8]);
+            for (k, d) in r.dropped_by_kind().into_iter().enumerate() {
+                by_kind[k] += d.saturating_sub(base[k]);
+            }
+        }
+        for (k, d) in by_kind.iter_mut().enumerate() {
+            *d += record::ORPHAN_DROPS_BY_KIND[k]
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.base_orphans_by_kind[k]);
+        }
+        by_kind[0] += by_kind[6] + by_kind[7];
+        (by_kind[6], by_kind[7]) = (0, 0);
+        self.counters.dropped_by_kind = by_kind;
     }
 
     /// About every second: the counters so far, as a COUNTERS frame (what `npuprof recover` reports if
@@ -171,6 +207,12 @@ impl Active {
             (SPOOL_BYTES, c.spool_bytes),
         ] {
             kv.insert(k.to_string(), v.to_string());
+        }
+        for (k, name) in KIND_KEYS {
+            kv.insert(
+                format!("dropped_{name}"),
+                c.dropped_by_kind[k as usize].to_string(),
+            );
         }
         kv
     }

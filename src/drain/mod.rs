@@ -29,7 +29,7 @@ use std::time::Duration;
 mod counters;
 
 use counters::thread_cpu_ns;
-pub use counters::{config_vars, counter_keys, Counters};
+pub use counters::{config_vars, counter_keys, Counters, KIND_KEYS};
 
 pub enum Msg {
     Start(Arc<Profile>, File, record::Baseline),
@@ -48,7 +48,7 @@ pub enum Msg {
 enum ExportMsg {
     /// With the spool's writer lock (see [`spool::try_lock`]), held until the export ends: `npuprof recover`
     /// leaves the spool alone meanwhile.
-    Job(ExportJob, Option<File>),
+    Job(Box<ExportJob>, Option<File>),
     /// A profile that failed before it could be exported; reported at the next flush.
     Failed(Error),
     Flush(Sender<Result<()>>),
@@ -159,8 +159,12 @@ struct Active {
     thread_epoch: Vec<u32>,
     /// Ring counters at start, per ring id, to report this profile's share.
     base_dropped: Vec<u64>,
+    base_dropped_by_kind: Vec<[u64; 8]>,
     base_unbalanced: Vec<u64>,
     base_orphans: u64,
+    base_orphans_by_kind: [u64; 8],
+    /// Records drained but not written (outside the window, over the disk cap), by record kind.
+    drain_dropped_by_kind: [u64; 8],
     counters: Counters,
     spool_cap: u64,
     truncated: bool,
@@ -369,8 +373,11 @@ impl Drain {
         let cap = (max / 8).max((1 << 20).min(max / 2));
         self.active = Some(Active {
             base_dropped: base.dropped,
+            base_dropped_by_kind: base.dropped_by_kind,
             base_unbalanced: base.unbalanced,
             base_orphans: base.orphans,
+            base_orphans_by_kind: base.orphans_by_kind,
+            drain_dropped_by_kind: [0; 8],
             profile,
             w,
             lock,
@@ -521,7 +528,11 @@ impl Drain {
             counters_as_of_ns: None,
         };
         self.stop_handed_off = true;
-        if self.etx.send(ExportMsg::Job(job, a.lock)).is_err() {
+        if self
+            .etx
+            .send(ExportMsg::Job(Box::new(job), a.lock))
+            .is_err()
+        {
             log::error!("the npuprof-export thread is gone; a profile stays unexported");
             session::export_ended();
         }
@@ -574,6 +585,8 @@ impl Active {
                 } else if r.ts >= lo {
                     recs[kept] = r;
                     kept += 1;
+                } else {
+                    self.drain_dropped_by_kind[(r.kind() & 7) as usize] += 1;
                 }
             }
             self.counters.outside_window += (recs.len() - kept - later) as u64;
@@ -587,6 +600,9 @@ impl Active {
             if fit < kept {
                 self.truncated = true;
                 self.counters.over_disk_cap += (kept - fit) as u64;
+                for r in &recs[fit..kept] {
+                    self.drain_dropped_by_kind[(r.kind() & 7) as usize] += 1;
+                }
             }
             let kept = fit;
             if kept == 0 {
@@ -651,7 +667,7 @@ fn export_loop(rx: Receiver<ExportMsg>) {
     let mut errors: Vec<Error> = Vec::new();
     while let Ok(msg) = rx.recv() {
         let (job, _lock) = match msg {
-            ExportMsg::Job(job, lock) => (job, lock),
+            ExportMsg::Job(job, lock) => (*job, lock),
             ExportMsg::Failed(e) => {
                 errors.push(e);
                 continue;

@@ -76,6 +76,16 @@ pub(super) fn not_in_result(c: &crate::drain::Counters, s: &Summary) -> u64 {
         + s.unknown_records
 }
 
+/// `"begin": n, "end": n, ...`: the drops of `ring_full`, `after_thread_exit`, `outside_profile_window` and
+/// `over_disk_cap` by record kind (they sum to those four).
+fn dropped_by_kind(c: &crate::drain::Counters) -> String {
+    crate::drain::KIND_KEYS
+        .iter()
+        .map(|&(k, name)| format!("\"{name}\": {}", c.dropped_by_kind[k as usize]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn metadata(
     p: &crate::session::Profile,
@@ -124,6 +134,7 @@ pub(super) fn metadata(
     "slices": {},
     "recorded_records": {},
     "dropped_records": {{"ring_full": {}, "after_thread_exit": {}, "outside_profile_window": {}, "over_disk_cap": {}, "trace_cut": {}, "unpaired": {}, "unknown_kind": {}}},
+    "dropped_by_kind": {{{}}},
     "trace_events_cut": {},
     "unbalanced_pops": {},
     "lost_range_ends": {},
@@ -187,6 +198,7 @@ pub(super) fn metadata(
         s.trace_cut_records,
         s.unpaired_records,
         s.unknown_records,
+        dropped_by_kind(c),
         s.trace_cut_events,
         c.unbalanced_pops,
         s.lost_range_ends,

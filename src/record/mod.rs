@@ -59,6 +59,8 @@ pub(crate) static STATE: AtomicU64 = AtomicU64::new(0);
 pub static WITH_STACK: AtomicBool = AtomicBool::new(false);
 /// Records made after the calling thread's ring was retired (thread exit) or could not be allocated.
 pub static ORPHAN_DROPS: AtomicU64 = AtomicU64::new(0);
+/// [`ORPHAN_DROPS`] by record kind (index `kind & 7`).
+pub static ORPHAN_DROPS_BY_KIND: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 /// Ring capacity in records; set by `session` from the config before the first profile.
 pub static RING_CAPACITY: AtomicUsize = AtomicUsize::new(1 << 16);
 
@@ -199,16 +201,22 @@ fn my_ring() -> Option<&'static Ring> {
     Some(unsafe { &*p })
 }
 
-/// The calling thread's ring, or `None` after counting the record as dropped (thread exiting, or no
-/// buffer could be had).
+/// The calling thread's ring, or `None` after counting the record (of kind `k`) as dropped (thread
+/// exiting, or no buffer could be had).
 #[inline(always)]
-fn ring_or_count() -> Option<&'static Ring> {
+fn ring_or_count(k: u8) -> Option<&'static Ring> {
     let r = my_ring();
     if r.is_none() {
-        // Relaxed: a counter read by the drain at stop; pairs with nothing.
-        ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
+        count_orphan(k);
     }
     r
+}
+
+#[cold]
+fn count_orphan(k: u8) {
+    // Relaxed: counters read by the drain at stop; they pair with nothing.
+    ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
+    ORPHAN_DROPS_BY_KIND[(k & 7) as usize].fetch_add(1, Ordering::Relaxed);
 }
 
 /// Runs `f` on the producer-private range depth of `r` for generation `s` (reset when a new profile began).
@@ -234,10 +242,11 @@ pub fn is_recording() -> bool {
     STATE.load(Ordering::Relaxed) & REC != 0
 }
 
-/// The start of every record call: `None` (and nothing else done) unless recording; otherwise the STATE
-/// word, the timestamp and this thread's ring. Records that cannot get a ring (thread exiting) are counted.
+/// The start of every record call (of kind `k`): `None` (and nothing else done) unless recording; otherwise
+/// the STATE word, the timestamp and this thread's ring. Records that cannot get a ring (thread exiting) are
+/// counted.
 #[inline(always)]
-fn recording() -> Option<(u64, u64, &'static Ring)> {
+fn recording(k: u8) -> Option<(u64, u64, &'static Ring)> {
     // Relaxed, as in `is_recording`: the generation travels in the same word.
     let s = STATE.load(Ordering::Relaxed);
     if s & REC == 0 {
@@ -245,14 +254,14 @@ fn recording() -> Option<(u64, u64, &'static Ring)> {
     }
     // The ring first, then the clock: fewer values live across the TLS lookup call, and the timestamp is
     // taken as close as possible to the store.
-    let r = ring_or_count()?;
+    let r = ring_or_count(k)?;
     Some((s, clock::now(), r))
 }
 
 /// Opens a named range on the calling thread.
 #[inline(always)]
 pub fn range_push(name_id: u32) {
-    let Some((s, ts, r)) = recording() else {
+    let Some((s, ts, r)) = recording(kind::BEGIN) else {
         return;
     };
     let d = with_depth(r, s, |depth| {
@@ -274,7 +283,7 @@ pub fn range_push(name_id: u32) {
 /// Closes the innermost range opened on this thread in this profile; counted and ignored if none is open.
 #[inline(always)]
 pub fn range_pop() {
-    let Some((s, ts, r)) = recording() else {
+    let Some((s, ts, r)) = recording(kind::END) else {
         return;
     };
     let Some(d) = with_depth(r, s, |depth| {
@@ -291,7 +300,7 @@ pub fn range_pop() {
 /// An instant event on the calling thread.
 #[inline(always)]
 pub fn mark(name_id: u32) {
-    if let Some((_, ts, r)) = recording() {
+    if let Some((_, ts, r)) = recording(kind::MARK) {
         // SAFETY: `r` is this thread's own ring (from CURRENT), so we are its single producer.
         unsafe { r.push(Record::new(ts, kind::MARK, name_id as u64)) };
     }
@@ -301,7 +310,7 @@ pub fn mark(name_id: u32) {
 #[inline]
 pub fn record_step(ts: u64, step: u64, tokens: u64) {
     let payload = (step.min((1 << 24) - 1) << 32) | tokens.min(u32::MAX as u64);
-    if let Some(r) = ring_or_count() {
+    if let Some(r) = ring_or_count(kind::STEP) {
         // SAFETY: `r` is this thread's own ring (from CURRENT), so we are its single producer.
         unsafe { r.push(Record::new(ts, kind::STEP, payload)) };
     }
@@ -370,8 +379,11 @@ pub fn ring_count() -> usize {
 #[derive(Clone, Debug, Default)]
 pub struct Baseline {
     pub dropped: Vec<u64>,
+    /// `dropped` by record kind.
+    pub dropped_by_kind: Vec<[u64; 8]>,
     pub unbalanced: Vec<u64>,
     pub orphans: u64,
+    pub orphans_by_kind: [u64; 8],
 }
 
 /// Takes the baseline (before the recording bit is set, so everything counted later belongs to the new
@@ -380,8 +392,10 @@ pub fn baseline() -> Baseline {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     Baseline {
         dropped: reg.rings.iter().map(|r| r.dropped()).collect(),
+        dropped_by_kind: reg.rings.iter().map(|r| r.dropped_by_kind()).collect(),
         unbalanced: reg.rings.iter().map(|r| r.unbalanced()).collect(),
         orphans: ORPHAN_DROPS.load(Ordering::Relaxed),
+        orphans_by_kind: std::array::from_fn(|i| ORPHAN_DROPS_BY_KIND[i].load(Ordering::Relaxed)),
     }
 }
 

@@ -75,6 +75,8 @@ struct ProducerSide {
     mask: u64,
     /// Records dropped because the ring was full. Written only by the producer (load + store, no RMW).
     dropped: AtomicU64,
+    /// The same drops by record kind (`Record::kind() & 7`), written the same way.
+    dropped_kind: [AtomicU64; 8],
     /// `range_pop` calls without an open range.
     unbalanced: AtomicU64,
     local: UnsafeCell<Local>,
@@ -136,6 +138,7 @@ impl Ring {
                 slots: slots_ptr,
                 mask: capacity as u64 - 1,
                 dropped: AtomicU64::new(0),
+                dropped_kind: std::array::from_fn(|_| AtomicU64::new(0)),
                 unbalanced: AtomicU64::new(0),
                 local: UnsafeCell::new(Local {
                     cached_tail: 0,
@@ -185,6 +188,8 @@ impl Ring {
                 // is published through it).
                 let d = p.dropped.load(Ordering::Relaxed);
                 p.dropped.store(d + 1, Ordering::Relaxed);
+                let k = &p.dropped_kind[(rec.kind() & 7) as usize];
+                k.store(k.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 return false;
             }
         }
@@ -226,6 +231,11 @@ impl Ring {
     /// Records dropped because the ring was full, since the ring was created.
     pub fn dropped(&self) -> u64 {
         self.prod.0.dropped.load(Ordering::Relaxed)
+    }
+
+    /// [`Ring::dropped`] by record kind (index `kind & 7`).
+    pub fn dropped_by_kind(&self) -> [u64; 8] {
+        std::array::from_fn(|i| self.prod.0.dropped_kind[i].load(Ordering::Relaxed))
     }
 
     pub fn unbalanced(&self) -> u64 {

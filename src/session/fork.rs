@@ -63,6 +63,30 @@ extern "C" fn before_fork() {
     });
 }
 
+/// Every lock of the library, held until dropped (see [`hold_every_lock`]).
+#[doc(hidden)]
+pub struct EveryLock {
+    _fork: ForkLocks,
+    _vendor_call: MutexGuard<'static, &'static str>,
+}
+
+/// Test hook (tests/lock_free.rs proves with it that the record calls take no lock): takes every lock of the
+/// library, in the usual order, and holds them until the result is dropped: the control lock, the ring
+/// registry, the name table (the three the fork handlers hold) and the vendor-call slot. The only other
+/// mutexes belong to one device stop in progress (`backend::vendor::Stopping`, reached through the
+/// control lock). Not an API: never call it from a thread that records or controls a profile.
+#[doc(hidden)]
+pub fn hold_every_lock() -> EveryLock {
+    EveryLock {
+        _fork: (
+            CONTROL.lock().unwrap_or_else(|e| e.into_inner()),
+            record::fork_lock(),
+            record::names::fork_lock(),
+        ),
+        _vendor_call: backend::vendor::hold_call_slot(),
+    }
+}
+
 extern "C" fn after_fork_parent() {
     release_held();
     FORKING.fetch_sub(1, Ordering::AcqRel);

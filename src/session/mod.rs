@@ -35,7 +35,7 @@ mod fork;
 
 pub use exit::{export_ended, EXITING};
 use exit::{install_exit_hook, WRITING};
-pub use fork::{fork_gen, forking};
+pub use fork::{fork_gen, forking, hold_every_lock, EveryLock};
 use fork::{install_fork_handlers, reset_after_fork, FORK_GEN};
 
 /// Why a profile ended.

@@ -44,11 +44,20 @@ static void load(const char *lib) {
 #pragma weak npuprof_flush
 #pragma weak npuprof_shutdown
 #pragma weak npuprof_version
+/* The library must really be the preloaded LIB: a failed LD_PRELOAD (weak references left null) or
+ * npuprof_start resolved from another file fails the run, never passes it vacuously. */
 static void load(const char *lib) {
-    (void)lib;
     if (!npuprof_start) {
-        printf("NOT_PRELOADED=1\n");
-        exit(0);
+        printf("NOT_PRELOADED=1\nFAIL %s is not preloaded (npuprof_start unresolved)\n", lib);
+        exit(1);
+    }
+    Dl_info info;
+    char want[4096], got[4096];
+    if (!dladdr((void *)npuprof_start, &info) || !info.dli_fname || !realpath(info.dli_fname, got) ||
+        !realpath(lib, want) || strcmp(got, want)) {
+        printf("NOT_PRELOADED=1\nFAIL npuprof_start comes from %s, not from the preloaded %s\n",
+               info.dli_fname ? info.dli_fname : "?", lib);
+        exit(1);
     }
     P.start = npuprof_start; P.stop = npuprof_stop; P.step = npuprof_step;
     P.is_running = npuprof_is_running; P.strerror = npuprof_strerror;
@@ -330,8 +339,9 @@ static void scenario_flood(int threads, int iters) {
     struct worker_arg wa = {iters, NULL};
     for (int t = 0; t < threads && t < 64; t++) pthread_create(&th[t], NULL, worker, &wa);
     for (int t = 0; t < threads && t < 64; t++) pthread_join(th[t], NULL);
-    /* Give the drain time to notice the cap (it polls every few ms). */
-    for (int i = 0; i < 200 && P.is_running(); i++) usleep(5000);
+    /* Every record is in a ring now, and they hold far more than the cap: the drain reaches the cap and
+     * stops recording by itself. Wait for that, untimed (the 120 s only catch a hang). */
+    for (int i = 0; i < 120000 && P.is_running(); i++) usleep(1000);
     int running = P.is_running();
     printf("RUNNING_AT_END=%d\n", running);
     EXPECT(P.stop(), running ? NPUPROF_OK : NPUPROF_ERR_NOT_RUNNING);
@@ -502,8 +512,11 @@ static void scenario_exit_call(void) {
     printf("FAIL exit() returned\n");
 }
 
-/* Recording, then SIGKILL: no exit handler runs. Steps and ranges are recorded first, then the process
- * waits (untimed) so the drain moves them to the spool, and kills itself. */
+/* Recording, then SIGKILL: no exit handler runs. Steps and ranges are recorded first, then moved to the
+ * spool by a handshake (no sleep), and the process kills itself. The handshake is two flushes: a flush is
+ * answered once the drain has forwarded it, which it does just before a pass over the rings, and the drain
+ * takes one message at a time, so the second answer means the pass after the first flush, which spooled
+ * every record made before it, is over. */
 static void scenario_kill9(int steps) {
     intern_all();
     EXPECT(P.start(), NPUPROF_OK);
@@ -511,9 +524,11 @@ static void scenario_kill9(int steps) {
         EXPECT(P.step(64), NPUPROF_OK);
         forward(3);
     }
+    EXPECT(P.flush(), NPUPROF_OK);
+    EXPECT(P.flush(), NPUPROF_OK);
+    EXPECT(P.is_running(), 1);
     print_dir();
     fflush(stdout);
-    usleep(1500 * 1000);
     kill(getpid(), SIGKILL);
 }
 

@@ -378,9 +378,15 @@ impl ClientRun {
     pub fn dir(&self) -> PathBuf {
         PathBuf::from(self.value("DIR").expect("DIR printed"))
     }
+    /// Exit 0, no FAIL line, and the library really loaded: a client whose LD_PRELOAD failed says
+    /// `NOT_PRELOADED=1` (tests/c/client.c), and a run that proves nothing must not pass.
     pub fn assert_ok(&self) {
         assert!(
-            self.out.status.success() && !self.stdout.lines().any(|l| l.starts_with("FAIL ")),
+            self.out.status.success()
+                && !self
+                    .stdout
+                    .lines()
+                    .any(|l| l.starts_with("FAIL ") || l.starts_with("NOT_PRELOADED=")),
             "client failed ({:?})\nstdout:\n{}\nstderr:\n{}",
             self.out.status,
             self.stdout,
@@ -408,12 +414,25 @@ pub fn run_client_with(
     if !dlopen {
         env.push(("LD_PRELOAD", lib_s.as_str()));
     }
-    let out = run(&client(dlopen), &args, &env);
-    ClientRun {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        out,
+    let mut cmd = Command::new(client(dlopen));
+    clean_env(cmd.args(&args));
+    for (k, v) in &env {
+        cmd.env(k, v);
     }
+    // Generous: only a hang reaches it.
+    let r = run_guarded(&mut cmd, std::time::Duration::from_secs(300));
+    // Whatever the scenario expects afterwards (a crash, a kill), the library must have been loaded the
+    // way the test says: a silently failed LD_PRELOAD fails every preload test here.
+    let link = r.value("LINK");
+    assert_eq!(
+        link.as_deref(),
+        Some(if dlopen { "dlopen" } else { "preload" }),
+        "the client did not load the library by {}\nstdout:\n{}\nstderr:\n{}",
+        if dlopen { "dlopen" } else { "LD_PRELOAD" },
+        r.stdout,
+        r.stderr
+    );
+    r
 }
 
 pub fn trace(dir: &Path) -> Vec<Value> {
