@@ -181,6 +181,85 @@ fn col(rows: &[Vec<String>], name: &str) -> usize {
         .unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
 }
 
+/// One device task as the fake CANN logged its launch (in a step the client marked with `fake_acl_step`).
+#[derive(Debug)]
+struct Launch {
+    name: String,
+    stream: String,
+    task: String,
+    step: String,
+}
+
+/// The fake CANN's record of which host step launched each device task, in launch order.
+fn launches(r: &Run) -> Vec<Launch> {
+    r.line("fake_launch")
+        .iter()
+        .map(|l| {
+            let field = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .unwrap_or_else(|| panic!("no {k} in {l}"))
+                    .to_string()
+            };
+            Launch {
+                name: field("name="),
+                stream: field("stream="),
+                task: field("task="),
+                step: field("step="),
+            }
+        })
+        .collect()
+}
+
+/// (stream id, task id) → the step that launched that task, as the CSVs and the trace print them.
+fn steps_by_task(l: &[Launch]) -> std::collections::BTreeMap<(String, String), String> {
+    l.iter()
+        .map(|l| ((l.stream.clone(), l.task.clone()), l.step.clone()))
+        .collect()
+}
+
+/// For each row of `kernel_details.csv` (after the header), the step that launched it: by its stream and task
+/// id, or, for HCCL operations (whose ids msprof leaves `N/A`), by its rank among the rows of its name in
+/// start order (one thread launched them in step order).
+fn launching_step_of_rows(k: &[Vec<String>], l: &[Launch]) -> Vec<String> {
+    let (name, stream, task, start) = (
+        col(k, "Name"),
+        col(k, "Stream ID"),
+        col(k, "Task ID"),
+        col(k, "Start Time(us)"),
+    );
+    let by_task = steps_by_task(l);
+    let start_of = |row: &Vec<String>| -> f64 { row[start].trim().parse().unwrap() };
+    k[1..]
+        .iter()
+        .map(|row| {
+            if let Some(s) = by_task.get(&(row[stream].clone(), row[task].clone())) {
+                return s.clone();
+            }
+            let rank = k[1..]
+                .iter()
+                .filter(|o| o[name] == row[name] && start_of(o) < start_of(row))
+                .count();
+            let same: Vec<&Launch> = l.iter().filter(|x| x.name == row[name]).collect();
+            same.get(rank)
+                .unwrap_or_else(|| panic!("{row:?}: no launch #{rank} of that name in {l:?}"))
+                .step
+                .clone()
+        })
+        .collect()
+}
+
+/// The host steps of a trace: step number → [start, end) in ns of its `ProfilerStep#n` slice.
+fn step_spans(t: &[Value]) -> std::collections::BTreeMap<String, (i128, i128)> {
+    t.iter()
+        .filter(|e| e["ph"] == "X")
+        .filter_map(|e| {
+            let n = e["name"].as_str()?.strip_prefix("ProfilerStep#")?;
+            Some((n.to_string(), (ts_ns(e), ts_ns(e) + dur_ns(e))))
+        })
+        .collect()
+}
+
 /// The bits npuprof passed to aclprofCreateConfig (the RT fake logs what it stored as `bits=` and the argument
 /// as `req=`, since RT CANN adds implied bits).
 fn passed_bits(line: &str) -> &str {
@@ -291,21 +370,19 @@ fn level0_profile_through_ld_preload_under_both_cann_generations() {
             col(&k, "Step ID"),
             col(&k, "Start Time(us)"),
         );
+        // The fake CANN logged which host step launched each task (its step marks): each row is in that step.
+        let launched = launches(&r);
+        assert_eq!(launched.len(), 12, "{:?}", r.log);
+        let want = launching_step_of_rows(&k, &launched);
         let mut per_step = std::collections::BTreeMap::new();
-        for row in &k[1..] {
+        for (row, want) in k[1..].iter().zip(&want) {
+            assert_eq!(
+                &row[step], want,
+                "{gen}: {row:?} was launched in step {want}"
+            );
             *per_step.entry(row[step].clone()).or_insert(0) += 1;
             assert!(row[start].ends_with('\t'), "{row:?}");
         }
-        assert_eq!(
-            per_step.into_iter().collect::<Vec<_>>(),
-            [
-                ("1".into(), 3),
-                ("2".into(), 3),
-                ("3".into(), 3),
-                ("4".into(), 3)
-            ],
-            "{k:?}"
-        );
         let names: std::collections::BTreeSet<&str> =
             k[1..].iter().map(|r| r[name].as_str()).collect();
         assert_eq!(
@@ -362,24 +439,44 @@ fn level0_profile_through_ld_preload_under_both_cann_generations() {
             .filter(|e| e["ph"] == "X" && e["pid"] == hw_pid)
             .collect();
         assert_eq!(hw.len(), 8, "AI_CORE + AI_VECTOR_CORE tasks");
+        // One HostToDevice flow per AI Core task: 8 starts and 8 ends, paired one to one by id.
         let starts: Vec<&Value> = t.iter().filter(|e| e["ph"] == "s").collect();
         let ends: Vec<&Value> = t.iter().filter(|e| e["ph"] == "f").collect();
-        assert_eq!(starts.len(), 8);
+        assert_eq!(starts.len(), 8, "{gen}");
+        assert_eq!(ends.len(), 8, "{gen}: every flow start has its end");
+        let ids: std::collections::BTreeSet<String> =
+            ends.iter().map(|f| f["id"].to_string()).collect();
+        assert_eq!(ids.len(), 8, "{gen}: one end per flow");
+        // Device tasks are on the host time base: each flow leaves its host launch and ends on its device task
+        // inside the host step that launched it (the fake's record), and the task itself is in that step.
+        let spans = step_spans(&t);
+        assert_eq!(spans.len(), 4, "{gen}: {spans:?}");
         for f in &ends {
-            let s = starts
-                .iter()
-                .find(|s| s["id"] == f["id"])
-                .expect("paired flow");
+            let paired: Vec<&&Value> = starts.iter().filter(|s| s["id"] == f["id"]).collect();
+            assert_eq!(paired.len(), 1, "{gen}: exactly one start for {f}");
+            let s = paired[0];
             assert!(ts_ns(s) <= ts_ns(f), "flow goes forward in time");
-            // The end sits exactly on a device slice start on its stream.
-            assert!(hw
-                .iter()
-                .any(|x| x["tid"] == f["tid"] && ts_ns(x) == ts_ns(f)));
             assert_eq!(f["bp"], "e");
+            // The end sits exactly on a device slice start on its stream.
+            let x = hw
+                .iter()
+                .find(|x| x["tid"] == f["tid"] && ts_ns(x) == ts_ns(f))
+                .unwrap_or_else(|| panic!("{gen}: no device task under {f}"));
+            let key = (x["tid"].to_string(), x["args"]["Task Id"].to_string());
+            let step_no = &steps_by_task(&launched)[&key];
+            let (lo, hi) = spans[step_no];
+            for (what, ns) in [
+                ("host launch", ts_ns(s)),
+                ("device start", ts_ns(f)),
+                ("device end", ts_ns(x) + dur_ns(x)),
+            ] {
+                assert!(
+                    lo <= ns && ns < hi,
+                    "{gen}: {what} of {x} at {ns} is outside ProfilerStep#{step_no} [{lo}, {hi})"
+                );
+            }
         }
-        // Device tasks are on the host time base: inside the profile, within their host step.
-        let steps = slices(&t, "ProfilerStep#1");
-        assert_eq!(steps.len(), 1);
+        assert_eq!(slices(&t, "ProfilerStep#1").len(), 1);
 
         let m = r.meta();
         assert_eq!(m["device"]["status"], "parsed", "{m}");

@@ -27,6 +27,7 @@ use super::{Backend, DeviceData};
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
 use crate::export::json;
+use crate::record::clock;
 use crate::session::Profile;
 use load::Api;
 use plan::{Features, Plan};
@@ -391,20 +392,22 @@ impl AclBackend {
     }
 }
 
-/// CLOCK_REALTIME and CLOCK_MONOTONIC_RAW in ns, read back to back.
+/// (CLOCK_REALTIME, CLOCK_MONOTONIC_RAW) in ns at one instant: the realtime read bracketed by two raw reads,
+/// the tightest of 15 tries. A thread preempted between two reads (a loaded machine, qemu-user) would
+/// otherwise shift every device time of the profile by the delay: under qemu one such pair moved each step's
+/// kernels into the step before.
 fn clock_pair() -> (u64, u64) {
-    let read = |id| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid out-parameter.
-        unsafe { libc::clock_gettime(id, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
-    let rt = read(libc::CLOCK_REALTIME);
-    let raw = read(libc::CLOCK_MONOTONIC_RAW);
-    (rt, raw)
+    let mut best = (u64::MAX, 0, 0);
+    for _ in 0..15 {
+        let a = clock::monotonic_raw_ns();
+        let rt = clock::realtime_ns();
+        let b = clock::monotonic_raw_ns();
+        let width = b.saturating_sub(a);
+        if width < best.0 {
+            best = (width, rt, a + width / 2);
+        }
+    }
+    (best.1, best.2)
 }
 
 impl Backend for AclBackend {
