@@ -999,7 +999,37 @@ fn a_skewed_cann_clock_is_rebased_onto_the_host_timeline() {
     assert!((shift + 5_000_000_000).abs() < 10_000_000, "{shift}");
     let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
     let step = col(&k, "Step ID");
-    assert!(k[1..].iter().all(|r| r[step] != "N/A"), "{k:?}");
+    let launched = launches(&r);
+    let want = launching_step_of_rows(&k, &launched);
+    assert_eq!(want.len(), 12, "{k:?}");
+    for (row, want) in k[1..].iter().zip(&want) {
+        assert_eq!(&row[step], want, "{row:?} was launched in step {want}");
+    }
+    // The trace's device lanes too: every device task starts and ends inside the ProfilerStep span of the
+    // host step that launched it (the fake's record), 5 s away from where CANN's clock put it.
+    let t = trace(&r.dir());
+    let spans = step_spans(&t);
+    let by_task = steps_by_task(&launched);
+    let hw_pid = t
+        .iter()
+        .find(|e| e["name"] == "process_name" && e["args"]["name"] == "Ascend Hardware")
+        .expect("an Ascend Hardware lane")["pid"]
+        .clone();
+    let hw: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["pid"] == hw_pid)
+        .collect();
+    assert_eq!(hw.len(), 8, "AI_CORE + AI_VECTOR_CORE tasks");
+    for x in hw {
+        let key = (x["tid"].to_string(), x["args"]["Task Id"].to_string());
+        let n = &by_task[&key];
+        let (lo, hi) = spans[n];
+        let (a, b) = (ts_ns(x), ts_ns(x) + dur_ns(x));
+        assert!(
+            lo <= a && b < hi,
+            "{x} [{a}, {b}] is outside ProfilerStep#{n} [{lo}, {hi})"
+        );
+    }
 }
 
 #[test]
