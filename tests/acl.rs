@@ -1190,6 +1190,10 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
         col(&k, "Duration(us)"),
         col(&k, "Accelerator Core"),
     );
+    // One thread launched them, one of each name per step, and the fake stamps each at its launch: the n-th
+    // of a name in start order was launched in step n.
+    let start = col(&k, "Start Time(us)");
+    let start_of = |row: &Vec<String>| -> f64 { row[start].trim().parse().unwrap() };
     for row in &k[1..] {
         let want = match row[name].as_str() {
             "MatMul_1" => ("40.000", "AI_CORE"),
@@ -1198,9 +1202,14 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
             other => panic!("unexpected row {other}"),
         };
         assert_eq!((row[dur].as_str(), row[core].as_str()), want, "{row:?}");
-        assert!(
-            ["1", "2", "3", "4"].contains(&row[step].as_str()),
-            "{row:?}"
+        let launched_in = 1 + k[1..]
+            .iter()
+            .filter(|o| o[name] == row[name] && start_of(o) < start_of(row))
+            .count();
+        assert_eq!(
+            row[step],
+            launched_in.to_string(),
+            "{row:?} was launched in step {launched_in}"
         );
     }
     let o = rows(&out.join("op_statistic.csv"));
@@ -1343,7 +1352,8 @@ fn mspti_malformed_records_and_a_starved_pool_are_counted_not_fatal() {
         .as_u64()
         .unwrap();
     assert!(denied > 0 && sunk > 0, "{m}");
-    // The pool's buffers came back: the kernels of the step before the burst are there.
+    // The pool's buffers came back: the kernels of the step before the burst are there, all of them (the
+    // first buffer, from the pool, holds the whole step), each once and in step 1.
     let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
     let emitted: usize = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
     assert!(
@@ -1351,6 +1361,27 @@ fn mspti_malformed_records_and_a_starved_pool_are_counted_not_fatal() {
         "{} rows, {emitted} emitted",
         k.len()
     );
+    let (name, step) = (col(&k, "Name"), col(&k, "Step ID"));
+    let step_rows: Vec<&Vec<String>> = k[1..].iter().filter(|r| r[name] != "Burst").collect();
+    for n in ["MatMul_1", "Add_2", "hcom_allReduce__1_1"] {
+        let steps: Vec<&str> = step_rows
+            .iter()
+            .filter(|r| r[name] == n)
+            .map(|r| r[step].as_str())
+            .collect();
+        assert_eq!(
+            steps,
+            ["1"],
+            "{n} of the step before the burst: {step_rows:?}"
+        );
+    }
+    let others: Vec<&Vec<String>> = k[1..]
+        .iter()
+        .filter(|r| {
+            !["MatMul_1", "Add_2", "hcom_allReduce__1_1", "Burst"].contains(&r[name].as_str())
+        })
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
 }
 
 /// The fake libmspti.so itself follows MSPTI's rules (misuse codes, the GetNextRecord cursor, completion
