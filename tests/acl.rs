@@ -578,6 +578,81 @@ fn device_id_comes_from_the_runtime_then_npuprof_device_then_local_rank() {
     }
 }
 
+/// CANN's aclrtGetDevice answers from the calling thread's context (the fake's, like the runtime's): 107002 on
+/// a thread that never set a device. The runtime set device 3 on its main thread only. A profile started from
+/// another thread — a thread of the runtime's that never touched the device, or the on-demand trigger's on
+/// npuprof's own background thread — profiles the device the runtime reported on its own thread at an earlier
+/// start. Before any such start npuprof cannot know it: it falls back to NPUPROF_DEVICE / LOCAL_RANK / 0 and
+/// says so in the metadata.
+#[test]
+fn a_start_from_a_thread_without_a_device_context_profiles_the_runtimes_device() {
+    let r = go(
+        Opts {
+            env: &[("FAKE_ACL_DEVICE", "3")],
+            ..DEFAULT
+        },
+        &[
+            "cann",
+            "start_thread",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+            "start",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+            "start_thread",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.value("SETDEVICE").as_deref(), Some("0"));
+    assert_eq!(r.out.values("START"), ["0", "0", "0"], "{}", r.out.stderr);
+    // Each start asked its own thread: no context, the device, no context.
+    let asked: Vec<&str> = r
+        .line("aclrtGetDevice")
+        .iter()
+        .map(|l| l.as_str())
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "aclrtGetDevice -> 107002 dev=none",
+            "aclrtGetDevice -> 0 dev=3",
+            "aclrtGetDevice -> 107002 dev=none"
+        ],
+        "{:?}",
+        r.log
+    );
+    let devs: Vec<&str> = r
+        .line("aclprofCreateConfig")
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap_or(""))
+        .collect();
+    assert_eq!(devs, ["devs=0", "devs=3", "devs=3"], "{:?}", r.log);
+    let dirs = r.out.values("DIR");
+    assert_eq!(dirs.len(), 3);
+    let meta = |d: &str| json(&Path::new(d).join("profiler_metadata.json"));
+    let (first, second, third) = (meta(&dirs[0]), meta(&dirs[1]), meta(&dirs[2]));
+    assert_eq!(first["device"]["device_id"], 0, "{first}");
+    assert_eq!(first["device"]["device_source"], "default", "{first}");
+    assert_eq!(second["device"]["device_id"], 3, "{second}");
+    assert_eq!(second["device"]["device_source"], "aclrtGetDevice");
+    assert_eq!(third["device"]["device_id"], 3, "{third}");
+    assert_eq!(
+        third["device"]["device_source"],
+        "aclrtGetDevice on a runtime thread, at an earlier start"
+    );
+    let s = rows(&Path::new(&dirs[2]).join("ASCEND_PROFILER_OUTPUT/step_trace_time.csv"));
+    assert_eq!(s[1][0], "3");
+    r.assert_clean_exit();
+}
+
 /// Each documented failure of each call: `NPUPROF_BACKEND=acl` fails the start with NPUPROF_ERR_BACKEND (6)
 /// and a message naming the call, the code and its meaning; CANN is never left initialised or running; and
 /// the next start, once the cause is gone, works.
