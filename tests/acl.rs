@@ -181,6 +181,85 @@ fn col(rows: &[Vec<String>], name: &str) -> usize {
         .unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
 }
 
+/// One device task as the fake CANN logged its launch (in a step the client marked with `fake_acl_step`).
+#[derive(Debug)]
+struct Launch {
+    name: String,
+    stream: String,
+    task: String,
+    step: String,
+}
+
+/// The fake CANN's record of which host step launched each device task, in launch order.
+fn launches(r: &Run) -> Vec<Launch> {
+    r.line("fake_launch")
+        .iter()
+        .map(|l| {
+            let field = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .unwrap_or_else(|| panic!("no {k} in {l}"))
+                    .to_string()
+            };
+            Launch {
+                name: field("name="),
+                stream: field("stream="),
+                task: field("task="),
+                step: field("step="),
+            }
+        })
+        .collect()
+}
+
+/// (stream id, task id) → the step that launched that task, as the CSVs and the trace print them.
+fn steps_by_task(l: &[Launch]) -> std::collections::BTreeMap<(String, String), String> {
+    l.iter()
+        .map(|l| ((l.stream.clone(), l.task.clone()), l.step.clone()))
+        .collect()
+}
+
+/// For each row of `kernel_details.csv` (after the header), the step that launched it: by its stream and task
+/// id, or, for HCCL operations (whose ids msprof leaves `N/A`), by its rank among the rows of its name in
+/// start order (one thread launched them in step order).
+fn launching_step_of_rows(k: &[Vec<String>], l: &[Launch]) -> Vec<String> {
+    let (name, stream, task, start) = (
+        col(k, "Name"),
+        col(k, "Stream ID"),
+        col(k, "Task ID"),
+        col(k, "Start Time(us)"),
+    );
+    let by_task = steps_by_task(l);
+    let start_of = |row: &Vec<String>| -> f64 { row[start].trim().parse().unwrap() };
+    k[1..]
+        .iter()
+        .map(|row| {
+            if let Some(s) = by_task.get(&(row[stream].clone(), row[task].clone())) {
+                return s.clone();
+            }
+            let rank = k[1..]
+                .iter()
+                .filter(|o| o[name] == row[name] && start_of(o) < start_of(row))
+                .count();
+            let same: Vec<&Launch> = l.iter().filter(|x| x.name == row[name]).collect();
+            same.get(rank)
+                .unwrap_or_else(|| panic!("{row:?}: no launch #{rank} of that name in {l:?}"))
+                .step
+                .clone()
+        })
+        .collect()
+}
+
+/// The host steps of a trace: step number → [start, end) in ns of its `ProfilerStep#n` slice.
+fn step_spans(t: &[Value]) -> std::collections::BTreeMap<String, (i128, i128)> {
+    t.iter()
+        .filter(|e| e["ph"] == "X")
+        .filter_map(|e| {
+            let n = e["name"].as_str()?.strip_prefix("ProfilerStep#")?;
+            Some((n.to_string(), (ts_ns(e), ts_ns(e) + dur_ns(e))))
+        })
+        .collect()
+}
+
 /// The bits npuprof passed to aclprofCreateConfig (the RT fake logs what it stored as `bits=` and the argument
 /// as `req=`, since RT CANN adds implied bits).
 fn passed_bits(line: &str) -> &str {
@@ -291,21 +370,19 @@ fn level0_profile_through_ld_preload_under_both_cann_generations() {
             col(&k, "Step ID"),
             col(&k, "Start Time(us)"),
         );
+        // The fake CANN logged which host step launched each task (its step marks): each row is in that step.
+        let launched = launches(&r);
+        assert_eq!(launched.len(), 12, "{:?}", r.log);
+        let want = launching_step_of_rows(&k, &launched);
         let mut per_step = std::collections::BTreeMap::new();
-        for row in &k[1..] {
+        for (row, want) in k[1..].iter().zip(&want) {
+            assert_eq!(
+                &row[step], want,
+                "{gen}: {row:?} was launched in step {want}"
+            );
             *per_step.entry(row[step].clone()).or_insert(0) += 1;
             assert!(row[start].ends_with('\t'), "{row:?}");
         }
-        assert_eq!(
-            per_step.into_iter().collect::<Vec<_>>(),
-            [
-                ("1".into(), 3),
-                ("2".into(), 3),
-                ("3".into(), 3),
-                ("4".into(), 3)
-            ],
-            "{k:?}"
-        );
         let names: std::collections::BTreeSet<&str> =
             k[1..].iter().map(|r| r[name].as_str()).collect();
         assert_eq!(
@@ -362,24 +439,44 @@ fn level0_profile_through_ld_preload_under_both_cann_generations() {
             .filter(|e| e["ph"] == "X" && e["pid"] == hw_pid)
             .collect();
         assert_eq!(hw.len(), 8, "AI_CORE + AI_VECTOR_CORE tasks");
+        // One HostToDevice flow per AI Core task: 8 starts and 8 ends, paired one to one by id.
         let starts: Vec<&Value> = t.iter().filter(|e| e["ph"] == "s").collect();
         let ends: Vec<&Value> = t.iter().filter(|e| e["ph"] == "f").collect();
-        assert_eq!(starts.len(), 8);
+        assert_eq!(starts.len(), 8, "{gen}");
+        assert_eq!(ends.len(), 8, "{gen}: every flow start has its end");
+        let ids: std::collections::BTreeSet<String> =
+            ends.iter().map(|f| f["id"].to_string()).collect();
+        assert_eq!(ids.len(), 8, "{gen}: one end per flow");
+        // Device tasks are on the host time base: each flow leaves its host launch and ends on its device task
+        // inside the host step that launched it (the fake's record), and the task itself is in that step.
+        let spans = step_spans(&t);
+        assert_eq!(spans.len(), 4, "{gen}: {spans:?}");
         for f in &ends {
-            let s = starts
-                .iter()
-                .find(|s| s["id"] == f["id"])
-                .expect("paired flow");
+            let paired: Vec<&&Value> = starts.iter().filter(|s| s["id"] == f["id"]).collect();
+            assert_eq!(paired.len(), 1, "{gen}: exactly one start for {f}");
+            let s = paired[0];
             assert!(ts_ns(s) <= ts_ns(f), "flow goes forward in time");
-            // The end sits exactly on a device slice start on its stream.
-            assert!(hw
-                .iter()
-                .any(|x| x["tid"] == f["tid"] && ts_ns(x) == ts_ns(f)));
             assert_eq!(f["bp"], "e");
+            // The end sits exactly on a device slice start on its stream.
+            let x = hw
+                .iter()
+                .find(|x| x["tid"] == f["tid"] && ts_ns(x) == ts_ns(f))
+                .unwrap_or_else(|| panic!("{gen}: no device task under {f}"));
+            let key = (x["tid"].to_string(), x["args"]["Task Id"].to_string());
+            let step_no = &steps_by_task(&launched)[&key];
+            let (lo, hi) = spans[step_no];
+            for (what, ns) in [
+                ("host launch", ts_ns(s)),
+                ("device start", ts_ns(f)),
+                ("device end", ts_ns(x) + dur_ns(x)),
+            ] {
+                assert!(
+                    lo <= ns && ns < hi,
+                    "{gen}: {what} of {x} at {ns} is outside ProfilerStep#{step_no} [{lo}, {hi})"
+                );
+            }
         }
-        // Device tasks are on the host time base: inside the profile, within their host step.
-        let steps = slices(&t, "ProfilerStep#1");
-        assert_eq!(steps.len(), 1);
+        assert_eq!(slices(&t, "ProfilerStep#1").len(), 1);
 
         let m = r.meta();
         assert_eq!(m["device"]["status"], "parsed", "{m}");
@@ -479,6 +576,81 @@ fn device_id_comes_from_the_runtime_then_npuprof_device_then_local_rank() {
         let s = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/step_trace_time.csv"));
         assert_eq!(s[1][0], dev);
     }
+}
+
+/// CANN's aclrtGetDevice answers from the calling thread's context (the fake's, like the runtime's): 107002 on
+/// a thread that never set a device. The runtime set device 3 on its main thread only. A profile started from
+/// another thread — a thread of the runtime's that never touched the device, or the on-demand trigger's on
+/// npuprof's own background thread — profiles the device the runtime reported on its own thread at an earlier
+/// start. Before any such start npuprof cannot know it: it falls back to NPUPROF_DEVICE / LOCAL_RANK / 0 and
+/// says so in the metadata.
+#[test]
+fn a_start_from_a_thread_without_a_device_context_profiles_the_runtimes_device() {
+    let r = go(
+        Opts {
+            env: &[("FAKE_ACL_DEVICE", "3")],
+            ..DEFAULT
+        },
+        &[
+            "cann",
+            "start_thread",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+            "start",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+            "start_thread",
+            "steps:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    assert_eq!(r.out.value("SETDEVICE").as_deref(), Some("0"));
+    assert_eq!(r.out.values("START"), ["0", "0", "0"], "{}", r.out.stderr);
+    // Each start asked its own thread: no context, the device, no context.
+    let asked: Vec<&str> = r
+        .line("aclrtGetDevice")
+        .iter()
+        .map(|l| l.as_str())
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "aclrtGetDevice -> 107002 dev=none",
+            "aclrtGetDevice -> 0 dev=3",
+            "aclrtGetDevice -> 107002 dev=none"
+        ],
+        "{:?}",
+        r.log
+    );
+    let devs: Vec<&str> = r
+        .line("aclprofCreateConfig")
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap_or(""))
+        .collect();
+    assert_eq!(devs, ["devs=0", "devs=3", "devs=3"], "{:?}", r.log);
+    let dirs = r.out.values("DIR");
+    assert_eq!(dirs.len(), 3);
+    let meta = |d: &str| json(&Path::new(d).join("profiler_metadata.json"));
+    let (first, second, third) = (meta(&dirs[0]), meta(&dirs[1]), meta(&dirs[2]));
+    assert_eq!(first["device"]["device_id"], 0, "{first}");
+    assert_eq!(first["device"]["device_source"], "default", "{first}");
+    assert_eq!(second["device"]["device_id"], 3, "{second}");
+    assert_eq!(second["device"]["device_source"], "aclrtGetDevice");
+    assert_eq!(third["device"]["device_id"], 3, "{third}");
+    assert_eq!(
+        third["device"]["device_source"],
+        "aclrtGetDevice on a runtime thread, at an earlier start"
+    );
+    let s = rows(&Path::new(&dirs[2]).join("ASCEND_PROFILER_OUTPUT/step_trace_time.csv"));
+    assert_eq!(s[1][0], "3");
+    r.assert_clean_exit();
 }
 
 /// Each documented failure of each call: `NPUPROF_BACKEND=acl` fails the start with NPUPROF_ERR_BACKEND (6)
@@ -902,7 +1074,37 @@ fn a_skewed_cann_clock_is_rebased_onto_the_host_timeline() {
     assert!((shift + 5_000_000_000).abs() < 10_000_000, "{shift}");
     let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
     let step = col(&k, "Step ID");
-    assert!(k[1..].iter().all(|r| r[step] != "N/A"), "{k:?}");
+    let launched = launches(&r);
+    let want = launching_step_of_rows(&k, &launched);
+    assert_eq!(want.len(), 12, "{k:?}");
+    for (row, want) in k[1..].iter().zip(&want) {
+        assert_eq!(&row[step], want, "{row:?} was launched in step {want}");
+    }
+    // The trace's device lanes too: every device task starts and ends inside the ProfilerStep span of the
+    // host step that launched it (the fake's record), 5 s away from where CANN's clock put it.
+    let t = trace(&r.dir());
+    let spans = step_spans(&t);
+    let by_task = steps_by_task(&launched);
+    let hw_pid = t
+        .iter()
+        .find(|e| e["name"] == "process_name" && e["args"]["name"] == "Ascend Hardware")
+        .expect("an Ascend Hardware lane")["pid"]
+        .clone();
+    let hw: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["pid"] == hw_pid)
+        .collect();
+    assert_eq!(hw.len(), 8, "AI_CORE + AI_VECTOR_CORE tasks");
+    for x in hw {
+        let key = (x["tid"].to_string(), x["args"]["Task Id"].to_string());
+        let n = &by_task[&key];
+        let (lo, hi) = spans[n];
+        let (a, b) = (ts_ns(x), ts_ns(x) + dur_ns(x));
+        assert!(
+            lo <= a && b < hi,
+            "{x} [{a}, {b}] is outside ProfilerStep#{n} [{lo}, {hi})"
+        );
+    }
 }
 
 #[test]
@@ -1063,6 +1265,10 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
         col(&k, "Duration(us)"),
         col(&k, "Accelerator Core"),
     );
+    // One thread launched them, one of each name per step, and the fake stamps each at its launch: the n-th
+    // of a name in start order was launched in step n.
+    let start = col(&k, "Start Time(us)");
+    let start_of = |row: &Vec<String>| -> f64 { row[start].trim().parse().unwrap() };
     for row in &k[1..] {
         let want = match row[name].as_str() {
             "MatMul_1" => ("40.000", "AI_CORE"),
@@ -1071,9 +1277,14 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
             other => panic!("unexpected row {other}"),
         };
         assert_eq!((row[dur].as_str(), row[core].as_str()), want, "{row:?}");
-        assert!(
-            ["1", "2", "3", "4"].contains(&row[step].as_str()),
-            "{row:?}"
+        let launched_in = 1 + k[1..]
+            .iter()
+            .filter(|o| o[name] == row[name] && start_of(o) < start_of(row))
+            .count();
+        assert_eq!(
+            row[step],
+            launched_in.to_string(),
+            "{row:?} was launched in step {launched_in}"
         );
     }
     let o = rows(&out.join("op_statistic.csv"));
@@ -1216,7 +1427,8 @@ fn mspti_malformed_records_and_a_starved_pool_are_counted_not_fatal() {
         .as_u64()
         .unwrap();
     assert!(denied > 0 && sunk > 0, "{m}");
-    // The pool's buffers came back: the kernels of the step before the burst are there.
+    // The pool's buffers came back: the kernels of the step before the burst are there, all of them (the
+    // first buffer, from the pool, holds the whole step), each once and in step 1.
     let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
     let emitted: usize = r.out.value("MSPTI_KERNELS").unwrap().parse().unwrap();
     assert!(
@@ -1224,6 +1436,27 @@ fn mspti_malformed_records_and_a_starved_pool_are_counted_not_fatal() {
         "{} rows, {emitted} emitted",
         k.len()
     );
+    let (name, step) = (col(&k, "Name"), col(&k, "Step ID"));
+    let step_rows: Vec<&Vec<String>> = k[1..].iter().filter(|r| r[name] != "Burst").collect();
+    for n in ["MatMul_1", "Add_2", "hcom_allReduce__1_1"] {
+        let steps: Vec<&str> = step_rows
+            .iter()
+            .filter(|r| r[name] == n)
+            .map(|r| r[step].as_str())
+            .collect();
+        assert_eq!(
+            steps,
+            ["1"],
+            "{n} of the step before the burst: {step_rows:?}"
+        );
+    }
+    let others: Vec<&Vec<String>> = k[1..]
+        .iter()
+        .filter(|r| {
+            !["MatMul_1", "Add_2", "hcom_allReduce__1_1", "Burst"].contains(&r[name].as_str())
+        })
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
 }
 
 /// The fake libmspti.so itself follows MSPTI's rules (misuse codes, the GetNextRecord cursor, completion

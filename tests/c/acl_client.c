@@ -2,12 +2,15 @@
  * CANN's test-only `fake_launch` while npuprof profiles, and runs a script of commands given as arguments.
  *
  * Usage: acl_client LIB|- CMD...   (LIB: dlopen it RTLD_LOCAL; "-": npuprof comes from LD_PRELOAD)
- *   cann          dlopen libascendcl.so + libmsprofiler.so by bare name now (as a runtime linked to CANN has them)
+ *   cann          dlopen libascendcl.so + libmsprofiler.so by bare name now (as a runtime linked to CANN has them);
+ *                 with FAKE_ACL_DEVICE=<id> set, then aclrtSetDevice(id) on this (the main) thread, as a runtime
+ *                 does at init: the fake's aclrtGetDevice answers per thread, like the real one
  *   mspti         dlopen libmspti.so by bare name now
  *   burst:N       N extra MSPTI kernel launches at once, no sleep (buffer pressure)
  *   start|stop|flush|shutdown    call npuprof_*, print START=<rc> ...
+ *   start_thread  npuprof_start on a new thread that never set a device (no CANN context), joined; START=<rc>
  *   steps:N       N scheduler steps: npuprof_step, a "forward" range, 3 launches (AI_CORE, AI_VECTOR_CORE,
- *                 COMMUNICATION), 2 ms
+ *                 COMMUNICATION), 20 ms; the fake CANN is told where each step begins and ends (fake_acl_step)
  *   setenv:K=V / unsetenv:K      change the environment the fakes read at each call
  *   dir           print DIR=<output dir>
  *   exit          exit(0) at once (no stop)
@@ -69,6 +72,8 @@ static struct {
 
 typedef void (*launch_fn)(const char *, const char *, const char *, uint32_t, uint64_t);
 static launch_fn launch;
+/* The fake CANN's test-only step marks (tests/c/fake_msprofiler.c): step n begins (n > 0) / ends (0). */
+static void (*acl_step)(uint64_t);
 static int launched;
 /* The fake libmspti.so's test-only "device" (tests/c/fake_mspti.c). */
 static struct {
@@ -87,6 +92,7 @@ static void find_launch(void) {
     if (!launch) {
         void *h = dlopen("libmsprofiler.so", RTLD_NOW | RTLD_NOLOAD);
         if (h) *(void **)&launch = dlsym(h, "fake_launch");
+        if (h) *(void **)&acl_step = dlsym(h, "fake_acl_step");
     }
     if (!M.launch) {
         void *h = dlopen("libmspti.so", RTLD_NOW | RTLD_NOLOAD);
@@ -139,6 +145,11 @@ static int call_fakes(const char *fn) {
     return sum;
 }
 
+static void *start_on_thread(void *rc) {
+    *(int *)rc = P.start();
+    return NULL;
+}
+
 static void wait_hang(void) {
     while (call_fakes("hangs") == 0) usleep(1000);
 }
@@ -180,6 +191,10 @@ int main(int argc, char **argv) {
             void *a = dlopen("libascendcl.so", RTLD_NOW | RTLD_GLOBAL);
             void *m = dlopen("libmsprofiler.so", RTLD_NOW | RTLD_GLOBAL);
             printf("CANN=%s\n", a && m ? "loaded" : "missing");
+            const char *dev = getenv("FAKE_ACL_DEVICE");
+            int (*set_device)(int32_t) = NULL;
+            if (a) *(void **)&set_device = dlsym(a, "aclrtSetDevice");
+            if (dev && *dev && set_device) printf("SETDEVICE=%d\n", set_device((int32_t)atoi(dev)));
         } else if (!strcmp(c, "mspti")) {
             void *m = dlopen("libmspti.so", RTLD_NOW | RTLD_GLOBAL);
             printf("MSPTI=%s\n", m ? "loaded" : "missing");
@@ -198,6 +213,12 @@ int main(int argc, char **argv) {
             printf("HWM_KB=%ld\n", kb);
         } else if (!strcmp(c, "start")) {
             printf("START=%d\n", P.start());
+        } else if (!strcmp(c, "start_thread")) {
+            pthread_t t;
+            int rc = -1;
+            if (pthread_create(&t, NULL, start_on_thread, &rc)) printf("FAIL pthread_create\n");
+            else pthread_join(t, NULL);
+            printf("START=%d\n", rc);
         } else if (!strcmp(c, "stop")) {
             printf("STOP=%d\n", P.stop());
         } else if (!strncmp(c, "wait_completed:", 15)) {
@@ -230,10 +251,12 @@ int main(int argc, char **argv) {
                 int rc = P.step(64 + step_no);
                 if (rc) printf("FAIL step rc=%d\n", rc);
                 P.range_push(fwd);
-                /* Launch well inside the step: device times are mapped onto host steps through two clocks,
-                 * and under qemu-user that mapping was seen off by a few ms, moving a launch made right at a
-                 * step's start into the previous step (a mitigation; the test-strength issue makes the
-                 * mapping deterministic in the test). */
+                /* The fake CANN stamps this step's device tasks at the middle of [this mark, the end mark]
+                 * (both inside the host step, whatever the scheduler does), so their step does not depend on
+                 * when in the step the launch ran. The MSPTI fake stamps kernels at their launch: launching
+                 * 10 ms inside the step keeps them clear of its start by far more than the clock anchor's
+                 * error. */
+                if (acl_step) acl_step(step_no);
                 usleep(10000);
                 if (launch) {
                     launch("MatMul_1", "MatMul", "AI_CORE", 2, 40000);
@@ -256,6 +279,7 @@ int main(int argc, char **argv) {
                     launched += 2;
                 }
                 usleep(10000);
+                if (acl_step) acl_step(0);
                 P.range_pop();
             }
         } else if (!strncmp(c, "setenv:", 7)) {

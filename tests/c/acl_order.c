@@ -22,6 +22,7 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,9 @@ static struct {
     aclError (*RangeStop)(uint32_t);
     void (*fake_launch)(const char *, const char *, const char *, uint32_t, uint64_t);
     int (*aclrtGetDevice)(int32_t *);
+    int (*aclrtSetDevice)(int32_t);
+    int (*aclrtCreateContext)(void **, int32_t);
+    int (*aclrtSetCurrentContext)(void *);
 } P;
 
 static int RT; /* FAKE_ACL_GEN=rt */
@@ -598,14 +602,48 @@ static void one_prof_dir_per_session(void) /* Start/Stop/Start/Stop within one I
     check("PROF dirs", count_prof_dirs(case_dir(), NULL, 0), 2);
 }
 
-static void get_device(void) /* fake libascendcl aclrtGetDevice */
+struct other_thread {
+    void *ctx;
+    int none, set, got;
+    int32_t dev;
+};
+
+static void *thread_get_device(void *arg) /* a new thread: no current context until it sets one */
+{
+    struct other_thread *o = arg;
+    o->none = P.aclrtGetDevice(&o->dev);
+    o->set = P.aclrtSetCurrentContext(o->ctx);
+    o->got = P.aclrtGetDevice(&o->dev);
+    return NULL;
+}
+
+static void get_device(void) /* fake libascendcl: aclrtGetDevice answers from the calling thread's context */
 {
     int32_t dev = -1;
     check("no device set", P.aclrtGetDevice(&dev), 107002);
-    setenv("FAKE_ACL_DEVICE", "3", 1);
+    check("bad device", P.aclrtSetDevice(99), 107001);
+    check("still none", P.aclrtGetDevice(&dev), 107002);
+    check("set device", P.aclrtSetDevice(3), 0);
     check("device set", P.aclrtGetDevice(&dev), 0);
     check("device id", dev, 3);
     check("NULL", P.aclrtGetDevice(NULL), 100000);
+    void *ctx = NULL;
+    check("create context", P.aclrtCreateContext(&ctx, 5), 0);
+    check("created is current", P.aclrtGetDevice(&dev), 0);
+    check("device of created", dev, 5);
+    check("set NULL context", P.aclrtSetCurrentContext(NULL), 100000);
+    /* Another thread sees no device although this one set two; it does once it takes the context. */
+    struct other_thread o = {ctx, -1, -1, -1, -1};
+    pthread_t t;
+    check("pthread_create", pthread_create(&t, NULL, thread_get_device, &o), 0);
+    pthread_join(t, NULL);
+    check("other thread: no context", o.none, 107002);
+    check("other thread: set context", o.set, 0);
+    check("other thread: its device", o.got, 0);
+    check("other thread: device id", o.dev, 5);
+    check("back on the device's context", P.aclrtSetDevice(3), 0);
+    check("device again", P.aclrtGetDevice(&dev), 0);
+    check("device id again", dev, 3);
 }
 
 /* ---- happy path, in a forked child so its log ends with the fake's exit line ------------------- */
@@ -753,6 +791,9 @@ int main(int argc, char **argv)
     *(void **)&P.Start = sym(acl, "aclprofStart");
     *(void **)&P.Stop = sym(acl, "aclprofStop");
     *(void **)&P.aclrtGetDevice = sym(acl, "aclrtGetDevice");
+    *(void **)&P.aclrtSetDevice = sym(acl, "aclrtSetDevice");
+    *(void **)&P.aclrtCreateContext = sym(acl, "aclrtCreateContext");
+    *(void **)&P.aclrtSetCurrentContext = sym(acl, "aclrtSetCurrentContext");
     /* the rest through libmsprofiler */
     *(void **)&P.SetConfig = sym(msp, "aclprofSetConfig");
     *(void **)&P.Warmup = sym(msp, "aclprofWarmup");

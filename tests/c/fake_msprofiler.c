@@ -12,6 +12,15 @@
  * in a fake format (one device task per line, see write_data_file()) that tests/fake/msprof turns into
  * the msprof export files. Device tasks are produced by the test-only export fake_launch().
  *
+ * Device time: a task starts 5 us after its launch (later if its stream is busy), on CLOCK_MONOTONIC_RAW,
+ * which msprof maps to CANN's wall clock through host/start_info. When the client tells the fake where its
+ * host steps are (test-only fake_acl_step(n) right after the host step n began, fake_acl_step(0) right before
+ * it ends), a task launched inside step n starts instead at the middle of that window (never before its
+ * launch): the window lies inside the host step whatever the scheduler does, so a task's step no longer
+ * depends on how late in the step the launch ran, only on npuprof mapping the clocks within half a step.
+ * Each launch inside a marked step is logged as "fake_launch name=<name> stream=<s> task=<id> step=<n>", the
+ * tests' record of which host step launched which device task.
+ *
  * Environment (read at each call):
  *   FAKE_ACL_GEN              mp | rt                       which §2.8 column to return
  *   FAKE_ACL_OTHER_PROFILER   cmd | subscribe               pretend the msprof CLI / a model subscriber owns profiling
@@ -153,6 +162,7 @@ typedef struct aclprofConfig aclprofConfig;             /* opaque to callers, de
 #define MAX_FEATURES 32
 #define MAX_STREAMS 4096
 #define MAX_RANGES 4096
+#define MAX_STEPS 4096      /* host step windows remembered (step n in slot n % MAX_STEPS) */
 #define PATH_CAP 4096              /* result path (PATH_MAX) */
 #define PROF_CAP (PATH_CAP + 256)  /* <path>/PROF_<index>_<stamp>_<letters> */
 #define FILE_CAP (PROF_CAP + 256)  /* files under the PROF directory */
@@ -184,6 +194,7 @@ struct stamp {
 
 struct task {
     uint64_t tid, launch_ns, start_ns, dur_ns, task_id;
+    uint64_t step; /* the host step (fake_acl_step) it was launched in, 0: none */
     uint32_t stream, block_dim;
     char *name, *op_type, *task_type;
 };
@@ -236,6 +247,12 @@ static struct {
     size_t ntasks, cap_tasks;
     struct stream_state streams[MAX_STREAMS];
     size_t nstreams;
+
+    /* host steps the client told about (fake_acl_step): the step now open (0: none) and each window */
+    uint64_t cur_step;
+    struct {
+        uint64_t step, begin_ns, end_ns; /* end_ns 0: not ended yet */
+    } steps[MAX_STEPS];
 } S;
 
 static __thread int tx_push_depth; /* msproftx Push/Pop stack depth of this thread */
@@ -630,6 +647,28 @@ static int write_data_file(void)
     FILE *f = fopen(p, "w");
     if (f == NULL) {
         return -1;
+    }
+    /* Device starts again, in launch order on each stream: at the middle of the launching step's window
+     * when the client marked it (see the header), else 5 us after the launch. */
+    for (size_t i = 0; i < S.nstreams; i++) {
+        S.streams[i].end_ns = 0;
+    }
+    for (size_t i = 0; i < S.ntasks; i++) {
+        struct task *t = &S.tasks[i];
+        uint64_t at = t->launch_ns + 5000;
+        const size_t w = (size_t)(t->step % MAX_STEPS);
+        if (t->step != 0 && S.steps[w].step == t->step && S.steps[w].end_ns > S.steps[w].begin_ns) {
+            uint64_t mid = S.steps[w].begin_ns + (S.steps[w].end_ns - S.steps[w].begin_ns) / 2;
+            at = mid > at ? mid : at;
+        }
+        for (size_t k = 0; k < S.nstreams; k++) {
+            if (S.streams[k].id == t->stream) {
+                at = at > S.streams[k].end_ns ? at : S.streams[k].end_ns;
+                S.streams[k].end_ns = at + t->dur_ns;
+                break;
+            }
+        }
+        t->start_ns = at;
     }
     for (size_t i = 0; i < S.ntasks; i++) {
         const struct task *t = &S.tasks[i];
@@ -1525,6 +1564,23 @@ API int fake_acl_release(void)
 /* FAKE_ACL_HANG hangs begun so far. */
 API int fake_acl_hangs(void) { return hangs_begun(); }
 
+/* The client's host step n began just before this call (n > 0), or the open step ends just after it (n == 0). */
+API void fake_acl_step(uint64_t n)
+{
+    uint64_t now = clock_ns(CLOCK_MONOTONIC_RAW);
+    pthread_mutex_lock(&g_mu);
+    if (n != 0) {
+        const size_t w = (size_t)(n % MAX_STEPS);
+        S.steps[w].step = n;
+        S.steps[w].begin_ns = now;
+        S.steps[w].end_ns = 0;
+    } else if (S.cur_step != 0) {
+        S.steps[S.cur_step % MAX_STEPS].end_ns = now;
+    }
+    S.cur_step = n;
+    pthread_mutex_unlock(&g_mu);
+}
+
 API void fake_launch(const char *name, const char *op_type, const char *task_type, uint32_t stream_id, uint64_t dur_ns)
 {
     uint64_t launch = clock_ns(CLOCK_MONOTONIC_RAW);
@@ -1582,8 +1638,13 @@ API void fake_launch(const char *name, const char *op_type, const char *task_typ
         return;
     }
     t->block_dim = is_ai_core(t->task_type) ? 8 : 0;
+    t->step = S.cur_step;
     st->end_ns = t->start_ns + dur_ns;
     S.ntasks++;
+    if (t->step != 0) {
+        log_line("fake_launch name=%s stream=%u task=%llu step=%llu", t->name, stream_id,
+                 (unsigned long long)t->task_id, (unsigned long long)t->step);
+    }
     pthread_mutex_unlock(&g_mu);
 }
 

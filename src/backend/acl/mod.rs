@@ -27,12 +27,13 @@ use super::{Backend, DeviceData};
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
 use crate::export::json;
+use crate::record::clock;
 use crate::session::Profile;
 use load::Api;
 use plan::{Features, Plan};
 use std::ffi::{c_void, CString};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, Ordering};
 
 /// The name of an aclprof return code (`ACL_ERROR_*`), from the generated bindings.
 pub fn code_name(rc: i32) -> &'static str {
@@ -391,20 +392,26 @@ impl AclBackend {
     }
 }
 
-/// CLOCK_REALTIME and CLOCK_MONOTONIC_RAW in ns, read back to back.
+/// The device the last successful `aclrtGetDevice` reported (on a thread of the runtime's that started a
+/// profile), for a start on a thread without a CANN context; -1: none yet.
+static RUNTIME_DEVICE: AtomicI64 = AtomicI64::new(-1);
+
+/// (CLOCK_REALTIME, CLOCK_MONOTONIC_RAW) in ns at one instant: the realtime read bracketed by two raw reads,
+/// the tightest of 15 tries. A thread preempted between two reads (a loaded machine, qemu-user) would
+/// otherwise shift every device time of the profile by the delay: under qemu one such pair moved each step's
+/// kernels into the step before.
 fn clock_pair() -> (u64, u64) {
-    let read = |id| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid out-parameter.
-        unsafe { libc::clock_gettime(id, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
-    let rt = read(libc::CLOCK_REALTIME);
-    let raw = read(libc::CLOCK_MONOTONIC_RAW);
-    (rt, raw)
+    let mut best = (u64::MAX, 0, 0);
+    for _ in 0..15 {
+        let a = clock::monotonic_raw_ns();
+        let rt = clock::realtime_ns();
+        let b = clock::monotonic_raw_ns();
+        let width = b.saturating_sub(a);
+        if width < best.0 {
+            best = (width, rt, a + width / 2);
+        }
+    }
+    (best.1, best.2)
 }
 
 impl Backend for AclBackend {
@@ -418,10 +425,23 @@ impl Backend for AclBackend {
             // SAFETY: valid out-parameter.
             let rc = unsafe { get(&mut d) };
             if rc == 0 && d >= 0 {
+                RUNTIME_DEVICE.store(d as i64, Ordering::Relaxed);
                 self.device_source = "aclrtGetDevice";
                 return d as u32;
             }
             log::debug!("aclrtGetDevice returned {rc} ({})", code_name(rc));
+            // CANN answers from the calling thread's context: a thread that never set a device (npuprof's own
+            // background thread running an on-demand start, or any other) gets 107002. The device a runtime
+            // thread reported at an earlier start is the runtime's.
+            let seen = RUNTIME_DEVICE.load(Ordering::Relaxed);
+            if seen >= 0 {
+                log::info!(
+                    "no CANN device on the starting thread ({rc}): profiling device {seen}, which a runtime \
+                     thread reported at an earlier start"
+                );
+                self.device_source = "aclrtGetDevice on a runtime thread, at an earlier start";
+                return seen as u32;
+            }
         }
         self.device_source = cfg.device_source;
         cfg.device_id
