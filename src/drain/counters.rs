@@ -176,12 +176,13 @@ impl Active {
         self.counters.dropped_by_kind = by_kind;
     }
 
-    /// About every second: the counters so far, as a COUNTERS frame (what `npuprof recover` reports if
-    /// the process dies before its STOP frame).
+    /// About every second, and at every flush: the counters so far, as a COUNTERS frame (what `npuprof
+    /// recover` reports if the process dies before its STOP frame).
     pub(super) fn periodic_counters(&mut self, rings: &[&'static Ring]) -> std::io::Result<()> {
-        if self.w.is_none() || self.counters_at.elapsed() < COUNTERS_EVERY {
+        if self.w.is_none() || (!self.counters_due && self.counters_at.elapsed() < COUNTERS_EVERY) {
             return Ok(());
         }
+        self.counters_due = false;
         self.counters_at = std::time::Instant::now();
         self.sample_counters(rings);
         let kv = self.counters_kv(clock::now());

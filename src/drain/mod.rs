@@ -5,7 +5,8 @@
 //!
 //! Control messages (start, stop, flush, shutdown) arrive over a crossbeam channel; between messages the
 //! drain polls the rings every 1 ms while data flows, backing off to 10 ms when idle. A flush travels the
-//! same FIFO path as the stops before it (drain → export), so its answer means every earlier stop is written. Memory stays bounded however long a profile runs: the
+//! same FIFO path as the stops before it (drain → export), so its answer means every earlier stop is written;
+//! the drain makes one pass over the rings (and writes a COUNTERS frame) before forwarding it. Memory stays bounded however long a profile runs: the
 //! rings are fixed and the spool is on disk.
 //!
 //! A device backend's stop runs on neither: it has a short-lived `npuprof-vendor` thread of its own
@@ -155,6 +156,8 @@ struct Active {
     names_used: Vec<u64>,
     /// When the counters were last written to the spool.
     counters_at: std::time::Instant,
+    /// A flush asked for a COUNTERS frame at the next pass, whatever the time since the last one.
+    counters_due: bool,
     /// Last epoch written as a THREAD frame, per ring id (0 = none yet).
     thread_epoch: Vec<u32>,
     /// Ring counters at start, per ring id, to report this profile's share.
@@ -246,6 +249,13 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
                     0
                 }
                 Some(Msg::Flush(ack)) => {
+                    // What was recorded before the flush is spooled, with current counters, before the
+                    // flush is answered: a process killed right after a flush loses nothing it recorded
+                    // and `recover` reports its drops as of the flush.
+                    if let Some(a) = d.active.as_mut() {
+                        a.counters_due = true;
+                    }
+                    let moved = d.poll(None);
                     if let Err(e) = d.etx.send(ExportMsg::Flush(ack)) {
                         if let ExportMsg::Flush(ack) = e.into_inner() {
                             let _ = ack.send(Err(Error::new(
@@ -254,7 +264,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
                             )));
                         }
                     }
-                    d.poll(None)
+                    moved
                 }
                 _ => d.poll(None),
             };
@@ -383,6 +393,7 @@ impl Drain {
             lock,
             names_used: Vec::new(),
             counters_at: std::time::Instant::now(),
+            counters_due: false,
             thread_epoch: Vec::new(),
             counters: Counters {
                 drain_cpu_ns: thread_cpu_ns(),

@@ -513,10 +513,8 @@ static void scenario_exit_call(void) {
 }
 
 /* Recording, then SIGKILL: no exit handler runs. Steps and ranges are recorded first, then moved to the
- * spool by a handshake (no sleep), and the process kills itself. The handshake is two flushes: a flush is
- * answered once the drain has forwarded it, which it does just before a pass over the rings, and the drain
- * takes one message at a time, so the second answer means the pass after the first flush, which spooled
- * every record made before it, is over. */
+ * spool by a handshake (no sleep), and the process kills itself. The handshake is a flush: the drain spools
+ * every record made before it (and the counters) before the flush is answered. */
 static void scenario_kill9(int steps) {
     intern_all();
     EXPECT(P.start(), NPUPROF_OK);
@@ -524,7 +522,6 @@ static void scenario_kill9(int steps) {
         EXPECT(P.step(64), NPUPROF_OK);
         forward(3);
     }
-    EXPECT(P.flush(), NPUPROF_OK);
     EXPECT(P.flush(), NPUPROF_OK);
     EXPECT(P.is_running(), 1);
     print_dir();
