@@ -81,6 +81,22 @@ impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A caught panic's payload: its message, then the payload dropped without letting a panicking `Drop`
+/// escape (such a payload is leaked instead; the only one that is).
+pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    }))
+    .unwrap_or_default();
+    if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(p))) {
+        std::mem::forget(again);
+    }
+    msg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,20 +113,4 @@ mod tests {
             assert!(Status::describe(bad).to_str().unwrap().contains("UNKNOWN"));
         }
     }
-}
-
-/// A caught panic's payload: its message, then the payload dropped without letting a panicking `Drop`
-/// escape (such a payload is leaked instead; the only one that is).
-pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default()
-    }))
-    .unwrap_or_default();
-    if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(p))) {
-        std::mem::forget(again);
-    }
-    msg
 }
