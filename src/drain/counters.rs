@@ -145,32 +145,32 @@ pub fn config_vars(c: &crate::config::Config) -> Vec<(&'static str, String)> {
 impl Active {
     /// Reads the rings' drop counters into `counters` (this profile's share: minus the baseline at start).
     pub(super) fn sample_counters(&mut self, rings: &[&'static Ring]) {
+        // One read of each counter: the totals by reason are sums of the same by-kind values, so the
+        // two views agree exactly however the producers race this sample.
         let (mut full, mut unbalanced) = (0u64, 0u64);
-        for (i, r) in rings.iter().enumerate() {
-            full += r
-                .dropped()
-                .saturating_sub(self.base_dropped.get(i).copied().unwrap_or(0));
-            unbalanced += r
-                .unbalanced()
-                .saturating_sub(self.base_unbalanced.get(i).copied().unwrap_or(0));
-        }
-        self.counters.ring_full = full;
-        self.counters.unbalanced_pops = unbalanced;
-        self.counters.after_thread_exit = record::ORPHAN_DROPS
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.base_orphans);
         let mut by_kind = self.drain_dropped_by_kind;
         for (i, r) in rings.iter().enumerate() {
             let base = self.base_dropped_by_kind.get(i).copied().unwrap_or([0; 8]);
             for (k, d) in r.dropped_by_kind().into_iter().enumerate() {
-                by_kind[k] += d.saturating_sub(base[k]);
+                let d = d.saturating_sub(base[k]);
+                full += d;
+                by_kind[k] += d;
             }
+            unbalanced += r
+                .unbalanced()
+                .saturating_sub(self.base_unbalanced.get(i).copied().unwrap_or(0));
         }
+        let mut orphans = 0u64;
         for (k, d) in by_kind.iter_mut().enumerate() {
-            *d += record::ORPHAN_DROPS_BY_KIND[k]
+            let o = record::ORPHAN_DROPS_BY_KIND[k]
                 .load(Ordering::Relaxed)
                 .saturating_sub(self.base_orphans_by_kind[k]);
+            orphans += o;
+            *d += o;
         }
+        self.counters.ring_full = full;
+        self.counters.unbalanced_pops = unbalanced;
+        self.counters.after_thread_exit = orphans;
         by_kind[0] += by_kind[6] + by_kind[7];
         (by_kind[6], by_kind[7]) = (0, 0);
         self.counters.dropped_by_kind = by_kind;

@@ -161,10 +161,8 @@ struct Active {
     /// Last epoch written as a THREAD frame, per ring id (0 = none yet).
     thread_epoch: Vec<u32>,
     /// Ring counters at start, per ring id, to report this profile's share.
-    base_dropped: Vec<u64>,
     base_dropped_by_kind: Vec<[u64; 8]>,
     base_unbalanced: Vec<u64>,
-    base_orphans: u64,
     base_orphans_by_kind: [u64; 8],
     /// Records drained but not written (outside the window, over the disk cap), by record kind.
     drain_dropped_by_kind: [u64; 8],
@@ -382,10 +380,8 @@ impl Drain {
         let max = profile.config.max_disk_bytes();
         let cap = (max / 8).max((1 << 20).min(max / 2));
         self.active = Some(Active {
-            base_dropped: base.dropped,
             base_dropped_by_kind: base.dropped_by_kind,
             base_unbalanced: base.unbalanced,
-            base_orphans: base.orphans,
             base_orphans_by_kind: base.orphans_by_kind,
             drain_dropped_by_kind: [0; 8],
             profile,

@@ -58,8 +58,7 @@ pub(crate) static STATE: AtomicU64 = AtomicU64::new(0);
 /// `VLLM_TORCH_PROFILER_WITH_STACK`: capture the call stack at each range start.
 pub static WITH_STACK: AtomicBool = AtomicBool::new(false);
 /// Records made after the calling thread's ring was retired (thread exit) or could not be allocated.
-pub static ORPHAN_DROPS: AtomicU64 = AtomicU64::new(0);
-/// [`ORPHAN_DROPS`] by record kind (index `kind & 7`).
+/// By record kind (index `kind & 7`); the total is their sum (one count, so totals and kinds agree).
 pub static ORPHAN_DROPS_BY_KIND: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 /// Ring capacity in records; set by `session` from the config before the first profile.
 pub static RING_CAPACITY: AtomicUsize = AtomicUsize::new(1 << 16);
@@ -215,7 +214,6 @@ fn ring_or_count(k: u8) -> Option<&'static Ring> {
 #[cold]
 fn count_orphan(k: u8) {
     // Relaxed: counters read by the drain at stop; they pair with nothing.
-    ORPHAN_DROPS.fetch_add(1, Ordering::Relaxed);
     ORPHAN_DROPS_BY_KIND[(k & 7) as usize].fetch_add(1, Ordering::Relaxed);
 }
 
@@ -378,11 +376,10 @@ pub fn ring_count() -> usize {
 /// Counter baselines at a profile's start: per ring id (dropped, unbalanced), plus the orphan drops.
 #[derive(Clone, Debug, Default)]
 pub struct Baseline {
-    pub dropped: Vec<u64>,
-    /// `dropped` by record kind.
+    /// Per ring: drops by record kind (their sum is the ring's total).
     pub dropped_by_kind: Vec<[u64; 8]>,
     pub unbalanced: Vec<u64>,
-    pub orphans: u64,
+    /// Drops after a thread exit, by record kind.
     pub orphans_by_kind: [u64; 8],
 }
 
@@ -391,10 +388,8 @@ pub struct Baseline {
 pub fn baseline() -> Baseline {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     Baseline {
-        dropped: reg.rings.iter().map(|r| r.dropped()).collect(),
         dropped_by_kind: reg.rings.iter().map(|r| r.dropped_by_kind()).collect(),
         unbalanced: reg.rings.iter().map(|r| r.unbalanced()).collect(),
-        orphans: ORPHAN_DROPS.load(Ordering::Relaxed),
         orphans_by_kind: std::array::from_fn(|i| ORPHAN_DROPS_BY_KIND[i].load(Ordering::Relaxed)),
     }
 }

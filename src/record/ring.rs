@@ -73,13 +73,13 @@ struct ProducerSide {
     #[cfg_attr(loom, allow(dead_code))]
     slots: *mut Record,
     mask: u64,
-    /// Records dropped because the ring was full. Written only by the producer (load + store, no RMW).
-    dropped: AtomicU64,
-    /// The same drops by record kind (`Record::kind() & 7`), written the same way.
+    local: UnsafeCell<Local>,
+    /// Records dropped because the ring was full, by record kind (`Record::kind() & 7`): the one count of
+    /// drops (their total is [`Ring::dropped`], so the two can never disagree). Written only by the
+    /// producer (load + store, no RMW). After `local`: a push that has room touches only the line above.
     dropped_kind: [AtomicU64; 8],
     /// `range_pop` calls without an open range.
     unbalanced: AtomicU64,
-    local: UnsafeCell<Local>,
 }
 
 struct ConsumerSide {
@@ -137,7 +137,6 @@ impl Ring {
                 head: AtomicU64::new(0),
                 slots: slots_ptr,
                 mask: capacity as u64 - 1,
-                dropped: AtomicU64::new(0),
                 dropped_kind: std::array::from_fn(|_| AtomicU64::new(0)),
                 unbalanced: AtomicU64::new(0),
                 local: UnsafeCell::new(Local {
@@ -184,10 +183,8 @@ impl Ring {
             // to reuse happened before.
             local.cached_tail = self.cons.0.tail.load(Ordering::Acquire);
             if head.wrapping_sub(local.cached_tail) > p.mask {
-                // Only the producer writes `dropped`; the drain reads it (Relaxed: a counter, nothing else
-                // is published through it).
-                let d = p.dropped.load(Ordering::Relaxed);
-                p.dropped.store(d + 1, Ordering::Relaxed);
+                // Only the producer writes `dropped_kind`; the drain reads it (Relaxed: a counter, nothing
+                // else is published through it).
                 let k = &p.dropped_kind[(rec.kind() & 7) as usize];
                 k.store(k.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 return false;
@@ -230,7 +227,7 @@ impl Ring {
 
     /// Records dropped because the ring was full, since the ring was created.
     pub fn dropped(&self) -> u64 {
-        self.prod.0.dropped.load(Ordering::Relaxed)
+        self.dropped_by_kind().iter().sum()
     }
 
     /// [`Ring::dropped`] by record kind (index `kind & 7`).

@@ -167,6 +167,8 @@ fn stop_stamps() {
 pub fn after_fork_child() {
     TX.store(std::ptr::null_mut(), Ordering::Relaxed);
     TX_INFLIGHT.store(0, Ordering::Relaxed);
+    // A child may set a device of its own: the parent's is not evidence of it.
+    RUNTIME_DEVICE.store(-1, Ordering::Relaxed);
 }
 
 /// A created `aclprofConfig` (owned by CANN; only passed back to it).
