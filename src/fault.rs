@@ -5,7 +5,8 @@
 //! * `panic@<point>[*<n>]`: panic at the first `n` (default 1) passes through `<point>`. Points are the
 //!   exported function names (`npuprof_start`, ...: inside their panic boundary) and a few deep places named
 //!   where they are (`session.start.locked`, `session.stop.locked`, `drain.msg`, `export.run`,
-//!   `mspti.complete`);
+//!   `mspti.complete`, `mspti.walked`: in the MSPTI buffer-completed callback before and after it took the
+//!   buffer back from MSPTI);
 //! * `stall@<point>=<ms>`: sleep `ms` at every pass through a stall point (`drain.batch`: each batch the
 //!   host drain writes to the spool, as a blocked disk would; `mspti.consumer`: each MSPTI buffer written;
 //!   `export.run`: each export, before it starts);

@@ -1599,11 +1599,24 @@ fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
 /// land in one: without that the pool would be empty for good), and the profile exports.
 #[test]
 fn a_panic_in_the_mspti_completion_callback_is_caught_on_the_vendor_thread() {
+    panic_in_the_completion_callback("mspti.complete", 2);
+}
+
+/// The same with the panic after the callback took the buffer back from MSPTI and walked it (a bug in the
+/// walk of vendor records): the buffer, now the callback's, still goes back to the pool while unwinding.
+#[test]
+fn a_panic_after_the_mspti_callback_took_its_buffer_still_returns_the_buffer() {
+    panic_in_the_completion_callback("mspti.walked", 0);
+}
+
+/// `uncounted`: completions that panicked before they were counted as completed.
+fn panic_in_the_completion_callback(point: &str, uncounted: u64) {
+    let faults = format!("panic@{point}*2");
     let r = mspti_run_with(
         &lib_faults(),
         true,
         &[
-            ("NPUPROF_TEST_FAULTS", "panic@mspti.complete*2"),
+            ("NPUPROF_TEST_FAULTS", faults.as_str()),
             ("NPUPROF_MSPTI_BUFFER_KB", "64"),
             ("NPUPROF_MSPTI_BUFFERS", "2"),
         ],
@@ -1635,7 +1648,7 @@ fn a_panic_in_the_mspti_completion_callback_is_caught_on_the_vendor_thread() {
         r.out.stderr
     );
     assert!(
-        r.out.stderr.contains("injected fault at mspti.complete"),
+        r.out.stderr.contains(&format!("injected fault at {point}")),
         "{}",
         r.out.stderr
     );
@@ -1648,7 +1661,7 @@ fn a_panic_in_the_mspti_completion_callback_is_caught_on_the_vendor_thread() {
     let pool = fake.get(&(64 * 1024)).copied().unwrap_or_default();
     assert!(pool[1] >= 3, "2 panicked and the steps' buffer: {fake:?}");
     assert_eq!(
-        n("mspti_buffers_completed") + 2,
+        n("mspti_buffers_completed") + uncounted,
         fake.values().map(|v| v[1]).sum::<u64>(),
         "{fake:?} {d}"
     );

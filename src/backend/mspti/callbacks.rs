@@ -30,11 +30,18 @@ enum Callback {
 pub extern "C" fn on_request(buffer: *mut *mut u8, size: *mut usize, max_records: *mut usize) {
     if let Err(p) = catch_unwind(|| request(buffer, size, max_records)) {
         caught(Callback::Request, p, std::ptr::null_mut());
-        if let (false, false, Some(sh)) = (buffer.is_null(), size.is_null(), SHARED.get()) {
-            // SAFETY: valid out-parameters from MSPTI, checked non-NULL; the sink is always safe to fill.
-            unsafe {
-                *buffer = sh.sink;
-                *size = SINK_SIZE;
+        if buffer.is_null() || size.is_null() {
+            return;
+        }
+        // SAFETY: valid out-parameters from MSPTI, checked non-NULL; the sink is always safe to fill, and
+        // without a pool (never set up) NULL says "no buffer".
+        unsafe {
+            match SHARED.get() {
+                Some(sh) => {
+                    *buffer = sh.sink;
+                    *size = SINK_SIZE;
+                }
+                None => *buffer = std::ptr::null_mut(),
             }
         }
     }
@@ -85,11 +92,11 @@ pub extern "C" fn on_complete(buffer: *mut u8, size: usize, valid: usize) {
 }
 
 fn complete(buffer: *mut u8, size: usize, valid: usize) {
-    crate::fault::point("mspti.complete");
     let Some(sh) = SHARED.get() else { return };
     if sh.forked_away() {
         return;
     }
+    crate::fault::point("mspti.complete");
     sh.counts.add(Count::BuffersCompleted, 1);
     if buffer == sh.sink {
         // Not read: MSPTI may already be filling it again. Counted in bytes (records vary in size).
@@ -106,6 +113,12 @@ fn complete(buffer: *mut u8, size: usize, valid: usize) {
         sh.counts.add(Count::CompletionsUnmatched, 1);
         return;
     }
+    // From here this callback owns the buffer: it goes back to the pool unless it is handed on, also when
+    // the walk below panics (else the pool would shrink by a buffer per panic).
+    let owned = Owned {
+        pool: &sh.pool,
+        idx,
+    };
     let valid = valid.min(size).min(sh.pool.buf_size);
     // SAFETY: a pool buffer MSPTI held and returned (`take_back` made this callback its only owner until
     // it is handed on).
@@ -117,21 +130,35 @@ fn complete(buffer: *mut u8, size: usize, valid: usize) {
         valid,
         &mut Names::new(&sh.counts),
     );
+    crate::fault::point("mspti.walked");
     match sh.data_tx.try_send((idx, n)) {
-        Ok(()) => {}
+        Ok(()) => std::mem::forget(owned),
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             sh.counts.add(Count::BuffersDropped, 1);
             sh.counts.add(Count::RecordsDropped, n as u64);
-            sh.pool.release(idx);
         }
+    }
+}
+
+/// A taken pool buffer this callback still owns: released (back on the free list) when dropped, also while
+/// unwinding. Forgotten once the buffer is handed to the consumer thread.
+struct Owned<'a> {
+    pool: &'a super::pool::Pool,
+    idx: u32,
+}
+
+impl Drop for Owned<'_> {
+    fn drop(&mut self) {
+        self.pool.release(self.idx);
     }
 }
 
 /// A panic caught at a callback's boundary, on MSPTI's thread: counted, logged once per process (a bug hit
 /// per buffer would otherwise log per buffer), its payload dropped by `error::panic_message` (which leaks
-/// only a payload whose own drop panics). A completed pool buffer that MSPTI still held (the panic came before the callback took it back)
-/// goes back to the pool, so the pool does not shrink by a buffer per panic; its records are lost (the panic
-/// count says so). Never unwinds itself.
+/// only a payload whose own drop panics). A completed pool buffer goes back to the pool whether MSPTI still
+/// held it (the panic came before the callback took it back: here) or the callback did (`Owned`, while
+/// unwinding), so the pool does not shrink by a buffer per panic; its records are lost (the panic count says
+/// so). Never unwinds itself.
 #[cold]
 #[inline(never)]
 fn caught(what: Callback, p: Box<dyn Any + Send>, buffer: *mut u8) {
@@ -139,6 +166,9 @@ fn caught(what: Callback, p: Box<dyn Any + Send>, buffer: *mut u8) {
     let msg = crate::error::panic_message(p);
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let Some(sh) = SHARED.get() else { return };
+        if sh.forked_away() {
+            return;
+        }
         sh.counts.add(Count::CallbackPanics, 1);
         if !LOGGED.swap(true, Ordering::Relaxed) {
             let name = match what {
