@@ -157,11 +157,22 @@ pub fn source_name() -> &'static str {
 /// Reads `other` bracketed by two tick reads and keeps the tightest of a few tries, so the pair's error is
 /// the length of one `clock_gettime` call at worst.
 fn sample_pair(other: fn() -> u64) -> (u64, u64) {
+    tightest_pair(7, now, other)
+}
+
+/// `(bracket, other)` at one instant: `other` read between two reads of `bracket`, the tightest of `tries`
+/// tries, with `bracket` taken at the middle of its two reads. A thread preempted between two reads (a loaded
+/// machine, qemu-user) makes that try wide, and a wider try is never kept.
+pub fn tightest_pair(
+    tries: u32,
+    mut bracket: impl FnMut() -> u64,
+    mut other: impl FnMut() -> u64,
+) -> (u64, u64) {
     let mut best = (u64::MAX, 0u64, 0u64);
-    for _ in 0..7 {
-        let a = now();
+    for _ in 0..tries.max(1) {
+        let a = bracket();
         let o = other();
-        let b = now();
+        let b = bracket();
         let width = b.wrapping_sub(a);
         if width < best.0 {
             best = (width, a + width / 2, o);
@@ -228,6 +239,44 @@ pub fn conversion(anchor: (u64, u64)) -> Conversion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Simulated clocks: one try is preempted between its reads (its bracket is wide and its `other` read
+    /// late); the pair must come from the narrowest try and sit at the middle of its bracket.
+    #[test]
+    fn the_tightest_try_is_kept_and_a_preempted_one_never_is() {
+        // Each try reads bracket, other, bracket. Try 0 is 10 wide, try 1 is preempted (1000 wide, other
+        // read 900 in), try 2 is 2 wide: (bracket mid, other) of try 2.
+        let brackets = [100u64, 110, 200, 1200, 1300, 1302];
+        let others = [5_000u64, 6_000, 7_301];
+        let (mut bi, mut oi) = (0, 0);
+        let pair = tightest_pair(
+            3,
+            || {
+                bi += 1;
+                brackets[bi - 1]
+            },
+            || {
+                oi += 1;
+                others[oi - 1]
+            },
+        );
+        assert_eq!(pair, (1301, 7_301));
+        // A zero-width try wins over every later one.
+        let brackets = [0u64, 10, 20, 30, 40, 40, 50, 51];
+        let (mut bi, mut oi) = (0, 0);
+        let pair = tightest_pair(
+            4,
+            || {
+                bi += 1;
+                brackets[bi - 1]
+            },
+            || {
+                oi += 1;
+                oi as u64
+            },
+        );
+        assert_eq!(pair, (40, 3));
+    }
 
     #[test]
     fn ticks_are_monotonic_on_one_thread() {

@@ -403,17 +403,8 @@ static RUNTIME_DEVICE: AtomicI64 = AtomicI64::new(-1);
 /// otherwise shift every device time of the profile by the delay: under qemu one such pair moved each step's
 /// kernels into the step before.
 fn clock_pair() -> (u64, u64) {
-    let mut best = (u64::MAX, 0, 0);
-    for _ in 0..15 {
-        let a = clock::monotonic_raw_ns();
-        let rt = clock::realtime_ns();
-        let b = clock::monotonic_raw_ns();
-        let width = b.saturating_sub(a);
-        if width < best.0 {
-            best = (width, rt, a + width / 2);
-        }
-    }
-    (best.1, best.2)
+    let (raw, rt) = clock::tightest_pair(15, clock::monotonic_raw_ns, clock::realtime_ns);
+    (rt, raw)
 }
 
 impl Backend for AclBackend {
