@@ -3,8 +3,9 @@
 //! thread pushes, pops, marks and steps, and the recording thread must finish. The seccomp proof in
 //! tests/record_path.rs only sees a lock that is contended (a futex call); here every lock is contended.
 //!
-//! Probes show the locks are really held (not a vacuous pass): a call that takes each of them cannot end
-//! before the locks are released, and each does end after.
+//! Probes show the locks are really held (not a vacuous pass): a call that takes each of them, entered
+//! (each probe says so just before its call) while the recording thread records, has not ended when the
+//! recording thread is done, and each does end after the locks are released.
 //!
 //! One test function: the library's state is per process.
 
@@ -51,22 +52,34 @@ fn record_calls_finish_while_another_thread_holds_every_npuprof_lock() {
     ready_rx.recv_timeout(HANG).expect("the recorder started");
 
     let held = npuprof::session::hold_every_lock();
-    // Probes: each needs one of the held locks, so none can end while `held` lives.
+    // Probes: each needs one of the held locks, so none can end while `held` lives. Each says it is about
+    // to make its call, and the test waits for all three before it looks: a probe that was never scheduled
+    // would otherwise look blocked too.
+    let (in_tx, in_rx) = mpsc::channel::<()>();
+    let (a, b, c) = (in_tx.clone(), in_tx.clone(), in_tx);
     let probes = [
         // the control lock
-        std::thread::spawn(|| {
+        std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            a.send(()).unwrap();
             // SAFETY: a valid buffer of that length.
             unsafe { npuprof_output_dir(buf.as_mut_ptr().cast(), buf.len()) };
         }),
         // the name table
-        // SAFETY: a valid C string.
-        std::thread::spawn(|| unsafe {
-            npuprof_intern(c"probe_name".as_ptr());
+        std::thread::spawn(move || {
+            b.send(()).unwrap();
+            // SAFETY: a valid C string.
+            unsafe { npuprof_intern(c"probe_name".as_ptr()) };
         }),
         // the ring registry (a new thread's first record registers its ring)
-        std::thread::spawn(move || npuprof_mark(mark)),
+        std::thread::spawn(move || {
+            c.send(()).unwrap();
+            npuprof_mark(mark)
+        }),
     ];
+    for _ in 0..3 {
+        in_rx.recv_timeout(HANG).expect("a probe started");
+    }
     go_tx.send(()).unwrap();
     let finished = done_rx.recv_timeout(HANG);
     let blocked: Vec<bool> = probes.iter().map(|p| !p.is_finished()).collect();
