@@ -236,6 +236,12 @@ fn launching_step_of_rows(k: &[Vec<String>], l: &[Launch]) -> Vec<String> {
             if let Some(s) = by_task.get(&(row[stream].clone(), row[task].clone())) {
                 return s.clone();
             }
+            // Only rows without a task id fall back to the order (a broken Task or Stream ID column must
+            // not be checked against our own ordering).
+            assert!(
+                row[task].trim() == "N/A" && row[name].starts_with("hcom_"),
+                "{row:?}: a task id that no launch has, or an N/A one on a kernel (launches: {l:?})"
+            );
             let rank = k[1..]
                 .iter()
                 .filter(|o| o[name] == row[name] && start_of(o) < start_of(row))
