@@ -1,4 +1,4 @@
-/* Compiled into every C program and fake library of `run-tests`' sanitizer section (tests/common, build_c).
+/* Compiled into every C program (not the fake libraries: see build_c) of `run-tests`' sanitizer section (tests/common, build_c).
  * The library under test is ASan-instrumented there, so a process that preloads it needs the ASan runtime
  * first in LD_PRELOAD, and the programs a client starts without ASan inherit both: the `sh` of system(), the
  * fake `msprof` (a Python interpreter behind a shell shim). LeakSanitizer would report the shell's and the
