@@ -103,8 +103,9 @@ void npuprof_mark(uint32_t name_id);
  * by default long enough for the device steps: NPUPROF_VENDOR_TIMEOUT_S + NPUPROF_MSPROF_TIMEOUT_S + 60 s).
  * The host result is written first; a device backend's data is added after it (profiler_metadata.json says
  * "device_data": "pending" until then), so a flush that gives up still leaves the host result. While a
- * profile records, what the calling thread recorded before the flush is in its spool (with current drop
- * counts) when the flush returns, so `npuprof recover` keeps it if the process is then killed.
+ * profile records, a flush that returns NPUPROF_OK has put what the calling thread recorded before it in
+ * the profile's spool (except records counted as dropped: a full ring, the disk cap), with current drop
+ * counts, so `npuprof recover` keeps it if the process is then killed.
  * Returns NPUPROF_OK, or the error of an export that failed since the last flush (NPUPROF_ERR_IO, ...). */
 int npuprof_flush(void);
 
