@@ -107,6 +107,8 @@ struct Opts<'a> {
     preload: bool,
     cann_on_loader_path: bool,
     msprof: bool,
+    /// The fault-injection build of the library (`NPUPROF_TEST_FAULTS`).
+    faults: bool,
     env: &'a [(&'a str, &'a str)],
 }
 
@@ -114,6 +116,7 @@ const DEFAULT: Opts = Opts {
     preload: true,
     cann_on_loader_path: true,
     msprof: true,
+    faults: false,
     env: &[],
 };
 
@@ -122,7 +125,7 @@ fn go(opts: Opts, cmds: &[&str]) -> Run {
     let results = tmp.path().join("prof");
     let log = tmp.path().join("calls.log");
     let tk = toolkit(tmp.path());
-    let lib = lib();
+    let lib = if opts.faults { lib_faults() } else { lib() };
     let lib_s = lib.to_str().unwrap().to_string();
     let cann_lib = fakes().join("lib64");
     let mut path = std::env::var("PATH").unwrap_or_default();
@@ -2195,17 +2198,27 @@ fn msprof_descendants_that_call_setsid_end_with_it() {
     for mode in ["", "hang"] {
         let tmp = tempfile::tempdir().unwrap();
         let pidfile = tmp.path().join("grandchild.pid");
+        let hold = if mode.is_empty() {
+            String::new()
+        } else {
+            format!("hold@msprof.timeout={}", pidfile.display())
+        };
         let env = [
             ("NPUPROF_LEVEL", "level1"),
             ("FAKE_MSPROF_MODE", mode),
-            // Long enough for the fake (a Python script) to start its grandchild on a loaded machine.
-            ("NPUPROF_MSPROF_TIMEOUT_S", "10"),
+            // Without "hang" the fake exits by itself: a timeout only a hang reaches. With "hang" the
+            // timeout is what ends msprof (the fake sleeps an hour, so it certainly fires); it starts only
+            // once the grandchild's pid file exists (fault injection `hold@msprof.timeout`), so it never
+            // races the start of the fake (a Python script) on a loaded machine.
+            ("NPUPROF_MSPROF_TIMEOUT_S", if mode.is_empty() { "600" } else { "2" }),
+            ("NPUPROF_TEST_FAULTS", &hold),
             ("FAKE_MSPROF_ADVERSE", "linger"),
             ("FAKE_MSPROF_PIDFILE", pidfile.to_str().unwrap()),
         ];
         let r = go(
             Opts {
                 env: &env,
+                faults: !mode.is_empty(),
                 ..DEFAULT
             },
             PROFILE,
