@@ -33,7 +33,8 @@ mod imp {
 
     /// The longest a `hold@` waits for its release file: generous, only a test that never releases it
     /// reaches it.
-    pub const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_nanos(super::HOLD_LIMIT_NS);
+    pub const HOLD_LIMIT: std::time::Duration =
+        std::time::Duration::from_nanos(super::HOLD_LIMIT_NS);
 
     struct Fault {
         point: String,

@@ -2210,7 +2210,10 @@ fn msprof_descendants_that_call_setsid_end_with_it() {
             // timeout is what ends msprof (the fake sleeps an hour, so it certainly fires); it starts only
             // once the grandchild's pid file exists (fault injection `hold@msprof.timeout`), so it never
             // races the start of the fake (a Python script) on a loaded machine.
-            ("NPUPROF_MSPROF_TIMEOUT_S", if mode.is_empty() { "600" } else { "2" }),
+            (
+                "NPUPROF_MSPROF_TIMEOUT_S",
+                if mode.is_empty() { "600" } else { "2" },
+            ),
             ("NPUPROF_TEST_FAULTS", &hold),
             ("FAKE_MSPROF_ADVERSE", "linger"),
             ("FAKE_MSPROF_PIDFILE", pidfile.to_str().unwrap()),
