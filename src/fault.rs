@@ -12,7 +12,9 @@
 //!   `export.run`: each export, before it starts);
 //! * `hold@<point>=<path>`: at every pass through a stall point, wait until the file `<path>` exists (polled
 //!   every 10 ms, at most 60 s so that a forgotten release never hangs a test process): a stall the test
-//!   ends itself, for assertions that must not depend on how long a sleep is;
+//!   ends itself, for assertions that must not depend on how long a sleep is. `msprof.timeout` is a hold
+//!   only (no stall): msprof's helper process starts counting `NPUPROF_MSPROF_TIMEOUT_S` once the file
+//!   exists (it polls it itself, see [`hold_path`]);
 //! * `raise@<point>=<signo>`: raise signal `signo` on the calling thread at the first pass through a panic
 //!   point (e.g. `session.start.locked`, to run a signal handler while the control lock is held).
 
@@ -32,7 +34,8 @@ mod imp {
 
     /// The longest a `hold@` waits for its release file: generous, only a test that never releases it
     /// reaches it.
-    pub const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+    pub const HOLD_LIMIT: std::time::Duration =
+        std::time::Duration::from_nanos(super::HOLD_LIMIT_NS);
 
     struct Fault {
         point: String,
@@ -116,6 +119,13 @@ mod imp {
         }
     }
 
+    pub fn hold_path(name: &str) -> Option<std::ffi::CString> {
+        faults()
+            .iter()
+            .find(|f| f.kind == Kind::Hold && f.point == name)
+            .and_then(|f| std::ffi::CString::new(f.path.as_str()).ok())
+    }
+
     pub fn point(name: &str) {
         for f in faults() {
             if matches!(f.kind, Kind::Stall | Kind::Hold) || f.point != name {
@@ -144,6 +154,20 @@ pub fn point(_name: &str) {
     #[cfg(feature = "fault-injection")]
     imp::point(_name);
 }
+
+/// The release file of a `hold@<name>`, for a hold point that cannot call [`stall`] (a forked helper, where
+/// only async-signal-safe calls are allowed): the caller polls it itself. Always `None` without
+/// `--features fault-injection`.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn hold_path(_name: &str) -> Option<std::ffi::CString> {
+    None
+}
+#[cfg(feature = "fault-injection")]
+pub use imp::hold_path;
+
+/// The longest a `hold@` waits for its release file (see `imp::HOLD_LIMIT`), for callers of [`hold_path`].
+pub const HOLD_LIMIT_NS: u64 = 60_000_000_000;
 
 /// A place where a test may inject a stall (no-op without `--features fault-injection`).
 #[inline(always)]

@@ -107,6 +107,8 @@ struct Opts<'a> {
     preload: bool,
     cann_on_loader_path: bool,
     msprof: bool,
+    /// The fault-injection build of the library (`NPUPROF_TEST_FAULTS`).
+    faults: bool,
     env: &'a [(&'a str, &'a str)],
 }
 
@@ -114,6 +116,7 @@ const DEFAULT: Opts = Opts {
     preload: true,
     cann_on_loader_path: true,
     msprof: true,
+    faults: false,
     env: &[],
 };
 
@@ -122,7 +125,7 @@ fn go(opts: Opts, cmds: &[&str]) -> Run {
     let results = tmp.path().join("prof");
     let log = tmp.path().join("calls.log");
     let tk = toolkit(tmp.path());
-    let lib = lib();
+    let lib = if opts.faults { lib_faults() } else { lib() };
     let lib_s = lib.to_str().unwrap().to_string();
     let cann_lib = fakes().join("lib64");
     let mut path = std::env::var("PATH").unwrap_or_default();
@@ -960,21 +963,25 @@ fn unsupported_bits_are_retried_with_the_portable_set() {
 
 /// msprof absent, failing, hanging past the timeout, or writing garbage: the profile still completes with its
 /// host data, the raw PROF_ data stays, and the log and metadata say how to parse it later.
+///
+/// Only `hang` tests the timeout: the fake sleeps an hour, so giving up after 2 s is certain. The other
+/// modes exit at once (`fail` before any work, `garbage` after writing a few bytes), so their timeout is
+/// one that only a real hang reaches: a fake slow to start on a loaded machine still gets its own status.
 #[test]
 fn msprof_missing_failing_hanging_or_garbage_keeps_the_raw_data() {
-    let cases: &[(bool, &str, &str)] = &[
-        (false, "", "raw (msprof not found)"),
-        (true, "fail", "raw (msprof failed)"),
-        (true, "hang", "raw (msprof failed)"),
-        (true, "garbage", "raw (msprof output unreadable)"),
+    let cases: &[(bool, &str, &str, &str)] = &[
+        (false, "", "600", "raw (msprof not found)"),
+        (true, "fail", "600", "raw (msprof failed)"),
+        (true, "hang", "2", "raw (msprof failed)"),
+        (true, "garbage", "600", "raw (msprof output unreadable)"),
     ];
-    for &(msprof, mode, status) in cases {
+    for &(msprof, mode, timeout, status) in cases {
         let r = go(
             Opts {
                 msprof,
                 env: &[
                     ("FAKE_MSPROF_MODE", mode),
-                    ("NPUPROF_MSPROF_TIMEOUT_S", "2"),
+                    ("NPUPROF_MSPROF_TIMEOUT_S", timeout),
                 ],
                 ..DEFAULT
             },
@@ -2210,17 +2217,30 @@ fn msprof_descendants_that_call_setsid_end_with_it() {
     for mode in ["", "hang"] {
         let tmp = tempfile::tempdir().unwrap();
         let pidfile = tmp.path().join("grandchild.pid");
+        let hold = if mode.is_empty() {
+            String::new()
+        } else {
+            format!("hold@msprof.timeout={}", pidfile.display())
+        };
         let env = [
             ("NPUPROF_LEVEL", "level1"),
             ("FAKE_MSPROF_MODE", mode),
-            // Long enough for the fake (a Python script) to start its grandchild on a loaded machine.
-            ("NPUPROF_MSPROF_TIMEOUT_S", "10"),
+            // Without "hang" the fake exits by itself: a timeout only a hang reaches. With "hang" the
+            // timeout is what ends msprof (the fake sleeps an hour, so it certainly fires); it starts only
+            // once the grandchild's pid file exists (fault injection `hold@msprof.timeout`), so it never
+            // races the start of the fake (a Python script) on a loaded machine.
+            (
+                "NPUPROF_MSPROF_TIMEOUT_S",
+                if mode.is_empty() { "600" } else { "2" },
+            ),
+            ("NPUPROF_TEST_FAULTS", &hold),
             ("FAKE_MSPROF_ADVERSE", "linger"),
             ("FAKE_MSPROF_PIDFILE", pidfile.to_str().unwrap()),
         ];
         let r = go(
             Opts {
                 env: &env,
+                faults: !mode.is_empty(),
                 ..DEFAULT
             },
             PROFILE,

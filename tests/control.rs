@@ -32,6 +32,25 @@ fn trigger(cmd: &str, pid: &str, dir: &str) -> (i32, String, String) {
     ])
 }
 
+/// How long a wait for something the watcher does (it polls about every 200 ms) may take before the test
+/// calls it a hang: never reached by a working watcher, also on a loaded machine or under qemu. The idle
+/// process lives longer than any such wait (its `Drop` ends it).
+const HANG: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits (untimed: polls every 25 ms) until `done` holds, failing with `what` and `log` only after [`HANG`].
+fn wait_until(what: &str, log: impl Fn() -> String, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + HANG;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} (waited {} s)\n{}",
+            HANG.as_secs(),
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
+
 /// tests/c/idle.c, built once per test binary (built again for each process, it was being rewritten by
 /// the C compiler while another test started it: `spawn` failed with ETXTBSY now and then).
 fn idle() -> PathBuf {
@@ -75,7 +94,7 @@ impl Preloaded {
         let log = root.with_extension("log");
         // Built for the target (an aarch64 program under qemu-user when cross-testing).
         let mut cmd = Command::new(idle());
-        cmd.arg("60")
+        cmd.arg("600")
             .args(args)
             .env("LD_PRELOAD", lib())
             .env("VLLM_TORCH_PROFILER_DIR", root)
@@ -116,22 +135,18 @@ impl Preloaded {
     /// Waits (untimed, bounded) until the watcher has polled `n` more times, or `done` holds.
     fn wait_polls_or(&self, n: usize, done: impl Fn() -> bool) {
         let base = self.polls();
-        for _ in 0..2400 {
-            if self.polls() >= base + n || done() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!("the watcher did not poll {n} times\n{}", self.log());
+        wait_until(
+            &format!("the watcher did not poll {n} times"),
+            || self.log(),
+            || self.polls() >= base + n || done(),
+        );
     }
     fn wait_log(&self, needle: &str) {
-        for _ in 0..2400 {
-            if self.log().contains(needle) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!("{needle:?} never logged\n{}", self.log());
+        wait_until(
+            &format!("{needle:?} never logged"),
+            || self.log(),
+            || self.log().contains(needle),
+        );
     }
 }
 
@@ -144,13 +159,12 @@ impl Drop for Preloaded {
 
 /// Waits (untimed, bounded) until the watcher of `root` is up: `.control/` exists.
 fn watching(root: &Path) {
-    for _ in 0..400 {
-        if root.join(".control").is_dir() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    panic!("{} never appeared", root.join(".control").display());
+    let ctl = root.join(".control");
+    wait_until(
+        &format!("{} never appeared", ctl.display()),
+        String::new,
+        || ctl.is_dir(),
+    );
 }
 
 fn cpath(p: &Path) -> std::ffi::CString {
@@ -179,12 +193,11 @@ fn trigger_starts_and_stops_a_profile_in_an_unchanged_preloaded_process() {
     assert_eq!(c, 0, "{out}{err}");
     assert_eq!(out.trim(), format!("stopped: {wd}"));
     // The export runs in the background of that process: wait for its files (untimed, bounded).
-    for _ in 0..400 {
-        if Path::new(&wd).join("profiler_metadata.json").exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    wait_until(
+        "the triggered profile was never written",
+        || p.log(),
+        || Path::new(&wd).join("profiler_metadata.json").exists(),
+    );
     let (c, out, _) = npuprof(&["check", &wd]);
     assert_eq!(c, 0, "{out}");
     assert!(
@@ -197,13 +210,11 @@ fn trigger_starts_and_stops_a_profile_in_an_unchanged_preloaded_process() {
     std::fs::write(&cmd, "start").unwrap();
     if root_or_skip("a command file owned by another uid") {
         std::os::unix::fs::chown(&cmd, Some(65534), Some(65534)).unwrap();
-        for _ in 0..400 {
-            if !cmd.exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        assert!(!cmd.exists());
+        wait_until(
+            "the foreign command file was never removed",
+            || p.log(),
+            || !cmd.exists(),
+        );
         assert!(
             p.log().contains("command file owned by uid 65534"),
             "{}",
@@ -364,7 +375,7 @@ fn a_fifo_swapped_in_for_a_command_file_never_blocks_the_watcher() {
             }
             // A hang guard only: the watcher polls about every 200 ms.
             assert!(
-                t0.elapsed() < std::time::Duration::from_secs(30),
+                t0.elapsed() < HANG,
                 "round {round}: the watcher never took {} (its thread is blocked opening the FIFO)\n{}",
                 cmd.display(),
                 p.log()

@@ -25,19 +25,80 @@ fn run_lifecycle(lib: &Path, args: &[&str], env: &[(&str, &str)]) -> ClientRun {
     common::run_guarded(&mut cmd, Duration::from_secs(120))
 }
 
-/// Item 1 of issue 14: `npuprof_stop()` then `exit()` at once. The export is stalled 1.5 s (fault
-/// injection), so it is certainly still queued or running when the exit hook runs: the hook waits for it
-/// (saying so once) and the result is complete.
+/// [`run_lifecycle`], creating the file `release` once the client's stderr contains `needle` (a handshake:
+/// a `hold@` fault point waiting for `release` ends when the library has said what the test waits for,
+/// whatever the timing). Killed if it has not ended after 120 s.
+fn run_lifecycle_releasing(
+    lib: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    needle: &str,
+    release: &Path,
+) -> ClientRun {
+    use std::time::Instant;
+    let tmp = tempfile::tempdir().unwrap();
+    let (out_p, err_p) = (tmp.path().join("out"), tmp.path().join("err"));
+    let mut cmd = Command::new(client());
+    common::clean_env(cmd.arg(lib).args(args))
+        .envs(env.iter().copied())
+        .stdout(std::fs::File::create(&out_p).unwrap())
+        .stderr(std::fs::File::create(&err_p).unwrap())
+        .stdin(std::process::Stdio::null());
+    common::asan_preload(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn the client");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if !release.exists()
+            && std::fs::read_to_string(&err_p)
+                .unwrap_or_default()
+                .contains(needle)
+        {
+            std::fs::write(release, b"").unwrap();
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the client hung (killed after 120 s)\nstdout:\n{}\nstderr:\n{}",
+                std::fs::read_to_string(&out_p).unwrap_or_default(),
+                std::fs::read_to_string(&err_p).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = std::process::Output {
+        status,
+        stdout: std::fs::read(&out_p).unwrap(),
+        stderr: std::fs::read(&err_p).unwrap(),
+    };
+    ClientRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        out,
+    }
+}
+
+/// Item 1 of issue 14: `npuprof_stop()` then `exit()` at once. The export is held (fault injection
+/// `hold@export.run`) until the exit hook has logged that it waits, so it is certainly still queued or
+/// running when the hook runs, whatever the timing: the hook waits for it (saying so once) and the result
+/// is complete.
 #[test]
 fn exit_right_after_stop_waits_for_the_export() {
     let root = tempfile::tempdir().unwrap();
-    let r = run_lifecycle(
+    let release = root.path().join("release");
+    let faults = format!("hold@export.run={}", release.display());
+    let r = run_lifecycle_releasing(
         &lib_faults(),
         &["stop_exit", "2000"],
         &[
             ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
-            ("NPUPROF_TEST_FAULTS", "stall@export.run=1500"),
+            ("NPUPROF_TEST_FAULTS", &faults),
         ],
+        "waiting up to",
+        &release,
     );
     r.assert_ok();
     let waits: Vec<&str> = r
@@ -110,18 +171,24 @@ fn flush_and_shutdown_return_after_the_flush_timeout_and_lose_nothing() {
 }
 
 /// The exit hook is registered at every start (so that it runs before the destructors of whatever a backend
-/// loaded); only the first one to run may wait. Six profiles whose exports are stalled, then exit(): one
-/// wait, one log line (before: six waits of NPUPROF_FLUSH_TIMEOUT_S each, six pairs of lines).
+/// loaded); only the first one to run may wait. Six profiles whose exports are held (fault injection
+/// `hold@export.run` on a file nobody creates: the exit ends the hold), then exit(): the exports are
+/// certainly unfinished, so the hook certainly gives up after NPUPROF_FLUSH_TIMEOUT_S; one wait, one log
+/// line (before: six waits of NPUPROF_FLUSH_TIMEOUT_S each, six pairs of lines).
 #[test]
 fn many_profiles_then_exit_wait_once_not_once_per_start() {
     let root = tempfile::tempdir().unwrap();
+    let faults = format!(
+        "hold@export.run={}",
+        root.path().join("never-released").display()
+    );
     let r = run_lifecycle(
         &lib_faults(),
         &["profiles_exit", "6"],
         &[
             ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
             ("NPUPROF_FLUSH_TIMEOUT_S", "1"),
-            ("NPUPROF_TEST_FAULTS", "stall@export.run=4000"),
+            ("NPUPROF_TEST_FAULTS", &faults),
         ],
     );
     r.assert_ok();

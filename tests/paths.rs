@@ -133,8 +133,15 @@ fn a_worker_directory_swapped_for_a_symlink_is_never_written_through() {
         assert_eq!(npuprof_start(), 0, "{}", last_error());
         record(c"before_swap", 50);
         let dir = output_dir();
-        // Let the drain move the first records into the spool.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The drain moves the first records into the spool before the swap: a flush spools everything this
+        // thread recorded before it returns (no sleep decides whether the spool holds them).
+        assert_eq!(npuprof_flush(), 0, "{}", last_error());
+        let spooled = std::fs::read(dir.join("FRAMEWORK/npuprof.spool")).unwrap();
+        assert!(
+            spooled.windows(11).any(|w| w == b"before_swap"),
+            "the first records were not spooled before the swap ({} bytes)",
+            spooled.len()
+        );
         std::fs::rename(&dir, root.join("moved")).unwrap();
         std::os::unix::fs::symlink(&victim, &dir).unwrap();
         record(c"after_swap", 50);

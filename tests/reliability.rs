@@ -484,20 +484,24 @@ fn dlclose_while_idle_keeps_the_library_working() {
     assert_eq!(workers(root.path()).len(), 2);
 }
 
-/// The host drain stalled (each batch it writes sleeps 300 ms, as on a blocked disk) while 4 threads
-/// record: the recording threads never wait for it (the run finishes, rings overflow), and every issued
-/// record is either in the spool or counted as dropped, exactly.
+/// The host drain stalled (held by fault injection, `hold@drain.batch`, as on a blocked disk, until the
+/// client has joined its 4 recording threads) while they record 4500 records each into 2048-record rings:
+/// the recording threads never wait for it (the run finishes, rings overflow: at most one drain pass
+/// before the hold empties a ring once, so more than 2 x 2048 records per thread certainly overflow,
+/// whatever the timing), and every issued record is either in the spool or counted as dropped, exactly.
 #[test]
 fn a_stalled_drain_never_blocks_recording_and_counts_every_drop() {
     let root = tempfile::tempdir().unwrap();
+    let release = root.path().join("release");
+    let faults = format!("hold@drain.batch={}", release.display());
     let r = run_client_with(
         &lib_faults(),
         false,
-        &["manual", "2", "4"],
+        &["manual", "2", "4", "1500", release.to_str().unwrap()],
         &[
             ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
             ("NPUPROF_BUFFER_KB", "32"),
-            ("NPUPROF_TEST_FAULTS", "stall@drain.batch=300"),
+            ("NPUPROF_TEST_FAULTS", &faults),
         ],
     );
     r.assert_ok();
@@ -505,16 +509,18 @@ fn a_stalled_drain_never_blocks_recording_and_counts_every_drop() {
     let m = &m["npuprof"];
     let dropped = m["dropped_records"]["ring_full"].as_u64().unwrap();
     let recorded = m["recorded_records"].as_u64().unwrap();
-    // The client's `manual 2 4`: 2 steps, 2 forwards of 9 ranges (push + pop) per step, 4 marks per step,
-    // and 4 workers making 3000 records each.
-    let issued = 2 + 2 * 9 * 2 + 2 * 4 + 4 * 3000;
+    // The client's `manual 2 4 1500`: 2 steps, 2 forwards of 9 ranges (push + pop) per step, 4 marks per
+    // step, and 4 workers making 4500 records each.
+    let issued = 2 + 2 * 9 * 2 + 2 * 4 + 4 * 4500;
     eprintln!(
         "stalled host drain: {issued} issued, {recorded} spooled, {dropped} dropped and counted"
     );
     assert_eq!(recorded + dropped, issued, "{m}");
+    // Each worker's ring is emptied at most once before the hold (by the drain pass that then holds), so
+    // each worker drops at least 4500 - 2 x 2048 records.
     assert!(
-        dropped > 0,
-        "the stall must overflow a 2048-record ring: {m}"
+        dropped >= 4 * (4500 - 2 * 2048),
+        "the held drain must overflow each worker's 2048-record ring: {m}"
     );
     let t = trace(&r.dir());
     assert_proper_nesting(&t);

@@ -255,14 +255,16 @@ fn recover_refuses_a_live_profile_naming_its_pid() {
 }
 
 /// Item 2, the window before the first frame: the spool is locked from the moment it has its name, so a
-/// `recover` while the drain has not yet written the START frame (held back here by a test-only stall)
-/// refuses it as live, and cannot take the lock from the writer (before: it took the lock of the empty
-/// spool, the drain then wrote the whole profile unlocked, and a later `recover` exported and deleted the
-/// spool of the live process).
+/// `recover` while the drain has not yet written the START frame (held back here by fault injection,
+/// `hold@drain.start`, until the test has run that `recover`: certainly before the first frame, whatever
+/// the timing) refuses it as live, and cannot take the lock from the writer (before: it took the lock of
+/// the empty spool, the drain then wrote the whole profile unlocked, and a later `recover` exported and
+/// deleted the spool of the live process).
 #[test]
 fn recover_before_the_first_frame_cannot_take_the_lock() {
     let root = tempfile::tempdir().unwrap();
     let go = root.path().join("go");
+    let started = root.path().join("started");
     let mut child = common::clean_env(
         Command::new(spool_client())
             .arg(lib_faults())
@@ -270,7 +272,10 @@ fn recover_before_the_first_frame_cannot_take_the_lock() {
             .arg(&go),
     )
     .env("VLLM_TORCH_PROFILER_DIR", root.path())
-    .env("NPUPROF_TEST_FAULTS", "stall@drain.start=3000")
+    .env(
+        "NPUPROF_TEST_FAULTS",
+        format!("hold@drain.start={}", started.display()),
+    )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
@@ -294,6 +299,12 @@ fn recover_before_the_first_frame_cannot_take_the_lock() {
         "{}",
         text(&early)
     );
+    // Still before the first frame: the drain is held until `started` exists.
+    assert!(
+        std::fs::metadata(&spool).map_or(0, |m| m.len()) <= 16,
+        "a frame was written while the drain was held"
+    );
+    std::fs::write(&started, b"").unwrap();
     // Once the drain has written its START frame, recover still refuses, naming the pid.
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::fs::metadata(&spool).map_or(0, |m| m.len()) <= 16 {

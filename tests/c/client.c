@@ -124,16 +124,18 @@ static void *worker(void *p) {
     return NULL;
 }
 
-/* manual STEPS THREADS: POST /start_profile, STEPS scheduler steps with forwards, THREADS helper threads,
- * POST /stop_profile. */
-static void scenario_manual(int steps, int threads) {
+/* manual STEPS THREADS [ITERS [RELEASE]]: POST /start_profile, STEPS scheduler steps with forwards, THREADS
+ * helper threads of ITERS (default 1000) range+mark iterations each, POST /stop_profile. With RELEASE, the
+ * file RELEASE is created once the helpers have ended, before the stop (the end of a fault-injection
+ * `hold@` the test put on the drain: the helpers certainly recorded while it held). */
+static void scenario_manual(int steps, int threads, int iters, const char *release) {
     intern_all();
     EXPECT(P.is_running(), 0);
     EXPECT(P.start(), NPUPROF_OK);
     EXPECT(P.is_running(), 1);
     print_thread_names();
     pthread_t th[64];
-    struct worker_arg wa = {1000, NULL};
+    struct worker_arg wa = {iters, NULL};
     for (int t = 0; t < threads && t < 64; t++) pthread_create(&th[t], NULL, worker, &wa);
     for (int s = 0; s < steps; s++) {
         EXPECT(P.step(100 + s), NPUPROF_OK);
@@ -141,6 +143,11 @@ static void scenario_manual(int steps, int threads) {
         usleep(2000);
     }
     for (int t = 0; t < threads && t < 64; t++) pthread_join(th[t], NULL);
+    if (release) {
+        FILE *f = fopen(release, "w");
+        CHECK(f != NULL);
+        if (f) fclose(f);
+    }
     EXPECT(P.stop(), NPUPROF_OK);
     EXPECT(P.is_running(), 0);
     EXPECT(P.flush(), NPUPROF_OK);
@@ -613,7 +620,9 @@ int main(int argc, char **argv) {
         printf("THREADS_AFTER_VERSION=%d\n", count_threads());
         return failures ? 1 : 0;
     }
-    if (!strcmp(s, "manual")) scenario_manual(argc > 3 ? atoi(argv[3]) : 5, argc > 4 ? atoi(argv[4]) : 2);
+    if (!strcmp(s, "manual"))
+        scenario_manual(argc > 3 ? atoi(argv[3]) : 5, argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? atoi(argv[5]) : 1000,
+                        argc > 6 ? argv[6] : NULL);
     else if (!strcmp(s, "old")) scenario_old(argc - 3, argv + 3);
     else if (!strcmp(s, "disabled")) scenario_disabled();
     else if (!strcmp(s, "misuse")) scenario_misuse();

@@ -143,6 +143,9 @@ struct Prepared {
     /// The host's pid: when the helper's parent is no longer it, the host has ended.
     host: libc::pid_t,
     timeout_ns: u64,
+    /// Fault injection only (`hold@msprof.timeout=FILE`, see `crate::fault`): the timeout starts once FILE
+    /// exists (polled, at most `fault::HOLD_LIMIT_NS`), so a test's timeout never races msprof's start.
+    hold: Option<CString>,
 }
 
 /// Whether the helper must stop msprof now: the host process is gone (the helper was re-parented), or the
@@ -213,6 +216,16 @@ fn helper(p: &Prepared) -> ! {
             let e = *libc::__errno_location();
             report(EXEC_FAILED, e, 0);
             libc::_exit(127);
+        }
+    }
+    if let Some(h) = &p.hold {
+        let until = now_ns().saturating_add(crate::fault::HOLD_LIMIT_NS);
+        // SAFETY: access(2) on a path prepared before the fork; async-signal-safe.
+        while unsafe { libc::access(h.as_ptr(), libc::F_OK) } != 0
+            && now_ns() < until
+            && !cancelled(p)
+        {
+            nap(10);
         }
     }
     let deadline = now_ns().saturating_add(p.timeout_ns);
@@ -329,6 +342,7 @@ pub(super) fn run_msprof(
         // SAFETY: getpid has no preconditions.
         host: unsafe { libc::getpid() },
         timeout_ns: timeout.as_nanos().min(u64::MAX as u128) as u64,
+        hold: crate::fault::hold_path("msprof.timeout"),
     };
     // SAFETY: the child runs only `helper`, which makes async-signal-safe calls on `prep` (prepared above)
     // and ends in `_exit`; the parent continues normally.
@@ -348,7 +362,10 @@ pub(super) fn run_msprof(
     let mut cancel_sent = false;
     // The helper enforces the timeout and its cleanup is bounded; this bound only guards against a helper
     // that is itself stuck (then it is killed, and what it would have cleaned up may survive).
-    let bound = timeout + CLEANUP + Duration::from_secs(30);
+    let mut bound = timeout + CLEANUP + Duration::from_secs(30);
+    if prep.hold.is_some() {
+        bound += Duration::from_nanos(crate::fault::HOLD_LIMIT_NS);
+    }
     let t0 = Instant::now();
     loop {
         let mut st = 0;
