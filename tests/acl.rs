@@ -1571,11 +1571,16 @@ fn assert_counts_match_the_fake(r: &Run, pool_size: u64) {
 /// callbacks kept is either in the spool or counted as dropped.
 #[test]
 fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
+    // The consumer is held (not slept) until the burst is over: the pool certainly runs dry.
+    let gate = tempfile::tempdir().unwrap();
+    let release = gate.path().join("release");
+    let faults = format!("hold@mspti.consumer={}", release.display());
+    let touch = format!("touch:{}", release.display());
     let r = mspti_run_with(
         &lib_faults(),
         true,
         &[
-            ("NPUPROF_TEST_FAULTS", "stall@mspti.consumer=200"),
+            ("NPUPROF_TEST_FAULTS", faults.as_str()),
             ("NPUPROF_MSPTI_BUFFER_KB", "64"),
             ("NPUPROF_MSPTI_BUFFERS", "2"),
         ],
@@ -1583,6 +1588,7 @@ fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
             "mspti",
             "start",
             "burst:30000",
+            touch.as_str(),
             "steps:1",
             "stop",
             "flush",
@@ -1591,6 +1597,7 @@ fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
     );
     r.out.assert_ok();
     assert_eq!(r.out.value("FLUSH").as_deref(), Some("0"));
+    assert_eq!(r.out.value("TOUCH").as_deref(), Some("0"));
     let d = &r.meta()["device"];
     let n = |k: &str| d[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
     // The figures of the closing note / README (`cargo test --test acl stalled -- --nocapture`).

@@ -18,6 +18,7 @@
  *   wait_hang     wait until a FAKE_ACL_HANG / FAKE_MSPTI_HANG hang has begun (in any thread)
  *   bg_exit_on_hang   a new thread waits as wait_hang does, then calls exit(0); main goes on meanwhile
  *   sleep:MS      sleep MS ms
+ *   touch:PATH    create PATH (the release of a `hold@point=PATH` fault)
  *   hwm           print HWM_KB=<VmHWM of this process, from /proc/self/status>
  *   release       end the fakes' FAKE_ACL_HANG / FAKE_MSPTI_HANG hangs (fake_acl_release, fake_mspti_release)
  *   fork          fork(); the child runs "start steps:1 stop flush", prints CHILD_START=, CHILD_DIR=, and exits;
@@ -34,6 +35,8 @@
  * MSPTI_KERNELS/_ALL/_DROPPED (records written, dropped) and MSPTI_BUFFERS_<size>=requested,completed,records,bytes.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -373,6 +376,11 @@ int main(int argc, char **argv) {
             if (pthread_create(&t, NULL, exit_on_hang, NULL)) printf("FAIL pthread_create\n");
         } else if (!strncmp(c, "sleep:", 6)) {
             usleep((useconds_t)atoi(c + 6) * 1000);
+        } else if (!strncmp(c, "touch:", 6)) {
+            /* Creates the file (a `hold@point=FILE` fault's release). */
+            int fd = open(c + 6, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            printf("TOUCH=%d\n", fd >= 0 ? 0 : errno);
+            if (fd >= 0) close(fd);
         } else if (!strncmp(c, "wait_file:", 10)) {
             /* Until the file exists (a fake tool has started), at most 120 s. */
             for (int k = 0; k < 12000 && access(c + 10, F_OK) != 0; k++) usleep(10000);
