@@ -25,9 +25,8 @@ fn run_lifecycle(lib: &Path, args: &[&str], env: &[(&str, &str)]) -> ClientRun {
     common::run_guarded(&mut cmd, Duration::from_secs(120))
 }
 
-/// [`run_lifecycle`], creating the file `release` once the client's stderr contains `needle` (a handshake:
-/// a `hold@` fault point waiting for `release` ends when the library has said what the test waits for,
-/// whatever the timing). Killed if it has not ended after 120 s.
+/// [`run_lifecycle`], creating the file `release` once the client's stderr contains `needle`
+/// (`common::run_guarded_releasing`).
 fn run_lifecycle_releasing(
     lib: &Path,
     args: &[&str],
@@ -35,50 +34,9 @@ fn run_lifecycle_releasing(
     needle: &str,
     release: &Path,
 ) -> ClientRun {
-    use std::time::Instant;
-    let tmp = tempfile::tempdir().unwrap();
-    let (out_p, err_p) = (tmp.path().join("out"), tmp.path().join("err"));
     let mut cmd = Command::new(client());
-    common::clean_env(cmd.arg(lib).args(args))
-        .envs(env.iter().copied())
-        .stdout(std::fs::File::create(&out_p).unwrap())
-        .stderr(std::fs::File::create(&err_p).unwrap())
-        .stdin(std::process::Stdio::null());
-    common::asan_preload(&mut cmd);
-    let mut child = cmd.spawn().expect("spawn the client");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if !release.exists()
-            && std::fs::read_to_string(&err_p)
-                .unwrap_or_default()
-                .contains(needle)
-        {
-            std::fs::write(release, b"").unwrap();
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the client hung (killed after 120 s)\nstdout:\n{}\nstderr:\n{}",
-                std::fs::read_to_string(&out_p).unwrap_or_default(),
-                std::fs::read_to_string(&err_p).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = std::process::Output {
-        status,
-        stdout: std::fs::read(&out_p).unwrap(),
-        stderr: std::fs::read(&err_p).unwrap(),
-    };
-    ClientRun {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        out,
-    }
+    common::clean_env(cmd.arg(lib).args(args)).envs(env.iter().copied());
+    common::run_guarded_releasing(&mut cmd, Duration::from_secs(120), Some((needle, release)))
 }
 
 /// Item 1 of issue 14: `npuprof_stop()` then `exit()` at once. The export is held (fault injection

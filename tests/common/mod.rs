@@ -319,6 +319,17 @@ fn asan_runtime() -> PathBuf {
 /// it has not ended after `limit`: a hang fails the test, with what the child printed, instead of hanging
 /// the suite.
 pub fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> ClientRun {
+    run_guarded_releasing(cmd, limit, None)
+}
+
+/// [`run_guarded`], creating the file `release.1` once the child's stderr contains `release.0` (a handshake:
+/// a `hold@` fault point waiting for that file ends when the library has said what the test waits for,
+/// whatever the timing).
+pub fn run_guarded_releasing(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+    release: Option<(&str, &Path)>,
+) -> ClientRun {
     use std::time::Instant;
     let tmp = tempfile::tempdir().unwrap();
     let (out_p, err_p) = (tmp.path().join("out"), tmp.path().join("err"));
@@ -329,6 +340,15 @@ pub fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> ClientRun {
     let mut child = cmd.spawn().expect("spawn the client");
     let deadline = Instant::now() + limit;
     let status = loop {
+        if let Some((needle, file)) = release {
+            if !file.exists()
+                && std::fs::read_to_string(&err_p)
+                    .unwrap_or_default()
+                    .contains(needle)
+            {
+                std::fs::write(file, b"").unwrap();
+            }
+        }
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
