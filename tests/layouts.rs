@@ -2,7 +2,7 @@
 //! (docs/layouts.md says which layout rests on which sources):
 //!
 //! * MSPTI activity records (`src/backend/mspti/records.rs`, the fake `tests/c/fake_mspti.c` and
-//!   shared/reference/ascend-api.md §3.4 all come from one reference): against the C compiler's layout of the
+//!   docs/ascend-api.md §3.4 all come from one reference): against the C compiler's layout of the
 //!   declarations Huawei publishes in `mspti_activity.h` (transcribed in tests/c/layouts/mspti_published.h;
 //!   `NPUPROF_MSPTI_INCLUDE=<dir holding mspti_activity.h and mspti_result.h>` uses the published file itself).
 //! * The 272-byte feature record of `aclprofGetSupportedFeatures` (`src/backend/acl/features.rs`): the bytes

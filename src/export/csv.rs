@@ -1,4 +1,4 @@
-//! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `shared/reference/output-format.md`.
+//! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `docs/output-format.md`.
 
 use super::json::{csv_field, push_u64, push_us3, us3};
 use super::layout::{AtomicFile, Place};

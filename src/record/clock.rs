@@ -7,7 +7,7 @@
 //! * anything else, or an x86 without an invariant TSC: `clock_gettime(CLOCK_MONOTONIC)` (a vDSO call on
 //!   Linux; ticks are nanoseconds).
 //!
-//! Device data (aclprof, MSPTI) is on the CLOCK_REALTIME scale in ns (`shared/reference/ascend-api.md` §3.7),
+//! Device data (aclprof, MSPTI) is on the CLOCK_REALTIME scale in ns (`docs/ascend-api.md` §3.7),
 //! so every profile takes an anchor pair (tick, CLOCK_REALTIME) at its start, and the exporter maps ticks
 //! through it with the calibrated rate. All of that happens on the drain/export side.
 

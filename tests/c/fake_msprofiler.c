@@ -1,7 +1,7 @@
 /* Fake libmsprofiler.so: the aclprof API of CANN, without a device.
  *
  * Test fake for npuprof's aclprof backend. It exports the aclprof entry points with exactly the
- * signatures of the real library (shared/reference/ascend-api.md §2.2) and returns the codes of the
+ * signatures of the real library (docs/ascend-api.md §2.2) and returns the codes of the
  * call-order/misuse table of §2.8, for either implementation generation:
  *
  *   FAKE_ACL_GEN=mp (default)  MindStudio msprof collector, Dec 2025 ("MP" column of §2.8)

@@ -1,7 +1,7 @@
 /* Fake libmspti.so: the MSPTI activity/callback API of CANN, without a device.
  *
  * Test fake for npuprof's MSPTI backend. It exports the MSPTI entry points with exactly the signatures of
- * the real library (shared/reference/ascend-api.md §3.3), writes activity records with the exact packed
+ * the real library (docs/ascend-api.md §3.3), writes activity records with the exact packed
  * layouts of §3.4, runs the buffer protocol and threading of §3.5 (request on the recording thread,
  * retire at >= 80 %, one new completion thread per retired buffer, synchronous FlushAll) and returns the
  * codes of §3.1 for the misuse rules of §3.5/§3.6. Where the reference describes the implementation and

@@ -6,7 +6,7 @@
  *   enabled, no callbacks, no manager thread — the parent never calls into the library). Each child
  *   exits through exit(), so the fake's destructor writes its exit line. Environment changes made by a
  *   case stay in its child; the fake reads its environment at call time.
- *   Rules checked are those of shared/reference/ascend-api.md §3 (codes §3.1, layouts §3.4, buffer
+ *   Rules checked are those of docs/ascend-api.md §3 (codes §3.1, layouts §3.4, buffer
  *   protocol §3.5, enable/subscribe §3.6, timestamps §3.7) plus the fake's own FAKE_* knobs.
  *   Record layouts are checked by reading raw bytes at the §3.4 offsets (this file declares no record
  *   struct), and buffers are walked with the §3.5 size table.

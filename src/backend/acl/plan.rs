@@ -1,5 +1,5 @@
 //! The environment → aclprof data-type bits, AI Core metrics and `aclprofSetConfig` options, as torch_npu
-//! maps its `experimental_config` (shared/reference/msprof-export.md §6). A pure function: unit-tested for
+//! maps its `experimental_config` (docs/msprof-export.md §6). A pure function: unit-tested for
 //! every combination.
 
 use super::sys;

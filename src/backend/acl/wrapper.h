@@ -2,7 +2,7 @@
 #include "acl/acl_prof.h"
 
 /* Exported by libmsprofiler.so but declared only in CANN's internal toolchain/prof_acl_api.h
-   (shared/reference/ascend-api.md §2.2); torch_npu looks them up by name. */
+   (docs/ascend-api.md §2.2); torch_npu looks them up by name. */
 aclError aclprofWarmup(const aclprofConfig *profilerConfig);
 int aclprofGetSupportedFeatures(size_t *featuresSize, void **featuresData);
 int aclprofGetSupportedFeaturesV2(size_t *featuresSize, void **featuresData);

@@ -1,4 +1,4 @@
-//! MSPTI's activity records, written from the facts of shared/reference/ascend-api.md §3.4 (the MSPTI headers
+//! MSPTI's activity records, written from the facts of docs/ascend-api.md §3.4 (the MSPTI headers
 //! are on no package registry). Every record is `__attribute__((packed, aligned(8)))` in C: no padding between
 //! fields, size rounded up to a multiple of 8. Here each is `#[repr(C, packed)]` with the tail padding spelled
 //! out, so `size_of` is the C size; a test asserts every offset and size the reference lists. Records are read

@@ -1,5 +1,5 @@
 //! `npuprof check DIR...`: validates each result against the layout and headers of
-//! shared/reference/output-format.md, naming each problem. A result is read through directory handles
+//! docs/output-format.md, naming each problem. A result is read through directory handles
 //! (see `walk` and `files`): a symlink, FIFO or directory that cannot be opened inside it is a problem of
 //! that result, never followed, waited on or skipped.
 

@@ -55,7 +55,7 @@ const CHECK_HELP: &str = "\
 npuprof check DIR...
 
 Validates every *_ascend_ms result under each DIR (or DIR itself) against the layout and headers of
-shared/reference/output-format.md: file set, JSON validity, profiler_info rank, trace events (ph, pid,
+docs/output-format.md: file set, JSON validity, profiler_info rank, trace events (ph, pid,
 tid, ts/dur as microsecond strings with 3 decimals, properly nested slices per thread), CSV headers and
 row widths, no partial *.tmp files, no symlink, FIFO or device inside a result. Prints one line per problem
 (file: what is wrong) and a verdict. A directory that cannot be opened or listed is a problem. Symlinks

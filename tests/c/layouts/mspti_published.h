@@ -10,7 +10,7 @@
  *            csrc/activity/activity_manager.cpp (msptiActivityGetNextRecord steps by it).
  *
  * It is written from that header, NOT from src/backend/mspti/records.rs, tests/c/fake_mspti.c or
- * shared/reference/ascend-api.md, so it is a second source for their layouts. Compile
+ * docs/ascend-api.md, so it is a second source for their layouts. Compile
  * tests/c/layouts/mspti_layouts.c with -DMSPTI_REAL_HEADER -I<dir holding mspti_activity.h and
  * mspti_result.h> to use the published file itself instead (NPUPROF_MSPTI_INCLUDE in tests/layouts.rs).
  */
