@@ -18,8 +18,10 @@ pub enum Trigger {
     Auto { threshold: u64, stop_step: u64 },
 }
 
-/// Which backend collects data. `auto` means "the best one available": aclprof when the CANN libraries can
-/// be opened, else host-only (with one warning).
+/// Which backend collects data. `auto` means "the best one available", tried in this order by
+/// `backend::select`: MSPTI when `libmspti.so` opens and subscribes (its records arrive in this process and
+/// need no external tool), else aclprof when the CANN libraries can be opened, else host-only (with one
+/// warning).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Auto,

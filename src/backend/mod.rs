@@ -8,8 +8,15 @@
 //! returns is turned into rows on the export thread, after the host spool is complete.
 //!
 //! * [`host`]: collects nothing; works anywhere.
+//! * [`mspti`]: subscribes to CANN's MSPTI (`libmspti.so`): MSPTI completes activity buffers on its own
+//!   threads, the `npuprof-mspti` thread appends their records to `FRAMEWORK/mspti.spool`, and the export
+//!   replays that spool into rows, with no external tool.
 //! * [`acl`]: drives CANN's aclprof C API (`libascendcl.so` / `libmsprofiler.so`) and parses what CANN wrote
 //!   with `msprof --export=on`.
+//!
+//! [`select`] picks one for `NPUPROF_BACKEND`; `auto` tries MSPTI first, then aclprof, then host-only (with
+//! one warning). The vendor facts both device backends rely on are in `docs/ascend-api.md` and
+//! `docs/msprof-export.md`; `docs/backends.md` describes them for users.
 
 pub mod acl;
 pub mod host;

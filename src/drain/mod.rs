@@ -1,7 +1,8 @@
 //! The background threads: `npuprof-drain` moves records from the rings into the profile's spool, and
 //! `npuprof-export` turns a finished spool into the result files. Both start lazily on the first
-//! `npuprof_start` (never at load time), block every signal (signals stay with the host's threads), and catch
-//! panics per message so one bad profile cannot take them down.
+//! `npuprof_start` (with `NPUPROF_CONTROL=1`, on the first call of any kind, or from load for a preloaded
+//! library: see `control`), block every signal (signals stay with the host's threads), and catch panics per
+//! message so one bad profile cannot take them down.
 //!
 //! Control messages (start, stop, flush, shutdown) arrive over a crossbeam channel; between messages the
 //! drain polls the rings every 1 ms while data flows, backing off to 10 ms when idle. A flush travels the
