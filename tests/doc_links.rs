@@ -105,7 +105,10 @@ fn links(line: &str) -> Vec<String> {
 }
 
 fn check(page: &Path, target: &str) -> Result<(), String> {
-    if target.starts_with("http://") || target.starts_with("https://") || target.starts_with("mailto:") {
+    if target.starts_with("http://")
+        || target.starts_with("https://")
+        || target.starts_with("mailto:")
+    {
         return Ok(());
     }
     let (file, anchor) = match target.split_once('#') {
@@ -123,7 +126,10 @@ fn check(page: &Path, target: &str) -> Result<(), String> {
     if let Some(a) = anchor {
         let text = fs::read_to_string(&path).map_err(|e| format!("{target}: {e}"))?;
         if !anchors(&text).contains(a) {
-            return Err(format!("{target}: no heading with anchor #{a} in {}", path.display()));
+            return Err(format!(
+                "{target}: no heading with anchor #{a} in {}",
+                path.display()
+            ));
         }
     }
     Ok(())
@@ -144,17 +150,30 @@ fn every_relative_link_in_readme_and_docs_resolves() {
             }
         }
     }
-    assert!(checked > 20, "only {checked} links found: is the parser broken?");
-    assert!(problems.is_empty(), "broken links:\n{}", problems.join("\n"));
+    assert!(
+        checked > 20,
+        "only {checked} links found: is the parser broken?"
+    );
+    assert!(
+        problems.is_empty(),
+        "broken links:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
 fn slugs_follow_github() {
     assert_eq!(slug("The MSPTI backend (CANN)"), "the-mspti-backend-cann");
-    assert_eq!(slug("The `npuprof` command line"), "the-npuprof-command-line");
+    assert_eq!(
+        slug("The `npuprof` command line"),
+        "the-npuprof-command-line"
+    );
     assert_eq!(
         slug("Recovering a profile whose process died"),
         "recovering-a-profile-whose-process-died"
     );
-    assert_eq!(slug("3.4 Activity record layouts"), "34-activity-record-layouts");
+    assert_eq!(
+        slug("3.4 Activity record layouts"),
+        "34-activity-record-layouts"
+    );
 }
