@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A vLLM-style server wired to npuprof, stdlib only: the example of README's "Using it from Python".
+"""A vLLM-style server wired to npuprof, stdlib only: the example of README's "Instrumenting a runtime".
 
     VLLM_TORCH_PROFILER_DIR=./profiling NPUPROF_LIBRARY=target/release/libnpuprof.so \\
         python3 examples/vllm_server.py --workers 2 --port 8000

@@ -4,7 +4,7 @@
  * Load the library with LD_PRELOAD or dlopen. Every function is thread-safe, callable from any thread, in any
  * order, without any prior initialisation call. Configuration comes from the environment, read once on the
  * first call (VLLM_TORCH_PROFILER_DIR, PROFILER_TOKEN_THRESHOLD, PROFILER_STOP_STEP, the four
- * VLLM_TORCH_PROFILER_* booleans and the NPUPROF_* variables; see README.md).
+ * VLLM_TORCH_PROFILER_* booleans and the NPUPROF_* variables; see docs/configuration.md).
  *
  * No function ever aborts or unwinds into the caller: failures are status codes plus one log line on stderr
  * prefixed "[npuprof]".

@@ -1600,7 +1600,7 @@ fn mspti_under_a_stalled_drain_drops_and_counts_but_never_blocks() {
     assert_eq!(r.out.value("TOUCH").as_deref(), Some("0"));
     let d = &r.meta()["device"];
     let n = |k: &str| d[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
-    // The figures of the closing note / README (`cargo test --test acl stalled -- --nocapture`).
+    // The figures of docs/backends.md (`cargo test --test acl stalled -- --nocapture`).
     eprintln!("stalled drain, device metadata: {d}");
     assert!(n("mspti_buffers_denied_pool_empty") > 0, "{d}");
     assert_eq!(

@@ -269,7 +269,7 @@ fn old_logic_default_stop_step_is_five_and_an_empty_threshold_is_unset() {
     let ws = workers(root.path());
     let (t, _) = assert_valid_worker(&ws[0], 0);
     assert_eq!(step_names(&t).len(), 5);
-    // The one rule for empty values (README, Configuration): `PROFILER_TOKEN_THRESHOLD=` is unset, so the
+    // The one rule for empty values (docs/configuration.md): `PROFILER_TOKEN_THRESHOLD=` is unset, so the
     // new logic: no step starts a profile.
     let (r, root) = old_logic("", None, &tokens);
     assert_eq!(running_pattern(&r, tokens.len()), "000000000");

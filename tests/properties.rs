@@ -142,7 +142,7 @@ proptest! {
     }
 }
 
-/// A name's bytes from npuprof's text of it, by the rule the README states: every `\xNN` (two hex digits) is
+/// A name's bytes from npuprof's text of it, by the rule docs/api.md states: every `\xNN` (two hex digits) is
 /// the byte NN, every other character is itself.
 fn name_bytes(text: &str) -> Vec<u8> {
     let t = text.as_bytes();
