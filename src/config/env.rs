@@ -49,7 +49,13 @@ impl Reader<'_> {
         (self.get)(name).filter(|v| !is_blank(v))
     }
 
-    pub(super) fn warn(&mut self, name: &'static str, v: &OsString, why: &str, used: impl std::fmt::Display) {
+    pub(super) fn warn(
+        &mut self,
+        name: &'static str,
+        v: &OsString,
+        why: &str,
+        used: impl std::fmt::Display,
+    ) {
         if self.warned.contains(&name) {
             return;
         }

@@ -16,8 +16,8 @@ pub mod variables;
 
 pub use env::parse_bool;
 use env::{show, Reader};
-pub use identity::{hostname, sanitize_component, MAX_WORKER_NAME_BYTES};
 use identity::worker_name;
+pub use identity::{hostname, sanitize_component, MAX_WORKER_NAME_BYTES};
 pub use metrics::AicMetrics;
 pub use variables::VARIABLES;
 
@@ -72,7 +72,6 @@ impl Level {
         }
     }
 }
-
 
 pub const DEFAULT_STOP_STEP: u64 = 5;
 pub const DEFAULT_THRESHOLD: u64 = 1;

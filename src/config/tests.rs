@@ -156,9 +156,7 @@ fn rank_falls_through_invalid_sources() {
     let c = cfg(&[("NPUPROF_RANK", "x"), ("LOCAL_RANK", "2")]);
     assert_eq!((c.rank, c.device_id), (2, 2));
     assert_eq!(c.warnings.len(), 1);
-    assert!(
-        c.warnings[0].contains("NPUPROF_RANK=\"x\"") && c.warnings[0].contains("RANK, else 0")
-    );
+    assert!(c.warnings[0].contains("NPUPROF_RANK=\"x\"") && c.warnings[0].contains("RANK, else 0"));
 }
 
 #[test]
