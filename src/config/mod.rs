@@ -4,22 +4,23 @@
 //! warning line that names the variable, the bad value and the value used instead; warnings are collected here
 //! and logged by the caller once the logger exists.
 //!
-//! - [`variables`]: every variable read;
+//! - [`variables`]: every variable read, and the value each has in effect (the one list the reader is tested
+//!   against and `profiler_metadata.json`'s `"config"` block is written from);
 //! - `env`: the reader of raw values and its warnings;
+//! - `read`: [`Config::from_lookup`], the variables read in named steps;
 //! - [`metrics`]: the aclprof AI Core metric table (`NPUPROF_AIC_METRICS`);
 //! - [`identity`]: the worker name, the host name.
 
 mod env;
 pub mod identity;
 pub mod metrics;
+mod read;
 pub mod variables;
 
 pub use env::parse_bool;
-use env::{show, Reader};
-use identity::worker_name;
 pub use identity::{hostname, sanitize_component, MAX_WORKER_NAME_BYTES};
 pub use metrics::AicMetrics;
-pub use variables::VARIABLES;
+pub use variables::{Setting, Variable, TABLE, VARIABLES};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -34,8 +35,8 @@ pub enum Trigger {
     Auto { threshold: u64, stop_step: u64 },
 }
 
-/// Which backend collects data. `auto` means "the best one available": aclprof when the CANN libraries can
-/// be opened, else host-only (with one warning).
+/// Which backend collects data. `auto` means "the best one available": MSPTI when its library can be opened,
+/// else aclprof when the CANN libraries can, else host-only (with one warning).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Auto,
@@ -45,13 +46,28 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// Each kind with its `NPUPROF_BACKEND` spellings, the first its name.
+    const SPELLINGS: [(BackendKind, &'static [&'static str]); 4] = [
+        (BackendKind::Auto, &["auto"]),
+        (BackendKind::Host, &["host"]),
+        (BackendKind::Acl, &["acl", "aclprof"]),
+        (BackendKind::Mspti, &["mspti"]),
+    ];
+
     pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Auto => "auto",
-            BackendKind::Host => "host",
-            BackendKind::Acl => "acl",
-            BackendKind::Mspti => "mspti",
-        }
+        Self::SPELLINGS
+            .into_iter()
+            .find(|r| r.0 == self)
+            .map_or("auto", |r| r.1[0])
+    }
+
+    /// A `NPUPROF_BACKEND` value, blanks and case ignored.
+    pub fn parse(v: &str) -> Option<BackendKind> {
+        let v = v.trim();
+        Self::SPELLINGS
+            .into_iter()
+            .find(|r| r.1.iter().any(|n| n.eq_ignore_ascii_case(v)))
+            .map(|r| r.0)
     }
 }
 
@@ -64,12 +80,41 @@ pub enum Level {
 }
 
 impl Level {
+    /// Each level with its two spellings: `NPUPROF_LEVEL`'s (torch_npu's, also accepted as `level_0` and `0`) and
+    /// MindSpore's `profiler_level` in `profiler_info_{rank}.json`.
+    const SPELLINGS: [(Level, &'static str, &'static str); 3] = [
+        (Level::Level0, "level0", "Level0"),
+        (Level::Level1, "level1", "Level1"),
+        (Level::Level2, "level2", "Level2"),
+    ];
+    /// MindSpore's `profiler_level` of a result without device data.
+    pub const PROFILER_LEVEL_NONE: &'static str = "LevelNone";
+
+    fn row(self) -> (Level, &'static str, &'static str) {
+        Self::SPELLINGS
+            .into_iter()
+            .find(|r| r.0 == self)
+            .unwrap_or(Self::SPELLINGS[0])
+    }
+    /// The `NPUPROF_LEVEL` spelling (`level0`).
     pub fn name(self) -> &'static str {
-        match self {
-            Level::Level0 => "level0",
-            Level::Level1 => "level1",
-            Level::Level2 => "level2",
-        }
+        self.row().1
+    }
+    /// MindSpore's `profiler_level` spelling (`Level0`).
+    pub fn profiler_level(self) -> &'static str {
+        self.row().2
+    }
+    /// A `NPUPROF_LEVEL` value: `level0`, `Level_0` or `0` (blanks, case and `_` ignored).
+    pub fn parse(v: &str) -> Option<Level> {
+        let v = v.trim().to_ascii_lowercase().replace('_', "");
+        Self::SPELLINGS
+            .into_iter()
+            .find(|r| v == r.1 || v == r.1["level".len()..])
+            .map(|r| r.0)
+    }
+    /// The names, for a warning: `level0, level1, level2`.
+    pub(crate) fn spelled_list() -> String {
+        Self::SPELLINGS.map(|r| r.1).join(", ")
     }
 }
 
@@ -117,6 +162,8 @@ pub struct Config {
     /// change across `fork`).
     pub worker_name: Option<String>,
     pub rank: u32,
+    /// Which variable gave `rank` (`NPUPROF_RANK`, `RANK`, `LOCAL_RANK`; `"default"` when none).
+    pub rank_source: &'static str,
     /// The NPU id the worker drives (`NPUPROF_DEVICE`, else `LOCAL_RANK`, else 0).
     pub device_id: u32,
     /// Which of those gave `device_id` (`"default"` when neither).
@@ -149,6 +196,10 @@ pub struct Config {
     /// `NPUPROF_CONTROL`: accept start/stop requests from `npuprof trigger` through
     /// `$VLLM_TORCH_PROFILER_DIR/.control/<pid>.cmd` (polled by the drain thread).
     pub control: bool,
+    /// `ASCEND_HOME_PATH` and `ASCEND_TOOLKIT_HOME` as set when the configuration was read (for
+    /// `profiler_metadata.json`; the backends search them again at each start).
+    pub ascend_home_path: Option<PathBuf>,
+    pub ascend_toolkit_home: Option<PathBuf>,
     /// One line per invalid value, logged once.
     pub warnings: Vec<String>,
 }
@@ -162,224 +213,6 @@ pub fn device_step_bound_s(vendor_timeout_s: u64, msprof_timeout_s: u64) -> u64 
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Config {
-        Config::from_lookup(&|k| std::env::var_os(k))
-    }
-
-    /// Reads variables through `get` (tests pass a map).
-    pub fn from_lookup(get: &dyn Fn(&str) -> Option<OsString>) -> Config {
-        let mut r = Reader {
-            get,
-            warnings: Vec::new(),
-            warned: Vec::new(),
-        };
-        // Resolved once, now, against the current directory: a process that changes directory later still
-        // writes where it would have at this moment.
-        let profiler_dir = r
-            .raw("VLLM_TORCH_PROFILER_DIR")
-            .map(|v| match std::path::absolute(&v) {
-                Ok(p) => p,
-                Err(e) => {
-                    r.warnings.push(format!(
-                        "VLLM_TORCH_PROFILER_DIR={} cannot be made absolute ({e}); it is used as given, relative \
-                         to whatever the current directory is at each start",
-                        show(&v)
-                    ));
-                    PathBuf::from(v)
-                }
-            });
-
-        let stop_step = r.uint("PROFILER_STOP_STEP", DEFAULT_STOP_STEP, 1, u32::MAX as u64);
-        let trigger = if r.raw("PROFILER_TOKEN_THRESHOLD").is_some() {
-            let threshold = r.uint("PROFILER_TOKEN_THRESHOLD", DEFAULT_THRESHOLD, 0, u64::MAX);
-            Trigger::Auto {
-                threshold,
-                stop_step,
-            }
-        } else {
-            Trigger::Manual
-        };
-
-        let record_shapes = r.boolean("VLLM_TORCH_PROFILER_RECORD_SHAPES");
-        let with_profile_memory = r.boolean("VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY");
-        let with_stack = r.boolean("VLLM_TORCH_PROFILER_WITH_STACK");
-        let with_flops = r.boolean("VLLM_TORCH_PROFILER_WITH_FLOPS");
-
-        let backend = match r.raw("NPUPROF_BACKEND") {
-            None => BackendKind::Auto,
-            Some(v) => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-                Some("auto") => BackendKind::Auto,
-                Some("host") => BackendKind::Host,
-                Some("acl") | Some("aclprof") => BackendKind::Acl,
-                Some("mspti") => BackendKind::Mspti,
-                _ => {
-                    r.warn(
-                        "NPUPROF_BACKEND",
-                        &v,
-                        "not a known backend (auto, host, acl, mspti)",
-                        "auto",
-                    );
-                    BackendKind::Auto
-                }
-            },
-        };
-
-        let log_level = match r.raw("NPUPROF_LOG") {
-            None => log::LevelFilter::Info,
-            Some(v) => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-                Some("off") => log::LevelFilter::Off,
-                Some("error") => log::LevelFilter::Error,
-                Some("warn") | Some("warning") => log::LevelFilter::Warn,
-                Some("info") => log::LevelFilter::Info,
-                Some("debug") => log::LevelFilter::Debug,
-                Some("trace") => log::LevelFilter::Trace,
-                _ => {
-                    r.warn(
-                        "NPUPROF_LOG",
-                        &v,
-                        "not a log level (off, error, warn, info, debug, trace)",
-                        "info",
-                    );
-                    log::LevelFilter::Info
-                }
-            },
-        };
-
-        let buffer_kb = r.uint(
-            "NPUPROF_BUFFER_KB",
-            DEFAULT_BUFFER_KB,
-            MIN_BUFFER_KB,
-            MAX_BUFFER_KB,
-        );
-        let max_disk_mb = r.uint(
-            "NPUPROF_MAX_DISK_MB",
-            DEFAULT_MAX_DISK_MB,
-            1,
-            u64::MAX / (1 << 20),
-        );
-        let max_device_records = r.uint(
-            "NPUPROF_MAX_DEVICE_RECORDS",
-            DEFAULT_MAX_DEVICE_RECORDS,
-            1,
-            u32::MAX as u64,
-        );
-
-        let worker_name = r
-            .raw("NPUPROF_WORKER_NAME")
-            .and_then(|v| worker_name(&mut r, &v));
-
-        let rank = r.first_u32(&["NPUPROF_RANK", "RANK", "LOCAL_RANK"]).0;
-        let (device_id, device_var) = r.first_u32(&["NPUPROF_DEVICE", "LOCAL_RANK"]);
-        let device_source = device_var.unwrap_or("default");
-        let keep_spool = r.boolean("NPUPROF_KEEP_SPOOL");
-        let flush_set = r.raw("NPUPROF_FLUSH_TIMEOUT_S").is_some();
-        let mut flush_timeout_s = r.uint(
-            "NPUPROF_FLUSH_TIMEOUT_S",
-            DEFAULT_FLUSH_TIMEOUT_S,
-            1,
-            7 * 24 * 3600,
-        );
-        let level = match r.raw("NPUPROF_LEVEL") {
-            None => Level::Level0,
-            Some(v) => match v
-                .to_str()
-                .map(|s| s.trim().to_ascii_lowercase().replace('_', ""))
-                .as_deref()
-            {
-                Some("level0") | Some("0") => Level::Level0,
-                Some("level1") | Some("1") => Level::Level1,
-                Some("level2") | Some("2") => Level::Level2,
-                _ => {
-                    r.warn(
-                        "NPUPROF_LEVEL",
-                        &v,
-                        "not a level (level0, level1, level2)",
-                        "level0",
-                    );
-                    Level::Level0
-                }
-            },
-        };
-        let aic_metrics = match r.raw("NPUPROF_AIC_METRICS") {
-            None => None,
-            Some(v) => match v.to_str().and_then(AicMetrics::parse) {
-                Some(m) => Some(m),
-                None => {
-                    r.warn(
-                        "NPUPROF_AIC_METRICS",
-                        &v,
-                        "not an AI Core metrics set (PipeUtilization, ArithmeticUtilization, Memory, MemoryL0, \
-                         MemoryUB, ResourceConflictRatio, L2Cache, MemoryAccess, None)",
-                        "the level's default",
-                    );
-                    None
-                }
-            },
-        };
-        let msproftx = r.boolean("NPUPROF_MSPROFTX");
-        let msprof_timeout_s = r.uint(
-            "NPUPROF_MSPROF_TIMEOUT_S",
-            DEFAULT_MSPROF_TIMEOUT_S,
-            1,
-            7 * 24 * 3600,
-        );
-        let vendor_timeout_s = r.uint(
-            "NPUPROF_VENDOR_TIMEOUT_S",
-            DEFAULT_VENDOR_TIMEOUT_S,
-            1,
-            7 * 24 * 3600,
-        );
-
-        let device_step = device_step_bound_s(vendor_timeout_s, msprof_timeout_s);
-        if !flush_set {
-            flush_timeout_s = flush_timeout_s.max(device_step);
-        } else if flush_timeout_s < device_step && backend != BackendKind::Host {
-            r.warnings.push(format!(
-                "NPUPROF_FLUSH_TIMEOUT_S={flush_timeout_s} is shorter than the device steps a flush waits for \
-                 (NPUPROF_VENDOR_TIMEOUT_S {vendor_timeout_s} + NPUPROF_MSPROF_TIMEOUT_S {msprof_timeout_s} + \
-                 {DEVICE_STEP_MARGIN_S} s = {device_step} s); using {flush_timeout_s} as set, so \
-                 npuprof_flush/npuprof_shutdown may return before the device data is added (the host result is \
-                 written first; `npuprof recover` adds the device data of a process that ended meanwhile)"
-            ));
-        }
-
-        let mspti_buffer_kb = r.uint("NPUPROF_MSPTI_BUFFER_KB", 4096, 64, 256 * 1024);
-        let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 2, 1024);
-        let mspti_api = r.raw("NPUPROF_MSPTI_API").is_none() || r.boolean("NPUPROF_MSPTI_API");
-        let control = r.boolean("NPUPROF_CONTROL");
-
-        Config {
-            profiler_dir,
-            trigger,
-            record_shapes,
-            with_profile_memory,
-            with_stack,
-            with_flops,
-            backend,
-            log_level,
-            buffer_kb,
-            max_disk_mb,
-            max_device_records,
-            worker_name,
-            rank,
-            device_id,
-            device_source,
-            keep_spool,
-            flush_timeout_s,
-            level,
-            aic_metrics,
-            msproftx,
-            msprof_timeout_s,
-            vendor_timeout_s,
-            mspti_buffer_kb,
-            mspti_buffers,
-            mspti_api,
-            control,
-            warnings: r.warnings,
-        }
-    }
-
     /// Ring capacity in records (a power of two) for `buffer_kb`.
     pub fn ring_capacity(&self) -> usize {
         let records = (self.buffer_kb as usize * 1024) / crate::record::RECORD_SIZE;

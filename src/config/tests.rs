@@ -249,3 +249,47 @@ fn non_utf8_values_do_not_panic() {
     assert!(c.profiler_dir.is_some());
     assert!(!c.warnings.is_empty());
 }
+
+/// Issue 17: `VARIABLES` is the one list of what the reader reads: with nothing set, `from_lookup` asks for
+/// every listed variable and for nothing else.
+#[test]
+fn the_reader_asks_for_exactly_the_listed_variables() {
+    let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let _ = Config::from_lookup(&|k| {
+        asked.borrow_mut().insert(k.to_string());
+        None
+    });
+    let listed: std::collections::BTreeSet<String> =
+        VARIABLES.iter().map(|v| v.to_string()).collect();
+    assert_eq!(*asked.borrow(), listed);
+    assert_eq!(listed.len(), VARIABLES.len(), "a variable listed twice");
+}
+
+/// Each level has one row of spellings: the variable's (also `Level_1`, `1`) and MindSpore's.
+#[test]
+fn level_and_backend_spellings_come_from_one_table() {
+    for (l, env, ms) in [
+        (Level::Level0, "level0", "Level0"),
+        (Level::Level1, "level1", "Level1"),
+        (Level::Level2, "level2", "Level2"),
+    ] {
+        assert_eq!((l.name(), l.profiler_level()), (env, ms));
+        for v in [env, ms, &ms.replace("Level", "Level_"), &env[5..]] {
+            assert_eq!(cfg(&[("NPUPROF_LEVEL", v)]).level, l, "{v}");
+        }
+    }
+    let c = cfg(&[("NPUPROF_LEVEL", "level3")]);
+    assert_eq!(
+        c.warnings,
+        vec!["NPUPROF_LEVEL=\"level3\" is not a level (level0, level1, level2); using level0"]
+    );
+    for b in [
+        BackendKind::Auto,
+        BackendKind::Host,
+        BackendKind::Acl,
+        BackendKind::Mspti,
+    ] {
+        assert_eq!(BackendKind::parse(b.name()), Some(b));
+    }
+    assert_eq!(BackendKind::parse(" AclProf "), Some(BackendKind::Acl));
+}
