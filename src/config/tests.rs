@@ -293,3 +293,34 @@ fn level_and_backend_spellings_come_from_one_table() {
     }
     assert_eq!(BackendKind::parse(" AclProf "), Some(BackendKind::Acl));
 }
+
+/// The START frame's spelling of a configuration reads back to the same configuration (so a recovered
+/// profile's metadata shows the worker's settings, every variable of them).
+#[test]
+fn the_env_spelling_reads_back_to_the_same_config() {
+    let all: &[(&str, &str)] = &[
+        ("VLLM_TORCH_PROFILER_DIR", "/tmp/npuprof-x"),
+        ("PROFILER_TOKEN_THRESHOLD", "5"),
+        ("PROFILER_STOP_STEP", "3"),
+        ("VLLM_TORCH_PROFILER_WITH_STACK", "yes"),
+        ("NPUPROF_BACKEND", "aclprof"),
+        ("NPUPROF_LOG", "debug"),
+        ("NPUPROF_BUFFER_KB", "64"),
+        ("NPUPROF_WORKER_NAME", "w1"),
+        ("LOCAL_RANK", "3"),
+        ("NPUPROF_FLUSH_TIMEOUT_S", "900"),
+        ("NPUPROF_LEVEL", "1"),
+        ("NPUPROF_AIC_METRICS", "Memory"),
+        ("NPUPROF_MSPTI_BUFFERS", "16"),
+        ("NPUPROF_MSPTI_API", "0"),
+        ("NPUPROF_CONTROL", "on"),
+        ("ASCEND_HOME_PATH", "/opt/ascend"),
+    ];
+    for vars in [&[][..], all, &[("RANK", "2"), ("NPUPROF_DEVICE", "1")]] {
+        let c = cfg(vars);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let env: HashMap<&str, String> = c.env_vars().into_iter().collect();
+        let back = Config::from_lookup(&|k| env.get(k).map(OsString::from));
+        assert_eq!(back, c, "{env:?}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Every variable npuprof reads, and the value each has in effect: the one list that the reader is tested
-//! against (`Config::from_lookup` reads exactly these), that documents the configuration, and that
-//! `profiler_metadata.json`'s `"config"` block is written from.
+//! against (`Config::from_lookup` reads exactly these), that documents the configuration, that
+//! `profiler_metadata.json`'s `"config"` block is written from, and that the spool's START frame records for
+//! `npuprof recover` ([`Config::env_vars`]).
 
 use super::{Config, Trigger};
 use std::os::unix::ffi::OsStrExt;
@@ -201,5 +202,24 @@ impl Config {
     /// Every variable with its value in effect, in [`TABLE`]'s order.
     pub fn settings(&self) -> impl Iterator<Item = (&'static str, Setting)> + '_ {
         TABLE.iter().map(move |v| (v.name, (v.setting)(self)))
+    }
+
+    /// The configuration as environment variables: each variable with a value in effect, spelled so that
+    /// [`Config::from_lookup`] reads it back to the same setting (the spool's START frame records them and
+    /// `npuprof recover` rebuilds the worker's configuration from them).
+    pub fn env_vars(&self) -> Vec<(&'static str, String)> {
+        self.settings()
+            .filter_map(|(name, s)| {
+                let v = match s {
+                    Setting::Null => return None,
+                    Setting::Bool(b) => if b { "1" } else { "0" }.to_string(),
+                    Setting::Uint(n) => n.to_string(),
+                    // Empty is unset (the blank rule).
+                    Setting::Text(t) if t.is_empty() => return None,
+                    Setting::Text(t) => String::from_utf8_lossy(&t).into_owned(),
+                };
+                Some((name, v))
+            })
+            .collect()
     }
 }
