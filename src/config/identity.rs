@@ -1,4 +1,5 @@
-//! Who the worker is: `NPUPROF_WORKER_NAME` made a directory name, and the host name.
+//! Who the worker is: its name (`NPUPROF_WORKER_NAME` made a directory name, else the host name and pid), its
+//! rank and its device, and the variables that gave them.
 
 use super::env::Reader;
 use std::ffi::OsString;
@@ -8,9 +9,33 @@ use std::os::unix::ffi::OsStrExt;
 /// `NAME_MAX` (255 bytes).
 pub const MAX_WORKER_NAME_BYTES: usize = 255 - 1 - 17 - crate::export::layout::SUFFIX.len();
 
+/// Who this worker is: its name, rank and device, and the variables that gave them.
+pub(super) struct Identity {
+    pub(super) worker_name: Option<String>,
+    pub(super) rank: u32,
+    pub(super) rank_source: &'static str,
+    pub(super) device_id: u32,
+    pub(super) device_source: &'static str,
+}
+
+pub(super) fn identity(r: &mut Reader) -> Identity {
+    let worker_name = r
+        .raw("NPUPROF_WORKER_NAME")
+        .and_then(|v| worker_name(r, &v));
+    let (rank, rank_var) = r.first_u32(&["NPUPROF_RANK", "RANK", "LOCAL_RANK"]);
+    let (device_id, device_var) = r.first_u32(&["NPUPROF_DEVICE", "LOCAL_RANK"]);
+    Identity {
+        worker_name,
+        rank,
+        rank_source: rank_var.unwrap_or("default"),
+        device_id,
+        device_source: device_var.unwrap_or("default"),
+    }
+}
+
 /// `NPUPROF_WORKER_NAME`, made a plain directory name (one warning for each change), or `None` (one warning)
 /// when it cannot be one.
-pub(super) fn worker_name(r: &mut Reader, v: &OsString) -> Option<String> {
+fn worker_name(r: &mut Reader, v: &OsString) -> Option<String> {
     const VAR: &str = "NPUPROF_WORKER_NAME";
     const DEFAULT: &str = "{hostname}_{pid}";
     if v.to_str().is_none() {

@@ -1,7 +1,7 @@
 //! [`Config::from_lookup`]: the variables read in named steps, in a fixed order (the order of the warnings).
 
 use super::env::{show, Reader};
-use super::identity::worker_name;
+use super::identity::identity;
 use super::*;
 
 /// The longest timeout any `*_TIMEOUT_S` variable accepts: a week.
@@ -185,30 +185,6 @@ fn sizes(r: &mut Reader) -> (u64, u64, u64) {
         u32::MAX as u64,
     );
     (buffer_kb, max_disk_mb, max_device_records)
-}
-
-/// Who this worker is: its name, rank and device, and the variables that gave them.
-struct Identity {
-    worker_name: Option<String>,
-    rank: u32,
-    rank_source: &'static str,
-    device_id: u32,
-    device_source: &'static str,
-}
-
-fn identity(r: &mut Reader) -> Identity {
-    let worker_name = r
-        .raw("NPUPROF_WORKER_NAME")
-        .and_then(|v| worker_name(r, &v));
-    let (rank, rank_var) = r.first_u32(&["NPUPROF_RANK", "RANK", "LOCAL_RANK"]);
-    let (device_id, device_var) = r.first_u32(&["NPUPROF_DEVICE", "LOCAL_RANK"]);
-    Identity {
-        worker_name,
-        rank,
-        rank_source: rank_var.unwrap_or("default"),
-        device_id,
-        device_source: device_var.unwrap_or("default"),
-    }
 }
 
 /// `NPUPROF_FLUSH_TIMEOUT_S` as read, and whether it was set.
