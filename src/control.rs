@@ -237,14 +237,16 @@ extern "C" fn preload_ctor() {
 
 /// This library file is named in `LD_PRELOAD` (space or colon separated; by path or by file name).
 fn preloaded() -> bool {
-    // SAFETY: dladdr on the address of one of our functions with a zeroed out-parameter.
+    // SAFETY: Dl_info is plain pointers and integers, for which all zeroes is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr on the address of one of our functions with a zeroed out-parameter.
     let ok = unsafe { libc::dladdr(preload_ctor as *const libc::c_void, &mut info) };
     if ok == 0 || info.dli_fname.is_null() {
         return false;
     }
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader; LD_PRELOAD likewise from getenv.
     let me = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();
+    // SAFETY: a NUL-terminated name; the result is read at once (see above).
     let pre = unsafe { libc::getenv(c"LD_PRELOAD".as_ptr()) };
     if pre.is_null() {
         return false;

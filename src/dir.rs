@@ -90,8 +90,8 @@ impl Dir {
         let c = cstr(path.as_os_str())?;
         // SAFETY: `c` is a valid NUL-terminated string; the flags open no file for writing.
         let fd = check(unsafe { libc::open(c.as_ptr(), DIR_FLAGS) })?;
-        // SAFETY: `fd` is a descriptor we just opened and own.
         Ok(Dir {
+            // SAFETY: `fd` is a descriptor we just opened and own.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -102,8 +102,8 @@ impl Dir {
         let c = cstr(path.as_os_str())?;
         // SAFETY: `c` is a valid NUL-terminated string; the flags open no file for writing.
         let fd = check(unsafe { libc::open(c.as_ptr(), DIR_FLAGS & !libc::O_NOFOLLOW) })?;
-        // SAFETY: `fd` is a descriptor we just opened and own.
         Ok(Dir {
+            // SAFETY: `fd` is a descriptor we just opened and own.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -113,8 +113,8 @@ impl Dir {
         let c = component(name)?;
         // SAFETY: a valid directory descriptor and a NUL-terminated single component.
         let fd = check(unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), DIR_FLAGS) })?;
-        // SAFETY: `fd` is a descriptor we just opened and own.
         Ok(Dir {
+            // SAFETY: `fd` is a descriptor we just opened and own.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }

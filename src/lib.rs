@@ -8,7 +8,7 @@
 //! 3. [`session`]: the state machine (disabled / armed / idle / running / stopping) and both trigger logics
 //!    (manual start/stop; `PROFILER_TOKEN_THRESHOLD` auto start + `PROFILER_STOP_STEP`).
 //! 4. [`record`]: the hot path. Each calling thread writes 16-byte records into its own lock-free ring.
-//! 5. [`drain`]: the `npuprof-drain` thread moves ring contents into a binary [`spool`] on disk; the
+//! 5. `drain`: the `npuprof-drain` thread moves ring contents into a binary [`spool`] on disk; the
 //!    `npuprof-export` thread turns a finished spool into files.
 //! 6. [`export`]: `trace_view.json`, the CSVs and the metadata of one `*_ascend_ms` worker directory.
 //! 7. [`backend`]: device collection: host-only; CANN's aclprof driven around each profile, with its msprof
@@ -19,20 +19,42 @@
 //! Nothing runs at load time: no thread, no environment read with a side effect, until the first call. The
 //! one exception is opt-in and explained in [`control`]: with `NPUPROF_CONTROL=1`, a library named in
 //! `LD_PRELOAD` starts its watcher from a constructor. A `dlopen`ed library never does.
+//!
+//! # What is public
+//!
+//! Modules are private unless something outside the library needs them:
+//!
+//! - the API: [`ffi`] (the C functions, callable from Rust too), [`config`] (`Config`, the variable list
+//!   `VARIABLES`, `parse_bool`), [`error`] (`Status` and its codes), [`recover`] (what `npuprof recover` runs);
+//! - `#[doc(hidden)] pub`, not an API: what the CLI (`src/bin/npuprof/`), `tests/`, `benches/` and `fuzz/` use
+//!   from inside: `backend` (the msprof export parser, MSPTI record layouts and CANN feature reading for
+//!   tests and the fuzzers), `control` (the trigger protocol for `npuprof trigger`), `dir` (directory handles
+//!   for the CLI), `export` (layout names, the CSV headers, the JSON reader and writer for the CLI and the
+//!   trace and overlap writers for tests and benches), `record` (ring and name-table limits for tests and
+//!   benches), `session` (logging and the lock-order test hook), `spool` (the spool format for `recover`,
+//!   the fuzzers and tests);
+//! - private: `drain`, `fault`, `logger`.
 
+#[doc(hidden)]
 pub mod backend;
 pub mod config;
+#[doc(hidden)]
 pub mod control;
+#[doc(hidden)]
 pub mod dir;
-pub mod drain;
+mod drain;
 pub mod error;
+#[doc(hidden)]
 pub mod export;
 mod fault;
 pub mod ffi;
 mod logger;
+#[doc(hidden)]
 pub mod record;
 pub mod recover;
+#[doc(hidden)]
 pub mod session;
+#[doc(hidden)]
 pub mod spool;
 
 pub use error::{Error, Result, Status};

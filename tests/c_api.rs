@@ -423,6 +423,41 @@ fn invalid_environment_values_warn_and_use_defaults() {
     assert_eq!(meta["config"]["NPUPROF_BUFFER_KB"], 1024);
 }
 
+/// Issue 17: the metadata's `"config"` block is written from the one variable list, so every variable npuprof
+/// reads is in it (it used to omit the MSPTI, control, log, rank and flush variables), each with its value in
+/// effect.
+#[test]
+fn the_metadata_config_block_has_every_variable_read() {
+    let root = tempfile::tempdir().unwrap();
+    let r = run_client(
+        false,
+        &["manual", "2", "0"],
+        &[
+            ("VLLM_TORCH_PROFILER_DIR", root.path().to_str().unwrap()),
+            ("NPUPROF_BACKEND", "host"),
+            ("NPUPROF_LOG", "warn"),
+            ("NPUPROF_MSPTI_BUFFERS", "16"),
+            ("NPUPROF_CONTROL", "0"),
+            ("RANK", "3"),
+        ],
+    );
+    r.assert_ok();
+    let meta = json(&r.dir().join("profiler_metadata.json"));
+    let c = meta["config"].as_object().expect("a config object");
+    for name in npuprof::config::VARIABLES {
+        assert!(c.contains_key(*name), "{name} missing from {c:?}");
+    }
+    assert_eq!(c.len(), npuprof::config::VARIABLES.len(), "{c:?}");
+    assert_eq!(c["NPUPROF_LOG"], "warn");
+    assert_eq!(c["NPUPROF_MSPTI_BUFFERS"], 16);
+    assert_eq!(c["NPUPROF_MSPTI_API"], true);
+    assert_eq!(c["NPUPROF_CONTROL"], false);
+    // The rank came from RANK: it has the value, the variables it took precedence over none.
+    assert_eq!(c["RANK"], 3);
+    assert_eq!(c["NPUPROF_RANK"], Value::Null);
+    assert_eq!(c["PROFILER_TOKEN_THRESHOLD"], Value::Null);
+}
+
 #[test]
 fn with_stack_adds_call_stacks_to_ranges() {
     let root = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ fn control_calls_racing_recording_threads_keep_every_result_whole() {
     std::env::set_var("VLLM_TORCH_PROFILER_DIR", &root);
     std::env::set_var("NPUPROF_LOG", "error");
     std::env::set_var("NPUPROF_BUFFER_KB", "64");
+    // SAFETY: a valid C string.
     let id = unsafe { npuprof_intern(c"race".as_ptr()) };
     let iters = if std::env::var_os("NPUPROF_LONG").is_some() {
         200_000

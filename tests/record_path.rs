@@ -19,13 +19,16 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: `l` is the caller's layout, passed on unchanged.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` was allocated by `System` with `l` (every allocation here forwards to it).
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: as `dealloc`: `p` and `l` are from `System`, `n` the caller's new size.
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -101,6 +104,7 @@ fn record_path_makes_no_allocation_no_syscall_and_never_blocks() {
     let name = c"decode_layer";
     // SAFETY: a valid C string.
     let id = unsafe { npuprof_intern(name.as_ptr()) };
+    // SAFETY: a valid C string.
     let mark = unsafe { npuprof_intern(c"token".as_ptr()) };
 
     std::thread::spawn(move || {

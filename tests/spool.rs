@@ -357,6 +357,8 @@ fn recovered_counts_and_config_are_the_workers() {
             ("NPUPROF_MAX_DISK_MB", "777"),
             ("VLLM_TORCH_PROFILER_WITH_STACK", "0"),
             ("VLLM_TORCH_PROFILER_RECORD_SHAPES", "1"),
+            ("NPUPROF_MSPTI_BUFFERS", "16"),
+            ("NPUPROF_FLUSH_TIMEOUT_S", "999"),
         ],
     );
     use std::os::unix::process::ExitStatusExt;
@@ -396,6 +398,9 @@ fn recovered_counts_and_config_are_the_workers() {
     assert!(n["counters_as_of_ns"].as_u64().is_some(), "{m}");
     assert_eq!(m["config"]["NPUPROF_BUFFER_KB"], 4, "{m}");
     assert_eq!(m["config"]["NPUPROF_MAX_DISK_MB"], 777, "{m}");
+    // Every variable is recorded, not only those the metadata used to show.
+    assert_eq!(m["config"]["NPUPROF_MSPTI_BUFFERS"], 16, "{m}");
+    assert_eq!(m["config"]["NPUPROF_FLUSH_TIMEOUT_S"], 999, "{m}");
     assert_eq!(
         m["config"]["VLLM_TORCH_PROFILER_RECORD_SHAPES"], true,
         "{m}"

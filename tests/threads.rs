@@ -28,7 +28,9 @@ fn exited_threads_keep_their_data_and_rings_are_reused() {
     let root = tempfile::tempdir().unwrap();
     std::env::set_var("VLLM_TORCH_PROFILER_DIR", root.path());
     std::env::set_var("NPUPROF_LOG", "warn");
+    // SAFETY: a valid C string.
     let id = unsafe { npuprof_intern(c"short_task".as_ptr()) };
+    // SAFETY: a valid C string.
     let late = unsafe { npuprof_intern(c"late_mark".as_ptr()) };
     assert_eq!(npuprof_start(), 0);
     let before = npuprof::record::ring_count();
@@ -60,8 +62,8 @@ fn exited_threads_keep_their_data_and_rings_are_reused() {
         npuprof_range_push(v as usize as u32);
         npuprof_range_pop();
     }
-    // SAFETY: valid out-parameter and destructor.
     assert_eq!(
+        // SAFETY: valid out-parameter and destructor.
         unsafe { libc::pthread_key_create(&mut first_key, Some(records_first)) },
         0
     );
@@ -87,11 +89,12 @@ fn exited_threads_keep_their_data_and_rings_are_reused() {
     unsafe extern "C" fn too_late(v: *mut libc::c_void) {
         npuprof_mark(v as usize as u32);
     }
-    // SAFETY: valid out-parameter and destructor.
     assert_eq!(
+        // SAFETY: valid out-parameter and destructor.
         unsafe { libc::pthread_key_create(&mut key, Some(too_late)) },
         0
     );
+    // SAFETY: a valid C string.
     let too_late_id = unsafe { npuprof_intern(c"too_late".as_ptr()) };
     std::thread::spawn(move || {
         LATE.with(|l| *l.borrow_mut() = Some(RecordsOnDrop(late)));

@@ -21,6 +21,7 @@ unsafe fn sym<T: Copy>(h: *mut c_void, name: &str) -> T {
     // SAFETY: the caller names a symbol whose type is T (a function pointer of the same size).
     let p = unsafe { libc::dlsym(h, c.as_ptr()) };
     assert!(!p.is_null(), "dlsym {name}");
+    // SAFETY: the caller names a symbol whose type is T, and `p` is not null.
     unsafe { std::mem::transmute_copy(&p) }
 }
 

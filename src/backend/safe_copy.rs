@@ -158,8 +158,8 @@ mod tests {
             )
         };
         assert_ne!(p, libc::MAP_FAILED);
-        // SAFETY: the second page of the mapping above.
         assert_eq!(
+            // SAFETY: the second page of the mapping above.
             unsafe { libc::mprotect(p.cast::<u8>().add(page).cast(), page, libc::PROT_NONE) },
             0
         );

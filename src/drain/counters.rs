@@ -94,52 +94,7 @@ impl Counters {
 /// The effective configuration as environment variables (their own spelling and a value each parses to
 /// the same setting), for the START frame: `npuprof recover` rebuilds it with `Config::from_lookup`.
 pub fn config_vars(c: &crate::config::Config) -> Vec<(&'static str, String)> {
-    use crate::config::Trigger;
-    let b = |v: bool| if v { "1" } else { "0" }.to_string();
-    let mut v = vec![
-        ("VLLM_TORCH_PROFILER_RECORD_SHAPES", b(c.record_shapes)),
-        (
-            "VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY",
-            b(c.with_profile_memory),
-        ),
-        ("VLLM_TORCH_PROFILER_WITH_STACK", b(c.with_stack)),
-        ("VLLM_TORCH_PROFILER_WITH_FLOPS", b(c.with_flops)),
-        ("NPUPROF_BACKEND", c.backend.name().to_string()),
-        ("NPUPROF_BUFFER_KB", c.buffer_kb.to_string()),
-        ("NPUPROF_MAX_DISK_MB", c.max_disk_mb.to_string()),
-        (
-            "NPUPROF_MAX_DEVICE_RECORDS",
-            c.max_device_records.to_string(),
-        ),
-        ("NPUPROF_KEEP_SPOOL", b(c.keep_spool)),
-        ("NPUPROF_LEVEL", c.level.name().to_string()),
-        ("NPUPROF_MSPROFTX", b(c.msproftx)),
-        ("NPUPROF_MSPROF_TIMEOUT_S", c.msprof_timeout_s.to_string()),
-        ("NPUPROF_VENDOR_TIMEOUT_S", c.vendor_timeout_s.to_string()),
-        ("NPUPROF_DEVICE", c.device_id.to_string()),
-        ("NPUPROF_RANK", c.rank.to_string()),
-    ];
-    if let Some(d) = &c.profiler_dir {
-        v.push((
-            "VLLM_TORCH_PROFILER_DIR",
-            d.as_os_str().to_string_lossy().into_owned(),
-        ));
-    }
-    if let Some(m) = c.aic_metrics {
-        v.push(("NPUPROF_AIC_METRICS", m.name().to_string()));
-    }
-    if let Some(w) = &c.worker_name {
-        v.push(("NPUPROF_WORKER_NAME", w.clone()));
-    }
-    if let Trigger::Auto {
-        threshold,
-        stop_step,
-    } = c.trigger
-    {
-        v.push(("PROFILER_TOKEN_THRESHOLD", threshold.to_string()));
-        v.push(("PROFILER_STOP_STEP", stop_step.to_string()));
-    }
-    v
+    c.env_vars()
 }
 
 impl Active {

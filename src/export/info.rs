@@ -13,11 +13,7 @@ fn b(v: bool) -> &'static str {
 
 /// MindSpore's `profiler_level` spelling.
 fn level_name(l: crate::config::Level) -> &'static str {
-    match l {
-        crate::config::Level::Level0 => "Level0",
-        crate::config::Level::Level1 => "Level1",
-        crate::config::Level::Level2 => "Level2",
-    }
+    l.profiler_level()
 }
 
 pub(super) fn profiler_info(
@@ -46,7 +42,7 @@ pub(super) fn profiler_info(
         if device {
             level_name(c.level)
         } else {
-            "LevelNone"
+            crate::config::Level::PROFILER_LEVEL_NONE
         },
         if device {
             r#"["CPU", "NPU"]"#
@@ -99,16 +95,9 @@ pub(super) fn metadata(
     (recovered, counters_as_of_ns): (bool, Option<u64>),
 ) -> String {
     let cfg = p.config;
-    let (trigger, threshold, stop_step) = match cfg.trigger {
-        crate::config::Trigger::Manual => ("manual", "null".to_string(), "null".to_string()),
-        crate::config::Trigger::Auto {
-            threshold,
-            stop_step,
-        } => (
-            "token_threshold",
-            threshold.to_string(),
-            stop_step.to_string(),
-        ),
+    let trigger = match cfg.trigger {
+        crate::config::Trigger::Manual => "manual",
+        crate::config::Trigger::Auto { .. } => "token_threshold",
     };
     let opt = |o: &Option<String>| {
         o.as_deref()
@@ -154,24 +143,7 @@ pub(super) fn metadata(
     "counters_note": {}
   }},
   "device": {{{}}},
-  "config": {{
-    "VLLM_TORCH_PROFILER_DIR": {},
-    "PROFILER_TOKEN_THRESHOLD": {threshold},
-    "PROFILER_STOP_STEP": {stop_step},
-    "VLLM_TORCH_PROFILER_RECORD_SHAPES": {},
-    "VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY": {},
-    "VLLM_TORCH_PROFILER_WITH_STACK": {},
-    "VLLM_TORCH_PROFILER_WITH_FLOPS": {},
-    "NPUPROF_BACKEND": "{}",
-    "NPUPROF_BUFFER_KB": {},
-    "NPUPROF_MAX_DISK_MB": {},
-    "NPUPROF_MAX_DEVICE_RECORDS": {},
-    "NPUPROF_KEEP_SPOOL": {},
-    "NPUPROF_LEVEL": "{}",
-    "NPUPROF_AIC_METRICS": {},
-    "NPUPROF_MSPROFTX": {},
-    "NPUPROF_MSPROF_TIMEOUT_S": {}
-  }}
+  "config": {{{}}}
 }}
 "#,
         env!("CARGO_PKG_VERSION"),
@@ -221,27 +193,26 @@ pub(super) fn metadata(
                 .to_string()
         })),
         device_meta(p, dev),
-        json::string(
-            cfg.profiler_dir
-                .as_deref()
-                .map(|d| d.as_os_str().as_encoded_bytes())
-                .unwrap_or(b"")
-        ),
-        b(cfg.record_shapes),
-        b(cfg.with_profile_memory),
-        b(cfg.with_stack),
-        b(cfg.with_flops),
-        cfg.backend.name(),
-        cfg.buffer_kb,
-        cfg.max_disk_mb,
-        cfg.max_device_records,
-        b(cfg.keep_spool),
-        cfg.level.name(),
-        cfg.aic_metrics
-            .map_or("null".to_string(), |m| json::string(m.name().as_bytes())),
-        b(cfg.msproftx),
-        cfg.msprof_timeout_s,
+        config_block(cfg),
     )
+}
+
+/// The `"config"` object: every variable of `config::VARIABLES` with its value in effect.
+fn config_block(c: &crate::config::Config) -> String {
+    use crate::config::Setting;
+    let parts: Vec<String> = c
+        .settings()
+        .map(|(name, v)| {
+            let v = match v {
+                Setting::Null => "null".to_string(),
+                Setting::Bool(v) => b(v).to_string(),
+                Setting::Uint(n) => n.to_string(),
+                Setting::Text(t) => json::string(&t),
+            };
+            format!("\n    \"{name}\": {v}")
+        })
+        .collect();
+    format!("{}\n  ", parts.join(","))
 }
 
 /// The `"device"` object: the backend, the device, what the backend reported, the device task count.

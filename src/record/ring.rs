@@ -284,9 +284,9 @@ impl Ring {
                 let cap = self.capacity();
                 let start = (tail & self.mask) as usize;
                 let first = n.min(cap - start);
+                let base = self.buf as *const Record;
                 // SAFETY: slots [tail, head) were published by the Release/Acquire pair above and the
                 // producer does not write them until we advance `tail`.
-                let base = self.buf as *const Record;
                 unsafe {
                     f(std::slice::from_raw_parts(base.add(start), first));
                     if first < n {
@@ -451,9 +451,11 @@ mod tests {
         let r = Ring::try_new(0, 4).unwrap();
         for round in 0..10u64 {
             for i in 0..4 {
+                // SAFETY: this thread is the ring's only producer.
                 assert!(unsafe { r.push(Record::new(round * 10 + i, 1, i)) });
             }
             assert!(
+                // SAFETY: this thread is the ring's only producer.
                 !unsafe { r.push(Record::new(999, 1, 0)) },
                 "5th push must drop"
             );

@@ -71,8 +71,8 @@ fn bind(l: libloading::os::unix::Library, how: String) -> Result<(sys::AclProf, 
 /// every place tried. Shared by the CANN backends.
 pub(crate) fn open_library(name: &str) -> Result<(libloading::os::unix::Library, String), String> {
     use libloading::os::unix::Library;
-    // SAFETY (all `Library::open` calls below): opening a CANN library runs its constructors, which is what
-    // every CANN user does; RTLD_NOLOAD never loads anything new.
+    // SAFETY: (this and the `Library::open` calls below) opening a CANN library runs its constructors, which is
+    // what every CANN user does; RTLD_NOLOAD never loads anything new.
     if let Ok(l) = unsafe { Library::open(Some(name), open_flags(libc::RTLD_NOLOAD)) } {
         return Ok((l, format!("{name} (already loaded by the process)")));
     }
@@ -87,11 +87,13 @@ pub(crate) fn open_library(name: &str) -> Result<(libloading::os::unix::Library,
             tried.push(format!("{} (${var}): no such file", p.display()));
             continue;
         }
+        // SAFETY: as above: a CANN library's constructors run, as for every CANN user.
         match unsafe { Library::open(Some(&p), open_flags(0)) } {
             Ok(l) => return Ok((l, p.display().to_string())),
             Err(e) => tried.push(format!("{}: {e}", p.display())),
         }
     }
+    // SAFETY: as above: a CANN library's constructors run, as for every CANN user.
     match unsafe { Library::open(Some(name), open_flags(0)) } {
         Ok(l) => Ok((l, format!("{name} (loader search path)"))),
         Err(e) => {

@@ -175,7 +175,7 @@ fn helper(p: &Prepared) -> ! {
         // SAFETY: writes our stack buffer to the pipe (a single atomic write, < PIPE_BUF).
         unsafe { libc::write(p.report, b.as_ptr().cast(), REPORT) };
     };
-    // SAFETY (this block): close/prctl/setpgid/fork/sigprocmask/_exit are async-signal-safe and change only
+    // SAFETY: (this block) close/prctl/setpgid/fork/sigprocmask/_exit are async-signal-safe and change only
     // this process. No PR_SET_PDEATHSIG: killed with the host, the helper could not end msprof; it watches for
     // the host's end itself (`cancelled`). Adopt orphaned descendants; a group of our own (no terminal signal
     // meant for the host reaches msprof through us).

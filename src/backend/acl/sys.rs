@@ -7,7 +7,11 @@
 //! generated `AclProf::aclprofX(&self, ..)` convenience methods panic on a missing symbol: npuprof never calls
 //! them, it checks the `Result` fields (see `super::Api`).
 
+// Generated code is exempt from the crate's unsafe lints (Cargo.toml `[lints]`): bindgen's loader calls
+// `libloading` inside `unsafe fn`s without blocks or SAFETY notes.
 #![allow(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
     non_upper_case_globals,
     non_camel_case_types,
     non_snake_case,

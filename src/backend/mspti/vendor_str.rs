@@ -121,10 +121,11 @@ pub struct Names<'a> {
 impl<'a> Names<'a> {
     pub fn new(counts: &'a Counts) -> Names<'a> {
         Names {
-            // SAFETY: no preconditions; taken per buffer, so a forked child reads its own memory.
+            // Taken per buffer, so a forked child reads its own memory.
             pid: if cfg!(miri) {
                 0
             } else {
+                // SAFETY: getpid has no preconditions.
                 unsafe { libc::getpid() }
             },
             counts,
@@ -168,10 +169,10 @@ mod tests {
     #[test]
     fn names_are_read_up_to_the_nul_or_the_cap() {
         let mut out = [0u8; NAME_CAP];
-        // SAFETY: no preconditions.
         let pid = if cfg!(miri) {
             0
         } else {
+            // SAFETY: getpid has no preconditions.
             unsafe { libc::getpid() }
         };
         assert_eq!(
