@@ -30,6 +30,7 @@ pub mod export;
 mod fault;
 pub mod ffi;
 mod logger;
+pub mod profile;
 pub mod record;
 pub mod recover;
 pub mod session;

@@ -28,11 +28,11 @@
 use crate::backend::{DeviceData, NoDeviceData};
 use crate::config::Config;
 use crate::dir::{Dir, Kind};
-use crate::drain::{counter_keys, Counters, ExportJob};
 use crate::error::{Error, Result, Status};
 use crate::export::{layout, DeviceStage};
+use crate::profile::{counter_keys, Counters, ExportJob};
+use crate::profile::{Profile, StopReason};
 use crate::record::clock::Conversion;
-use crate::session::{Profile, StopReason};
 use crate::spool::{self, Frame, Reader};
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -3,7 +3,7 @@
 
 use super::{Backend, DeviceData, NoDeviceData};
 use crate::error::Result;
-use crate::session::Profile;
+use crate::profile::Profile;
 
 pub struct HostBackend;
 

@@ -19,7 +19,7 @@ pub mod vendor;
 
 use crate::config::{BackendKind, Config};
 use crate::error::Result;
-use crate::session::Profile;
+use crate::profile::Profile;
 
 /// A string of device data, by its index in [`Strings`] (`Sym::default()` is the empty string).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -25,7 +25,7 @@
 
 use super::{Backend, DeviceData, DeviceResult};
 use crate::error::{Error, Result, Status};
-use crate::session::Profile;
+use crate::profile::Profile;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};

@@ -15,8 +15,9 @@
 use crate::backend::DeviceData;
 use crate::error::{Error, Result, Status};
 use crate::export;
+use crate::profile::{Counters, ExportJob, Profile, StopReason};
 use crate::record::{self, clock, names, Record, Ring};
-use crate::session::{self, Profile, StopReason};
+use crate::session;
 use crate::spool;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
@@ -29,8 +30,8 @@ use std::time::Duration;
 
 mod counters;
 
+pub use counters::config_vars;
 use counters::thread_cpu_ns;
-pub use counters::{config_vars, counter_keys, Counters, KIND_KEYS};
 
 pub enum Msg {
     Start(Arc<Profile>, File, record::Baseline),
@@ -53,23 +54,6 @@ enum ExportMsg {
     /// A profile that failed before it could be exported; reported at the next flush.
     Failed(Error),
     Flush(Sender<Result<()>>),
-}
-
-pub struct ExportJob {
-    pub profile: Arc<Profile>,
-    pub stop_tick: u64,
-    pub reason: StopReason,
-    pub device: Box<dyn DeviceData>,
-    pub counters: Counters,
-    pub conversion: clock::Conversion,
-    pub truncated: bool,
-    /// The spool could not be written completely (I/O error).
-    pub spool_error: Option<String>,
-    /// Finished by `npuprof recover`, not by the process that recorded it.
-    pub recovered: bool,
-    /// Recovered from the last COUNTERS frame of a spool without a STOP frame: the drop counters are those
-    /// of this moment (CLOCK_REALTIME ns); drops after it were never written.
-    pub counters_as_of_ns: Option<u64>,
 }
 
 pub struct Threads {

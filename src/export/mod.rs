@@ -16,8 +16,8 @@ pub mod overlap;
 pub mod trace_view;
 
 use crate::backend::{DeviceResult, Kernels};
-use crate::drain::ExportJob;
 use crate::error::{Error, Result};
+use crate::profile::ExportJob;
 use crate::record::{kind, names, Record};
 use crate::spool::{self, Frame};
 use csv::StepSpan;
@@ -126,10 +126,10 @@ impl DeviceStage {
 
 /// What every write of one profile's result shares.
 struct Ctx<'a> {
-    p: &'a crate::session::Profile,
+    p: &'a crate::profile::Profile,
     stop_tick: u64,
-    reason: crate::session::StopReason,
-    counters: crate::drain::Counters,
+    reason: crate::profile::StopReason,
+    counters: crate::profile::Counters,
     conversion: crate::record::clock::Conversion,
     truncated: bool,
     spool_error: Option<String>,
@@ -459,7 +459,7 @@ fn write_lanes(
 #[allow(clippy::too_many_arguments)]
 fn write_tables(
     out: &layout::Place,
-    p: &crate::session::Profile,
+    p: &crate::profile::Profile,
     steps: &[StepSpan],
     profile: (u64, u64),
     kernels: &Kernels,

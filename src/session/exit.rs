@@ -9,7 +9,8 @@
 //! `npuprof recover` adds the device data later.
 
 use super::fork::{reset_after_fork, FORK_GEN};
-use super::{reentered, stop_locked, Held, StopReason, CONFIG, CONTROL, IN_CONTROL};
+use super::{reentered, stop_locked, Held, CONFIG, CONTROL, IN_CONTROL};
+use crate::profile::StopReason;
 use crate::record::clock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

@@ -22,6 +22,7 @@ use crate::config::{Config, Trigger};
 use crate::drain;
 use crate::error::{Error, Result, Status};
 use crate::export::layout;
+use crate::profile::{Profile, StopReason};
 use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
 use backend::vendor;
 use crossbeam_channel::RecvTimeoutError;
@@ -37,58 +38,6 @@ pub use exit::{export_ended, EXITING};
 use exit::{install_exit_hook, WRITING};
 pub use fork::{fork_gen, forking, hold_every_lock, EveryLock};
 use fork::{install_fork_handlers, reset_after_fork, FORK_GEN};
-
-/// Why a profile ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    Manual,
-    StepLimit,
-    DiskLimit,
-    IoError,
-    Shutdown,
-    Exit,
-    /// Finished later by `npuprof recover` (the process died without a stop).
-    Recovered,
-}
-
-impl StopReason {
-    pub fn name(self) -> &'static str {
-        match self {
-            StopReason::Manual => "npuprof_stop",
-            StopReason::StepLimit => "PROFILER_STOP_STEP reached",
-            StopReason::DiskLimit => "NPUPROF_MAX_DISK_MB reached",
-            StopReason::IoError => "spool write error",
-            StopReason::Shutdown => "npuprof_shutdown",
-            StopReason::Exit => "process exit without npuprof_stop",
-            StopReason::Recovered => {
-                "recovered by `npuprof recover`: the process ended without npuprof_stop"
-            }
-        }
-    }
-}
-
-/// One profile's facts, shared by the session, the drain and the exporters.
-#[derive(Debug)]
-pub struct Profile {
-    pub gen: u64,
-    /// The worker directory's path when it was created, for messages (someone may rename it since).
-    pub dir: PathBuf,
-    /// `FRAMEWORK/npuprof.spool` under `dir`, for messages.
-    pub spool_path: PathBuf,
-    /// The worker directory and its subdirectories, opened at start and held until the export ends: every
-    /// file of the profile is created and read through them.
-    pub dirs: layout::WorkerDirs,
-    /// (tick, CLOCK_REALTIME ns) taken at start; the start tick is `anchor.0`.
-    pub anchor: (u64, u64),
-    pub pid: u32,
-    pub worker: String,
-    pub rank: u32,
-    pub device_id: u32,
-    /// Started by the old logic's threshold.
-    pub auto: bool,
-    pub backend: &'static str,
-    pub config: &'static Config,
-}
 
 struct Control {
     /// `FORK_GEN` this state belongs to: a forked child resets what it inherited (see `lock`).

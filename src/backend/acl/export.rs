@@ -29,7 +29,7 @@ use crate::dir::Dir;
 use crate::error::Result;
 use crate::export::json;
 use crate::export::jsonparse::Parser;
-use crate::session::Profile;
+use crate::profile::Profile;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@ use super::replay::{Pass, Spool};
 use super::walk::DevRec;
 use crate::backend::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
-use crate::session::Profile;
+use crate::profile::Profile;
 
 /// The device records' spool in `FRAMEWORK/`, created and read through the profile's directory handle.
 pub const SPOOL: &str = "mspti.spool";

@@ -45,7 +45,7 @@ use super::{Backend, DeviceData};
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
 use crate::export::json;
-use crate::session::Profile;
+use crate::profile::Profile;
 use counts::{Count, Counts};
 use crossbeam_channel::{bounded, Sender};
 use pool::Pool;

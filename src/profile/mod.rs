@@ -1,0 +1,84 @@
+//! The facts of one profile, shared by every stage: what the session started ([`Profile`]), why it ended
+//! ([`StopReason`]), what the drain counted ([`Counters`]) and what the export thread is handed
+//! ([`ExportJob`]). Below the session, the drain, the backends and the exporters; above only the leaves.
+
+use crate::backend::DeviceData;
+use crate::config::Config;
+use crate::export::layout;
+use crate::record::clock;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+mod counters;
+
+pub use counters::{counter_keys, Counters, KIND_KEYS};
+
+/// Why a profile ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Manual,
+    StepLimit,
+    DiskLimit,
+    IoError,
+    Shutdown,
+    Exit,
+    /// Finished later by `npuprof recover` (the process died without a stop).
+    Recovered,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Manual => "npuprof_stop",
+            StopReason::StepLimit => "PROFILER_STOP_STEP reached",
+            StopReason::DiskLimit => "NPUPROF_MAX_DISK_MB reached",
+            StopReason::IoError => "spool write error",
+            StopReason::Shutdown => "npuprof_shutdown",
+            StopReason::Exit => "process exit without npuprof_stop",
+            StopReason::Recovered => {
+                "recovered by `npuprof recover`: the process ended without npuprof_stop"
+            }
+        }
+    }
+}
+
+/// One profile's facts, shared by the session, the drain and the exporters.
+#[derive(Debug)]
+pub struct Profile {
+    pub gen: u64,
+    /// The worker directory's path when it was created, for messages (someone may rename it since).
+    pub dir: PathBuf,
+    /// `FRAMEWORK/npuprof.spool` under `dir`, for messages.
+    pub spool_path: PathBuf,
+    /// The worker directory and its subdirectories, opened at start and held until the export ends: every
+    /// file of the profile is created and read through them.
+    pub dirs: layout::WorkerDirs,
+    /// (tick, CLOCK_REALTIME ns) taken at start; the start tick is `anchor.0`.
+    pub anchor: (u64, u64),
+    pub pid: u32,
+    pub worker: String,
+    pub rank: u32,
+    pub device_id: u32,
+    /// Started by the old logic's threshold.
+    pub auto: bool,
+    pub backend: &'static str,
+    pub config: &'static Config,
+}
+
+/// What the drain hands to the export thread for one profile.
+pub struct ExportJob {
+    pub profile: Arc<Profile>,
+    pub stop_tick: u64,
+    pub reason: StopReason,
+    pub device: Box<dyn DeviceData>,
+    pub counters: Counters,
+    pub conversion: clock::Conversion,
+    pub truncated: bool,
+    /// The spool could not be written completely (I/O error).
+    pub spool_error: Option<String>,
+    /// Finished by `npuprof recover`, not by the process that recorded it.
+    pub recovered: bool,
+    /// Recovered from the last COUNTERS frame of a spool without a STOP frame: the drop counters are those
+    /// of this moment (CLOCK_REALTIME ns); drops after it were never written.
+    pub counters_as_of_ns: Option<u64>,
+}
