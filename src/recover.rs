@@ -31,7 +31,7 @@ use crate::dir::{Dir, Kind};
 use crate::error::{Error, Result, Status};
 use crate::export::{layout, DeviceStage};
 use crate::profile::{counter_keys, Counters, ExportJob};
-use crate::profile::{Profile, StopReason};
+use crate::profile::{BackendId, Profile, StopReason};
 use crate::record::clock::Conversion;
 use crate::spool::{self, Frame, Reader};
 use std::collections::BTreeMap;
@@ -98,7 +98,7 @@ fn recovered_device(
         )]
     };
     match p.backend {
-        "mspti" => {
+        BackendId::Mspti => {
             let fw = &p.dirs.framework;
             let Ok((f, _)) = fw.open_file(crate::backend::mspti::SPOOL) else {
                 log::info!(
@@ -122,7 +122,7 @@ fn recovered_device(
                 names: crate::backend::mspti::names_file::NameSource::read(fw),
             })
         }
-        "acl" => {
+        BackendId::Acl => {
             let clocks = (
                 num(kv, "clock_realtime_ns").unwrap_or(0),
                 num(kv, "clock_monoraw_ns").unwrap_or(0),
@@ -136,7 +136,7 @@ fn recovered_device(
                 meta: recovered(),
             })
         }
-        _ => Box::new(NoDeviceData),
+        BackendId::Host => Box::new(NoDeviceData),
     }
 }
 
@@ -381,11 +381,10 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         ns_per: num(rate, "ns_per").or_else(|_| num(&kv, "ns_per"))?.max(1),
     };
     let config: &'static Config = Box::leak(Box::new(recorded_config(&kv)));
-    let backend: &'static str = match kv.get("backend").map(String::as_str) {
-        Some("acl") => "acl",
-        Some("mspti") => "mspti",
-        _ => "host",
-    };
+    let backend = kv
+        .get("backend")
+        .and_then(|b| BackendId::from_name(b))
+        .unwrap_or(BackendId::Host);
     let profile = Arc::new(Profile {
         gen: num(&kv, "gen").unwrap_or(0),
         dir: dir.to_path_buf(),

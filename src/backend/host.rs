@@ -3,13 +3,13 @@
 
 use super::{Backend, DeviceData, NoDeviceData};
 use crate::error::Result;
-use crate::profile::Profile;
+use crate::profile::{BackendId, Profile};
 
 pub struct HostBackend;
 
 impl Backend for HostBackend {
-    fn name(&self) -> &'static str {
-        "host"
+    fn id(&self) -> BackendId {
+        BackendId::Host
     }
     fn start(&mut self, _: &Profile) -> Result<()> {
         Ok(())

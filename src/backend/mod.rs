@@ -19,7 +19,7 @@ pub mod vendor;
 
 use crate::config::{BackendKind, Config};
 use crate::error::Result;
-use crate::profile::Profile;
+use crate::profile::{BackendId, Profile};
 
 /// A string of device data, by its index in [`Strings`] (`Sym::default()` is the empty string).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -282,7 +282,7 @@ impl DeviceResult {
 }
 
 pub trait Backend: Send {
-    fn name(&self) -> &'static str;
+    fn id(&self) -> BackendId;
     /// The device the calling thread drives (asked before the profile's directory is made).
     fn device_id(&mut self, cfg: &Config) -> u32 {
         cfg.device_id

@@ -319,7 +319,7 @@ impl Drain {
         );
         kv.insert("clock".into(), clock::source_name().into());
         kv.insert("auto".into(), profile.auto.to_string());
-        kv.insert("backend".into(), profile.backend.into());
+        kv.insert("backend".into(), profile.backend.name().into());
         // The tick rate known now: what `npuprof recover` uses when the process dies before its stop frame.
         let (ticks_per, ns_per) = clock::rate(0);
         kv.insert("ticks_per".into(), ticks_per.to_string());

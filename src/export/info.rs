@@ -61,7 +61,7 @@ pub(super) fn profiler_info(
         p.device_id,
         s.elapsed_ms,
         env!("CARGO_PKG_VERSION"),
-        p.backend
+        p.backend.name()
     )
 }
 
@@ -175,7 +175,7 @@ pub(super) fn metadata(
 }}
 "#,
         env!("CARGO_PKG_VERSION"),
-        p.backend,
+        p.backend.name(),
         crate::record::clock::source_name(),
         p.pid,
         json::string(p.worker.as_bytes()),
@@ -247,7 +247,7 @@ pub(super) fn metadata(
 /// The `"device"` object: the backend, the device, what the backend reported, the device task count.
 fn device_meta(p: &crate::profile::Profile, dev: &DeviceResult) -> String {
     let mut parts = vec![
-        format!("\n    \"backend\": \"{}\"", p.backend),
+        format!("\n    \"backend\": \"{}\"", p.backend.name()),
         format!("\n    \"device_id\": {}", p.device_id),
         format!("\n    \"device_tasks\": {}", dev.kernels.len()),
     ];

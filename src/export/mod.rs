@@ -17,7 +17,7 @@ pub mod trace_view;
 
 use crate::backend::{DeviceResult, Kernels};
 use crate::error::{Error, Result};
-use crate::profile::ExportJob;
+use crate::profile::{BackendId, ExportJob};
 use crate::record::{kind, names, Record};
 use crate::spool::{self, Frame};
 use csv::StepSpan;
@@ -382,7 +382,14 @@ fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<
     layout::write_atomic(
         &p.dirs.top,
         &format!("profiler_info_{}.json", p.rank),
-        profiler_info(p, start_ns, stop_ns, &summary, p.backend == "acl").as_bytes(),
+        profiler_info(
+            p,
+            start_ns,
+            stop_ns,
+            &summary,
+            matches!(p.backend, BackendId::Acl),
+        )
+        .as_bytes(),
     )?;
     let meta = metadata(
         p,
@@ -495,7 +502,7 @@ fn write_tables(
         "kernel_details.csv",
         kernels,
         header,
-        p.backend == "mspti",
+        matches!(p.backend, BackendId::Mspti),
         steps,
         left,
     )?;

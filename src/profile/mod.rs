@@ -13,6 +13,36 @@ mod counters;
 
 pub use counters::{counter_keys, Counters, KIND_KEYS};
 
+/// The backend that collected a profile (what `NPUPROF_BACKEND` resolved to, `auto` included): the decisions
+/// exporters and `npuprof recover` make on it are matches on this, never on its spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendId {
+    /// Host annotations only.
+    Host,
+    /// CANN's aclprof, exported with msprof.
+    Acl,
+    /// CANN's MSPTI activity records.
+    Mspti,
+}
+
+impl BackendId {
+    /// The spelling in the START frame, `profiler_info_{rank}.json` and `profiler_metadata.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendId::Host => "host",
+            BackendId::Acl => "acl",
+            BackendId::Mspti => "mspti",
+        }
+    }
+
+    /// The backend a START frame names; `None` for anything else.
+    pub fn from_name(s: &str) -> Option<BackendId> {
+        [BackendId::Host, BackendId::Acl, BackendId::Mspti]
+            .into_iter()
+            .find(|b| b.name() == s)
+    }
+}
+
 /// Why a profile ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
@@ -61,7 +91,7 @@ pub struct Profile {
     pub device_id: u32,
     /// Started by the old logic's threshold.
     pub auto: bool,
-    pub backend: &'static str,
+    pub backend: BackendId,
     pub config: &'static Config,
 }
 

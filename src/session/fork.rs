@@ -2,6 +2,7 @@
 
 use super::{Control, CONTROL};
 use crate::backend;
+use crate::profile::BackendId;
 use crate::record::{self, REC, STATE};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::MutexGuard;
@@ -139,7 +140,7 @@ pub(super) fn reset_after_fork(ctl: &mut Control, gen: u64) {
     if let Some(b) = ctl.backend.take() {
         // CANN state copied from a parent that used it is not usable here (device contexts do not survive
         // fork, its locks may be held by parent threads): this child records host data only.
-        ctl.device_unusable |= b.name() != "host";
+        ctl.device_unusable |= !matches!(b.id(), BackendId::Host);
         // A device backend's state belongs to the parent's session: do not run its destructor here.
         std::mem::forget(b);
     }

@@ -312,7 +312,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         rank: cfg.rank,
         device_id,
         auto,
-        backend: backend.name(),
+        backend: backend.id(),
         config: cfg,
     });
     backend
@@ -526,25 +526,45 @@ fn auto_start(tokens: u64) -> Result<()> {
 /// `npuprof_flush`: waits until every stopped profile is written (at most `NPUPROF_FLUSH_TIMEOUT_S`).
 /// Returns the first export error since the last flush, if any.
 pub fn flush() -> Result<()> {
+    flush_waiting().map_err(FlushFailed::into_error)
+}
+
+/// How a flush failed: `shutdown` decides on the kind (never joins threads a timed-out flush left busy).
+enum FlushFailed {
+    /// The export thread did not answer within `NPUPROF_FLUSH_TIMEOUT_S`.
+    TimedOut(Error),
+    /// Any other failure: an export error, or threads already gone.
+    Other(Error),
+}
+
+impl FlushFailed {
+    fn into_error(self) -> Error {
+        match self {
+            FlushFailed::TimedOut(e) | FlushFailed::Other(e) => e,
+        }
+    }
+}
+
+fn flush_waiting() -> std::result::Result<(), FlushFailed> {
     let timeout = Duration::from_secs(config().flush_timeout_s);
     // The request goes under the lock (so it is ordered after any stop already sent); the wait does not.
-    let ack = match lock()?.threads.as_ref() {
+    let ack = match lock().map_err(FlushFailed::Other)?.threads.as_ref() {
         None => return Ok(()),
-        Some(t) => t.request_flush()?,
+        Some(t) => t.request_flush().map_err(FlushFailed::Other)?,
     };
     match ack.recv_timeout(timeout) {
-        Ok(r) => r,
-        Err(RecvTimeoutError::Timeout) => Err(Error::new(
+        Ok(r) => r.map_err(FlushFailed::Other),
+        Err(RecvTimeoutError::Timeout) => Err(FlushFailed::TimedOut(Error::new(
             Status::Io,
             format!(
                 "profiles are still being written after {}s (NPUPROF_FLUSH_TIMEOUT_S)",
                 timeout.as_secs()
             ),
-        )),
-        Err(RecvTimeoutError::Disconnected) => Err(Error::new(
+        ))),
+        Err(RecvTimeoutError::Disconnected) => Err(FlushFailed::Other(Error::new(
             Status::Internal,
             "the background threads ended before answering the flush",
-        )),
+        ))),
     }
 }
 
@@ -562,14 +582,12 @@ pub fn shutdown() -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let flushed = flush();
-    if flushed
-        .as_ref()
-        .is_err_and(|e| e.status == Status::Io && e.msg.contains("NPUPROF_FLUSH_TIMEOUT_S"))
-    {
+    let flushed = match flush_waiting() {
+        Ok(()) => Ok(()),
         // Do not join threads that are stuck on I/O: leave them, never hang the host.
-        return flushed;
-    }
+        Err(FlushFailed::TimedOut(e)) => return Err(e),
+        Err(FlushFailed::Other(e)) => Err(e),
+    };
     // Taken under the lock, and only when no profile runs: a start on another thread after our stop owns the
     // threads now (shutdown is then ordered before that start, which keeps recording). Joined outside the
     // lock; a start meanwhile spawns new threads.

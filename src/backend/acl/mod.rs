@@ -27,7 +27,7 @@ use super::{Backend, DeviceData};
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
 use crate::export::json;
-use crate::profile::Profile;
+use crate::profile::{BackendId, Profile};
 use crate::record::clock;
 use load::Api;
 use plan::{Features, Plan};
@@ -408,8 +408,8 @@ fn clock_pair() -> (u64, u64) {
 }
 
 impl Backend for AclBackend {
-    fn name(&self) -> &'static str {
-        "acl"
+    fn id(&self) -> BackendId {
+        BackendId::Acl
     }
 
     fn device_id(&mut self, cfg: &Config) -> u32 {

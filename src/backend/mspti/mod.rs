@@ -45,7 +45,7 @@ use super::{Backend, DeviceData};
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
 use crate::export::json;
-use crate::profile::Profile;
+use crate::profile::{BackendId, Profile};
 use counts::{Count, Counts};
 use crossbeam_channel::{bounded, Sender};
 use pool::Pool;
@@ -353,8 +353,8 @@ impl MsptiBackend {
 }
 
 impl Backend for MsptiBackend {
-    fn name(&self) -> &'static str {
-        "mspti"
+    fn id(&self) -> BackendId {
+        BackendId::Mspti
     }
 
     fn start(&mut self, profile: &Profile) -> Result<()> {
