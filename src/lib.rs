@@ -29,6 +29,7 @@ pub mod error;
 pub mod export;
 mod fault;
 pub mod ffi;
+pub mod format;
 mod logger;
 pub mod profile;
 pub mod record;

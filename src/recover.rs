@@ -94,7 +94,7 @@ fn recovered_device(
     let recovered = || {
         vec![(
             "recovered_by".to_string(),
-            crate::export::json::string(b"npuprof recover"),
+            crate::format::json::string(b"npuprof recover"),
         )]
     };
     match p.backend {

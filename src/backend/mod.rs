@@ -69,11 +69,11 @@ impl Strings {
             return s;
         }
         let sym = Sym(self.list.len() as u32);
-        let text = crate::export::json::text(bytes);
+        let text = crate::format::json::text(bytes);
         self.list.push(Str {
             bytes: bytes.into(),
-            csv: crate::export::json::csv_field(&text).into(),
-            json: crate::export::json::string(bytes).into(),
+            csv: crate::format::json::csv_field(&text).into(),
+            json: crate::format::json::string(bytes).into(),
             communication_core: matches!(bytes, b"COMMUNICATION" | b"HCCL"),
             communication_name: bytes.starts_with(b"hcom_") || bytes.starts_with(b"Hccl"),
             receive: bytes.to_ascii_lowercase().starts_with(b"hcom_receive"),
@@ -272,11 +272,11 @@ impl DeviceResult {
         self.meta.retain(|(k, _)| k != "status");
         self.meta.push((
             "status".into(),
-            crate::export::json::string(status.as_bytes()),
+            crate::format::json::string(status.as_bytes()),
         ));
         if let Some(m) = message {
             self.meta
-                .push(("message".into(), crate::export::json::string(m.as_bytes())));
+                .push(("message".into(), crate::format::json::string(m.as_bytes())));
         }
     }
 }

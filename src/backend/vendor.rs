@@ -242,7 +242,7 @@ impl DeviceData for Pending {
                 r.set_status("abandoned", Some(&msg));
                 r.meta.push((
                     "vendor_stop_abandoned".into(),
-                    crate::export::json::string(call.as_bytes()),
+                    crate::format::json::string(call.as_bytes()),
                 ));
                 r.meta.push((
                     "vendor_stop_waited_ms".into(),

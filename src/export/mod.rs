@@ -9,7 +9,7 @@ pub mod budget;
 pub mod csv;
 mod host;
 mod info;
-pub mod json;
+pub use crate::format::json;
 pub mod jsonparse;
 pub mod layout;
 pub mod overlap;

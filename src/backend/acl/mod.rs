@@ -26,7 +26,7 @@ mod timeline;
 use super::{Backend, DeviceData};
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
-use crate::export::json;
+use crate::format::json;
 use crate::profile::{BackendId, Profile};
 use crate::record::clock;
 use load::Api;

@@ -5,8 +5,8 @@ use super::export::rebase;
 use super::outputs::{open_output, Deadline};
 use crate::backend::{Kernel, Kernels};
 use crate::dir::Dir;
-use crate::export::json;
 use crate::export::jsonparse::us_to_ns;
+use crate::format::json;
 
 /// op_summary → kernel_details renames (torch_npu `_kernel_view_parser.py`, MindSpore viewer).
 fn rename(col: &str) -> &str {

@@ -6,9 +6,9 @@ use super::pids::*;
 use crate::backend::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
 use crate::dir::Dir;
 use crate::error::Result;
-use crate::export::json;
 use crate::export::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};
 use crate::export::trace_view::TraceWriter;
+use crate::format::json;
 use std::collections::HashMap;
 
 /// The device and CANN processes of `msprof_*.json`, written into `trace_view.json` on npuprof's pids and

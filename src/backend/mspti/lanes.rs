@@ -9,8 +9,8 @@ use super::replay::Spool;
 use super::walk::DevRec;
 use crate::backend::{DeviceEvent, LaneStats, Lanes};
 use crate::error::Result;
-use crate::export::json;
 use crate::export::trace_view::TraceWriter;
+use crate::format::json;
 use std::collections::HashMap;
 
 pub struct MsptiLanes {

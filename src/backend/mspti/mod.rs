@@ -44,7 +44,7 @@ pub use walk::{compact, DevRec};
 use super::{Backend, DeviceData};
 use crate::config::Config;
 use crate::error::{Error, Result, Status};
-use crate::export::json;
+use crate::format::json;
 use crate::profile::{BackendId, Profile};
 use counts::{Count, Counts};
 use crossbeam_channel::{bounded, Sender};
