@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod config;
 pub mod control;
+pub mod device;
 pub mod dir;
 pub mod drain;
 pub mod error;

@@ -25,8 +25,8 @@
 //! Directories are opened by handle and never through a symlink; `ASCEND_PROFILER_OUTPUT` must be a real
 //! directory (or absent: then it is created).
 
-use crate::backend::{DeviceData, NoDeviceData};
 use crate::config::Config;
+use crate::device::{DeviceData, NoDeviceData};
 use crate::dir::{Dir, Kind};
 use crate::error::{Error, Result, Status};
 use crate::export::{layout, DeviceStage};

@@ -1,7 +1,8 @@
 //! The host-only backend: works anywhere, collects no device data. Host annotations are recorded by the
 //! core for every backend.
 
-use super::{Backend, DeviceData, NoDeviceData};
+use super::Backend;
+use crate::device::{DeviceData, NoDeviceData};
 use crate::error::Result;
 use crate::profile::{BackendId, Profile};
 

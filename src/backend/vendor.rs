@@ -23,7 +23,8 @@
 //! The backend's stop reports the vendor call it is about to make with [`calling`] (one stop runs at a time,
 //! so one global slot says which).
 
-use super::{Backend, DeviceData, DeviceResult};
+use super::Backend;
+use crate::device::{DeviceData, DeviceResult};
 use crate::error::{Error, Result, Status};
 use crate::profile::Profile;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};

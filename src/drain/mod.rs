@@ -12,7 +12,7 @@
 //! A device backend's stop runs on neither: it has a short-lived `npuprof-vendor` thread of its own
 //! (`backend::vendor`), and the export waits for its device data, bounded, while the drain goes on draining.
 
-use crate::backend::DeviceData;
+use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
 use crate::export;
 use crate::profile::{Counters, ExportJob, Profile, StopReason};

@@ -15,7 +15,7 @@ pub mod layout;
 pub mod overlap;
 pub mod trace_view;
 
-use crate::backend::{DeviceResult, Kernels};
+use crate::device::{DeviceResult, Kernels};
 use crate::error::{Error, Result};
 use crate::profile::{BackendId, ExportJob};
 use crate::record::{kind, names, Record};
@@ -51,7 +51,7 @@ pub struct Summary {
     pub elapsed_ms: u64,
 }
 
-use crate::backend::acl::export::{device_pid, SLOT_HARDWARE, SLOT_OVERLAP};
+use crate::device::pids::{device_pid, SLOT_HARDWARE, SLOT_OVERLAP};
 
 fn progress(done: usize, total: usize, what: &str) {
     const W: usize = 20;
@@ -436,7 +436,7 @@ type LanesOut = (Vec<(String, String)>, Kernels);
 /// metadata entries and the kernels the lanes yielded (when the backend asked for them).
 fn write_lanes(
     tw: &mut TraceWriter,
-    timeline: Option<Box<dyn crate::backend::Lanes>>,
+    timeline: Option<Box<dyn crate::device::Lanes>>,
     kernels: &Kernels,
     device: u32,
 ) -> Result<LanesOut> {

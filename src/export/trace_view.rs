@@ -163,7 +163,7 @@ impl TraceWriter {
 
     /// A device-side event (already on our pids and time base). Flow ends (`f`) bind to the enclosing slice
     /// (`"bp":"e"`), as CANN and torch_npu write them.
-    pub fn device_event(&mut self, e: &crate::backend::DeviceEvent<'_>) -> Result<()> {
+    pub fn device_event(&mut self, e: &crate::device::DeviceEvent<'_>) -> Result<()> {
         let name = if e.name.is_empty() { "\"\"" } else { e.name };
         let args: &str = if e.args.is_empty() { "{}" } else { e.args };
         let ph = match e.ph {

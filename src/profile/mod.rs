@@ -2,16 +2,15 @@
 //! ([`StopReason`]), what the drain counted ([`Counters`]) and what the export thread is handed
 //! ([`ExportJob`]). Below the session, the drain, the backends and the exporters; above only the leaves.
 
-use crate::backend::DeviceData;
 use crate::config::Config;
 use crate::export::layout;
-use crate::record::clock;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 mod counters;
+mod job;
 
 pub use counters::{counter_keys, Counters, KIND_KEYS};
+pub use job::ExportJob;
 
 /// The backend that collected a profile (what `NPUPROF_BACKEND` resolved to, `auto` included): the decisions
 /// exporters and `npuprof recover` make on it are matches on this, never on its spelling.
@@ -93,22 +92,4 @@ pub struct Profile {
     pub auto: bool,
     pub backend: BackendId,
     pub config: &'static Config,
-}
-
-/// What the drain hands to the export thread for one profile.
-pub struct ExportJob {
-    pub profile: Arc<Profile>,
-    pub stop_tick: u64,
-    pub reason: StopReason,
-    pub device: Box<dyn DeviceData>,
-    pub counters: Counters,
-    pub conversion: clock::Conversion,
-    pub truncated: bool,
-    /// The spool could not be written completely (I/O error).
-    pub spool_error: Option<String>,
-    /// Finished by `npuprof recover`, not by the process that recorded it.
-    pub recovered: bool,
-    /// Recovered from the last COUNTERS frame of a spool without a STOP frame: the drop counters are those
-    /// of this moment (CLOCK_REALTIME ns); drops after it were never written.
-    pub counters_as_of_ns: Option<u64>,
 }

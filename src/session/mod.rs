@@ -232,13 +232,13 @@ fn reclaim_backend(ctl: &mut Control) {
 
 /// Stops the backend for `p`: inline for the host backend (no vendor call), else on the `npuprof-vendor`
 /// thread (returns at once; the device data waits for it, bounded).
-fn stop_backend(ctl: &mut Control, p: &Arc<Profile>) -> Box<dyn backend::DeviceData> {
+fn stop_backend(ctl: &mut Control, p: &Arc<Profile>) -> Box<dyn crate::device::DeviceData> {
     match ctl.backend.take() {
-        None => Box::new(backend::NoDeviceData),
+        None => Box::new(crate::device::NoDeviceData),
         Some(mut b) if !b.calls_vendor() => {
             let d = b.stop(p).unwrap_or_else(|e| {
                 log::warn!("backend stop failed, the profile keeps its host data only: {e}");
-                Box::new(backend::NoDeviceData)
+                Box::new(crate::device::NoDeviceData)
             });
             ctl.backend = Some(b);
             d

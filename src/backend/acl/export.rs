@@ -23,8 +23,8 @@ use super::msprof::{find_msprof, run_msprof, RunError};
 use super::op_summary::op_summary;
 use super::outputs::{outputs, prof_dirs, read_small, Deadline};
 use super::timeline::MsprofLanes;
-use crate::backend::{DeviceData, DeviceResult, Kernels};
 use crate::config::Level;
+use crate::device::{DeviceData, DeviceResult, Kernels};
 use crate::dir::Dir;
 use crate::error::Result;
 use crate::export::jsonparse::Parser;
@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 // Moved to their own files; re-exported where other modules and the CLI use them.
 pub use super::csv::{csv_records, unquote, RawRecords};
-pub use super::pids::{device_pid, DEVICE_PID_BASE, SLOT_CANN, SLOT_HARDWARE, SLOT_OVERLAP};
 
 /// An `auto` profile that continued host-only.
 pub struct HostOnly(pub Option<String>);

@@ -18,13 +18,13 @@ pub(crate) mod load;
 mod msprof;
 mod op_summary;
 mod outputs;
-pub mod pids;
 pub mod plan;
 pub mod sys;
 mod timeline;
 
-use super::{Backend, DeviceData};
+use super::Backend;
 use crate::config::Config;
+use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
 use crate::format::json;
 use crate::profile::{BackendId, Profile};

@@ -3,7 +3,7 @@
 use super::csv::{next_csv_record, unquote, RawRecords, Rec};
 use super::export::rebase;
 use super::outputs::{open_output, Deadline};
-use crate::backend::{Kernel, Kernels};
+use crate::device::{Kernel, Kernels};
 use crate::dir::Dir;
 use crate::export::jsonparse::us_to_ns;
 use crate::format::json;

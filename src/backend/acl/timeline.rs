@@ -2,8 +2,8 @@
 
 use super::export::rebase;
 use super::outputs::{open_output, Deadline};
-use super::pids::*;
-use crate::backend::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
+use crate::device::pids::*;
+use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
 use crate::dir::Dir;
 use crate::error::Result;
 use crate::export::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};

@@ -6,7 +6,7 @@ use super::names_file::NameSource;
 use super::records::*;
 use super::replay::{Pass, Spool};
 use super::walk::DevRec;
-use crate::backend::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
+use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
 use crate::profile::Profile;
 

@@ -7,7 +7,7 @@ use super::names_file::NameSource;
 use super::records::*;
 use super::replay::Spool;
 use super::walk::DevRec;
-use crate::backend::{DeviceEvent, LaneStats, Lanes};
+use crate::device::{DeviceEvent, LaneStats, Lanes};
 use crate::error::Result;
 use crate::export::trace_view::TraceWriter;
 use crate::format::json;
@@ -81,7 +81,7 @@ fn write_lanes_of(
     tw: &mut TraceWriter,
     st: &mut LaneStats,
 ) -> Result<()> {
-    use crate::backend::acl::export::{device_pid, SLOT_CANN, SLOT_HARDWARE};
+    use crate::device::pids::{device_pid, SLOT_CANN, SLOT_HARDWARE};
     use std::collections::{BTreeMap, BTreeSet};
     let cann = device_pid(device, SLOT_CANN);
     // Lanes: (device, slot) → streams; host threads of the API calls and markers.

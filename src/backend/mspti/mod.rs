@@ -41,8 +41,9 @@ pub mod walk;
 pub use export::{MsptiData, SPOOL};
 pub use walk::{compact, DevRec};
 
-use super::{Backend, DeviceData};
+use super::Backend;
 use crate::config::Config;
+use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
 use crate::format::json;
 use crate::profile::{BackendId, Profile};
