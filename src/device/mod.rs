@@ -41,13 +41,21 @@ pub struct LaneStats {
     pub kernels: Kernels,
 }
 
+/// Where device lanes are drawn: the calls a timeline makes on the trace (export's `TraceWriter` implements
+/// it), so a backend draws its lanes without knowing the writer.
+pub trait TraceSink {
+    /// A process's `process_name`, `process_labels` and `process_sort_index` metadata.
+    fn process(&mut self, pid: u32, name: &str, label: &str, sort: u32) -> Result<()>;
+    /// A thread's `thread_name` and `thread_sort_index` metadata.
+    fn thread(&mut self, pid: u32, tid: u32, name: &[u8], sort: u32) -> Result<()>;
+    /// One event, already on npuprof's pids ([`pids`]) and the host time base.
+    fn device_event(&mut self, e: &DeviceEvent<'_>) -> Result<()>;
+}
+
 /// Device lanes written into `trace_view.json` by the exporter, streamed (never all in memory).
 pub trait Lanes: Send {
     /// Writes the lanes: what was written and, when it stopped early, why.
-    fn write(
-        self: Box<Self>,
-        tw: &mut crate::export::trace_view::TraceWriter,
-    ) -> (LaneStats, Option<String>);
+    fn write(self: Box<Self>, sink: &mut dyn TraceSink) -> (LaneStats, Option<String>);
 }
 
 /// What a backend collected for one profile, parsed.

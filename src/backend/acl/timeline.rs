@@ -3,11 +3,10 @@
 use super::export::rebase;
 use super::outputs::{open_output, Deadline};
 use crate::device::pids::*;
-use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
+use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes, TraceSink};
 use crate::dir::Dir;
 use crate::error::Result;
 use crate::export::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};
-use crate::export::trace_view::TraceWriter;
 use crate::format::json;
 use std::collections::HashMap;
 
@@ -82,7 +81,7 @@ impl Procs {
 
     fn write_label(
         &mut self,
-        tw: &mut TraceWriter,
+        tw: &mut dyn TraceSink,
         src: u64,
         slot: u32,
         label: &str,
@@ -95,7 +94,7 @@ impl Procs {
     }
 
     /// A `process_name`: assigns the slot and writes what waited for it.
-    fn name(&mut self, tw: &mut TraceWriter, src: u64, name: &str, shift: i128) -> Result<u64> {
+    fn name(&mut self, tw: &mut dyn TraceSink, src: u64, name: &str, shift: i128) -> Result<u64> {
         if self.slots.contains_key(&src) {
             return Ok(0);
         }
@@ -195,7 +194,7 @@ fn hw_kernel(e: &DeviceEvent<'_>, out: &mut Kernels) {
 }
 
 impl Lanes for MsprofLanes {
-    fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
+    fn write(self: Box<Self>, tw: &mut dyn TraceSink) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
         let mut procs = Procs {
             device: self.device,
@@ -388,6 +387,7 @@ impl Lanes for MsprofLanes {
 mod tests {
     use super::*;
     use crate::export::layout::Place;
+    use crate::export::trace_view::TraceWriter;
 
     /// Issue 15 item 8: events of a process msprof never names were all kept until the end and then skipped.
     /// At most MAX_PENDING_BYTES of them wait; the rest are skipped at once, and all are counted.
