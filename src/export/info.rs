@@ -25,9 +25,11 @@ pub(super) fn profiler_info(
     start_ns: u64,
     stop_ns: u64,
     s: &Summary,
-    device: bool,
 ) -> String {
     let c = p.config;
+    // The backend's kind, not whether this profile's device data arrived: as torch_npu writes the activities
+    // it was asked for.
+    let device = p.backend.collects_device();
     format!(
         r#"{{
   "profiler_parameters": {{"profiler_level": "{}", "activities": {}, "with_stack": {}, "profile_memory": {}, "record_shapes": {}, "with_flops": {}, "is_set_schedule": false, "export_type": ["text"]}},

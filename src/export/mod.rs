@@ -382,14 +382,7 @@ fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<
     layout::write_atomic(
         &p.dirs.top,
         &format!("profiler_info_{}.json", p.rank),
-        profiler_info(
-            p,
-            start_ns,
-            stop_ns,
-            &summary,
-            matches!(p.backend, BackendId::Acl),
-        )
-        .as_bytes(),
+        profiler_info(p, start_ns, stop_ns, &summary).as_bytes(),
     )?;
     let meta = metadata(
         p,

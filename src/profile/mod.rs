@@ -34,6 +34,14 @@ impl BackendId {
         }
     }
 
+    /// It collects NPU data (`"activities": ["CPU", "NPU"]` and the level in `profiler_info_{rank}.json`).
+    pub fn collects_device(self) -> bool {
+        match self {
+            BackendId::Host => false,
+            BackendId::Acl | BackendId::Mspti => true,
+        }
+    }
+
     /// The backend a START frame names; `None` for anything else.
     pub fn from_name(s: &str) -> Option<BackendId> {
         [BackendId::Host, BackendId::Acl, BackendId::Mspti]
