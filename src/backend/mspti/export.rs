@@ -10,8 +10,7 @@ use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
 use crate::profile::Profile;
 
-/// The device records' spool in `FRAMEWORK/`, created and read through the profile's directory handle.
-pub const SPOOL: &str = "mspti.spool";
+pub use crate::export::layout::MSPTI_SPOOL_NAME as SPOOL;
 
 pub struct MsptiData {
     pub device: u32,

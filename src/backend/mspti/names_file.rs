@@ -14,8 +14,7 @@ use super::REC;
 use crate::record::names;
 use std::io::Write;
 
-/// The names file in `FRAMEWORK/`, created and read through the profile's directory handle.
-pub const NAMES: &str = "mspti.names";
+pub use crate::export::layout::MSPTI_NAMES_NAME as NAMES;
 
 /// The name ids a compact record holds (0: none).
 pub fn ids(r: &DevRec) -> [u32; 2] {
