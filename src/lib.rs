@@ -32,6 +32,7 @@ mod fault;
 pub mod ffi;
 pub mod format;
 mod logger;
+mod process;
 pub mod profile;
 pub mod record;
 pub mod recover;

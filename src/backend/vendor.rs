@@ -47,7 +47,7 @@ pub fn exit_cut_passed() -> bool {
     EXIT_CUT.get().is_some_and(|c| Instant::now() >= *c)
 }
 
-/// The vendor-call slot's lock, for [`crate::session::hold_every_lock`] (a test hook).
+/// The vendor-call slot's lock, for the session's `hold_every_lock` (a test hook; the session is above us).
 pub(crate) fn hold_call_slot() -> std::sync::MutexGuard<'static, &'static str> {
     CALL.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -129,7 +129,7 @@ pub fn stop(
     let spawned = std::thread::Builder::new()
         .name("npuprof-vendor".into())
         .spawn(move || {
-            crate::drain::block_signals();
+            crate::process::block_signals();
             run(&s, &j)
         });
     if let Err(e) = spawned {

@@ -15,6 +15,7 @@
 use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
 use crate::export;
+use crate::process::block_signals;
 use crate::profile::{Counters, ExportJob, Profile, StopReason};
 use crate::record::{self, clock, names, Record, Ring};
 use crate::session;
@@ -71,16 +72,6 @@ thread_local! {
 /// must not wait for one when a vendor library calls `exit()` on our thread).
 pub fn on_background_thread() -> bool {
     BACKGROUND.try_with(|b| b.get()).unwrap_or(false)
-}
-
-/// Blocks every signal on the calling (npuprof) thread: signals stay with the host's threads.
-pub(crate) fn block_signals() {
-    // SAFETY: plain libc calls on a local, zero-initialised sigset.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
 }
 
 impl Threads {

@@ -2,9 +2,10 @@
 
 use super::{Control, CONTROL};
 use crate::backend;
+use crate::process::{FORKING, FORK_GEN};
 use crate::profile::BackendId;
 use crate::record::{self, REC, STATE};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 
 // ---- fork ---------------------------------------------------------------------------------------------
@@ -21,23 +22,6 @@ use std::sync::MutexGuard;
 // they give up on a busy name table (the name is counted, see `backend::mspti::vendor_str`). In a child the
 // MSPTI callbacks touch none of the parent's state (its channels, pool and threads): they compare the fork
 // generation (and, inside a fork, the pid) with the one they were set up in.
-
-/// Incremented in every forked child.
-pub(super) static FORK_GEN: AtomicU64 = AtomicU64::new(0);
-/// Forks in progress in this process (between our prepare and parent/child handlers).
-static FORKING: AtomicU32 = AtomicU32::new(0);
-
-/// The number of forks this process's ancestry went through since npuprof was loaded (this process's own
-/// generation: it changes in a forked child).
-pub fn fork_gen() -> u64 {
-    FORK_GEN.load(Ordering::Acquire)
-}
-
-/// A fork is in progress: npuprof's fork handlers hold (or are about to take) the control, ring registry and
-/// name table locks.
-pub fn forking() -> bool {
-    FORKING.load(Ordering::Acquire) != 0
-}
 
 type ForkLocks = (
     MutexGuard<'static, Control>,

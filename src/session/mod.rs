@@ -34,10 +34,11 @@ use std::time::Duration;
 mod exit;
 mod fork;
 
-pub use exit::{export_ended, EXITING};
+use crate::process::FORK_GEN;
+pub use exit::export_ended;
 use exit::{install_exit_hook, WRITING};
-pub use fork::{fork_gen, forking, hold_every_lock, EveryLock};
-use fork::{install_fork_handlers, reset_after_fork, FORK_GEN};
+pub use fork::{hold_every_lock, EveryLock};
+use fork::{install_fork_handlers, reset_after_fork};
 
 struct Control {
     /// `FORK_GEN` this state belongs to: a forked child resets what it inherited (see `lock`).

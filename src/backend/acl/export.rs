@@ -258,7 +258,7 @@ impl DeviceData for AclData {
             return Ok(r);
         };
         // At exit the whole export must fit the exit hook's wait: give msprof at most 30 s then.
-        let timeout_s = if crate::session::EXITING.load(std::sync::atomic::Ordering::Relaxed) {
+        let timeout_s = if crate::process::EXITING.load(std::sync::atomic::Ordering::Relaxed) {
             self.timeout_s.min(30)
         } else {
             self.timeout_s

@@ -104,8 +104,8 @@ impl Shared {
     /// touch them. The fork generation changes in our child handler; until it has run (a vendor child
     /// handler runs first), a fork is in progress and the pid tells.
     fn forked_away(&self) -> bool {
-        crate::session::fork_gen() != self.fork_gen
-            || (crate::session::forking() && getpid() != self.pid)
+        crate::process::fork_gen() != self.fork_gen
+            || (crate::process::forking() && getpid() != self.pid)
     }
 }
 
@@ -294,7 +294,7 @@ impl MsptiBackend {
             ctl_tx,
             counts: Counts::default(),
             registered: AtomicBool::new(false),
-            fork_gen: crate::session::fork_gen(),
+            fork_gen: crate::process::fork_gen(),
             pid: getpid(),
         };
         if SHARED.set(shared).is_err() {
