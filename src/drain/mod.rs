@@ -18,7 +18,6 @@ use crate::export;
 use crate::process::block_signals;
 use crate::profile::{Counters, ExportJob, Profile, StopReason};
 use crate::record::{self, clock, names, Record, Ring};
-use crate::session;
 use crate::spool;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
@@ -57,6 +56,19 @@ enum ExportMsg {
     Flush(Sender<Result<()>>),
 }
 
+/// What the drain calls back into, installed by the session (which sits above it): the drain never calls
+/// the session or the control watcher itself.
+#[derive(Clone, Copy)]
+pub struct Hooks {
+    /// The drain ended the recording of profile `gen` (spool write error, `NPUPROF_MAX_DISK_MB`): stop it.
+    pub limit_reached: fn(gen: u64, reason: StopReason),
+    /// A stopped profile is no longer being written (exported, failed, or abandoned).
+    pub export_ended: fn(),
+    /// About every 200 ms on the drain thread while no message waits (the `NPUPROF_CONTROL` poll); a panic
+    /// in it is caught.
+    pub tick: fn(),
+}
+
 pub struct Threads {
     tx: Sender<Msg>,
     drain: JoinHandle<()>,
@@ -75,7 +87,7 @@ pub fn on_background_thread() -> bool {
 }
 
 impl Threads {
-    pub fn spawn() -> std::io::Result<Threads> {
+    pub fn spawn(hooks: Hooks) -> std::io::Result<Threads> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (etx, erx) = crossbeam_channel::unbounded::<ExportMsg>();
         let export = std::thread::Builder::new()
@@ -83,14 +95,14 @@ impl Threads {
             .spawn(move || {
                 block_signals();
                 BACKGROUND.with(|b| b.set(true));
-                export_loop(erx)
+                export_loop(erx, hooks.export_ended)
             })?;
         let drain = std::thread::Builder::new()
             .name("npuprof-drain".into())
             .spawn(move || {
                 block_signals();
                 BACKGROUND.with(|b| b.set(true));
-                drain_loop(rx, etx)
+                drain_loop(rx, etx, hooks)
             })?;
         Ok(Threads { tx, drain, export })
     }
@@ -160,6 +172,7 @@ struct Carry {
 }
 
 struct Drain {
+    hooks: Hooks,
     etx: Sender<ExportMsg>,
     active: Option<Active>,
     rings: Vec<&'static Ring>,
@@ -170,8 +183,9 @@ struct Drain {
     stop_handed_off: bool,
 }
 
-fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
+fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
     let mut d = Drain {
+        hooks,
         etx,
         active: None,
         rings: Vec::new(),
@@ -246,12 +260,9 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
         // NPUPROF_CONTROL: `npuprof trigger` commands, about every 200 ms (never while a message waits).
         if !shutdown && last_control.elapsed() >= Duration::from_millis(200) && rx.is_empty() {
             last_control = std::time::Instant::now();
-            let cfg = session::config();
-            if cfg.control {
-                if let Err(p) = catch_unwind(|| crate::control::poll(cfg)) {
-                    drop(p);
-                    log::error!("internal error while polling NPUPROF_CONTROL (caught)");
-                }
+            if let Err(p) = catch_unwind(d.hooks.tick) {
+                drop(p);
+                log::error!("internal error while polling NPUPROF_CONTROL (caught)");
             }
         }
         if r.is_err() {
@@ -263,7 +274,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
                         format!("the drain thread failed while finishing {}", dir.display()),
                     ));
                 }
-                session::export_ended();
+                (d.hooks.export_ended)();
             }
             log::error!("internal error in the npuprof-drain thread (caught); the current profile is abandoned");
             if let Some(a) = d.active.take() {
@@ -440,7 +451,7 @@ impl Drain {
                 a.spool_error = Some(e.to_string());
                 a.w = None;
                 let gen = a.profile.gen;
-                session::stop_from_drain(gen, StopReason::IoError);
+                (self.hooks.limit_reached)(gen, StopReason::IoError);
             }
         }
         if a.truncated && !a.cap_reported {
@@ -455,7 +466,7 @@ impl Drain {
                 a.counters.spool_bytes
             );
             let gen = a.profile.gen;
-            session::stop_from_drain(gen, StopReason::DiskLimit);
+            (self.hooks.limit_reached)(gen, StopReason::DiskLimit);
         }
         moved
     }
@@ -478,7 +489,7 @@ impl Drain {
                 format!("the drain lost track of {}", profile.dir.display()),
             ));
             self.stop_handed_off = true;
-            session::export_ended();
+            (self.hooks.export_ended)();
             return;
         };
         a.sample_counters(&self.rings);
@@ -516,7 +527,7 @@ impl Drain {
             .is_err()
         {
             log::error!("the npuprof-export thread is gone; a profile stays unexported");
-            session::export_ended();
+            (self.hooks.export_ended)();
         }
     }
 }
@@ -644,7 +655,7 @@ fn thread_name(tid: u32) -> Vec<u8> {
     n
 }
 
-fn export_loop(rx: Receiver<ExportMsg>) {
+fn export_loop(rx: Receiver<ExportMsg>, export_ended: fn()) {
     // Errors since the last flush, reported (the first of them) by the next flush.
     let mut errors: Vec<Error> = Vec::new();
     while let Ok(msg) = rx.recv() {
@@ -678,6 +689,6 @@ fn export_loop(rx: Receiver<ExportMsg>) {
             }
         };
         errors.extend(err);
-        session::export_ended();
+        export_ended();
     }
 }

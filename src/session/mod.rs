@@ -162,7 +162,12 @@ fn ensure_threads(ctl: &mut Control) -> Result<()> {
         ctl.threads = None;
     }
     if ctl.threads.is_none() {
-        let t = drain::Threads::spawn().map_err(|e| {
+        let t = drain::Threads::spawn(drain::Hooks {
+            limit_reached: stop_from_drain,
+            export_ended,
+            tick: control_tick,
+        })
+        .map_err(|e| {
             Error::new(
                 Status::Internal,
                 format!("cannot start the npuprof-drain thread: {e}"),
@@ -171,6 +176,14 @@ fn ensure_threads(ctl: &mut Control) -> Result<()> {
         ctl.threads = Some(t);
     }
     Ok(())
+}
+
+/// The drain thread's periodic tick: the `NPUPROF_CONTROL` poll, when enabled.
+fn control_tick() {
+    let cfg = config();
+    if cfg.control {
+        crate::control::poll(cfg);
+    }
 }
 
 /// Reads the configuration and sets up logging, without starting anything (the command line tools).
