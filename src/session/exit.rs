@@ -9,7 +9,7 @@
 //! `npuprof recover` adds the device data later.
 
 use super::fork::reset_after_fork;
-use super::{reentered, stop_locked, Held, CONFIG, CONTROL, IN_CONTROL};
+use super::{reentered, stop_locked, Held, CONFIG, CONTROL, IN_CONTROL, WRITING};
 use crate::process::{EXITING, FORK_GEN};
 use crate::profile::StopReason;
 use crate::record::clock;
@@ -32,9 +32,6 @@ pub(super) fn install_exit_hook() {
         log::warn!("atexit failed: a profile still running at exit will not be finished");
     }
 }
-
-/// Profiles stopped and not yet written (their export queued or running): what the exit hook waits for.
-pub(super) static WRITING: AtomicU64 = AtomicU64::new(0);
 
 /// Called by the background threads when a stopped profile's export has ended (written or failed).
 pub fn export_ended() {

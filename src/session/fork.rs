@@ -137,5 +137,5 @@ pub(super) fn reset_after_fork(ctl: &mut Control, gen: u64) {
     ctl.last_dir = None;
     ctl.fork_gen = gen;
     // The parent's exports are the parent's: this child has none to wait for at exit.
-    super::exit::WRITING.store(0, std::sync::atomic::Ordering::Release);
+    super::WRITING.store(0, std::sync::atomic::Ordering::Release);
 }

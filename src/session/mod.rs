@@ -36,7 +36,7 @@ mod fork;
 
 use crate::process::FORK_GEN;
 pub use exit::export_ended;
-use exit::{install_exit_hook, WRITING};
+use exit::install_exit_hook;
 pub use fork::{hold_every_lock, EveryLock};
 use fork::{install_fork_handlers, reset_after_fork};
 
@@ -66,6 +66,8 @@ static CONTROL: Mutex<Control> = Mutex::new(Control {
     device_unusable: false,
 });
 static CONFIG: OnceLock<Config> = OnceLock::new();
+/// Profiles stopped and not yet written (their export queued or running): what the exit hook waits for.
+static WRITING: AtomicU64 = AtomicU64::new(0);
 /// Steps seen in the running profile (the next step's number is this + 1).
 static STEPS: AtomicU64 = AtomicU64::new(0);
 /// Old logic: the step number that ends the running profile instead of being recorded; 0 = no limit.

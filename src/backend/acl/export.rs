@@ -22,12 +22,12 @@
 use super::msprof::{find_msprof, run_msprof, RunError};
 use super::op_summary::op_summary;
 use super::outputs::{outputs, prof_dirs, read_small, Deadline};
+use super::time_base::cann_offset;
 use super::timeline::MsprofLanes;
 use crate::config::Level;
 use crate::device::{DeviceData, DeviceResult, Kernels};
 use crate::dir::Dir;
 use crate::error::Result;
-use crate::export::jsonparse::Parser;
 use crate::format::json;
 use crate::profile::Profile;
 use std::path::{Path, PathBuf};
@@ -58,21 +58,6 @@ pub struct AclData {
     pub clocks: (u64, u64),
     pub timeout_s: u64,
     pub meta: Vec<(String, String)>,
-}
-
-/// `ts + shift`, clamped to the u64 range.
-pub(super) fn rebase(ts: u64, shift: i128) -> u64 {
-    (ts as i128 + shift).clamp(0, u64::MAX as i128) as u64
-}
-
-/// `host/start_info` → CANN's local-time offset: local_ns = monotonic_raw_ns + offset. Read through the
-/// `PROF_*` directory's handle.
-fn cann_offset(prof: &Dir) -> Option<i128> {
-    let text = read_small(&prof.open_dir("host").ok()?, "start_info", 1 << 20).ok()?;
-    let v = Parser::new(&text).value(0).ok()?;
-    let begin_us: u64 = v.get("collectionTimeBegin")?.num_text()?.parse().ok()?;
-    let raw_ns: u64 = v.get("clockMonotonicRaw")?.num_text()?.parse().ok()?;
-    Some(begin_us as i128 * 1000 - raw_ns as i128)
 }
 
 /// The most of CANN's statistics CSVs copied (they are held in memory; a single file is not copied again).

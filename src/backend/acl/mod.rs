@@ -20,6 +20,7 @@ mod op_summary;
 mod outputs;
 pub mod plan;
 pub mod sys;
+mod time_base;
 mod timeline;
 
 use super::Backend;

@@ -1,8 +1,8 @@
 //! msprof's `op_summary_*.csv` → kernels, and the columns of `kernel_details.csv`.
 
 use super::csv::{next_csv_record, unquote, RawRecords, Rec};
-use super::export::rebase;
 use super::outputs::{open_output, Deadline};
+use super::time_base::rebase;
 use crate::device::{Kernel, Kernels};
 use crate::dir::Dir;
 use crate::export::jsonparse::us_to_ns;

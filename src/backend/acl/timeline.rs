@@ -1,7 +1,7 @@
 //! msprof's `msprof_*.json` timeline → the device and CANN processes of `trace_view.json`.
 
-use super::export::rebase;
 use super::outputs::{open_output, Deadline};
+use super::time_base::rebase;
 use crate::device::pids::*;
 use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes, TraceSink};
 use crate::dir::Dir;

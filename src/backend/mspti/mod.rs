@@ -37,6 +37,7 @@ pub mod records;
 mod replay;
 mod vendor_str;
 pub mod walk;
+mod window;
 
 pub use export::{MsptiData, SPOOL};
 pub use walk::{compact, DevRec};
