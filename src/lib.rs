@@ -40,3 +40,10 @@ pub mod session;
 pub mod spool;
 
 pub use error::{Error, Result, Status};
+
+/// Where the layers are wired together: the session drives the `NPUPROF_CONTROL` watcher through these
+/// without importing `control` (which calls the session).
+const WATCHER: session::Watcher = session::Watcher {
+    prepare: control::prepare,
+    poll: control::poll,
+};

@@ -149,7 +149,7 @@ pub fn config() -> &'static Config {
         && !WATCHING.load(Ordering::Acquire)
         && !WATCHING.swap(true, Ordering::AcqRel)
     {
-        crate::control::prepare(c);
+        (crate::WATCHER.prepare)(c);
         if let Err(e) = lock().and_then(|mut ctl| ensure_threads(&mut ctl)) {
             log::warn!("NPUPROF_CONTROL: no watcher: {}", e.msg);
         }
@@ -180,11 +180,19 @@ fn ensure_threads(ctl: &mut Control) -> Result<()> {
     Ok(())
 }
 
+/// The `NPUPROF_CONTROL` watcher as the session drives it: `prepare` when watching begins, `poll` on the
+/// drain thread's tick. The watcher (`control`) is a front door above the session and calls into it; the
+/// crate root wires the two together (`crate::WATCHER`), so the session never imports it.
+pub struct Watcher {
+    pub prepare: fn(&Config),
+    pub poll: fn(&Config),
+}
+
 /// The drain thread's periodic tick: the `NPUPROF_CONTROL` poll, when enabled.
 fn control_tick() {
     let cfg = config();
     if cfg.control {
-        crate::control::poll(cfg);
+        (crate::WATCHER.poll)(cfg);
     }
 }
 
