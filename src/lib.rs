@@ -16,6 +16,14 @@
 //! 8. [`control`]: `npuprof trigger` from outside (opt-in, `NPUPROF_CONTROL=1`), polled by the drain thread.
 //! 9. [`recover`]: `npuprof recover`, a killed process's spool turned into a result.
 //!
+//! What the stages share sits below them, so the module graph has no cycle (imports point down only):
+//! [`profile`] (a profile's facts, why it stopped, its counters, the export job, the backend's kind) and
+//! [`device`] (the neutral device model backends fill and exporters read, with the [`device::TraceSink`]
+//! the trace writer implements and the device lanes' pid scheme); below them the leaves: [`config`],
+//! [`spool`], [`record`], [`dir`], [`format`](mod@format), `process` (fork and exit state), [`error`]. Backends and
+//! exporters never import each other; the drain calls the session back through [`drain::Hooks`]; the session
+//! drives `control` through [`session::Watcher`], wired here.
+//!
 //! Nothing runs at load time: no thread, no environment read with a side effect, until the first call. The
 //! one exception is opt-in and explained in [`control`]: with `NPUPROF_CONTROL=1`, a library named in
 //! `LD_PRELOAD` starts its watcher from a constructor. A `dlopen`ed library never does.
