@@ -393,7 +393,7 @@ impl Reader<'_> {
 
 /// The longest `NPUPROF_WORKER_NAME` in bytes: the directory name `{worker}_{17 digits}_ascend_ms` must fit
 /// `NAME_MAX` (255 bytes).
-pub const MAX_WORKER_NAME_BYTES: usize = 255 - 1 - 17 - crate::export::layout::SUFFIX.len();
+pub const MAX_WORKER_NAME_BYTES: usize = 255 - 1 - 17 - crate::layout::SUFFIX.len();
 
 /// `NPUPROF_WORKER_NAME`, made a plain directory name (one warning for each change), or `None` (one warning)
 /// when it cannot be one.
@@ -893,7 +893,7 @@ mod tests {
         let c = cfg(&[("NPUPROF_WORKER_NAME", &fits)]);
         assert_eq!(c.worker_name.as_deref(), Some(fits.as_str()));
         assert!(c.warnings.is_empty());
-        let dir = format!("{fits}_{}{}", "2".repeat(17), crate::export::layout::SUFFIX);
+        let dir = format!("{fits}_{}{}", "2".repeat(17), crate::layout::SUFFIX);
         assert_eq!(dir.len(), 255);
         // One byte more (a multi-byte character counts in bytes) cannot be a directory name.
         for long in [format!("{fits}w"), format!("{}é", &fits[1..])] {

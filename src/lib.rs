@@ -39,6 +39,7 @@ pub mod export;
 mod fault;
 pub mod ffi;
 pub mod format;
+pub mod layout;
 mod logger;
 mod process;
 pub mod profile;

@@ -100,7 +100,7 @@ fn recovered_device(
     match p.backend {
         BackendId::Mspti => {
             let fw = &p.dirs.framework;
-            let Ok((f, _)) = fw.open_file(crate::export::layout::MSPTI_SPOOL_NAME) else {
+            let Ok((f, _)) = fw.open_file(crate::layout::MSPTI_SPOOL_NAME) else {
                 log::info!(
                     "{}: no MSPTI spool; the result has host data only",
                     p.dir.display()

@@ -1,10 +1,10 @@
 //! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `shared/reference/output-format.md`.
 
 use super::json::{csv_field, push_u64, push_us3, us3};
-use super::layout::{AtomicFile, Place};
 use super::overlap::Overlap;
 use crate::device::{Kernel, Kernels};
 use crate::error::{Error, Result};
+use crate::layout::{AtomicFile, Place};
 use std::collections::HashMap;
 use std::io::Write;
 

@@ -11,7 +11,7 @@ mod host;
 mod info;
 pub use crate::format::json;
 pub mod jsonparse;
-pub mod layout;
+pub use crate::layout;
 pub mod overlap;
 pub mod trace_view;
 

@@ -1,10 +1,10 @@
 //! `trace_view.json`: Chrome trace events as a top-level array (as torch_npu/MindSpore write it), streamed
 //! to disk event by event, `ts` as a microsecond string with exactly 3 decimals made from integer ns.
 
-use super::layout::{AtomicFile, Place};
 use crate::device::{DeviceEvent, TraceSink};
 use crate::error::{Error, Result};
 use crate::format::json;
+use crate::layout::{AtomicFile, Place};
 use std::fmt::Write as _;
 use std::io::Write;
 

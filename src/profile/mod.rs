@@ -3,7 +3,7 @@
 //! ([`ExportJob`]). Below the session, the drain, the backends and the exporters; above only the leaves.
 
 use crate::config::Config;
-use crate::export::layout;
+use crate::layout;
 use std::path::PathBuf;
 
 mod counters;

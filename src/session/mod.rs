@@ -21,7 +21,7 @@ use crate::backend::{self, Backend};
 use crate::config::{Config, Trigger};
 use crate::drain;
 use crate::error::{Error, Result, Status};
-use crate::export::layout;
+use crate::layout;
 use crate::profile::{Profile, StopReason};
 use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
 use backend::vendor;

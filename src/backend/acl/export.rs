@@ -254,7 +254,7 @@ impl DeviceData for AclData {
             timeout_s
         );
         const LOG: &str = "msprof_export.log";
-        let _ = top.mkdir("logs", crate::export::layout::DIR_MODE);
+        let _ = top.mkdir("logs", crate::layout::DIR_MODE);
         let logs = top.open_dir("logs");
         let log = logs.as_ref().map_err(|e| e.to_string()).and_then(|l| {
             let _ = l.unlink(LOG);

@@ -386,8 +386,8 @@ impl Lanes for MsprofLanes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::layout::Place;
     use crate::export::trace_view::TraceWriter;
+    use crate::layout::Place;
 
     /// Issue 15 item 8: events of a process msprof never names were all kept until the end and then skipped.
     /// At most MAX_PENDING_BYTES of them wait; the rest are skipped at once, and all are counted.

@@ -9,7 +9,7 @@ use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
 use crate::profile::Profile;
 
-pub use crate::export::layout::MSPTI_SPOOL_NAME as SPOOL;
+pub use crate::layout::MSPTI_SPOOL_NAME as SPOOL;
 
 pub struct MsptiData {
     pub device: u32,

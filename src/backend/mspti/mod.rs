@@ -377,12 +377,12 @@ impl Backend for MsptiBackend {
         let fw = &profile.dirs.framework;
         let f = fw
             .dir
-            .create_new(SPOOL, crate::export::layout::FILE_MODE)
+            .create_new(SPOOL, crate::layout::FILE_MODE)
             .map_err(|e| Error::io("cannot create the MSPTI spool", &fw.shown(SPOOL), &e))?;
         // The names the records use, for `npuprof recover` (without it a recovered spool has no names).
         let names = fw
             .dir
-            .create_new(names_file::NAMES, crate::export::layout::FILE_MODE)
+            .create_new(names_file::NAMES, crate::layout::FILE_MODE)
             .map_err(|e| log::debug!("{}: {e}", fw.shown(names_file::NAMES).display()))
             .ok();
         self.ctl
