@@ -12,6 +12,7 @@
 //!   with `msprof --export=on`.
 
 pub mod acl;
+mod cann_lib;
 pub mod host;
 pub mod mspti;
 pub mod safe_copy;

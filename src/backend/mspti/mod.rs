@@ -267,7 +267,7 @@ impl MsptiBackend {
     /// The first open: the library, the subscription, the pool and the `npuprof-mspti` thread.
     fn set_up(cfg: &Config) -> Result<&'static Shared> {
         let err = |m: String| Error::new(Status::Backend, m);
-        let (lib, how) = super::acl::load::open_library(LIBRARY).map_err(err)?;
+        let (lib, how) = super::cann_lib::open_library(LIBRARY).map_err(err)?;
         let lib: &'static libloading::Library = Box::leak(Box::new(lib.into()));
         let api = Api {
             subscribe: sym(lib, b"msptiSubscribe\0").map_err(err)?,
