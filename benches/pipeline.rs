@@ -68,7 +68,8 @@ Input Formats,Output Shapes,Output Data Types,Output Formats,Context ID,{PMU}").
 
 /// acl/N: parse + write of N device tasks (see the module doc).
 fn acl_child(n: u64) -> Value {
-    use npuprof::backend::{acl::export::parse_output, DeviceResult};
+    use npuprof::backend::acl::export::parse_output;
+    use npuprof::device::DeviceResult;
     use npuprof::export::{csv, overlap::Overlap, trace_view::TraceWriter};
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("mindstudio_profiler_output");

@@ -62,7 +62,7 @@ pub fn prepare(cfg: &Config) {
     let Some(root) = &cfg.profiler_dir else {
         return;
     };
-    if let Ok(r) = crate::export::layout::open_root(root) {
+    if let Ok(r) = crate::layout::open_root(root) {
         let _ = r.mkdir(DIR_NAME, channel::DIR_MODE);
     }
 }
@@ -96,7 +96,7 @@ impl Watch {
         let uid = unsafe { libc::geteuid() };
         let pid = std::process::id();
         if self.dir.is_none() {
-            let r = match crate::export::layout::open_root(root) {
+            let r = match crate::layout::open_root(root) {
                 Ok(r) => r,
                 Err(e) => {
                     let p = Problem::Channel(DirRefusal::Io(e.msg.clone()));

@@ -16,6 +16,14 @@
 //! 8. [`control`]: `npuprof trigger` from outside (opt-in, `NPUPROF_CONTROL=1`), polled by the drain thread.
 //! 9. [`recover`]: `npuprof recover`, a killed process's spool turned into a result.
 //!
+//! What the stages share sits below them, so the module graph has no cycle (imports point down only):
+//! [`profile`] (a profile's facts, why it stopped, its counters, the export job, the backend's kind) and
+//! [`device`] (the neutral device model backends fill and exporters read, with the [`device::TraceSink`]
+//! the trace writer implements and the device lanes' pid scheme); below them the leaves: [`config`],
+//! [`spool`], [`record`], [`dir`], [`format`](mod@format), `process` (fork and exit state), [`error`]. Backends and
+//! exporters never import each other; the drain calls the session back through [`drain::Hooks`]; the session
+//! drives `control` through [`session::Watcher`], wired here.
+//!
 //! Nothing runs at load time: no thread, no environment read with a side effect, until the first call. The
 //! one exception is opt-in and explained in [`control`]: with `NPUPROF_CONTROL=1`, a library named in
 //! `LD_PRELOAD` starts its watcher from a constructor. A `dlopen`ed library never does.
@@ -25,7 +33,9 @@
 //! Modules are private unless something outside the library needs them:
 //!
 //! - the API: [`ffi`] (the C functions, callable from Rust too), [`config`] (`Config`, the variable list
-//!   `VARIABLES`, `parse_bool`), [`error`] (`Status` and its codes), [`recover`] (what `npuprof recover` runs);
+//!   `VARIABLES`, `parse_bool`), [`error`] (`Status` and its codes), [`recover`] (what `npuprof recover` runs),
+//!   and the shared models a new backend or exporter is written against: [`profile`], [`device`], [`format`](mod@format),
+//!   [`layout`] (the result directory's names);
 //! - `#[doc(hidden)] pub`, not an API: what the CLI (`src/bin/npuprof/`), `tests/`, `benches/` and `fuzz/` use
 //!   from inside: `backend` (the msprof export parser, MSPTI record layouts and CANN feature reading for
 //!   tests and the fuzzers), `control` (the trigger protocol for `npuprof trigger`), `dir` (directory handles
@@ -33,13 +43,14 @@
 //!   trace and overlap writers for tests and benches), `record` (ring and name-table limits for tests and
 //!   benches), `session` (logging and the lock-order test hook), `spool` (the spool format for `recover`,
 //!   the fuzzers and tests);
-//! - private: `drain`, `fault`, `logger`.
+//! - private: `drain`, `fault`, `logger`, `process`.
 
 #[doc(hidden)]
 pub mod backend;
 pub mod config;
 #[doc(hidden)]
 pub mod control;
+pub mod device;
 #[doc(hidden)]
 pub mod dir;
 mod drain;
@@ -48,7 +59,11 @@ pub mod error;
 pub mod export;
 mod fault;
 pub mod ffi;
+pub mod format;
+pub mod layout;
 mod logger;
+mod process;
+pub mod profile;
 #[doc(hidden)]
 pub mod record;
 pub mod recover;
@@ -58,3 +73,10 @@ pub mod session;
 pub mod spool;
 
 pub use error::{Error, Result, Status};
+
+/// Where the layers are wired together: the session drives the `NPUPROF_CONTROL` watcher through these
+/// without importing `control` (which calls the session).
+const WATCHER: session::Watcher = session::Watcher {
+    prepare: control::prepare,
+    poll: control::poll,
+};

@@ -25,14 +25,14 @@
 //! Directories are opened by handle and never through a symlink; `ASCEND_PROFILER_OUTPUT` must be a real
 //! directory (or absent: then it is created).
 
-use crate::backend::{DeviceData, NoDeviceData};
 use crate::config::Config;
+use crate::device::{DeviceData, NoDeviceData};
 use crate::dir::{Dir, Kind};
-use crate::drain::{counter_keys, Counters, ExportJob};
 use crate::error::{Error, Result, Status};
 use crate::export::{layout, DeviceStage};
+use crate::profile::{counter_keys, Counters, ExportJob};
+use crate::profile::{BackendId, Profile, StopReason};
 use crate::record::clock::Conversion;
-use crate::session::{Profile, StopReason};
 use crate::spool::{self, Frame, Reader};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -94,13 +94,13 @@ fn recovered_device(
     let recovered = || {
         vec![(
             "recovered_by".to_string(),
-            crate::export::json::string(b"npuprof recover"),
+            crate::format::json::string(b"npuprof recover"),
         )]
     };
     match p.backend {
-        "mspti" => {
+        BackendId::Mspti => {
             let fw = &p.dirs.framework;
-            let Ok((f, _)) = fw.open_file(crate::backend::mspti::SPOOL) else {
+            let Ok((f, _)) = fw.open_file(crate::layout::MSPTI_SPOOL_NAME) else {
                 log::info!(
                     "{}: no MSPTI spool; the result has host data only",
                     p.dir.display()
@@ -122,7 +122,7 @@ fn recovered_device(
                 names: crate::backend::mspti::names_file::NameSource::read(fw),
             })
         }
-        "acl" => {
+        BackendId::Acl => {
             let clocks = (
                 num(kv, "clock_realtime_ns").unwrap_or(0),
                 num(kv, "clock_monoraw_ns").unwrap_or(0),
@@ -136,7 +136,7 @@ fn recovered_device(
                 meta: recovered(),
             })
         }
-        _ => Box::new(NoDeviceData),
+        BackendId::Host => Box::new(NoDeviceData),
     }
 }
 
@@ -381,11 +381,10 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         ns_per: num(rate, "ns_per").or_else(|_| num(&kv, "ns_per"))?.max(1),
     };
     let config: &'static Config = Box::leak(Box::new(recorded_config(&kv)));
-    let backend: &'static str = match kv.get("backend").map(String::as_str) {
-        Some("acl") => "acl",
-        Some("mspti") => "mspti",
-        _ => "host",
-    };
+    let backend = kv
+        .get("backend")
+        .and_then(|b| BackendId::from_name(b))
+        .unwrap_or(BackendId::Host);
     let profile = Arc::new(Profile {
         gen: num(&kv, "gen").unwrap_or(0),
         dir: dir.to_path_buf(),

@@ -1374,6 +1374,27 @@ fn mspti_without_ld_preload_keeps_kernels_and_warns_once_about_the_other_kinds()
     assert_eq!(k.len(), 1 + 2, "kernels only, no HCCL rows: {k:?}");
 }
 
+/// Issue 17: an MSPTI profile holds NPU data, and its `profiler_info_{rank}.json` says so as an aclprof one
+/// does (it said `"activities": ["CPU"]` and `LevelNone`).
+#[test]
+fn mspti_profiler_info_lists_the_npu_activity_and_the_level() {
+    let r = mspti_run(
+        false,
+        &[("NPUPROF_LEVEL", "level1")],
+        &["mspti", "start", "steps:1", "stop", "flush", "dir"],
+    );
+    r.out.assert_ok();
+    let info = json(&r.dir().join("profiler_info_0.json"));
+    let params = &info["profiler_parameters"];
+    assert_eq!(
+        params["activities"],
+        serde_json::json!(["CPU", "NPU"]),
+        "{info}"
+    );
+    assert_eq!(params["profiler_level"], "Level1", "{info}");
+    assert_eq!(info["backend"], "mspti", "{info}");
+}
+
 #[test]
 fn mspti_held_by_another_subscriber_fails_mspti_and_auto_falls_back() {
     let env = [("FAKE_MSPTI_OTHER_SUBSCRIBER", "1")];

@@ -1,15 +1,16 @@
 //! The host-only backend: works anywhere, collects no device data. Host annotations are recorded by the
 //! core for every backend.
 
-use super::{Backend, DeviceData, NoDeviceData};
+use super::Backend;
+use crate::device::{DeviceData, NoDeviceData};
 use crate::error::Result;
-use crate::session::Profile;
+use crate::profile::{BackendId, Profile};
 
 pub struct HostBackend;
 
 impl Backend for HostBackend {
-    fn name(&self) -> &'static str {
-        "host"
+    fn id(&self) -> BackendId {
+        BackendId::Host
     }
     fn start(&mut self, _: &Profile) -> Result<()> {
         Ok(())

@@ -23,9 +23,10 @@
 //! The backend's stop reports the vendor call it is about to make with [`calling`] (one stop runs at a time,
 //! so one global slot says which).
 
-use super::{Backend, DeviceData, DeviceResult};
+use super::Backend;
+use crate::device::{DeviceData, DeviceResult};
 use crate::error::{Error, Result, Status};
-use crate::session::Profile;
+use crate::profile::Profile;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -46,7 +47,7 @@ pub fn exit_cut_passed() -> bool {
     EXIT_CUT.get().is_some_and(|c| Instant::now() >= *c)
 }
 
-/// The vendor-call slot's lock, for [`crate::session::hold_every_lock`] (a test hook).
+/// The vendor-call slot's lock, for the session's `hold_every_lock` (a test hook; the session is above us).
 pub(crate) fn hold_call_slot() -> std::sync::MutexGuard<'static, &'static str> {
     CALL.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -128,7 +129,7 @@ pub fn stop(
     let spawned = std::thread::Builder::new()
         .name("npuprof-vendor".into())
         .spawn(move || {
-            crate::drain::block_signals();
+            crate::process::block_signals();
             run(&s, &j)
         });
     if let Err(e) = spawned {
@@ -242,7 +243,7 @@ impl DeviceData for Pending {
                 r.set_status("abandoned", Some(&msg));
                 r.meta.push((
                     "vendor_stop_abandoned".into(),
-                    crate::export::json::string(call.as_bytes()),
+                    crate::format::json::string(call.as_bytes()),
                 ));
                 r.meta.push((
                     "vendor_stop_waited_ms".into(),

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 
 /// The longest `NPUPROF_WORKER_NAME` in bytes: the directory name `{worker}_{17 digits}_ascend_ms` must fit
 /// `NAME_MAX` (255 bytes).
-pub const MAX_WORKER_NAME_BYTES: usize = 255 - 1 - 17 - crate::export::layout::SUFFIX.len();
+pub const MAX_WORKER_NAME_BYTES: usize = 255 - 1 - 17 - crate::layout::SUFFIX.len();
 
 /// Who this worker is: its name, rank and device, and the variables that gave them.
 pub(super) struct Identity {

@@ -180,7 +180,7 @@ fn worker_names_that_cannot_be_directory_names_warn_once_and_use_the_default() {
     let c = cfg(&[("NPUPROF_WORKER_NAME", &fits)]);
     assert_eq!(c.worker_name.as_deref(), Some(fits.as_str()));
     assert!(c.warnings.is_empty());
-    let dir = format!("{fits}_{}{}", "2".repeat(17), crate::export::layout::SUFFIX);
+    let dir = format!("{fits}_{}{}", "2".repeat(17), crate::layout::SUFFIX);
     assert_eq!(dir.len(), 255);
     // One byte more (a multi-byte character counts in bytes) cannot be a directory name.
     for long in [format!("{fits}w"), format!("{}é", &fits[1..])] {

@@ -13,11 +13,12 @@
 //! A device backend's stop runs on neither: it has a short-lived `npuprof-vendor` thread of its own
 //! (`backend::vendor`), and the export waits for its device data, bounded, while the drain goes on draining.
 
-use crate::backend::DeviceData;
+use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
 use crate::export;
+use crate::process::block_signals;
+use crate::profile::{Counters, ExportJob, Profile, StopReason};
 use crate::record::{self, clock, names, Record, Ring};
-use crate::session::{self, Profile, StopReason};
 use crate::spool;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
@@ -30,8 +31,8 @@ use std::time::Duration;
 
 mod counters;
 
+pub use counters::config_vars;
 use counters::thread_cpu_ns;
-pub use counters::{config_vars, counter_keys, Counters, KIND_KEYS};
 
 pub enum Msg {
     Start(Arc<Profile>, File, record::Baseline),
@@ -56,21 +57,17 @@ enum ExportMsg {
     Flush(Sender<Result<()>>),
 }
 
-pub struct ExportJob {
-    pub profile: Arc<Profile>,
-    pub stop_tick: u64,
-    pub reason: StopReason,
-    pub device: Box<dyn DeviceData>,
-    pub counters: Counters,
-    pub conversion: clock::Conversion,
-    pub truncated: bool,
-    /// The spool could not be written completely (I/O error).
-    pub spool_error: Option<String>,
-    /// Finished by `npuprof recover`, not by the process that recorded it.
-    pub recovered: bool,
-    /// Recovered from the last COUNTERS frame of a spool without a STOP frame: the drop counters are those
-    /// of this moment (CLOCK_REALTIME ns); drops after it were never written.
-    pub counters_as_of_ns: Option<u64>,
+/// What the drain calls back into, installed by the session (which sits above it): the drain never calls
+/// the session or the control watcher itself.
+#[derive(Clone, Copy)]
+pub struct Hooks {
+    /// The drain ended the recording of profile `gen` (spool write error, `NPUPROF_MAX_DISK_MB`): stop it.
+    pub limit_reached: fn(gen: u64, reason: StopReason),
+    /// A stopped profile is no longer being written (exported, failed, or abandoned).
+    pub export_ended: fn(),
+    /// About every 200 ms on the drain thread while no message waits (the `NPUPROF_CONTROL` poll); a panic
+    /// in it is caught.
+    pub tick: fn(),
 }
 
 pub struct Threads {
@@ -90,18 +87,8 @@ pub fn on_background_thread() -> bool {
     BACKGROUND.try_with(|b| b.get()).unwrap_or(false)
 }
 
-/// Blocks every signal on the calling (npuprof) thread: signals stay with the host's threads.
-pub(crate) fn block_signals() {
-    // SAFETY: plain libc calls on a local, zero-initialised sigset.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-}
-
 impl Threads {
-    pub fn spawn() -> std::io::Result<Threads> {
+    pub fn spawn(hooks: Hooks) -> std::io::Result<Threads> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (etx, erx) = crossbeam_channel::unbounded::<ExportMsg>();
         let export = std::thread::Builder::new()
@@ -109,14 +96,14 @@ impl Threads {
             .spawn(move || {
                 block_signals();
                 BACKGROUND.with(|b| b.set(true));
-                export_loop(erx)
+                export_loop(erx, hooks.export_ended)
             })?;
         let drain = std::thread::Builder::new()
             .name("npuprof-drain".into())
             .spawn(move || {
                 block_signals();
                 BACKGROUND.with(|b| b.set(true));
-                drain_loop(rx, etx)
+                drain_loop(rx, etx, hooks)
             })?;
         Ok(Threads { tx, drain, export })
     }
@@ -186,6 +173,7 @@ struct Carry {
 }
 
 struct Drain {
+    hooks: Hooks,
     etx: Sender<ExportMsg>,
     active: Option<Active>,
     rings: Vec<&'static Ring>,
@@ -196,8 +184,9 @@ struct Drain {
     stop_handed_off: bool,
 }
 
-fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
+fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
     let mut d = Drain {
+        hooks,
         etx,
         active: None,
         rings: Vec::new(),
@@ -272,12 +261,9 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
         // NPUPROF_CONTROL: `npuprof trigger` commands, about every 200 ms (never while a message waits).
         if !shutdown && last_control.elapsed() >= Duration::from_millis(200) && rx.is_empty() {
             last_control = std::time::Instant::now();
-            let cfg = session::config();
-            if cfg.control {
-                if let Err(p) = catch_unwind(|| crate::control::poll(cfg)) {
-                    drop(p);
-                    log::error!("internal error while polling NPUPROF_CONTROL (caught)");
-                }
+            if let Err(p) = catch_unwind(d.hooks.tick) {
+                drop(p);
+                log::error!("internal error while polling NPUPROF_CONTROL (caught)");
             }
         }
         if r.is_err() {
@@ -289,7 +275,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>) {
                         format!("the drain thread failed while finishing {}", dir.display()),
                     ));
                 }
-                session::export_ended();
+                (d.hooks.export_ended)();
             }
             log::error!("internal error in the npuprof-drain thread (caught); the current profile is abandoned");
             if let Some(a) = d.active.take() {
@@ -336,7 +322,7 @@ impl Drain {
         );
         kv.insert("clock".into(), clock::source_name().into());
         kv.insert("auto".into(), profile.auto.to_string());
-        kv.insert("backend".into(), profile.backend.into());
+        kv.insert("backend".into(), profile.backend.name().into());
         // The tick rate known now: what `npuprof recover` uses when the process dies before its stop frame.
         let (ticks_per, ns_per) = clock::rate(0);
         kv.insert("ticks_per".into(), ticks_per.to_string());
@@ -466,7 +452,7 @@ impl Drain {
                 a.spool_error = Some(e.to_string());
                 a.w = None;
                 let gen = a.profile.gen;
-                session::stop_from_drain(gen, StopReason::IoError);
+                (self.hooks.limit_reached)(gen, StopReason::IoError);
             }
         }
         if a.truncated && !a.cap_reported {
@@ -481,7 +467,7 @@ impl Drain {
                 a.counters.spool_bytes
             );
             let gen = a.profile.gen;
-            session::stop_from_drain(gen, StopReason::DiskLimit);
+            (self.hooks.limit_reached)(gen, StopReason::DiskLimit);
         }
         moved
     }
@@ -504,7 +490,7 @@ impl Drain {
                 format!("the drain lost track of {}", profile.dir.display()),
             ));
             self.stop_handed_off = true;
-            session::export_ended();
+            (self.hooks.export_ended)();
             return;
         };
         a.sample_counters(&self.rings);
@@ -542,7 +528,7 @@ impl Drain {
             .is_err()
         {
             log::error!("the npuprof-export thread is gone; a profile stays unexported");
-            session::export_ended();
+            (self.hooks.export_ended)();
         }
     }
 }
@@ -670,7 +656,7 @@ fn thread_name(tid: u32) -> Vec<u8> {
     n
 }
 
-fn export_loop(rx: Receiver<ExportMsg>) {
+fn export_loop(rx: Receiver<ExportMsg>, export_ended: fn()) {
     // Errors since the last flush, reported (the first of them) by the next flush.
     let mut errors: Vec<Error> = Vec::new();
     while let Ok(msg) = rx.recv() {
@@ -704,6 +690,6 @@ fn export_loop(rx: Receiver<ExportMsg>) {
             }
         };
         errors.extend(err);
-        session::export_ended();
+        export_ended();
     }
 }

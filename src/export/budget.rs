@@ -20,9 +20,9 @@ pub const SMALL_FILES_RESERVE: u64 = 64 << 10;
 
 /// Bytes the device backend's spools hold in `framework` now (`mspti.spool` and `mspti.names`; 0 for those
 /// that are not there): they stay beside the result while it is written.
-pub fn device_spool_bytes(framework: &super::layout::Place) -> u64 {
-    use crate::backend::mspti::{names_file::NAMES, SPOOL};
-    [SPOOL, NAMES]
+pub fn device_spool_bytes(framework: &crate::layout::Place) -> u64 {
+    use crate::layout::{MSPTI_NAMES_NAME, MSPTI_SPOOL_NAME};
+    [MSPTI_SPOOL_NAME, MSPTI_NAMES_NAME]
         .iter()
         .filter_map(|n| framework.dir.stat_at(n).ok().flatten())
         .map(|st| st.size)

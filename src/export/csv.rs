@@ -1,10 +1,10 @@
 //! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `docs/output-format.md`.
 
 use super::json::{csv_field, push_u64, push_us3, us3};
-use super::layout::{AtomicFile, Place};
 use super::overlap::Overlap;
-use crate::backend::{Kernel, Kernels};
+use crate::device::{Kernel, Kernels};
 use crate::error::{Error, Result};
+use crate::layout::{AtomicFile, Place};
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -232,7 +232,7 @@ pub fn kernel_details(
 /// type, `N/A` at level0, are left out as CANN does).
 pub fn op_statistic(at: &Place, name: &str, device_id: u32, kernels: &Kernels) -> Result<()> {
     // Grouped by symbol first (a hash of two u32 per task), then by text.
-    let mut by_sym: HashMap<(crate::backend::Sym, crate::backend::Sym), (u64, u64, u64, u64)> =
+    let mut by_sym: HashMap<(crate::device::Sym, crate::device::Sym), (u64, u64, u64, u64)> =
         HashMap::new();
     let mut total = 0u64;
     for k in &kernels.list {

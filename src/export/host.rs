@@ -4,6 +4,31 @@
 
 use super::*;
 
+/// Why a host range was closed by the exporter instead of by its END record; written as the slice's
+/// `"npuprof"` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Note {
+    /// Closed by its END record: no note.
+    None,
+    /// Its thread exited with the range open.
+    ThreadExited,
+    /// Its END was dropped (ring full): closed where a later BEGIN or END at its depth or above shows it ended.
+    EndLost,
+    /// Still open when the profile stopped.
+    ClosedAtStop,
+}
+
+impl Note {
+    fn text(self) -> Option<&'static str> {
+        match self {
+            Note::None => None,
+            Note::ThreadExited => Some("thread exited"),
+            Note::EndLost => Some("end lost (buffer full)"),
+            Note::ClosedAtStop => Some("closed at stop"),
+        }
+    }
+}
+
 struct Open {
     depth: u32,
     name: u32,
@@ -149,7 +174,7 @@ impl HostPass {
                         let last = st.last_tick;
                         let mut old = std::mem::take(st);
                         self.release_tid(old.tid);
-                        self.close_all(tw, &mut old, last, "thread exited")?;
+                        self.close_all(tw, &mut old, last, Note::ThreadExited)?;
                         let f = self.tid_floor.entry(old.tid).or_default();
                         *f = (*f).max(last);
                         // A thread id another ring has (an exited thread's id reused by a new thread, whose
@@ -230,7 +255,7 @@ impl HostPass {
         tid: u32,
         o: &Open,
         end: u64,
-        note: &str,
+        note: Note,
     ) -> Result<()> {
         let begin = o.tick.clamp(self.start_tick, self.stop_tick);
         let end = end.clamp(begin, self.stop_tick.max(begin));
@@ -250,11 +275,11 @@ impl HostPass {
             }
             self.args.push('"');
         }
-        if !note.is_empty() {
+        if let Some(text) = note.text() {
             if !self.args.is_empty() {
                 self.args.push(',');
             }
-            let _ = write!(self.args, "\"npuprof\":\"{note}\"");
+            let _ = write!(self.args, "\"npuprof\":\"{text}\"");
         }
         let name = self.name(o.name);
         let args = std::mem::take(&mut self.args);
@@ -263,7 +288,7 @@ impl HostPass {
         let begin_ns = self.conv.to_ns(begin);
         // The records this slice stands for: its BEGIN, its stack frames and, unless it was closed for
         // want of one (note set), its END.
-        let records = 1 + o.stack.len() as u64 + note.is_empty() as u64;
+        let records = 1 + o.stack.len() as u64 + matches!(note, Note::None) as u64;
         let cut_before = tw.cut_events;
         let r = tw.complete(
             self.pid,
@@ -291,10 +316,10 @@ impl HostPass {
         tw: &mut TraceWriter,
         st: &mut ThreadState,
         at: u64,
-        note: &str,
+        note: Note,
     ) -> Result<()> {
         while let Some(o) = st.open.pop() {
-            if note == "closed at stop" {
+            if matches!(note, Note::ClosedAtStop) {
                 self.closed_at_stop += 1;
             } else {
                 self.ended(st, &o);
@@ -334,7 +359,7 @@ impl HostPass {
                     let o = st.open.pop().expect("checked");
                     self.lost_ends += 1;
                     self.ended(st, &o);
-                    self.emit_range(tw, st.tid, &o, r.ts, "end lost (buffer full)")?;
+                    self.emit_range(tw, st.tid, &o, r.ts, Note::EndLost)?;
                 }
                 st.open.push(Open {
                     depth,
@@ -350,12 +375,12 @@ impl HostPass {
                     let o = st.open.pop().expect("checked");
                     self.lost_ends += 1;
                     self.ended(st, &o);
-                    self.emit_range(tw, st.tid, &o, r.ts, "end lost (buffer full)")?;
+                    self.emit_range(tw, st.tid, &o, r.ts, Note::EndLost)?;
                 }
                 if st.open.last().is_some_and(|o| o.depth == depth) {
                     let o = st.open.pop().expect("checked");
                     self.ended(st, &o);
-                    self.emit_range(tw, st.tid, &o, r.ts, "")?;
+                    self.emit_range(tw, st.tid, &o, r.ts, Note::None)?;
                 } else {
                     self.lost_begins += 1;
                 }
@@ -401,7 +426,7 @@ impl HostPass {
         let rings: Vec<u32> = self.threads.keys().copied().collect();
         for ring in rings {
             let mut st = self.threads.remove(&ring).unwrap_or_default();
-            self.close_all(tw, &mut st, stop_tick, "closed at stop")?;
+            self.close_all(tw, &mut st, stop_tick, Note::ClosedAtStop)?;
         }
         // Stable, by tick only: steps at one tick stay in the order they were made (the order the crossing
         // checks above assumed).

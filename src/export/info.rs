@@ -17,13 +17,15 @@ fn level_name(l: crate::config::Level) -> &'static str {
 }
 
 pub(super) fn profiler_info(
-    p: &crate::session::Profile,
+    p: &crate::profile::Profile,
     start_ns: u64,
     stop_ns: u64,
     s: &Summary,
-    device: bool,
 ) -> String {
     let c = p.config;
+    // The backend's kind, not whether this profile's device data arrived: as torch_npu writes the activities
+    // it was asked for.
+    let device = p.backend.collects_device();
     format!(
         r#"{{
   "profiler_parameters": {{"profiler_level": "{}", "activities": {}, "with_stack": {}, "profile_memory": {}, "record_shapes": {}, "with_flops": {}, "is_set_schedule": false, "export_type": ["text"]}},
@@ -57,12 +59,12 @@ pub(super) fn profiler_info(
         p.device_id,
         s.elapsed_ms,
         env!("CARGO_PKG_VERSION"),
-        p.backend
+        p.backend.name()
     )
 }
 
 /// Records made while recording that are not in the result, all reasons together (see `dropped_records`).
-pub(super) fn not_in_result(c: &crate::drain::Counters, s: &Summary) -> u64 {
+pub(super) fn not_in_result(c: &crate::profile::Counters, s: &Summary) -> u64 {
     c.ring_full
         + c.after_thread_exit
         + c.outside_window
@@ -74,8 +76,8 @@ pub(super) fn not_in_result(c: &crate::drain::Counters, s: &Summary) -> u64 {
 
 /// `"begin": n, "end": n, ...`: the drops of `ring_full`, `after_thread_exit`, `outside_profile_window` and
 /// `over_disk_cap` by record kind (they sum to those four).
-fn dropped_by_kind(c: &crate::drain::Counters) -> String {
-    crate::drain::KIND_KEYS
+fn dropped_by_kind(c: &crate::profile::Counters) -> String {
+    crate::profile::KIND_KEYS
         .iter()
         .map(|&(k, name)| format!("\"{name}\": {}", c.dropped_by_kind[k as usize]))
         .collect::<Vec<_>>()
@@ -84,11 +86,11 @@ fn dropped_by_kind(c: &crate::drain::Counters) -> String {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn metadata(
-    p: &crate::session::Profile,
+    p: &crate::profile::Profile,
     start_ns: u64,
     stop_ns: u64,
-    reason: crate::session::StopReason,
-    c: &crate::drain::Counters,
+    reason: crate::profile::StopReason,
+    c: &crate::profile::Counters,
     s: &Summary,
     spool_error: &Option<String>,
     (dev, stage): (&DeviceResult, DeviceStage),
@@ -147,7 +149,7 @@ pub(super) fn metadata(
 }}
 "#,
         env!("CARGO_PKG_VERSION"),
-        p.backend,
+        p.backend.name(),
         crate::record::clock::source_name(),
         p.pid,
         json::string(p.worker.as_bytes()),
@@ -216,9 +218,9 @@ fn config_block(c: &crate::config::Config) -> String {
 }
 
 /// The `"device"` object: the backend, the device, what the backend reported, the device task count.
-fn device_meta(p: &crate::session::Profile, dev: &DeviceResult) -> String {
+fn device_meta(p: &crate::profile::Profile, dev: &DeviceResult) -> String {
     let mut parts = vec![
-        format!("\n    \"backend\": \"{}\"", p.backend),
+        format!("\n    \"backend\": \"{}\"", p.backend.name()),
         format!("\n    \"device_id\": {}", p.device_id),
         format!("\n    \"device_tasks\": {}", dev.kernels.len()),
     ];

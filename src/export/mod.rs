@@ -9,15 +9,15 @@ pub mod budget;
 pub mod csv;
 mod host;
 mod info;
-pub mod json;
+pub use crate::format::json;
 pub mod jsonparse;
-pub mod layout;
+pub use crate::layout;
 pub mod overlap;
 pub mod trace_view;
 
-use crate::backend::{DeviceResult, Kernels};
-use crate::drain::ExportJob;
+use crate::device::{DeviceResult, Kernels};
 use crate::error::{Error, Result};
+use crate::profile::{BackendId, ExportJob};
 use crate::record::{kind, names, Record};
 use crate::spool::{self, Frame};
 use csv::StepSpan;
@@ -51,7 +51,7 @@ pub struct Summary {
     pub elapsed_ms: u64,
 }
 
-use crate::backend::acl::export::{device_pid, SLOT_HARDWARE, SLOT_OVERLAP};
+use crate::device::pids::{device_pid, SLOT_HARDWARE, SLOT_OVERLAP};
 
 fn progress(done: usize, total: usize, what: &str) {
     const W: usize = 20;
@@ -126,10 +126,10 @@ impl DeviceStage {
 
 /// What every write of one profile's result shares.
 struct Ctx<'a> {
-    p: &'a crate::session::Profile,
+    p: &'a crate::profile::Profile,
     stop_tick: u64,
-    reason: crate::session::StopReason,
-    counters: crate::drain::Counters,
+    reason: crate::profile::StopReason,
+    counters: crate::profile::Counters,
     conversion: crate::record::clock::Conversion,
     truncated: bool,
     spool_error: Option<String>,
@@ -382,7 +382,7 @@ fn write_result(ctx: &Ctx, mut dev: DeviceResult, stage: DeviceStage) -> Result<
     layout::write_atomic(
         &p.dirs.top,
         &format!("profiler_info_{}.json", p.rank),
-        profiler_info(p, start_ns, stop_ns, &summary, p.backend == "acl").as_bytes(),
+        profiler_info(p, start_ns, stop_ns, &summary).as_bytes(),
     )?;
     let meta = metadata(
         p,
@@ -429,7 +429,7 @@ type LanesOut = (Vec<(String, String)>, Kernels);
 /// metadata entries and the kernels the lanes yielded (when the backend asked for them).
 fn write_lanes(
     tw: &mut TraceWriter,
-    timeline: Option<Box<dyn crate::backend::Lanes>>,
+    timeline: Option<Box<dyn crate::device::Lanes>>,
     kernels: &Kernels,
     device: u32,
 ) -> Result<LanesOut> {
@@ -459,7 +459,7 @@ fn write_lanes(
 #[allow(clippy::too_many_arguments)]
 fn write_tables(
     out: &layout::Place,
-    p: &crate::session::Profile,
+    p: &crate::profile::Profile,
     steps: &[StepSpan],
     profile: (u64, u64),
     kernels: &Kernels,
@@ -495,7 +495,7 @@ fn write_tables(
         "kernel_details.csv",
         kernels,
         header,
-        p.backend == "mspti",
+        matches!(p.backend, BackendId::Mspti),
         steps,
         left,
     )?;

@@ -2,7 +2,7 @@
 //! computing = union of compute tasks, communication = union of communication tasks, "not overlapped" =
 //! communication minus computing, free = gaps between device activity. Intervals are half-open `[a, b)` ns.
 
-use crate::backend::Kernels;
+use crate::device::Kernels;
 
 pub type Spans = Vec<(u64, u64)>;
 
@@ -149,7 +149,7 @@ mod tests {
     fn ks(list: &[(&str, &str, u64, u64)]) -> Kernels {
         let mut ks = Kernels::default();
         for &(name, core, s, d) in list {
-            let k = crate::backend::Kernel {
+            let k = crate::device::Kernel {
                 start_ns: s,
                 dur_ns: d,
                 ..Default::default()

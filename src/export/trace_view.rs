@@ -1,9 +1,10 @@
 //! `trace_view.json`: Chrome trace events as a top-level array (as torch_npu/MindSpore write it), streamed
 //! to disk event by event, `ts` as a microsecond string with exactly 3 decimals made from integer ns.
 
-use super::json;
-use super::layout::{AtomicFile, Place};
+use crate::device::{DeviceEvent, TraceSink};
 use crate::error::{Error, Result};
+use crate::format::json;
+use crate::layout::{AtomicFile, Place};
 use std::fmt::Write as _;
 use std::io::Write;
 
@@ -163,7 +164,7 @@ impl TraceWriter {
 
     /// A device-side event (already on our pids and time base). Flow ends (`f`) bind to the enclosing slice
     /// (`"bp":"e"`), as CANN and torch_npu write them.
-    pub fn device_event(&mut self, e: &crate::backend::DeviceEvent<'_>) -> Result<()> {
+    pub fn device_event(&mut self, e: &DeviceEvent<'_>) -> Result<()> {
         let name = if e.name.is_empty() { "\"\"" } else { e.name };
         let args: &str = if e.args.is_empty() { "{}" } else { e.args };
         let ph = match e.ph {
@@ -228,6 +229,19 @@ impl TraceWriter {
             .map_err(|e| Error::io("cannot write", &self.path, &e))?;
         self.f.commit()?;
         Ok(self.written + 3)
+    }
+}
+
+/// Backends draw their lanes through this (they do not import the writer).
+impl TraceSink for TraceWriter {
+    fn process(&mut self, pid: u32, name: &str, label: &str, sort: u32) -> Result<()> {
+        TraceWriter::process(self, pid, name, label, sort)
+    }
+    fn thread(&mut self, pid: u32, tid: u32, name: &[u8], sort: u32) -> Result<()> {
+        TraceWriter::thread(self, pid, tid, name, sort)
+    }
+    fn device_event(&mut self, e: &DeviceEvent<'_>) -> Result<()> {
+        TraceWriter::device_event(self, e)
     }
 }
 

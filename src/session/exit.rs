@@ -8,8 +8,10 @@
 //! metadata then says `device_data: "abandoned"` (or `"pending"` if the process ended first), and
 //! `npuprof recover` adds the device data later.
 
-use super::fork::{reset_after_fork, FORK_GEN};
-use super::{reentered, stop_locked, Held, StopReason, CONFIG, CONTROL, IN_CONTROL};
+use super::fork::reset_after_fork;
+use super::{reentered, stop_locked, Held, CONFIG, CONTROL, IN_CONTROL, WRITING};
+use crate::process::{EXITING, FORK_GEN};
+use crate::profile::StopReason;
 use crate::record::clock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,12 +32,6 @@ pub(super) fn install_exit_hook() {
         log::warn!("atexit failed: a profile still running at exit will not be finished");
     }
 }
-
-/// Set while the exit hook finishes a profile: exporters skip slow steps (CANN's msprof) and say so.
-pub static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Profiles stopped and not yet written (their export queued or running): what the exit hook waits for.
-pub(super) static WRITING: AtomicU64 = AtomicU64::new(0);
 
 /// Called by the background threads when a stopped profile's export has ended (written or failed).
 pub fn export_ended() {

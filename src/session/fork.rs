@@ -2,8 +2,10 @@
 
 use super::{Control, CONTROL};
 use crate::backend;
+use crate::process::{FORKING, FORK_GEN};
+use crate::profile::BackendId;
 use crate::record::{self, REC, STATE};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 
 // ---- fork ---------------------------------------------------------------------------------------------
@@ -20,23 +22,6 @@ use std::sync::MutexGuard;
 // they give up on a busy name table (the name is counted, see `backend::mspti::vendor_str`). In a child the
 // MSPTI callbacks touch none of the parent's state (its channels, pool and threads): they compare the fork
 // generation (and, inside a fork, the pid) with the one they were set up in.
-
-/// Incremented in every forked child.
-pub(super) static FORK_GEN: AtomicU64 = AtomicU64::new(0);
-/// Forks in progress in this process (between our prepare and parent/child handlers).
-static FORKING: AtomicU32 = AtomicU32::new(0);
-
-/// The number of forks this process's ancestry went through since npuprof was loaded (this process's own
-/// generation: it changes in a forked child).
-pub fn fork_gen() -> u64 {
-    FORK_GEN.load(Ordering::Acquire)
-}
-
-/// A fork is in progress: npuprof's fork handlers hold (or are about to take) the control, ring registry and
-/// name table locks.
-pub fn forking() -> bool {
-    FORKING.load(Ordering::Acquire) != 0
-}
 
 type ForkLocks = (
     MutexGuard<'static, Control>,
@@ -139,7 +124,7 @@ pub(super) fn reset_after_fork(ctl: &mut Control, gen: u64) {
     if let Some(b) = ctl.backend.take() {
         // CANN state copied from a parent that used it is not usable here (device contexts do not survive
         // fork, its locks may be held by parent threads): this child records host data only.
-        ctl.device_unusable |= b.name() != "host";
+        ctl.device_unusable |= !matches!(b.id(), BackendId::Host);
         // A device backend's state belongs to the parent's session: do not run its destructor here.
         std::mem::forget(b);
     }
@@ -152,5 +137,5 @@ pub(super) fn reset_after_fork(ctl: &mut Control, gen: u64) {
     ctl.last_dir = None;
     ctl.fork_gen = gen;
     // The parent's exports are the parent's: this child has none to wait for at exit.
-    super::exit::WRITING.store(0, std::sync::atomic::Ordering::Release);
+    super::WRITING.store(0, std::sync::atomic::Ordering::Release);
 }

@@ -21,7 +21,8 @@ use crate::backend::{self, Backend};
 use crate::config::{Config, Trigger};
 use crate::drain;
 use crate::error::{Error, Result, Status};
-use crate::export::layout;
+use crate::layout;
+use crate::profile::{Profile, StopReason};
 use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
 use backend::vendor;
 use crossbeam_channel::RecvTimeoutError;
@@ -33,62 +34,11 @@ use std::time::Duration;
 mod exit;
 mod fork;
 
-pub use exit::{export_ended, EXITING};
-use exit::{install_exit_hook, WRITING};
-pub use fork::{fork_gen, forking, hold_every_lock, EveryLock};
-use fork::{install_fork_handlers, reset_after_fork, FORK_GEN};
-
-/// Why a profile ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    Manual,
-    StepLimit,
-    DiskLimit,
-    IoError,
-    Shutdown,
-    Exit,
-    /// Finished later by `npuprof recover` (the process died without a stop).
-    Recovered,
-}
-
-impl StopReason {
-    pub fn name(self) -> &'static str {
-        match self {
-            StopReason::Manual => "npuprof_stop",
-            StopReason::StepLimit => "PROFILER_STOP_STEP reached",
-            StopReason::DiskLimit => "NPUPROF_MAX_DISK_MB reached",
-            StopReason::IoError => "spool write error",
-            StopReason::Shutdown => "npuprof_shutdown",
-            StopReason::Exit => "process exit without npuprof_stop",
-            StopReason::Recovered => {
-                "recovered by `npuprof recover`: the process ended without npuprof_stop"
-            }
-        }
-    }
-}
-
-/// One profile's facts, shared by the session, the drain and the exporters.
-#[derive(Debug)]
-pub struct Profile {
-    pub gen: u64,
-    /// The worker directory's path when it was created, for messages (someone may rename it since).
-    pub dir: PathBuf,
-    /// `FRAMEWORK/npuprof.spool` under `dir`, for messages.
-    pub spool_path: PathBuf,
-    /// The worker directory and its subdirectories, opened at start and held until the export ends: every
-    /// file of the profile is created and read through them.
-    pub dirs: layout::WorkerDirs,
-    /// (tick, CLOCK_REALTIME ns) taken at start; the start tick is `anchor.0`.
-    pub anchor: (u64, u64),
-    pub pid: u32,
-    pub worker: String,
-    pub rank: u32,
-    pub device_id: u32,
-    /// Started by the old logic's threshold.
-    pub auto: bool,
-    pub backend: &'static str,
-    pub config: &'static Config,
-}
+use crate::process::FORK_GEN;
+pub use exit::export_ended;
+use exit::install_exit_hook;
+pub use fork::{hold_every_lock, EveryLock};
+use fork::{install_fork_handlers, reset_after_fork};
 
 struct Control {
     /// `FORK_GEN` this state belongs to: a forked child resets what it inherited (see `lock`).
@@ -116,6 +66,8 @@ static CONTROL: Mutex<Control> = Mutex::new(Control {
     device_unusable: false,
 });
 static CONFIG: OnceLock<Config> = OnceLock::new();
+/// Profiles stopped and not yet written (their export queued or running): what the exit hook waits for.
+static WRITING: AtomicU64 = AtomicU64::new(0);
 /// Steps seen in the running profile (the next step's number is this + 1).
 static STEPS: AtomicU64 = AtomicU64::new(0);
 /// Old logic: the step number that ends the running profile instead of being recorded; 0 = no limit.
@@ -197,7 +149,7 @@ pub fn config() -> &'static Config {
         && !WATCHING.load(Ordering::Acquire)
         && !WATCHING.swap(true, Ordering::AcqRel)
     {
-        crate::control::prepare(c);
+        (crate::WATCHER.prepare)(c);
         if let Err(e) = lock().and_then(|mut ctl| ensure_threads(&mut ctl)) {
             log::warn!("NPUPROF_CONTROL: no watcher: {}", e.msg);
         }
@@ -212,7 +164,12 @@ fn ensure_threads(ctl: &mut Control) -> Result<()> {
         ctl.threads = None;
     }
     if ctl.threads.is_none() {
-        let t = drain::Threads::spawn().map_err(|e| {
+        let t = drain::Threads::spawn(drain::Hooks {
+            limit_reached: stop_from_drain,
+            export_ended,
+            tick: control_tick,
+        })
+        .map_err(|e| {
             Error::new(
                 Status::Internal,
                 format!("cannot start the npuprof-drain thread: {e}"),
@@ -221,6 +178,22 @@ fn ensure_threads(ctl: &mut Control) -> Result<()> {
         ctl.threads = Some(t);
     }
     Ok(())
+}
+
+/// The `NPUPROF_CONTROL` watcher as the session drives it: `prepare` when watching begins, `poll` on the
+/// drain thread's tick. The watcher (`control`) is a front door above the session and calls into it; the
+/// crate root wires the two together (`crate::WATCHER`), so the session never imports it.
+pub struct Watcher {
+    pub prepare: fn(&Config),
+    pub poll: fn(&Config),
+}
+
+/// The drain thread's periodic tick: the `NPUPROF_CONTROL` poll, when enabled.
+fn control_tick() {
+    let cfg = config();
+    if cfg.control {
+        (crate::WATCHER.poll)(cfg);
+    }
 }
 
 /// Reads the configuration and sets up logging, without starting anything (the command line tools).
@@ -283,13 +256,13 @@ fn reclaim_backend(ctl: &mut Control) {
 
 /// Stops the backend for `p`: inline for the host backend (no vendor call), else on the `npuprof-vendor`
 /// thread (returns at once; the device data waits for it, bounded).
-fn stop_backend(ctl: &mut Control, p: &Arc<Profile>) -> Box<dyn backend::DeviceData> {
+fn stop_backend(ctl: &mut Control, p: &Arc<Profile>) -> Box<dyn crate::device::DeviceData> {
     match ctl.backend.take() {
-        None => Box::new(backend::NoDeviceData),
+        None => Box::new(crate::device::NoDeviceData),
         Some(mut b) if !b.calls_vendor() => {
             let d = b.stop(p).unwrap_or_else(|e| {
                 log::warn!("backend stop failed, the profile keeps its host data only: {e}");
-                Box::new(backend::NoDeviceData)
+                Box::new(crate::device::NoDeviceData)
             });
             ctl.backend = Some(b);
             d
@@ -363,7 +336,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         rank: cfg.rank,
         device_id,
         auto,
-        backend: backend.name(),
+        backend: backend.id(),
         config: cfg,
     });
     backend
@@ -577,25 +550,45 @@ fn auto_start(tokens: u64) -> Result<()> {
 /// `npuprof_flush`: waits until every stopped profile is written (at most `NPUPROF_FLUSH_TIMEOUT_S`).
 /// Returns the first export error since the last flush, if any.
 pub fn flush() -> Result<()> {
+    flush_waiting().map_err(FlushFailed::into_error)
+}
+
+/// How a flush failed: `shutdown` decides on the kind (never joins threads a timed-out flush left busy).
+enum FlushFailed {
+    /// The export thread did not answer within `NPUPROF_FLUSH_TIMEOUT_S`.
+    TimedOut(Error),
+    /// Any other failure: an export error, or threads already gone.
+    Other(Error),
+}
+
+impl FlushFailed {
+    fn into_error(self) -> Error {
+        match self {
+            FlushFailed::TimedOut(e) | FlushFailed::Other(e) => e,
+        }
+    }
+}
+
+fn flush_waiting() -> std::result::Result<(), FlushFailed> {
     let timeout = Duration::from_secs(config().flush_timeout_s);
     // The request goes under the lock (so it is ordered after any stop already sent); the wait does not.
-    let ack = match lock()?.threads.as_ref() {
+    let ack = match lock().map_err(FlushFailed::Other)?.threads.as_ref() {
         None => return Ok(()),
-        Some(t) => t.request_flush()?,
+        Some(t) => t.request_flush().map_err(FlushFailed::Other)?,
     };
     match ack.recv_timeout(timeout) {
-        Ok(r) => r,
-        Err(RecvTimeoutError::Timeout) => Err(Error::new(
+        Ok(r) => r.map_err(FlushFailed::Other),
+        Err(RecvTimeoutError::Timeout) => Err(FlushFailed::TimedOut(Error::new(
             Status::Io,
             format!(
                 "profiles are still being written after {}s (NPUPROF_FLUSH_TIMEOUT_S)",
                 timeout.as_secs()
             ),
-        )),
-        Err(RecvTimeoutError::Disconnected) => Err(Error::new(
+        ))),
+        Err(RecvTimeoutError::Disconnected) => Err(FlushFailed::Other(Error::new(
             Status::Internal,
             "the background threads ended before answering the flush",
-        )),
+        ))),
     }
 }
 
@@ -613,14 +606,12 @@ pub fn shutdown() -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let flushed = flush();
-    if flushed
-        .as_ref()
-        .is_err_and(|e| e.status == Status::Io && e.msg.contains("NPUPROF_FLUSH_TIMEOUT_S"))
-    {
+    let flushed = match flush_waiting() {
+        Ok(()) => Ok(()),
         // Do not join threads that are stuck on I/O: leave them, never hang the host.
-        return flushed;
-    }
+        Err(FlushFailed::TimedOut(e)) => return Err(e),
+        Err(FlushFailed::Other(e)) => Err(e),
+    };
     // Taken under the lock, and only when no profile runs: a start on another thread after our stop owns the
     // threads now (shutdown is then ordered before that start, which keeps recording). Joined outside the
     // lock; a start meanwhile spawns new threads.

@@ -22,20 +22,19 @@
 use super::msprof::{find_msprof, run_msprof, RunError};
 use super::op_summary::op_summary;
 use super::outputs::{outputs, prof_dirs, read_small, Deadline};
+use super::time_base::cann_offset;
 use super::timeline::MsprofLanes;
-use crate::backend::{DeviceData, DeviceResult, Kernels};
 use crate::config::Level;
+use crate::device::{DeviceData, DeviceResult, Kernels};
 use crate::dir::Dir;
 use crate::error::Result;
-use crate::export::json;
-use crate::export::jsonparse::Parser;
-use crate::session::Profile;
+use crate::format::json;
+use crate::profile::Profile;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 // Moved to their own files; re-exported where other modules and the CLI use them.
 pub use super::csv::{csv_records, unquote, RawRecords};
-pub use super::pids::{device_pid, DEVICE_PID_BASE, SLOT_CANN, SLOT_HARDWARE, SLOT_OVERLAP};
 
 /// An `auto` profile that continued host-only.
 pub struct HostOnly(pub Option<String>);
@@ -59,21 +58,6 @@ pub struct AclData {
     pub clocks: (u64, u64),
     pub timeout_s: u64,
     pub meta: Vec<(String, String)>,
-}
-
-/// `ts + shift`, clamped to the u64 range.
-pub(super) fn rebase(ts: u64, shift: i128) -> u64 {
-    (ts as i128 + shift).clamp(0, u64::MAX as i128) as u64
-}
-
-/// `host/start_info` → CANN's local-time offset: local_ns = monotonic_raw_ns + offset. Read through the
-/// `PROF_*` directory's handle.
-fn cann_offset(prof: &Dir) -> Option<i128> {
-    let text = read_small(&prof.open_dir("host").ok()?, "start_info", 1 << 20).ok()?;
-    let v = Parser::new(&text).value(0).ok()?;
-    let begin_us: u64 = v.get("collectionTimeBegin")?.num_text()?.parse().ok()?;
-    let raw_ns: u64 = v.get("clockMonotonicRaw")?.num_text()?.parse().ok()?;
-    Some(begin_us as i128 * 1000 - raw_ns as i128)
 }
 
 /// The most of CANN's statistics CSVs copied (they are held in memory; a single file is not copied again).
@@ -259,7 +243,7 @@ impl DeviceData for AclData {
             return Ok(r);
         };
         // At exit the whole export must fit the exit hook's wait: give msprof at most 30 s then.
-        let timeout_s = if crate::session::EXITING.load(std::sync::atomic::Ordering::Relaxed) {
+        let timeout_s = if crate::process::EXITING.load(std::sync::atomic::Ordering::Relaxed) {
             self.timeout_s.min(30)
         } else {
             self.timeout_s
@@ -270,7 +254,7 @@ impl DeviceData for AclData {
             timeout_s
         );
         const LOG: &str = "msprof_export.log";
-        let _ = top.mkdir("logs", crate::export::layout::DIR_MODE);
+        let _ = top.mkdir("logs", crate::layout::DIR_MODE);
         let logs = top.open_dir("logs");
         let log = logs.as_ref().map_err(|e| e.to_string()).and_then(|l| {
             let _ = l.unlink(LOG);

@@ -8,8 +8,8 @@
 use super::sys::{
     self, aclError, aclprofAicoreEvents, aclprofAicoreMetrics, aclprofConfig, aclprofConfigType,
 };
+use crate::backend::cann_lib::open_library;
 use std::ffi::{c_char, c_void};
-use std::path::Path;
 
 pub const ASCENDCL: &str = "libascendcl.so";
 pub const MSPROFILER: &str = "libmsprofiler.so";
@@ -54,53 +54,12 @@ pub struct Api {
     pub msprofiler: Option<String>,
 }
 
-fn open_flags(extra: i32) -> i32 {
-    libc::RTLD_LAZY | libc::RTLD_LOCAL | extra
-}
-
 /// Resolves the bindings' symbols from an opened library.
 fn bind(l: libloading::os::unix::Library, how: String) -> Result<(sys::AclProf, String), String> {
     // SAFETY: `from_library` only looks symbols up (missing ones become `Err` fields).
     unsafe { sys::AclProf::from_library(l) }
         .map(|api| (api, how))
         .map_err(|e| e.to_string())
-}
-
-/// Opens `name` by the documented search order (the process's copy, `$ASCEND_HOME_PATH/lib64`,
-/// `$ASCEND_TOOLKIT_HOME/lib64`, the loader path), `RTLD_LAZY | RTLD_LOCAL`; returns how it was found, or
-/// every place tried. Shared by the CANN backends.
-pub(crate) fn open_library(name: &str) -> Result<(libloading::os::unix::Library, String), String> {
-    use libloading::os::unix::Library;
-    // SAFETY: (this and the `Library::open` calls below) opening a CANN library runs its constructors, which is
-    // what every CANN user does; RTLD_NOLOAD never loads anything new.
-    if let Ok(l) = unsafe { Library::open(Some(name), open_flags(libc::RTLD_NOLOAD)) } {
-        return Ok((l, format!("{name} (already loaded by the process)")));
-    }
-    let mut tried = vec![format!("{name} not already loaded")];
-    for var in ["ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"] {
-        let Some(home) = std::env::var_os(var) else {
-            tried.push(format!("${var} unset"));
-            continue;
-        };
-        let p = Path::new(&home).join("lib64").join(name);
-        if !p.exists() {
-            tried.push(format!("{} (${var}): no such file", p.display()));
-            continue;
-        }
-        // SAFETY: as above: a CANN library's constructors run, as for every CANN user.
-        match unsafe { Library::open(Some(&p), open_flags(0)) } {
-            Ok(l) => return Ok((l, p.display().to_string())),
-            Err(e) => tried.push(format!("{}: {e}", p.display())),
-        }
-    }
-    // SAFETY: as above: a CANN library's constructors run, as for every CANN user.
-    match unsafe { Library::open(Some(name), open_flags(0)) } {
-        Ok(l) => Ok((l, format!("{name} (loader search path)"))),
-        Err(e) => {
-            tried.push(format!("loader search path: {e}"));
-            Err(format!("cannot open {name}: {}", tried.join("; ")))
-        }
-    }
 }
 
 fn open(name: &str) -> Result<(sys::AclProf, String), String> {

@@ -18,17 +18,18 @@ pub(crate) mod load;
 mod msprof;
 mod op_summary;
 mod outputs;
-pub mod pids;
 pub mod plan;
 pub mod sys;
+mod time_base;
 mod timeline;
 
-use super::{Backend, DeviceData};
+use super::Backend;
 use crate::config::Config;
+use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
-use crate::export::json;
+use crate::format::json;
+use crate::profile::{BackendId, Profile};
 use crate::record::clock;
-use crate::session::Profile;
 use load::Api;
 use plan::{Features, Plan};
 use std::ffi::{c_void, CString};
@@ -408,8 +409,8 @@ fn clock_pair() -> (u64, u64) {
 }
 
 impl Backend for AclBackend {
-    fn name(&self) -> &'static str {
-        "acl"
+    fn id(&self) -> BackendId {
+        BackendId::Acl
     }
 
     fn device_id(&mut self, cfg: &Config) -> u32 {

@@ -1,12 +1,12 @@
 //! msprof's `op_summary_*.csv` → kernels, and the columns of `kernel_details.csv`.
 
 use super::csv::{next_csv_record, unquote, RawRecords, Rec};
-use super::export::rebase;
 use super::outputs::{open_output, Deadline};
-use crate::backend::{Kernel, Kernels};
+use super::time_base::rebase;
+use crate::device::{Kernel, Kernels};
 use crate::dir::Dir;
-use crate::export::json;
 use crate::export::jsonparse::us_to_ns;
+use crate::format::json;
 
 /// op_summary → kernel_details renames (torch_npu `_kernel_view_parser.py`, MindSpore viewer).
 fn rename(col: &str) -> &str {

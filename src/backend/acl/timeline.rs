@@ -1,14 +1,13 @@
 //! msprof's `msprof_*.json` timeline → the device and CANN processes of `trace_view.json`.
 
-use super::export::rebase;
 use super::outputs::{open_output, Deadline};
-use super::pids::*;
-use crate::backend::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes};
+use super::time_base::rebase;
+use crate::device::pids::*;
+use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes, TraceSink};
 use crate::dir::Dir;
 use crate::error::Result;
-use crate::export::json;
 use crate::export::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};
-use crate::export::trace_view::TraceWriter;
+use crate::format::json;
 use std::collections::HashMap;
 
 /// The device and CANN processes of `msprof_*.json`, written into `trace_view.json` on npuprof's pids and
@@ -82,7 +81,7 @@ impl Procs {
 
     fn write_label(
         &mut self,
-        tw: &mut TraceWriter,
+        tw: &mut dyn TraceSink,
         src: u64,
         slot: u32,
         label: &str,
@@ -95,7 +94,7 @@ impl Procs {
     }
 
     /// A `process_name`: assigns the slot and writes what waited for it.
-    fn name(&mut self, tw: &mut TraceWriter, src: u64, name: &str, shift: i128) -> Result<u64> {
+    fn name(&mut self, tw: &mut dyn TraceSink, src: u64, name: &str, shift: i128) -> Result<u64> {
         if self.slots.contains_key(&src) {
             return Ok(0);
         }
@@ -195,7 +194,7 @@ fn hw_kernel(e: &DeviceEvent<'_>, out: &mut Kernels) {
 }
 
 impl Lanes for MsprofLanes {
-    fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
+    fn write(self: Box<Self>, tw: &mut dyn TraceSink) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
         let mut procs = Procs {
             device: self.device,
@@ -387,7 +386,8 @@ impl Lanes for MsprofLanes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::layout::Place;
+    use crate::export::trace_view::TraceWriter;
+    use crate::layout::Place;
 
     /// Issue 15 item 8: events of a process msprof never names were all kept until the end and then skipped.
     /// At most MAX_PENDING_BYTES of them wait; the rest are skipped at once, and all are counted.

@@ -12,8 +12,8 @@
 //! that is open when it arrives (`mspti_records_from_before_profile`) or, arriving between profiles, of the
 //! next profile (`mspti_records_completed_between_profiles`).
 
-use super::export::WINDOW_SLACK_NS;
 use super::names_file::NamesWriter;
+use super::window::WINDOW_SLACK_NS;
 use super::{realtime_ns, Control, SpoolCap, Spooled, REC, SHARED};
 use crossbeam_channel::Receiver;
 use std::io::Write;

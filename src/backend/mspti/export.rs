@@ -5,13 +5,11 @@ use super::lanes::MsptiLanes;
 use super::names_file::NameSource;
 use super::records::*;
 use super::replay::{Pass, Spool};
-use super::walk::DevRec;
-use crate::backend::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
+use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
-use crate::session::Profile;
+use crate::profile::Profile;
 
-/// The device records' spool in `FRAMEWORK/`, created and read through the profile's directory handle.
-pub const SPOOL: &str = "mspti.spool";
+pub use crate::layout::MSPTI_SPOOL_NAME as SPOOL;
 
 pub struct MsptiData {
     pub device: u32,
@@ -22,19 +20,6 @@ pub struct MsptiData {
     pub window: (u64, u64),
     /// Where the records' names come from (this process's table, or `mspti.names` for `npuprof recover`).
     pub names: NameSource,
-}
-
-/// How far outside the profile's start..stop a record's time may be (clock adjustments, a kernel enqueued
-/// before the start): one second.
-pub const WINDOW_SLACK_NS: u64 = 1_000_000_000;
-
-/// Whether a record's times lie in the profile's window (with the slack): a start or end outside it is a
-/// corrupt or foreign time (a start near u64::MAX would be drawn as a slice of 1.8e16 µs). An end before the
-/// start is kept (its duration is 0).
-pub fn in_window(r: &DevRec, window: (u64, u64)) -> bool {
-    let lo = window.0.saturating_sub(WINDOW_SLACK_NS);
-    let hi = window.1.saturating_add(WINDOW_SLACK_NS);
-    (lo..=hi).contains(&r.start) && r.end <= hi
 }
 
 impl DeviceData for MsptiData {

@@ -7,10 +7,9 @@ use super::names_file::NameSource;
 use super::records::*;
 use super::replay::Spool;
 use super::walk::DevRec;
-use crate::backend::{DeviceEvent, LaneStats, Lanes};
+use crate::device::{DeviceEvent, LaneStats, Lanes, TraceSink};
 use crate::error::Result;
-use crate::export::json;
-use crate::export::trace_view::TraceWriter;
+use crate::format::json;
 use std::collections::HashMap;
 
 pub struct MsptiLanes {
@@ -21,7 +20,7 @@ pub struct MsptiLanes {
 }
 
 impl Lanes for MsptiLanes {
-    fn write(self: Box<Self>, tw: &mut TraceWriter) -> (LaneStats, Option<String>) {
+    fn write(self: Box<Self>, tw: &mut dyn TraceSink) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
         let r = match &self.spool {
             Some(s) => write_lanes(s, self.device, &self.names, tw, &mut st),
@@ -59,7 +58,7 @@ fn write_lanes(
     spool: &Spool,
     device: u32,
     names: &NameSource,
-    tw: &mut TraceWriter,
+    tw: &mut dyn TraceSink,
     st: &mut LaneStats,
 ) -> Result<()> {
     write_lanes_of(
@@ -78,10 +77,10 @@ fn write_lanes_of(
     recs: &mut Replay<'_>,
     device: u32,
     names: &NameSource,
-    tw: &mut TraceWriter,
+    tw: &mut dyn TraceSink,
     st: &mut LaneStats,
 ) -> Result<()> {
-    use crate::backend::acl::export::{device_pid, SLOT_CANN, SLOT_HARDWARE};
+    use crate::device::pids::{device_pid, SLOT_CANN, SLOT_HARDWARE};
     use std::collections::{BTreeMap, BTreeSet};
     let cann = device_pid(device, SLOT_CANN);
     // Lanes: (device, slot) → streams; host threads of the API calls and markers.
@@ -172,7 +171,7 @@ fn write_lanes_of(
     // Open marker ranges: id → (thread, start, name id).
     let mut open_markers: HashMap<u64, (u32, u64, u32)> = HashMap::new();
     // A HostToDevice flow end point (`s` on the API slice, `f` on the kernel), paired by correlation id.
-    let mut flow = |tw: &mut TraceWriter,
+    let mut flow = |tw: &mut dyn TraceSink,
                     st: &mut LaneStats,
                     ph: u8,
                     e: DeviceEvent<'_>,

@@ -37,15 +37,17 @@ pub mod records;
 mod replay;
 mod vendor_str;
 pub mod walk;
+mod window;
 
 pub use export::{MsptiData, SPOOL};
 pub use walk::{compact, DevRec};
 
-use super::{Backend, DeviceData};
+use super::Backend;
 use crate::config::Config;
+use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
-use crate::export::json;
-use crate::session::Profile;
+use crate::format::json;
+use crate::profile::{BackendId, Profile};
 use counts::{Count, Counts};
 use crossbeam_channel::{bounded, Sender};
 use pool::Pool;
@@ -103,8 +105,8 @@ impl Shared {
     /// touch them. The fork generation changes in our child handler; until it has run (a vendor child
     /// handler runs first), a fork is in progress and the pid tells.
     fn forked_away(&self) -> bool {
-        crate::session::fork_gen() != self.fork_gen
-            || (crate::session::forking() && getpid() != self.pid)
+        crate::process::fork_gen() != self.fork_gen
+            || (crate::process::forking() && getpid() != self.pid)
     }
 }
 
@@ -265,7 +267,7 @@ impl MsptiBackend {
     /// The first open: the library, the subscription, the pool and the `npuprof-mspti` thread.
     fn set_up(cfg: &Config) -> Result<&'static Shared> {
         let err = |m: String| Error::new(Status::Backend, m);
-        let (lib, how) = super::acl::load::open_library(LIBRARY).map_err(err)?;
+        let (lib, how) = super::cann_lib::open_library(LIBRARY).map_err(err)?;
         let lib: &'static libloading::Library = Box::leak(Box::new(lib.into()));
         let api = Api {
             subscribe: sym(lib, b"msptiSubscribe\0").map_err(err)?,
@@ -293,7 +295,7 @@ impl MsptiBackend {
             ctl_tx,
             counts: Counts::default(),
             registered: AtomicBool::new(false),
-            fork_gen: crate::session::fork_gen(),
+            fork_gen: crate::process::fork_gen(),
             pid: getpid(),
         };
         if SHARED.set(shared).is_err() {
@@ -353,8 +355,8 @@ impl MsptiBackend {
 }
 
 impl Backend for MsptiBackend {
-    fn name(&self) -> &'static str {
-        "mspti"
+    fn id(&self) -> BackendId {
+        BackendId::Mspti
     }
 
     fn start(&mut self, profile: &Profile) -> Result<()> {
@@ -375,12 +377,12 @@ impl Backend for MsptiBackend {
         let fw = &profile.dirs.framework;
         let f = fw
             .dir
-            .create_new(SPOOL, crate::export::layout::FILE_MODE)
+            .create_new(SPOOL, crate::layout::FILE_MODE)
             .map_err(|e| Error::io("cannot create the MSPTI spool", &fw.shown(SPOOL), &e))?;
         // The names the records use, for `npuprof recover` (without it a recovered spool has no names).
         let names = fw
             .dir
-            .create_new(names_file::NAMES, crate::export::layout::FILE_MODE)
+            .create_new(names_file::NAMES, crate::layout::FILE_MODE)
             .map_err(|e| log::debug!("{}: {e}", fw.shown(names_file::NAMES).display()))
             .ok();
         self.ctl

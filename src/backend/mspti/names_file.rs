@@ -14,8 +14,7 @@ use super::REC;
 use crate::record::names;
 use std::io::Write;
 
-/// The names file in `FRAMEWORK/`, created and read through the profile's directory handle.
-pub const NAMES: &str = "mspti.names";
+pub use crate::layout::MSPTI_NAMES_NAME as NAMES;
 
 /// The name ids a compact record holds (0: none).
 pub fn ids(r: &DevRec) -> [u32; 2] {
@@ -124,7 +123,7 @@ impl NameSource {
 
     /// Reads `mspti.names` of `framework` (bounded: ids up to `names::MAX_NAMES`, `names::MAX_BYTES` of names;
     /// a torn last frame, or anything past the bounds, is left out). A missing file gives no names.
-    pub fn read(framework: &crate::export::layout::Place) -> NameSource {
+    pub fn read(framework: &crate::layout::Place) -> NameSource {
         use std::io::Read;
         let mut list: Vec<Option<Box<[u8]>>> = Vec::new();
         let Ok((f, st)) = framework.dir.open_file(NAMES) else {
@@ -170,7 +169,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "directory system calls")]
     fn names_written_once_per_profile_are_read_back_by_id() {
         let d = tempfile::tempdir().unwrap();
-        let place = crate::export::layout::Place::open(d.path()).unwrap();
+        let place = crate::layout::Place::open(d.path()).unwrap();
         let (k, t) = (names::intern(b"KernelA"), names::intern(b"AI_CORE"));
         let api = names::intern(b"aclnnAdd");
         let rec = |kind, c| {

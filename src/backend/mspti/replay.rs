@@ -2,8 +2,8 @@
 //! the lanes' passes), so the records are never all in memory: the export holds the kernel rows and, for the
 //! flows, the correlation ids, not the records.
 
-use super::export::in_window;
 use super::walk::DevRec;
+use super::window::in_window;
 use super::REC;
 use crate::error::Result;
 use std::os::unix::fs::FileExt;

@@ -38,7 +38,7 @@ pub fn init() {
 
 /// `names::intern`, giving up while a fork is in progress.
 fn intern(counts: &Counts, b: &[u8]) -> u32 {
-    names::try_intern(b, crate::session::forking).unwrap_or_else(|| {
+    names::try_intern(b, crate::process::forking).unwrap_or_else(|| {
         counts.add(Count::NamesSkippedInFork, 1);
         SKIPPED_ID.load(Ordering::Acquire)
     })

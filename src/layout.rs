@@ -18,6 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const OUTPUT_DIR: &str = "ASCEND_PROFILER_OUTPUT";
 pub const FRAMEWORK_DIR: &str = "FRAMEWORK";
 pub const SPOOL_NAME: &str = "npuprof.spool";
+/// The MSPTI backend's device records' spool in `FRAMEWORK/`, created and read through the profile's
+/// directory handle.
+pub const MSPTI_SPOOL_NAME: &str = "mspti.spool";
+/// The MSPTI backend's names file in `FRAMEWORK/`, created and read through the profile's directory handle.
+pub const MSPTI_NAMES_NAME: &str = "mspti.names";
 pub const SUFFIX: &str = "_ascend_ms";
 
 /// `YYYYmmddHHMMSSmmm` in UTC (MindSpore's choice) for a CLOCK_REALTIME time in ns.
@@ -169,11 +174,8 @@ impl WorkerDirs {
     /// recover` needs them), then `FRAMEWORK/` if it is empty (after a successful export).
     pub fn remove_spool(&self) {
         let _ = self.framework.dir.unlink(SPOOL_NAME);
-        let _ = self.framework.dir.unlink(crate::backend::mspti::SPOOL);
-        let _ = self
-            .framework
-            .dir
-            .unlink(crate::backend::mspti::names_file::NAMES);
+        let _ = self.framework.dir.unlink(MSPTI_SPOOL_NAME);
+        let _ = self.framework.dir.unlink(MSPTI_NAMES_NAME);
         let ours = self.framework.dir.stat().ok();
         if let (Some(ours), Ok(Some(now))) = (ours, self.top.dir.stat_at(FRAMEWORK_DIR)) {
             if (ours.dev, ours.ino) == (now.dev, now.ino) {

@@ -1,0 +1,103 @@
+//! The facts of one profile, shared by every stage: what the session started ([`Profile`]), why it ended
+//! ([`StopReason`]), what the drain counted ([`Counters`]) and what the export thread is handed
+//! ([`ExportJob`]). Below the session, the drain, the backends and the exporters; above only the leaves.
+
+use crate::config::Config;
+use crate::layout;
+use std::path::PathBuf;
+
+mod counters;
+mod job;
+
+pub use counters::{counter_keys, Counters, KIND_KEYS};
+pub use job::ExportJob;
+
+/// The backend that collected a profile (what `NPUPROF_BACKEND` resolved to, `auto` included): the decisions
+/// exporters and `npuprof recover` make on it are matches on this, never on its spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendId {
+    /// Host annotations only.
+    Host,
+    /// CANN's aclprof, exported with msprof.
+    Acl,
+    /// CANN's MSPTI activity records.
+    Mspti,
+}
+
+impl BackendId {
+    /// The spelling in the START frame, `profiler_info_{rank}.json` and `profiler_metadata.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendId::Host => "host",
+            BackendId::Acl => "acl",
+            BackendId::Mspti => "mspti",
+        }
+    }
+
+    /// It collects NPU data (`"activities": ["CPU", "NPU"]` and the level in `profiler_info_{rank}.json`).
+    pub fn collects_device(self) -> bool {
+        match self {
+            BackendId::Host => false,
+            BackendId::Acl | BackendId::Mspti => true,
+        }
+    }
+
+    /// The backend a START frame names; `None` for anything else.
+    pub fn from_name(s: &str) -> Option<BackendId> {
+        [BackendId::Host, BackendId::Acl, BackendId::Mspti]
+            .into_iter()
+            .find(|b| b.name() == s)
+    }
+}
+
+/// Why a profile ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Manual,
+    StepLimit,
+    DiskLimit,
+    IoError,
+    Shutdown,
+    Exit,
+    /// Finished later by `npuprof recover` (the process died without a stop).
+    Recovered,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Manual => "npuprof_stop",
+            StopReason::StepLimit => "PROFILER_STOP_STEP reached",
+            StopReason::DiskLimit => "NPUPROF_MAX_DISK_MB reached",
+            StopReason::IoError => "spool write error",
+            StopReason::Shutdown => "npuprof_shutdown",
+            StopReason::Exit => "process exit without npuprof_stop",
+            StopReason::Recovered => {
+                "recovered by `npuprof recover`: the process ended without npuprof_stop"
+            }
+        }
+    }
+}
+
+/// One profile's facts, shared by the session, the drain and the exporters.
+#[derive(Debug)]
+pub struct Profile {
+    pub gen: u64,
+    /// The worker directory's path when it was created, for messages (someone may rename it since).
+    pub dir: PathBuf,
+    /// `FRAMEWORK/npuprof.spool` under `dir`, for messages.
+    pub spool_path: PathBuf,
+    /// The worker directory and its subdirectories, opened at start and held until the export ends: every
+    /// file of the profile is created and read through them.
+    pub dirs: layout::WorkerDirs,
+    /// (tick, CLOCK_REALTIME ns) taken at start; the start tick is `anchor.0`.
+    pub anchor: (u64, u64),
+    pub pid: u32,
+    pub worker: String,
+    pub rank: u32,
+    pub device_id: u32,
+    /// Started by the old logic's threshold.
+    pub auto: bool,
+    pub backend: BackendId,
+    pub config: &'static Config,
+}
