@@ -155,9 +155,9 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 /// Compiles C sources into an executable under target/<profile>/ctests/ with the target's C compiler.
 pub fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -> PathBuf {
     let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out_dir = target_dir().join("ctests");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join(name);
+    let out = target_dir().join("ctests").join(name);
+    // `name` may hold a subdirectory (`bench-mspti/libmspti.so`): create it too, not only ctests/.
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     // The target's C compiler (aarch64-linux-gnu-gcc when cross-building), chosen by the cc crate.
     let compiler = cc::Build::new()
         .cargo_metadata(false)
