@@ -225,6 +225,9 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     facts
 }
 
+/// A problem in one data row (given the header and the row, of equal widths), if any.
+type RowCheck = dyn Fn(&[String], &[String]) -> Option<String>;
+
 /// A step_trace_time.csv row: Device_id an integer, Step an integer or empty, every time a number.
 fn step_row(_: &[String], r: &[String]) -> Option<String> {
     let int = |c: &str| {
@@ -257,9 +260,7 @@ fn kernel_row(h: &[String], r: &[String]) -> Option<String> {
     let dur = cell("Duration(us)");
     match dur.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => None,
-        _ => Some(format!(
-            "Duration(us) {dur:?} is not a number >= 0"
-        )),
+        _ => Some(format!("Duration(us) {dur:?} is not a number >= 0")),
     }
 }
 
@@ -329,7 +330,7 @@ fn check_csv(
     file: &str,
     want: &dyn Fn(&[String]) -> bool,
     what: &str,
-    cells: &dyn Fn(&[String], &[String]) -> Option<String>,
+    cells: &RowCheck,
     errs: &mut Vec<String>,
 ) -> Option<usize> {
     let p = out_path.join(file);
@@ -415,7 +416,10 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
             return;
         }
         if e.get("args").is_some_and(|a| !matches!(a, Value::Obj(_))) {
-            local.push(format!("{}: event {n} ({ph}): args is not an object", p.display()));
+            local.push(format!(
+                "{}: event {n} ({ph}): args is not an object",
+                p.display()
+            ));
             return;
         }
         let (Some(pid), Some(tid)) = (
