@@ -568,6 +568,13 @@ fn check_names_what_msprof_analyze_and_perfetto_would_reject() {
             "Duration(us) \"-1.000\" is not a number >= 0",
         ),
         (
+            "kernel_details.csv",
+            "Step ID,Name,Type,Accelerator Core,Start Time(us),Duration(us),Wait Time(us),Name\n\
+             1,k,MatMul,AI_CORE,1.000,1.000,0,k\n"
+                .into(),
+            "no column twice",
+        ),
+        (
             "op_statistic.csv",
             "OP Type,Core Type,Count,Total Time(us)\nMatMul,AI_CORE,1,1.000\n".into(),
             "expected the reference's op_statistic header",

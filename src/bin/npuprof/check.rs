@@ -194,7 +194,7 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
         &|h| {
             h.first().is_some_and(|c| c == "Step ID")
                 && KERNEL_REQUIRED.iter().all(|c| h.iter().any(|x| x == c))
-                && (1..h.len()).all(|i| !h[..i].contains(&h[i]))
+                && h.iter().collect::<std::collections::HashSet<_>>().len() == h.len()
         },
         "Step ID first, each of Name, Type, Accelerator Core, Start Time(us), Duration(us), Wait Time(us), \
          no column twice",
