@@ -28,7 +28,7 @@ mod regenerate {
         let inc = std::env::var("NPUPROF_CANN_INCLUDE").unwrap_or_else(|_| {
             panic!(
                 "regenerate-bindings: set NPUPROF_CANN_INCLUDE to a directory holding acl/acl_prof.h \
-                 (../shared/tools/fetch-cann-headers.sh DIR fetches it from the torch-npu wheel)"
+                 (.ci/fetch-cann-headers.sh DIR fetches it from the torch-npu wheel)"
             )
         });
         let out =

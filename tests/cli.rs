@@ -144,13 +144,14 @@ fn result_named(root: &Path, name: &str) -> PathBuf {
     .unwrap();
     std::fs::write(
         out.join("kernel_details.csv"),
-        "Step ID,Name,Type,Start Time(us),Duration(us)\n1,k,MatMul,1000.000,1.000\n",
+        "Step ID,Name,Type,Accelerator Core,Start Time(us),Duration(us),Wait Time(us)\n\
+         1,k,MatMul,AI_CORE,1000.000\t,1.000,0.000\n",
     )
     .unwrap();
-    std::fs::write(
-        out.join("op_statistic.csv"),
-        "OP Type,Core Type,Count,Total Time(us)\nMatMul,AI_CORE,1,1.000\n",
-    )
+    std::fs::write(out.join("op_statistic.csv"), {
+        let h = npuprof::export::csv::OP_STATISTIC_HEADER;
+        format!("{h}\n0,MatMul,AI_CORE,1,1.000,1.000,1.000,1.000,100.000\n")
+    })
     .unwrap();
     w
 }
@@ -501,4 +502,123 @@ fn sums_saturate_instead_of_wrapping() {
     let r = npuprof(&["check", s(t.path())]);
     assert!(!r.err.contains("panicked"), "{}", r.all());
     assert_eq!(r.code, 0, "{}", r.all());
+}
+
+/// `npuprof check` holds results to what msprof-analyze and Perfetto's JSON importer need (what the tests
+/// once took from an external checker): each planted defect fails the crafted result with a problem naming
+/// it, and a passing result reports its rank, slices and complete flows.
+#[test]
+fn check_names_what_msprof_analyze_and_perfetto_would_reject() {
+    let t = tempfile::tempdir().unwrap();
+    result(t.path());
+    let r = npuprof(&["check", s(t.path())]);
+    assert!(
+        r.out
+            .contains("CHECK PASS: 1 result(s), ranks [0], 2 slices / 0 flows"),
+        "{}",
+        r.all()
+    );
+    // A flow (start and finish with one id), an instant event and a B/E pair count as Perfetto counts them.
+    let t = tempfile::tempdir().unwrap();
+    let w = result(t.path());
+    let trace = TRACE.replace(
+        "\n]",
+        r#",
+{"ph":"i","s":"t","name":"mark","pid":1,"tid":1,"ts":"1020.000"},
+{"ph":"B","name":"b","pid":1,"tid":2,"ts":"1000.000"},{"ph":"E","pid":1,"tid":2,"ts":"1001.000"},
+{"ph":"s","id":7,"cat":"HostToDevice","name":"f","pid":1,"tid":1,"ts":"1011.000"},
+{"ph":"f","id":7,"cat":"HostToDevice","name":"f","pid":1,"tid":1,"ts":"1012.000","bp":"e"},
+{"ph":"s","id":"8","cat":"HostToDevice","name":"f","pid":1,"tid":1,"ts":"1013.000"}
+]"#,
+    );
+    std::fs::write(w.join("ASCEND_PROFILER_OUTPUT/trace_view.json"), trace).unwrap();
+    let r = npuprof(&["check", s(t.path())]);
+    assert!(
+        r.out
+            .contains("CHECK PASS: 1 result(s), ranks [0], 4 slices / 1 flows"),
+        "{}",
+        r.all()
+    );
+
+    let step = npuprof::export::csv::STEP_TRACE_HEADER;
+    let cells = |v: &str| vec![v; step.split(',').count() - 2].join(",");
+    let defects: Vec<(&str, String, &str)> = vec![
+        ("step_trace_time.csv", format!("{step}\n"), "no step rows"),
+        (
+            "step_trace_time.csv",
+            format!("{step}\nx,1,{}\n", cells("1")),
+            "Device_id \"x\" is not an integer",
+        ),
+        (
+            "step_trace_time.csv",
+            format!("{step}\n0,1,{}\n", cells("NaN")),
+            "is not a number (us)",
+        ),
+        (
+            "kernel_details.csv",
+            "Step ID,Name,Type,Accelerator Core,Start Time(us),Duration(us)\n1,k,MatMul,AI_CORE,1.000,1.000\n"
+                .into(),
+            "header is",
+        ),
+        (
+            "kernel_details.csv",
+            "Step ID,Name,Type,Accelerator Core,Start Time(us),Duration(us),Wait Time(us)\n\
+             1,k,MatMul,AI_CORE,1.000,-1.000,0\n"
+                .into(),
+            "Duration(us) \"-1.000\" is not a number >= 0",
+        ),
+        (
+            "kernel_details.csv",
+            "Step ID,Name,Type,Accelerator Core,Start Time(us),Duration(us),Wait Time(us),Name\n\
+             1,k,MatMul,AI_CORE,1.000,1.000,0,k\n"
+                .into(),
+            "no column twice",
+        ),
+        (
+            "op_statistic.csv",
+            "OP Type,Core Type,Count,Total Time(us)\nMatMul,AI_CORE,1,1.000\n".into(),
+            "expected the reference's op_statistic header",
+        ),
+        (
+            "api_statistic.csv",
+            "API Name,Time(us)\naclrtLaunch,1.0\n".into(),
+            "expected CANN's api_statistic header",
+        ),
+        (
+            "trace_view.json",
+            TRACE.replace("\n]", ",\n{\"name\":\"x\",\"pid\":1,\"tid\":1,\"ts\":\"1.000\"}\n]"),
+            "has no \"ph\"",
+        ),
+        (
+            "trace_view.json",
+            TRACE.replace(r#""args":{"name":"host"}"#, r#""args":{"name":""}"#),
+            "process_name needs a non-empty string args.name",
+        ),
+        (
+            "trace_view.json",
+            TRACE.replace(r#""dur":"50.000""#, r#""dur":"50.000","args":[1]"#),
+            "args is not an object",
+        ),
+        (
+            "trace_view.json",
+            TRACE.replace(
+                "\n]",
+                ",\n{\"ph\":\"s\",\"cat\":\"c\",\"name\":\"f\",\"pid\":1,\"tid\":1,\"ts\":\"1011.000\"}\n]",
+            ),
+            "has no integer or string id",
+        ),
+    ];
+    for (file, text, problem) in defects {
+        let t = tempfile::tempdir().unwrap();
+        let w = result(t.path());
+        std::fs::write(w.join("ASCEND_PROFILER_OUTPUT").join(file), text).unwrap();
+        let r = npuprof(&["check", s(t.path())]);
+        assert_eq!(r.code, 1, "{file}: {}", r.all());
+        assert!(r.out.contains(problem), "{file}: {problem}\n{}", r.all());
+        assert!(
+            r.out.contains("CHECK FAIL: 1 problem(s) in 1 result(s)"),
+            "{file}: {}",
+            r.all()
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The README demo end to end: two worker processes (manual logic and token-threshold logic) load the
-//! library with dlopen; their results pass `shared/tools/check_profile.py` (schemas, Perfetto's JSON import
-//! rules, and msprof-analyze cluster analysis).
+//! library with dlopen; their results pass `npuprof check` (schemas, Perfetto's JSON import rules) and
+//! msprof-analyze's cluster analysis (`common::check_profile`).
 
 mod common;
 use common::*;
@@ -75,7 +75,7 @@ fn demo_results_pass_the_shared_checker_and_msprof_analyze() {
 
     let report = check_profile(root.path());
     assert!(
-        report.contains("CHECK PASS: 2 worker(s), ranks [0, 1]"),
+        report.contains("CHECK PASS: 2 result(s), ranks [0, 1]"),
         "{report}"
     );
     // What Perfetto's import rules count is exactly what npuprof recorded (host-only: no flows).

@@ -221,8 +221,8 @@ fn a_storm_of_random_calls_from_8_threads_loses_nothing_uncounted() {
     check_each(tmp.path());
 }
 
-/// `check_profile.py --no-cluster` on every worker under `root`, one at a time (the checker wants one
-/// directory per rank under a root; these are many profiles of one process).
+/// `check_profile_no_cluster` on every worker under `root`, one at a time (each in a root of its own, as
+/// the cluster-free checks once wanted; these are many profiles of one process).
 fn check_each(root: &Path) {
     for w in workers(root) {
         let one = tempfile::tempdir().unwrap();

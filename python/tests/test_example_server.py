@@ -1,6 +1,6 @@
 """examples/vllm_server.py driven over real HTTP on 127.0.0.1, with 2 worker processes, for both seed
-logics; every worker's result passes ../shared/tools/check_profile.py (with msprof-analyze's cluster
-analysis when it is installed, as .ci/run does; mandatory under CI)."""
+logics; every worker's result passes `npuprof check` and msprof-analyze's cluster analysis (when it is
+installed, as .ci/run does; mandatory under CI), see resultcheck.py."""
 import json
 import os
 import subprocess
@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 from conftest import PYDIR, REPO
+from resultcheck import check
 
 
 def http(port, method, path, body=None):
@@ -35,20 +36,6 @@ class Server:
             http(self.port, "POST", "/shutdown")
         finally:
             assert self.p.wait(timeout=120) == 0
-
-
-def check(root):
-    cmd = [sys.executable, os.path.join(REPO, "..", "shared", "tools", "check_profile.py"), str(root)]
-    ma = os.environ.get("NPUPROF_MSPROF_ANALYZE") or os.path.join(REPO, ".venv", "bin", "msprof-analyze")
-    if os.path.exists(ma):
-        cmd += ["--msprof-analyze", ma]
-    else:
-        assert not os.environ.get("CI"), "CI must install msprof-analyze (.ci/run)"
-        cmd += ["--no-cluster"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0 and "CHECK PASS" in out, out
-    return out
 
 
 def trace(d):
@@ -86,8 +73,8 @@ def test_start_and_stop_profile_routes_write_one_result_per_worker(lib, tmp_path
         assert len(steps) >= 10 and len(fwd) >= len(steps) - 1
         # The 300-token prefills are in the steps' arguments.
         assert any(e["args"].get("num_scheduled_tokens") == 300 for e in steps)
-    out = check(tmp_path)
-    assert "2 worker(s)" in out
+    out = check(lib, tmp_path)
+    assert "2 result(s)" in out
     # The checker's slice count (Perfetto's import rules) is exactly what was recorded: every range and
     # step of both workers, as npuprof's own metadata counts them.
     recorded = 0
@@ -120,7 +107,7 @@ def test_token_threshold_starts_and_stop_step_ends_a_profile_per_worker(lib, tmp
     for d in dirs:
         names = [e["name"] for e in trace(d) if e["ph"] == "X" and e["name"].startswith("ProfilerStep#")]
         assert names == [f"ProfilerStep#{k}" for k in range(1, 6)], names
-    check(tmp_path)
+    check(lib, tmp_path)
 
 
 def test_one_worker_profiled_on_demand_with_npuprof_trigger(lib, tmp_path):

@@ -1543,16 +1543,23 @@ static void emit_external_correlations(uint64_t corr)
  * from 1). Records, in this order, each only if its kind is enabled:
  *   EXTERNAL_CORRELATION per non-empty external stack (kind 8) → correlationId = this launch's;
  *   API (kind 3 and/or ACL_API 10, one record per enabled kind, kind field as enabled): name
- *     "LaunchKernel", start = now, end = now + 2000 ns, pid, tid, correlationId;
- *   KERNEL (kind 2): deviceId FAKE_MSPTI_DEVICE, stream_id, start = max(api end + 3000, previous end on
- *     that (device, stream)), end = start + dur_ns, same correlationId, interned type and name.
+ *     "LaunchKernel", start = now (or, in a burst, the end of this thread's previous API record: one
+ *     thread's calls never overlap), end = start + 2000 ns, pid, tid, correlationId;
+ *   KERNEL (kind 2): deviceId FAKE_MSPTI_DEVICE, stream_id, start = max(now + 5000 (the API's end outside
+ *     a burst, + 3000), previous end on that (device, stream)), end = start + dur_ns, same correlationId,
+ *     interned type and name.
  * The subscriber callback RUNTIME/LAUNCH ("aclrtLaunchKernel") runs before (ENTER) and after (EXIT). */
 API void fake_mspti_launch(const char *name, const char *type, uint32_t stream_id, uint64_t dur_ns)
 {
     run_callback(MSPTI_CB_DOMAIN_RUNTIME, MSPTI_CBID_RUNTIME_LAUNCH, MSPTI_API_ENTER, "aclrtLaunchKernel");
     uint64_t corr = __atomic_add_fetch(&g_correlation, 1, __ATOMIC_ACQ_REL);
     uint64_t t0 = now_ns();
-    uint64_t api_end = t0 + 2000;
+    uint64_t api_end = t0 + 2000; /* nominal: the kernel is scheduled from it, burst or not */
+    /* This thread's previous API record ended at t_api_end: a real thread's API calls follow each other, so
+     * a burst of launches closer than 2000 ns apart is stamped back to back instead of overlapping (the
+     * kernels' timeline, and so the benchmarks' device data, is as before). */
+    static __thread uint64_t t_api_end;
+    uint64_t api_start = t0 < t_api_end ? t_api_end : t0;
     uint32_t dev = device_id();
 
     emit_external_correlations(corr);
@@ -1563,8 +1570,9 @@ API void fake_mspti_launch(const char *name, const char *type, uint32_t stream_i
             msptiActivityApi a;
             memset(&a, 0, sizeof a);
             a.kind = (msptiActivityKind)api_kinds[i];
-            a.start = t0;
-            a.end = api_end;
+            a.start = api_start;
+            a.end = api_start + 2000;
+            t_api_end = a.end;
             a.pt.processId = (uint32_t)getpid();
             a.pt.threadId = gettid_u32();
             a.correlationId = corr;

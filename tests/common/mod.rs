@@ -7,10 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
+mod check;
+#[allow(unused_imports)] // Each test binary uses some of the helpers.
+pub use check::{check_profile, check_profile_no_cluster};
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `../shared` next to the repository, where the project's sibling tools may live (a lone clone has none:
+/// nothing may need it).
 pub fn shared() -> PathBuf {
     repo().join("../shared")
 }
@@ -155,9 +161,9 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 /// Compiles C sources into an executable under target/<profile>/ctests/ with the target's C compiler.
 pub fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -> PathBuf {
     let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out_dir = target_dir().join("ctests");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join(name);
+    let out = target_dir().join("ctests").join(name);
+    // `name` may hold a subdirectory (`bench-mspti/libmspti.so`): create it too, not only ctests/.
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     // The target's C compiler (aarch64-linux-gnu-gcc when cross-building), chosen by the cc crate.
     let compiler = cc::Build::new()
         .cargo_metadata(false)
@@ -590,49 +596,4 @@ pub fn msprof_analyze() -> Option<PathBuf> {
     }
     let p = repo().join(".venv/bin/msprof-analyze");
     p.exists().then_some(p)
-}
-
-/// Runs `shared/tools/check_profile.py` on `root`; in CI the msprof-analyze cluster check is mandatory.
-pub fn check_profile(root: &Path) -> String {
-    let mut cmd = Command::new("python3");
-    cmd.arg(shared().join("tools/check_profile.py")).arg(root);
-    match msprof_analyze() {
-        Some(m) => {
-            cmd.arg("--msprof-analyze").arg(m);
-        }
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must install msprof-analyze (.ci/run creates .venv)"
-            );
-            eprintln!(
-                "note: msprof-analyze not installed (run .ci/run once); cluster check skipped"
-            );
-            cmd.arg("--no-cluster");
-        }
-    }
-    let o = cmd.output().expect("python3");
-    let s = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.success() && s.contains("CHECK PASS"),
-        "check_profile failed:\n{s}"
-    );
-    s
-}
-
-/// `check_profile.py --no-cluster`: layout, schemas and trace rules of every worker under `root`, for roots
-/// holding many profiles of one rank (not a cluster).
-pub fn check_profile_no_cluster(root: &Path) -> String {
-    let o = Command::new("python3")
-        .arg(shared().join("tools/check_profile.py"))
-        .arg(root)
-        .arg("--no-cluster")
-        .output()
-        .expect("python3");
-    let s = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.success() && s.contains("CHECK PASS"),
-        "check_profile --no-cluster failed:\n{s}"
-    );
-    s
 }

@@ -2,6 +2,13 @@
 //! docs/output-format.md, naming each problem. A result is read through directory handles
 //! (see `walk` and `files`): a symlink, FIFO or directory that cannot be opened inside it is a problem of
 //! that result, never followed, waited on or skipped.
+//!
+//! What it checks is what msprof-analyze and Perfetto's JSON importer need (the rules the tests once took
+//! from an external checker): one `profiler_info_{rank}.json` per result; the CSV headers,
+//! numeric cells and at least one step row; and every trace event (`ph`, integer pid/tid, `ts`, `dur`,
+//! `args` an object, named `process_name`/`thread_name`, flows with an id, X slices that nest). Each result
+//! and the final line give the rank, the slices (X and instant events, as Perfetto counts them) and the
+//! complete flows (an `s` and an `f` with one id, category and name).
 
 use crate::files::{self, Cap};
 use crate::text::say;
@@ -14,16 +21,49 @@ use std::path::{Path, PathBuf};
 
 const STEP_TRACE_HEADER: &str = npuprof::export::csv::STEP_TRACE_HEADER;
 const OP_STAT_HEADER: &str = npuprof::export::csv::OP_STATISTIC_HEADER;
+/// CANN's api_statistic.csv (copied by the aclprof backend when msprof wrote one).
+const API_STAT_HEADER: &str =
+    "Device_id,Level,API Name,Time(us),Count,Avg(us),Min(us),Max(us),Variance";
+/// The kernel_details.csv columns msprof-analyze's advisor and compare read.
+const KERNEL_REQUIRED: [&str; 6] = [
+    "Name",
+    "Type",
+    "Accelerator Core",
+    "Start Time(us)",
+    "Duration(us)",
+    "Wait Time(us)",
+];
 /// Problems listed per trace before "... N more".
 const TRACE_PROBLEMS_SHOWN: usize = 10;
 
+/// What a checked result holds: its rank and what Perfetto imports from its trace.
+#[derive(Default)]
+struct Facts {
+    rank: Option<u64>,
+    slices: u64,
+    flows: u64,
+}
+
 pub fn run(dirs: &[&str]) -> u8 {
     let mut problems = 0usize;
+    let (mut slices, mut flows) = (0u64, 0u64);
+    // The rank of each result, repeats kept: several profiles of one worker are one rank many times (fine
+    // for a results directory; a cluster analysis wants each rank once, which the caller can see here).
+    let mut ranks: Vec<u64> = Vec::new();
     let walk = walk::results(dirs, |w, d| {
         let mut errs: Vec<String> = Vec::new();
-        check_worker(w, d, &mut errs);
+        let facts = check_worker(w, d, &mut errs);
+        ranks.extend(facts.rank);
+        slices += facts.slices;
+        flows += facts.flows;
         if errs.is_empty() {
-            say(&format!("ok    {}", w.display()));
+            let rank = facts.rank.map_or("?".to_string(), |r| r.to_string());
+            say(&format!(
+                "ok    {}: rank {rank}, {} slices, {} flows",
+                w.display(),
+                facts.slices,
+                facts.flows
+            ));
         }
         for e in &errs {
             say(&format!("ERROR {e}"));
@@ -39,7 +79,11 @@ pub fn run(dirs: &[&str]) -> u8 {
         return 1;
     }
     if problems == 0 {
-        say(&format!("CHECK PASS: {} result(s)", walk.results));
+        ranks.sort_unstable();
+        say(&format!(
+            "CHECK PASS: {} result(s), ranks {ranks:?}, {slices} slices / {flows} flows",
+            walk.results
+        ));
         0
     } else {
         say(&format!(
@@ -56,7 +100,8 @@ fn parse<'a>(bytes: &'a [u8], p: &Path) -> Result<Value<'a>, String> {
         .map_err(|e| format!("{}: not JSON ({e})", p.display()))
 }
 
-fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) {
+fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
+    let mut facts = Facts::default();
     let name = w
         .file_name()
         .unwrap_or_default()
@@ -101,6 +146,8 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) {
                             "{}: rank_id {rank:?} does not match the file name",
                             p.display()
                         ));
+                    } else {
+                        facts.rank = rank;
                     }
                 }
             }
@@ -121,34 +168,100 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) {
                 "{}: cannot open directory ({e})",
                 out_path.display()
             ));
-            return;
+            return facts;
         }
     };
-    check_trace(&out, &out_path, errs);
-    check_csv(
+    (facts.slices, facts.flows) = check_trace(&out, &out_path, errs);
+    let rows = check_csv(
         &out,
         &out_path,
         "step_trace_time.csv",
-        &|h| h == STEP_TRACE_HEADER,
+        &|h| h.join(",") == STEP_TRACE_HEADER,
         "the reference's step_trace_time header",
+        &step_row,
         errs,
     );
+    if rows == Some(0) {
+        errs.push(format!(
+            "{}: no step rows (msprof-analyze's cluster_step_trace_time.csv would be empty)",
+            out_path.join("step_trace_time.csv").display()
+        ));
+    }
     check_csv(
         &out,
         &out_path,
         "kernel_details.csv",
-        &|h| h.starts_with("Step ID,") && h.contains("Name") && h.contains("Start Time(us)"),
-        "Step ID, ..., Name, ..., Start Time(us), ...",
+        &|h| {
+            h.first().is_some_and(|c| c == "Step ID")
+                && KERNEL_REQUIRED.iter().all(|c| h.iter().any(|x| x == c))
+                && h.iter().collect::<std::collections::HashSet<_>>().len() == h.len()
+        },
+        "Step ID first, each of Name, Type, Accelerator Core, Start Time(us), Duration(us), Wait Time(us), \
+         no column twice",
+        &kernel_row,
         errs,
     );
     check_csv(
         &out,
         &out_path,
         "op_statistic.csv",
-        &|h| h == OP_STAT_HEADER || h.contains("OP Type"),
+        &|h| h.join(",") == OP_STAT_HEADER,
         "the reference's op_statistic header",
+        &|_, _| None,
         errs,
     );
+    // Optional: CANN's, copied when msprof wrote it.
+    if matches!(out.stat_at("api_statistic.csv"), Ok(Some(_))) {
+        check_csv(
+            &out,
+            &out_path,
+            "api_statistic.csv",
+            &|h| h.join(",") == API_STAT_HEADER,
+            "CANN's api_statistic header",
+            &|_, _| None,
+            errs,
+        );
+    }
+    facts
+}
+
+/// A problem in one data row (given the header and the row, of equal widths), if any.
+type RowCheck = dyn Fn(&[String], &[String]) -> Option<String>;
+
+/// A step_trace_time.csv row: Device_id an integer, Step an integer or empty, every time a number.
+fn step_row(_: &[String], r: &[String]) -> Option<String> {
+    let int = |c: &str| {
+        let c = c.strip_prefix('-').unwrap_or(c);
+        !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !int(&r[0]) {
+        return Some(format!("Device_id {:?} is not an integer", r[0]));
+    }
+    if !r[1].is_empty() && !r[1].bytes().all(|b| b.is_ascii_digit()) {
+        return Some(format!("Step {:?} is neither an integer nor empty", r[1]));
+    }
+    r[2..]
+        .iter()
+        .find(|c| c.parse::<f64>().map_or(true, |v| !v.is_finite()))
+        .map(|c| format!("{c:?} is not a number (us)"))
+}
+
+/// A kernel_details.csv row: a numeric start (torch_npu's trailing TAB allowed) and a duration >= 0.
+fn kernel_row(h: &[String], r: &[String]) -> Option<String> {
+    let cell = |name: &str| {
+        h.iter()
+            .position(|c| c == name)
+            .map_or("", |i| r[i].as_str())
+    };
+    let start = cell("Start Time(us)");
+    if start.trim().parse::<f64>().map_or(true, |v| !v.is_finite()) {
+        return Some(format!("Start Time(us) {start:?} is not a number"));
+    }
+    let dur = cell("Duration(us)");
+    match dur.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => None,
+        _ => Some(format!("Duration(us) {dur:?} is not a number >= 0")),
+    }
 }
 
 /// The files `check_worker` opens itself (and reports when they are not regular files), by their path in
@@ -162,7 +275,11 @@ fn read_by_check(rel: &Path) -> bool {
         }
         Some((OUTPUT_DIR, f)) => matches!(
             f,
-            "trace_view.json" | "step_trace_time.csv" | "kernel_details.csv" | "op_statistic.csv"
+            "trace_view.json"
+                | "step_trace_time.csv"
+                | "kernel_details.csv"
+                | "op_statistic.csv"
+                | "api_statistic.csv"
         ),
         Some(_) => false,
     }
@@ -205,37 +322,48 @@ fn scan(d: &Dir, path: &Path, rel: &Path, depth: usize, errs: &mut Vec<String>) 
     }
 }
 
-/// The header and row widths of one CSV.
+/// The header, the row widths and (with a header as wanted) the cells of one CSV, stopping at the first bad
+/// row. Returns the number of data rows when the file was read to its end.
 fn check_csv(
     out: &Dir,
     out_path: &Path,
     file: &str,
-    want: &dyn Fn(&str) -> bool,
+    want: &dyn Fn(&[String]) -> bool,
     what: &str,
+    cells: &RowCheck,
     errs: &mut Vec<String>,
-) {
+) -> Option<usize> {
     let p = out_path.join(file);
-    let mut head: Option<usize> = None;
+    let mut head: Option<(Vec<String>, bool)> = None;
     let mut row = 0usize;
+    let mut complete = true;
     let r = files::csv_each(out, &p, file, |r| {
         row += 1;
-        let Some(h) = head else {
-            let hs = r.join(",");
-            if !want(&hs) {
+        let Some((h, good)) = &head else {
+            let good = want(&r);
+            if !good {
                 errs.push(format!(
-                    "{}: header is {hs:?}, expected {what}",
-                    p.display()
+                    "{}: header is {:?}, expected {what}",
+                    p.display(),
+                    r.join(",")
                 ));
             }
-            head = Some(r.len());
+            head = Some((r, good));
             return true;
         };
-        if r.len() != h {
+        if r.len() != h.len() {
             errs.push(format!(
-                "{}: row {row} has {} cells, the header {h}",
+                "{}: row {row} has {} cells, the header {}",
                 p.display(),
-                r.len()
+                r.len(),
+                h.len()
             ));
+            complete = false;
+            return false;
+        }
+        if let Some(m) = cells(h, &r).filter(|_| *good) {
+            errs.push(format!("{}: row {row}: {m}", p.display()));
+            complete = false;
             return false;
         }
         true
@@ -243,19 +371,29 @@ fn check_csv(
     match r {
         Err(e) => errs.push(e),
         Ok(()) if head.is_none() => errs.push(format!("{}: empty (no header)", p.display())),
+        Ok(()) if complete => return Some(row - 1),
         Ok(()) => {}
     }
+    None
 }
 
 /// (start ns, end ns, name) of one X event.
 type Slice = (u64, u64, String);
 
-fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
+/// A flow's identity (id, category, name) -> which of its ends were seen (start, finish).
+type Flows = HashMap<(String, String, String), (bool, bool)>;
+
+/// Checks trace_view.json; returns (slices, complete flows) as Perfetto's JSON importer counts them.
+fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64) {
     let p: PathBuf = out_path.join("trace_view.json");
     let mut n = 0u64;
     let mut bad = 0usize;
     // Per (pid, tid): the X slices, checked for nesting afterwards.
     let mut tracks: HashMap<(u64, u64), Vec<Slice>> = HashMap::new();
+    let mut flows: Flows = HashMap::new();
+    // Instant events, and B/E pairs (an unterminated B is an open slice); X slices are in `tracks`.
+    let mut other_slices = 0u64;
+    let mut open_b: HashMap<(u64, u64), u64> = HashMap::new();
     let mut report = |errs: &mut Vec<String>, m: String| {
         bad += 1;
         if bad <= TRACE_PROBLEMS_SHOWN {
@@ -266,13 +404,24 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
         Ok((f, _)) => f,
         Err(e) => {
             errs.push(e);
-            return;
+            return (0, 0);
         }
     };
     let mut local = Vec::new();
     let r = files::events(file, &p, |e| {
         n += 1;
         let ph = e.get("ph").and_then(Value::as_str).unwrap_or("");
+        if ph.is_empty() {
+            local.push(format!("{}: event {n} has no \"ph\"", p.display()));
+            return;
+        }
+        if e.get("args").is_some_and(|a| !matches!(a, Value::Obj(_))) {
+            local.push(format!(
+                "{}: event {n} ({ph}): args is not an object",
+                p.display()
+            ));
+            return;
+        }
         let (Some(pid), Some(tid)) = (
             e.get("pid").and_then(Value::as_u64),
             e.get("tid").and_then(Value::as_u64),
@@ -281,6 +430,9 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
             return;
         };
         if ph == "M" {
+            if let Some(m) = metadata_problem(e) {
+                local.push(format!("{}: event {n}: {m}", p.display()));
+            }
             return;
         }
         let ts = e.get("ts").and_then(Value::as_str);
@@ -308,6 +460,41 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
                 .entry((pid, tid))
                 .or_default()
                 .push((s, s.saturating_add(d), name));
+            return;
+        }
+        match ph {
+            "i" | "I" | "R" => other_slices += 1,
+            "B" => *open_b.entry((pid, tid)).or_default() += 1,
+            "E" => match open_b.get_mut(&(pid, tid)) {
+                Some(k) if *k > 0 => {
+                    *k -= 1;
+                    other_slices += 1;
+                }
+                _ => {}
+            },
+            "s" | "f" => {
+                let id = match e.get("id") {
+                    Some(Value::Str(s)) => s.to_string(),
+                    Some(Value::Num(t)) if t.parse::<i64>().is_ok() || t.parse::<u64>().is_ok() => {
+                        t.to_string()
+                    }
+                    _ => {
+                        local.push(format!(
+                            "{}: flow event {n} has no integer or string id",
+                            p.display()
+                        ));
+                        return;
+                    }
+                };
+                let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let ends = flows.entry((id, text("cat"), text("name"))).or_default();
+                if ph == "s" {
+                    ends.0 = true;
+                } else {
+                    ends.1 = true;
+                }
+            }
+            _ => {}
         }
     });
     for m in local {
@@ -315,8 +502,12 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
     }
     if let Err(e) = r {
         errs.push(format!("{e} (not a JSON array of events)"));
-        return;
+        return (0, 0);
     }
+    let slices = other_slices
+        + open_b.values().sum::<u64>()
+        + tracks.values().map(|v| v.len() as u64).sum::<u64>();
+    let complete = flows.values().filter(|(s, f)| *s && *f).count() as u64;
     for ((pid, tid), mut v) in tracks {
         v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let mut stack: Vec<Slice> = Vec::new();
@@ -348,6 +539,30 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
             p.display(),
             bad - TRACE_PROBLEMS_SHOWN
         ));
+    }
+    (slices, complete)
+}
+
+/// What Perfetto's importer rejects in a metadata (`M`) event: a process or thread name that is not a
+/// non-empty string, a sort index that is not a number.
+fn metadata_problem(e: &Value<'_>) -> Option<String> {
+    let name = e.get("name").and_then(Value::as_str).unwrap_or("");
+    let args = e.get("args");
+    match name {
+        "process_name" | "thread_name" => {
+            let ok = args
+                .and_then(|a| a.get("name"))
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            (!ok).then(|| format!("{name} needs a non-empty string args.name"))
+        }
+        "process_sort_index" | "thread_sort_index" => {
+            let ok = args
+                .and_then(|a| a.get("sort_index"))
+                .is_some_and(|v| matches!(v, Value::Num(_)));
+            (!ok).then(|| format!("{name} needs a numeric args.sort_index"))
+        }
+        _ => None,
     }
 }
 
