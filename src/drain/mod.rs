@@ -16,8 +16,9 @@
 use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
 use crate::export;
+use crate::export::ExportJob;
 use crate::process::block_signals;
-use crate::profile::{Counters, ExportJob, Profile, StopReason};
+use crate::profile::{Counters, Profile, StopReason};
 use crate::record::{self, clock, names, Record, Ring};
 use crate::spool;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};

@@ -1,16 +1,15 @@
 //! The facts of one profile, shared by every stage: what the session started ([`Profile`]), why it ended
-//! ([`StopReason`]), what the drain counted ([`Counters`]) and what the export thread is handed
-//! ([`ExportJob`]). Below the session, the drain, the backends and the exporters; above only the leaves.
+//! ([`StopReason`]) and what the drain counted ([`Counters`]); the export thread's work item that bundles
+//! them with the device data is `export::ExportJob`. Below the session, the drain, the backends, the device
+//! model and the exporters; above only the leaves.
 
 use crate::config::Config;
 use crate::layout;
 use std::path::PathBuf;
 
 mod counters;
-mod job;
 
 pub use counters::{counter_keys, Counters, KIND_KEYS};
-pub use job::ExportJob;
 
 /// The backend that collected a profile (what `NPUPROF_BACKEND` resolved to, `auto` included): the decisions
 /// exporters and `npuprof recover` make on it are matches on this, never on its spelling.

@@ -1,8 +1,9 @@
-//! The export thread's work item: a stopped profile, its device data and its counters. Apart from
-//! [`super::Profile`] because it holds the device model's [`DeviceData`], which itself reads profiles.
+//! The export thread's work item: a stopped profile, its device data and its counters. It lives with its
+//! consumer: the drain and `recover` make it (importing down), and it holds the device model's
+//! [`DeviceData`], which itself reads profiles, so it cannot sit in `profile`.
 
-use super::{Counters, Profile, StopReason};
 use crate::device::DeviceData;
+use crate::profile::{Counters, Profile, StopReason};
 use crate::record::clock;
 use std::sync::Arc;
 
