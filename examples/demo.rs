@@ -117,20 +117,24 @@ fn worker(rank: u32) {
         id("sampler"),
     );
     let (detok, kv) = (id("detokenize"), id("kv_cache_swap_out"));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // A detokenizer thread with its own ranges, as the runtime's output processor has.
+    // A detokenizer thread with its own ranges, as the runtime's output processor has: it handles each
+    // step's output, and the scheduler waits for it before the next step (so every step of a profile has
+    // the detokenizer's work in it, however the threads are scheduled).
+    let (outputs, to_detok) = std::sync::mpsc::sync_channel::<u64>(0);
+    let (done, detok_done) = std::sync::mpsc::sync_channel::<()>(0);
     let helper = {
-        let stop = stop.clone();
         let (push, pop, mark) = (api.push, api.pop, api.mark);
         std::thread::Builder::new()
             .name("detokenizer".into())
             .spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _step in to_detok {
                     push(detok);
                     spin(150);
                     pop();
                     mark(kv);
-                    std::thread::sleep(Duration::from_micros(600));
+                    if done.send(()).is_err() {
+                        break;
+                    }
                 }
             })
             .unwrap()
@@ -165,9 +169,11 @@ fn worker(rank: u32) {
         spin(80);
         (api.pop)();
         (api.pop)();
+        outputs.send(step).unwrap();
+        detok_done.recv().unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(outputs);
     helper.join().unwrap();
     check(&api, "flush", (api.flush)());
     let mut buf = vec![0 as c_char; 4096];
