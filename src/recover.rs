@@ -74,7 +74,7 @@ fn result_stage(wd: &Dir, dir: &Path) -> Result<Option<DeviceStage>> {
         }
         Err(_) => return Ok(Some(DeviceStage::Parsed)),
     };
-    let stage = crate::export::jsonparse::Parser::new(&text)
+    let stage = crate::format::jsonparse::Parser::new(&text)
         .value(0)
         .ok()
         .and_then(|v| {

@@ -205,6 +205,25 @@ fn the_module_graph_has_no_cycle() {
     );
 }
 
+/// Producers and exporters sit side by side: no backend module names an export module, and no export module
+/// names a backend (they meet in the device model, `device`, and the profile's facts, `profile`).
+#[test]
+fn backends_and_exporters_never_import_each_other() {
+    let edges = graph();
+    let family = |m: &str, f: &str| m == f || m.starts_with(&format!("{f}::"));
+    let mut wrong = Vec::new();
+    for (a, to) in &edges {
+        for b in to {
+            if (family(a, "backend") && family(b, "export"))
+                || (family(a, "export") && family(b, "backend"))
+            {
+                wrong.push(format!("{a} -> {b}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 /// The scan sees what it must: known downward edges, and a cycle when one exists.
 #[test]
 fn the_scan_finds_known_edges_and_a_planted_cycle() {

@@ -11,7 +11,6 @@ mod host;
 mod info;
 mod job;
 pub use crate::format::json;
-pub mod jsonparse;
 pub use crate::layout;
 pub mod overlap;
 pub mod trace_view;

@@ -1,4 +1,6 @@
 //! Leaf text-format helpers shared by the exporters, the device model, the backends and the CLI: JSON and
-//! CSV writing (no serializer dependency). They import nothing of the crate.
+//! CSV writing, and the bounded, never-panicking JSON reader (no serializer dependency). They import
+//! nothing of the crate.
 
 pub mod json;
+pub mod jsonparse;

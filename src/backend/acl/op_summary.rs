@@ -5,8 +5,8 @@ use super::outputs::{open_output, Deadline};
 use super::time_base::rebase;
 use crate::device::{Kernel, Kernels};
 use crate::dir::Dir;
-use crate::export::jsonparse::us_to_ns;
 use crate::format::json;
+use crate::format::jsonparse::us_to_ns;
 
 /// op_summary → kernel_details renames (torch_npu `_kernel_view_parser.py`, MindSpore viewer).
 fn rename(col: &str) -> &str {

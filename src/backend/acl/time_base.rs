@@ -2,7 +2,7 @@
 
 use super::outputs::read_small;
 use crate::dir::Dir;
-use crate::export::jsonparse::Parser;
+use crate::format::jsonparse::Parser;
 
 /// `ts + shift`, clamped to the u64 range.
 pub(super) fn rebase(ts: u64, shift: i128) -> u64 {

@@ -6,8 +6,8 @@ use crate::device::pids::*;
 use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes, TraceSink};
 use crate::dir::Dir;
 use crate::error::Result;
-use crate::export::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};
 use crate::format::json;
+use crate::format::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};
 use std::collections::HashMap;
 
 /// The device and CANN processes of `msprof_*.json`, written into `trace_view.json` on npuprof's pids and

@@ -14,8 +14,8 @@ use crate::files::{self, Cap};
 use crate::text::say;
 use crate::walk::{self, MAX_DEPTH};
 use npuprof::dir::{Dir, Kind};
-use npuprof::export::jsonparse::{us_to_ns, Parser, Value};
 use npuprof::export::layout::OUTPUT_DIR;
+use npuprof::format::jsonparse::{us_to_ns, Parser, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@
 
 use npuprof::backend::acl::export::{unquote, RawRecords};
 use npuprof::dir::{Dir, Kind};
-use npuprof::export::jsonparse::{stream_array_bounded, Value};
+use npuprof::format::jsonparse::{stream_array_bounded, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 

@@ -4,8 +4,8 @@
 use crate::files::{self, Cap};
 use crate::text::{say, table, us, warn};
 use npuprof::dir::Dir;
-use npuprof::export::jsonparse::{us_to_ns, Parser, Value};
 use npuprof::export::layout::OUTPUT_DIR;
+use npuprof::format::jsonparse::{us_to_ns, Parser, Value};
 use std::collections::HashMap;
 use std::path::Path;
 
