@@ -52,6 +52,9 @@ pub struct Recovered {
 /// The file every export writes last, with the result's `npuprof.device_data` stage.
 const METADATA: &str = "profiler_metadata.json";
 
+/// The exit a recovered profile's export sees: never begun (recover runs outside the profiled process).
+static RECOVER_EXIT: crate::process::Exit = crate::process::Exit::new();
+
 /// The `npuprof.device_data` stage of the result in `wd` (`None`: no metadata yet). A metadata file without
 /// the field, or one that cannot be read as JSON, was written whole (atomically) by an export that had no
 /// such stage: a finished result.
@@ -398,6 +401,8 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         auto: kv.get("auto").is_some_and(|v| v == "true"),
         backend,
         config,
+        // `npuprof recover` runs in a process of its own, whose exit hook never finishes profiles.
+        exit: &RECOVER_EXIT,
     });
     let (stop_tick, reason, mut counters, truncated, counters_as_of_ns) = match &stop {
         Some(s) => (

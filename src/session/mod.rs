@@ -339,6 +339,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         auto,
         backend: backend.id(),
         config: cfg,
+        exit: &crate::process::EXIT,
     });
     backend
         .start(&profile)

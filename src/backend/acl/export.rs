@@ -243,7 +243,7 @@ impl DeviceData for AclData {
             return Ok(r);
         };
         // At exit the whole export must fit the exit hook's wait: give msprof at most 30 s then.
-        let timeout_s = if crate::process::EXITING.load(std::sync::atomic::Ordering::Relaxed) {
+        let timeout_s = if profile.exit.exiting() {
             self.timeout_s.min(30)
         } else {
             self.timeout_s
@@ -279,6 +279,7 @@ impl DeviceData for AclData {
                 Path::new(prof_name),
                 log,
                 Duration::from_secs(timeout_s),
+                profile.exit,
                 &mut leftovers,
             ),
             Err(e) => Err(RunError::Spawn(format!("logs/{LOG}: {e}"))),
