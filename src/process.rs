@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+// FORK_GEN and FORKING stay globals: their writers are `pthread_atfork` handlers (no arguments) and their
+// readers include MSPTI's C callbacks, which run on vendor threads with no context of ours to carry them.
+
 /// Incremented in every forked child.
 pub(crate) static FORK_GEN: AtomicU64 = AtomicU64::new(0);
 /// Forks in progress in this process (between our prepare and parent/child handlers).
