@@ -50,7 +50,7 @@ pub struct Recovered {
 }
 
 /// The file every export writes last, with the result's `npuprof.device_data` stage.
-const METADATA: &str = "profiler_metadata.json";
+use crate::layout::METADATA;
 
 /// The exit a recovered profile's export sees: never begun (recover runs outside the profiled process).
 static RECOVER_EXIT: crate::process::Exit = crate::process::Exit::new();

@@ -179,12 +179,12 @@ pub(crate) fn parse_dir(
     for (kind, file, instead) in [
         (
             "op_statistic",
-            "op_statistic.csv",
+            crate::layout::OP_STATISTIC,
             "npuprof's op_statistic.csv (computed from the kernels) stands in for CANN's",
         ),
         (
             "api_statistic",
-            "api_statistic.csv",
+            crate::layout::API_STATISTIC,
             "no api_statistic.csv is written",
         ),
     ] {

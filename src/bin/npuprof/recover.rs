@@ -5,7 +5,7 @@
 use crate::text::{say, warn};
 use crate::usage;
 use npuprof::dir::Kind;
-use npuprof::export::layout::{FRAMEWORK_DIR, SPOOL_NAME};
+use npuprof::layout::{FRAMEWORK_DIR, SPOOL_NAME};
 use std::path::Path;
 
 /// The spool of `dir` is a regular file (not a symlink, FIFO, socket, device or directory).
