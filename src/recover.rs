@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::device::{DeviceData, NoDeviceData};
 use crate::dir::{Dir, Kind};
 use crate::error::{Error, Result, Status};
-use crate::export::{layout, DeviceStage};
+use crate::layout;
 use crate::profile::{counter_keys, Counters, ExportJob};
 use crate::profile::{BackendId, Profile, StopReason};
 use crate::record::clock::Conversion;
@@ -49,44 +49,8 @@ pub struct Recovered {
     pub torn_frame_at: Option<u64>,
 }
 
-/// The file every export writes last, with the result's `npuprof.device_data` stage.
-use crate::layout::METADATA;
-
 /// The exit a recovered profile's export sees: never begun (recover runs outside the profiled process).
 static RECOVER_EXIT: crate::process::Exit = crate::process::Exit::new();
-
-/// The `npuprof.device_data` stage of the result in `wd` (`None`: no metadata yet). A metadata file without
-/// the field, or one that cannot be read as JSON, was written whole (atomically) by an export that had no
-/// such stage: a finished result.
-fn result_stage(wd: &Dir, dir: &Path) -> Result<Option<DeviceStage>> {
-    if wd
-        .stat_at(METADATA)
-        .map_err(|e| Error::io("cannot stat", &dir.join(METADATA), &e))?
-        .is_none()
-    {
-        return Ok(None);
-    }
-    let text = match wd.open_file(METADATA) {
-        Ok((f, st)) => {
-            use std::io::Read;
-            let mut b = Vec::new();
-            // A metadata file is a few KiB; read no more than 16 MiB of one.
-            let _ = f.take(st.size.min(16 << 20)).read_to_end(&mut b);
-            b
-        }
-        Err(_) => return Ok(Some(DeviceStage::Parsed)),
-    };
-    let stage = crate::export::jsonparse::Parser::new(&text)
-        .value(0)
-        .ok()
-        .and_then(|v| {
-            v.get("npuprof")?
-                .get("device_data")?
-                .as_str()
-                .and_then(DeviceStage::from_name)
-        });
-    Ok(Some(stage.unwrap_or(DeviceStage::Parsed)))
-}
 
 /// The device data a recovered profile can still have: the MSPTI spool, or CANN's raw `PROF_*` data.
 fn recovered_device(
@@ -291,7 +255,7 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         wd.stat_at(name)
             .map_err(|e| Error::io("cannot stat", &at(name), &e))
     };
-    match result_stage(&wd, dir)? {
+    match crate::results::stage(&wd, dir)? {
         Some(s) if !s.unfinished() => {
             return Err(invalid(format!(
                 "{} is already a finished result",
