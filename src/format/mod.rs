@@ -1,4 +1,5 @@
-//! Leaf text-format helpers shared by the exporters, the device model, the backends and the CLI: JSON and
-//! CSV writing (no serializer dependency). They import nothing of the crate.
+//! Leaf text-format helpers shared by the exporters, the device model, the backends and the CLI: JSON
+//! writing and CSV reading (no serializer dependency). They import nothing of the crate.
 
+pub mod csv;
 pub mod json;

@@ -3,9 +3,9 @@
 //! read with a size cap per kind of file. A file over its cap is reported as too large, naming the file and
 //! the cap, and is not read.
 
-use crate::backend::acl::export::{unquote, RawRecords};
 use crate::dir::{Dir, Kind};
 use crate::export::jsonparse::{stream_array_bounded, Value};
+use crate::format::csv::{unquote, RawRecords};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 

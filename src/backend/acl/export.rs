@@ -34,7 +34,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 // Moved to their own files; re-exported where other modules and the CLI use them.
-pub use super::csv::{csv_records, unquote, RawRecords};
 
 /// An `auto` profile that continued host-only.
 pub struct HostOnly(pub Option<String>);

@@ -11,7 +11,6 @@
 //! so both behave the same for it; where they differ on *accepted bits*, a start rejected with
 //! `ACL_ERROR_PROF_MODULES_UNSUPPORTED` is retried once with the portable bit set.
 
-pub mod csv;
 pub mod export;
 pub mod features;
 pub(crate) mod load;
