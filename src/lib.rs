@@ -42,8 +42,9 @@
 //!   tests and the fuzzers), `control` (the trigger protocol for `npuprof trigger`), `dir` (directory handles
 //!   for the CLI), `export` (layout names, the CSV headers, the JSON reader and writer for the CLI and the
 //!   trace and overlap writers for tests and benches), `record` (ring and name-table limits for tests and
-//!   benches), `results` (finding and reading result directories, for `check`, `summary` and `recover`), `session` (logging and the lock-order test hook), `spool` (the spool format for `recover`,
-//!   the fuzzers and tests);
+//!   benches), `results` (finding and reading result directories, for `check`, `summary` and `recover`),
+//!   `session` (logging and the lock-order test hook), `spool` (the spool format for `recover`, the fuzzers
+//!   and tests);
 //! - private: `drain`, `fault`, `logger`, `process`.
 
 #[doc(hidden)]

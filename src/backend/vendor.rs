@@ -10,8 +10,9 @@
 //!   through the returned [`Stopping`].
 //! * The export (on `npuprof-export`, after the drain has finished the host spool: the rings go on being
 //!   drained meanwhile) waits for the device data until the stop's deadline, `NPUPROF_VENDOR_TIMEOUT_S` after
-//!   the stop ([`Pending::collect`]); at exit, until half of the exit hook's wait (the cut of `process::Exit`, which the profile carries). A stop
-//!   that has not returned by then is **abandoned**: the profile is written with its host data, and
+//!   the stop ([`Pending::collect`]); at exit, until half of the exit hook's wait (the cut of the
+//!   `process::Exit` the profile carries). A stop that has not returned by then is **abandoned**: the
+//!   profile is written with its host data, and
 //!   `profiler_metadata.json` says `"device": {"status": "abandoned", "vendor_stop_abandoned": "<the call
 //!   it was inside>", ...}`.
 //! * npuprof never calls a vendor library while a stop of its own is still inside it. The next

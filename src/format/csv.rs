@@ -1,5 +1,5 @@
-//! The CSV readers (msprof's outputs, the CLI's reading of results): raw records with field spans (cells copied undecoded), a streaming
-//! record reader, and unquoting.
+//! The CSV readers (msprof's outputs, the results reader of the CLI): raw records with field spans (cells
+//! copied undecoded), a streaming record reader, and unquoting.
 
 /// CSV records as raw text with the byte spans of their fields (quotes kept), so cells can be copied into
 /// another CSV without decoding and re-encoding them.

@@ -6,7 +6,8 @@
 //! makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`, a per-process attribute: set in the helper, never
 //! in the host), forks and execs msprof in its own process group, waits for it up to the timeout (then kills
 //! its group) — or until the host is gone (the helper's parent changes) or the export cancels it (a byte on the
-//! cancel pipe: the exit hook's cut, see `process::Exit::cut_passed`), and then kills and reaps every process left below it — orphans are re-parented to the helper,
+//! cancel pipe: the exit hook's cut, see `process::Exit::cut_passed`), and then kills and reaps every process
+//! left below it — orphans are re-parented to the helper,
 //! which finds them in `/proc/thread-self/children` — before it exits. The export thread parses msprof's
 //! output only after the helper has exited. Between `fork` and `exec`/`_exit` the helper makes only
 //! async-signal-safe system calls on memory prepared before the fork (the host is multithreaded).
