@@ -32,3 +32,32 @@ pub(super) fn call(k: u64) {
         (hook.0)(k);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A step number no other test's profile reaches: calls from other tests' steps (which run in parallel and
+    /// may find this hook installed) are not counted.
+    const K: u64 = u64::MAX - 17;
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    fn count(k: u64) {
+        if k == K {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    static COUNT: StepHook = StepHook(count);
+
+    /// No other unit test starts or stops a profile (which would set or clear the hook meanwhile).
+    #[test]
+    fn the_installed_hook_is_called_until_cleared() {
+        call(K);
+        set(Some(&COUNT));
+        call(K);
+        call(K);
+        set(None);
+        call(K);
+        assert_eq!(CALLS.load(Ordering::Relaxed), 2);
+    }
+}
