@@ -25,6 +25,30 @@ pub const MSPTI_SPOOL_NAME: &str = "mspti.spool";
 pub const MSPTI_NAMES_NAME: &str = "mspti.names";
 pub const SUFFIX: &str = "_ascend_ms";
 
+// The files of a result, by name (the CLI, `recover` and the exporters spell them only here).
+/// `profiler_metadata.json`, in the worker directory.
+pub const METADATA: &str = "profiler_metadata.json";
+/// `profiler_info_{rank}.json`, in the worker directory: this prefix, the rank, [`INFO_SUFFIX`].
+pub const INFO_PREFIX: &str = "profiler_info_";
+pub const INFO_SUFFIX: &str = ".json";
+/// In `ASCEND_PROFILER_OUTPUT/`.
+pub const TRACE_VIEW: &str = "trace_view.json";
+pub const STEP_TRACE_TIME: &str = "step_trace_time.csv";
+pub const KERNEL_DETAILS: &str = "kernel_details.csv";
+pub const OP_STATISTIC: &str = "op_statistic.csv";
+/// CANN's, copied by the aclprof backend when msprof wrote one.
+pub const API_STATISTIC: &str = "api_statistic.csv";
+
+/// `profiler_info_{rank}.json`.
+pub fn info_name(rank: u32) -> String {
+    format!("{INFO_PREFIX}{rank}{INFO_SUFFIX}")
+}
+
+/// The rank part of a `profiler_info_*.json` name (unparsed), or `None` for any other name.
+pub fn info_rank(name: &str) -> Option<&str> {
+    name.strip_prefix(INFO_PREFIX)?.strip_suffix(INFO_SUFFIX)
+}
+
 /// `YYYYmmddHHMMSSmmm` in UTC (MindSpore's choice) for a CLOCK_REALTIME time in ns.
 pub fn stamp17(realtime_ns: u64) -> String {
     let ms = realtime_ns / 1_000_000;

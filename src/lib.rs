@@ -15,6 +15,7 @@
 //!    export parsed into the same files; or MSPTI's activity records, taken in-process.
 //! 8. [`control`]: `npuprof trigger` from outside (opt-in, `NPUPROF_CONTROL=1`), polled by the drain thread.
 //! 9. [`recover`]: `npuprof recover`, a killed process's spool turned into a result.
+//! 10. `results`: the one reader of result directories that `npuprof check`, `summary` and `recover` use.
 //!
 //! What the stages share sits below them, so the module graph has no cycle (imports point down only):
 //! [`profile`] (a profile's facts, why it stopped, its counters, the export job, the backend's kind) and
@@ -41,8 +42,9 @@
 //!   tests and the fuzzers), `control` (the trigger protocol for `npuprof trigger`), `dir` (directory handles
 //!   for the CLI), `export` (layout names, the CSV headers, the JSON reader and writer for the CLI and the
 //!   trace and overlap writers for tests and benches), `record` (ring and name-table limits for tests and
-//!   benches), `session` (logging and the lock-order test hook), `spool` (the spool format for `recover`,
-//!   the fuzzers and tests);
+//!   benches), `results` (finding and reading result directories, for `check`, `summary` and `recover`),
+//!   `session` (logging and the lock-order test hook), `spool` (the spool format for `recover`, the fuzzers
+//!   and tests);
 //! - private: `drain`, `fault`, `logger`, `process`.
 
 #[doc(hidden)]
@@ -67,6 +69,8 @@ pub mod profile;
 #[doc(hidden)]
 pub mod record;
 pub mod recover;
+#[doc(hidden)]
+pub mod results;
 #[doc(hidden)]
 pub mod session;
 #[doc(hidden)]

@@ -3,7 +3,12 @@
 //! mask of npuprof's own threads. Atomics only: read from vendor callbacks, the drain and the exporters, which
 //! sit below the session that sets them.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+// FORK_GEN and FORKING stay globals: their writers are `pthread_atfork` handlers (no arguments) and their
+// readers include MSPTI's C callbacks, which run on vendor threads with no context of ours to carry them.
 
 /// Incremented in every forked child.
 pub(crate) static FORK_GEN: AtomicU64 = AtomicU64::new(0);
@@ -22,8 +27,58 @@ pub fn forking() -> bool {
     FORKING.load(Ordering::Acquire) != 0
 }
 
-/// Set while the exit hook finishes a profile: exporters skip slow steps (CANN's msprof) and say so.
-pub static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The process's exit as work already under way sees it: set once by the exit hook when it finishes
+/// profiles, read by exports queued or running then (through the `exit` of their `Profile`,
+/// never through the global below).
+#[derive(Debug)]
+pub struct Exit {
+    /// The exit hook is finishing profiles: exporters skip slow steps (CANN's msprof) and say so.
+    exiting: AtomicBool,
+    /// No export waits for a vendor stop, or lets msprof run, past this moment.
+    cut: OnceLock<Instant>,
+}
+
+impl Exit {
+    pub const fn new() -> Exit {
+        Exit {
+            exiting: AtomicBool::new(false),
+            cut: OnceLock::new(),
+        }
+    }
+
+    /// The exit hook begins finishing profiles; device steps end by `cut` at the latest, so the host data is
+    /// still written within the exit wait.
+    pub fn begin(&self, cut: Instant) {
+        let _ = self.cut.set(cut);
+        self.exiting.store(true, Ordering::Relaxed);
+    }
+
+    /// The exit hook is finishing profiles.
+    pub fn exiting(&self) -> bool {
+        self.exiting.load(Ordering::Relaxed)
+    }
+
+    /// The moment device steps must end by, once the exit hook has begun.
+    pub fn cut(&self) -> Option<Instant> {
+        self.cut.get().copied()
+    }
+
+    /// The exit cut has passed: a device step still running (msprof) must end now.
+    pub fn cut_passed(&self) -> bool {
+        self.cut().is_some_and(|c| Instant::now() >= c)
+    }
+}
+
+impl Default for Exit {
+    fn default() -> Exit {
+        Exit::new()
+    }
+}
+
+/// This process's exit. A global, not a parameter, because the one writer is an `atexit` handler (it
+/// receives no arguments) and its readers are exports queued before it ran; the session hands a reference to
+/// every profile it starts (`Profile::exit`), and nothing below reads this static directly.
+pub(crate) static EXIT: Exit = Exit::new();
 
 /// Blocks every signal on the calling (npuprof) thread: signals stay with the host's threads.
 pub fn block_signals() {

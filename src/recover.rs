@@ -30,7 +30,7 @@ use crate::device::{DeviceData, NoDeviceData};
 use crate::dir::{Dir, Kind};
 use crate::error::{Error, Result, Status};
 use crate::export::ExportJob;
-use crate::export::{layout, DeviceStage};
+use crate::layout;
 use crate::profile::{counter_keys, Counters};
 use crate::profile::{BackendId, Profile, StopReason};
 use crate::record::clock::Conversion;
@@ -50,41 +50,8 @@ pub struct Recovered {
     pub torn_frame_at: Option<u64>,
 }
 
-/// The file every export writes last, with the result's `npuprof.device_data` stage.
-const METADATA: &str = "profiler_metadata.json";
-
-/// The `npuprof.device_data` stage of the result in `wd` (`None`: no metadata yet). A metadata file without
-/// the field, or one that cannot be read as JSON, was written whole (atomically) by an export that had no
-/// such stage: a finished result.
-fn result_stage(wd: &Dir, dir: &Path) -> Result<Option<DeviceStage>> {
-    if wd
-        .stat_at(METADATA)
-        .map_err(|e| Error::io("cannot stat", &dir.join(METADATA), &e))?
-        .is_none()
-    {
-        return Ok(None);
-    }
-    let text = match wd.open_file(METADATA) {
-        Ok((f, st)) => {
-            use std::io::Read;
-            let mut b = Vec::new();
-            // A metadata file is a few KiB; read no more than 16 MiB of one.
-            let _ = f.take(st.size.min(16 << 20)).read_to_end(&mut b);
-            b
-        }
-        Err(_) => return Ok(Some(DeviceStage::Parsed)),
-    };
-    let stage = crate::format::jsonparse::Parser::new(&text)
-        .value(0)
-        .ok()
-        .and_then(|v| {
-            v.get("npuprof")?
-                .get("device_data")?
-                .as_str()
-                .and_then(DeviceStage::from_name)
-        });
-    Ok(Some(stage.unwrap_or(DeviceStage::Parsed)))
-}
+/// The exit a recovered profile's export sees: never begun (recover runs outside the profiled process).
+static RECOVER_EXIT: crate::process::Exit = crate::process::Exit::new();
 
 /// The device data a recovered profile can still have: the MSPTI spool, or CANN's raw `PROF_*` data.
 fn recovered_device(
@@ -289,7 +256,7 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         wd.stat_at(name)
             .map_err(|e| Error::io("cannot stat", &at(name), &e))
     };
-    match result_stage(&wd, dir)? {
+    match crate::results::stage(&wd, dir)? {
         Some(s) if !s.unfinished() => {
             return Err(invalid(format!(
                 "{} is already a finished result",
@@ -399,6 +366,8 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         auto: kv.get("auto").is_some_and(|v| v == "true"),
         backend,
         config,
+        // `npuprof recover` runs in a process of its own, whose exit hook never finishes profiles.
+        exit: &RECOVER_EXIT,
     });
     let (stop_tick, reason, mut counters, truncated, counters_as_of_ns) = match &stop {
         Some(s) => (

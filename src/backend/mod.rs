@@ -30,6 +30,11 @@ use crate::device::DeviceData;
 use crate::error::Result;
 use crate::profile::{BackendId, Profile};
 
+/// What the step path calls with each recorded step's number while a profile runs (see
+/// [`Backend::step_hook`]). A `static` the backend owns, so the session can keep a pointer to it in an atomic
+/// and the step path reads it without the control lock.
+pub struct StepHook(pub fn(u64));
+
 pub trait Backend: Send {
     fn id(&self) -> BackendId;
     /// The device the calling thread drives (asked before the profile's directory is made).
@@ -45,6 +50,13 @@ pub trait Backend: Send {
     /// host backend): it is run inline.
     fn calls_vendor(&self) -> bool {
         true
+    }
+    /// Asked after a successful `start`: the hook `npuprof_step` calls with each recorded step's number until
+    /// the profile stops (`None`: nothing to do per step, the step path then costs one null check). It runs
+    /// on the caller's thread, outside the control lock, and may still be running (or be entered) while
+    /// `stop` begins: the backend makes its own stop wait for it (see `acl::mark_step`).
+    fn step_hook(&self) -> Option<&'static StepHook> {
+        None
     }
 }
 

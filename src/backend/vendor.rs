@@ -10,8 +10,9 @@
 //!   through the returned [`Stopping`].
 //! * The export (on `npuprof-export`, after the drain has finished the host spool: the rings go on being
 //!   drained meanwhile) waits for the device data until the stop's deadline, `NPUPROF_VENDOR_TIMEOUT_S` after
-//!   the stop ([`Pending::collect`]); at exit, until half of the exit hook's wait ([`cut_at_exit`]). A stop
-//!   that has not returned by then is **abandoned**: the profile is written with its host data, and
+//!   the stop ([`Pending::collect`]); at exit, until half of the exit hook's wait (the cut of the
+//!   `process::Exit` the profile carries). A stop that has not returned by then is **abandoned**: the
+//!   profile is written with its host data, and
 //!   `profiler_metadata.json` says `"device": {"status": "abandoned", "vendor_stop_abandoned": "<the call
 //!   it was inside>", ...}`.
 //! * npuprof never calls a vendor library while a stop of its own is still inside it. The next
@@ -29,22 +30,15 @@ use crate::error::{Error, Result, Status};
 use crate::profile::Profile;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The vendor call the running backend stop is inside ("" between calls).
 static CALL: Mutex<&'static str> = Mutex::new("");
-/// Set by the exit hook: no export waits for a vendor stop past this moment.
-static EXIT_CUT: OnceLock<Instant> = OnceLock::new();
 
 /// Called by a backend's stop before each vendor call, so an abandoned stop can be named.
 pub fn calling(call: &'static str) {
     *CALL.lock().unwrap_or_else(|e| e.into_inner()) = call;
-}
-
-/// Whether the exit hook's cut has passed: a device step still running (msprof) must end now.
-pub fn exit_cut_passed() -> bool {
-    EXIT_CUT.get().is_some_and(|c| Instant::now() >= *c)
 }
 
 /// The vendor-call slot's lock, for the session's `hold_every_lock` (a test hook; the session is above us).
@@ -57,12 +51,6 @@ fn current_call() -> &'static str {
         "" => "the backend's stop",
         c => c,
     }
-}
-
-/// The exit hook: exports wait for vendor stops until `at` at the latest, so the host data is still
-/// written within the exit wait.
-pub fn cut_at_exit(at: Instant) {
-    let _ = EXIT_CUT.set(at);
 }
 
 /// A backend stop under way on the `npuprof-vendor` thread; the backend comes back through it.
@@ -122,6 +110,7 @@ pub fn stop(
     let pending = Box::new(Pending {
         rx,
         stopping: stopping.clone(),
+        exit: profile.exit,
     });
     // Handed to the thread through a slot, so that if it cannot be started the stop still runs (here).
     let job = Arc::new(Mutex::new(Some((backend, profile, tx))));
@@ -181,14 +170,16 @@ fn run(stopping: &Stopping, job: &Job) {
 struct Pending {
     rx: Receiver<Result<Box<dyn DeviceData>>>,
     stopping: Arc<Stopping>,
+    /// The process's exit: its cut shortens the wait.
+    exit: &'static crate::process::Exit,
 }
 
 impl Pending {
     /// The stop's outcome, or `None` when it has not returned by its deadline (or the exit cut).
     fn wait(&self) -> Option<Result<Box<dyn DeviceData>>> {
         loop {
-            let until = match EXIT_CUT.get() {
-                Some(c) => self.stopping.deadline.min(*c),
+            let until = match self.exit.cut() {
+                Some(c) => self.stopping.deadline.min(c),
                 None => self.stopping.deadline,
             };
             let left = until.saturating_duration_since(Instant::now());
@@ -232,7 +223,7 @@ impl DeviceData for Pending {
                     "{call} did not return within {} s: the device stop was abandoned and the profile has host \
                      data only (NPUPROF_VENDOR_TIMEOUT_S{})",
                     waited.as_secs(),
-                    if EXIT_CUT.get().is_some() {
+                    if self.exit.cut().is_some() {
                         "; shortened at process exit"
                     } else {
                         ""

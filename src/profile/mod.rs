@@ -99,4 +99,6 @@ pub struct Profile {
     pub auto: bool,
     pub backend: BackendId,
     pub config: &'static Config,
+    /// The process's exit, as the exit hook announces it to this profile's export (see `process::Exit`).
+    pub(crate) exit: &'static crate::process::Exit,
 }

@@ -10,7 +10,7 @@
 
 use super::fork::reset_after_fork;
 use super::{reentered, stop_locked, Held, CONFIG, CONTROL, IN_CONTROL, WRITING};
-use crate::process::{EXITING, FORK_GEN};
+use crate::process::{EXIT, FORK_GEN};
 use crate::profile::StopReason;
 use crate::record::clock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,10 +89,9 @@ extern "C" fn at_exit() {
         if recording.is_none() && (writing == 0 || ctl.threads.is_none()) {
             return;
         }
-        EXITING.store(true, Ordering::Relaxed);
         // A device stop that blocks (the one below, or one still running) gets half of the wait: the host
-        // data is then still written within it.
-        crate::backend::vendor::cut_at_exit(std::time::Instant::now() + wait / 2);
+        // data is then still written within it. Exports see it through their profile's `exit`.
+        EXIT.begin(std::time::Instant::now() + wait / 2);
         match &recording {
             Some(dir) => log::warn!(
                 "the process is exiting while recording: finishing {} and waiting up to {}s for it{} \

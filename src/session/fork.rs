@@ -86,6 +86,7 @@ fn release_held() {
 extern "C" fn after_fork_child() {
     // The child has one thread and no drain: nothing may record into rings nobody reads.
     STATE.fetch_and(!REC, Ordering::AcqRel);
+    super::step_hook::set(None);
     backend::acl::after_fork_child();
     FORK_GEN.fetch_add(1, Ordering::AcqRel);
     let _ = std::panic::catch_unwind(|| {

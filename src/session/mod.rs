@@ -33,6 +33,7 @@ use std::time::Duration;
 
 mod exit;
 mod fork;
+mod step_hook;
 
 use crate::process::FORK_GEN;
 pub use exit::export_ended;
@@ -338,6 +339,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         auto,
         backend: backend.id(),
         config: cfg,
+        exit: &crate::process::EXIT,
     });
     backend
         .start(&profile)
@@ -363,6 +365,7 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         return Err(e);
     }
     ctl.next_gen += 1;
+    step_hook::set(backend_step_hook(ctl));
     STEPS.store(0, Ordering::Relaxed);
     let stop_at = match cfg.trigger {
         Trigger::Auto { stop_step, .. } if auto => stop_step + 1,
@@ -385,6 +388,11 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
     ctl.last_dir = Some(dir);
     ctl.running = Some(profile);
     Ok(())
+}
+
+/// The step hook of the backend that just started (see [`Backend::step_hook`]).
+fn backend_step_hook(ctl: &Control) -> Option<&'static backend::StepHook> {
+    ctl.backend.as_ref().and_then(|b| b.step_hook())
 }
 
 /// Creates the spool already holding its writer lock: made under a temporary name, locked, then renamed,
@@ -443,6 +451,7 @@ fn stop_locked(
     }
     let p = ctl.running.take().expect("checked above");
     STATE.fetch_and(!REC, Ordering::AcqRel);
+    step_hook::set(None);
     let device = stop_backend(ctl, &p);
     // Counted before the message can arrive, so the export's end never precedes its count.
     WRITING.fetch_add(1, Ordering::AcqRel);
@@ -513,7 +522,7 @@ pub fn step(tokens: u64) -> Result<()> {
             return Ok(());
         }
         record::record_step(ts, k, tokens);
-        backend::acl::mark_step(k);
+        step_hook::call(k);
         return Ok(());
     }
     if s & ARMED != 0 {

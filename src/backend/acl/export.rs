@@ -34,7 +34,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 // Moved to their own files; re-exported where other modules and the CLI use them.
-pub use super::csv::{csv_records, unquote, RawRecords};
 
 /// An `auto` profile that continued host-only.
 pub struct HostOnly(pub Option<String>);
@@ -179,12 +178,12 @@ pub(crate) fn parse_dir(
     for (kind, file, instead) in [
         (
             "op_statistic",
-            "op_statistic.csv",
+            crate::layout::OP_STATISTIC,
             "npuprof's op_statistic.csv (computed from the kernels) stands in for CANN's",
         ),
         (
             "api_statistic",
-            "api_statistic.csv",
+            crate::layout::API_STATISTIC,
             "no api_statistic.csv is written",
         ),
     ] {
@@ -243,7 +242,7 @@ impl DeviceData for AclData {
             return Ok(r);
         };
         // At exit the whole export must fit the exit hook's wait: give msprof at most 30 s then.
-        let timeout_s = if crate::process::EXITING.load(std::sync::atomic::Ordering::Relaxed) {
+        let timeout_s = if profile.exit.exiting() {
             self.timeout_s.min(30)
         } else {
             self.timeout_s
@@ -279,6 +278,7 @@ impl DeviceData for AclData {
                 Path::new(prof_name),
                 log,
                 Duration::from_secs(timeout_s),
+                profile.exit,
                 &mut leftovers,
             ),
             Err(e) => Err(RunError::Spawn(format!("logs/{LOG}: {e}"))),

@@ -11,7 +11,6 @@
 //! so both behave the same for it; where they differ on *accepted bits*, a start rejected with
 //! `ACL_ERROR_PROF_MODULES_UNSUPPORTED` is retried once with the portable bit set.
 
-pub mod csv;
 pub mod export;
 pub mod features;
 pub(crate) mod load;
@@ -23,7 +22,7 @@ pub mod sys;
 mod time_base;
 mod timeline;
 
-use super::Backend;
+use super::{Backend, StepHook};
 use crate::config::Config;
 use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
@@ -105,6 +104,9 @@ fn fail(call: &str, rc: i32) -> String {
     )
 }
 
+/// The step hook of a profile with `ACL_PROF_MSPROFTX` (see [`Backend::step_hook`]).
+static MARK_STEP: StepHook = StepHook(mark_step);
+
 /// The stamp API while a profile with `ACL_PROF_MSPROFTX` runs (null otherwise); see [`mark_step`].
 static TX: AtomicPtr<Api> = AtomicPtr::new(std::ptr::null_mut());
 /// `mark_step` calls between their check of TX and their last stamp call: the stop waits for them, so no
@@ -113,8 +115,9 @@ static TX_INFLIGHT: AtomicU32 = AtomicU32::new(0);
 
 /// With `NPUPROF_MSPROFTX=1`: marks step `k` in CANN's msproftx data too (`ProfilerStep#k`). Only steps are
 /// forwarded: each aclprof stamp call takes CANN's global profiling mutex and allocates, which the
-/// range/mark record path must never do; a step happens once per scheduler iteration.
-pub fn mark_step(k: u64) {
+/// range/mark record path must never do; a step happens once per scheduler iteration. Reached through the
+/// session's step hook ([`Backend::step_hook`]); TX, not the hook, is what [`stop_stamps`] synchronises with.
+fn mark_step(k: u64) {
     if TX.load(Ordering::Relaxed).is_null() {
         return;
     }
@@ -474,6 +477,13 @@ impl Backend for AclBackend {
                 Ok(())
             }
         }
+    }
+
+    fn step_hook(&self) -> Option<&'static StepHook> {
+        self.running
+            .as_ref()
+            .filter(|r| r.bits & sys::ACL_PROF_MSPROFTX as u64 != 0)
+            .map(|_| &MARK_STEP)
     }
 
     fn stop(&mut self, profile: &Profile) -> Result<Box<dyn DeviceData>> {

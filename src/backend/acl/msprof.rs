@@ -6,7 +6,8 @@
 //! makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`, a per-process attribute: set in the helper, never
 //! in the host), forks and execs msprof in its own process group, waits for it up to the timeout (then kills
 //! its group) — or until the host is gone (the helper's parent changes) or the export cancels it (a byte on the
-//! cancel pipe: the exit hook's cut, see `backend::vendor::exit_cut_passed`), and then kills and reaps every process left below it — orphans are re-parented to the helper,
+//! cancel pipe: the exit hook's cut, see `process::Exit::cut_passed`), and then kills and reaps every process
+//! left below it — orphans are re-parented to the helper,
 //! which finds them in `/proc/thread-self/children` — before it exits. The export thread parses msprof's
 //! output only after the helper has exited. Between `fork` and `exec`/`_exit` the helper makes only
 //! async-signal-safe system calls on memory prepared before the fork (the host is multithreaded).
@@ -298,6 +299,7 @@ pub(super) fn run_msprof(
     prof: &Path,
     log: &std::fs::File,
     timeout: Duration,
+    exit: &crate::process::Exit,
     leftovers: &mut u32,
 ) -> Result<(), RunError> {
     // A relative program path (a relative PATH entry) must not be looked up in the directory we chdir to.
@@ -374,7 +376,7 @@ pub(super) fn run_msprof(
         if got == pid || got < 0 {
             break;
         }
-        if !cancel_sent && crate::backend::vendor::exit_cut_passed() {
+        if !cancel_sent && exit.cut_passed() {
             // The exit hook's cut: msprof must end now (the helper kills it and everything it started).
             // SAFETY: writes one byte from our stack to the pipe we own.
             unsafe { libc::write(cancel_wr.as_raw_fd(), b"x".as_ptr().cast(), 1) };

@@ -1,10 +1,10 @@
 //! msprof's `op_summary_*.csv` → kernels, and the columns of `kernel_details.csv`.
 
-use super::csv::{next_csv_record, unquote, RawRecords, Rec};
 use super::outputs::{open_output, Deadline};
 use super::time_base::rebase;
 use crate::device::{Kernel, Kernels};
 use crate::dir::Dir;
+use crate::format::csv::{next_csv_record, unquote, RawRecords, Rec};
 use crate::format::json;
 use crate::format::jsonparse::us_to_ns;
 
@@ -170,8 +170,8 @@ pub(super) fn op_summary(
 
 #[cfg(test)]
 mod tests {
-    use super::super::csv::csv_records;
     use super::*;
+    use crate::format::csv::csv_records;
 
     #[test]
     fn op_summary_rows_become_kernels_with_renamed_columns() {

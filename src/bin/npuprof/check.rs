@@ -14,8 +14,11 @@ use crate::files::{self, Cap};
 use crate::text::say;
 use crate::walk::{self, MAX_DEPTH};
 use npuprof::dir::{Dir, Kind};
-use npuprof::export::layout::OUTPUT_DIR;
 use npuprof::format::jsonparse::{us_to_ns, Parser, Value};
+use npuprof::layout::{
+    self, API_STATISTIC, INFO_PREFIX, INFO_SUFFIX, KERNEL_DETAILS, METADATA, OP_STATISTIC,
+    OUTPUT_DIR, STEP_TRACE_TIME, TRACE_VIEW,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +78,11 @@ pub fn run(dirs: &[&str]) -> u8 {
     }
     problems += walk.problems.len();
     if walk.results == 0 {
-        say(&format!("ERROR {}: no *_ascend_ms result", dirs.join(" ")));
+        say(&format!(
+            "ERROR {}: no *{} result",
+            dirs.join(" "),
+            layout::SUFFIX
+        ));
         return 1;
     }
     if problems == 0 {
@@ -113,7 +120,8 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
         || !parts[parts.len() - 3].bytes().all(|b| b.is_ascii_digit())
     {
         errs.push(format!(
-            "{name}: not named <worker>_<17-digit UTC stamp>_ascend_ms"
+            "{name}: not named <worker>_<17-digit UTC stamp>{}",
+            layout::SUFFIX
         ));
     }
     scan(d, w, Path::new(""), 0, errs);
@@ -121,11 +129,11 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     let mut listing = Vec::new();
     let infos: Vec<String> = walk::list(d, w, &mut listing)
         .into_iter()
-        .filter(|n| n.starts_with("profiler_info_") && n.ends_with(".json"))
+        .filter(|n| n.starts_with(INFO_PREFIX) && n.ends_with(INFO_SUFFIX))
         .collect();
     errs.append(&mut listing);
     match infos.as_slice() {
-        [] => errs.push(format!("{name}: no profiler_info_{{rank}}.json")),
+        [] => errs.push(format!("{name}: no {INFO_PREFIX}{{rank}}{INFO_SUFFIX}")),
         [n] => {
             let p = w.join(n);
             match files::read(d, &p, n, Cap::Json).and_then(|b| {
@@ -137,8 +145,8 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
                 Err(e) => errs.push(e),
                 Ok(rank) => {
                     let file_rank = n
-                        .trim_start_matches("profiler_info_")
-                        .trim_end_matches(".json")
+                        .trim_start_matches(INFO_PREFIX)
+                        .trim_end_matches(INFO_SUFFIX)
                         .parse::<u64>()
                         .ok();
                     if file_rank.is_none() || rank != file_rank {
@@ -152,11 +160,11 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
                 }
             }
         }
-        _ => errs.push(format!("{name}: more than one profiler_info_*.json")),
+        _ => errs.push(format!("{name}: more than one {INFO_PREFIX}*{INFO_SUFFIX}")),
     }
-    let meta = w.join("profiler_metadata.json");
-    if let Err(e) = files::read(d, &meta, "profiler_metadata.json", Cap::Json)
-        .and_then(|b| parse(&b, &meta).map(|_| ()))
+    let meta = w.join(METADATA);
+    if let Err(e) =
+        files::read(d, &meta, METADATA, Cap::Json).and_then(|b| parse(&b, &meta).map(|_| ()))
     {
         errs.push(e);
     }
@@ -175,7 +183,7 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     let rows = check_csv(
         &out,
         &out_path,
-        "step_trace_time.csv",
+        STEP_TRACE_TIME,
         &|h| h.join(",") == STEP_TRACE_HEADER,
         "the reference's step_trace_time header",
         &step_row,
@@ -184,13 +192,13 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     if rows == Some(0) {
         errs.push(format!(
             "{}: no step rows (msprof-analyze's cluster_step_trace_time.csv would be empty)",
-            out_path.join("step_trace_time.csv").display()
+            out_path.join(STEP_TRACE_TIME).display()
         ));
     }
     check_csv(
         &out,
         &out_path,
-        "kernel_details.csv",
+        KERNEL_DETAILS,
         &|h| {
             h.first().is_some_and(|c| c == "Step ID")
                 && KERNEL_REQUIRED.iter().all(|c| h.iter().any(|x| x == c))
@@ -204,18 +212,18 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     check_csv(
         &out,
         &out_path,
-        "op_statistic.csv",
+        OP_STATISTIC,
         &|h| h.join(",") == OP_STAT_HEADER,
         "the reference's op_statistic header",
         &|_, _| None,
         errs,
     );
     // Optional: CANN's, copied when msprof wrote it.
-    if matches!(out.stat_at("api_statistic.csv"), Ok(Some(_))) {
+    if matches!(out.stat_at(API_STATISTIC), Ok(Some(_))) {
         check_csv(
             &out,
             &out_path,
-            "api_statistic.csv",
+            API_STATISTIC,
             &|h| h.join(",") == API_STAT_HEADER,
             "CANN's api_statistic header",
             &|_, _| None,
@@ -269,17 +277,10 @@ fn kernel_row(h: &[String], r: &[String]) -> Option<String> {
 fn read_by_check(rel: &Path) -> bool {
     let s = rel.to_string_lossy();
     match s.split_once('/') {
-        None => {
-            s == "profiler_metadata.json"
-                || (s.starts_with("profiler_info_") && s.ends_with(".json"))
-        }
+        None => s == METADATA || (s.starts_with(INFO_PREFIX) && s.ends_with(INFO_SUFFIX)),
         Some((OUTPUT_DIR, f)) => matches!(
             f,
-            "trace_view.json"
-                | "step_trace_time.csv"
-                | "kernel_details.csv"
-                | "op_statistic.csv"
-                | "api_statistic.csv"
+            TRACE_VIEW | STEP_TRACE_TIME | KERNEL_DETAILS | OP_STATISTIC | API_STATISTIC
         ),
         Some(_) => false,
     }
@@ -385,7 +386,7 @@ type Flows = HashMap<(String, String, String), (bool, bool)>;
 
 /// Checks trace_view.json; returns (slices, complete flows) as Perfetto's JSON importer counts them.
 fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64) {
-    let p: PathBuf = out_path.join("trace_view.json");
+    let p: PathBuf = out_path.join(TRACE_VIEW);
     let mut n = 0u64;
     let mut bad = 0usize;
     // Per (pid, tid): the X slices, checked for nesting afterwards.
@@ -400,7 +401,7 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
             errs.push(m);
         }
     };
-    let file = match files::open(out, &p, "trace_view.json", Cap::Trace) {
+    let file = match files::open(out, &p, TRACE_VIEW, Cap::Trace) {
         Ok((f, _)) => f,
         Err(e) => {
             errs.push(e);

@@ -8,12 +8,13 @@
 //! from a result with its control characters escaped.
 
 mod check;
-mod files;
 mod recover;
 mod summary;
 mod text;
 mod trigger;
-mod walk;
+
+// Finding and reading results: the library's reader, shared with `recover`.
+use npuprof::results::{files, walk};
 
 use std::process::ExitCode;
 

@@ -4,40 +4,7 @@
 
 use crate::text::{say, warn};
 use crate::usage;
-use npuprof::dir::Kind;
-use npuprof::export::layout::{FRAMEWORK_DIR, SPOOL_NAME};
 use std::path::Path;
-
-/// The spool of `dir` is a regular file (not a symlink, FIFO, socket, device or directory).
-fn spool_is_regular(dir: &Path) -> Result<(), String> {
-    let d = crate::walk::open_arg(dir)?;
-    let fw_path = dir.join(FRAMEWORK_DIR);
-    let fw = match d.open_dir(FRAMEWORK_DIR) {
-        Ok(fw) => fw,
-        // Missing: the recovery says so.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => {
-            return Err(format!(
-                "{}: cannot open directory ({e})",
-                fw_path.display()
-            ))
-        }
-    };
-    let spool = fw_path.join(SPOOL_NAME);
-    match fw.stat_at(SPOOL_NAME) {
-        Ok(Some(st)) => match st.kind {
-            Kind::File => Ok(()),
-            Kind::Symlink => Err(format!("{}: a symlink (never followed)", spool.display())),
-            Kind::Dir | Kind::Other => Err(format!(
-                "{}: not a regular file (a directory, FIFO, socket or device)",
-                spool.display()
-            )),
-        },
-        // Missing: the recovery says so.
-        Ok(None) => Ok(()),
-        Err(e) => Err(format!("{}: {e}", spool.display())),
-    }
-}
 
 pub fn run(args: &[String]) -> u8 {
     if args.is_empty() {
@@ -52,7 +19,7 @@ pub fn run(args: &[String]) -> u8 {
     let mut failed = false;
     for d in args {
         let dir = Path::new(d);
-        if let Err(e) = spool_is_regular(dir) {
+        if let Err(e) = npuprof::results::spool_is_regular(dir) {
             warn(&format!("npuprof recover: {e}"));
             failed = true;
             continue;

@@ -4,8 +4,8 @@
 use crate::files::{self, Cap};
 use crate::text::{say, table, us, warn};
 use npuprof::dir::Dir;
-use npuprof::export::layout::OUTPUT_DIR;
 use npuprof::format::jsonparse::{us_to_ns, Parser, Value};
+use npuprof::layout::{METADATA, OP_STATISTIC, OUTPUT_DIR, SUFFIX, TRACE_VIEW};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -27,7 +27,7 @@ pub fn run(dirs: &[&str], top: usize) -> u8 {
     }
     if walk.results == 0 {
         warn(&format!(
-            "npuprof summary: no *_ascend_ms result under {}",
+            "npuprof summary: no *{SUFFIX} result under {}",
             dirs.join(" ")
         ));
         return 1;
@@ -38,8 +38,8 @@ pub fn run(dirs: &[&str], top: usize) -> u8 {
 /// Summarises one result; false when part of it could not be read.
 fn one(w: &Path, d: &Dir, top: usize) -> bool {
     say(&w.display().to_string());
-    let meta_path = w.join("profiler_metadata.json");
-    let meta_b = match files::read(d, &meta_path, "profiler_metadata.json", Cap::Json) {
+    let meta_path = w.join(METADATA);
+    let meta_b = match files::read(d, &meta_path, METADATA, Cap::Json) {
         Ok(b) => b,
         Err(e) => {
             say(&format!("  unreadable: {e}"));
@@ -92,8 +92,8 @@ fn one(w: &Path, d: &Dir, top: usize) -> bool {
             return false;
         }
     };
-    let trace = out_path.join("trace_view.json");
-    let r = files::open(&out, &trace, "trace_view.json", Cap::Trace).and_then(|(f, _)| {
+    let trace = out_path.join(TRACE_VIEW);
+    let r = files::open(&out, &trace, TRACE_VIEW, Cap::Trace).and_then(|(f, _)| {
         files::events(f, &trace, |e| {
             if e.get("ph").and_then(Value::as_str) != Some("X")
                 || e.get("pid").and_then(Value::as_u64).unwrap_or(0) >= 1 << 30
@@ -144,14 +144,14 @@ fn one(w: &Path, d: &Dir, top: usize) -> bool {
                 .collect::<Vec<_>>(),
         );
     }
-    ops(&out, &out_path.join("op_statistic.csv"), top);
+    ops(&out, &out_path.join(OP_STATISTIC), top);
     true
 }
 
 /// The top `top` rows of op_statistic.csv, when it is there and readable.
 fn ops(out: &Dir, path: &Path, top: usize) {
     let mut rows: Vec<Vec<String>> = Vec::new();
-    let r = files::csv_each(out, path, "op_statistic.csv", |r| {
+    let r = files::csv_each(out, path, OP_STATISTIC, |r| {
         rows.push(r);
         rows.len() <= top
     });
@@ -167,7 +167,7 @@ fn ops(out: &Dir, path: &Path, top: usize) {
     ) else {
         return;
     };
-    say("  top device ops (op_statistic.csv):");
+    say(&format!("  top device ops ({OP_STATISTIC}):"));
     table(
         &["op type", "core", "count", "total (us)"],
         &rows[1..]

@@ -1,5 +1,5 @@
-//! The CSV readers for msprof's outputs: raw records with field spans (cells copied undecoded), a streaming
-//! record reader, and unquoting.
+//! The CSV readers (msprof's outputs, the results reader of the CLI): raw records with field spans (cells
+//! copied undecoded), a streaming record reader, and unquoting.
 
 /// CSV records as raw text with the byte spans of their fields (quotes kept), so cells can be copied into
 /// another CSV without decoding and re-encoding them.
@@ -58,7 +58,7 @@ impl<'a> RawRecords<'a> {
 
 /// What [`next_csv_record`] read.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Rec {
+pub(crate) enum Rec {
     /// A record, in the buffer.
     Row,
     /// A line that is no record: an unbalanced quote (the record ends at its newline, so one stray quote
@@ -68,11 +68,11 @@ pub(super) enum Rec {
 }
 
 /// The longest record kept (msprof's op_summary rows are well under 64 KiB).
-pub(super) const MAX_RECORD: usize = 1 << 20;
+pub(crate) const MAX_RECORD: usize = 1 << 20;
 
 /// Reads one CSV record, one line, into `rec`. msprof writes no newline inside a quoted field, so a line
 /// whose quotes do not balance is a broken record, not the start of a multi-line one.
-pub(super) fn next_csv_record(
+pub(crate) fn next_csv_record(
     rd: &mut impl std::io::BufRead,
     rec: &mut Vec<u8>,
 ) -> std::io::Result<Rec> {

@@ -3,9 +3,9 @@
 //! read with a size cap per kind of file. A file over its cap is reported as too large, naming the file and
 //! the cap, and is not read.
 
-use npuprof::backend::acl::export::{unquote, RawRecords};
-use npuprof::dir::{Dir, Kind};
-use npuprof::format::jsonparse::{stream_array_bounded, Value};
+use crate::dir::{Dir, Kind};
+use crate::format::csv::{unquote, RawRecords};
+use crate::format::jsonparse::{stream_array_bounded, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 

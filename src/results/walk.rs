@@ -3,7 +3,7 @@
 //! directory that cannot be opened or listed is a problem naming it (never silently skipped), and the depth
 //! and the entries read per directory are bounded.
 
-use npuprof::dir::{Dir, Kind};
+use crate::dir::{Dir, Kind};
 use std::path::{Path, PathBuf};
 
 /// Directories below a root searched for results (a results root holds them one or two levels down).
@@ -11,7 +11,7 @@ pub const MAX_DEPTH: usize = 32;
 /// Entries read from one directory.
 pub const MAX_ENTRIES: usize = 100_000;
 
-use npuprof::export::layout::SUFFIX as RESULT_SUFFIX;
+use crate::layout::SUFFIX as RESULT_SUFFIX;
 
 /// Opens a directory named on the command line. This one path is resolved as the user typed it (a root
 /// reached through a symlink the user chose is fine); nothing below it is.
@@ -98,7 +98,7 @@ fn is_result(name: &str) -> bool {
 
 fn visit(d: &Dir, path: &Path, depth: usize, w: &mut Walk, f: &mut dyn FnMut(&Path, &Dir)) {
     for name in list(d, path, &mut w.problems) {
-        if name == ".control" {
+        if name == crate::control::DIR_NAME {
             continue;
         }
         // Symlinks, files, FIFOs: not searched.
