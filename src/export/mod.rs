@@ -7,6 +7,7 @@
 
 pub mod budget;
 pub mod csv;
+mod device_pass;
 mod host;
 mod info;
 mod lanes;
@@ -19,7 +20,7 @@ pub use crate::layout;
 pub mod overlap;
 pub mod trace_view;
 
-use crate::device::{DeviceResult, Kernels};
+use crate::device::{DeviceData, DeviceResult, NoDeviceData};
 use crate::error::{Error, Result};
 use crate::profile::ExportJob;
 use crate::record::{kind, names, Record};
@@ -32,10 +33,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 use trace_view::TraceWriter;
 
-use lanes::{write_lanes, write_overlap_lanes};
 use result::write_result;
 pub use stage::DeviceStage;
-use tables::{note_tables_cut, write_tables};
 
 /// What an export produced (for the log, the metadata and tests).
 #[derive(Clone, Debug, Default)]
@@ -60,18 +59,17 @@ pub struct Summary {
     pub elapsed_ms: u64,
 }
 
-/// What every write of one profile's result shares.
-struct Ctx<'a> {
-    p: &'a crate::profile::Profile,
-    stop_tick: u64,
-    reason: crate::profile::StopReason,
-    counters: crate::profile::Counters,
-    conversion: crate::record::clock::Conversion,
-    truncated: bool,
-    spool_error: Option<String>,
-    recovered: bool,
-    counters_as_of_ns: Option<u64>,
+/// What every write of one profile's result shares: the job (its device data taken out) and when the export
+/// began.
+struct Ctx {
+    job: ExportJob,
     t0: Instant,
+}
+
+impl Ctx {
+    fn profile(&self) -> &crate::profile::Profile {
+        &self.job.profile
+    }
 }
 
 /// Exports one profile: the host result first (`trace_view.json` with the host timeline, the CSVs that need
@@ -81,48 +79,47 @@ struct Ctx<'a> {
 /// (the host backend) is written once. On success the spools (`npuprof.spool`, `mspti.spool` and its
 /// `mspti.names`) are removed (unless `NPUPROF_KEEP_SPOOL`, or the device data is not in: then `npuprof
 /// recover` needs them).
-pub fn run(job: ExportJob) -> Result<Summary> {
-    let ExportJob {
-        profile,
-        stop_tick,
-        reason,
-        device,
-        counters,
-        conversion,
-        truncated,
-        spool_error,
-        recovered,
-        counters_as_of_ns,
-    } = job;
-    let p = &*profile;
+pub fn run(mut job: ExportJob) -> Result<Summary> {
+    let device = std::mem::replace(&mut job.device, Box::new(NoDeviceData));
     let ctx = Ctx {
-        p,
-        stop_tick,
-        reason,
-        counters,
-        conversion,
-        truncated,
-        spool_error,
-        recovered,
-        counters_as_of_ns,
+        job,
         t0: Instant::now(),
     };
     if device.pending() {
-        let mut pending = DeviceResult {
-            // The device spools are on disk while the host result is written: they count against the cap.
-            disk_bytes: budget::device_spool_bytes(&p.dirs.framework),
-            ..DeviceResult::default()
-        };
-        pending.set_status(
-            "pending",
-            Some("the host data is written; the device data is being added (vendor stop, msprof, parse)"),
-        );
-        write_result(&ctx, pending, DeviceStage::Pending)?;
-        log::info!(
-            "host result written: {} (device data pending)",
-            p.dir.display()
-        );
+        write_host_result(&ctx)?;
     }
+    let dev = collect_device_data(device, ctx.profile());
+    let stage = DeviceStage::of(&dev);
+    let summary = write_result(&ctx, dev, stage)?;
+    log_written(&ctx, &summary);
+    remove_spools_when_done(&ctx, &summary, stage);
+    Ok(summary)
+}
+
+/// Writes and commits the host result, marked `device_data: pending`, before the device step runs.
+fn write_host_result(ctx: &Ctx) -> Result<()> {
+    let p = ctx.profile();
+    let mut pending = DeviceResult {
+        // The device spools are on disk while the host result is written: they count against the cap.
+        disk_bytes: budget::device_spool_bytes(&p.dirs.framework),
+        ..DeviceResult::default()
+    };
+    pending.set_status(
+        "pending",
+        Some(
+            "the host data is written; the device data is being added (vendor stop, msprof, parse)",
+        ),
+    );
+    write_result(ctx, pending, DeviceStage::Pending)?;
+    log::info!(
+        "host result written: {} (device data pending)",
+        p.dir.display()
+    );
+    Ok(())
+}
+
+/// The backend's device step (vendor stop, msprof, parse); a failure becomes a result with `status: error`.
+fn collect_device_data(device: Box<dyn DeviceData>, p: &crate::profile::Profile) -> DeviceResult {
     let t_collect = Instant::now();
     let dev = device.collect(p).unwrap_or_else(|e| {
         log::warn!(
@@ -135,24 +132,31 @@ pub fn run(job: ExportJob) -> Result<Summary> {
         d
     });
     log::debug!("export: device data {} ms", t_collect.elapsed().as_millis());
-    let stage = DeviceStage::of(&dev);
-    let summary = write_result(&ctx, dev, stage)?;
+    dev
+}
+
+fn log_written(ctx: &Ctx, summary: &Summary) {
     log::info!(
         "profile written: {} ({} steps, {} slices, {} records not in the result{})",
-        p.dir.display(),
+        ctx.profile().dir.display(),
         summary.steps,
         summary.slices,
-        not_in_result(&ctx.counters, &summary),
+        not_in_result(&ctx.job.counters, summary),
         if summary.truncated { ", truncated" } else { "" }
     );
+}
+
+/// Removes the spools once the result holds everything they had (kept with `NPUPROF_KEEP_SPOOL`, after a
+/// spool error or damage, and while the device data is unfinished: `npuprof recover` needs them).
+fn remove_spools_when_done(ctx: &Ctx, summary: &Summary, stage: DeviceStage) {
+    let p = ctx.profile();
     if !p.config.keep_spool
-        && ctx.spool_error.is_none()
+        && ctx.job.spool_error.is_none()
         && summary.spool_damage.is_none()
         && !stage.unfinished()
     {
         p.dirs.remove_spool();
     }
-    Ok(summary)
 }
 
 /// The host pass over the bytes of a spool (the fuzz target's way in): what an export or `npuprof recover`

@@ -7,55 +7,61 @@ use crate::device::{DeviceResult, Kernels};
 use crate::error::Result;
 use crate::profile::BackendId;
 
-/// Writes the CSV tables of one profile; the device CSVs within `cap` bytes (their share of NPUPROF_MAX_DISK_MB, see [`budget`]).
-/// Returns what did not fit.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write_tables(
-    out: &layout::Place,
-    p: &crate::profile::Profile,
-    steps: &[StepSpan],
-    profile: (u64, u64),
-    kernels: &Kernels,
-    header: Option<&[String]>,
-    files: &[(String, String)],
-    ov: &overlap::Overlap,
-    cap: u64,
-) -> Result<TablesCut> {
-    let mut cut = TablesCut::default();
-    csv::step_trace_time(
-        out,
-        "step_trace_time.csv",
-        p.device_id,
-        steps,
-        profile,
-        (!kernels.is_empty()).then_some(ov),
-    )?;
-    // CANN's copied tables first (small, whole or not at all), then kernel_details.csv in what is left.
-    let mut left = cap;
-    let mut cann_statistic = false;
-    for (name, content) in files {
-        let n = content.len() as u64;
-        if n > left {
-            cut.files_skipped.push(name.clone());
-            continue;
+/// What the CSV tables of one profile are written from, besides the kernels and their overlap (which may come
+/// from the device lanes): the device CSVs go within `cap` bytes (their share of NPUPROF_MAX_DISK_MB, see
+/// [`super::budget`]).
+pub(super) struct Tables<'a> {
+    pub out: &'a layout::Place,
+    pub p: &'a crate::profile::Profile,
+    pub steps: &'a [StepSpan],
+    /// The profile's span (CLOCK_REALTIME ns).
+    pub profile: (u64, u64),
+    pub header: Option<&'a [String]>,
+    /// CANN's tables to copy (name, content).
+    pub files: &'a [(String, String)],
+    pub cap: u64,
+}
+
+impl Tables<'_> {
+    /// Writes the CSV tables; returns what did not fit.
+    pub(super) fn write(&self, kernels: &Kernels, ov: &overlap::Overlap) -> Result<TablesCut> {
+        let (out, p) = (self.out, self.p);
+        let mut cut = TablesCut::default();
+        csv::step_trace_time(
+            out,
+            "step_trace_time.csv",
+            p.device_id,
+            self.steps,
+            self.profile,
+            (!kernels.is_empty()).then_some(ov),
+        )?;
+        // CANN's copied tables first (small, whole or not at all), then kernel_details.csv in what is left.
+        let mut left = self.cap;
+        let mut cann_statistic = false;
+        for (name, content) in self.files {
+            let n = content.len() as u64;
+            if n > left {
+                cut.files_skipped.push(name.clone());
+                continue;
+            }
+            left -= n;
+            layout::write_atomic(out, name, content.as_bytes())?;
+            cann_statistic |= name == "op_statistic.csv";
         }
-        left -= n;
-        layout::write_atomic(out, name, content.as_bytes())?;
-        cann_statistic |= name == "op_statistic.csv";
+        cut.kernel_rows = csv::kernel_details(
+            out,
+            "kernel_details.csv",
+            kernels,
+            self.header,
+            matches!(p.backend, BackendId::Mspti),
+            self.steps,
+            left,
+        )?;
+        if !cann_statistic {
+            csv::op_statistic(out, "op_statistic.csv", p.device_id, kernels)?;
+        }
+        Ok(cut)
     }
-    cut.kernel_rows = csv::kernel_details(
-        out,
-        "kernel_details.csv",
-        kernels,
-        header,
-        matches!(p.backend, BackendId::Mspti),
-        steps,
-        left,
-    )?;
-    if !cann_statistic {
-        csv::op_statistic(out, "op_statistic.csv", p.device_id, kernels)?;
-    }
-    Ok(cut)
 }
 
 /// What the device CSVs' share of NPUPROF_MAX_DISK_MB left out.
