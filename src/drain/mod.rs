@@ -15,7 +15,6 @@
 
 use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
-use crate::export;
 use crate::process::block_signals;
 use crate::profile::{Counters, ExportJob, Profile, StopReason};
 use crate::record::{self, clock, names, Record, Ring};
@@ -30,9 +29,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 mod counters;
+mod export_thread;
 
 pub use counters::config_vars;
 use counters::thread_cpu_ns;
+use export_thread::export_loop;
 
 pub enum Msg {
     Start(Arc<Profile>, File, record::Baseline),
@@ -676,42 +677,4 @@ fn thread_name(tid: u32) -> Vec<u8> {
         n.pop();
     }
     n
-}
-
-fn export_loop(rx: Receiver<ExportMsg>, export_ended: fn()) {
-    // Errors since the last flush, reported (the first of them) by the next flush.
-    let mut errors: Vec<Error> = Vec::new();
-    while let Ok(msg) = rx.recv() {
-        let (job, _lock) = match msg {
-            ExportMsg::Job(job, lock) => (*job, lock),
-            ExportMsg::Failed(e) => {
-                errors.push(e);
-                continue;
-            }
-            ExportMsg::Flush(ack) => {
-                let first = std::mem::take(&mut errors).into_iter().next();
-                let _ = ack.send(first.map_or(Ok(()), Err));
-                continue;
-            }
-        };
-        let dir = job.profile.dir.clone();
-        let res = catch_unwind(AssertUnwindSafe(|| {
-            crate::fault::point("export.run");
-            crate::fault::stall("export.run");
-            export::run(job)
-        }));
-        let err = match res {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => {
-                log::error!("export of {} failed: {}", dir.display(), e.msg);
-                Some(e)
-            }
-            Err(_) => {
-                log::error!("internal error while exporting {} (caught)", dir.display());
-                Some(Error::new(Status::Internal, "export panicked"))
-            }
-        };
-        errors.extend(err);
-        export_ended();
-    }
 }
