@@ -15,7 +15,6 @@
 
 use crate::device::DeviceData;
 use crate::error::{Error, Result, Status};
-use crate::export;
 use crate::export::ExportJob;
 use crate::process::block_signals;
 use crate::profile::{Counters, Profile, StopReason};
@@ -31,9 +30,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 mod counters;
+mod export_thread;
 
 pub use counters::config_vars;
 use counters::thread_cpu_ns;
+use export_thread::export_loop;
 
 pub enum Msg {
     Start(Arc<Profile>, File, record::Baseline),
@@ -199,14 +200,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
     let mut idle_polls = 0u32;
     let mut last_control = std::time::Instant::now();
     loop {
-        let wait = if d.active.is_none() {
-            Duration::from_millis(20)
-        } else if idle_polls == 0 {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(10)
-        };
-        let msg = match rx.recv_timeout(wait) {
+        let msg = match rx.recv_timeout(poll_wait(d.active.is_some(), idle_polls)) {
             Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => Some(Msg::Shutdown),
@@ -220,43 +214,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
         };
         d.stop_handed_off = false;
         let r = catch_unwind(AssertUnwindSafe(|| {
-            if msg.is_some() {
-                crate::fault::point("drain.msg");
-            }
-            let moved = match msg {
-                Some(Msg::Start(p, f, b)) => {
-                    d.start(p, f, b);
-                    0
-                }
-                Some(Msg::Stop {
-                    profile,
-                    stop_tick,
-                    reason,
-                    device,
-                }) => {
-                    d.stop(profile, stop_tick, reason, device);
-                    0
-                }
-                Some(Msg::Flush(ack)) => {
-                    // What was recorded before the flush is spooled, with current counters, before the
-                    // flush is answered: a process killed right after a flush loses nothing it recorded
-                    // and `recover` reports its drops as of the flush.
-                    if let Some(a) = d.active.as_mut() {
-                        a.counters_due = true;
-                    }
-                    let moved = d.poll(None);
-                    if let Err(e) = d.etx.send(ExportMsg::Flush(ack)) {
-                        if let ExportMsg::Flush(ack) = e.into_inner() {
-                            let _ = ack.send(Err(Error::new(
-                                Status::Internal,
-                                "the npuprof-export thread is gone",
-                            )));
-                        }
-                    }
-                    moved
-                }
-                _ => d.poll(None),
-            };
+            let moved = d.handle(msg);
             idle_polls = if moved > 0 { 0 } else { idle_polls + 1 };
         }));
         // NPUPROF_CONTROL: `npuprof trigger` commands, about every 200 ms (never while a message waits).
@@ -268,29 +226,94 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
             }
         }
         if r.is_err() {
-            if let Some(dir) = stopping.filter(|_| !d.stop_handed_off) {
-                // Reported at the next flush, like every abandoned profile, and no longer "being written".
-                if d.active.as_ref().map_or(true, |a| a.profile.dir != dir) {
-                    d.fail(Error::new(
-                        Status::Internal,
-                        format!("the drain thread failed while finishing {}", dir.display()),
-                    ));
-                }
-                (d.hooks.export_ended)();
-            }
-            log::error!("internal error in the npuprof-drain thread (caught); the current profile is abandoned");
-            if let Some(a) = d.active.take() {
-                d.fail(Error::new(
-                    Status::Internal,
-                    format!(
-                        "the drain thread failed while writing {}",
-                        a.profile.dir.display()
-                    ),
-                ));
-            }
+            d.abandon_after_panic(stopping);
         }
         if shutdown {
             break;
+        }
+    }
+}
+
+/// How long the drain waits for a message before it polls the rings: short while a profile is open and the
+/// last poll moved records, longer when it moved none, longest without a profile.
+fn poll_wait(active: bool, idle_polls: u32) -> Duration {
+    if !active {
+        Duration::from_millis(20)
+    } else if idle_polls == 0 {
+        Duration::from_millis(1)
+    } else {
+        Duration::from_millis(10)
+    }
+}
+
+impl Drain {
+    /// Handles one message (`None`: the wait timed out) and polls the rings. Returns the records moved.
+    fn handle(&mut self, msg: Option<Msg>) -> usize {
+        if msg.is_some() {
+            crate::fault::point("drain.msg");
+        }
+        match msg {
+            Some(Msg::Start(p, f, b)) => {
+                self.start(p, f, b);
+                0
+            }
+            Some(Msg::Stop {
+                profile,
+                stop_tick,
+                reason,
+                device,
+            }) => {
+                self.stop(profile, stop_tick, reason, device);
+                0
+            }
+            Some(Msg::Flush(ack)) => self.flush(ack),
+            _ => self.poll(None),
+        }
+    }
+
+    /// What was recorded before the flush is spooled, with current counters, before the flush is answered: a
+    /// process killed right after a flush loses nothing it recorded and `recover` reports its drops as of the
+    /// flush. Returns the records moved.
+    fn flush(&mut self, ack: Sender<Result<()>>) -> usize {
+        if let Some(a) = self.active.as_mut() {
+            a.counters_due = true;
+        }
+        let moved = self.poll(None);
+        if let Err(e) = self.etx.send(ExportMsg::Flush(ack)) {
+            if let ExportMsg::Flush(ack) = e.into_inner() {
+                let _ = ack.send(Err(Error::new(
+                    Status::Internal,
+                    "the npuprof-export thread is gone",
+                )));
+            }
+        }
+        moved
+    }
+
+    /// After a panic while handling a message: the profile being stopped (`stopping`, unless it reached the
+    /// export thread) and the open profile are abandoned, reported at the next flush.
+    fn abandon_after_panic(&mut self, stopping: Option<std::path::PathBuf>) {
+        if let Some(dir) = stopping.filter(|_| !self.stop_handed_off) {
+            // Reported at the next flush, like every abandoned profile, and no longer "being written".
+            if self.active.as_ref().map_or(true, |a| a.profile.dir != dir) {
+                self.fail(Error::new(
+                    Status::Internal,
+                    format!("the drain thread failed while finishing {}", dir.display()),
+                ));
+            }
+            (self.hooks.export_ended)();
+        }
+        log::error!(
+            "internal error in the npuprof-drain thread (caught); the current profile is abandoned"
+        );
+        if let Some(a) = self.active.take() {
+            self.fail(Error::new(
+                Status::Internal,
+                format!(
+                    "the drain thread failed while writing {}",
+                    a.profile.dir.display()
+                ),
+            ));
         }
     }
 }
@@ -655,42 +678,4 @@ fn thread_name(tid: u32) -> Vec<u8> {
         n.pop();
     }
     n
-}
-
-fn export_loop(rx: Receiver<ExportMsg>, export_ended: fn()) {
-    // Errors since the last flush, reported (the first of them) by the next flush.
-    let mut errors: Vec<Error> = Vec::new();
-    while let Ok(msg) = rx.recv() {
-        let (job, _lock) = match msg {
-            ExportMsg::Job(job, lock) => (*job, lock),
-            ExportMsg::Failed(e) => {
-                errors.push(e);
-                continue;
-            }
-            ExportMsg::Flush(ack) => {
-                let first = std::mem::take(&mut errors).into_iter().next();
-                let _ = ack.send(first.map_or(Ok(()), Err));
-                continue;
-            }
-        };
-        let dir = job.profile.dir.clone();
-        let res = catch_unwind(AssertUnwindSafe(|| {
-            crate::fault::point("export.run");
-            crate::fault::stall("export.run");
-            export::run(job)
-        }));
-        let err = match res {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => {
-                log::error!("export of {} failed: {}", dir.display(), e.msg);
-                Some(e)
-            }
-            Err(_) => {
-                log::error!("internal error while exporting {} (caught)", dir.display());
-                Some(Error::new(Status::Internal, "export panicked"))
-            }
-        };
-        errors.extend(err);
-        export_ended();
-    }
 }

@@ -521,3 +521,6 @@ fn symbolize(addr: u64) -> String {
         None => format!("{module}+{:#x}", pc.wrapping_sub(info.dli_fbase as u64)),
     }
 }
+
+#[cfg(test)]
+mod tests;

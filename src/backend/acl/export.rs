@@ -29,6 +29,7 @@ use crate::device::{DeviceData, DeviceResult, Kernels};
 use crate::dir::Dir;
 use crate::error::Result;
 use crate::format::json;
+use crate::process::Exit;
 use crate::profile::Profile;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -206,6 +207,20 @@ pub(crate) fn parse_dir(
     Ok(())
 }
 
+/// msprof's output directory in a `PROF_*` directory (stale output from an earlier export is removed first).
+const STALE: &str = "mindstudio_profiler_output";
+
+/// msprof's log, in the worker directory's `logs/`.
+const LOG: &str = "msprof_export.log";
+
+/// The `PROF_*` directory of a profile: its name in the worker directory, its path at start (for messages)
+/// and the command that parses it later.
+struct ProfDir {
+    name: String,
+    shown: PathBuf,
+    later: String,
+}
+
 impl DeviceData for AclData {
     fn collect(self: Box<Self>, profile: &Profile) -> Result<DeviceResult> {
         let mut r = DeviceResult {
@@ -215,109 +230,30 @@ impl DeviceData for AclData {
         // Everything is reached through the worker directory's handle (`/proc/self/fd/N/...`: the directory we
         // created, whatever its name in the root is now); `self.dir` is its path at start, for messages.
         let top = &profile.dirs.top.dir;
-        let profs = prof_dirs(top);
-        let Some(prof) = profs.last() else {
-            let msg = format!("CANN wrote no PROF_* directory into {}", self.dir.display());
-            log::warn!("{msg}");
-            r.set_status("no data", Some(&msg));
+        let Some(prof) = self.find_prof_dir(top, &mut r) else {
             return Ok(r);
         };
-        let prof_name = std::ffi::OsStr::new(prof.as_str());
-        let shown = self.dir.join(prof_name);
-        r.meta.push((
-            "prof_dir".into(),
-            json::string(shown.as_os_str().as_encoded_bytes()),
-        ));
-        let later = format!("msprof --export=on --output={}", shown.display());
-        r.meta
-            .push(("parse_command".into(), json::string(later.as_bytes())));
         let Some(msprof) = find_msprof() else {
             let msg = format!(
                 "msprof not found (PATH, $ASCEND_TOOLKIT_HOME/tools/profiler/bin): the device data stays raw in {}; \
-                 parse it later with `{later}`",
-                shown.display()
+                 parse it later with `{}`",
+                prof.shown.display(),
+                prof.later
             );
             log::warn!("{msg}");
             r.set_status("raw (msprof not found)", Some(&msg));
             return Ok(r);
         };
-        // At exit the whole export must fit the exit hook's wait: give msprof at most 30 s then.
-        let timeout_s = if profile.exit.exiting() {
-            self.timeout_s.min(30)
-        } else {
-            self.timeout_s
-        };
+        let timeout_s = self.msprof_timeout_s(profile.exit);
         log::info!(
             "Parsing: CANN data with {} --export=on (up to {}s)",
             msprof.display(),
             timeout_s
         );
-        const LOG: &str = "msprof_export.log";
-        let _ = top.mkdir("logs", crate::layout::DIR_MODE);
-        let logs = top.open_dir("logs");
-        let log = logs.as_ref().map_err(|e| e.to_string()).and_then(|l| {
-            let _ = l.unlink(LOG);
-            l.create_new(LOG, 0o644).map_err(|e| e.to_string())
-        });
-        // Stale output from an earlier export would be mixed in (torch_npu deletes it too). Removed through
-        // handles (never following a symlink), not by re-resolving `PROF_*/mindstudio_profiler_output`.
-        const STALE: &str = "mindstudio_profiler_output";
-        let prof_str = prof.clone();
-        if let Ok(p) = top.open_dir(&prof_str) {
-            if let Ok(old) = p.open_dir(STALE) {
-                let _ = old.clear(16);
-                let _ = p.rmdir(STALE);
-            }
-        }
         let t0 = Instant::now();
-        let mut leftovers = 0;
-        let ran = match &log {
-            Ok(log) => run_msprof(
-                &msprof,
-                std::os::fd::AsRawFd::as_raw_fd(top),
-                Path::new(prof_name),
-                log,
-                Duration::from_secs(timeout_s),
-                profile.exit,
-                &mut leftovers,
-            ),
-            Err(e) => Err(RunError::Spawn(format!("logs/{LOG}: {e}"))),
-        };
-        // Descendants of msprof still running when it ended (killed before anything was read).
-        r.meta
-            .push(("msprof_leftovers_killed".into(), leftovers.to_string()));
-        if let Err(e) = ran {
-            let status = if matches!(e, RunError::Cancelled) {
-                "abandoned"
-            } else {
-                "raw (msprof failed)"
-            };
-            let why = match e {
-                RunError::Spawn(m) => m,
-                RunError::Failed(m) => {
-                    // The log's last lines, read through the logs directory's handle.
-                    let text = logs
-                        .as_ref()
-                        .ok()
-                        .and_then(|l| read_small(l, LOG, 16 << 20).ok())
-                        .unwrap_or_default();
-                    let text = String::from_utf8_lossy(&text);
-                    let tail: Vec<&str> = text.lines().rev().take(5).collect();
-                    let tail: Vec<&str> = tail.into_iter().rev().collect();
-                    format!("msprof --export failed ({m}: {})", tail.join(" | "))
-                }
-                RunError::Timeout(s) => format!(
-                    "msprof --export did not finish within {s}s (NPUPROF_MSPROF_TIMEOUT_S) and was killed"
-                ),
-                RunError::Cancelled => "msprof --export was stopped because the process is exiting (the exit \
-                                        hook's wait, NPUPROF_FLUSH_TIMEOUT_S at most 60 s, ran out)"
-                    .to_string(),
-            };
-            let msg = format!(
-                "{why}; the device data stays raw in {}; parse it later with `{later}` (log: {})",
-                shown.display(),
-                self.dir.join("logs").join(LOG).display()
-            );
+        if let Err((status, msg)) =
+            self.run_msprof_export(top, &prof, &msprof, timeout_s, profile.exit, &mut r)
+        {
             log::warn!("{msg}");
             r.set_status(status, Some(&msg));
             return Ok(r);
@@ -329,25 +265,12 @@ impl DeviceData for AclData {
         r.meta
             .push(("msprof_ms".into(), t0.elapsed().as_millis().to_string()));
 
-        // CANN's local time → our CLOCK_REALTIME base.
-        let ours = self.clocks.0 as i128 - self.clocks.1 as i128;
         // msprof's output is reached through handles from the worker directory down: a `PROF_*` or
         // `mindstudio_profiler_output` that is (now) a symlink is refused, never followed.
         let prof_dir = top
-            .open_dir(&prof_str)
-            .map_err(|e| format!("{prof_str}: {e}"));
-        let shift = match prof_dir.as_ref().ok().and_then(cann_offset) {
-            // A shift beyond a day is not a clock difference but a broken start_info: ignore it.
-            Some(c) if (100_000..86_400_000_000_000).contains(&(ours - c).abs()) => ours - c,
-            Some(_) => 0,
-            None => {
-                log::warn!(
-                    "{}/host/start_info unreadable: device times are used as msprof wrote them",
-                    shown.display()
-                );
-                0
-            }
-        };
+            .open_dir(&prof.name)
+            .map_err(|e| format!("{}: {e}", prof.name));
+        let shift = self.clock_shift(prof_dir.as_ref().ok(), &prof.shown);
         r.meta.push(("clock_shift_ns".into(), shift.to_string()));
         if shift != 0 {
             log::info!(
@@ -374,6 +297,123 @@ impl DeviceData for AclData {
             let limit = profile.config.max_device_records();
             parse_dir(&out, self.device, shift, until, limit, &mut r)
         });
+        self.note_parse(parsed, &prof, &mut r);
+        Ok(r)
+    }
+}
+
+impl AclData {
+    /// The newest `PROF_*` directory CANN wrote into the worker directory (noted in the device metadata with
+    /// the command that parses it later); `None` (and the status says so) when there is none.
+    fn find_prof_dir(&self, top: &Dir, r: &mut DeviceResult) -> Option<ProfDir> {
+        let profs = prof_dirs(top);
+        let Some(prof) = profs.last() else {
+            let msg = format!("CANN wrote no PROF_* directory into {}", self.dir.display());
+            log::warn!("{msg}");
+            r.set_status("no data", Some(&msg));
+            return None;
+        };
+        let shown = self.dir.join(prof.as_str());
+        r.meta.push((
+            "prof_dir".into(),
+            json::string(shown.as_os_str().as_encoded_bytes()),
+        ));
+        let later = format!("msprof --export=on --output={}", shown.display());
+        r.meta
+            .push(("parse_command".into(), json::string(later.as_bytes())));
+        Some(ProfDir {
+            name: prof.clone(),
+            shown,
+            later,
+        })
+    }
+
+    /// NPUPROF_MSPROF_TIMEOUT_S; at exit the whole export must fit the exit hook's wait: at most 30 s then.
+    fn msprof_timeout_s(&self, exit: &Exit) -> u64 {
+        if exit.exiting() {
+            self.timeout_s.min(30)
+        } else {
+            self.timeout_s
+        }
+    }
+
+    /// Runs `msprof --export=on` on `prof` (its log in `logs/`, stale output removed first). An error is the
+    /// device status and the message saying why and how to parse the data later.
+    fn run_msprof_export(
+        &self,
+        top: &Dir,
+        prof: &ProfDir,
+        msprof: &Path,
+        timeout_s: u64,
+        exit: &Exit,
+        r: &mut DeviceResult,
+    ) -> std::result::Result<(), (&'static str, String)> {
+        let _ = top.mkdir("logs", crate::layout::DIR_MODE);
+        let logs = top.open_dir("logs");
+        let log = logs.as_ref().map_err(|e| e.to_string()).and_then(|l| {
+            let _ = l.unlink(LOG);
+            l.create_new(LOG, 0o644).map_err(|e| e.to_string())
+        });
+        remove_stale_output(top, &prof.name);
+        let mut leftovers = 0;
+        let ran = match &log {
+            Ok(log) => run_msprof(
+                msprof,
+                std::os::fd::AsRawFd::as_raw_fd(top),
+                Path::new(prof.name.as_str()),
+                log,
+                Duration::from_secs(timeout_s),
+                exit,
+                &mut leftovers,
+            ),
+            Err(e) => Err(RunError::Spawn(format!("logs/{LOG}: {e}"))),
+        };
+        // Descendants of msprof still running when it ended (killed before anything was read).
+        r.meta
+            .push(("msprof_leftovers_killed".into(), leftovers.to_string()));
+        let Err(e) = ran else {
+            return Ok(());
+        };
+        let status = if matches!(e, RunError::Cancelled) {
+            "abandoned"
+        } else {
+            "raw (msprof failed)"
+        };
+        let why = msprof_failure(e, logs.as_ref().ok());
+        let msg = format!(
+            "{why}; the device data stays raw in {}; parse it later with `{}` (log: {})",
+            prof.shown.display(),
+            prof.later,
+            self.dir.join("logs").join(LOG).display()
+        );
+        Err((status, msg))
+    }
+
+    /// The shift from CANN's local time to our CLOCK_REALTIME base (0 when `host/start_info` is unreadable, or
+    /// says a shift beyond a day: not a clock difference but a broken start_info).
+    fn clock_shift(&self, prof_dir: Option<&Dir>, shown: &Path) -> i128 {
+        let ours = self.clocks.0 as i128 - self.clocks.1 as i128;
+        match prof_dir.and_then(cann_offset) {
+            Some(c) if (100_000..86_400_000_000_000).contains(&(ours - c).abs()) => ours - c,
+            Some(_) => 0,
+            None => {
+                log::warn!(
+                    "{}/host/start_info unreadable: device times are used as msprof wrote them",
+                    shown.display()
+                );
+                0
+            }
+        }
+    }
+
+    /// The device status after the parse of msprof's output: `parsed`, or the output unreadable (then no
+    /// device rows at all, and the message says how to parse it again).
+    fn note_parse(
+        &self,
+        parsed: std::result::Result<(), String>,
+        prof: &ProfDir,
+        r: &mut DeviceResult,
+    ) {
         match parsed {
             Ok(()) => {
                 r.set_status("parsed", None);
@@ -390,8 +430,9 @@ impl DeviceData for AclData {
             Err(e) => {
                 let msg = format!(
                     "the msprof output could not be read ({e}); the raw data stays in {}; parse it again later \
-                     with `{later}`",
-                    shown.display()
+                     with `{}`",
+                    prof.shown.display(),
+                    prof.later
                 );
                 log::warn!("{msg}");
                 r.kernels = Kernels::default();
@@ -400,6 +441,41 @@ impl DeviceData for AclData {
                 r.set_status("raw (msprof output unreadable)", Some(&msg));
             }
         }
-        Ok(r)
+    }
+}
+
+/// Stale output from an earlier export would be mixed in (torch_npu deletes it too). Removed through handles
+/// (never following a symlink), not by re-resolving `PROF_*/mindstudio_profiler_output`.
+fn remove_stale_output(top: &Dir, prof: &str) {
+    if let Ok(p) = top.open_dir(prof) {
+        if let Ok(old) = p.open_dir(STALE) {
+            let _ = old.clear(16);
+            let _ = p.rmdir(STALE);
+        }
+    }
+}
+
+/// Why msprof failed, for the device status (with the last lines of its log, read through the logs
+/// directory's handle).
+fn msprof_failure(e: RunError, logs: Option<&Dir>) -> String {
+    match e {
+        RunError::Spawn(m) => m,
+        RunError::Failed(m) => {
+            let text = logs
+                .and_then(|l| read_small(l, LOG, 16 << 20).ok())
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("msprof --export failed ({m}: {})", tail.join(" | "))
+        }
+        RunError::Timeout(s) => format!(
+            "msprof --export did not finish within {s}s (NPUPROF_MSPROF_TIMEOUT_S) and was killed"
+        ),
+        RunError::Cancelled => {
+            "msprof --export was stopped because the process is exiting (the exit \
+                                hook's wait, NPUPROF_FLUSH_TIMEOUT_S at most 60 s, ran out)"
+                .to_string()
+        }
     }
 }

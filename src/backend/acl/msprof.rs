@@ -166,16 +166,19 @@ fn cancelled(p: &Prepared) -> bool {
     }
 }
 
-/// The helper's whole life (in the forked child; never returns).
+/// Reports to the parent through the pipe: what happened (`kind`, `value`) and the leftovers killed.
+fn report(p: &Prepared, kind: u32, value: i32, killed: u32) {
+    let mut b = [0u8; REPORT];
+    b[..4].copy_from_slice(&kind.to_ne_bytes());
+    b[4..8].copy_from_slice(&value.to_ne_bytes());
+    b[8..].copy_from_slice(&killed.to_ne_bytes());
+    // SAFETY: writes our stack buffer to the pipe (a single atomic write, < PIPE_BUF).
+    unsafe { libc::write(p.report, b.as_ptr().cast(), REPORT) };
+}
+
+/// The helper's whole life (in the forked child; never returns): start msprof, wait for it within the
+/// timeout (killing it at the timeout or on cancel), end and reap whatever it left behind, report.
 fn helper(p: &Prepared) -> ! {
-    let report = |kind: u32, value: i32, killed: u32| {
-        let mut b = [0u8; REPORT];
-        b[..4].copy_from_slice(&kind.to_ne_bytes());
-        b[4..8].copy_from_slice(&value.to_ne_bytes());
-        b[8..].copy_from_slice(&killed.to_ne_bytes());
-        // SAFETY: writes our stack buffer to the pipe (a single atomic write, < PIPE_BUF).
-        unsafe { libc::write(p.report, b.as_ptr().cast(), REPORT) };
-    };
     // SAFETY: (this block) close/prctl/setpgid/fork/sigprocmask/_exit are async-signal-safe and change only
     // this process. No PR_SET_PDEATHSIG: killed with the host, the helper could not end msprof; it watches for
     // the host's end itself (`cancelled`). Adopt orphaned descendants; a group of our own (no terminal signal
@@ -193,6 +196,7 @@ fn helper(p: &Prepared) -> ! {
     };
     if msprof < 0 {
         report(
+            p,
             EXEC_FAILED,
             std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
             0,
@@ -201,24 +205,42 @@ fn helper(p: &Prepared) -> ! {
         unsafe { libc::_exit(0) };
     }
     if msprof == 0 {
-        // SAFETY: msprof's side: async-signal-safe calls on prepared memory, then exec (or _exit).
-        unsafe {
-            libc::setpgid(0, 0);
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            let null = libc::open(p.devnull.as_ptr(), libc::O_RDONLY);
-            if null >= 0 {
-                libc::dup2(null, 0);
-            }
-            libc::dup2(p.log, 1);
-            libc::dup2(p.log, 2);
-            if libc::fchdir(p.cwd) == 0 {
-                libc::execv(p.prog.as_ptr(), p.argv.as_ptr());
-            }
-            let e = *libc::__errno_location();
-            report(EXEC_FAILED, e, 0);
-            libc::_exit(127);
-        }
+        exec_msprof(p);
     }
+    hold_for_fault_injection(p);
+    let outcome = wait_for_msprof(p, msprof);
+    // Whatever msprof left behind ends now, and is reaped, before npuprof reads a byte of the output.
+    let killed = end_leftovers(p);
+    let (kind, value) = outcome;
+    report(p, kind, value, killed);
+    // SAFETY: ends the helper without running the host's atexit handlers.
+    unsafe { libc::_exit(0) }
+}
+
+/// msprof's side of the second fork: its own group, stdin from /dev/null, stdout and stderr to the log, the
+/// worker directory as its working directory, then exec (an exec failure is reported).
+fn exec_msprof(p: &Prepared) -> ! {
+    // SAFETY: msprof's side: async-signal-safe calls on prepared memory, then exec (or _exit).
+    unsafe {
+        libc::setpgid(0, 0);
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let null = libc::open(p.devnull.as_ptr(), libc::O_RDONLY);
+        if null >= 0 {
+            libc::dup2(null, 0);
+        }
+        libc::dup2(p.log, 1);
+        libc::dup2(p.log, 2);
+        if libc::fchdir(p.cwd) == 0 {
+            libc::execv(p.prog.as_ptr(), p.argv.as_ptr());
+        }
+        let e = *libc::__errno_location();
+        report(p, EXEC_FAILED, e, 0);
+        libc::_exit(127);
+    }
+}
+
+/// Fault injection: waits (bounded, cancellable) while the hold file is absent.
+fn hold_for_fault_injection(p: &Prepared) {
     if let Some(h) = &p.hold {
         let until = now_ns().saturating_add(crate::fault::HOLD_LIMIT_NS);
         // SAFETY: access(2) on a path prepared before the fork; async-signal-safe.
@@ -229,23 +251,27 @@ fn helper(p: &Prepared) -> ! {
             nap(10);
         }
     }
+}
+
+/// Waits for msprof (reaping orphans meanwhile) until it ends, the timeout passes or the host cancels (then
+/// msprof and its group are killed). Returns the report's kind and value.
+fn wait_for_msprof(p: &Prepared, msprof: libc::pid_t) -> (u32, i32) {
     let deadline = now_ns().saturating_add(p.timeout_ns);
-    let mut outcome = None;
-    while outcome.is_none() {
+    loop {
         let mut st = 0;
         // SAFETY: waits for any child (msprof, or an orphan re-parented to us), without blocking.
         let got = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
         if got == msprof {
-            outcome = Some(if libc::WIFEXITED(st) {
+            return if libc::WIFEXITED(st) {
                 (EXITED, libc::WEXITSTATUS(st))
             } else {
                 (SIGNALED, libc::WTERMSIG(st))
-            });
+            };
         } else if got > 0 {
             continue;
         // SAFETY: reading errno right after the call.
         } else if got < 0 && unsafe { *libc::__errno_location() } == libc::ECHILD {
-            outcome = Some((EXITED, -1));
+            return (EXITED, -1);
         } else if now_ns() >= deadline || cancelled(p) {
             let why = if now_ns() >= deadline {
                 TIMED_OUT
@@ -257,12 +283,15 @@ fn helper(p: &Prepared) -> ! {
                 libc::kill(-msprof, libc::SIGKILL);
                 libc::kill(msprof, libc::SIGKILL);
             }
-            outcome = Some((why, 0));
+            return (why, 0);
         } else {
             nap(10);
         }
     }
-    // Whatever msprof left behind ends now, and is reaped, before npuprof reads a byte of the output.
+}
+
+/// Kills and reaps every process msprof left behind (within CLEANUP). Returns how many were killed.
+fn end_leftovers(p: &Prepared) -> u32 {
     let cleanup_end = now_ns().saturating_add(CLEANUP.as_nanos() as u64);
     let mut killed = 0u32;
     loop {
@@ -282,10 +311,7 @@ fn helper(p: &Prepared) -> ! {
         }
         nap(2);
     }
-    let (kind, value) = outcome.unwrap_or((TIMED_OUT, 0));
-    report(kind, value, killed);
-    // SAFETY: ends the helper without running the host's atexit handlers.
-    unsafe { libc::_exit(0) }
+    killed
 }
 
 /// Runs `msprof --export=on --output=<prof>` under the helper, its output going to `log`, killed after
@@ -310,27 +336,9 @@ pub(super) fn run_msprof(
     let args = [prog.clone(), cstring(b"--export=on")?, cstring(&out)?];
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let mut fds = [0; 2];
-    // SAFETY: a valid two-element out-array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(RunError::Spawn(format!(
-            "pipe: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: both descriptors were just created and are owned here.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let mut cfds = [0; 2];
-    // SAFETY: a valid two-element out-array.
-    if unsafe { libc::pipe2(cfds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(RunError::Spawn(format!(
-            "pipe: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: both descriptors were just created and are owned here.
-    let (cancel_rd, cancel_wr) =
-        unsafe { (OwnedFd::from_raw_fd(cfds[0]), OwnedFd::from_raw_fd(cfds[1])) };
+    // The helper's report (helper → us) and the cancel pipe (us → helper).
+    let (rd, wr) = pipe()?;
+    let (cancel_rd, cancel_wr) = pipe()?;
     let prep = Prepared {
         prog,
         argv,
@@ -361,20 +369,47 @@ pub(super) fn run_msprof(
     }
     drop(wr);
     drop(cancel_rd);
-    let mut cancel_sent = false;
     // The helper enforces the timeout and its cleanup is bounded; this bound only guards against a helper
     // that is itself stuck (then it is killed, and what it would have cleaned up may survive).
     let mut bound = timeout + CLEANUP + Duration::from_secs(30);
     if prep.hold.is_some() {
         bound += Duration::from_nanos(crate::fault::HOLD_LIMIT_NS);
     }
+    wait_for_helper(pid, &cancel_wr, bound, timeout, exit)?;
+    read_report(rd, msprof, timeout, leftovers)
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+    let mut fds = [0; 2];
+    // SAFETY: a valid two-element out-array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(RunError::Spawn(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Waits for the helper `pid` to end; tells it to cancel (through `cancel_wr`) at the exit hook's cut, and
+/// kills it past `bound`.
+fn wait_for_helper(
+    pid: libc::pid_t,
+    cancel_wr: &OwnedFd,
+    bound: Duration,
+    timeout: Duration,
+    exit: &crate::process::Exit,
+) -> Result<(), RunError> {
+    let mut cancel_sent = false;
     let t0 = Instant::now();
     loop {
         let mut st = 0;
         // SAFETY: waits for our own helper without blocking.
         let got = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
         if got == pid || got < 0 {
-            break;
+            return Ok(());
         }
         if !cancel_sent && exit.cut_passed() {
             // The exit hook's cut: msprof must end now (the helper kills it and everything it started).
@@ -392,10 +427,19 @@ pub(super) fn run_msprof(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Reads the helper's report from `rd` (an exec failure is reported first, then the helper's outcome: the
+/// first message decides) and turns it into msprof's result; sets `leftovers`.
+fn read_report(
+    rd: OwnedFd,
+    msprof: &Path,
+    timeout: Duration,
+    leftovers: &mut u32,
+) -> Result<(), RunError> {
     let mut msg = [0u8; 2 * REPORT];
     let mut f = std::fs::File::from(rd);
     let n = std::io::Read::read(&mut f, &mut msg).unwrap_or(0);
-    // An exec failure is reported first, then the helper's outcome: the first message decides.
     if n < REPORT {
         return Err(RunError::Failed(
             "the msprof helper ended without a report".into(),

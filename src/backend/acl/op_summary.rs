@@ -45,19 +45,76 @@ pub(super) fn op_summary(
         let file = open_output(dir, f)?;
         let mut rd = std::io::BufReader::with_capacity(1 << 20, file);
         let mut raw = Vec::new();
-        let mut spans = Vec::new();
-        let io = |e: std::io::Error| format!("{f}: {e}");
-        match next_csv_record(&mut rd, &mut raw).map_err(io)? {
-            Rec::End => continue,
-            Rec::Bad => return Err(format!("{f}: its header is not one CSV line")),
-            Rec::Row => {}
+        let Some(header) = read_header(&mut rd, &mut raw, f)? else {
+            continue;
+        };
+        let mut cols = Columns::find(&header, f)?;
+        let s = out.get_or_insert_with(|| Summary {
+            header: cols
+                .kept
+                .iter()
+                .map(|&i| rename(&header[i]).to_string())
+                .collect(),
+            kernels: Kernels::with_limit(limit),
+            bad_rows: 0,
+            cut: false,
+        });
+        cols.map_to(&header, &s.header);
+        if read_rows(&mut rd, &mut raw, f, &cols, s, shift, &until, limit)? {
+            s.cut = true;
+            return Ok(out);
         }
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        RawRecords::new(&text).next_into(&mut spans);
-        let header: Vec<String> = spans
+    }
+    Ok(out)
+}
+
+/// A file's header, its cells unquoted and trimmed (`None`: an empty file).
+fn read_header(
+    rd: &mut impl std::io::BufRead,
+    raw: &mut Vec<u8>,
+    f: &str,
+) -> std::result::Result<Option<Vec<String>>, String> {
+    match next_csv_record(rd, raw).map_err(|e| format!("{f}: {e}"))? {
+        Rec::End => return Ok(None),
+        Rec::Bad => return Err(format!("{f}: its header is not one CSV line")),
+        Rec::Row => {}
+    }
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let mut spans = Vec::new();
+    RawRecords::new(&text).next_into(&mut spans);
+    Ok(Some(
+        spans
             .iter()
             .map(|&(a, b)| unquote(&text[a..b]).trim().to_string())
-            .collect();
+            .collect(),
+    ))
+}
+
+/// Where a file's columns are.
+struct Columns {
+    /// Cells in a row.
+    len: usize,
+    name: usize,
+    start: usize,
+    dur: usize,
+    ty: Option<usize>,
+    core: Option<usize>,
+    wait: Option<usize>,
+    stream: Option<usize>,
+    task: Option<usize>,
+    model: Option<usize>,
+    block: Option<usize>,
+    /// The columns copied into `kernel_details.csv` (all but `Device_id`).
+    kept: Vec<usize>,
+    /// This file's column for each of the first file's (renamed) columns (see [`Columns::map_to`]).
+    ours: Vec<Option<usize>>,
+    /// The start time's place among the first file's columns (it is re-based).
+    start_out: Option<usize>,
+}
+
+impl Columns {
+    /// The columns of `header`; an error when it is not an op_summary's.
+    fn find(header: &[String], f: &str) -> std::result::Result<Columns, String> {
         let col = |n: &str| header.iter().position(|h| h == n);
         let (Some(name), Some(start), Some(dur)) = (
             col("Op Name"),
@@ -69,103 +126,133 @@ pub(super) fn op_summary(
             ));
         };
         let dev = col("Device_id");
-        let kept: Vec<usize> = (0..header.len()).filter(|&i| Some(i) != dev).collect();
-        let s = out.get_or_insert_with(|| Summary {
-            header: kept
-                .iter()
-                .map(|&i| rename(&header[i]).to_string())
-                .collect(),
-            kernels: Kernels::with_limit(limit),
-            bad_rows: 0,
-            cut: false,
-        });
-        // This file's column for each of the first file's (renamed) columns.
-        let ours: Vec<Option<usize>> = s
-            .header
+        Ok(Columns {
+            len: header.len(),
+            name,
+            start,
+            dur,
+            ty: col("OP Type"),
+            core: col("Task Type"),
+            wait: col("Task Wait Time(us)"),
+            stream: col("Stream ID"),
+            task: col("Task ID"),
+            model: col("Model ID"),
+            block: col("Block Num").or(col("Block Dim")),
+            kept: (0..header.len()).filter(|&i| Some(i) != dev).collect(),
+            ours: Vec::new(),
+            start_out: None,
+        })
+    }
+
+    /// Maps the first file's (renamed) columns `first` to this file's `header`.
+    fn map_to(&mut self, header: &[String], first: &[String]) {
+        self.ours = first
             .iter()
-            .map(|h| kept.iter().copied().find(|&i| rename(&header[i]) == h))
+            .map(|h| self.kept.iter().copied().find(|&i| rename(&header[i]) == h))
             .collect();
-        let start_out = s.header.iter().position(|h| h == "Start Time(us)");
-        let (c_type, c_core, c_wait) =
-            (col("OP Type"), col("Task Type"), col("Task Wait Time(us)"));
-        let (c_stream, c_task, c_model) = (col("Stream ID"), col("Task ID"), col("Model ID"));
-        let c_block = col("Block Num").or(col("Block Dim"));
-        let mut n = 0u64;
-        loop {
-            match next_csv_record(&mut rd, &mut raw).map_err(io)? {
-                Rec::End => break,
-                Rec::Bad => {
-                    s.bad_rows += 1;
-                    continue;
-                }
-                Rec::Row => {}
-            }
-            n += 1;
-            if n % 4096 == 0 && until.passed() {
-                s.cut = true;
-                return Ok(out);
-            }
-            if s.kernels.len() >= limit {
-                // Beyond the cap: counted, never parsed or held.
-                s.kernels.cut += 1;
-                continue;
-            }
-            let text = String::from_utf8_lossy(&raw);
-            if text.trim().is_empty() || RawRecords::new(&text).next_into(&mut spans).is_none() {
-                continue;
-            }
-            if spans.len() != header.len() {
+        self.start_out = first.iter().position(|h| h == "Start Time(us)");
+    }
+}
+
+/// Reads a file's rows into `s`. Returns whether reading stopped at the deadline.
+#[allow(clippy::too_many_arguments)]
+fn read_rows(
+    rd: &mut impl std::io::BufRead,
+    raw: &mut Vec<u8>,
+    f: &str,
+    cols: &Columns,
+    s: &mut Summary,
+    shift: i128,
+    until: &Deadline,
+    limit: usize,
+) -> std::result::Result<bool, String> {
+    let mut spans = Vec::new();
+    let mut n = 0u64;
+    loop {
+        match next_csv_record(rd, raw).map_err(|e| format!("{f}: {e}"))? {
+            Rec::End => return Ok(false),
+            Rec::Bad => {
                 s.bad_rows += 1;
                 continue;
             }
-            let field = |i: usize| unquote(&text[spans[i].0..spans[i].1]);
-            let opt = |i: Option<usize>| i.map(|i| field(i).trim().to_string());
-            let num = |i: Option<usize>| -> u32 {
-                i.and_then(|i| field(i).trim().parse::<u64>().ok())
-                    .map_or(0, |v| v.min(u32::MAX as u64) as u32)
-            };
-            let (Some(st), Some(d)) = (us_to_ns(&field(start)), us_to_ns(&field(dur))) else {
-                s.bad_rows += 1;
-                continue;
-            };
-            let st = rebase(st, shift);
-            // The row's cells in the header's order, copied CSV-encoded as they are (one String per task),
-            // with the start time re-based.
-            let mut cells = String::with_capacity(spans.last().map_or(0, |l| l.1 - spans[0].0) + 8);
-            for (j, &i) in ours.iter().enumerate() {
-                if j > 0 {
-                    cells.push(',');
-                }
-                match i {
-                    _ if Some(j) == start_out => {
-                        cells.push('"');
-                        json::push_us3(&mut cells, st);
-                        cells.push_str("\t\"");
-                    }
-                    Some(i) => cells.push_str(&text[spans[i].0..spans[i].1]),
-                    None => cells.push_str("N/A"),
-                }
-            }
-            let k = Kernel {
-                start_ns: st,
-                dur_ns: d,
-                wait_ns: opt(c_wait).and_then(|v| us_to_ns(&v)).unwrap_or(0),
-                stream_id: num(c_stream),
-                task_id: num(c_task),
-                model_id: num(c_model),
-                block_dim: num(c_block),
-                cells: cells.into_boxed_str(),
-                ..Default::default()
-            };
-            s.kernels.push(
-                field(name).as_bytes(),
-                opt(c_type).as_deref().unwrap_or("N/A"),
-                opt(c_core).as_deref().unwrap_or("N/A"),
-                k,
-            );
+            Rec::Row => {}
+        }
+        n += 1;
+        if n % 4096 == 0 && until.passed() {
+            return Ok(true);
+        }
+        if s.kernels.len() >= limit {
+            // Beyond the cap: counted, never parsed or held.
+            s.kernels.cut += 1;
+            continue;
+        }
+        let text = String::from_utf8_lossy(raw);
+        if text.trim().is_empty() || RawRecords::new(&text).next_into(&mut spans).is_none() {
+            continue;
+        }
+        if spans.len() != cols.len || !push_row(&text, &spans, cols, shift, &mut s.kernels) {
+            s.bad_rows += 1;
         }
     }
-    Ok(out)
+}
+
+/// One row → a kernel in `kernels`; `false` when its start or duration is not a time.
+fn push_row(
+    text: &str,
+    spans: &[(usize, usize)],
+    cols: &Columns,
+    shift: i128,
+    kernels: &mut Kernels,
+) -> bool {
+    let field = |i: usize| unquote(&text[spans[i].0..spans[i].1]);
+    let opt = |i: Option<usize>| i.map(|i| field(i).trim().to_string());
+    let num = |i: Option<usize>| -> u32 {
+        i.and_then(|i| field(i).trim().parse::<u64>().ok())
+            .map_or(0, |v| v.min(u32::MAX as u64) as u32)
+    };
+    let (Some(st), Some(d)) = (us_to_ns(&field(cols.start)), us_to_ns(&field(cols.dur))) else {
+        return false;
+    };
+    let st = rebase(st, shift);
+    let k = Kernel {
+        start_ns: st,
+        dur_ns: d,
+        wait_ns: opt(cols.wait).and_then(|v| us_to_ns(&v)).unwrap_or(0),
+        stream_id: num(cols.stream),
+        task_id: num(cols.task),
+        model_id: num(cols.model),
+        block_dim: num(cols.block),
+        cells: row_cells(text, spans, cols, st).into_boxed_str(),
+        ..Default::default()
+    };
+    kernels.push(
+        field(cols.name).as_bytes(),
+        opt(cols.ty).as_deref().unwrap_or("N/A"),
+        opt(cols.core).as_deref().unwrap_or("N/A"),
+        k,
+    );
+    true
+}
+
+/// The row's cells in the first file's column order, copied CSV-encoded as they are (one String per task),
+/// with the start time re-based (`st`).
+fn row_cells(text: &str, spans: &[(usize, usize)], cols: &Columns, st: u64) -> String {
+    let mut cells = String::with_capacity(spans.last().map_or(0, |l| l.1 - spans[0].0) + 8);
+    for (j, &i) in cols.ours.iter().enumerate() {
+        if j > 0 {
+            cells.push(',');
+        }
+        match i {
+            _ if Some(j) == cols.start_out => {
+                cells.push('"');
+                json::push_us3(&mut cells, st);
+                cells.push_str("\t\"");
+            }
+            Some(i) => cells.push_str(&text[spans[i].0..spans[i].1]),
+            None => cells.push_str("N/A"),
+        }
+    }
+    cells
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes, TraceSink};
 use crate::dir::Dir;
 use crate::error::Result;
 use crate::format::json;
-use crate::format::jsonparse::{stream_array_bounded, us_to_ns, Parser, Value};
+use crate::format::jsonparse::{stream_array_bounded, us_to_ns, PResult, Parser, Value};
 use std::collections::HashMap;
 
 /// The device and CANN processes of `msprof_*.json`, written into `trace_view.json` on npuprof's pids and
@@ -196,8 +196,26 @@ fn hw_kernel(e: &DeviceEvent<'_>, out: &mut Kernels) {
 impl Lanes for MsprofLanes {
     fn write(self: Box<Self>, tw: &mut dyn TraceSink) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
-        let mut procs = Procs {
-            device: self.device,
+        let mut procs = Procs::new(self.device);
+        let until = Deadline::after(self.budget);
+        for f in &self.files {
+            if let Err(e) = self.read_file(f, tw, &mut procs, &mut st, &until) {
+                return (st, Some(e));
+            }
+        }
+        // Processes never named: their events are left out.
+        st.skipped += procs.pending.values().map(|v| v.len() as u64).sum::<u64>();
+        match self.write_default_labels(tw, &mut procs) {
+            Ok(()) => (st, None),
+            Err(e) => (st, Some(e.msg)),
+        }
+    }
+}
+
+impl Procs {
+    fn new(device: u32) -> Procs {
+        Procs {
+            device,
             slots: HashMap::new(),
             labels: HashMap::new(),
             labelled: Default::default(),
@@ -205,165 +223,184 @@ impl Lanes for MsprofLanes {
             pending: HashMap::new(),
             pending_threads: HashMap::new(),
             pending_bytes: 0,
-        };
-        let shift = self.shift;
-        let until = Deadline::after(self.budget);
-        let hw_pid = device_pid(self.device, SLOT_HARDWARE);
-        for f in &self.files {
-            let file = match open_output(&self.dir, f) {
-                Ok(b) => b,
-                Err(e) => return (st, Some(e)),
-            };
-            let mut seen = 0u64;
-            let mut write_err: Option<crate::error::Error> = None;
-            // Streamed in 8 MiB blocks: a timeline of millions of events is never in memory at once, nor one
-            // event longer than MAX_EVENT_BYTES (the rest of the timeline is then left out, and the lanes say
-            // why).
-            let r = stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
-                seen += 1;
-                if seen % 1024 == 0 && until.passed() {
-                    return Err(CUT.into());
-                }
-                let (mut ph, mut pid, mut tid) = (b'?', 0u64, 0u64);
-                let (mut ts, mut dur) = (None, None);
-                let (mut name, mut cat, mut id, mut args) = ("", "", "", "");
-                p.object(|k, p| {
-                    match k {
-                        "args" => args = p.skip(0)?,
-                        "id" => id = p.skip(0)?,
-                        // Kept as validated JSON literals: written back as they are.
-                        "name" => name = p.skip(0)?,
-                        "cat" => cat = p.skip(0)?,
-                        _ => {
-                            let v = p.scalar()?;
-                            let v = v.as_ref();
-                            match k {
-                                "ph" => {
-                                    ph = v
-                                        .and_then(Value::as_str)
-                                        .and_then(|s| s.bytes().next())
-                                        .unwrap_or(b'?')
-                                }
-                                "pid" => pid = v.and_then(Value::as_u64).unwrap_or(0),
-                                "tid" => tid = v.and_then(Value::as_u64).unwrap_or(0),
-                                "ts" => ts = v.and_then(Value::num_text).and_then(us_to_ns),
-                                "dur" => dur = v.and_then(Value::num_text).and_then(us_to_ns),
-                                _ => {}
-                            }
-                        }
-                    }
-                    Ok(())
-                })?;
-                if write_err.is_some() {
-                    return Ok(());
-                }
-                let tid32 = tid.min(u32::MAX as u64) as u32;
-                let res = (|| -> Result<()> {
-                    if ph == b'M' {
-                        let a = Parser::new(args.as_bytes()).value(0).ok();
-                        let arg =
-                            |k: &str| a.as_ref().and_then(|a| a.get(k)).and_then(Value::as_str);
-                        match name {
-                            "\"process_name\"" => {
-                                if let Some(n) = arg("name") {
-                                    st.skipped += procs.name(tw, pid, n, shift)?;
-                                }
-                            }
-                            "\"process_labels\"" => {
-                                if let Some(l) = arg("labels") {
-                                    match procs.slots.get(&pid) {
-                                        Some(Some(slot)) => procs.write_label(tw, pid, *slot, l)?,
-                                        Some(None) => {}
-                                        None => {
-                                            procs.labels.insert(pid, l.to_string());
-                                        }
-                                    }
-                                }
-                            }
-                            "\"thread_name\"" | "\"thread_sort_index\"" if !args.is_empty() => {
-                                match procs.slots.get(&pid).copied() {
-                                    Some(Some(slot)) => {
-                                        tw.device_event(&meta(procs.pid(slot), tid32, name, args))?
-                                    }
-                                    Some(None) => {}
-                                    None if procs.may_wait(64 + name.len() + args.len()) => procs
-                                        .pending_threads
-                                        .entry(pid)
-                                        .or_default()
-                                        .push((tid32, name.to_string(), args.to_string())),
-                                    None => st.skipped += 1,
-                                }
-                            }
-                            _ => {}
-                        }
-                        return Ok(());
-                    }
-                    let ph = if ph == b'I' { b'i' } else { ph };
-                    let (Some(t), true) = (
-                        ts,
-                        matches!(ph, b'X' | b'C' | b's' | b'f' | b'i')
-                            && (ph != b'X' || dur.is_some()),
-                    ) else {
-                        st.skipped += 1;
-                        return Ok(());
-                    };
-                    match procs.slots.get(&pid).copied() {
-                        Some(Some(slot)) => {
-                            let e = DeviceEvent {
-                                ph,
-                                pid: procs.pid(slot),
-                                tid: tid32,
-                                ts_ns: rebase(t, shift),
-                                dur_ns: dur.unwrap_or(0),
-                                name,
-                                cat,
-                                args,
-                                id,
-                            };
-                            tw.device_event(&e)?;
-                            st.events += 1;
-                            if self.want_kernels && ph == b'X' && e.pid == hw_pid {
-                                hw_kernel(&e, &mut st.kernels);
-                            }
-                        }
-                        Some(None) => st.skipped += 1,
-                        None if !procs.may_wait(
-                            std::mem::size_of::<Pending>()
-                                + name.len()
-                                + cat.len()
-                                + args.len()
-                                + id.len(),
-                        ) =>
-                        {
-                            st.skipped += 1
-                        }
-                        None => procs.pending.entry(pid).or_default().push(Pending {
-                            ph,
-                            tid: tid32,
-                            ts: t,
-                            dur: dur.unwrap_or(0),
-                            name: name.to_string(),
-                            cat: cat.to_string(),
-                            args: args.to_string(),
-                            id: id.to_string(),
-                        }),
-                    }
-                    Ok(())
-                })();
-                if let Err(e) = res {
-                    write_err = Some(e);
-                }
-                Ok(())
-            });
-            if let Some(e) = write_err {
-                return (st, Some(e.msg));
-            }
-            if let Err(e) = r {
-                return (st, Some(format!("{f}: {e}")));
-            }
         }
-        // Processes never named: their events are left out; named processes without a label get a default.
-        st.skipped += procs.pending.values().map(|v| v.len() as u64).sum::<u64>();
+    }
+}
+
+/// One event of a timeline file as read: the name, cat, id and args kept as validated JSON literals (written
+/// back as they are).
+struct RawEvent<'a> {
+    ph: u8,
+    pid: u64,
+    tid: u32,
+    ts: Option<u64>,
+    dur: Option<u64>,
+    name: &'a str,
+    cat: &'a str,
+    id: &'a str,
+    args: &'a str,
+}
+
+impl<'a> RawEvent<'a> {
+    fn parse(p: &mut Parser<'a>) -> PResult<RawEvent<'a>> {
+        let (mut ph, mut pid, mut tid) = (b'?', 0u64, 0u64);
+        let (mut ts, mut dur) = (None, None);
+        let (mut name, mut cat, mut id, mut args) = ("", "", "", "");
+        p.object(|k, p| {
+            match k {
+                "args" => args = p.skip(0)?,
+                "id" => id = p.skip(0)?,
+                "name" => name = p.skip(0)?,
+                "cat" => cat = p.skip(0)?,
+                _ => {
+                    let v = p.scalar()?;
+                    let v = v.as_ref();
+                    match k {
+                        "ph" => {
+                            ph = v
+                                .and_then(Value::as_str)
+                                .and_then(|s| s.bytes().next())
+                                .unwrap_or(b'?')
+                        }
+                        "pid" => pid = v.and_then(Value::as_u64).unwrap_or(0),
+                        "tid" => tid = v.and_then(Value::as_u64).unwrap_or(0),
+                        "ts" => ts = v.and_then(Value::num_text).and_then(us_to_ns),
+                        "dur" => dur = v.and_then(Value::num_text).and_then(us_to_ns),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(RawEvent {
+            ph,
+            pid,
+            tid: tid.min(u32::MAX as u64) as u32,
+            ts,
+            dur,
+            name,
+            cat,
+            id,
+            args,
+        })
+    }
+}
+
+impl MsprofLanes {
+    /// Streams one timeline file into the lanes, in 8 MiB blocks: a timeline of millions of events is never
+    /// in memory at once, nor one event longer than MAX_EVENT_BYTES (the rest of the timeline is then left
+    /// out, and the lanes say why). Stops at the first write error, or when `until` passes.
+    fn read_file(
+        &self,
+        f: &str,
+        tw: &mut dyn TraceSink,
+        procs: &mut Procs,
+        st: &mut LaneStats,
+        until: &Deadline,
+    ) -> std::result::Result<(), String> {
+        let file = open_output(&self.dir, f)?;
+        let mut seen = 0u64;
+        let mut write_err: Option<crate::error::Error> = None;
+        let r = stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
+            seen += 1;
+            if seen % 1024 == 0 && until.passed() {
+                return Err(CUT.into());
+            }
+            let ev = RawEvent::parse(p)?;
+            if write_err.is_some() {
+                return Ok(());
+            }
+            if let Err(e) = self.write_event(tw, procs, st, ev) {
+                write_err = Some(e);
+            }
+            Ok(())
+        });
+        if let Some(e) = write_err {
+            return Err(e.msg);
+        }
+        r.map_err(|e| format!("{f}: {e}"))
+    }
+
+    fn write_event(
+        &self,
+        tw: &mut dyn TraceSink,
+        procs: &mut Procs,
+        st: &mut LaneStats,
+        ev: RawEvent<'_>,
+    ) -> Result<()> {
+        if ev.ph == b'M' {
+            write_metadata_event(tw, procs, st, &ev, self.shift)
+        } else {
+            self.write_timed_event(tw, procs, st, ev)
+        }
+    }
+
+    /// A slice, counter, flow point or instant: on its process's pid once that is named, kept waiting until
+    /// then (within MAX_PENDING_BYTES), left out (and counted) for a process npuprof leaves out.
+    fn write_timed_event(
+        &self,
+        tw: &mut dyn TraceSink,
+        procs: &mut Procs,
+        st: &mut LaneStats,
+        ev: RawEvent<'_>,
+    ) -> Result<()> {
+        let ph = if ev.ph == b'I' { b'i' } else { ev.ph };
+        let (Some(t), true) = (
+            ev.ts,
+            matches!(ph, b'X' | b'C' | b's' | b'f' | b'i') && (ph != b'X' || ev.dur.is_some()),
+        ) else {
+            st.skipped += 1;
+            return Ok(());
+        };
+        match procs.slots.get(&ev.pid).copied() {
+            Some(Some(slot)) => {
+                let e = DeviceEvent {
+                    ph,
+                    pid: procs.pid(slot),
+                    tid: ev.tid,
+                    ts_ns: rebase(t, self.shift),
+                    dur_ns: ev.dur.unwrap_or(0),
+                    name: ev.name,
+                    cat: ev.cat,
+                    args: ev.args,
+                    id: ev.id,
+                };
+                tw.device_event(&e)?;
+                st.events += 1;
+                if self.want_kernels
+                    && ph == b'X'
+                    && e.pid == device_pid(self.device, SLOT_HARDWARE)
+                {
+                    hw_kernel(&e, &mut st.kernels);
+                }
+            }
+            Some(None) => st.skipped += 1,
+            None if !procs.may_wait(
+                std::mem::size_of::<Pending>()
+                    + ev.name.len()
+                    + ev.cat.len()
+                    + ev.args.len()
+                    + ev.id.len(),
+            ) =>
+            {
+                st.skipped += 1
+            }
+            None => procs.pending.entry(ev.pid).or_default().push(Pending {
+                ph,
+                tid: ev.tid,
+                ts: t,
+                dur: ev.dur.unwrap_or(0),
+                name: ev.name.to_string(),
+                cat: ev.cat.to_string(),
+                args: ev.args.to_string(),
+                id: ev.id.to_string(),
+            }),
+        }
+        Ok(())
+    }
+
+    /// Named processes without a label get a default (`CPU` for CANN, `NPU n` for the others).
+    fn write_default_labels(&self, tw: &mut dyn TraceSink, procs: &mut Procs) -> Result<()> {
         let named: Vec<(u64, u32)> = procs
             .slots
             .iter()
@@ -375,12 +412,56 @@ impl Lanes for MsprofLanes {
             } else {
                 format!("NPU {}", self.device)
             };
-            if let Err(e) = procs.write_label(tw, src, slot, &label) {
-                return (st, Some(e.msg));
+            procs.write_label(tw, src, slot, &label)?;
+        }
+        Ok(())
+    }
+}
+
+/// An `M` event: a process name (assigns its slot), a process label, or a thread name or sort index (kept
+/// waiting for the process's name within MAX_PENDING_BYTES).
+fn write_metadata_event(
+    tw: &mut dyn TraceSink,
+    procs: &mut Procs,
+    st: &mut LaneStats,
+    ev: &RawEvent<'_>,
+    shift: i128,
+) -> Result<()> {
+    let (pid, name, args) = (ev.pid, ev.name, ev.args);
+    let a = Parser::new(args.as_bytes()).value(0).ok();
+    let arg = |k: &str| a.as_ref().and_then(|a| a.get(k)).and_then(Value::as_str);
+    match name {
+        "\"process_name\"" => {
+            if let Some(n) = arg("name") {
+                st.skipped += procs.name(tw, pid, n, shift)?;
             }
         }
-        (st, None)
+        "\"process_labels\"" => {
+            if let Some(l) = arg("labels") {
+                match procs.slots.get(&pid) {
+                    Some(Some(slot)) => procs.write_label(tw, pid, *slot, l)?,
+                    Some(None) => {}
+                    None => {
+                        procs.labels.insert(pid, l.to_string());
+                    }
+                }
+            }
+        }
+        "\"thread_name\"" | "\"thread_sort_index\"" if !args.is_empty() => {
+            match procs.slots.get(&pid).copied() {
+                Some(Some(slot)) => tw.device_event(&meta(procs.pid(slot), ev.tid, name, args))?,
+                Some(None) => {}
+                None if procs.may_wait(64 + name.len() + args.len()) => procs
+                    .pending_threads
+                    .entry(pid)
+                    .or_default()
+                    .push((ev.tid, name.to_string(), args.to_string())),
+                None => st.skipped += 1,
+            }
+        }
+        _ => {}
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -73,54 +73,6 @@ pub fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
     // Records completed while no profile was open, since the last open.
     let mut between = 0u64;
     let mut last_close_ns = 0u64;
-    let handle = |open: &mut Option<Open>, between: &mut u64, (idx, n): (u32, u32)| {
-        let Some(sh) = SHARED.get() else { return };
-        crate::fault::stall("mspti.consumer");
-        match open.as_mut() {
-            Some(o) => {
-                // SAFETY: the buffer was handed over by `on_complete` (taken, see `pool`); it is ours until
-                // released below; `n` compact records fit in it.
-                let bytes = unsafe {
-                    std::slice::from_raw_parts_mut(sh.pool.buffer(idx), n as usize * REC)
-                };
-                let kept = keep_from(bytes, n as usize, o.lo) as u64;
-                o.before_profile += n as u64 - kept;
-                // The caps: the records that fit are written, the rest counted.
-                let w = &mut o.written;
-                let room = o.cap.bytes.saturating_sub(w.bytes()) / REC as u64;
-                let fit = kept.min(o.cap.records.saturating_sub(w.records)).min(room);
-                w.over_cap += kept - fit;
-                let bytes = &bytes[..fit as usize * REC];
-                if let Some(nw) = o.names.as_mut() {
-                    // The names get what the records leave of the cap.
-                    let left = o
-                        .cap
-                        .bytes
-                        .saturating_sub(w.bytes())
-                        .saturating_sub(bytes.len() as u64);
-                    let r = nw.add(bytes, left);
-                    w.names_bytes = nw.bytes();
-                    match r {
-                        Ok(skipped) => w.names_over_cap += skipped,
-                        Err(e) => {
-                            // Only a recovery needs the names: the records are still written.
-                            log::debug!("mspti.names: {e}");
-                            o.names = None;
-                        }
-                    }
-                }
-                match o.file.write_all(bytes).and_then(|_| o.file.flush()) {
-                    Ok(()) => o.written.records += fit,
-                    Err(e) => {
-                        sh.counts.add(super::counts::Count::RecordsDropped, fit);
-                        o.err.get_or_insert(e);
-                    }
-                }
-            }
-            None => *between += n as u64,
-        }
-        sh.pool.release(idx);
-    };
     loop {
         crossbeam_channel::select! {
             recv(data_rx) -> m => match m {
@@ -146,14 +98,7 @@ pub fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
                         handle(&mut open, &mut between, m);
                     }
                     last_close_ns = realtime_ns();
-                    let closed = open.take().map(|mut o| Closed {
-                        spooled: match (o.file.flush(), o.err.take()) {
-                            (_, Some(e)) | (Err(e), None) => Err(e),
-                            (Ok(()), None) => Ok(o.written),
-                        },
-                        before_profile: o.before_profile,
-                        between_profiles: o.between_profiles,
-                    });
+                    let closed = open.take().map(Open::close);
                     let _ = ack.send(closed.unwrap_or(Closed {
                         spooled: Ok(Spooled::default()),
                         before_profile: 0,
@@ -162,6 +107,89 @@ pub fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
                 }
                 Err(_) => return,
             },
+        }
+    }
+}
+
+/// One completed buffer (`n` compact records in the pool's buffer `idx`): its records into the open profile,
+/// or counted between profiles; the buffer back to the pool.
+fn handle(open: &mut Option<Open>, between: &mut u64, (idx, n): (u32, u32)) {
+    let Some(sh) = SHARED.get() else { return };
+    crate::fault::stall("mspti.consumer");
+    match open.as_mut() {
+        Some(o) => {
+            // SAFETY: the buffer was handed over by `on_complete` (taken, see `pool`); it is ours until
+            // released below; `n` compact records fit in it.
+            let bytes =
+                unsafe { std::slice::from_raw_parts_mut(sh.pool.buffer(idx), n as usize * REC) };
+            o.write_records(bytes, n as u64, &sh.counts);
+        }
+        None => *between += n as u64,
+    }
+    sh.pool.release(idx);
+}
+
+impl Open {
+    /// Writes the `n` records in `bytes` that are this profile's and fit its caps (the rest counted), their
+    /// names first; a write error drops the records (counted in `counts`) and is kept for the close.
+    fn write_records(&mut self, bytes: &mut [u8], n: u64, counts: &super::counts::Counts) {
+        let kept = keep_from(bytes, n as usize, self.lo) as u64;
+        self.before_profile += n - kept;
+        let fit = self.fit(kept);
+        let bytes = &bytes[..fit as usize * REC];
+        self.add_names(bytes);
+        match self.file.write_all(bytes).and_then(|_| self.file.flush()) {
+            Ok(()) => self.written.records += fit,
+            Err(e) => {
+                counts.add(super::counts::Count::RecordsDropped, fit);
+                self.err.get_or_insert(e);
+            }
+        }
+    }
+
+    /// The caps: how many of `kept` records fit (the rest are counted as over the cap).
+    fn fit(&mut self, kept: u64) -> u64 {
+        let w = &mut self.written;
+        let room = self.cap.bytes.saturating_sub(w.bytes()) / REC as u64;
+        let fit = kept
+            .min(self.cap.records.saturating_sub(w.records))
+            .min(room);
+        w.over_cap += kept - fit;
+        fit
+    }
+
+    /// The new names of `records` into `mspti.names`, within what the records leave of the cap.
+    fn add_names(&mut self, records: &[u8]) {
+        let w = &mut self.written;
+        let Some(nw) = self.names.as_mut() else {
+            return;
+        };
+        let left = self
+            .cap
+            .bytes
+            .saturating_sub(w.bytes())
+            .saturating_sub(records.len() as u64);
+        let r = nw.add(records, left);
+        w.names_bytes = nw.bytes();
+        match r {
+            Ok(skipped) => w.names_over_cap += skipped,
+            Err(e) => {
+                // Only a recovery needs the names: the records are still written.
+                log::debug!("mspti.names: {e}");
+                self.names = None;
+            }
+        }
+    }
+
+    /// What the stop is told: what was written, or the first write error.
+    fn close(mut self) -> Closed {
+        Closed {
+            spooled: match (self.file.flush(), self.err.take()) {
+                (_, Some(e)) | (Err(e), None) => Err(e),
+                (Ok(()), None) => Ok(self.written),
+            },
+            before_profile: self.before_profile,
+            between_profiles: self.between_profiles,
         }
     }
 }

@@ -7,10 +7,11 @@ use super::names_file::NameSource;
 use super::records::*;
 use super::replay::Spool;
 use super::walk::DevRec;
+use crate::device::pids::{device_pid, SLOT_CANN, SLOT_HARDWARE};
 use crate::device::{DeviceEvent, LaneStats, Lanes, TraceSink};
 use crate::error::Result;
 use crate::format::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub struct MsptiLanes {
     /// `None`: no spool (nothing recorded); only the device's empty lane is drawn.
@@ -80,11 +81,33 @@ fn write_lanes_of(
     tw: &mut dyn TraceSink,
     st: &mut LaneStats,
 ) -> Result<()> {
-    use crate::device::pids::{device_pid, SLOT_CANN, SLOT_HARDWARE};
-    use std::collections::{BTreeMap, BTreeSet};
     let cann = device_pid(device, SLOT_CANN);
-    // Lanes: (device, slot) → streams; host threads of the API calls and markers.
-    let mut lanes: BTreeMap<(u32, u32), BTreeSet<u32>> = BTreeMap::new();
+    let (lanes, threads) = find_lanes(recs, device)?;
+    write_lane_names(tw, &lanes, &threads, cann)?;
+    let names = NameLits::new(names);
+    let flows = Flows::find(recs)?;
+    let mut events = EventWriter {
+        device,
+        cann,
+        names,
+        flows,
+        args: String::new(),
+        allocated: HashMap::new(),
+        open_markers: HashMap::new(),
+    };
+    recs(&mut |r| events.write(tw, st, r))?;
+    // Marker ranges never closed.
+    st.skipped += events.open_markers.len() as u64;
+    Ok(())
+}
+
+/// The lanes: (device, slot) → streams.
+type LaneMap = BTreeMap<(u32, u32), BTreeSet<u32>>;
+
+/// First pass: the lanes the records draw on, and the host threads of the API calls and markers. The
+/// device's hardware lane is always there.
+fn find_lanes(recs: &mut Replay<'_>, device: u32) -> Result<(LaneMap, BTreeSet<u32>)> {
+    let mut lanes = LaneMap::new();
     let mut threads = BTreeSet::new();
     recs(&mut |r| {
         match r.kind {
@@ -114,7 +137,18 @@ fn write_lanes_of(
         Ok(())
     })?;
     lanes.entry((device, SLOT_HARDWARE)).or_default();
-    for ((d, slot), streams) in &lanes {
+    Ok((lanes, threads))
+}
+
+/// The process and thread names of the lanes: one process per (device, slot), one thread per stream, and the
+/// `CANN` process with a thread per host thread.
+fn write_lane_names(
+    tw: &mut dyn TraceSink,
+    lanes: &LaneMap,
+    threads: &BTreeSet<u32>,
+    cann: u32,
+) -> Result<()> {
+    for ((d, slot), streams) in lanes {
         let pid = device_pid(*d, *slot);
         let (name, sort) = match *slot {
             SLOT_HARDWARE => ("Ascend Hardware", 8),
@@ -127,233 +161,344 @@ fn write_lanes_of(
         }
     }
     tw.process(cann, "CANN", "CPU", 2)?;
-    for t in &threads {
+    for t in threads {
         tw.thread(cann, *t, format!("Thread {t}").as_bytes(), *t)?;
     }
-    let mut args = String::new();
-    let mut id = String::new();
-    let mut fname = String::new();
-    // JSON literal of each name id (ids are small and dense), made once for every name in the table.
-    let lit: Vec<String> = (0..=names.count())
-        .map(|n| json::string(names.get(n)))
-        .collect();
-    let empty = String::from("\"\"");
-    let name_lit = |n: u32| -> &String { lit.get(n as usize).unwrap_or(&empty) };
-    // Correlation ids that have an API (flow start) and a kernel (flow end), sorted for binary search; none
-    // without API records.
-    let mut sorted = |kind: fn(u32) -> bool| -> Result<Vec<u64>> {
-        let mut v: Vec<u64> = Vec::new();
-        recs(&mut |r| {
-            if kind(r.kind) && r.corr != 0 {
-                // Fallible growth: without memory for more ids, the remaining flows are left out.
-                if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
-                    return Ok(());
-                }
-                v.push(r.corr);
-            }
-            Ok(())
-        })?;
-        v.sort_unstable();
-        v.dedup();
-        Ok(v)
-    };
-    let api_corr = sorted(is_api)?;
-    let kernel_corr = if api_corr.is_empty() {
-        Vec::new()
-    } else {
-        sorted(|k| k == KIND_KERNEL)?
-    };
-    // Allocated bytes per device (the NPU MEM counter).
-    let mut allocated: HashMap<u32, i128> = HashMap::new();
-    // One flow start per correlation id (several API kinds may report the same launch): a flag per entry of
-    // `kernel_corr`.
-    let mut started = vec![false; kernel_corr.len()];
-    // Open marker ranges: id → (thread, start, name id).
-    let mut open_markers: HashMap<u64, (u32, u64, u32)> = HashMap::new();
-    // A HostToDevice flow end point (`s` on the API slice, `f` on the kernel), paired by correlation id.
-    let mut flow = |tw: &mut dyn TraceSink,
-                    st: &mut LaneStats,
-                    ph: u8,
-                    e: DeviceEvent<'_>,
-                    corr: u64|
-     -> Result<()> {
-        id.clear();
-        id.push('"');
-        json::push_u64(&mut id, corr);
-        id.push('"');
-        fname.clear();
-        fname.push_str("\"HostToDevice");
-        json::push_u64(&mut fname, corr);
-        fname.push('"');
+    Ok(())
+}
+
+/// The JSON literal of each name id (ids are small and dense), made once for every name in the table.
+struct NameLits {
+    lit: Vec<String>,
+    empty: String,
+}
+
+impl NameLits {
+    fn new(names: &NameSource) -> NameLits {
+        NameLits {
+            lit: (0..=names.count())
+                .map(|n| json::string(names.get(n)))
+                .collect(),
+            empty: String::from("\"\""),
+        }
+    }
+
+    fn get(&self, n: u32) -> &str {
+        self.lit.get(n as usize).unwrap_or(&self.empty)
+    }
+}
+
+/// The HostToDevice flows: correlation ids that have an API (flow start) and a kernel (flow end), sorted for
+/// binary search; none without API records.
+struct Flows {
+    api: Vec<u64>,
+    kernel: Vec<u64>,
+    /// One flow start per correlation id (several API kinds may report the same launch): a flag per entry of
+    /// `kernel`.
+    started: Vec<bool>,
+    id: String,
+    name: String,
+}
+
+impl Flows {
+    fn find(recs: &mut Replay<'_>) -> Result<Flows> {
+        let api = sorted_corr(recs, is_api)?;
+        let kernel = if api.is_empty() {
+            Vec::new()
+        } else {
+            sorted_corr(recs, |k| k == KIND_KERNEL)?
+        };
+        Ok(Flows {
+            started: vec![false; kernel.len()],
+            api,
+            kernel,
+            id: String::new(),
+            name: String::new(),
+        })
+    }
+
+    /// A flow end point (`s` on the API slice, `f` on the kernel), paired by correlation id.
+    fn point(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        st: &mut LaneStats,
+        ph: u8,
+        e: DeviceEvent<'_>,
+        corr: u64,
+    ) -> Result<()> {
+        self.id.clear();
+        self.id.push('"');
+        json::push_u64(&mut self.id, corr);
+        self.id.push('"');
+        self.name.clear();
+        self.name.push_str("\"HostToDevice");
+        json::push_u64(&mut self.name, corr);
+        self.name.push('"');
         st.events += 1;
         tw.device_event(&DeviceEvent {
             ph,
-            name: &fname,
+            name: &self.name,
             cat: "\"HostToDevice\"",
             args: "",
-            id: &id,
+            id: &self.id,
             ..e
         })
-    };
+    }
+}
+
+/// The correlation ids of the records of the kinds `kind` says yes to, sorted and deduplicated.
+fn sorted_corr(recs: &mut Replay<'_>, kind: fn(u32) -> bool) -> Result<Vec<u64>> {
+    let mut v: Vec<u64> = Vec::new();
     recs(&mut |r| {
-        let dur = r.end.saturating_sub(r.start);
-        let d = device_of(r).unwrap_or(device);
-        args.clear();
-        let mut e = DeviceEvent {
+        if kind(r.kind) && r.corr != 0 {
+            // Fallible growth: without memory for more ids, the remaining flows are left out.
+            if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
+                return Ok(());
+            }
+            v.push(r.corr);
+        }
+        Ok(())
+    })?;
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+/// The last pass: one trace event (or more, with flows) per record.
+struct EventWriter {
+    device: u32,
+    cann: u32,
+    names: NameLits,
+    flows: Flows,
+    /// The args of the event being written (reused).
+    args: String,
+    /// Allocated bytes per device (the NPU MEM counter).
+    allocated: HashMap<u32, i128>,
+    /// Open marker ranges: id → (thread, start, name id).
+    open_markers: HashMap<u64, (u32, u64, u32)>,
+}
+
+impl EventWriter {
+    fn write(&mut self, tw: &mut dyn TraceSink, st: &mut LaneStats, r: &DevRec) -> Result<()> {
+        let d = device_of(r).unwrap_or(self.device);
+        self.args.clear();
+        let e = DeviceEvent {
             ph: b'X',
             pid: device_pid(d, SLOT_HARDWARE),
             tid: stream_of(r),
             ts_ns: r.start,
-            dur_ns: dur,
+            dur_ns: r.end.saturating_sub(r.start),
             name: "",
             cat: "",
             args: "",
             id: "",
         };
         match r.kind {
-            KIND_KERNEL => {
-                let nm = name_lit((r.c >> 32) as u32);
-                let ty = name_lit(r.c as u32);
-                // The stream is the thread and the device the process: only what the lanes do not say.
-                args.push_str("{\"Task Type\":");
-                args.push_str(ty);
-                args.push_str(",\"correlation_id\":");
-                json::push_u64(&mut args, r.corr);
-                args.push('}');
-                tw.device_event(&DeviceEvent {
-                    name: nm,
-                    cat: "\"kernel\"",
-                    args: &args,
-                    ..e
-                })?;
-                st.events += 1;
-                if api_corr.binary_search(&r.corr).is_ok() {
-                    flow(tw, st, b'f', e, r.corr)?;
-                }
+            KIND_KERNEL => self.kernel(tw, st, r, e),
+            k if is_api(k) => self.api(tw, st, r, e),
+            KIND_HCCL | KIND_COMMUNICATION => self.communication(tw, st, r, e, d),
+            KIND_MEMCPY | KIND_MEMSET => self.memcpy_or_memset(tw, st, r, e),
+            KIND_MEMORY => self.memory_counter(tw, st, r, e, d),
+            KIND_MARKER => self.marker(tw, st, r, e),
+            _ => {
+                st.skipped += 1;
+                Ok(())
             }
-            k if is_api(k) => {
-                let nm = name_lit(r.c as u32);
-                args.push_str(match k {
-                    KIND_ACL_API => "{\"level\":\"acl\"",
-                    KIND_NODE_API => "{\"level\":\"node\"",
-                    KIND_RUNTIME_API => "{\"level\":\"runtime\"",
-                    _ => "{\"level\":\"api\"",
-                });
-                args.push_str(",\"correlation_id\":");
-                json::push_u64(&mut args, r.corr);
-                args.push('}');
-                e.pid = cann;
-                e.tid = r.a;
-                tw.device_event(&DeviceEvent {
-                    name: nm,
-                    cat: "\"api\"",
-                    args: &args,
-                    ..e
-                })?;
-                st.events += 1;
-                if let Ok(i) = kernel_corr.binary_search(&r.corr) {
-                    if !std::mem::replace(&mut started[i], true) {
-                        flow(tw, st, b's', e, r.corr)?;
-                    }
-                }
-            }
-            KIND_HCCL | KIND_COMMUNICATION => {
-                let nm = name_lit((r.c >> 32) as u32);
-                args.push_str("{\"group\":");
-                args.push_str(name_lit(r.c as u32));
-                if r.kind == KIND_HCCL {
-                    args.push_str(&format!(",\"bandwidth(GB/s)\":{}", f64::from_bits(r.corr)));
-                }
-                args.push('}');
-                e.pid = device_pid(d, SLOT_COMM);
-                tw.device_event(&DeviceEvent {
-                    name: nm,
-                    cat: "\"communication\"",
-                    args: &args,
-                    ..e
-                })?;
-                st.events += 1;
-            }
-            KIND_MEMCPY | KIND_MEMSET => {
-                args.push_str("{\"size(B)\":");
-                json::push_u64(&mut args, r.b);
-                args.push_str(",\"correlation_id\":");
-                json::push_u64(&mut args, r.corr);
-                args.push('}');
-                let nm = if r.kind == KIND_MEMCPY {
-                    "\"MEMCPY\""
-                } else {
-                    "\"MEMSET\""
-                };
-                tw.device_event(&DeviceEvent {
-                    name: nm,
-                    cat: "\"memory\"",
-                    args: &args,
-                    ..e
-                })?;
-                st.events += 1;
-            }
-            KIND_MEMORY => {
-                let a = allocated.entry(d).or_default();
-                *a += if r.a == 1 {
-                    -(r.b as i128)
-                } else {
-                    r.b as i128
-                };
-                args.push_str("{\"KB\":");
-                json::push_u64(&mut args, ((*a).max(0) / 1024) as u64);
-                args.push('}');
-                e.ph = b'C';
-                e.pid = device_pid(d, SLOT_MEM);
-                e.tid = 0;
-                tw.device_event(&DeviceEvent {
-                    name: "\"NPU MEM allocated\"",
-                    args: &args,
-                    ..e
-                })?;
-                st.events += 1;
-            }
-            KIND_MARKER => {
-                // mstx ranges: START opens, END (same id) closes → one slice; instants stay instants.
-                let tid = r.b as u32;
-                const START: u32 = 1 << 1 | 1 << 4;
-                const END: u32 = 1 << 2 | 1 << 5;
-                if r.a & START != 0 {
-                    open_markers.insert(r.corr, (tid, r.start, (r.c >> 32) as u32));
-                    return Ok(());
-                }
-                let (tid, ts, dur, n) = match (r.a & END != 0, open_markers.remove(&r.corr)) {
-                    (true, Some((t, s0, n))) => (t, s0, r.start.saturating_sub(s0), n),
-                    (true, None) => {
-                        st.skipped += 1;
-                        return Ok(());
-                    }
-                    _ => (tid, r.start, 0, (r.c >> 32) as u32),
-                };
-                args.push_str("{\"domain\":");
-                args.push_str(name_lit(r.c as u32));
-                args.push_str(",\"id\":");
-                json::push_u64(&mut args, r.corr);
-                args.push('}');
-                e.ph = if r.a & END != 0 { b'X' } else { b'i' };
-                e.pid = cann;
-                e.tid = tid;
-                e.ts_ns = ts;
-                e.dur_ns = dur;
-                tw.device_event(&DeviceEvent {
-                    name: name_lit(n),
-                    cat: "\"marker\"",
-                    args: &args,
-                    ..e
-                })?;
-                st.events += 1;
-            }
-            _ => st.skipped += 1,
+        }
+    }
+
+    /// A kernel on its stream; the flow's end when an API launched it.
+    fn kernel(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        st: &mut LaneStats,
+        r: &DevRec,
+        e: DeviceEvent<'_>,
+    ) -> Result<()> {
+        let nm = self.names.get((r.c >> 32) as u32);
+        // The stream is the thread and the device the process: only what the lanes do not say.
+        self.args.push_str("{\"Task Type\":");
+        self.args.push_str(self.names.get(r.c as u32));
+        self.args.push_str(",\"correlation_id\":");
+        json::push_u64(&mut self.args, r.corr);
+        self.args.push('}');
+        tw.device_event(&DeviceEvent {
+            name: nm,
+            cat: "\"kernel\"",
+            args: &self.args,
+            ..e
+        })?;
+        st.events += 1;
+        if self.flows.api.binary_search(&r.corr).is_ok() {
+            self.flows.point(tw, st, b'f', e, r.corr)?;
         }
         Ok(())
-    })?;
-    st.skipped += open_markers.len() as u64;
-    Ok(())
+    }
+
+    /// An API call on its host thread; the flow's start (once per correlation id) when it launched a kernel.
+    fn api(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        st: &mut LaneStats,
+        r: &DevRec,
+        mut e: DeviceEvent<'_>,
+    ) -> Result<()> {
+        let nm = self.names.get(r.c as u32);
+        self.args.push_str(match r.kind {
+            KIND_ACL_API => "{\"level\":\"acl\"",
+            KIND_NODE_API => "{\"level\":\"node\"",
+            KIND_RUNTIME_API => "{\"level\":\"runtime\"",
+            _ => "{\"level\":\"api\"",
+        });
+        self.args.push_str(",\"correlation_id\":");
+        json::push_u64(&mut self.args, r.corr);
+        self.args.push('}');
+        e.pid = self.cann;
+        e.tid = r.a;
+        tw.device_event(&DeviceEvent {
+            name: nm,
+            cat: "\"api\"",
+            args: &self.args,
+            ..e
+        })?;
+        st.events += 1;
+        if let Ok(i) = self.flows.kernel.binary_search(&r.corr) {
+            if !std::mem::replace(&mut self.flows.started[i], true) {
+                self.flows.point(tw, st, b's', e, r.corr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A collective (HCCL) or communication record on the device's communication lane.
+    fn communication(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        st: &mut LaneStats,
+        r: &DevRec,
+        mut e: DeviceEvent<'_>,
+        d: u32,
+    ) -> Result<()> {
+        let nm = self.names.get((r.c >> 32) as u32);
+        self.args.push_str("{\"group\":");
+        self.args.push_str(self.names.get(r.c as u32));
+        if r.kind == KIND_HCCL {
+            self.args
+                .push_str(&format!(",\"bandwidth(GB/s)\":{}", f64::from_bits(r.corr)));
+        }
+        self.args.push('}');
+        e.pid = device_pid(d, SLOT_COMM);
+        tw.device_event(&DeviceEvent {
+            name: nm,
+            cat: "\"communication\"",
+            args: &self.args,
+            ..e
+        })?;
+        st.events += 1;
+        Ok(())
+    }
+
+    /// A memcpy or memset on its stream.
+    fn memcpy_or_memset(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        st: &mut LaneStats,
+        r: &DevRec,
+        e: DeviceEvent<'_>,
+    ) -> Result<()> {
+        self.args.push_str("{\"size(B)\":");
+        json::push_u64(&mut self.args, r.b);
+        self.args.push_str(",\"correlation_id\":");
+        json::push_u64(&mut self.args, r.corr);
+        self.args.push('}');
+        let nm = if r.kind == KIND_MEMCPY {
+            "\"MEMCPY\""
+        } else {
+            "\"MEMSET\""
+        };
+        tw.device_event(&DeviceEvent {
+            name: nm,
+            cat: "\"memory\"",
+            args: &self.args,
+            ..e
+        })?;
+        st.events += 1;
+        Ok(())
+    }
+
+    /// An allocation or release: the device's `NPU MEM allocated` counter.
+    fn memory_counter(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        st: &mut LaneStats,
+        r: &DevRec,
+        mut e: DeviceEvent<'_>,
+        d: u32,
+    ) -> Result<()> {
+        let a = self.allocated.entry(d).or_default();
+        *a += if r.a == 1 {
+            -(r.b as i128)
+        } else {
+            r.b as i128
+        };
+        self.args.push_str("{\"KB\":");
+        json::push_u64(&mut self.args, ((*a).max(0) / 1024) as u64);
+        self.args.push('}');
+        e.ph = b'C';
+        e.pid = device_pid(d, SLOT_MEM);
+        e.tid = 0;
+        tw.device_event(&DeviceEvent {
+            name: "\"NPU MEM allocated\"",
+            args: &self.args,
+            ..e
+        })?;
+        st.events += 1;
+        Ok(())
+    }
+
+    /// An mstx marker: START opens, END (same id) closes → one slice; instants stay instants.
+    fn marker(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        st: &mut LaneStats,
+        r: &DevRec,
+        mut e: DeviceEvent<'_>,
+    ) -> Result<()> {
+        let tid = r.b as u32;
+        const START: u32 = 1 << 1 | 1 << 4;
+        const END: u32 = 1 << 2 | 1 << 5;
+        if r.a & START != 0 {
+            self.open_markers
+                .insert(r.corr, (tid, r.start, (r.c >> 32) as u32));
+            return Ok(());
+        }
+        let (tid, ts, dur, n) = match (r.a & END != 0, self.open_markers.remove(&r.corr)) {
+            (true, Some((t, s0, n))) => (t, s0, r.start.saturating_sub(s0), n),
+            (true, None) => {
+                st.skipped += 1;
+                return Ok(());
+            }
+            _ => (tid, r.start, 0, (r.c >> 32) as u32),
+        };
+        self.args.push_str("{\"domain\":");
+        self.args.push_str(self.names.get(r.c as u32));
+        self.args.push_str(",\"id\":");
+        json::push_u64(&mut self.args, r.corr);
+        self.args.push('}');
+        e.ph = if r.a & END != 0 { b'X' } else { b'i' };
+        e.pid = self.cann;
+        e.tid = tid;
+        e.ts_ns = ts;
+        e.dur_ns = dur;
+        tw.device_event(&DeviceEvent {
+            name: self.names.get(n),
+            cat: "\"marker\"",
+            args: &self.args,
+            ..e
+        })?;
+        st.events += 1;
+        Ok(())
+    }
 }
 
 fn is_api(kind: u32) -> bool {

@@ -352,6 +352,114 @@ impl MsptiBackend {
         }
         k
     }
+    /// Disables the kinds we enabled and flushes every buffer (including the partial one: synchronous, all
+    /// are completed before it returns).
+    fn disable_and_flush(&mut self, sh: &Shared) {
+        use super::vendor::calling;
+        calling("msptiActivityDisable");
+        for k in self.enabled.drain(..) {
+            // SAFETY: a kind we enabled.
+            unsafe { (sh.api.disable)(k) };
+        }
+        calling("msptiActivityFlushAll");
+        // SAFETY: no arguments beyond the ignored flag.
+        let r = unsafe { (sh.api.flush_all)(1) };
+        calling("");
+        if r != MSPTI_SUCCESS {
+            log::warn!("msptiActivityFlushAll returned {r} ({})", result_name(r));
+        }
+    }
+
+    /// Asks the `npuprof-mspti` thread to close the profile's spool. Bounded: a consumer stuck on a blocked
+    /// disk finishes later, and the export reads the whole records written so far (`None`: no answer).
+    fn close_spool(&self) -> Option<consumer::Closed> {
+        let (ack_tx, ack_rx) = bounded(1);
+        match self
+            .ctl
+            .send_timeout(Control::Close(ack_tx), Duration::from_secs(2))
+        {
+            Ok(()) => ack_rx.recv_timeout(Duration::from_secs(5)).ok(),
+            Err(_) => None,
+        }
+    }
+
+    /// The device metadata's first entries: the library, the host-only reason, MSPTI's counts during the
+    /// profile and the kinds it could not enable.
+    fn counts_meta(&self, sh: &Shared) -> Vec<(String, String)> {
+        let after = sh.counts.snapshot();
+        let mut meta = vec![("libmspti".into(), json::string(sh.api.how.as_bytes()))];
+        if let Some(r) = &self.host_only_reason {
+            meta.push(("reason".into(), json::string(r.as_bytes())));
+        }
+        for (i, c) in Count::ALL.iter().enumerate() {
+            meta.push((
+                format!("mspti_{}", c.name()),
+                after[i].wrapping_sub(self.before[i]).to_string(),
+            ));
+        }
+        meta.push(("mspti_kinds_unavailable".into(), self.unavailable_json()));
+        meta
+    }
+}
+
+/// Records MSPTI completed late (timestamped before this profile, or arrived between profiles): counted and
+/// left out.
+fn note_late_records(meta: &mut Vec<(String, String)>, c: &consumer::Closed) {
+    meta.push((
+        "mspti_records_from_before_profile".into(),
+        c.before_profile.to_string(),
+    ));
+    meta.push((
+        "mspti_records_completed_between_profiles".into(),
+        c.between_profiles.to_string(),
+    ));
+    if c.before_profile + c.between_profiles > 0 {
+        log::warn!(
+            "MSPTI completed {} records late (timestamped before this profile: {}, arrived between \
+             profiles: {}); they belong to a profile already closed and are left out",
+            c.before_profile + c.between_profiles,
+            c.before_profile,
+            c.between_profiles
+        );
+    }
+}
+
+/// What the spool holds (and what its cap left out), or why it is incomplete (`None`: the consumer did not
+/// answer).
+fn note_spooled(
+    meta: &mut Vec<(String, String)>,
+    spooled: Option<&std::io::Result<Spooled>>,
+    profile: &Profile,
+) {
+    match spooled {
+        Some(Ok(n)) => {
+            meta.push(("mspti_records_spooled".into(), n.records.to_string()));
+            meta.push(("mspti_records_over_cap".into(), n.over_cap.to_string()));
+            meta.push(("mspti_names_over_cap".into(), n.names_over_cap.to_string()));
+            let cap = spool_cap(profile.config);
+            if n.over_cap > 0 {
+                log::warn!(
+                    "MSPTI: {} records beyond the spool's cap ({} records, {} bytes with mspti.names: a quarter \
+                     of NPUPROF_MAX_DISK_MB, at most NPUPROF_MAX_DEVICE_RECORDS records) left out",
+                    n.over_cap,
+                    cap.records,
+                    cap.bytes
+                );
+            }
+            if n.names_over_cap > 0 {
+                log::warn!(
+                    "MSPTI: {} names not written to mspti.names (over its share of NPUPROF_MAX_DISK_MB): a \
+                     recovered profile shows those kernels without names",
+                    n.names_over_cap
+                );
+            }
+        }
+        Some(Err(e)) => meta.push(("spool_error".into(), json::string(e.to_string().as_bytes()))),
+        None => meta.push((
+            "spool_error".into(),
+            json::string(b"the npuprof-mspti thread did not finish the spool within 5 s"),
+        )),
+    }
 }
 
 impl Backend for MsptiBackend {
@@ -445,95 +553,16 @@ impl Backend for MsptiBackend {
 
     /// Runs on the `npuprof-vendor` thread (the vendor calls may block: see `backend::vendor`).
     fn stop(&mut self, profile: &Profile) -> Result<Box<dyn DeviceData>> {
-        use super::vendor::calling;
         let sh = SHARED
             .get()
             .ok_or_else(|| Error::new(Status::Internal, "MSPTI not set up"))?;
-        calling("msptiActivityDisable");
-        for k in self.enabled.drain(..) {
-            // SAFETY: a kind we enabled.
-            unsafe { (sh.api.disable)(k) };
-        }
-        calling("msptiActivityFlushAll");
-        // Synchronous: every buffer (including the partial one) is completed before it returns.
-        // SAFETY: no arguments beyond the ignored flag.
-        let r = unsafe { (sh.api.flush_all)(1) };
-        calling("");
-        if r != MSPTI_SUCCESS {
-            log::warn!("msptiActivityFlushAll returned {r} ({})", result_name(r));
-        }
-        let (ack_tx, ack_rx) = bounded(1);
-        // Bounded: a consumer stuck on a blocked disk finishes later, and the export reads the whole records
-        // written so far.
-        let written = match self
-            .ctl
-            .send_timeout(Control::Close(ack_tx), Duration::from_secs(2))
-        {
-            Ok(()) => ack_rx.recv_timeout(Duration::from_secs(5)).ok(),
-            Err(_) => None,
-        };
-        let after = sh.counts.snapshot();
-        let mut meta = vec![("libmspti".into(), json::string(sh.api.how.as_bytes()))];
-        if let Some(r) = &self.host_only_reason {
-            meta.push(("reason".into(), json::string(r.as_bytes())));
-        }
-        for (i, c) in Count::ALL.iter().enumerate() {
-            meta.push((
-                format!("mspti_{}", c.name()),
-                after[i].wrapping_sub(self.before[i]).to_string(),
-            ));
-        }
-        meta.push(("mspti_kinds_unavailable".into(), self.unavailable_json()));
+        self.disable_and_flush(sh);
+        let written = self.close_spool();
+        let mut meta = self.counts_meta(sh);
         if let Some(c) = &written {
-            meta.push((
-                "mspti_records_from_before_profile".into(),
-                c.before_profile.to_string(),
-            ));
-            meta.push((
-                "mspti_records_completed_between_profiles".into(),
-                c.between_profiles.to_string(),
-            ));
-            if c.before_profile + c.between_profiles > 0 {
-                log::warn!(
-                    "MSPTI completed {} records late (timestamped before this profile: {}, arrived between \
-                     profiles: {}); they belong to a profile already closed and are left out",
-                    c.before_profile + c.between_profiles,
-                    c.before_profile,
-                    c.between_profiles
-                );
-            }
+            note_late_records(&mut meta, c);
         }
-        match written.as_ref().map(|c| &c.spooled) {
-            Some(Ok(n)) => {
-                meta.push(("mspti_records_spooled".into(), n.records.to_string()));
-                meta.push(("mspti_records_over_cap".into(), n.over_cap.to_string()));
-                meta.push(("mspti_names_over_cap".into(), n.names_over_cap.to_string()));
-                let cap = spool_cap(profile.config);
-                if n.over_cap > 0 {
-                    log::warn!(
-                        "MSPTI: {} records beyond the spool's cap ({} records, {} bytes with mspti.names: a quarter \
-                         of NPUPROF_MAX_DISK_MB, at most NPUPROF_MAX_DEVICE_RECORDS records) left out",
-                        n.over_cap,
-                        cap.records,
-                        cap.bytes
-                    );
-                }
-                if n.names_over_cap > 0 {
-                    log::warn!(
-                        "MSPTI: {} names not written to mspti.names (over its share of NPUPROF_MAX_DISK_MB): a \
-                         recovered profile shows those kernels without names",
-                        n.names_over_cap
-                    );
-                }
-            }
-            Some(Err(e)) => {
-                meta.push(("spool_error".into(), json::string(e.to_string().as_bytes())))
-            }
-            None => meta.push((
-                "spool_error".into(),
-                json::string(b"the npuprof-mspti thread did not finish the spool within 5 s"),
-            )),
-        }
+        note_spooled(&mut meta, written.as_ref().map(|c| &c.spooled), profile);
         Ok(Box::new(MsptiData {
             device: profile.device_id,
             host_only: self.host_only_reason.is_some(),

@@ -14,6 +14,21 @@ pub fn stream_array(
     stream_array_bounded(r, block, usize::MAX, f)
 }
 
+/// Where the stream stands in the array.
+#[derive(Clone, Copy, PartialEq)]
+enum St {
+    /// Before the `[`.
+    Open,
+    /// After the `[`: an element or `]`.
+    First,
+    /// An element (after a `,`, or one the block ended inside).
+    Elem,
+    /// After an element: `,` or `]`.
+    Sep,
+    /// After the `]`: only whitespace.
+    Done,
+}
+
 /// [`stream_array`] that fails on an element longer than `max_elem` bytes (an unfinished element is parsed
 /// again with each new block, so a giant one costs time quadratic in its size, and holds it all in memory).
 pub fn stream_array_bounded(
@@ -22,73 +37,13 @@ pub fn stream_array_bounded(
     max_elem: usize,
     mut f: impl FnMut(&mut Parser<'_>) -> PResult<()>,
 ) -> PResult<()> {
-    #[derive(PartialEq)]
-    enum St {
-        Open,
-        First,
-        Elem,
-        Sep,
-        Done,
-    }
     let mut buf: Vec<u8> = Vec::new();
     let mut base = 0usize; // bytes dropped from the front, for error offsets
     let mut start = 0usize;
     let mut eof = false;
     let mut st = St::Open;
     loop {
-        {
-            let mut p = Parser::new(&buf);
-            p.pos = start;
-            loop {
-                p.ws();
-                let at_end = p.pos >= buf.len();
-                match st {
-                    St::Open if at_end => break,
-                    St::Open if buf[p.pos] == b'[' => {
-                        p.pos += 1;
-                        st = St::First;
-                    }
-                    St::Open => {
-                        return Err(format!("expected a JSON array at byte {}", base + p.pos))
-                    }
-                    St::First | St::Elem if at_end => break,
-                    St::First if buf[p.pos] == b']' => {
-                        p.pos += 1;
-                        st = St::Done;
-                    }
-                    St::First | St::Elem => {
-                        let save = p.pos;
-                        match f(&mut p) {
-                            Ok(()) => st = St::Sep,
-                            Err(_) if p.at_end() && !eof => {
-                                p.pos = save;
-                                st = St::Elem;
-                                break;
-                            }
-                            Err(e) => return Err(format!("{e} (block at byte {base})")),
-                        }
-                    }
-                    St::Sep if at_end => break,
-                    St::Sep if buf[p.pos] == b',' => {
-                        p.pos += 1;
-                        st = St::Elem;
-                    }
-                    St::Sep if buf[p.pos] == b']' => {
-                        p.pos += 1;
-                        st = St::Done;
-                    }
-                    St::Sep => return Err(format!("expected ',' or ']' at byte {}", base + p.pos)),
-                    St::Done if at_end => break,
-                    St::Done => {
-                        return Err(format!(
-                            "trailing data after the array at byte {}",
-                            base + p.pos
-                        ))
-                    }
-                }
-            }
-            start = p.pos;
-        }
+        start = parse_block(&buf, start, base, eof, &mut st, &mut f)?;
         if eof {
             return if st == St::Done {
                 Ok(())
@@ -106,18 +61,85 @@ pub fn stream_array_bounded(
         buf.drain(..start);
         base += start;
         start = 0;
-        let old = buf.len();
-        buf.resize(old + block, 0);
-        let n = loop {
-            match r.read(&mut buf[old..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("read error: {e}")),
-            }
-        };
-        buf.truncate(old + n);
-        eof = n == 0;
+        eof = read_block(&mut r, &mut buf, block)?;
     }
+}
+
+/// Parses what `buf` holds from `start` (`base`: the stream offset of `buf[0]`, for errors), moving `st` on
+/// and calling `f` on each whole element. Returns where parsing stopped: the end of the buffer, or the start
+/// of an element the buffer ends inside (unless at `eof`).
+fn parse_block(
+    buf: &[u8],
+    start: usize,
+    base: usize,
+    eof: bool,
+    st: &mut St,
+    f: &mut impl FnMut(&mut Parser<'_>) -> PResult<()>,
+) -> PResult<usize> {
+    let mut p = Parser::new(buf);
+    p.pos = start;
+    loop {
+        p.ws();
+        let at_end = p.pos >= buf.len();
+        match *st {
+            St::Open if at_end => break,
+            St::Open if buf[p.pos] == b'[' => {
+                p.pos += 1;
+                *st = St::First;
+            }
+            St::Open => return Err(format!("expected a JSON array at byte {}", base + p.pos)),
+            St::First | St::Elem if at_end => break,
+            St::First if buf[p.pos] == b']' => {
+                p.pos += 1;
+                *st = St::Done;
+            }
+            St::First | St::Elem => {
+                let save = p.pos;
+                match f(&mut p) {
+                    Ok(()) => *st = St::Sep,
+                    Err(_) if p.at_end() && !eof => {
+                        p.pos = save;
+                        *st = St::Elem;
+                        break;
+                    }
+                    Err(e) => return Err(format!("{e} (block at byte {base})")),
+                }
+            }
+            St::Sep if at_end => break,
+            St::Sep if buf[p.pos] == b',' => {
+                p.pos += 1;
+                *st = St::Elem;
+            }
+            St::Sep if buf[p.pos] == b']' => {
+                p.pos += 1;
+                *st = St::Done;
+            }
+            St::Sep => return Err(format!("expected ',' or ']' at byte {}", base + p.pos)),
+            St::Done if at_end => break,
+            St::Done => {
+                return Err(format!(
+                    "trailing data after the array at byte {}",
+                    base + p.pos
+                ))
+            }
+        }
+    }
+    Ok(p.pos)
+}
+
+/// Appends up to `block` bytes read from `r` to `buf` (retrying on EINTR). Returns whether `r` is at its end.
+fn read_block(r: &mut impl std::io::Read, buf: &mut Vec<u8>, block: usize) -> PResult<bool> {
+    let old = buf.len();
+    buf.resize(old + block, 0);
+    let n = loop {
+        match r.read(&mut buf[old..]) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read error: {e}")),
+        }
+    };
+    buf.truncate(old + n);
+    Ok(n == 0)
 }
 
 #[cfg(test)]

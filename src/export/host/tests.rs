@@ -1,0 +1,192 @@
+//! The host pass over hand-built spools.
+
+use super::*;
+use crate::record::clock::Conversion;
+use crate::record::Record;
+
+fn rec(ts: u64, k: u8, depth: u64, name: u64) -> Record {
+    Record::new(ts, k, (depth << 32) | name)
+}
+
+/// Builds a spool from frames and runs the host pass over it; returns the trace events.
+fn host_pass(
+    frames: impl FnOnce(&mut spool::Writer),
+) -> (Vec<serde_json::Value>, HostPass, Vec<StepSpan>) {
+    let d = tempfile::tempdir().unwrap();
+    let sp = d.path().join(layout::SPOOL_NAME);
+    let mut w = spool::Writer::new(std::fs::File::create(&sp).unwrap()).unwrap();
+    w.name(5, b"outer").unwrap();
+    w.name(6, b"inner").unwrap();
+    frames(&mut w);
+    w.finish().unwrap();
+    let conv = Conversion {
+        anchor_tick: 0,
+        anchor_ns: 1_000_000,
+        ticks_per: 1,
+        ns_per: 1,
+    };
+    let mut hp = HostPass::new(42, conv, 0, 10_000);
+    let tv = d.path().join("t.json");
+    let at = layout::Place::open(d.path()).unwrap();
+    let mut tw = TraceWriter::create(&at, "t.json", u64::MAX).unwrap();
+    hp.read_spool(&mut tw, &at).unwrap();
+    let steps = hp.finish(&mut tw, 10_000).unwrap();
+    tw.finish().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&tv).unwrap()).unwrap();
+    (v.as_array().unwrap().clone(), hp, steps)
+}
+
+fn x<'a>(t: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    t.iter()
+        .filter(|e| e["ph"] == "X" && e["name"] == name)
+        .collect()
+}
+
+#[test]
+fn pairs_ranges_by_depth_and_repairs_lost_records() {
+    let (t, hp, _) = host_pass(|w| {
+        w.thread(0, 1, 100, b"main").unwrap();
+        w.records(
+            0,
+            1,
+            &[
+                rec(10, kind::BEGIN, 0, 5),
+                rec(20, kind::BEGIN, 1, 6),
+                rec(30, kind::END, 1, 0),
+                // inner's END lost: the next BEGIN at depth 1 closes it
+                rec(40, kind::BEGIN, 1, 6),
+                rec(50, kind::BEGIN, 1, 6),
+                rec(60, kind::END, 1, 0),
+                rec(70, kind::END, 0, 0),
+                // an END whose BEGIN was lost
+                rec(80, kind::END, 0, 0),
+                rec(90, kind::MARK, 0, 5),
+                rec(95, 0x7f, 0, 0),
+                // left open: closed at stop
+                rec(100, kind::BEGIN, 0, 6),
+            ],
+        )
+        .unwrap();
+    });
+    let outer = x(&t, "outer");
+    assert_eq!(outer.len(), 1);
+    assert_eq!(
+        (outer[0]["ts"].as_str(), outer[0]["dur"].as_str()),
+        (Some("1000.010"), Some("0.060"))
+    );
+    let inner = x(&t, "inner");
+    assert_eq!(inner.len(), 4);
+    assert_eq!(
+        inner
+            .iter()
+            .filter(|e| e["args"]["npuprof"] == "end lost (buffer full)")
+            .count(),
+        1
+    );
+    assert_eq!(
+        inner
+            .iter()
+            .filter(|e| e["args"]["npuprof"] == "closed at stop")
+            .count(),
+        1
+    );
+    assert_eq!(
+        (hp.lost_ends, hp.lost_begins, hp.closed_at_stop, hp.unknown),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(t.iter().filter(|e| e["ph"] == "i").count(), 1);
+}
+
+#[test]
+fn a_reused_ring_closes_the_previous_owners_ranges_at_its_last_event() {
+    let (t, _, _) = host_pass(|w| {
+        w.thread(3, 1, 100, b"a").unwrap();
+        w.records(
+            3,
+            1,
+            &[rec(10, kind::BEGIN, 0, 5), rec(20, kind::MARK, 0, 6)],
+        )
+        .unwrap();
+        w.thread(3, 2, 200, b"b").unwrap();
+        w.records(
+            3,
+            2,
+            &[rec(30, kind::BEGIN, 0, 6), rec(40, kind::END, 0, 0)],
+        )
+        .unwrap();
+    });
+    let outer = x(&t, "outer");
+    assert_eq!(outer[0]["tid"], 100);
+    assert_eq!(outer[0]["dur"], "0.010");
+    assert_eq!(outer[0]["args"]["npuprof"], "thread exited");
+    assert_eq!(x(&t, "inner")[0]["tid"], 200);
+    let names: Vec<_> = t
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].clone())
+        .collect();
+    assert_eq!(names, ["Thread 100 (a)", "Thread 200 (b)"]);
+}
+
+/// A range crossing a step boundary (opened in step 2, closed in step 3) would overlap the steps on the
+/// thread's track: those two steps go to the `Steps` lane, the others stay on the thread.
+#[test]
+fn steps_crossed_by_a_range_move_to_the_steps_lane() {
+    let (t, _, steps) = host_pass(|w| {
+        w.thread(0, 1, 7, b"main").unwrap();
+        w.records(
+            0,
+            1,
+            &[
+                rec(100, kind::STEP, 1, 0),
+                rec(110, kind::BEGIN, 0, 5),
+                rec(120, kind::END, 0, 0),
+                rec(200, kind::STEP, 2, 0),
+                rec(250, kind::BEGIN, 0, 6), // crosses the end of step 2 / the start of step 3
+                rec(300, kind::STEP, 3, 0),
+                rec(350, kind::END, 0, 0),
+                rec(400, kind::STEP, 4, 0),
+                rec(410, kind::BEGIN, 0, 5), // open at stop: inside the last step
+            ],
+        )
+        .unwrap();
+    });
+    let tid_of = |n: &str| x(&t, n)[0]["tid"].as_u64().unwrap();
+    assert_eq!(tid_of("ProfilerStep#1"), 7);
+    assert_eq!(tid_of("ProfilerStep#2"), STEPS_TID as u64);
+    assert_eq!(tid_of("ProfilerStep#3"), STEPS_TID as u64);
+    assert_eq!(tid_of("ProfilerStep#4"), 7);
+    assert!(t
+        .iter()
+        .any(|e| e["ph"] == "M" && e["tid"] == STEPS_TID && e["args"]["name"] == "Steps"));
+    // The step spans (kernel attribution, step_trace_time) do not depend on the lane.
+    assert_eq!(steps.len(), 4);
+    assert_eq!(steps[1].end_ns, steps[2].start_ns);
+}
+
+#[test]
+fn steps_span_to_the_next_step_or_the_stop() {
+    let (t, _, steps) = host_pass(|w| {
+        w.thread(0, 1, 7, b"").unwrap();
+        w.records(
+            0,
+            1,
+            &[
+                rec(100, kind::STEP, 1, 64),
+                rec(400, kind::STEP, 2, 8),
+                rec(900, kind::STEP, 3, 8),
+            ],
+        )
+        .unwrap();
+    });
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| (s.step, s.end_ns - s.start_ns))
+            .collect::<Vec<_>>(),
+        [(1, 300), (2, 500), (3, 9100)]
+    );
+    let s1 = x(&t, "ProfilerStep#1");
+    assert_eq!(s1[0]["args"]["num_scheduled_tokens"], 64);
+    assert_eq!(s1[0]["tid"], 7);
+}

@@ -1,0 +1,203 @@
+//! Writing one whole result: the host pass over the spool, the device lanes, the CSVs, `profiler_info_{rank}.json`
+//! and, last, `profiler_metadata.json`.
+
+use super::device_pass::{lanes_beside_tables, lanes_then_tables};
+use super::tables::{note_tables_cut, Tables};
+use super::*;
+use std::time::Duration;
+
+/// One line of MindSpore-style progress (`Parsing: [####    ] 1/3 host timeline`), when `show`.
+fn progress(show: bool, done: usize, total: usize, what: &str) {
+    if !show {
+        return;
+    }
+    const W: usize = 20;
+    let fill = W * done / total;
+    log::info!(
+        "Parsing: [{}{}] {done}/{total} {what}",
+        "#".repeat(fill),
+        " ".repeat(W - fill)
+    );
+}
+
+/// Writes the whole result of `ctx` with the device data `dev` (standing at `stage`): the host pass over the
+/// spool, the device lanes, the CSVs, `profiler_info_{rank}.json` and, last, `profiler_metadata.json`.
+pub(super) fn write_result(
+    ctx: &Ctx,
+    mut dev: DeviceResult,
+    stage: DeviceStage,
+) -> Result<Summary> {
+    let t0 = Instant::now();
+    let p = ctx.profile();
+    let span = profile_span(ctx);
+    let (budget, csv_cap) = disk_shares(ctx, &dev);
+    // Progress is shown for the result that completes the export (the host result before it is a step of it).
+    let show = stage != DeviceStage::Pending;
+
+    let (mut tw, host, steps) = write_host_timeline(ctx, budget)?;
+    let t_host = t0.elapsed();
+    progress(show, 1, 3, "host timeline");
+
+    let timeline = dev.timeline.take();
+    let files = std::mem::take(&mut dev.files);
+    let header = dev.kernel_header.take();
+    let tables = Tables {
+        out: &p.dirs.output,
+        p,
+        steps: &steps,
+        profile: span,
+        header: header.as_deref(),
+        files: &files,
+        cap: csv_cap,
+    };
+    let (lane_meta, tables_cut) = if dev.kernels.is_empty() {
+        let (meta, from_lanes, cut) = lanes_then_tables(&mut tw, timeline, &tables, p.device_id)?;
+        dev.kernels = from_lanes;
+        (meta, cut)
+    } else {
+        lanes_beside_tables(&mut tw, timeline, &dev.kernels, &tables, p.device_id)?
+    };
+    dev.meta.extend(lane_meta);
+    note_tables_cut(&mut dev, tables_cut, csv_cap);
+
+    let mut summary = summarize(ctx, &tw, &host, steps.len());
+    warn_if_trace_cut(ctx, &tw, &host, budget);
+    finish_trace(&mut summary, tw, t0, t_host)?;
+    progress(
+        show,
+        2,
+        3,
+        "trace_view.json, step_trace_time.csv, kernel_details.csv, op_statistic.csv",
+    );
+
+    summary.elapsed_ms = ctx.t0.elapsed().as_millis() as u64;
+    write_metadata_files(ctx, span, &summary, (&dev, stage))?;
+    progress(show, 3, 3, "Done");
+    Ok(summary)
+}
+
+/// The profile's span: its start and its stop (never before the start), CLOCK_REALTIME ns.
+fn profile_span(ctx: &Ctx) -> (u64, u64) {
+    let start_ns = ctx.profile().anchor.1;
+    let stop_ns = ctx.job.conversion.to_ns(ctx.job.stop_tick).max(start_ns);
+    (start_ns, stop_ns)
+}
+
+/// The shares of NPUPROF_MAX_DISK_MB: (the trace's, the device CSVs'). The spools count against it (they exist
+/// while the trace is written, and stay with NPUPROF_KEEP_SPOOL), and so do the device CSVs and the small
+/// files (see `budget`).
+fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
+    let csv_need = if dev.kernels.is_empty() {
+        // Kernels may come from the lanes (msprof without op_summary): their size is known only later.
+        if dev.timeline.is_some() {
+            u64::MAX
+        } else {
+            0
+        }
+    } else {
+        let columns = dev.kernel_header.is_some();
+        let k = &dev.kernels;
+        csv::kernel_header_bound(dev.kernel_header.as_deref())
+            + k.list
+                .iter()
+                .map(|x| csv::kernel_row_bound(k, x, columns))
+                .sum::<u64>()
+            + dev.files.iter().map(|f| f.1.len() as u64).sum::<u64>()
+    };
+    budget::split(
+        ctx.profile().config.max_disk_bytes(),
+        ctx.job.counters.spool_bytes.saturating_add(dev.disk_bytes),
+        csv_need,
+    )
+}
+
+/// Opens `trace_view.json` (within `budget` bytes) and writes the host timeline into it from the spool.
+fn write_host_timeline(ctx: &Ctx, budget: u64) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
+    let p = ctx.profile();
+    let stop_tick = ctx.job.stop_tick;
+    let mut host = HostPass::new(p.pid, ctx.job.conversion, p.anchor.0, stop_tick);
+    let mut tw = TraceWriter::create(&p.dirs.output, "trace_view.json", budget)?;
+    host.read_spool(&mut tw, &p.dirs.framework)?;
+    let steps = host.finish(&mut tw, stop_tick)?;
+    Ok((tw, host, steps))
+}
+
+/// The summary of the trace as written so far (its size and event count come with [`finish_trace`]).
+fn summarize(ctx: &Ctx, tw: &TraceWriter, host: &HostPass, steps: usize) -> Summary {
+    Summary {
+        trace_events: 0,
+        slices: tw.slices,
+        steps: steps as u64,
+        threads: host.thread_meta.len() as u64,
+        lost_range_ends: host.lost_ends,
+        lost_range_begins: host.lost_begins,
+        closed_at_stop: host.closed_at_stop,
+        unknown_records: host.unknown,
+        trace_cut_records: host.trace_cut,
+        unpaired_records: host.lost_begins + host.stray_stacks,
+        trace_cut_events: tw.cut_events,
+        spool_damage: host.damage.clone(),
+        truncated: ctx.job.truncated || tw.truncated,
+        ..Default::default()
+    }
+}
+
+fn warn_if_trace_cut(ctx: &Ctx, tw: &TraceWriter, host: &HostPass, budget: u64) {
+    if tw.truncated {
+        log::warn!(
+            "trace_view.json of {} reached its share of NPUPROF_MAX_DISK_MB ({} bytes): {} events ({} \
+             recorded host records) left out, counted in profiler_metadata.json",
+            ctx.profile().dir.display(),
+            budget,
+            tw.cut_events,
+            host.trace_cut
+        );
+    }
+}
+
+/// Commits `trace_view.json`; adds its event count and size to `summary` and logs the phases' times.
+fn finish_trace(
+    summary: &mut Summary,
+    tw: TraceWriter,
+    t0: Instant,
+    t_host: Duration,
+) -> Result<()> {
+    summary.trace_events = tw.events;
+    let t_device = t0.elapsed();
+    summary.trace_bytes = tw.finish()?;
+    log::debug!(
+        "export phases (ms): host timeline {}, device lanes + tables {}, trace sync {}",
+        t_host.as_millis(),
+        (t_device - t_host).as_millis(),
+        (t0.elapsed() - t_device).as_millis()
+    );
+    Ok(())
+}
+
+/// Writes `profiler_info_{rank}.json` and, last (it says how far the result got), `profiler_metadata.json`.
+fn write_metadata_files(
+    ctx: &Ctx,
+    (start_ns, stop_ns): (u64, u64),
+    summary: &Summary,
+    device: (&DeviceResult, DeviceStage),
+) -> Result<()> {
+    let p = ctx.profile();
+    let job = &ctx.job;
+    layout::write_atomic(
+        &p.dirs.top,
+        &format!("profiler_info_{}.json", p.rank),
+        profiler_info(p, start_ns, stop_ns, summary).as_bytes(),
+    )?;
+    let meta = metadata(
+        p,
+        start_ns,
+        stop_ns,
+        job.reason,
+        &job.counters,
+        summary,
+        &job.spool_error,
+        device,
+        (job.recovered, job.counters_as_of_ns),
+    );
+    layout::write_atomic(&p.dirs.top, "profiler_metadata.json", meta.as_bytes())
+}
