@@ -60,6 +60,18 @@ pub trait Backend: Send {
     }
 }
 
+/// In a forked child: every backend forgets the parent's process-wide state (aclprof's step stamping, the
+/// runtime device it saw). Async-signal-safe: atomic stores only.
+pub fn after_fork_child() {
+    acl::after_fork_child();
+}
+
+/// `npuprof_shutdown`, with no device stop in flight: backends let go of what they hold for the process
+/// (MSPTI's subscription, so other tools may subscribe). Idempotent.
+pub fn shutdown() {
+    mspti::unsubscribe();
+}
+
 /// The backend for a configuration. `acl` / `mspti` fail with `NPUPROF_ERR_BACKEND` when CANN cannot be opened.
 /// `auto` prefers MSPTI (records arrive in-process and are parsed seconds after stop, no external tool), then
 /// aclprof (needs CANN's msprof to parse), then host-only with one warning.

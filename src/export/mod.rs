@@ -174,7 +174,7 @@ pub fn host_pass_bytes(bytes: &[u8], scratch: &std::path::Path) -> Result<u64> {
         ns_per: 1,
     };
     let mut host = HostPass::new(1, conv, 0, u64::MAX);
-    let mut tw = TraceWriter::create(&at, "trace_view.json", 1 << 20)?;
+    let mut tw = TraceWriter::create(&at, layout::TRACE_VIEW, 1 << 20)?;
     let mut rd = spool::Reader::new(bytes, bytes.len() as u64);
     host.read_frames(&mut tw, &mut rd, scratch)?;
     host.finish(&mut tw, u64::MAX)?;

@@ -116,7 +116,7 @@ fn write_host_timeline(ctx: &Ctx, budget: u64) -> Result<(TraceWriter, HostPass,
     let p = ctx.profile();
     let stop_tick = ctx.job.stop_tick;
     let mut host = HostPass::new(p.pid, ctx.job.conversion, p.anchor.0, stop_tick);
-    let mut tw = TraceWriter::create(&p.dirs.output, "trace_view.json", budget)?;
+    let mut tw = TraceWriter::create(&p.dirs.output, layout::TRACE_VIEW, budget)?;
     host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;
     Ok((tw, host, steps))
@@ -185,7 +185,7 @@ fn write_metadata_files(
     let job = &ctx.job;
     layout::write_atomic(
         &p.dirs.top,
-        &format!("profiler_info_{}.json", p.rank),
+        &layout::info_name(p.rank),
         profiler_info(p, start_ns, stop_ns, summary).as_bytes(),
     )?;
     let meta = metadata(
@@ -199,5 +199,5 @@ fn write_metadata_files(
         device,
         (job.recovered, job.counters_as_of_ns),
     );
-    layout::write_atomic(&p.dirs.top, "profiler_metadata.json", meta.as_bytes())
+    layout::write_atomic(&p.dirs.top, layout::METADATA, meta.as_bytes())
 }

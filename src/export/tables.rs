@@ -29,7 +29,7 @@ impl Tables<'_> {
         let mut cut = TablesCut::default();
         csv::step_trace_time(
             out,
-            "step_trace_time.csv",
+            layout::STEP_TRACE_TIME,
             p.device_id,
             self.steps,
             self.profile,
@@ -46,11 +46,11 @@ impl Tables<'_> {
             }
             left -= n;
             layout::write_atomic(out, name, content.as_bytes())?;
-            cann_statistic |= name == "op_statistic.csv";
+            cann_statistic |= name == layout::OP_STATISTIC;
         }
         cut.kernel_rows = csv::kernel_details(
             out,
-            "kernel_details.csv",
+            layout::KERNEL_DETAILS,
             kernels,
             self.header,
             matches!(p.backend, BackendId::Mspti),
@@ -58,7 +58,7 @@ impl Tables<'_> {
             left,
         )?;
         if !cann_statistic {
-            csv::op_statistic(out, "op_statistic.csv", p.device_id, kernels)?;
+            csv::op_statistic(out, layout::OP_STATISTIC, p.device_id, kernels)?;
         }
         Ok(cut)
     }

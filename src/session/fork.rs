@@ -87,7 +87,7 @@ extern "C" fn after_fork_child() {
     // The child has one thread and no drain: nothing may record into rings nobody reads.
     STATE.fetch_and(!REC, Ordering::AcqRel);
     super::step_hook::set(None);
-    backend::acl::after_fork_child();
+    backend::after_fork_child();
     FORK_GEN.fetch_add(1, Ordering::AcqRel);
     let _ = std::panic::catch_unwind(|| {
         let _ = HELD.try_with(|h| {

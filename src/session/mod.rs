@@ -646,7 +646,7 @@ pub fn shutdown() -> Result<()> {
             "npuprof_shutdown: the device stop has not returned; the MSPTI subscription is kept"
         );
     } else {
-        backend::mspti::unsubscribe();
+        backend::shutdown();
     }
     release_ring_memory()?;
     flushed
