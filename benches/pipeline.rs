@@ -82,7 +82,7 @@ fn acl_child(n: u64) -> Value {
     let t1 = Instant::now();
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let out = npuprof::export::layout::Place::open(&out).unwrap();
+    let out = npuprof::layout::Place::open(&out).unwrap();
     let first = r.kernels.list[0].start_ns;
     let steps: Vec<csv::StepSpan> = (0..10)
         .map(|k| csv::StepSpan {

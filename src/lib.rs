@@ -40,8 +40,8 @@
 //! - `#[doc(hidden)] pub`, not an API: what the CLI (`src/bin/npuprof/`), `tests/`, `benches/` and `fuzz/` use
 //!   from inside: `backend` (the msprof export parser, MSPTI record layouts and CANN feature reading for
 //!   tests and the fuzzers), `control` (the trigger protocol for `npuprof trigger`), `dir` (directory handles
-//!   for the CLI), `export` (layout names, the CSV headers, the JSON reader and writer for the CLI and the
-//!   trace and overlap writers for tests and benches), `record` (ring and name-table limits for tests and
+//!   for the CLI), `export` (the CSV headers for the CLI, the trace and overlap writers
+//!   for tests and benches), `record` (ring and name-table limits for tests and
 //!   benches), `results` (finding and reading result directories, for `check`, `summary` and `recover`),
 //!   `session` (logging and the lock-order test hook), `spool` (the spool format for `recover`, the fuzzers
 //!   and tests);

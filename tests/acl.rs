@@ -120,6 +120,11 @@ const DEFAULT: Opts = Opts {
     env: &[],
 };
 
+/// [`go`] with the default options and these extra environment variables.
+fn go_env(env: &[(&str, &str)], cmds: &[&str]) -> Run {
+    go(Opts { env, ..DEFAULT }, cmds)
+}
+
 fn go(opts: Opts, cmds: &[&str]) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("prof");
@@ -569,13 +574,7 @@ fn device_id_comes_from_the_runtime_then_npuprof_device_then_local_rank() {
             "LOCAL_RANK",
         ),
     ] {
-        let r = go(
-            Opts {
-                env: &env,
-                ..DEFAULT
-            },
-            PROFILE,
-        );
+        let r = go_env(&env, PROFILE);
         r.out.assert_ok();
         let cc = r.line("aclprofCreateConfig");
         assert!(cc[0].contains(&format!("n=1 devs={dev} ")), "{}", cc[0]);
@@ -2114,13 +2113,7 @@ fn a_wrong_feature_list_is_read_safely_and_ignored_with_one_warning() {
 #[test]
 fn one_unbalanced_quote_costs_one_row_and_replaced_cann_files_are_named() {
     let env = [("NPUPROF_LEVEL", "level1")];
-    let clean = go(
-        Opts {
-            env: &env,
-            ..DEFAULT
-        },
-        PROFILE,
-    );
+    let clean = go_env(&env, PROFILE);
     clean.out.assert_ok();
     let num = |v: &Value| {
         v.as_u64()
@@ -2132,13 +2125,7 @@ fn one_unbalanced_quote_costs_one_row_and_replaced_cann_files_are_named() {
         ("NPUPROF_LEVEL", "level1"),
         ("FAKE_MSPROF_ADVERSE", "unbalanced,nonutf8"),
     ];
-    let r = go(
-        Opts {
-            env: &env,
-            ..DEFAULT
-        },
-        PROFILE,
-    );
+    let r = go_env(&env, PROFILE);
     r.out.assert_ok();
     let m = r.meta();
     assert_eq!(m["device"]["status"], "parsed", "{m}");
@@ -2162,13 +2149,7 @@ fn one_unbalanced_quote_costs_one_row_and_replaced_cann_files_are_named() {
 fn msprof_outputs_that_are_fifos_are_refused_not_waited_for() {
     let env = [("NPUPROF_LEVEL", "level1"), ("FAKE_MSPROF_ADVERSE", "fifo")];
     let cmds = [PROFILE, &["start", "steps:2", "stop", "flush"]].concat();
-    let r = go(
-        Opts {
-            env: &env,
-            ..DEFAULT
-        },
-        &cmds,
-    );
+    let r = go_env(&env, &cmds);
     r.out.assert_ok();
     let m = r.meta();
     let dev = m["device"].to_string();
@@ -2196,13 +2177,7 @@ fn symlinks_inside_a_profile_are_not_followed_for_reading_or_deleting() {
     ];
     // Two profiles: the second export meets the first one's symlinks (a stale output link, a PROF_ link).
     let cmds = [PROFILE, &["start", "steps:2", "stop", "flush"]].concat();
-    let r = go(
-        Opts {
-            env: &env,
-            ..DEFAULT
-        },
-        &cmds,
-    );
+    let r = go_env(&env, &cmds);
     r.out.assert_ok();
     let m = r.meta();
     assert_ne!(m["device"]["status"], "parsed", "{m}");
@@ -2435,13 +2410,7 @@ fn a_huge_op_summary_is_cut_at_the_record_cap_and_the_disk_cap_and_counted() {
         ("FAKE_MSPROF_ROWS", "30000"),
         ("NPUPROF_MAX_DEVICE_RECORDS", "1000"),
     ];
-    let r = go(
-        Opts {
-            env: &env,
-            ..DEFAULT
-        },
-        PROFILE,
-    );
+    let r = go_env(&env, PROFILE);
     r.out.assert_ok();
     let m = r.meta();
     assert_eq!(m["device"]["status"], "parsed", "{m}");
@@ -2458,13 +2427,7 @@ fn a_huge_op_summary_is_cut_at_the_record_cap_and_the_disk_cap_and_counted() {
         ("FAKE_MSPROF_ROWS", "30000"),
         ("NPUPROF_MAX_DISK_MB", "1"),
     ];
-    let r = go(
-        Opts {
-            env: &env,
-            ..DEFAULT
-        },
-        PROFILE,
-    );
+    let r = go_env(&env, PROFILE);
     r.out.assert_ok();
     let m = r.meta();
     let total = npuprof_bytes(&r.dir());
@@ -2487,11 +2450,8 @@ fn exit_while_msprof_runs_keeps_the_host_result_and_leaves_no_msprof() {
         ("FAKE_MSPROF_SELF_PIDFILE", pidfile.to_str().unwrap()),
         ("NPUPROF_FLUSH_TIMEOUT_S", "4"),
     ];
-    let r = go(
-        Opts {
-            env: &env,
-            ..DEFAULT
-        },
+    let r = go_env(
+        &env,
         &["cann", "start", "steps:3", "dir", "stop", &wait, "exit"],
     );
     r.out.assert_ok();

@@ -8,7 +8,7 @@
 
 mod common;
 use npuprof::config::{parse_bool, Config, Trigger, VARIABLES};
-use npuprof::export::json;
+use npuprof::format::json;
 use npuprof::record::Record;
 use npuprof::spool::{Frame, Reader, Writer};
 use proptest::prelude::*;

@@ -1,9 +1,9 @@
 //! The CSV files of `ASCEND_PROFILER_OUTPUT/`, with the exact headers of `docs/output-format.md`.
 
-use super::json::{csv_field, push_u64, push_us3, us3};
 use super::overlap::Overlap;
 use crate::device::{Kernel, Kernels};
 use crate::error::{Error, Result};
+use crate::format::json::{csv_field, push_u64, push_us3, us3};
 use crate::layout::{AtomicFile, Place};
 use std::collections::HashMap;
 use std::io::Write;

@@ -1,11 +1,12 @@
 //! The device lanes of `trace_view.json`: the backend's timeline, or lanes drawn from the kernels, and the
 //! `Overlap Analysis` lanes.
 
+use super::overlap;
 use super::trace_view::TraceWriter;
-use super::{json, overlap};
 use crate::device::pids::{device_pid, SLOT_HARDWARE, SLOT_OVERLAP};
 use crate::device::Kernels;
 use crate::error::Result;
+use crate::format::json;
 
 /// Metadata entries of the lanes, and the kernels they yielded.
 pub(super) type LanesOut = (Vec<(String, String)>, Kernels);

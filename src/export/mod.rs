@@ -15,8 +15,8 @@ mod lanes;
 mod result;
 mod stage;
 mod tables;
-pub use crate::format::json;
-pub use crate::layout;
+use crate::format::json;
+use crate::layout;
 pub mod overlap;
 pub mod trace_view;
 

@@ -2,9 +2,11 @@
 //! `op_statistic.csv`) within the device CSVs' share of NPUPROF_MAX_DISK_MB.
 
 use super::csv::{self, StepSpan};
-use super::{json, layout, overlap};
+use super::overlap;
 use crate::device::{DeviceResult, Kernels};
 use crate::error::Result;
+use crate::format::json;
+use crate::layout;
 use crate::profile::BackendId;
 
 /// What the CSV tables of one profile are written from, besides the kernels and their overlap (which may come

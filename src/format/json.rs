@@ -80,7 +80,7 @@ pub fn text(bytes: &[u8]) -> String {
 /// Integer ns → microseconds with exactly 3 decimals, no float rounding.
 ///
 /// ```
-/// assert_eq!(npuprof::export::json::us3(1_704_161_511_420_306_491), "1704161511420306.491");
+/// assert_eq!(npuprof::format::json::us3(1_704_161_511_420_306_491), "1704161511420306.491");
 /// ```
 pub fn us3(ns: u64) -> String {
     format!("{}.{:03}", ns / 1000, ns % 1000)

@@ -470,11 +470,28 @@ mod tests {
     use crate::export::trace_view::TraceWriter;
     use crate::layout::Place;
 
+    /// The lanes of one msprof timeline file holding `text`, written to a scratch trace.
+    fn write_timeline(text: &str) -> (LaneStats, Option<String>) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
+        let lanes = Box::new(MsprofLanes {
+            dir: Dir::open(d.path()).unwrap(),
+            files: vec!["msprof_1.json".into()],
+            budget: std::time::Duration::from_secs(3600),
+            device: 0,
+            shift: 0,
+            want_kernels: false,
+        });
+        let out = tempfile::tempdir().unwrap();
+        let mut tw =
+            TraceWriter::create(&Place::open(out.path()).unwrap(), "t.json", u64::MAX).unwrap();
+        lanes.write(&mut tw)
+    }
+
     /// Issue 15 item 8: events of a process msprof never names were all kept until the end and then skipped.
     /// At most MAX_PENDING_BYTES of them wait; the rest are skipped at once, and all are counted.
     #[test]
     fn events_of_an_unnamed_process_wait_in_bounded_memory_and_are_counted() {
-        let d = tempfile::tempdir().unwrap();
         let ev = r#"{"ph":"X","pid":77,"tid":1,"ts":"1000.000","dur":"1.000","name":"k","cat":"c","args":{}}"#;
         let n = 2 * MAX_PENDING_BYTES / (std::mem::size_of::<Pending>() + 16) + 10;
         let mut text = String::with_capacity(n * (ev.len() + 2) + 200);
@@ -487,19 +504,7 @@ mod tests {
             text.push_str(ev);
         }
         text.push(']');
-        std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
-        let lanes = Box::new(MsprofLanes {
-            dir: Dir::open(d.path()).unwrap(),
-            files: vec!["msprof_1.json".into()],
-            budget: std::time::Duration::from_secs(3600),
-            device: 0,
-            shift: 0,
-            want_kernels: false,
-        });
-        let out = tempfile::tempdir().unwrap();
-        let mut tw =
-            TraceWriter::create(&Place::open(out.path()).unwrap(), "t.json", u64::MAX).unwrap();
-        let (st, err) = lanes.write(&mut tw);
+        let (st, err) = write_timeline(&text);
         assert_eq!(err, None);
         assert_eq!(st.events, 1);
         assert_eq!(st.skipped, n as u64);
@@ -509,7 +514,6 @@ mod tests {
     /// parsed again for every block). An event longer than MAX_EVENT_BYTES ends the parse with a reason.
     #[test]
     fn a_giant_timeline_event_ends_the_parse_instead_of_being_held() {
-        let d = tempfile::tempdir().unwrap();
         let mut text = String::from(
             r#"[{"ph":"M","pid":5,"name":"process_name","args":{"name":"Ascend Hardware"}},"#,
         );
@@ -519,19 +523,7 @@ mod tests {
         text.push_str(r#"{"ph":"X","pid":5,"tid":1,"ts":"1000.000","dur":"1.000","name":""#);
         text.push_str(&"x".repeat(MAX_EVENT_BYTES + (9 << 20)));
         text.push_str(r#""}]"#);
-        std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
-        let lanes = Box::new(MsprofLanes {
-            dir: Dir::open(d.path()).unwrap(),
-            files: vec!["msprof_1.json".into()],
-            budget: std::time::Duration::from_secs(3600),
-            device: 0,
-            shift: 0,
-            want_kernels: false,
-        });
-        let out = tempfile::tempdir().unwrap();
-        let mut tw =
-            TraceWriter::create(&Place::open(out.path()).unwrap(), "t.json", u64::MAX).unwrap();
-        let (st, err) = lanes.write(&mut tw);
+        let (st, err) = write_timeline(&text);
         assert_eq!(st.events, 1);
         let err = err.expect("the parse stops at the giant event");
         assert!(err.contains("longer than"), "{err}");
