@@ -15,7 +15,7 @@ impl Backend for HostBackend {
     fn start(&mut self, _: &Profile) -> Result<()> {
         Ok(())
     }
-    fn stop(&mut self, _: &Profile) -> Result<Box<dyn DeviceData>> {
+    fn stop(&mut self, _: &Profile, _: &super::vendor::VendorCall) -> Result<Box<dyn DeviceData>> {
         Ok(Box::new(NoDeviceData))
     }
     fn calls_vendor(&self) -> bool {

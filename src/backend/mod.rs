@@ -20,10 +20,10 @@
 
 pub mod acl;
 mod cann_lib;
-pub mod host;
+pub(crate) mod host;
 pub mod mspti;
-pub mod safe_copy;
-pub mod vendor;
+pub(crate) mod safe_copy;
+pub(crate) mod vendor;
 
 use crate::config::{BackendKind, Config};
 use crate::device::DeviceData;
@@ -44,8 +44,8 @@ pub trait Backend: Send {
     /// Begins device collection for `profile` (its directories exist).
     fn start(&mut self, profile: &Profile) -> Result<()>;
     /// Ends device collection; what was collected is parsed later on the export thread. Runs on the
-    /// `npuprof-vendor` thread (see [`vendor`]); report each vendor call with [`vendor::calling`] first.
-    fn stop(&mut self, profile: &Profile) -> Result<Box<dyn DeviceData>>;
+    /// `npuprof-vendor` thread (see [`vendor`]); report each vendor call to `call` first.
+    fn stop(&mut self, profile: &Profile, call: &vendor::VendorCall) -> Result<Box<dyn DeviceData>>;
     /// `stop` calls a vendor library (it may block): run it on the `npuprof-vendor` thread. `false` (the
     /// host backend): it is run inline.
     fn calls_vendor(&self) -> bool {

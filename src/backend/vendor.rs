@@ -21,8 +21,8 @@
 //!   the call (with any `NPUPROF_BACKEND`: a silent host-only profile would hide that the device library is
 //!   wedged). Once the stop returns, however late, the backend is usable again.
 //!
-//! The backend's stop reports the vendor call it is about to make with [`calling`] (one stop runs at a time,
-//! so one global slot says which).
+//! The backend's stop reports the vendor call it is about to make through the [`VendorCall`] it is handed
+//! (one per stop, owned by its [`Stopping`]), so an abandoned stop can be named.
 
 use super::Backend;
 use crate::device::{DeviceData, DeviceResult};
@@ -33,23 +33,23 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// The vendor call the running backend stop is inside ("" between calls).
-static CALL: Mutex<&'static str> = Mutex::new("");
+/// The vendor call one backend stop is inside ("" between calls): the stop writes it, whoever gives up
+/// waiting reads it.
+#[derive(Default)]
+pub struct VendorCall(Mutex<&'static str>);
 
-/// Called by a backend's stop before each vendor call, so an abandoned stop can be named.
-pub fn calling(call: &'static str) {
-    *CALL.lock().unwrap_or_else(|e| e.into_inner()) = call;
-}
+impl VendorCall {
+    /// Called by a backend's stop before each vendor call ("" after the last).
+    pub fn enter(&self, call: &'static str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = call;
+    }
 
-/// The vendor-call slot's lock, for the session's `hold_every_lock` (a test hook; the session is above us).
-pub(crate) fn hold_call_slot() -> std::sync::MutexGuard<'static, &'static str> {
-    CALL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn current_call() -> &'static str {
-    match *CALL.lock().unwrap_or_else(|e| e.into_inner()) {
-        "" => "the backend's stop",
-        c => c,
+    /// The call the stop is inside, for a message.
+    fn current(&self) -> &'static str {
+        match *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            "" => "the backend's stop",
+            c => c,
+        }
     }
 }
 
@@ -58,6 +58,8 @@ pub struct Stopping {
     /// (the stop has returned, the backend until someone takes it back).
     back: Mutex<(bool, Option<Box<dyn Backend>>)>,
     cv: Condvar,
+    /// The vendor call the stop is inside.
+    call: VendorCall,
     began: Instant,
     /// After this the stop counts as abandoned.
     pub deadline: Instant,
@@ -84,7 +86,7 @@ impl Stopping {
                 "the previous profile's device stop ({}) has not returned after {} s (NPUPROF_VENDOR_TIMEOUT_S): \
                  npuprof does not call the device library again until it does; profile host data only with \
                  NPUPROF_BACKEND=host",
-                current_call(),
+                self.call.current(),
                 self.began.elapsed().as_secs()
             ),
         )
@@ -103,6 +105,7 @@ pub fn stop(
     let stopping = Arc::new(Stopping {
         back: Mutex::new((false, None)),
         cv: Condvar::new(),
+        call: VendorCall::default(),
         began: now,
         deadline: now + timeout,
     });
@@ -143,13 +146,13 @@ fn run(stopping: &Stopping, job: &Job) {
     else {
         return;
     };
-    let r = catch_unwind(AssertUnwindSafe(|| backend.stop(&profile))).unwrap_or_else(|_| {
+    let r = catch_unwind(AssertUnwindSafe(|| backend.stop(&profile, &stopping.call))).unwrap_or_else(|_| {
         Err(Error::new(
             Status::Internal,
             "the device backend's stop panicked (caught)",
         ))
     });
-    calling("");
+    stopping.call.enter("");
     if Instant::now() > stopping.deadline {
         log::warn!(
             "the device stop of {}, abandoned after {} s, has returned: the device backend is usable again",
@@ -217,7 +220,7 @@ impl DeviceData for Pending {
                 Ok(r)
             }
             None => {
-                let call = current_call();
+                let call = self.stopping.call.current();
                 let waited = self.stopping.began.elapsed();
                 let msg = format!(
                     "{call} did not return within {} s: the device stop was abandoned and the profile has host \

@@ -4,7 +4,7 @@
 //! imports no backend and no exporter.
 
 mod kernels;
-pub mod pids;
+pub(crate) mod pids;
 mod strings;
 
 pub use kernels::{Kernel, Kernels};

@@ -5,7 +5,7 @@
 //! two JSON metadata files. Every file is written to `name.tmp` and renamed, so a reader never sees half a
 //! file. Progress is logged MindSpore-style: `Parsing: [####################] 3/3 Done`.
 
-pub mod budget;
+pub(crate) mod budget;
 pub mod csv;
 mod device_pass;
 mod host;

@@ -24,7 +24,7 @@
 //! The record calls are not async-signal-safe (a call from a signal handler that interrupts another record
 //! call on the same thread would share its ring's producer state).
 
-pub mod clock;
+pub(crate) mod clock;
 pub mod names;
 pub mod ring;
 

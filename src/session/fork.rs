@@ -52,12 +52,11 @@ extern "C" fn before_fork() {
 #[doc(hidden)]
 pub struct EveryLock {
     _fork: ForkLocks,
-    _vendor_call: MutexGuard<'static, &'static str>,
 }
 
 /// Test hook (tests/lock_free.rs proves with it that the record calls take no lock): takes every lock of the
 /// library, in the usual order, and holds them until the result is dropped: the control lock, the ring
-/// registry, the name table (the three the fork handlers hold) and the vendor-call slot. The only other
+/// registry and the name table (the three the fork handlers hold). The only other
 /// mutexes belong to one device stop in progress (`backend::vendor::Stopping`, reached through the
 /// control lock). Not an API: never call it from a thread that records or controls a profile.
 #[doc(hidden)]
@@ -68,7 +67,6 @@ pub fn hold_every_lock() -> EveryLock {
             record::fork_lock(),
             record::names::fork_lock(),
         ),
-        _vendor_call: backend::vendor::hold_call_slot(),
     }
 }
 

@@ -261,7 +261,7 @@ fn stop_backend(ctl: &mut Control, p: &Arc<Profile>) -> Box<dyn crate::device::D
     match ctl.backend.take() {
         None => Box::new(crate::device::NoDeviceData),
         Some(mut b) if !b.calls_vendor() => {
-            let d = b.stop(p).unwrap_or_else(|e| {
+            let d = b.stop(p, &vendor::VendorCall::default()).unwrap_or_else(|e| {
                 log::warn!("backend stop failed, the profile keeps its host data only: {e}");
                 Box::new(crate::device::NoDeviceData)
             });

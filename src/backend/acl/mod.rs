@@ -17,11 +17,12 @@ pub(crate) mod load;
 mod msprof;
 mod op_summary;
 mod outputs;
-pub mod plan;
-pub mod sys;
+pub(crate) mod plan;
+pub(crate) mod sys;
 mod time_base;
 mod timeline;
 
+use super::vendor::VendorCall;
 use super::{Backend, StepHook};
 use crate::config::Config;
 use crate::device::DeviceData;
@@ -367,25 +368,24 @@ impl AclBackend {
 
     /// Stop → DestroyConfig → Finalize; each runs even if the one before failed. Returns the failures.
     /// Runs on the `npuprof-vendor` thread (any of the three may block: see `backend::vendor`), each call
-    /// announced with `vendor::calling` so an abandoned stop is named in the metadata.
-    fn stop_session(&mut self, r: &Running) -> Vec<String> {
-        use super::vendor::calling;
+    /// announced to `call` so an abandoned stop is named in the metadata.
+    fn stop_session(&mut self, r: &Running, call: &VendorCall) -> Vec<String> {
         let api = self.api;
         let mut errors = Vec::new();
         stop_stamps();
-        calling("aclprofStop");
+        call.enter("aclprofStop");
         // SAFETY: the config that started the session, not yet destroyed.
         let rc = unsafe { (api.stop)(r.config.0) };
         if rc != 0 {
             errors.push(fail("aclprofStop", rc));
         }
-        calling("aclprofDestroyConfig");
+        call.enter("aclprofDestroyConfig");
         // SAFETY: destroyed exactly once, after the stop.
         let rc = unsafe { (api.destroy_config)(r.config.0) };
         if rc != 0 {
             errors.push(fail("aclprofDestroyConfig", rc));
         }
-        calling("aclprofFinalize");
+        call.enter("aclprofFinalize");
         // SAFETY: undoes the session's aclprofInit.
         let rc = unsafe { (api.finalize)() };
         if rc != 0 {
@@ -486,11 +486,11 @@ impl Backend for AclBackend {
             .map(|_| &MARK_STEP)
     }
 
-    fn stop(&mut self, profile: &Profile) -> Result<Box<dyn DeviceData>> {
+    fn stop(&mut self, profile: &Profile, call: &VendorCall) -> Result<Box<dyn DeviceData>> {
         let Some(r) = self.running.take() else {
             return Ok(Box::new(export::HostOnly(self.host_only_reason.take())));
         };
-        let errors = self.stop_session(&r);
+        let errors = self.stop_session(&r, call);
         Ok(Box::new(export::AclData {
             dir: profile.dir.clone(),
             device: r.device,

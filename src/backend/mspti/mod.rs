@@ -31,17 +31,18 @@ mod consumer;
 mod counts;
 mod export;
 mod lanes;
-pub mod names_file;
+pub(crate) mod names_file;
 mod pool;
 pub mod records;
 mod replay;
 mod vendor_str;
-pub mod walk;
+pub(crate) mod walk;
 mod window;
 
 pub use export::{MsptiData, SPOOL};
 pub use walk::{compact, DevRec};
 
+use super::vendor::VendorCall;
 use super::Backend;
 use crate::config::Config;
 use crate::device::DeviceData;
@@ -354,17 +355,16 @@ impl MsptiBackend {
     }
     /// Disables the kinds we enabled and flushes every buffer (including the partial one: synchronous, all
     /// are completed before it returns).
-    fn disable_and_flush(&mut self, sh: &Shared) {
-        use super::vendor::calling;
-        calling("msptiActivityDisable");
+    fn disable_and_flush(&mut self, sh: &Shared, call: &VendorCall) {
+        call.enter("msptiActivityDisable");
         for k in self.enabled.drain(..) {
             // SAFETY: a kind we enabled.
             unsafe { (sh.api.disable)(k) };
         }
-        calling("msptiActivityFlushAll");
+        call.enter("msptiActivityFlushAll");
         // SAFETY: no arguments beyond the ignored flag.
         let r = unsafe { (sh.api.flush_all)(1) };
-        calling("");
+        call.enter("");
         if r != MSPTI_SUCCESS {
             log::warn!("msptiActivityFlushAll returned {r} ({})", result_name(r));
         }
@@ -552,11 +552,11 @@ impl Backend for MsptiBackend {
     }
 
     /// Runs on the `npuprof-vendor` thread (the vendor calls may block: see `backend::vendor`).
-    fn stop(&mut self, profile: &Profile) -> Result<Box<dyn DeviceData>> {
+    fn stop(&mut self, profile: &Profile, call: &VendorCall) -> Result<Box<dyn DeviceData>> {
         let sh = SHARED
             .get()
             .ok_or_else(|| Error::new(Status::Internal, "MSPTI not set up"))?;
-        self.disable_and_flush(sh);
+        self.disable_and_flush(sh, call);
         let written = self.close_spool();
         let mut meta = self.counts_meta(sh);
         if let Some(c) = &written {
