@@ -34,7 +34,7 @@ mod imp {
 
     /// The longest a `hold@` waits for its release file: generous, only a test that never releases it
     /// reaches it.
-    pub const HOLD_LIMIT: std::time::Duration =
+    pub(super) const HOLD_LIMIT: std::time::Duration =
         std::time::Duration::from_nanos(super::HOLD_LIMIT_NS);
 
     struct Fault {
@@ -97,7 +97,7 @@ mod imp {
         })
     }
 
-    pub fn stall(name: &str) {
+    pub(super) fn stall(name: &str) {
         for f in faults() {
             if f.point != name {
                 continue;
@@ -119,14 +119,14 @@ mod imp {
         }
     }
 
-    pub fn hold_path(name: &str) -> Option<std::ffi::CString> {
+    pub(crate) fn hold_path(name: &str) -> Option<std::ffi::CString> {
         faults()
             .iter()
             .find(|f| f.kind == Kind::Hold && f.point == name)
             .and_then(|f| std::ffi::CString::new(f.path.as_str()).ok())
     }
 
-    pub fn point(name: &str) {
+    pub(super) fn point(name: &str) {
         for f in faults() {
             if matches!(f.kind, Kind::Stall | Kind::Hold) || f.point != name {
                 continue;
@@ -150,7 +150,7 @@ mod imp {
 
 /// A place where a test may inject a panic (no-op without `--features fault-injection`).
 #[inline(always)]
-pub fn point(_name: &str) {
+pub(crate) fn point(_name: &str) {
     #[cfg(feature = "fault-injection")]
     imp::point(_name);
 }
@@ -160,18 +160,18 @@ pub fn point(_name: &str) {
 /// `--features fault-injection`.
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn hold_path(_name: &str) -> Option<std::ffi::CString> {
+pub(crate) fn hold_path(_name: &str) -> Option<std::ffi::CString> {
     None
 }
 #[cfg(feature = "fault-injection")]
-pub use imp::hold_path;
+pub(crate) use imp::hold_path;
 
 /// The longest a `hold@` waits for its release file (see `imp::HOLD_LIMIT`), for callers of [`hold_path`].
-pub const HOLD_LIMIT_NS: u64 = 60_000_000_000;
+pub(crate) const HOLD_LIMIT_NS: u64 = 60_000_000_000;
 
 /// A place where a test may inject a stall (no-op without `--features fault-injection`).
 #[inline(always)]
-pub fn stall(_name: &str) {
+pub(crate) fn stall(_name: &str) {
     #[cfg(feature = "fault-injection")]
     imp::stall(_name);
 }

@@ -22,7 +22,7 @@
 //! [`device`] (the neutral device model backends fill and exporters read, with the [`device::TraceSink`]
 //! the trace writer implements and the device lanes' pid scheme); below them the leaves: [`config`],
 //! [`spool`], [`record`], [`dir`], [`format`](mod@format), `process` (fork and exit state), [`error`]. Backends and
-//! exporters never import each other; the drain calls the session back through [`drain::Hooks`]; the session
+//! exporters never import each other; the drain calls the session back through `drain::Hooks`; the session
 //! drives `control` through [`session::Watcher`], wired here.
 //!
 //! Nothing runs at load time: no thread, no environment read with a side effect, until the first call. The

@@ -42,7 +42,7 @@ impl Log for Stderr {
 }
 
 /// Installs the logger at `level` unless another logger is already installed.
-pub fn init(level: LevelFilter) {
+pub(crate) fn init(level: LevelFilter) {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
     }

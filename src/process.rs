@@ -17,13 +17,13 @@ pub(crate) static FORKING: AtomicU32 = AtomicU32::new(0);
 
 /// The number of forks this process's ancestry went through since npuprof was loaded (this process's own
 /// generation: it changes in a forked child).
-pub fn fork_gen() -> u64 {
+pub(crate) fn fork_gen() -> u64 {
     FORK_GEN.load(Ordering::Acquire)
 }
 
 /// A fork is in progress: npuprof's fork handlers hold (or are about to take) the control, ring registry and
 /// name table locks.
-pub fn forking() -> bool {
+pub(crate) fn forking() -> bool {
     FORKING.load(Ordering::Acquire) != 0
 }
 
@@ -31,7 +31,7 @@ pub fn forking() -> bool {
 /// profiles, read by exports queued or running then (through the `exit` of their `Profile`,
 /// never through the global below).
 #[derive(Debug)]
-pub struct Exit {
+pub(crate) struct Exit {
     /// The exit hook is finishing profiles: exporters skip slow steps (CANN's msprof) and say so.
     exiting: AtomicBool,
     /// No export waits for a vendor stop, or lets msprof run, past this moment.
@@ -39,7 +39,7 @@ pub struct Exit {
 }
 
 impl Exit {
-    pub const fn new() -> Exit {
+    pub(crate) const fn new() -> Exit {
         Exit {
             exiting: AtomicBool::new(false),
             cut: OnceLock::new(),
@@ -48,23 +48,23 @@ impl Exit {
 
     /// The exit hook begins finishing profiles; device steps end by `cut` at the latest, so the host data is
     /// still written within the exit wait.
-    pub fn begin(&self, cut: Instant) {
+    pub(crate) fn begin(&self, cut: Instant) {
         let _ = self.cut.set(cut);
         self.exiting.store(true, Ordering::Relaxed);
     }
 
     /// The exit hook is finishing profiles.
-    pub fn exiting(&self) -> bool {
+    pub(crate) fn exiting(&self) -> bool {
         self.exiting.load(Ordering::Relaxed)
     }
 
     /// The moment device steps must end by, once the exit hook has begun.
-    pub fn cut(&self) -> Option<Instant> {
+    pub(crate) fn cut(&self) -> Option<Instant> {
         self.cut.get().copied()
     }
 
     /// The exit cut has passed: a device step still running (msprof) must end now.
-    pub fn cut_passed(&self) -> bool {
+    pub(crate) fn cut_passed(&self) -> bool {
         self.cut().is_some_and(|c| Instant::now() >= c)
     }
 }
@@ -81,7 +81,7 @@ impl Default for Exit {
 pub(crate) static EXIT: Exit = Exit::new();
 
 /// Blocks every signal on the calling (npuprof) thread: signals stay with the host's threads.
-pub fn block_signals() {
+pub(crate) fn block_signals() {
     // SAFETY: plain libc calls on a local, zero-initialised sigset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 #[path = "../../tests/common/mod.rs"]
-pub mod common;
+pub(crate) mod common;
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::Path;
@@ -26,13 +26,13 @@ unsafe fn sym<T: Copy>(h: *mut c_void, name: &str) -> T {
 }
 
 #[derive(Clone, Copy)]
-pub struct Floor {
+pub(crate) struct Floor {
     pub empty: extern "C" fn(),
     pub clock: extern "C" fn() -> u64,
     pub record: extern "C" fn(u32),
 }
 
-pub fn load_floor() -> Floor {
+pub(crate) fn load_floor() -> Floor {
     let so = common::build_c(
         "libnpuprof_floor.so",
         &["benches/floor.c"],
@@ -51,7 +51,7 @@ pub fn load_floor() -> Floor {
 }
 
 #[derive(Clone, Copy)]
-pub struct Npuprof {
+pub(crate) struct Npuprof {
     pub start: extern "C" fn() -> c_int,
     pub stop: extern "C" fn() -> c_int,
     pub step: extern "C" fn(u64) -> c_int,
@@ -66,13 +66,13 @@ pub struct Npuprof {
 }
 
 impl Npuprof {
-    pub fn intern_str(&self, s: &str) -> u32 {
+    pub(crate) fn intern_str(&self, s: &str) -> u32 {
         let c = CString::new(s).unwrap();
         // SAFETY: valid C string.
         unsafe { (self.intern)(c.as_ptr()) }
     }
 
-    pub fn output_dir_path(&self) -> std::path::PathBuf {
+    pub(crate) fn output_dir_path(&self) -> std::path::PathBuf {
         let mut buf = vec![0 as c_char; 4096];
         // SAFETY: buf has 4096 bytes.
         let n = unsafe { (self.output_dir)(buf.as_mut_ptr(), buf.len()) };
@@ -83,7 +83,7 @@ impl Npuprof {
 
 /// A private copy of libnpuprof.so (its own globals, its own configuration) loaded with dlopen. The
 /// configuration is read from the environment at the instance's first call.
-pub fn load_instance(tag: &str) -> Npuprof {
+pub(crate) fn load_instance(tag: &str) -> Npuprof {
     let lib = common::lib();
     let dir = common::target_dir().join("bench-libs");
     std::fs::create_dir_all(&dir).unwrap();
@@ -109,7 +109,7 @@ pub fn load_instance(tag: &str) -> Npuprof {
 }
 
 /// CPU time of the calling thread in ns.
-pub fn thread_cpu_ns() -> u64 {
+pub(crate) fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -120,7 +120,7 @@ pub fn thread_cpu_ns() -> u64 {
 }
 
 /// Resident set size of this process in bytes.
-pub fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = s
         .split_whitespace()
@@ -132,7 +132,7 @@ pub fn rss_bytes() -> u64 {
 }
 
 /// Where the benches leave their machine-readable results for `benches/report`.
-pub fn results_dir() -> std::path::PathBuf {
+pub(crate) fn results_dir() -> std::path::PathBuf {
     let d = common::target_dir().parent().unwrap().join("npuprof-bench");
     std::fs::create_dir_all(&d).unwrap();
     d

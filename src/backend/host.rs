@@ -6,7 +6,7 @@ use crate::device::{DeviceData, NoDeviceData};
 use crate::error::Result;
 use crate::profile::{BackendId, Profile};
 
-pub struct HostBackend;
+pub(crate) struct HostBackend;
 
 impl Backend for HostBackend {
     fn id(&self) -> BackendId {

@@ -3,11 +3,11 @@
 //! Host annotations (ranges, marks, steps) are always recorded by the core, whatever the backend. A backend
 //! adds device-side collection around a profile: `start` runs on the caller's thread inside `npuprof_start`,
 //! under the control lock; `stop` runs on an `npuprof-vendor` thread of its own, outside that lock, and may
-//! block as long as the vendor library does ([`vendor`]: `npuprof_stop` returns at once, the export waits for
+//! block as long as the vendor library does (`vendor`: `npuprof_stop` returns at once, the export waits for
 //! the stop with a bound and abandons it after, saying so in the metadata). The [`DeviceData`] that `stop`
 //! returns is turned into rows on the export thread, after the host spool is complete.
 //!
-//! * [`host`]: collects nothing; works anywhere.
+//! * `host`: collects nothing; works anywhere.
 //! * [`mspti`]: subscribes to CANN's MSPTI (`libmspti.so`): MSPTI completes activity buffers on its own
 //!   threads, the `npuprof-mspti` thread appends their records to `FRAMEWORK/mspti.spool`, and the export
 //!   replays that spool into rows, with no external tool.
@@ -44,8 +44,9 @@ pub trait Backend: Send {
     /// Begins device collection for `profile` (its directories exist).
     fn start(&mut self, profile: &Profile) -> Result<()>;
     /// Ends device collection; what was collected is parsed later on the export thread. Runs on the
-    /// `npuprof-vendor` thread (see [`vendor`]); report each vendor call to `call` first.
-    fn stop(&mut self, profile: &Profile, call: &vendor::VendorCall) -> Result<Box<dyn DeviceData>>;
+    /// `npuprof-vendor` thread (see `vendor`); report each vendor call to `call` first.
+    fn stop(&mut self, profile: &Profile, call: &vendor::VendorCall)
+        -> Result<Box<dyn DeviceData>>;
     /// `stop` calls a vendor library (it may block): run it on the `npuprof-vendor` thread. `false` (the
     /// host backend): it is run inline.
     fn calls_vendor(&self) -> bool {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The outcome of [`copy_own`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Copy {
+pub(crate) enum Copy {
     /// Every byte was copied.
     Done,
     /// Some byte is not readable memory.
@@ -51,7 +51,7 @@ thread_local! {
 }
 
 /// Copies `dst.len()` bytes at address `src` of this process into `dst`.
-pub fn copy_own(src: usize, dst: &mut [u8]) -> Copy {
+pub(crate) fn copy_own(src: usize, dst: &mut [u8]) -> Copy {
     if cfg!(miri) {
         return Copy::Unchecked;
     }

@@ -54,7 +54,7 @@ impl VendorCall {
 }
 
 /// A backend stop under way on the `npuprof-vendor` thread; the backend comes back through it.
-pub struct Stopping {
+pub(crate) struct Stopping {
     /// (the stop has returned, the backend until someone takes it back).
     back: Mutex<(bool, Option<Box<dyn Backend>>)>,
     cv: Condvar,
@@ -67,19 +67,19 @@ pub struct Stopping {
 
 impl Stopping {
     /// The backend, if its stop has returned (then taken: the caller owns it again).
-    pub fn take(&self) -> Option<Box<dyn Backend>> {
+    pub(crate) fn take(&self) -> Option<Box<dyn Backend>> {
         self.back.lock().unwrap_or_else(|e| e.into_inner()).1.take()
     }
 
     /// Waits, at most until the deadline, for the stop to return. Never call it holding the control lock.
-    pub fn wait(&self) {
+    pub(crate) fn wait(&self) {
         let g = self.back.lock().unwrap_or_else(|e| e.into_inner());
         let left = self.deadline.saturating_duration_since(Instant::now());
         let _ = self.cv.wait_timeout_while(g, left, |b| !b.0);
     }
 
     /// Why a start cannot use the backend now (the stop has not returned by its deadline).
-    pub fn busy_error(&self) -> Error {
+    pub(crate) fn busy_error(&self) -> Error {
         Error::new(
             Status::Backend,
             format!(
@@ -96,7 +96,7 @@ impl Stopping {
 /// Stops `backend` for `profile` on a new `npuprof-vendor` thread. Returns at once: the [`Stopping`] gives the
 /// backend back when the stop returns; the [`DeviceData`] goes to the export, which waits for it at most
 /// `timeout` (see the module docs).
-pub fn stop(
+pub(crate) fn stop(
     backend: Box<dyn Backend>,
     profile: Arc<Profile>,
     timeout: Duration,
@@ -146,12 +146,13 @@ fn run(stopping: &Stopping, job: &Job) {
     else {
         return;
     };
-    let r = catch_unwind(AssertUnwindSafe(|| backend.stop(&profile, &stopping.call))).unwrap_or_else(|_| {
-        Err(Error::new(
-            Status::Internal,
-            "the device backend's stop panicked (caught)",
-        ))
-    });
+    let r = catch_unwind(AssertUnwindSafe(|| backend.stop(&profile, &stopping.call)))
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                Status::Internal,
+                "the device backend's stop panicked (caught)",
+            ))
+        });
     stopping.call.enter("");
     if Instant::now() > stopping.deadline {
         log::warn!(

@@ -1,6 +1,6 @@
 //! The neutral device model: what backends fill and exporters read. Kernels and their strings, the device
 //! events of a timeline, lane statistics, the result of a backend's collection ([`DeviceResult`]) and the
-//! [`DeviceData`] a stop hands to the export thread; the trace pid scheme of device lanes ([`pids`]). It
+//! [`DeviceData`] a stop hands to the export thread; the trace pid scheme of device lanes (`pids`). It
 //! imports no backend and no exporter.
 
 mod kernels;
@@ -48,7 +48,7 @@ pub trait TraceSink {
     fn process(&mut self, pid: u32, name: &str, label: &str, sort: u32) -> Result<()>;
     /// A thread's `thread_name` and `thread_sort_index` metadata.
     fn thread(&mut self, pid: u32, tid: u32, name: &[u8], sort: u32) -> Result<()>;
-    /// One event, already on npuprof's pids ([`pids`]) and the host time base.
+    /// One event, already on npuprof's pids (`pids`) and the host time base.
     fn device_event(&mut self, e: &DeviceEvent<'_>) -> Result<()>;
 }
 

@@ -24,7 +24,7 @@ const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 
 /// The effective configuration as environment variables (their own spelling and a value each parses to
 /// the same setting), for the START frame: `npuprof recover` rebuilds it with `Config::from_lookup`.
-pub fn config_vars(c: &crate::config::Config) -> Vec<(&'static str, String)> {
+pub(crate) fn config_vars(c: &crate::config::Config) -> Vec<(&'static str, String)> {
     c.env_vars()
 }
 

@@ -32,11 +32,11 @@ use std::time::Duration;
 mod counters;
 mod export_thread;
 
-pub use counters::config_vars;
+pub(crate) use counters::config_vars;
 use counters::thread_cpu_ns;
 use export_thread::export_loop;
 
-pub enum Msg {
+pub(crate) enum Msg {
     Start(Arc<Profile>, File, record::Baseline),
     Stop {
         profile: Arc<Profile>,
@@ -62,7 +62,7 @@ enum ExportMsg {
 /// What the drain calls back into, installed by the session (which sits above it): the drain never calls
 /// the session or the control watcher itself.
 #[derive(Clone, Copy)]
-pub struct Hooks {
+pub(crate) struct Hooks {
     /// The drain ended the recording of profile `gen` (spool write error, `NPUPROF_MAX_DISK_MB`): stop it.
     pub limit_reached: fn(gen: u64, reason: StopReason),
     /// A stopped profile is no longer being written (exported, failed, or abandoned).
@@ -72,7 +72,7 @@ pub struct Hooks {
     pub tick: fn(),
 }
 
-pub struct Threads {
+pub(crate) struct Threads {
     tx: Sender<Msg>,
     drain: JoinHandle<()>,
     export: JoinHandle<()>,
@@ -85,12 +85,12 @@ thread_local! {
 
 /// True on npuprof's own background threads: a flush requested there can never be answered (the exit hook
 /// must not wait for one when a vendor library calls `exit()` on our thread).
-pub fn on_background_thread() -> bool {
+pub(crate) fn on_background_thread() -> bool {
     BACKGROUND.try_with(|b| b.get()).unwrap_or(false)
 }
 
 impl Threads {
-    pub fn spawn(hooks: Hooks) -> std::io::Result<Threads> {
+    pub(crate) fn spawn(hooks: Hooks) -> std::io::Result<Threads> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (etx, erx) = crossbeam_channel::unbounded::<ExportMsg>();
         let export = std::thread::Builder::new()
@@ -110,25 +110,25 @@ impl Threads {
         Ok(Threads { tx, drain, export })
     }
 
-    pub fn send(&self, m: Msg) -> Result<()> {
+    pub(crate) fn send(&self, m: Msg) -> Result<()> {
         self.tx
             .send(m)
             .map_err(|_| Error::new(Status::Internal, "the npuprof-drain thread is gone"))
     }
 
     /// Asks for a flush; the answer arrives on the returned channel.
-    pub fn request_flush(&self) -> Result<Receiver<Result<()>>> {
+    pub(crate) fn request_flush(&self) -> Result<Receiver<Result<()>>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Msg::Flush(tx))?;
         Ok(rx)
     }
 
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         !self.drain.is_finished() && !self.export.is_finished()
     }
 
     /// Ends both threads after they finish what was sent before.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         let _ = self.tx.send(Msg::Shutdown);
         let _ = self.drain.join();
         let _ = self.export.join();

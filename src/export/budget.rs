@@ -16,11 +16,11 @@
 //! The small files can exceed their reserve only with very many steps or distinct operator types.
 
 /// Room kept in NPUPROF_MAX_DISK_MB for the small files written besides the trace and the device CSVs.
-pub const SMALL_FILES_RESERVE: u64 = 64 << 10;
+pub(crate) const SMALL_FILES_RESERVE: u64 = 64 << 10;
 
 /// Bytes the device backend's spools hold in `framework` now (`mspti.spool` and `mspti.names`; 0 for those
 /// that are not there): they stay beside the result while it is written.
-pub fn device_spool_bytes(framework: &crate::layout::Place) -> u64 {
+pub(crate) fn device_spool_bytes(framework: &crate::layout::Place) -> u64 {
     use crate::layout::{MSPTI_NAMES_NAME, MSPTI_SPOOL_NAME};
     [MSPTI_SPOOL_NAME, MSPTI_NAMES_NAME]
         .iter()
@@ -31,7 +31,7 @@ pub fn device_spool_bytes(framework: &crate::layout::Place) -> u64 {
 
 /// The shares of one export: (trace_view.json, device CSVs) in bytes, given the cap, the bytes the spools
 /// hold, and the bytes the device CSVs would need.
-pub fn split(max: u64, spools: u64, csv_need: u64) -> (u64, u64) {
+pub(crate) fn split(max: u64, spools: u64, csv_need: u64) -> (u64, u64) {
     let rest = max
         .saturating_sub(spools)
         .saturating_sub(SMALL_FILES_RESERVE);

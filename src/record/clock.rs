@@ -55,18 +55,18 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 }
 
 /// CLOCK_REALTIME in ns since the Unix epoch.
-pub fn realtime_ns() -> u64 {
+pub(crate) fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
 /// CLOCK_MONOTONIC_RAW in ns.
-pub fn monotonic_raw_ns() -> u64 {
+pub(crate) fn monotonic_raw_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_RAW)
 }
 
 /// Reads the clock in raw ticks. The hot path: no syscall with a cycle counter, no lock, no allocation.
 #[inline(always)]
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     // Relaxed: written once in `init`, before the first profile can start (STATE's Release/Acquire orders it
     // for the starting thread; any thread reading a stale value would only use the vDSO fallback).
     if SOURCE.load(Ordering::Relaxed) == SRC_CYCLES {
@@ -113,7 +113,7 @@ struct Base {
 static BASE: OnceLock<Base> = OnceLock::new();
 
 /// Chooses the source and takes the calibration base. Idempotent; call before the first profile.
-pub fn init() {
+pub(crate) fn init() {
     BASE.get_or_init(|| {
         #[cfg(target_arch = "aarch64")]
         let (src, exact) = match counter_frequency() {
@@ -146,7 +146,7 @@ pub fn init() {
 }
 
 /// Name of the source in use, for the metadata.
-pub fn source_name() -> &'static str {
+pub(crate) fn source_name() -> &'static str {
     match SOURCE.load(Ordering::Relaxed) {
         SRC_CYCLES if cfg!(target_arch = "aarch64") => "cntvct_el0",
         SRC_CYCLES => "tsc",
@@ -163,7 +163,7 @@ fn sample_pair(other: fn() -> u64) -> (u64, u64) {
 /// `(bracket, other)` at one instant: `other` read between two reads of `bracket`, the tightest of `tries`
 /// tries, with `bracket` taken at the middle of its two reads. A thread preempted between two reads (a loaded
 /// machine, qemu-user) makes that try wide, and a wider try is never kept.
-pub fn tightest_pair(
+pub(crate) fn tightest_pair(
     tries: u32,
     mut bracket: impl FnMut() -> u64,
     mut other: impl FnMut() -> u64,
@@ -191,7 +191,7 @@ pub struct Conversion {
 }
 
 impl Conversion {
-    pub fn to_ns(&self, tick: u64) -> u64 {
+    pub fn to_ns(self, tick: u64) -> u64 {
         let dt = tick as i128 - self.anchor_tick as i128;
         let ns = self.anchor_ns as i128 + dt * self.ns_per as i128 / self.ticks_per.max(1) as i128;
         ns.clamp(0, u64::MAX as i128) as u64
@@ -199,7 +199,7 @@ impl Conversion {
 }
 
 /// Takes a (tick, CLOCK_REALTIME) anchor now.
-pub fn anchor_now() -> (u64, u64) {
+pub(crate) fn anchor_now() -> (u64, u64) {
     init();
     sample_pair(realtime_ns)
 }
@@ -207,7 +207,7 @@ pub fn anchor_now() -> (u64, u64) {
 /// The current best tick rate as a ratio `(ticks, ns)`. With a measured rate, waits until the baseline is at
 /// least `min_baseline_ms` long (export does this once per profile; the wait only matters for profiles that
 /// start within a few ms of process start).
-pub fn rate(min_baseline_ms: u64) -> (u64, u64) {
+pub(crate) fn rate(min_baseline_ms: u64) -> (u64, u64) {
     init();
     let base = BASE.get().expect("init() sets BASE");
     if let Some(hz) = base.exact_hz {
@@ -226,7 +226,7 @@ pub fn rate(min_baseline_ms: u64) -> (u64, u64) {
 }
 
 /// A conversion anchored at `(anchor_tick, anchor_ns)` with the current best rate.
-pub fn conversion(anchor: (u64, u64)) -> Conversion {
+pub(crate) fn conversion(anchor: (u64, u64)) -> Conversion {
     let (ticks_per, ns_per) = rate(20);
     Conversion {
         anchor_tick: anchor.0,

@@ -11,9 +11,9 @@
 //! Control calls take one mutex (they are rare); the record calls never do: they read `record::STATE`.
 //!
 //! Threads of a stop: `stop` clears the recording bit, hands the device backend to a `npuprof-vendor`
-//! thread for its stop (vendor calls that may block: see [`backend::vendor`]), sends the Stop to the drain and
+//! thread for its stop (vendor calls that may block: see `backend::vendor`), sends the Stop to the drain and
 //! returns, all under the control lock and without waiting for anything. While that vendor stop runs the
-//! backend is out of [`Control`] (`stopping`); the next `start` waits for it outside the lock, at most until
+//! backend is out of `Control` (`stopping`); the next `start` waits for it outside the lock, at most until
 //! the stop's deadline, then fails with `NPUPROF_ERR_BACKEND` naming the call it is stuck in (npuprof never
 //! calls a vendor library concurrently with its own stop). The host backend calls no vendor: it stops inline.
 
@@ -261,10 +261,12 @@ fn stop_backend(ctl: &mut Control, p: &Arc<Profile>) -> Box<dyn crate::device::D
     match ctl.backend.take() {
         None => Box::new(crate::device::NoDeviceData),
         Some(mut b) if !b.calls_vendor() => {
-            let d = b.stop(p, &vendor::VendorCall::default()).unwrap_or_else(|e| {
-                log::warn!("backend stop failed, the profile keeps its host data only: {e}");
-                Box::new(crate::device::NoDeviceData)
-            });
+            let d = b
+                .stop(p, &vendor::VendorCall::default())
+                .unwrap_or_else(|e| {
+                    log::warn!("backend stop failed, the profile keeps its host data only: {e}");
+                    Box::new(crate::device::NoDeviceData)
+                });
             ctl.backend = Some(b);
             d
         }

@@ -15,7 +15,7 @@ const HANG_DEADLINE: Duration = Duration::from_secs(600);
 /// `npuprof check ROOT`, then msprof-analyze's cluster analysis of ROOT (one result per rank), then the
 /// extra checker where it exists. Returns `npuprof check`'s report (its last line: `CHECK PASS: N
 /// result(s), ranks [...], S slices / F flows`) followed by the cluster's summary.
-pub fn check_profile(root: &Path) -> String {
+pub(crate) fn check_profile(root: &Path) -> String {
     let report = npuprof_check(root);
     let cluster = match msprof_analyze() {
         Some(m) => cluster(root, &m),
@@ -36,7 +36,7 @@ pub fn check_profile(root: &Path) -> String {
 
 /// `npuprof check ROOT` and the extra checker, without the cluster analysis: for roots holding many
 /// profiles of one rank (not a cluster).
-pub fn check_profile_no_cluster(root: &Path) -> String {
+pub(crate) fn check_profile_no_cluster(root: &Path) -> String {
     let report = npuprof_check(root);
     extra_check(root);
     report

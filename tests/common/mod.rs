@@ -9,34 +9,34 @@ use std::sync::{Mutex, OnceLock};
 
 mod check;
 #[allow(unused_imports)] // Each test binary uses some of the helpers.
-pub use check::{check_profile, check_profile_no_cluster};
+pub(crate) use check::{check_profile, check_profile_no_cluster};
 
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `../shared` next to the repository, where the project's sibling tools may live (a lone clone has none:
 /// nothing may need it).
-pub fn shared() -> PathBuf {
+pub(crate) fn shared() -> PathBuf {
     repo().join("../shared")
 }
 
 /// target/<profile>/ of this test binary.
-pub fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
 /// The cdylib, freshly built. `cargo test` builds only the rlib for integration tests, so the first call in
 /// each test binary runs `cargo build --lib` for this profile (a no-op when it is up to date).
-pub fn lib() -> PathBuf {
+pub(crate) fn lib() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| build_lib(false)).clone()
 }
 
 /// A second copy of the library built with `--features fault-injection` (in target/faults/), for the
 /// reliability tests' injected panics (`NPUPROF_TEST_FAULTS`).
-pub fn lib_faults() -> PathBuf {
+pub(crate) fn lib_faults() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| build_lib(true)).clone()
 }
@@ -91,7 +91,7 @@ fn build_lib(faults: bool) -> PathBuf {
 /// Without root the caller skips that part, saying so in one loud line; in CI (`CI` set, which runs as
 /// root: `.ci/run`, `run-tests`) a missing root fails the test instead, so the foreign-owner checks never
 /// pass there by being skipped.
-pub fn root_or_skip(what: &str) -> bool {
+pub(crate) fn root_or_skip(what: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;
@@ -159,7 +159,7 @@ fn build_lib_asan(faults: bool) -> PathBuf {
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
 /// Compiles C sources into an executable under target/<profile>/ctests/ with the target's C compiler.
-pub fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -> PathBuf {
+pub(crate) fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -> PathBuf {
     let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let out = target_dir().join("ctests").join(name);
     // `name` may hold a subdirectory (`bench-mspti/libmspti.so`): create it too, not only ctests/.
@@ -213,7 +213,7 @@ pub fn build_c(name: &str, sources: &[&str], defines: &[&str], extra: &[&str]) -
 }
 
 /// The C client, built once per test binary per link mode.
-pub fn client(dlopen: bool) -> PathBuf {
+pub(crate) fn client(dlopen: bool) -> PathBuf {
     static PRELOAD: OnceLock<PathBuf> = OnceLock::new();
     static DLOPEN: OnceLock<PathBuf> = OnceLock::new();
     let bin = std::env::current_exe()
@@ -248,14 +248,14 @@ pub fn client(dlopen: bool) -> PathBuf {
 }
 
 /// `NPUPROF_TEST_SANITIZE=1`: the C code of the tests is built with ASan + UBSan.
-pub fn sanitize() -> bool {
+pub(crate) fn sanitize() -> bool {
     std::env::var_os("NPUPROF_TEST_SANITIZE").is_some_and(|v| v != "0")
 }
 
 /// Clears `cmd`'s environment but for what every child of a test needs from ours: PATH/HOME/LANG/TMPDIR,
 /// QEMU_LD_PREFIX (the aarch64 sysroot when the tests run under qemu-user through binfmt_misc) and the
 /// sanitizers' options.
-pub fn clean_env(cmd: &mut Command) -> &mut Command {
+pub(crate) fn clean_env(cmd: &mut Command) -> &mut Command {
     cmd.env_clear();
     for k in [
         "PATH",
@@ -275,7 +275,7 @@ pub fn clean_env(cmd: &mut Command) -> &mut Command {
 }
 
 /// Runs `prog` with only [`clean_env`]'s variables from our environment plus `env`.
-pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(prog);
     clean_env(cmd.args(args));
     for (k, v) in env {
@@ -289,7 +289,7 @@ pub fn run(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// (ASan-instrumented) library: the client has the runtime first already, but a program it starts without
 /// ASan (the `sh` of `system()`) inherits `LD_PRELOAD`, and the runtime must come before libc there too
 /// (loaded only as the library's dependency, after libc, its interceptors find nothing: SEGV at pc 0).
-pub fn asan_preload(cmd: &mut Command) {
+pub(crate) fn asan_preload(cmd: &mut Command) {
     if !sanitize() {
         return;
     }
@@ -324,14 +324,14 @@ fn asan_runtime() -> PathBuf {
 /// Runs `cmd` (its environment already set) with stdout/stderr captured in files and no stdin, killing it if
 /// it has not ended after `limit`: a hang fails the test, with what the child printed, instead of hanging
 /// the suite.
-pub fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> ClientRun {
+pub(crate) fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> ClientRun {
     run_guarded_releasing(cmd, limit, None)
 }
 
 /// [`run_guarded`], creating the file `release.1` once the child's stderr contains `release.0` (a handshake:
 /// a `hold@` fault point waiting for that file ends when the library has said what the test waits for,
 /// whatever the timing).
-pub fn run_guarded_releasing(
+pub(crate) fn run_guarded_releasing(
     cmd: &mut Command,
     limit: std::time::Duration,
     release: Option<(&str, &Path)>,
@@ -382,14 +382,14 @@ pub fn run_guarded_releasing(
     }
 }
 
-pub struct ClientRun {
+pub(crate) struct ClientRun {
     pub out: Output,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl ClientRun {
-    pub fn value(&self, key: &str) -> Option<String> {
+    pub(crate) fn value(&self, key: &str) -> Option<String> {
         self.stdout
             .lines()
             .filter_map(|l| l.split_once('='))
@@ -397,7 +397,7 @@ impl ClientRun {
             .map(|(_, v)| v.to_string())
             .next_back()
     }
-    pub fn values(&self, key: &str) -> Vec<String> {
+    pub(crate) fn values(&self, key: &str) -> Vec<String> {
         self.stdout
             .lines()
             .filter_map(|l| l.split_once('='))
@@ -405,12 +405,12 @@ impl ClientRun {
             .map(|(_, v)| v.to_string())
             .collect()
     }
-    pub fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         PathBuf::from(self.value("DIR").expect("DIR printed"))
     }
     /// Exit 0, no FAIL line, and the library really loaded: a client whose LD_PRELOAD failed says
     /// `NOT_PRELOADED=1` (tests/c/client.c), and a run that proves nothing must not pass.
-    pub fn assert_ok(&self) {
+    pub(crate) fn assert_ok(&self) {
         assert!(
             self.out.status.success()
                 && !self
@@ -426,12 +426,12 @@ impl ClientRun {
 }
 
 /// Runs the C client scenario, loading the library by dlopen or LD_PRELOAD.
-pub fn run_client(dlopen: bool, scenario: &[&str], env: &[(&str, &str)]) -> ClientRun {
+pub(crate) fn run_client(dlopen: bool, scenario: &[&str], env: &[(&str, &str)]) -> ClientRun {
     run_client_with(&lib(), dlopen, scenario, env)
 }
 
 /// [`run_client`] with another copy of the library (e.g. [`lib_faults`]).
-pub fn run_client_with(
+pub(crate) fn run_client_with(
     lib: &Path,
     dlopen: bool,
     scenario: &[&str],
@@ -465,7 +465,7 @@ pub fn run_client_with(
     r
 }
 
-pub fn trace(dir: &Path) -> Vec<Value> {
+pub(crate) fn trace(dir: &Path) -> Vec<Value> {
     let p = dir.join("ASCEND_PROFILER_OUTPUT/trace_view.json");
     let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let v: Value =
@@ -473,13 +473,13 @@ pub fn trace(dir: &Path) -> Vec<Value> {
     v.as_array().expect("top-level array").clone()
 }
 
-pub fn json(p: &Path) -> Value {
+pub(crate) fn json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
         .unwrap()
 }
 
 /// A minimal CSV reader that handles quoted fields (with doubled quotes, commas, newlines).
-pub fn csv(p: &Path) -> Vec<Vec<String>> {
+pub(crate) fn csv(p: &Path) -> Vec<Vec<String>> {
     let s = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let mut rows = vec![];
     let mut row = vec![];
@@ -510,13 +510,13 @@ pub fn csv(p: &Path) -> Vec<Vec<String>> {
     rows
 }
 
-pub fn slices<'a>(t: &'a [Value], name: &str) -> Vec<&'a Value> {
+pub(crate) fn slices<'a>(t: &'a [Value], name: &str) -> Vec<&'a Value> {
     t.iter()
         .filter(|e| e["ph"] == "X" && e["name"] == name)
         .collect()
 }
 
-pub fn step_names(t: &[Value]) -> Vec<String> {
+pub(crate) fn step_names(t: &[Value]) -> Vec<String> {
     let mut v: Vec<(f64, String)> = t
         .iter()
         .filter(|e| {
@@ -532,7 +532,7 @@ pub fn step_names(t: &[Value]) -> Vec<String> {
 }
 
 /// `ts` in integer ns, parsed from the decimal string (f64 cannot hold epoch us to the ns).
-pub fn ts_ns(e: &Value) -> i128 {
+pub(crate) fn ts_ns(e: &Value) -> i128 {
     decimal_ns(e["ts"].as_str().expect("ts is a string"))
 }
 
@@ -543,12 +543,12 @@ fn decimal_ns(s: &str) -> i128 {
 }
 
 /// `dur` in integer ns (a decimal string with 3 decimals, like `ts`).
-pub fn dur_ns(e: &Value) -> i128 {
+pub(crate) fn dur_ns(e: &Value) -> i128 {
     decimal_ns(e["dur"].as_str().expect("dur is a string"))
 }
 
 /// Slices on each (pid, tid) nest properly, checked exactly in ns (as Perfetto imports string times).
-pub fn assert_proper_nesting(t: &[Value]) {
+pub(crate) fn assert_proper_nesting(t: &[Value]) {
     type Lanes = std::collections::BTreeMap<(u64, u64), Vec<(i128, i128, String)>>;
     let mut by: Lanes = Default::default();
     for e in t.iter().filter(|e| e["ph"] == "X") {
@@ -571,16 +571,16 @@ pub fn assert_proper_nesting(t: &[Value]) {
     }
 }
 
-pub fn ts_us(e: &Value) -> f64 {
+pub(crate) fn ts_us(e: &Value) -> f64 {
     e["ts"].as_str().expect("ts is a string").parse().unwrap()
 }
 
-pub fn dur_us(e: &Value) -> f64 {
+pub(crate) fn dur_us(e: &Value) -> f64 {
     dur_ns(e) as f64 / 1000.0
 }
 
 /// The worker directories (`*_ascend_ms`) directly under `root`, sorted.
-pub fn workers(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn workers(root: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root)
         .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -590,7 +590,7 @@ pub fn workers(root: &Path) -> Vec<PathBuf> {
 }
 
 /// msprof-analyze for the full checker: $NPUPROF_MSPROF_ANALYZE or ./.venv/bin/msprof-analyze.
-pub fn msprof_analyze() -> Option<PathBuf> {
+pub(crate) fn msprof_analyze() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("NPUPROF_MSPROF_ANALYZE") {
         return Some(PathBuf::from(p));
     }

@@ -103,7 +103,7 @@ fn concat_csv(dir: &Dir, files: &[String]) -> std::result::Result<Option<String>
 }
 
 /// Reads msprof's `mindstudio_profiler_output/` at `out_dir` (never through a symlink) into `r`; see
-/// [`parse_dir`].
+/// `parse_dir`.
 pub fn parse_output(
     out_dir: &Path,
     device: u32,

@@ -32,9 +32,9 @@ type Fields = (&'static [usize], (usize, usize), [(usize, usize); 5]);
 /// How a record is laid out in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    /// The C++ structs as torch_npu and MindSpore declare them: vptr, name[64], vptr, 4×[16], [128].
+    /// The C++ structs as torch_npu and MindSpore declare them: vptr, name\[64\], vptr, 4×\[16\], \[128\].
     Cpp,
-    /// The fields alone: name[64], 4×[16], [128].
+    /// The fields alone: name\[64\], 4×\[16\], \[128\].
     Plain,
 }
 

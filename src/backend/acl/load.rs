@@ -11,30 +11,31 @@ use super::sys::{
 use crate::backend::cann_lib::open_library;
 use std::ffi::{c_char, c_void};
 
-pub const ASCENDCL: &str = "libascendcl.so";
-pub const MSPROFILER: &str = "libmsprofiler.so";
+pub(crate) const ASCENDCL: &str = "libascendcl.so";
+pub(crate) const MSPROFILER: &str = "libmsprofiler.so";
 
-pub type InitFn = unsafe extern "C" fn(*const c_char, usize) -> aclError;
-pub type FinalizeFn = unsafe extern "C" fn() -> aclError;
-pub type CreateConfigFn = unsafe extern "C" fn(
+pub(crate) type InitFn = unsafe extern "C" fn(*const c_char, usize) -> aclError;
+pub(crate) type FinalizeFn = unsafe extern "C" fn() -> aclError;
+pub(crate) type CreateConfigFn = unsafe extern "C" fn(
     *mut u32,
     u32,
     aclprofAicoreMetrics,
     *const aclprofAicoreEvents,
     u64,
 ) -> *mut aclprofConfig;
-pub type ConfigFn = unsafe extern "C" fn(*const aclprofConfig) -> aclError;
-pub type SetConfigFn = unsafe extern "C" fn(aclprofConfigType, *const c_char, usize) -> aclError;
-pub type FeaturesFn = unsafe extern "C" fn(*mut usize, *mut *mut c_void) -> i32;
-pub type CreateStampFn = unsafe extern "C" fn() -> *mut c_void;
-pub type StampFn = unsafe extern "C" fn(*mut c_void) -> aclError;
-pub type DestroyStampFn = unsafe extern "C" fn(*mut c_void);
-pub type StampMsgFn = unsafe extern "C" fn(*mut c_void, *const c_char, u32) -> aclError;
-pub type GetDeviceFn = unsafe extern "C" fn(*mut i32) -> aclError;
+pub(crate) type ConfigFn = unsafe extern "C" fn(*const aclprofConfig) -> aclError;
+pub(crate) type SetConfigFn =
+    unsafe extern "C" fn(aclprofConfigType, *const c_char, usize) -> aclError;
+pub(crate) type FeaturesFn = unsafe extern "C" fn(*mut usize, *mut *mut c_void) -> i32;
+pub(crate) type CreateStampFn = unsafe extern "C" fn() -> *mut c_void;
+pub(crate) type StampFn = unsafe extern "C" fn(*mut c_void) -> aclError;
+pub(crate) type DestroyStampFn = unsafe extern "C" fn(*mut c_void);
+pub(crate) type StampMsgFn = unsafe extern "C" fn(*mut c_void, *const c_char, u32) -> aclError;
+pub(crate) type GetDeviceFn = unsafe extern "C" fn(*mut i32) -> aclError;
 
 /// The entry points npuprof uses, resolved once. Required ones are plain fn pointers; optional ones `None`.
 #[derive(Debug)]
-pub struct Api {
+pub(crate) struct Api {
     pub init: InitFn,
     pub finalize: FinalizeFn,
     pub create_config: CreateConfigFn,
@@ -75,7 +76,7 @@ fn sym<T: Copy>(f: &Result<T, libloading::Error>) -> Option<T> {
 
 /// Opens libascendcl.so (required) and libmsprofiler.so (optional: SetConfig, features, stamps), as torch_npu
 /// splits them. A core symbol missing from libascendcl is taken from libmsprofiler, where CANN defines it.
-pub fn load() -> Result<&'static Api, String> {
+pub(crate) fn load() -> Result<&'static Api, String> {
     let (cl, cl_how) = open(ASCENDCL)?;
     let (mp, mp_how) = match open(MSPROFILER) {
         Ok((m, how)) => (Some(Box::leak(Box::new(m))), Some(how)),

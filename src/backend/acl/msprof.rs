@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `msprof` on PATH (as torch_npu looks it up), else in the toolkit's `tools/profiler/bin`.
-pub fn find_msprof() -> Option<PathBuf> {
+pub(super) fn find_msprof() -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let exe = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

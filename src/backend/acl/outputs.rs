@@ -20,7 +20,7 @@ pub(super) fn is_prof_dir(name: &str) -> bool {
 
 /// CANN's `PROF_*` directories in the worker directory (names, sorted). A `PROF_*` symlink (or anything
 /// but a directory) is never taken for one: entries are checked with `fstatat(AT_SYMLINK_NOFOLLOW)`.
-pub fn prof_dirs(dir: &Dir) -> Vec<String> {
+pub(super) fn prof_dirs(dir: &Dir) -> Vec<String> {
     let mut v: Vec<String> = dir
         .names(MAX_NAMES)
         .unwrap_or_default()
@@ -94,13 +94,13 @@ pub(super) fn read_small(dir: &Dir, name: &str, cap: u64) -> Result<Vec<u8>, Str
 
 /// When reading msprof's output must stop (the parse is bounded in time as msprof itself is).
 #[derive(Clone, Copy, Debug)]
-pub struct Deadline(pub Instant);
+pub(crate) struct Deadline(pub Instant);
 
 impl Deadline {
-    pub fn after(d: Duration) -> Deadline {
+    pub(crate) fn after(d: Duration) -> Deadline {
         Deadline(Instant::now() + d)
     }
-    pub fn passed(self) -> bool {
+    pub(crate) fn passed(self) -> bool {
         Instant::now() >= self.0
     }
 }

@@ -6,17 +6,18 @@ use super::sys;
 use crate::config::{AicMetrics, Config, Level};
 
 /// `ACL_PROF_AICORE_SHAPE`: newer than the W214 header, defined locally by torch_npu too.
-pub const ACL_PROF_AICORE_SHAPE: u64 = 0x8_0000_0000;
+pub(crate) const ACL_PROF_AICORE_SHAPE: u64 = 0x8_0000_0000;
 /// The 12 bits every known libmsprofiler accepts (MP `PROF_SWITCH_SUPPORT`); others may be rejected with
 /// `ACL_ERROR_PROF_MODULES_UNSUPPORTED` by older CANN (ascend-api.md §2.3).
-pub const PORTABLE_BITS: u64 = 0x59FF;
+pub(crate) const PORTABLE_BITS: u64 = 0x59FF;
 
-pub const LEVEL0_BITS: u64 = (sys::ACL_PROF_TASK_TIME_L0 | sys::ACL_PROF_ACL_API) as u64;
-pub const LEVEL1_BITS: u64 = (sys::ACL_PROF_TASK_TIME
+pub(crate) const LEVEL0_BITS: u64 = (sys::ACL_PROF_TASK_TIME_L0 | sys::ACL_PROF_ACL_API) as u64;
+pub(crate) const LEVEL1_BITS: u64 = (sys::ACL_PROF_TASK_TIME
     | sys::ACL_PROF_ACL_API
     | sys::ACL_PROF_HCCL_TRACE
     | sys::ACL_PROF_AICORE_METRICS) as u64;
-pub const LEVEL2_BITS: u64 = LEVEL1_BITS | (sys::ACL_PROF_RUNTIME_API | sys::ACL_PROF_AICPU) as u64;
+pub(crate) const LEVEL2_BITS: u64 =
+    LEVEL1_BITS | (sys::ACL_PROF_RUNTIME_API | sys::ACL_PROF_AICPU) as u64;
 
 /// Names from `aclprofGetSupportedFeatures[V2]` (torch_npu knows `ATTR`, `MemoryAccess`, `AICORE_SHAPE`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,7 +35,7 @@ impl Features {
 
 /// What one profile asks CANN for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub bits: u64,
     pub metrics: AicMetrics,
     /// `aclprofSetConfig(type, value)` calls, made before `aclprofCreateConfig`.
@@ -44,7 +45,7 @@ pub struct Plan {
 }
 
 /// The torch_npu mapping (PTA `profiler_mgr.cpp` `PrepareProfilerConfig`, TNPU `experimental_config.py`).
-pub fn plan(cfg: &Config, features: &Features) -> Plan {
+pub(crate) fn plan(cfg: &Config, features: &Features) -> Plan {
     let mut notes = Vec::new();
     let mut bits = match cfg.level {
         Level::Level0 => LEVEL0_BITS,
@@ -106,7 +107,7 @@ pub fn plan(cfg: &Config, features: &Features) -> Plan {
 }
 
 /// `ACL_PROF_*` names of the bits in `mask`, for logs and the metadata.
-pub fn bit_names(mask: u64) -> Vec<&'static str> {
+pub(crate) fn bit_names(mask: u64) -> Vec<&'static str> {
     const NAMES: [(u64, &str); 17] = [
         (sys::ACL_PROF_ACL_API as u64, "ACL_PROF_ACL_API"),
         (sys::ACL_PROF_TASK_TIME as u64, "ACL_PROF_TASK_TIME"),

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 /// The device and CANN processes of `msprof_*.json`, written into `trace_view.json` on npuprof's pids and
 /// time base while the files are read (one file in memory at a time, events not kept).
-pub struct MsprofLanes {
+pub(super) struct MsprofLanes {
     /// msprof's output directory (its handle) and the timeline files in it.
     pub(super) dir: Dir,
     pub(super) files: Vec<String>,

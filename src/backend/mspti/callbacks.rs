@@ -27,7 +27,11 @@ enum Callback {
     Complete,
 }
 
-pub extern "C" fn on_request(buffer: *mut *mut u8, size: *mut usize, max_records: *mut usize) {
+pub(super) extern "C" fn on_request(
+    buffer: *mut *mut u8,
+    size: *mut usize,
+    max_records: *mut usize,
+) {
     if let Err(p) = catch_unwind(|| request(buffer, size, max_records)) {
         caught(Callback::Request, p, std::ptr::null_mut());
         if buffer.is_null() || size.is_null() {
@@ -85,7 +89,7 @@ fn request(buffer: *mut *mut u8, size: *mut usize, max_records: *mut usize) {
     }
 }
 
-pub extern "C" fn on_complete(buffer: *mut u8, size: usize, valid: usize) {
+pub(super) extern "C" fn on_complete(buffer: *mut u8, size: usize, valid: usize) {
     if let Err(p) = catch_unwind(|| complete(buffer, size, valid)) {
         caught(Callback::Complete, p, buffer);
     }

@@ -19,7 +19,7 @@ use crossbeam_channel::Receiver;
 use std::io::Write;
 
 /// What the consumer tells the stop about the profile it closed.
-pub struct Closed {
+pub(super) struct Closed {
     /// What was written to the spool and the names file, or the first write error.
     pub spooled: std::io::Result<Spooled>,
     /// Records that arrived while the profile was open, timestamped before it.
@@ -44,7 +44,7 @@ struct Open {
 
 /// The lowest start time of the profile started at `started_ns` (CLOCK_REALTIME ns), the previous one
 /// having closed at `last_close_ns`.
-pub fn lowest_start(started_ns: u64, last_close_ns: u64) -> u64 {
+pub(super) fn lowest_start(started_ns: u64, last_close_ns: u64) -> u64 {
     started_ns
         .saturating_sub(WINDOW_SLACK_NS)
         .max(last_close_ns.min(started_ns))
@@ -52,7 +52,7 @@ pub fn lowest_start(started_ns: u64, last_close_ns: u64) -> u64 {
 
 /// Moves the records of `buf` (`n` compact records) whose start is at least `lo` to its front, keeping
 /// their order; returns how many there are.
-pub fn keep_from(buf: &mut [u8], n: usize, lo: u64) -> usize {
+pub(super) fn keep_from(buf: &mut [u8], n: usize, lo: u64) -> usize {
     let mut kept = 0;
     for i in 0..n {
         let at = i * REC;
@@ -68,7 +68,7 @@ pub fn keep_from(buf: &mut [u8], n: usize, lo: u64) -> usize {
 }
 
 /// The `npuprof-mspti` thread: compact records → the open profile's spool; buffers → back to the pool.
-pub fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
+pub(super) fn consumer(data_rx: Receiver<(u32, u32)>, ctl_rx: Receiver<Control>) {
     let mut open: Option<Open> = None;
     // Records completed while no profile was open, since the last open.
     let mut between = 0u64;

@@ -28,7 +28,7 @@ pub enum Count {
     CallbackPanics,
 }
 
-pub const N: usize = 15;
+pub(super) const N: usize = 15;
 
 impl Count {
     pub const ALL: [Count; N] = [

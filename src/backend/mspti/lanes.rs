@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::format::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-pub struct MsptiLanes {
+pub(super) struct MsptiLanes {
     /// `None`: no spool (nothing recorded); only the device's empty lane is drawn.
     pub spool: Option<Spool>,
     pub device: u32,

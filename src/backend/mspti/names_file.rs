@@ -14,10 +14,10 @@ use super::REC;
 use crate::record::names;
 use std::io::Write;
 
-pub use crate::layout::MSPTI_NAMES_NAME as NAMES;
+pub(crate) use crate::layout::MSPTI_NAMES_NAME as NAMES;
 
 /// The name ids a compact record holds (0: none).
-pub fn ids(r: &DevRec) -> [u32; 2] {
+pub(crate) fn ids(r: &DevRec) -> [u32; 2] {
     match r.kind {
         KIND_KERNEL | KIND_HCCL | KIND_COMMUNICATION | KIND_MARKER => {
             [(r.c >> 32) as u32, r.c as u32]
@@ -28,7 +28,7 @@ pub fn ids(r: &DevRec) -> [u32; 2] {
 }
 
 /// Appends the names of a profile's records to its `mspti.names` (on the `npuprof-mspti` thread).
-pub struct NamesWriter {
+pub(crate) struct NamesWriter {
     f: std::io::BufWriter<std::fs::File>,
     /// Bit `id` set: the name is in the file (or was left out for want of room: it is not tried again).
     written: Vec<u64>,
@@ -37,7 +37,7 @@ pub struct NamesWriter {
 }
 
 impl NamesWriter {
-    pub fn new(f: std::fs::File) -> NamesWriter {
+    pub(crate) fn new(f: std::fs::File) -> NamesWriter {
         NamesWriter {
             f: std::io::BufWriter::with_capacity(64 << 10, f),
             written: Vec::new(),
@@ -46,13 +46,13 @@ impl NamesWriter {
     }
 
     /// Bytes of the file (written or tried).
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// Writes the names the compact records `recs` use that the file does not have yet, in at most `room`
     /// more bytes, and flushes. Returns how many names did not fit (left out; a recovery shows them empty).
-    pub fn add(&mut self, recs: &[u8], room: u64) -> std::io::Result<u64> {
+    pub(crate) fn add(&mut self, recs: &[u8], room: u64) -> std::io::Result<u64> {
         let known = names::count();
         let mut any = false;
         let mut used = 0u64;

@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// Who holds a pool buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Owner {
+pub(super) enum Owner {
     Free = 0,
     HandedOut = 1,
     Taken = 2,
 }
 
-pub struct Pool {
+pub(super) struct Pool {
     /// The buffers (from `Box::into_raw`; freed on drop, which the process's pool in a static never is).
     mem: *mut [u64],
     base: *mut u8,
@@ -40,7 +40,7 @@ unsafe impl Send for Pool {}
 
 impl Pool {
     /// `buffers` buffers of `buf_size` bytes (a multiple of 8), 8-byte aligned.
-    pub fn new(buf_size: usize, buffers: usize) -> Pool {
+    pub(super) fn new(buf_size: usize, buffers: usize) -> Pool {
         let mem = Box::into_raw(vec![0u64; buf_size / 8 * buffers].into_boxed_slice());
         let (free_tx, free_rx) = bounded(buffers);
         for i in 0..buffers {
@@ -60,13 +60,13 @@ impl Pool {
     }
 
     /// The pool buffer starting at `p`, if it is one.
-    pub fn index(&self, p: *mut u8) -> Option<u32> {
+    pub(super) fn index(&self, p: *mut u8) -> Option<u32> {
         let off = (p as usize).checked_sub(self.base as usize)?;
         (off % self.buf_size == 0 && off / self.buf_size < self.buffers)
             .then_some((off / self.buf_size) as u32)
     }
 
-    pub fn buffer(&self, idx: u32) -> *mut u8 {
+    pub(super) fn buffer(&self, idx: u32) -> *mut u8 {
         // `idx < buffers` (from `index` or the free list): inside the pool.
         self.base.wrapping_add(idx as usize * self.buf_size)
     }
@@ -79,7 +79,7 @@ impl Pool {
     }
 
     /// A free buffer, now handed out to MSPTI; `None` when none is free.
-    pub fn hand_out(&self) -> Option<u32> {
+    pub(super) fn hand_out(&self) -> Option<u32> {
         // An entry whose buffer is not free cannot be on the list (only `release` adds one, once); the loop
         // only guards against that.
         while let Ok(i) = self.free_rx.try_recv() {
@@ -92,12 +92,12 @@ impl Pool {
 
     /// MSPTI completed buffer `idx`: true if it held it (the caller now owns it), false for a completion that
     /// does not match a hand-out (the buffer is left alone).
-    pub fn take_back(&self, idx: u32) -> bool {
+    pub(super) fn take_back(&self, idx: u32) -> bool {
         self.swap(idx, Owner::HandedOut, Owner::Taken)
     }
 
     /// The owner of a taken buffer is done with it: back on the free list.
-    pub fn release(&self, idx: u32) {
+    pub(super) fn release(&self, idx: u32) {
         if self.swap(idx, Owner::Taken, Owner::Free) {
             let _ = self.free_tx.try_send(idx);
         }

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 
 /// A spool opened for export: the first `limit` whole records of the `len` bytes it had when opened, those
 /// whose times lie in `window` (see [`in_window`]).
-pub struct Spool {
+pub(super) struct Spool {
     file: std::fs::File,
     /// Bytes when opened (a spool still being written after an abandoned stop is read no further).
     pub len: u64,
@@ -20,7 +20,7 @@ pub struct Spool {
 
 /// What one replay saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pass {
+pub(super) struct Pass {
     /// Whole records beyond the limit (not read).
     pub beyond_limit: u64,
     /// Records read whose times lie outside the window (not passed on).
@@ -31,7 +31,7 @@ pub struct Pass {
 const BLOCK: usize = 16384;
 
 impl Spool {
-    pub fn new(file: std::fs::File, limit: usize, window: (u64, u64)) -> Spool {
+    pub(super) fn new(file: std::fs::File, limit: usize, window: (u64, u64)) -> Spool {
         let len = file.metadata().map_or(0, |m| m.len());
         Spool {
             file,
@@ -43,7 +43,7 @@ impl Spool {
 
     /// Passes each kept record, in spool order, to `each` (which may stop the replay with an error). A read
     /// error ends the replay early, logged once per replay.
-    pub fn replay(&self, mut each: impl FnMut(&DevRec) -> Result<()>) -> Result<Pass> {
+    pub(super) fn replay(&self, mut each: impl FnMut(&DevRec) -> Result<()>) -> Result<Pass> {
         let in_file = self.len / REC as u64;
         let n = in_file.min(self.limit);
         let mut pass = Pass {

@@ -23,16 +23,16 @@ use std::ffi::c_char;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Longest name kept, in bytes.
-pub const NAME_CAP: usize = 1024;
+pub(super) const NAME_CAP: usize = 1024;
 /// The name given to a record whose name could not be read.
-pub const UNREADABLE: &[u8] = b"[npuprof: unreadable name]";
+pub(super) const UNREADABLE: &[u8] = b"[npuprof: unreadable name]";
 /// The name given to a record whose name could not be interned during a fork.
-pub const SKIPPED: &[u8] = b"[npuprof: name not read during a fork]";
+pub(super) const SKIPPED: &[u8] = b"[npuprof: name not read during a fork]";
 /// The id of [`SKIPPED`] (interned by [`init`], outside any fork); 0 before.
 static SKIPPED_ID: AtomicU32 = AtomicU32::new(0);
 
 /// Interns the placeholder names (at MSPTI's setup, before any callback).
-pub fn init() {
+pub(super) fn init() {
     SKIPPED_ID.store(names::intern(SKIPPED), Ordering::Release);
 }
 
@@ -50,7 +50,7 @@ const CACHE: usize = 64;
 static UNCHECKED: AtomicBool = AtomicBool::new(cfg!(miri));
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Name<'a> {
+pub(super) enum Name<'a> {
     Whole(&'a [u8]),
     /// The first [`NAME_CAP`] bytes of a longer name.
     Cut(&'a [u8]),
@@ -80,7 +80,7 @@ fn checked_copy(_pid: libc::pid_t, src: usize, dst: &mut [u8]) -> Option<bool> {
 }
 
 /// The NUL-terminated string at `p`, read into `out`.
-pub fn read(pid: libc::pid_t, p: *const c_char, out: &mut [u8; NAME_CAP]) -> Name<'_> {
+pub(super) fn read(pid: libc::pid_t, p: *const c_char, out: &mut [u8; NAME_CAP]) -> Name<'_> {
     let start = p as usize;
     let mut len = 0;
     while len < NAME_CAP {

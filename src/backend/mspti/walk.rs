@@ -149,10 +149,10 @@ pub fn compact(buf: &[u8], off: usize, names: &mut Names) -> Option<DevRec> {
 }
 
 /// Readable records looked at after a candidate offset; the longest chain wins.
-pub const CHAIN: usize = 8;
+pub(crate) const CHAIN: usize = 8;
 /// Readable records that must follow a candidate offset for it to be taken, unless the chain ends exactly at
 /// the valid end (one record can be a coincidence: a stream id 5 reads as a MEMORY kind).
-pub const MIN_CHAIN: usize = 2;
+pub(crate) const MIN_CHAIN: usize = 2;
 
 /// The record sizes of the known kinds, each once.
 const SIZES: [usize; 5] = [24, 48, 56, 64, 72];
@@ -197,7 +197,7 @@ fn resync(buf: &[u8], at: usize, valid: usize) -> Option<usize> {
 
 /// Walks a completed buffer to its end and compacts the records in place (each kept record is at least 48
 /// bytes, so the write position never passes the read position). Returns the number of compact records.
-pub fn walk(
+pub(crate) fn walk(
     next: Option<NextFn>,
     counts: &Counts,
     buf: &mut [u8],

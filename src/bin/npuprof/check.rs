@@ -47,7 +47,7 @@ struct Facts {
     flows: u64,
 }
 
-pub fn run(dirs: &[&str]) -> u8 {
+pub(crate) fn run(dirs: &[&str]) -> u8 {
     let mut problems = 0usize;
     let (mut slices, mut flows) = (0u64, 0u64);
     // The rank of each result, repeats kept: several profiles of one worker are one rank many times (fine

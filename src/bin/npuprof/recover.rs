@@ -6,7 +6,7 @@ use crate::text::{say, warn};
 use crate::usage;
 use std::path::Path;
 
-pub fn run(args: &[String]) -> u8 {
+pub(crate) fn run(args: &[String]) -> u8 {
     if args.is_empty() {
         return usage("recover needs DIR...");
     }

@@ -19,7 +19,7 @@ const DROP_REASONS: [&str; 7] = [
     "unknown_kind",
 ];
 
-pub fn run(dirs: &[&str], top: usize) -> u8 {
+pub(crate) fn run(dirs: &[&str], top: usize) -> u8 {
     let mut failed = false;
     let walk = crate::walk::results(dirs, |p, d| failed |= !one(p, d, top));
     for e in &walk.problems {

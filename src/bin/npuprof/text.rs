@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 /// `s` with control characters as visible escapes (`\x1b`, `\r`, `\u{9b}`), and the bidirectional
 /// overrides that reorder a line as it is displayed (`\u{202e}`).
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         let _ = match c {
@@ -28,16 +28,16 @@ fn bidi(c: char) -> bool {
 }
 
 /// Prints one line of output, escaped.
-pub fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     println!("{}", esc(line));
 }
 
 /// Prints one line to stderr, escaped.
-pub fn warn(line: &str) {
+pub(crate) fn warn(line: &str) {
     eprintln!("{}", esc(line));
 }
 
-pub fn us(ns: u64) -> String {
+pub(crate) fn us(ns: u64) -> String {
     if ns >= 1_000_000_000 {
         format!("{:.2} s", ns as f64 / 1e9)
     } else if ns >= 1_000_000 {
@@ -49,7 +49,7 @@ pub fn us(ns: u64) -> String {
 
 /// A table: the first column left-aligned, the others right-aligned, cells cut at 60 characters (cells
 /// are escaped first, so the widths are those printed).
-pub fn table(head: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(head: &[&str], rows: &[Vec<String>]) {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {

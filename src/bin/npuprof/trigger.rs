@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The wait for an answer when `--timeout` is not given (the process polls five times a second).
-pub const DEFAULT_TIMEOUT_S: f64 = 10.0;
+pub(crate) const DEFAULT_TIMEOUT_S: f64 = 10.0;
 /// The longest `--timeout` accepted.
-pub const MAX_TIMEOUT_S: f64 = 3600.0;
+pub(crate) const MAX_TIMEOUT_S: f64 = 3600.0;
 
 /// `--timeout S`: more than 0 and at most [`MAX_TIMEOUT_S`] seconds (negative, NaN, infinite or huge values
 /// are usage errors, found before anything is sent).
@@ -26,7 +26,7 @@ fn timeout(args: &[String]) -> Result<Duration, String> {
     }
 }
 
-pub fn run(args: &[String]) -> u8 {
+pub(crate) fn run(args: &[String]) -> u8 {
     use npuprof::control;
     let pos = crate::positional(args);
     let cmd = match pos.first() {
