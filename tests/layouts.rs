@@ -389,25 +389,28 @@ fn feature_records_laid_out_by_a_cpp_compiler_as_the_frameworks_declare_them_dec
     assert_eq!(features::decode(&bytes, 4, Layout::Plain), None, "{out}");
 }
 
-/// `NAME = value` (enum members) and `#define NAME value` lines of a C file, for the `ACL_` names.
-fn c_constants(text: &str) -> BTreeMap<String, u64> {
+/// `NAME = value` (enum members, a `1 << n` shift included, one-line enums too) and `#define NAME value` of a
+/// C file, for the names that begin with `prefix`.
+fn c_constants(text: &str, prefix: &str) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
-    for line in text.lines() {
-        let l = line.trim().trim_start_matches("#define ");
+    for item in text.split(['\n', ',', '{', '}', ';']) {
+        let l = item.trim().trim_start_matches("#define ");
         let Some(name_end) = l.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) else {
             continue;
         };
         let (name, rest) = l.split_at(name_end);
-        if !name.starts_with("ACL_") {
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let rest = rest.trim().trim_start_matches('=').trim();
+        if let Some((a, b)) = rest.split_once("<<") {
+            if let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u32>()) {
+                m.insert(name.to_string(), a << b);
+            }
             continue;
         }
         // The value is the first word (a comment may follow).
-        let v = rest
-            .trim()
-            .trim_start_matches('=')
-            .split_whitespace()
-            .next();
-        let v = v.unwrap_or("").trim_end_matches(',');
+        let v = rest.split_whitespace().next().unwrap_or("");
         let v = v.trim_end_matches(['U', 'L', 'u', 'l']);
         let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
             Some(h) => u64::from_str_radix(h, 16).ok(),
@@ -425,8 +428,10 @@ fn c_constants(text: &str) -> BTreeMap<String, u64> {
 /// by `committed_bindings_are_current`). Every value the fake declares must be the real header's.
 #[test]
 fn the_aclprof_fake_uses_the_real_headers_values() {
-    let fake =
-        c_constants(&std::fs::read_to_string(repo().join("tests/c/fake_msprofiler.c")).unwrap());
+    let fake = c_constants(
+        &std::fs::read_to_string(repo().join("tests/c/fake_msprofiler.c")).unwrap(),
+        "ACL_",
+    );
     let mut real = BTreeMap::new();
     for line in std::fs::read_to_string(repo().join("src/backend/acl/bindings.rs"))
         .unwrap()
@@ -455,4 +460,32 @@ fn the_aclprof_fake_uses_the_real_headers_values() {
     eprintln!("{compared} aclprof constants compared; not in the header the bindings come from: {newer:?}");
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert!(compared >= 40, "{compared} compared: {fake:?}");
+}
+
+/// The MSPTI fake (tests/c/fake_mspti.c) declares MSPTI's types itself (no MSPTI header is used); its record
+/// layouts are held to the published ones by its `_Static_assert`s and `mspti_records_match_the_published_header`.
+/// Its enum values and callback ids must be the published header's too: a wrong flag or kind value would make
+/// the fake and npuprof agree on something the real library never sends.
+#[test]
+fn the_mspti_fake_uses_the_published_values() {
+    let read = |p: &str| std::fs::read_to_string(repo().join(p)).unwrap();
+    let fake = c_constants(&read("tests/c/fake_mspti.c"), "MSPTI_");
+    let published = c_constants(&read("tests/c/layouts/mspti_published.h"), "MSPTI_");
+    let mut compared = 0;
+    let mut wrong = vec![];
+    let mut unpublished = vec![];
+    for (name, v) in &fake {
+        match published.get(name) {
+            Some(p) if p == v => compared += 1,
+            Some(p) => wrong.push(format!("{name}: fake {v}, published {p}")),
+            None => unpublished.push(name.as_str()),
+        }
+    }
+    eprintln!("{compared} MSPTI constants compared");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(
+        unpublished.is_empty(),
+        "the fake declares values the transcription lacks: {unpublished:?}"
+    );
+    assert!(compared >= 60, "{compared} compared: {fake:?}");
 }

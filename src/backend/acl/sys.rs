@@ -7,10 +7,11 @@
 //! generated `AclProf::aclprofX(&self, ..)` convenience methods panic on a missing symbol: npuprof never calls
 //! them, it checks the `Result` fields (see `super::Api`).
 
-// Generated code is exempt from the crate's unsafe lints (Cargo.toml `[lints]`): bindgen's loader calls
-// `libloading` inside `unsafe fn`s without blocks or SAFETY notes.
+// Generated code is exempt from the crate's lints (Cargo.toml `[lints]`): bindgen's loader calls `libloading`
+// inside `unsafe fn`s without blocks or SAFETY notes, and its items are `pub` in a crate-private module.
 #![allow(
     unsafe_op_in_unsafe_fn,
+    unreachable_pub,
     clippy::undocumented_unsafe_blocks,
     non_upper_case_globals,
     non_camel_case_types,

@@ -50,13 +50,65 @@ typedef enum {
     MSPTI_ACTIVITY_KIND_RUNTIME_API = 12,
     MSPTI_ACTIVITY_KIND_FORCE_INT = 0x7fffffff
 } msptiActivityKind;
-typedef enum { PUB_FLAG_FORCE_INT = 0x7fffffff } msptiActivityFlag;
-typedef enum { PUB_SOURCE_KIND_DEVICE = 1 } msptiActivitySourceKind;
-typedef enum { PUB_MEMOP_RELEASE = 1 } msptiActivityMemoryOperationType;
-typedef enum { PUB_MEMORY_DEVICE = 1 } msptiActivityMemoryKind;
-typedef enum { PUB_MEMCPY_DEFAULT = 5 } msptiActivityMemcpyKind;
-typedef enum { PUB_EXT_FORCE_INT = 0x7fffffff } msptiExternalCorrelationKind;
-typedef enum { PUB_COMM_INVALID_TYPE = 0x0000FFFF } msptiCommunicationDataType;
+/* The value enums in full (tests/layouts.rs compares the fake's values with these; the repository's later
+ * version 01ce25b9 of the header has the same values and adds MSPTI_ACTIVITY_KIND_OVERHEAD = 13). */
+typedef enum {
+    MSPTI_ACTIVITY_FLAG_NONE = 0,
+    MSPTI_ACTIVITY_FLAG_MARKER_INSTANTANEOUS = 1 << 0,
+    MSPTI_ACTIVITY_FLAG_MARKER_START = 1 << 1,
+    MSPTI_ACTIVITY_FLAG_MARKER_END = 1 << 2,
+    MSPTI_ACTIVITY_FLAG_MARKER_INSTANTANEOUS_WITH_DEVICE = 1 << 3,
+    MSPTI_ACTIVITY_FLAG_MARKER_START_WITH_DEVICE = 1 << 4,
+    MSPTI_ACTIVITY_FLAG_MARKER_END_WITH_DEVICE = 1 << 5
+} msptiActivityFlag;
+typedef enum { MSPTI_ACTIVITY_SOURCE_KIND_HOST = 0, MSPTI_ACTIVITY_SOURCE_KIND_DEVICE = 1 } msptiActivitySourceKind;
+typedef enum {
+    MSPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION = 0,
+    MSPTI_ACTIVITY_MEMORY_OPERATION_TYPE_RELEASE = 1
+} msptiActivityMemoryOperationType;
+typedef enum {
+    MSPTI_ACTIVITY_MEMORY_UNKNOWN = 0,
+    MSPTI_ACTIVITY_MEMORY_DEVICE = 1,
+    MSPTI_ACTIVITY_MEMORY_HOST = 2,
+    MSPTI_ACTIVITY_MEMORY_MANAGED = 3
+} msptiActivityMemoryKind;
+typedef enum {
+    MSPTI_ACTIVITY_MEMCPY_KIND_UNKNOWN = 0,
+    MSPTI_ACTIVITY_MEMCPY_KIND_HTOH = 1,
+    MSPTI_ACTIVITY_MEMCPY_KIND_HTOD = 2,
+    MSPTI_ACTIVITY_MEMCPY_KIND_DTOH = 3,
+    MSPTI_ACTIVITY_MEMCPY_KIND_DTOD = 4,
+    MSPTI_ACTIVITY_MEMCPY_KIND_DEFAULT = 5
+} msptiActivityMemcpyKind;
+typedef enum {
+    MSPTI_EXTERNAL_CORRELATION_KIND_INVALID = 0,
+    MSPTI_EXTERNAL_CORRELATION_KIND_UNKNOWN = 1,
+    MSPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0 = 2,
+    MSPTI_EXTERNAL_CORRELATION_KIND_CUSTOM1 = 3,
+    MSPTI_EXTERNAL_CORRELATION_KIND_CUSTOM2 = 4,
+    MSPTI_EXTERNAL_CORRELATION_KIND_SIZE = 5,
+    MSPTI_EXTERNAL_CORRELATION_KIND_FORCE_INT = 0x7fffffff
+} msptiExternalCorrelationKind;
+typedef enum {
+    MSPTI_ACTIVITY_COMMUNICATION_INT8 = 0,
+    MSPTI_ACTIVITY_COMMUNICATION_INT16 = 1,
+    MSPTI_ACTIVITY_COMMUNICATION_INT32 = 2,
+    MSPTI_ACTIVITY_COMMUNICATION_FP16 = 3,
+    MSPTI_ACTIVITY_COMMUNICATION_FP32 = 4,
+    MSPTI_ACTIVITY_COMMUNICATION_INT64 = 5,
+    MSPTI_ACTIVITY_COMMUNICATION_UINT64 = 6,
+    MSPTI_ACTIVITY_COMMUNICATION_UINT8 = 7,
+    MSPTI_ACTIVITY_COMMUNICATION_UINT16 = 8,
+    MSPTI_ACTIVITY_COMMUNICATION_UINT32 = 9,
+    MSPTI_ACTIVITY_COMMUNICATION_FP64 = 10,
+    MSPTI_ACTIVITY_COMMUNICATION_BFP16 = 11,
+    MSPTI_ACTIVITY_COMMUNICATION_INT128 = 12,
+    MSPTI_ACTIVITY_COMMUNICATION_HIF8 = 14,
+    MSPTI_ACTIVITY_COMMUNICATION_FP8E4M3 = 15,
+    MSPTI_ACTIVITY_COMMUNICATION_FP8E5M2 = 16,
+    MSPTI_ACTIVITY_COMMUNICATION_FP8E8M0 = 17,
+    MSPTI_ACTIVITY_COMMUNICATION_INVALID_TYPE = 0x0000FFFF
+} msptiCommunicationDataType;
 
 typedef union PUB_PACKED {
     struct { uint32_t processId; uint32_t threadId; } pt;
@@ -160,5 +212,26 @@ typedef struct PUB_PACKED {
     const char *commName;
     uint64_t correlationId;
 } msptiActivityCommunication;
+
+/* The callback side's values, for tests/layouts.rs's comparison with the fake: mspti_callback.h and
+ * mspti_cbid.h of the same project (the enumerators the fake uses; the enums hold more). */
+#define MSPTI_INVALID_STREAM_ID 0xFFFFFFFFu
+typedef enum {
+    MSPTI_CB_DOMAIN_INVALID = 0,
+    MSPTI_CB_DOMAIN_RUNTIME = 1,
+    MSPTI_CB_DOMAIN_HCCL = 2,
+    MSPTI_CB_DOMAIN_SIZE = 3,
+    MSPTI_CB_DOMAIN_FORCE_INT = 0x7fffffff
+} msptiCallbackDomain;
+typedef enum { MSPTI_API_ENTER = 0, MSPTI_API_EXIT = 1, MSPTI_API_CBSITE_FORCE_INT = 0x7fffffff } msptiApiCallbackSite;
+typedef enum {
+    MSPTI_CBID_RUNTIME_LAUNCH = 10,
+    MSPTI_CBID_RUNTIME_MALLOC = 15,
+    MSPTI_CBID_RUNTIME_FREE = 16,
+    MSPTI_CBID_RUNTIME_MEMCPY = 22,
+    MSPTI_CBID_RUNTIME_MEM_SET = 27,
+    MSPTI_CBID_RUNTIME_SIZE = 37
+} msptiCallbackIdRuntime;
+typedef enum { MSPTI_CBID_HCCL_ALLREDUCE = 1, MSPTI_CBID_HCCL_SIZE = 13 } msptiCallbackIdHccl;
 
 #endif
