@@ -4,7 +4,7 @@
 //! `../shared/tools/check_profile.py` exists next to the repository, it runs too, as an extra opinion; a
 //! lone clone does without it.
 
-use super::{msprof_analyze, repo, run_guarded, shared, workers};
+use super::{msprof_analyze, repo, run_guarded, shared};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -59,96 +59,27 @@ fn npuprof_check(root: &Path) -> String {
     s
 }
 
-/// The rank of a result, from its `profiler_info_{rank}.json` (which `npuprof check` has matched against
-/// the file's rank_id).
-fn rank(w: &Path) -> u64 {
-    let names: Vec<String> = std::fs::read_dir(w)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|n| {
-            n.strip_prefix("profiler_info_")?
-                .strip_suffix(".json")
-                .map(str::to_string)
-        })
-        .collect();
-    assert_eq!(names.len(), 1, "{}: {names:?}", w.display());
-    names[0].parse().unwrap()
-}
-
-/// msprof-analyze's `cluster -m all` on `root`, checked by what it must produce (it exits 0 on most
-/// failures, so its exit code is not enough): it recognises every result as a rank, logs no error, and its
-/// cluster_step_trace_time.csv has one rank row per step row of the results, for exactly their ranks.
+/// msprof-analyze's `cluster -m all` on `root`, judged by tests/consumers.py (the one place the Rust and
+/// Python tests ask the real consumers; msprof-analyze exits 0 on most failures, so it checks the files
+/// and the log): every result recognised as a rank, no error logged, one cluster row per step row.
 fn cluster(root: &Path, exe: &Path) -> String {
-    let results = workers(root);
-    assert!(!results.is_empty(), "no result under {}", root.display());
-    let mut ranks: Vec<u64> = results.iter().map(|w| rank(w)).collect();
-    ranks.sort_unstable();
-    let mut unique = ranks.clone();
-    unique.dedup();
-    assert_eq!(
-        unique, ranks,
-        "a cluster holds each rank once (msprof-analyze keeps only the newest)"
-    );
-    let step_rows: usize = results
-        .iter()
-        .map(|w| {
-            let p = w.join("ASCEND_PROFILER_OUTPUT/step_trace_time.csv");
-            let text = std::fs::read_to_string(&p).unwrap();
-            text.lines().skip(1).filter(|l| !l.is_empty()).count()
-        })
-        .sum();
-    let out = tempfile::tempdir().unwrap();
     let r = run_guarded(
-        Command::new(exe)
-            .args(["cluster", "-m", "all", "-d"])
-            .arg(std::fs::canonicalize(root).unwrap())
-            .arg("-o")
-            .arg(out.path()),
+        Command::new("python3")
+            .arg(repo().join("tests/consumers.py"))
+            .arg("cluster")
+            .arg(root)
+            .arg("--msprof-analyze")
+            .arg(exe),
         HANG_DEADLINE,
     );
-    let log = r.stdout.clone() + &r.stderr;
-    assert!(r.out.status.success(), "msprof-analyze failed:\n{log}");
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("[ERROR]") || l.contains("Traceback"))
-        .collect();
-    assert!(bad.is_empty(), "msprof-analyze logged errors:\n{log}");
-    let seen = log
-        .split("Finish allocate profiling data: ")
-        .nth(1)
-        .and_then(|t| t.split(" ranks").next())
-        .and_then(|n| n.trim().parse::<usize>().ok());
-    assert_eq!(
-        seen,
-        Some(ranks.len()),
-        "msprof-analyze did not recognise every result as a rank:\n{log}"
+    assert!(
+        r.out.status.success(),
+        "msprof-analyze's cluster analysis of {} failed:\n{}{}",
+        root.display(),
+        r.stdout,
+        r.stderr
     );
-    let csv = out
-        .path()
-        .join("cluster_analysis_output/cluster_step_trace_time.csv");
-    let table = super::csv(&csv);
-    assert_eq!(
-        table[0][..3],
-        ["Step", "Type", "Index"],
-        "{}",
-        csv.display()
-    );
-    let rank_rows: Vec<&Vec<String>> = table[1..]
-        .iter()
-        .filter(|r| r.len() > 2 && r[1] == "rank")
-        .collect();
-    let mut indexes: Vec<u64> = rank_rows.iter().map(|r| r[2].parse().unwrap()).collect();
-    indexes.sort_unstable();
-    indexes.dedup();
-    assert_eq!(
-        (rank_rows.len(), &indexes),
-        (step_rows, &ranks),
-        "cluster_step_trace_time.csv: (rank rows, ranks) against the results' step rows and ranks"
-    );
-    format!(
-        "cluster: msprof-analyze recognised {} rank(s) {ranks:?}, {step_rows} rank row(s)\n",
-        ranks.len()
-    )
+    r.stdout
 }
 
 /// `../shared/tools/check_profile.py --no-cluster` (the cluster analysis is ours), only where it exists.
