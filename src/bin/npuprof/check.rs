@@ -107,6 +107,8 @@ fn parse<'a>(bytes: &'a [u8], p: &Path) -> Result<Value<'a>, String> {
         .map_err(|e| format!("{}: not JSON ({e})", p.display()))
 }
 
+/// Checks one result, `w` (opened as `d`): its name, what it holds, its profiler_info and metadata, the
+/// trace and the CSVs. Returns what it found; each problem goes into `errs`.
 fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     let mut facts = Facts::default();
     let name = w
@@ -114,60 +116,10 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
         .unwrap_or_default()
         .to_string_lossy()
         .to_string();
-    let parts: Vec<&str> = name.split('_').collect();
-    if parts.len() < 3
-        || parts[parts.len() - 3].len() != 17
-        || !parts[parts.len() - 3].bytes().all(|b| b.is_ascii_digit())
-    {
-        errs.push(format!(
-            "{name}: not named <worker>_<17-digit UTC stamp>{}",
-            layout::SUFFIX
-        ));
-    }
+    check_name(&name, errs);
     scan(d, w, Path::new(""), 0, errs);
-    // profiler_info_{rank}.json
-    let mut listing = Vec::new();
-    let infos: Vec<String> = walk::list(d, w, &mut listing)
-        .into_iter()
-        .filter(|n| n.starts_with(INFO_PREFIX) && n.ends_with(INFO_SUFFIX))
-        .collect();
-    errs.append(&mut listing);
-    match infos.as_slice() {
-        [] => errs.push(format!("{name}: no {INFO_PREFIX}{{rank}}{INFO_SUFFIX}")),
-        [n] => {
-            let p = w.join(n);
-            match files::read(d, &p, n, Cap::Json).and_then(|b| {
-                let v = parse(&b, &p)?;
-                Ok(v.get("ms_profiler_info")
-                    .and_then(|m| m.get("rank_id"))
-                    .and_then(Value::as_u64))
-            }) {
-                Err(e) => errs.push(e),
-                Ok(rank) => {
-                    let file_rank = n
-                        .trim_start_matches(INFO_PREFIX)
-                        .trim_end_matches(INFO_SUFFIX)
-                        .parse::<u64>()
-                        .ok();
-                    if file_rank.is_none() || rank != file_rank {
-                        errs.push(format!(
-                            "{}: rank_id {rank:?} does not match the file name",
-                            p.display()
-                        ));
-                    } else {
-                        facts.rank = rank;
-                    }
-                }
-            }
-        }
-        _ => errs.push(format!("{name}: more than one {INFO_PREFIX}*{INFO_SUFFIX}")),
-    }
-    let meta = w.join(METADATA);
-    if let Err(e) =
-        files::read(d, &meta, METADATA, Cap::Json).and_then(|b| parse(&b, &meta).map(|_| ()))
-    {
-        errs.push(e);
-    }
+    facts.rank = check_info(d, w, &name, errs);
+    check_metadata(d, w, errs);
     let out_path = w.join(OUTPUT_DIR);
     let out = match d.open_dir(OUTPUT_DIR) {
         Ok(o) => o,
@@ -180,24 +132,83 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
         }
     };
     (facts.slices, facts.flows) = check_trace(&out, &out_path, errs);
-    let rows = check_csv(
-        &out,
-        &out_path,
-        STEP_TRACE_TIME,
-        &|h| h.join(",") == STEP_TRACE_HEADER,
-        "the reference's step_trace_time header",
-        &step_row,
-        errs,
-    );
-    if rows == Some(0) {
+    check_csvs(&out, &out_path, errs);
+    facts
+}
+
+/// The result's directory name: `<worker>_<17-digit UTC stamp>_ascend_ms`.
+fn check_name(name: &str, errs: &mut Vec<String>) {
+    let parts: Vec<&str> = name.split('_').collect();
+    if parts.len() < 3
+        || parts[parts.len() - 3].len() != 17
+        || !parts[parts.len() - 3].bytes().all(|b| b.is_ascii_digit())
+    {
         errs.push(format!(
-            "{}: no step rows (msprof-analyze's cluster_step_trace_time.csv would be empty)",
-            out_path.join(STEP_TRACE_TIME).display()
+            "{name}: not named <worker>_<17-digit UTC stamp>{}",
+            layout::SUFFIX
         ));
     }
+}
+
+/// The result's one profiler_info_{rank}.json; returns its rank when the file is valid.
+fn check_info(d: &Dir, w: &Path, name: &str, errs: &mut Vec<String>) -> Option<u64> {
+    let mut listing = Vec::new();
+    let infos: Vec<String> = walk::list(d, w, &mut listing)
+        .into_iter()
+        .filter(|n| n.starts_with(INFO_PREFIX) && n.ends_with(INFO_SUFFIX))
+        .collect();
+    errs.append(&mut listing);
+    match infos.as_slice() {
+        [] => errs.push(format!("{name}: no {INFO_PREFIX}{{rank}}{INFO_SUFFIX}")),
+        [n] => match info_rank(d, w, n) {
+            Ok(rank) => return Some(rank),
+            Err(e) => errs.push(e),
+        },
+        _ => errs.push(format!("{name}: more than one {INFO_PREFIX}*{INFO_SUFFIX}")),
+    }
+    None
+}
+
+/// The `ms_profiler_info.rank_id` of profiler_info file `n`, which must be the rank in its name.
+fn info_rank(d: &Dir, w: &Path, n: &str) -> Result<u64, String> {
+    let p = w.join(n);
+    let rank = files::read(d, &p, n, Cap::Json).and_then(|b| {
+        let v = parse(&b, &p)?;
+        Ok(v.get("ms_profiler_info")
+            .and_then(|m| m.get("rank_id"))
+            .and_then(Value::as_u64))
+    })?;
+    let file_rank = n
+        .trim_start_matches(INFO_PREFIX)
+        .trim_end_matches(INFO_SUFFIX)
+        .parse::<u64>()
+        .ok();
+    match (rank, file_rank) {
+        (Some(r), Some(f)) if r == f => Ok(r),
+        _ => Err(format!(
+            "{}: rank_id {rank:?} does not match the file name",
+            p.display()
+        )),
+    }
+}
+
+/// profiler_metadata.json: readable, and JSON.
+fn check_metadata(d: &Dir, w: &Path, errs: &mut Vec<String>) {
+    let meta = w.join(METADATA);
+    if let Err(e) =
+        files::read(d, &meta, METADATA, Cap::Json).and_then(|b| parse(&b, &meta).map(|_| ()))
+    {
+        errs.push(e);
+    }
+}
+
+/// The CSVs of the output directory `out` (at `out_path`): step_trace_time, kernel_details, op_statistic,
+/// and api_statistic when there is one.
+fn check_csvs(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
+    check_step_trace(out, out_path, errs);
     check_csv(
-        &out,
-        &out_path,
+        out,
+        out_path,
         KERNEL_DETAILS,
         &|h| {
             h.first().is_some_and(|c| c == "Step ID")
@@ -210,8 +221,8 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
         errs,
     );
     check_csv(
-        &out,
-        &out_path,
+        out,
+        out_path,
         OP_STATISTIC,
         &|h| h.join(",") == OP_STAT_HEADER,
         "the reference's op_statistic header",
@@ -221,8 +232,8 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     // Optional: CANN's, copied when msprof wrote it.
     if matches!(out.stat_at(API_STATISTIC), Ok(Some(_))) {
         check_csv(
-            &out,
-            &out_path,
+            out,
+            out_path,
             API_STATISTIC,
             &|h| h.join(",") == API_STAT_HEADER,
             "CANN's api_statistic header",
@@ -230,7 +241,25 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
             errs,
         );
     }
-    facts
+}
+
+/// step_trace_time.csv: the reference's header, valid rows, and at least one of them.
+fn check_step_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
+    let rows = check_csv(
+        out,
+        out_path,
+        STEP_TRACE_TIME,
+        &|h| h.join(",") == STEP_TRACE_HEADER,
+        "the reference's step_trace_time header",
+        &step_row,
+        errs,
+    );
+    if rows == Some(0) {
+        errs.push(format!(
+            "{}: no step rows (msprof-analyze's cluster_step_trace_time.csv would be empty)",
+            out_path.join(STEP_TRACE_TIME).display()
+        ));
+    }
 }
 
 /// A problem in one data row (given the header and the row, of equal widths), if any.
