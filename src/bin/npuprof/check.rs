@@ -107,6 +107,8 @@ fn parse<'a>(bytes: &'a [u8], p: &Path) -> Result<Value<'a>, String> {
         .map_err(|e| format!("{}: not JSON ({e})", p.display()))
 }
 
+/// Checks one result, `w` (opened as `d`): its name, what it holds, its profiler_info and metadata, the
+/// trace and the CSVs. Returns what it found; each problem goes into `errs`.
 fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     let mut facts = Facts::default();
     let name = w
@@ -114,60 +116,10 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
         .unwrap_or_default()
         .to_string_lossy()
         .to_string();
-    let parts: Vec<&str> = name.split('_').collect();
-    if parts.len() < 3
-        || parts[parts.len() - 3].len() != 17
-        || !parts[parts.len() - 3].bytes().all(|b| b.is_ascii_digit())
-    {
-        errs.push(format!(
-            "{name}: not named <worker>_<17-digit UTC stamp>{}",
-            layout::SUFFIX
-        ));
-    }
+    check_name(&name, errs);
     scan(d, w, Path::new(""), 0, errs);
-    // profiler_info_{rank}.json
-    let mut listing = Vec::new();
-    let infos: Vec<String> = walk::list(d, w, &mut listing)
-        .into_iter()
-        .filter(|n| n.starts_with(INFO_PREFIX) && n.ends_with(INFO_SUFFIX))
-        .collect();
-    errs.append(&mut listing);
-    match infos.as_slice() {
-        [] => errs.push(format!("{name}: no {INFO_PREFIX}{{rank}}{INFO_SUFFIX}")),
-        [n] => {
-            let p = w.join(n);
-            match files::read(d, &p, n, Cap::Json).and_then(|b| {
-                let v = parse(&b, &p)?;
-                Ok(v.get("ms_profiler_info")
-                    .and_then(|m| m.get("rank_id"))
-                    .and_then(Value::as_u64))
-            }) {
-                Err(e) => errs.push(e),
-                Ok(rank) => {
-                    let file_rank = n
-                        .trim_start_matches(INFO_PREFIX)
-                        .trim_end_matches(INFO_SUFFIX)
-                        .parse::<u64>()
-                        .ok();
-                    if file_rank.is_none() || rank != file_rank {
-                        errs.push(format!(
-                            "{}: rank_id {rank:?} does not match the file name",
-                            p.display()
-                        ));
-                    } else {
-                        facts.rank = rank;
-                    }
-                }
-            }
-        }
-        _ => errs.push(format!("{name}: more than one {INFO_PREFIX}*{INFO_SUFFIX}")),
-    }
-    let meta = w.join(METADATA);
-    if let Err(e) =
-        files::read(d, &meta, METADATA, Cap::Json).and_then(|b| parse(&b, &meta).map(|_| ()))
-    {
-        errs.push(e);
-    }
+    facts.rank = check_info(d, w, &name, errs);
+    check_metadata(d, w, errs);
     let out_path = w.join(OUTPUT_DIR);
     let out = match d.open_dir(OUTPUT_DIR) {
         Ok(o) => o,
@@ -180,24 +132,83 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
         }
     };
     (facts.slices, facts.flows) = check_trace(&out, &out_path, errs);
-    let rows = check_csv(
-        &out,
-        &out_path,
-        STEP_TRACE_TIME,
-        &|h| h.join(",") == STEP_TRACE_HEADER,
-        "the reference's step_trace_time header",
-        &step_row,
-        errs,
-    );
-    if rows == Some(0) {
+    check_csvs(&out, &out_path, errs);
+    facts
+}
+
+/// The result's directory name: `<worker>_<17-digit UTC stamp>_ascend_ms`.
+fn check_name(name: &str, errs: &mut Vec<String>) {
+    let parts: Vec<&str> = name.split('_').collect();
+    if parts.len() < 3
+        || parts[parts.len() - 3].len() != 17
+        || !parts[parts.len() - 3].bytes().all(|b| b.is_ascii_digit())
+    {
         errs.push(format!(
-            "{}: no step rows (msprof-analyze's cluster_step_trace_time.csv would be empty)",
-            out_path.join(STEP_TRACE_TIME).display()
+            "{name}: not named <worker>_<17-digit UTC stamp>{}",
+            layout::SUFFIX
         ));
     }
+}
+
+/// The result's one profiler_info_{rank}.json; returns its rank when the file is valid.
+fn check_info(d: &Dir, w: &Path, name: &str, errs: &mut Vec<String>) -> Option<u64> {
+    let mut listing = Vec::new();
+    let infos: Vec<String> = walk::list(d, w, &mut listing)
+        .into_iter()
+        .filter(|n| n.starts_with(INFO_PREFIX) && n.ends_with(INFO_SUFFIX))
+        .collect();
+    errs.append(&mut listing);
+    match infos.as_slice() {
+        [] => errs.push(format!("{name}: no {INFO_PREFIX}{{rank}}{INFO_SUFFIX}")),
+        [n] => match info_rank(d, w, n) {
+            Ok(rank) => return Some(rank),
+            Err(e) => errs.push(e),
+        },
+        _ => errs.push(format!("{name}: more than one {INFO_PREFIX}*{INFO_SUFFIX}")),
+    }
+    None
+}
+
+/// The `ms_profiler_info.rank_id` of profiler_info file `n`, which must be the rank in its name.
+fn info_rank(d: &Dir, w: &Path, n: &str) -> Result<u64, String> {
+    let p = w.join(n);
+    let rank = files::read(d, &p, n, Cap::Json).and_then(|b| {
+        let v = parse(&b, &p)?;
+        Ok(v.get("ms_profiler_info")
+            .and_then(|m| m.get("rank_id"))
+            .and_then(Value::as_u64))
+    })?;
+    let file_rank = n
+        .trim_start_matches(INFO_PREFIX)
+        .trim_end_matches(INFO_SUFFIX)
+        .parse::<u64>()
+        .ok();
+    match (rank, file_rank) {
+        (Some(r), Some(f)) if r == f => Ok(r),
+        _ => Err(format!(
+            "{}: rank_id {rank:?} does not match the file name",
+            p.display()
+        )),
+    }
+}
+
+/// profiler_metadata.json: readable, and JSON.
+fn check_metadata(d: &Dir, w: &Path, errs: &mut Vec<String>) {
+    let meta = w.join(METADATA);
+    if let Err(e) =
+        files::read(d, &meta, METADATA, Cap::Json).and_then(|b| parse(&b, &meta).map(|_| ()))
+    {
+        errs.push(e);
+    }
+}
+
+/// The CSVs of the output directory `out` (at `out_path`): step_trace_time, kernel_details, op_statistic,
+/// and api_statistic when there is one.
+fn check_csvs(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
+    check_step_trace(out, out_path, errs);
     check_csv(
-        &out,
-        &out_path,
+        out,
+        out_path,
         KERNEL_DETAILS,
         &|h| {
             h.first().is_some_and(|c| c == "Step ID")
@@ -210,8 +221,8 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
         errs,
     );
     check_csv(
-        &out,
-        &out_path,
+        out,
+        out_path,
         OP_STATISTIC,
         &|h| h.join(",") == OP_STAT_HEADER,
         "the reference's op_statistic header",
@@ -221,8 +232,8 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
     // Optional: CANN's, copied when msprof wrote it.
     if matches!(out.stat_at(API_STATISTIC), Ok(Some(_))) {
         check_csv(
-            &out,
-            &out_path,
+            out,
+            out_path,
             API_STATISTIC,
             &|h| h.join(",") == API_STAT_HEADER,
             "CANN's api_statistic header",
@@ -230,7 +241,25 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
             errs,
         );
     }
-    facts
+}
+
+/// step_trace_time.csv: the reference's header, valid rows, and at least one of them.
+fn check_step_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
+    let rows = check_csv(
+        out,
+        out_path,
+        STEP_TRACE_TIME,
+        &|h| h.join(",") == STEP_TRACE_HEADER,
+        "the reference's step_trace_time header",
+        &step_row,
+        errs,
+    );
+    if rows == Some(0) {
+        errs.push(format!(
+            "{}: no step rows (msprof-analyze's cluster_step_trace_time.csv would be empty)",
+            out_path.join(STEP_TRACE_TIME).display()
+        ));
+    }
 }
 
 /// A problem in one data row (given the header and the row, of equal widths), if any.
@@ -387,20 +416,6 @@ type Flows = HashMap<(String, String, String), (bool, bool)>;
 /// Checks trace_view.json; returns (slices, complete flows) as Perfetto's JSON importer counts them.
 fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64) {
     let p: PathBuf = out_path.join(TRACE_VIEW);
-    let mut n = 0u64;
-    let mut bad = 0usize;
-    // Per (pid, tid): the X slices, checked for nesting afterwards.
-    let mut tracks: HashMap<(u64, u64), Vec<Slice>> = HashMap::new();
-    let mut flows: Flows = HashMap::new();
-    // Instant events, and B/E pairs (an unterminated B is an open slice); X slices are in `tracks`.
-    let mut other_slices = 0u64;
-    let mut open_b: HashMap<(u64, u64), u64> = HashMap::new();
-    let mut report = |errs: &mut Vec<String>, m: String| {
-        bad += 1;
-        if bad <= TRACE_PROBLEMS_SHOWN {
-            errs.push(m);
-        }
-    };
     let file = match files::open(out, &p, TRACE_VIEW, Cap::Trace) {
         Ok((f, _)) => f,
         Err(e) => {
@@ -408,107 +423,174 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
             return (0, 0);
         }
     };
-    let mut local = Vec::new();
+    let mut tally = TraceTally::default();
+    let mut shown = Shown::default();
+    let mut n = 0u64;
     let r = files::events(file, &p, |e| {
         n += 1;
+        if let Err(m) = tally.event(e, n) {
+            shown.report(errs, format!("{}: {m}", p.display()));
+        }
+    });
+    if let Err(e) = r {
+        errs.push(format!("{e} (not a JSON array of events)"));
+        return (0, 0);
+    }
+    let counts = (tally.slices(), tally.complete_flows());
+    check_nesting(tally.tracks, &p, &mut shown, errs);
+    shown.rest(&p, errs);
+    counts
+}
+
+/// Counts one trace's problems and lists the first [`TRACE_PROBLEMS_SHOWN`] of them.
+#[derive(Default)]
+struct Shown {
+    bad: usize,
+}
+
+impl Shown {
+    /// Counts problem `m`, listing it while fewer than [`TRACE_PROBLEMS_SHOWN`] were listed.
+    fn report(&mut self, errs: &mut Vec<String>, m: String) {
+        self.bad += 1;
+        if self.bad <= TRACE_PROBLEMS_SHOWN {
+            errs.push(m);
+        }
+    }
+
+    /// The "... N more problems" line, when some problems of trace `p` were not listed.
+    fn rest(&self, p: &Path, errs: &mut Vec<String>) {
+        if self.bad > TRACE_PROBLEMS_SHOWN {
+            errs.push(format!(
+                "{}: ... {} more problems",
+                p.display(),
+                self.bad - TRACE_PROBLEMS_SHOWN
+            ));
+        }
+    }
+}
+
+/// What the events of a trace add up to: the slices and flows Perfetto's JSON importer would make.
+#[derive(Default)]
+struct TraceTally {
+    /// Per (pid, tid): the X slices, checked for nesting afterwards.
+    tracks: HashMap<(u64, u64), Vec<Slice>>,
+    flows: Flows,
+    /// Instant events, and B/E pairs (an unterminated B is an open slice); X slices are in `tracks`.
+    other_slices: u64,
+    open_b: HashMap<(u64, u64), u64>,
+}
+
+impl TraceTally {
+    /// Checks the `n`th event and counts what it adds; the error names its problem (without the path).
+    fn event(&mut self, e: &Value<'_>, n: u64) -> Result<(), String> {
         let ph = e.get("ph").and_then(Value::as_str).unwrap_or("");
         if ph.is_empty() {
-            local.push(format!("{}: event {n} has no \"ph\"", p.display()));
-            return;
+            return Err(format!("event {n} has no \"ph\""));
         }
         if e.get("args").is_some_and(|a| !matches!(a, Value::Obj(_))) {
-            local.push(format!(
-                "{}: event {n} ({ph}): args is not an object",
-                p.display()
-            ));
-            return;
+            return Err(format!("event {n} ({ph}): args is not an object"));
         }
         let (Some(pid), Some(tid)) = (
             e.get("pid").and_then(Value::as_u64),
             e.get("tid").and_then(Value::as_u64),
         ) else {
-            local.push(format!("{}: event {n} has no integer pid/tid", p.display()));
-            return;
+            return Err(format!("event {n} has no integer pid/tid"));
         };
         if ph == "M" {
-            if let Some(m) = metadata_problem(e) {
-                local.push(format!("{}: event {n}: {m}", p.display()));
-            }
-            return;
+            return metadata_problem(e).map_or(Ok(()), |m| Err(format!("event {n}: {m}")));
         }
         let ts = e.get("ts").and_then(Value::as_str);
-        let ts_ns = ts.and_then(us_to_ns);
-        if bad_ts(ts) || ts_ns.is_none() {
-            local.push(format!(
-                "{}: event {n} ({ph}) has no ts string with 3 decimals",
-                p.display()
-            ));
-            return;
-        }
-        if ph == "X" {
-            let d = e.get("dur").and_then(Value::num_text).and_then(us_to_ns);
-            let Some(d) = d else {
-                local.push(format!("{}: slice {n} has no dur", p.display()));
-                return;
-            };
-            let name = e
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let s = ts_ns.unwrap_or(0);
-            tracks
-                .entry((pid, tid))
-                .or_default()
-                .push((s, s.saturating_add(d), name));
-            return;
-        }
+        let Some(ts_ns) = ts.and_then(us_to_ns).filter(|_| !bad_ts(ts)) else {
+            return Err(format!("event {n} ({ph}) has no ts string with 3 decimals"));
+        };
         match ph {
-            "i" | "I" | "R" => other_slices += 1,
-            "B" => *open_b.entry((pid, tid)).or_default() += 1,
-            "E" => match open_b.get_mut(&(pid, tid)) {
-                Some(k) if *k > 0 => {
-                    *k -= 1;
-                    other_slices += 1;
-                }
-                _ => {}
-            },
-            "s" | "f" => {
-                let id = match e.get("id") {
-                    Some(Value::Str(s)) => s.to_string(),
-                    Some(Value::Num(t)) if t.parse::<i64>().is_ok() || t.parse::<u64>().is_ok() => {
-                        t.to_string()
-                    }
-                    _ => {
-                        local.push(format!(
-                            "{}: flow event {n} has no integer or string id",
-                            p.display()
-                        ));
-                        return;
-                    }
-                };
-                let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                let ends = flows.entry((id, text("cat"), text("name"))).or_default();
-                if ph == "s" {
-                    ends.0 = true;
-                } else {
-                    ends.1 = true;
-                }
+            "X" => self.slice(e, n, (pid, tid), ts_ns)?,
+            "i" | "I" | "R" => self.other_slices += 1,
+            "B" => *self.open_b.entry((pid, tid)).or_default() += 1,
+            "E" => self.end(pid, tid),
+            "s" | "f" => self.flow_end(e, n, ph == "s")?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// An X event starting at `start` ns: kept on its track for the nesting check.
+    fn slice(
+        &mut self,
+        e: &Value<'_>,
+        n: u64,
+        track: (u64, u64),
+        start: u64,
+    ) -> Result<(), String> {
+        let d = e.get("dur").and_then(Value::num_text).and_then(us_to_ns);
+        let Some(d) = d else {
+            return Err(format!("slice {n} has no dur"));
+        };
+        let name = e
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        self.tracks
+            .entry(track)
+            .or_default()
+            .push((start, start.saturating_add(d), name));
+        Ok(())
+    }
+
+    /// An E event: closes the last open B of its thread, making one slice (an E without a B makes none).
+    fn end(&mut self, pid: u64, tid: u64) {
+        match self.open_b.get_mut(&(pid, tid)) {
+            Some(k) if *k > 0 => {
+                *k -= 1;
+                self.other_slices += 1;
             }
             _ => {}
         }
-    });
-    for m in local {
-        report(errs, m);
     }
-    if let Err(e) = r {
-        errs.push(format!("{e} (not a JSON array of events)"));
-        return (0, 0);
+
+    /// An `s` (`start`) or `f` event: marks that end of its flow as seen.
+    fn flow_end(&mut self, e: &Value<'_>, n: u64, start: bool) -> Result<(), String> {
+        let id = match e.get("id") {
+            Some(Value::Str(s)) => s.to_string(),
+            Some(Value::Num(t)) if t.parse::<i64>().is_ok() || t.parse::<u64>().is_ok() => {
+                t.to_string()
+            }
+            _ => return Err(format!("flow event {n} has no integer or string id")),
+        };
+        let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let ends = self
+            .flows
+            .entry((id, text("cat"), text("name")))
+            .or_default();
+        if start {
+            ends.0 = true;
+        } else {
+            ends.1 = true;
+        }
+        Ok(())
     }
-    let slices = other_slices
-        + open_b.values().sum::<u64>()
-        + tracks.values().map(|v| v.len() as u64).sum::<u64>();
-    let complete = flows.values().filter(|(s, f)| *s && *f).count() as u64;
+
+    /// The slices Perfetto imports: X slices, instant events, B/E pairs and open Bs.
+    fn slices(&self) -> u64 {
+        self.other_slices
+            + self.open_b.values().sum::<u64>()
+            + self.tracks.values().map(|v| v.len() as u64).sum::<u64>()
+    }
+
+    /// The flows with both ends seen.
+    fn complete_flows(&self) -> u64 {
+        self.flows.values().filter(|(s, f)| *s && *f).count() as u64
+    }
+}
+
+/// Reports each X slice that overlaps an earlier one on its thread without nesting inside it.
+fn check_nesting(
+    tracks: HashMap<(u64, u64), Vec<Slice>>,
+    p: &Path,
+    shown: &mut Shown,
+    errs: &mut Vec<String>,
+) {
     for ((pid, tid), mut v) in tracks {
         v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let mut stack: Vec<Slice> = Vec::new();
@@ -518,7 +600,7 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
             }
             if let Some(t) = stack.last() {
                 if s.1 > t.1 {
-                    report(
+                    shown.report(
                         errs,
                         format!(
                             "{}: on pid {pid} tid {tid}, {:?} overlaps {:?} without nesting (Perfetto would \
@@ -534,14 +616,6 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
             stack.push(s);
         }
     }
-    if bad > TRACE_PROBLEMS_SHOWN {
-        errs.push(format!(
-            "{}: ... {} more problems",
-            p.display(),
-            bad - TRACE_PROBLEMS_SHOWN
-        ));
-    }
-    (slices, complete)
 }
 
 /// What Perfetto's importer rejects in a metadata (`M`) event: a process or thread name that is not a

@@ -53,6 +53,31 @@ fn one(w: &Path, d: &Dir, top: usize) -> bool {
             return false;
         }
     };
+    say_headline(&meta);
+    let out_path = w.join(OUTPUT_DIR);
+    let out = match d.open_dir(OUTPUT_DIR) {
+        Ok(o) => o,
+        Err(e) => {
+            say(&format!(
+                "  {}: cannot open directory ({e})",
+                out_path.display()
+            ));
+            return false;
+        }
+    };
+    match HostTimes::read(&out, &out_path.join(TRACE_VIEW)) {
+        Ok(host) => host.print(top),
+        Err(e) => {
+            say(&format!("  {e}"));
+            return false;
+        }
+    }
+    ops(&out, &out_path.join(OP_STATISTIC), top);
+    true
+}
+
+/// The result's line from its metadata: backend, duration, stop reason, steps, slices, records, drops.
+fn say_headline(meta: &Value<'_>) {
     let n = |k: &str| meta.get("npuprof").and_then(|m| m.get(k)).cloned();
     let num = |k: &str| n(k).and_then(|v| v.as_u64()).unwrap_or(0);
     let text = |k: &str| n(k).and_then(|v| v.as_str().map(str::to_string));
@@ -78,74 +103,78 @@ fn one(w: &Path, d: &Dir, top: usize) -> bool {
             ""
         }
     ));
-    // Host ranges by total time: (count, total ns, max ns).
-    let mut by: HashMap<String, (u64, u64, u64)> = HashMap::new();
-    let (mut steps, mut steps_total, mut steps_max) = (0u64, 0u64, 0u64);
-    let out_path = w.join(OUTPUT_DIR);
-    let out = match d.open_dir(OUTPUT_DIR) {
-        Ok(o) => o,
-        Err(e) => {
-            say(&format!(
-                "  {}: cannot open directory ({e})",
-                out_path.display()
-            ));
-            return false;
+}
+
+/// The host slices of a trace: the steps, and the other ranges by name.
+#[derive(Default)]
+struct HostTimes {
+    /// Host ranges by total time: (count, total ns, max ns).
+    by: HashMap<String, (u64, u64, u64)>,
+    steps: u64,
+    steps_total: u64,
+    steps_max: u64,
+}
+
+impl HostTimes {
+    /// Adds up the host slices of the trace at `trace` in `out`.
+    fn read(out: &Dir, trace: &Path) -> Result<Self, String> {
+        let mut host = Self::default();
+        files::open(out, trace, TRACE_VIEW, Cap::Trace)
+            .and_then(|(f, _)| files::events(f, trace, |e| host.add(e)))?;
+        Ok(host)
+    }
+
+    /// Counts event `e` when it is an X slice on a host pid (device lanes' pids start at 1 << 30).
+    fn add(&mut self, e: &Value<'_>) {
+        if e.get("ph").and_then(Value::as_str) != Some("X")
+            || e.get("pid").and_then(Value::as_u64).unwrap_or(0) >= 1 << 30
+        {
+            return;
         }
-    };
-    let trace = out_path.join(TRACE_VIEW);
-    let r = files::open(&out, &trace, TRACE_VIEW, Cap::Trace).and_then(|(f, _)| {
-        files::events(f, &trace, |e| {
-            if e.get("ph").and_then(Value::as_str) != Some("X")
-                || e.get("pid").and_then(Value::as_u64).unwrap_or(0) >= 1 << 30
-            {
-                return;
-            }
-            let name = e.get("name").and_then(Value::as_str).unwrap_or("");
-            let d = e
-                .get("dur")
-                .and_then(Value::num_text)
-                .and_then(us_to_ns)
-                .unwrap_or(0);
-            if name.starts_with("ProfilerStep#") {
-                steps += 1;
-                steps_total = steps_total.saturating_add(d);
-                steps_max = steps_max.max(d);
-                return;
-            }
-            let g = by.entry(name.to_string()).or_insert((0, 0, 0));
-            g.0 = g.0.saturating_add(1);
-            g.1 = g.1.saturating_add(d);
-            g.2 = g.2.max(d);
-        })
-    });
-    if let Err(e) = r {
-        say(&format!("  {e}"));
-        return false;
+        let name = e.get("name").and_then(Value::as_str).unwrap_or("");
+        let d = e
+            .get("dur")
+            .and_then(Value::num_text)
+            .and_then(us_to_ns)
+            .unwrap_or(0);
+        if name.starts_with("ProfilerStep#") {
+            self.steps += 1;
+            self.steps_total = self.steps_total.saturating_add(d);
+            self.steps_max = self.steps_max.max(d);
+            return;
+        }
+        let g = self.by.entry(name.to_string()).or_insert((0, 0, 0));
+        g.0 = g.0.saturating_add(1);
+        g.1 = g.1.saturating_add(d);
+        g.2 = g.2.max(d);
     }
-    if let Some(mean) = steps_total.checked_div(steps) {
-        say(&format!(
-            "  steps: {steps} (mean {}, max {})",
-            us(mean),
-            us(steps_max)
-        ));
+
+    /// Prints the steps' line (when there are steps) and the `top` host ranges by total time.
+    fn print(self, top: usize) {
+        if let Some(mean) = self.steps_total.checked_div(self.steps) {
+            say(&format!(
+                "  steps: {} (mean {}, max {})",
+                self.steps,
+                us(mean),
+                us(self.steps_max)
+            ));
+        }
+        let mut rows: Vec<_> = self.by.into_iter().collect();
+        rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
+        if !rows.is_empty() {
+            say("  top host ranges by total time:");
+            table(
+                &["name", "count", "total", "mean", "max"],
+                &rows
+                    .iter()
+                    .take(top)
+                    .map(|(k, (c, t, m))| {
+                        vec![k.clone(), c.to_string(), us(*t), us(t / c.max(&1)), us(*m)]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
     }
-    let mut rows: Vec<_> = by.into_iter().collect();
-    rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
-    if !rows.is_empty() {
-        say("  top host ranges by total time:");
-        table(
-            &["name", "count", "total", "mean", "max"],
-            &rows
-                .iter()
-                .take(top)
-                .map(|(k, (c, t, m))| {
-                    vec![k.clone(), c.to_string(), us(*t), us(t / c.max(&1)), us(*m)]
-                })
-                .collect::<Vec<_>>(),
-        );
-    }
-    ops(&out, &out_path.join(OP_STATISTIC), top);
-    true
 }
 
 /// The top `top` rows of op_statistic.csv, when it is there and readable.

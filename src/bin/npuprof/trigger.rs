@@ -3,6 +3,10 @@
 
 use crate::text::{say, warn};
 use crate::usage;
+use npuprof::control::{
+    self,
+    channel::{self, Answer, Client, SendError},
+};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -26,75 +30,119 @@ fn timeout(args: &[String]) -> Result<Duration, String> {
     }
 }
 
+/// What `trigger` is asked to do: the command, the process, its VLLM_TORCH_PROFILER_DIR and the wait.
+struct Request<'a> {
+    /// `start` or `stop`.
+    cmd: &'a str,
+    pid: u32,
+    root: PathBuf,
+    timeout: Duration,
+}
+
 pub(crate) fn run(args: &[String]) -> u8 {
-    use npuprof::control;
+    let req = match request(args) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let owner = match process_owner(req.pid) {
+        Ok(uid) => uid,
+        Err(code) => return code,
+    };
+    let ch = match open_channel(&req, owner) {
+        Ok(ch) => ch,
+        Err(code) => return code,
+    };
+    if let Err(e) = ch.send(req.cmd) {
+        warn(&format!(
+            "npuprof trigger: cannot write {}: {e}",
+            control::dir(&req.root)
+                .join(channel::cmd_name(req.pid))
+                .display()
+        ));
+        return 1;
+    }
+    wait_answer(&ch, &req)
+}
+
+/// The request in `args`; a usage error (its exit code, the message printed) when one is missing or bad.
+fn request(args: &[String]) -> Result<Request<'_>, u8> {
     let pos = crate::positional(args);
     let cmd = match pos.first() {
         Some(&c) if c == "start" || c == "stop" => c,
-        _ => return usage("trigger needs start or stop"),
+        _ => return Err(usage("trigger needs start or stop")),
     };
     let Some(pid) = crate::opt(args, "--pid").and_then(|p| p.parse::<u32>().ok()) else {
-        return usage("trigger needs --pid PID");
+        return Err(usage("trigger needs --pid PID"));
     };
     let root = match crate::opt(args, "--dir")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("VLLM_TORCH_PROFILER_DIR").map(PathBuf::from))
     {
         Some(r) => r,
-        None => return usage("trigger needs --dir DIR or $VLLM_TORCH_PROFILER_DIR"),
+        None => return Err(usage("trigger needs --dir DIR or $VLLM_TORCH_PROFILER_DIR")),
     };
-    let timeout = match timeout(args) {
-        Ok(t) => t,
-        Err(e) => return usage(&e),
-    };
+    let timeout = timeout(args).map_err(|e| usage(&e))?;
+    Ok(Request {
+        cmd,
+        pid,
+        root,
+        timeout,
+    })
+}
+
+/// The uid of process `pid`, when we may trigger it; else exit code 2, the reason printed.
+fn process_owner(pid: u32) -> Result<u32, u8> {
     // Same user only (the process also checks the command file's owner).
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     // The process's uid: it owns `.control` and its answers.
-    let owner = match std::fs::metadata(format!("/proc/{pid}")) {
-        Ok(m) if m.uid() == uid || uid == 0 => m.uid(),
+    match std::fs::metadata(format!("/proc/{pid}")) {
+        Ok(m) if m.uid() == uid || uid == 0 => Ok(m.uid()),
         Ok(_) => {
             eprintln!("npuprof trigger: process {pid} belongs to another user");
-            return 2;
+            Err(2)
         }
         Err(_) => {
             eprintln!("npuprof trigger: no process {pid}");
-            return 2;
+            Err(2)
         }
-    };
-    let dir = control::dir(&root);
-    let ch = match control::channel::Client::open(&root, pid, owner) {
-        Ok(ch) => ch,
-        Err(control::channel::SendError::NotWatching) => {
+    }
+}
+
+/// The process's control channel; else exit code 3, with why it is not there or not trusted.
+fn open_channel(req: &Request<'_>, owner: u32) -> Result<Client, u8> {
+    let (pid, root) = (req.pid, &req.root);
+    let dir = control::dir(root);
+    match Client::open(root, pid, owner) {
+        Ok(ch) => Ok(ch),
+        Err(SendError::NotWatching) => {
             warn(&format!(
                 "npuprof trigger: {} does not exist: process {pid} is not watching (run it with \
                  NPUPROF_CONTROL=1 and VLLM_TORCH_PROFILER_DIR={})",
                 dir.display(),
                 root.display()
             ));
-            return 3;
+            Err(3)
         }
-        Err(control::channel::SendError::Refused(r)) => {
+        Err(SendError::Refused(r)) => {
             warn(&format!(
                 "npuprof trigger: process {pid} refuses its control channel {}: it is {r} (it must be a \
                  directory owned by uid {owner} and writable by no one else; remove it and the process \
                  creates it)",
                 dir.display()
             ));
-            return 3;
+            Err(3)
         }
-    };
-    if let Err(e) = ch.send(cmd) {
-        warn(&format!(
-            "npuprof trigger: cannot write {}: {e}",
-            dir.join(control::channel::cmd_name(pid)).display()
-        ));
-        return 1;
     }
+}
+
+/// Waits up to the request's timeout for the process's answer and prints it; returns the exit code (3 when
+/// none came: the command is withdrawn).
+fn wait_answer(ch: &Client, req: &Request<'_>) -> u8 {
+    let (cmd, pid) = (req.cmd, req.pid);
     let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        use control::channel::Answer;
+    while t0.elapsed() < req.timeout {
         match ch.answer() {
             None => {}
             Some(Answer::Done(rest)) => {
@@ -123,7 +171,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
     eprintln!(
         "npuprof trigger: no answer from process {pid} within {} s (is it running with \
          NPUPROF_CONTROL=1, and has it loaded libnpuprof.so?)",
-        timeout.as_secs_f64()
+        req.timeout.as_secs_f64()
     );
     3
 }
