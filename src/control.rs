@@ -91,99 +91,126 @@ fn warn_once(warned: &mut Option<Problem>, p: Problem, msg: impl FnOnce() -> Str
 }
 
 impl Watch {
+    /// Runs this process's pending command, if any, and answers it; opens the channel first if needed.
     fn poll(&mut self, root: &Path) {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let uid = unsafe { libc::geteuid() };
         let pid = std::process::id();
-        if self.dir.is_none() {
-            let r = match crate::layout::open_root(root) {
-                Ok(r) => r,
-                Err(e) => {
-                    let p = Problem::Channel(DirRefusal::Io(e.msg.clone()));
-                    warn_once(&mut self.warned, p, || {
-                        format!("NPUPROF_CONTROL: no control channel: {}", e.msg)
-                    });
-                    return;
-                }
-            };
-            match channel::open_dir(&r, uid, true) {
-                Ok(d) => {
-                    log::info!(
-                        "NPUPROF_CONTROL: accepting `npuprof trigger start|stop --pid {pid}` ({})",
-                        dir(root).display()
-                    );
-                    self.dir = Some(d);
-                    self.warned = None;
-                }
-                Err(r) => {
-                    let d = dir(root);
-                    warn_once(&mut self.warned, Problem::Channel(r.clone()), || {
-                        format!(
-                            "NPUPROF_CONTROL: refusing the control channel {}: it is {r}; `npuprof \
-                             trigger` cannot reach this process (remove it: npuprof creates it with mode \
-                             0700)",
-                            d.display()
-                        )
-                    });
-                    return;
-                }
-            }
+        if self.dir.is_none() && !self.open_channel(root, uid, pid) {
+            return;
         }
         let Some(d) = &self.dir else {
             return;
         };
-        let name = channel::cmd_name(pid);
-        let cmd = match channel::read_small(d, &name, uid) {
-            Ok(None) => {
-                self.warned = None;
-                return;
+        let Some(cmd) = take_command(d, &mut self.warned, root, (uid, pid)) else {
+            return;
+        };
+        let a = run_command(&cmd);
+        answer(d, root, pid, &a);
+    }
+
+    /// Opens `.control/` under `root` (checked: ours, mode 0700, not a symlink); false, warning once per
+    /// problem, when it cannot be used.
+    fn open_channel(&mut self, root: &Path, uid: u32, pid: u32) -> bool {
+        let r = match crate::layout::open_root(root) {
+            Ok(r) => r,
+            Err(e) => {
+                let p = Problem::Channel(DirRefusal::Io(e.msg.clone()));
+                warn_once(&mut self.warned, p, || {
+                    format!("NPUPROF_CONTROL: no control channel: {}", e.msg)
+                });
+                return false;
             }
-            Ok(Some(c)) => c,
+        };
+        match channel::open_dir(&r, uid, true) {
+            Ok(d) => {
+                log::info!(
+                    "NPUPROF_CONTROL: accepting `npuprof trigger start|stop --pid {pid}` ({})",
+                    dir(root).display()
+                );
+                self.dir = Some(d);
+                self.warned = None;
+                true
+            }
             Err(r) => {
-                // Removed unread (a directory cannot be, and stays: warned about once while it does).
-                let removed = r != CmdRefusal::Directory && d.unlink(&name).is_ok();
-                let shown = dir(root).join(&name);
-                let warned = warn_once(&mut self.warned, Problem::Command(r), || {
+                let d = dir(root);
+                warn_once(&mut self.warned, Problem::Channel(r.clone()), || {
                     format!(
-                        "NPUPROF_CONTROL: {}: {r}: {}",
-                        shown.display(),
-                        if removed { "removed unread" } else { "ignored" }
+                        "NPUPROF_CONTROL: refusing the control channel {}: it is {r}; `npuprof \
+                         trigger` cannot reach this process (remove it: npuprof creates it with mode \
+                         0700)",
+                        d.display()
                     )
                 });
-                if warned {
-                    answer(d, root, pid, &Answer::Refused(r.to_string()));
-                }
-                if removed {
-                    // The next file is a new event: warn about it too.
-                    self.warned = None;
-                }
-                return;
+                false
             }
-        };
-        self.warned = None;
-        let _ = d.unlink(&name);
-        let r: Result<()> = match cmd.trim() {
-            "start" => crate::session::start(),
-            "stop" => crate::session::stop(),
-            other => Err(Error::new(
-                Status::InvalidArgument,
-                format!("unknown control command {other:?} (start, stop)"),
-            )),
-        };
-        match &r {
-            Ok(()) => log::info!("NPUPROF_CONTROL: {} done", cmd.trim()),
-            Err(e) => log::warn!("NPUPROF_CONTROL: {}: {}", cmd.trim(), e.msg),
         }
-        let a = match r {
-            Ok(()) => Answer::Done(
-                crate::session::output_dir().map_or(String::new(), |d| d.display().to_string()),
-            ),
-            Err(e) => Answer::Failed {
-                status: e.status as i32,
-                msg: e.msg,
-            },
-        };
-        answer(d, root, pid, &a);
+    }
+}
+
+/// Reads and removes this process's command file from `.control/` (handle `d`); a refused one is removed
+/// unread where possible, warned about once and answered.
+fn take_command(
+    d: &crate::dir::Dir,
+    warned: &mut Option<Problem>,
+    root: &Path,
+    (uid, pid): (u32, u32),
+) -> Option<String> {
+    let name = channel::cmd_name(pid);
+    let cmd = match channel::read_small(d, &name, uid) {
+        Ok(None) => {
+            *warned = None;
+            return None;
+        }
+        Ok(Some(c)) => c,
+        Err(r) => {
+            // Removed unread (a directory cannot be, and stays: warned about once while it does).
+            let removed = r != CmdRefusal::Directory && d.unlink(&name).is_ok();
+            let shown = dir(root).join(&name);
+            let logged = warn_once(warned, Problem::Command(r), || {
+                format!(
+                    "NPUPROF_CONTROL: {}: {r}: {}",
+                    shown.display(),
+                    if removed { "removed unread" } else { "ignored" }
+                )
+            });
+            if logged {
+                answer(d, root, pid, &Answer::Refused(r.to_string()));
+            }
+            if removed {
+                // The next file is a new event: warn about it too.
+                *warned = None;
+            }
+            return None;
+        }
+    };
+    *warned = None;
+    let _ = d.unlink(&name);
+    Some(cmd)
+}
+
+/// Runs a `start` or `stop` command (anything else is refused) and logs the outcome; returns the answer.
+fn run_command(cmd: &str) -> Answer {
+    let r: Result<()> = match cmd.trim() {
+        "start" => crate::session::start(),
+        "stop" => crate::session::stop(),
+        other => Err(Error::new(
+            Status::InvalidArgument,
+            format!("unknown control command {other:?} (start, stop)"),
+        )),
+    };
+    match &r {
+        Ok(()) => log::info!("NPUPROF_CONTROL: {} done", cmd.trim()),
+        Err(e) => log::warn!("NPUPROF_CONTROL: {}: {}", cmd.trim(), e.msg),
+    }
+    match r {
+        Ok(()) => Answer::Done(
+            crate::session::output_dir().map_or(String::new(), |d| d.display().to_string()),
+        ),
+        Err(e) => Answer::Failed {
+            status: e.status as i32,
+            msg: e.msg,
+        },
     }
 }
 

@@ -248,15 +248,9 @@ fn remove_partial(d: &Dir, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Recovers the worker directory `dir` (a `*_ascend_ms` directory with `FRAMEWORK/npuprof.spool`).
-pub fn recover(dir: &Path) -> Result<Recovered> {
-    let wd = Dir::open(dir).map_err(|e| Error::io("cannot open", dir, &e))?;
-    let at = |name: &str| dir.join(name);
-    let stat = |name: &str| {
-        wd.stat_at(name)
-            .map_err(|e| Error::io("cannot stat", &at(name), &e))
-    };
-    match crate::results::stage(&wd, dir)? {
+/// Refuses a directory whose result is finished; logs that an unfinished one (host data written) is finished.
+fn refuse_finished(wd: &Dir, dir: &Path) -> Result<()> {
+    match crate::results::stage(wd, dir)? {
         Some(s) if !s.unfinished() => {
             return Err(invalid(format!(
                 "{} is already a finished result",
@@ -270,46 +264,69 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         ),
         None => {}
     }
-    let spool_path = dir.join(layout::FRAMEWORK_DIR).join(layout::SPOOL_NAME);
+    Ok(())
+}
+
+/// Opens `FRAMEWORK/npuprof.spool` through the worker directory's handle; returns the file and its size.
+fn open_spool(wd: &Dir, dir: &Path, spool_path: &Path) -> Result<(File, u64)> {
     let fw = wd
         .open_dir(layout::FRAMEWORK_DIR)
-        .map_err(|e| Error::io("cannot open", &at(layout::FRAMEWORK_DIR), &e))?;
+        .map_err(|e| Error::io("cannot open", &dir.join(layout::FRAMEWORK_DIR), &e))?;
     let (file, st) = fw
         .open_file(layout::SPOOL_NAME)
-        .map_err(|e| Error::io("cannot open", &spool_path, &e))?;
-    // Held (when taken) until the export below ends: a second `recover` meanwhile is refused too.
-    check_not_live(&file, st.size, &spool_path)?;
-    match stat(layout::OUTPUT_DIR)?.map(|s| s.kind) {
+        .map_err(|e| Error::io("cannot open", spool_path, &e))?;
+    Ok((file, st.size))
+}
+
+/// Makes `ASCEND_PROFILER_OUTPUT` ready for the export: created when absent, cleared of partial files when a
+/// directory, refused when a symlink or anything else.
+fn prepare_output(wd: &Dir, dir: &Path) -> Result<()> {
+    let out_path = dir.join(layout::OUTPUT_DIR);
+    let st = wd
+        .stat_at(layout::OUTPUT_DIR)
+        .map_err(|e| Error::io("cannot stat", &out_path, &e))?;
+    match st.map(|s| s.kind) {
         None => {
             wd.mkdir(layout::OUTPUT_DIR, 0o750)
-                .map_err(|e| Error::io("cannot create", &at(layout::OUTPUT_DIR), &e))?;
+                .map_err(|e| Error::io("cannot create", &out_path, &e))?;
         }
         Some(Kind::Dir) => {
             let out = wd
                 .open_dir(layout::OUTPUT_DIR)
-                .map_err(|e| Error::io("cannot open", &at(layout::OUTPUT_DIR), &e))?;
-            remove_partial(&out, &at(layout::OUTPUT_DIR))?;
+                .map_err(|e| Error::io("cannot open", &out_path, &e))?;
+            remove_partial(&out, &out_path)?;
         }
         Some(Kind::Symlink) => {
             return Err(invalid(format!(
                 "{} is a symbolic link; recover never writes through one (remove it to recover)",
-                at(layout::OUTPUT_DIR).display()
+                out_path.display()
             )))
         }
         Some(_) => {
             return Err(invalid(format!(
                 "{} is not a directory",
-                at(layout::OUTPUT_DIR).display()
+                out_path.display()
             )))
         }
     }
+    Ok(())
+}
 
-    remove_partial(&wd, dir)?;
-    // Opened once (never through a symlink); the export writes and reads through these handles.
-    let dirs = layout::WorkerDirs::open(dir)?;
+/// What one pass over the spool found.
+struct Scan {
+    /// The first START frame.
+    start: BTreeMap<String, String>,
+    stop: Option<BTreeMap<String, String>>,
+    last_counters: Option<BTreeMap<String, String>>,
+    /// The latest record tick (0 without records).
+    last_tick: u64,
+    records: u64,
+    torn_frame_at: Option<u64>,
+}
 
-    // One linear pass: the first START frame, the STOP frame if any, the last COUNTERS frame.
-    let mut rd = Reader::new(BufReader::with_capacity(256 << 10, &file), st.size);
+/// Reads the spool in one linear pass: the first START frame, the STOP frame if any, the last COUNTERS frame.
+fn scan_spool(file: &File, size: u64, spool_path: &Path) -> Result<Scan> {
+    let mut rd = Reader::new(BufReader::with_capacity(256 << 10, file), size);
     let (mut start, mut stop, mut last_counters) = (None, None, None);
     let (mut last_tick, mut records) = (0u64, 0u64);
     while let Some(f) = rd.next_frame() {
@@ -336,67 +353,130 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         }
         None => None,
     };
-    let kv =
+    let start =
         start.ok_or_else(|| invalid(format!("{} has no start frame", spool_path.display())))?;
-    let anchor = (num(&kv, "start_tick")?, num(&kv, "anchor_ns")?);
-    let rate = stop.as_ref().unwrap_or(&kv);
-    let conversion = Conversion {
-        anchor_tick: anchor.0,
-        anchor_ns: anchor.1,
+    Ok(Scan {
+        start,
+        stop,
+        last_counters,
+        last_tick,
+        records,
+        torn_frame_at,
+    })
+}
+
+/// The tick conversion: the START frame's anchor, the STOP frame's rate (else the START frame's).
+fn conversion(scan: &Scan) -> Result<Conversion> {
+    let kv = &scan.start;
+    let rate = scan.stop.as_ref().unwrap_or(kv);
+    Ok(Conversion {
+        anchor_tick: num(kv, "start_tick")?,
+        anchor_ns: num(kv, "anchor_ns")?,
         ticks_per: num(rate, "ticks_per")
-            .or_else(|_| num(&kv, "ticks_per"))?
+            .or_else(|_| num(kv, "ticks_per"))?
             .max(1),
-        ns_per: num(rate, "ns_per").or_else(|_| num(&kv, "ns_per"))?.max(1),
-    };
-    let config: &'static Config = Box::leak(Box::new(recorded_config(&kv)));
+        ns_per: num(rate, "ns_per").or_else(|_| num(kv, "ns_per"))?.max(1),
+    })
+}
+
+/// The profile as the process started it, from its START frame (`kv`).
+fn recovered_profile(
+    dir: &Path,
+    spool_path: std::path::PathBuf,
+    dirs: layout::WorkerDirs,
+    anchor: (u64, u64),
+    kv: &BTreeMap<String, String>,
+) -> Result<Arc<Profile>> {
+    let config: &'static Config = Box::leak(Box::new(recorded_config(kv)));
     let backend = kv
         .get("backend")
         .and_then(|b| BackendId::from_name(b))
         .unwrap_or(BackendId::Host);
-    let profile = Arc::new(Profile {
-        gen: num(&kv, "gen").unwrap_or(0),
+    Ok(Arc::new(Profile {
+        gen: num(kv, "gen").unwrap_or(0),
         dir: dir.to_path_buf(),
         spool_path,
         dirs,
         anchor,
-        pid: num32(&kv, "pid")?,
+        pid: num32(kv, "pid")?,
         worker: kv.get("worker").cloned().unwrap_or_default(),
-        rank: num32(&kv, "rank")?,
-        device_id: num32(&kv, "device_id").unwrap_or(0),
+        rank: num32(kv, "rank")?,
+        device_id: num32(kv, "device_id").unwrap_or(0),
         auto: kv.get("auto").is_some_and(|v| v == "true"),
         backend,
         config,
         // `npuprof recover` runs in a process of its own, whose exit hook never finishes profiles.
         exit: &RECOVER_EXIT,
-    });
-    let (stop_tick, reason, mut counters, truncated, counters_as_of_ns) = match &stop {
-        Some(s) => (
-            num(s, "stop_tick").unwrap_or(last_tick).max(anchor.0),
-            reason_named(s.get("reason")),
-            Counters::from_kv(s),
-            s.get("truncated").is_some_and(|v| v == "true"),
-            None,
-        ),
+    }))
+}
+
+/// How the recovered profile ends: from its STOP frame, or else at its last record.
+struct Ending {
+    stop_tick: u64,
+    reason: StopReason,
+    counters: Counters,
+    truncated: bool,
+    counters_as_of_ns: Option<u64>,
+}
+
+/// The profile's end: the STOP frame's when there is one, else its last event with the last COUNTERS frame.
+fn ending(scan: &Scan, conversion: &Conversion) -> Ending {
+    let anchor = (conversion.anchor_tick, conversion.anchor_ns);
+    match &scan.stop {
+        Some(s) => Ending {
+            stop_tick: num(s, "stop_tick").unwrap_or(scan.last_tick).max(anchor.0),
+            reason: reason_named(s.get("reason")),
+            counters: Counters::from_kv(s),
+            truncated: s.get("truncated").is_some_and(|v| v == "true"),
+            counters_as_of_ns: None,
+        },
         None => {
-            let c = last_counters.as_ref();
+            let c = scan.last_counters.as_ref();
             let as_of = c
                 .and_then(|c| c.get(counter_keys::TICK))
                 .and_then(|t| t.parse().ok())
                 .map(|t| conversion.to_ns(t));
-            (
-                last_tick.max(anchor.0),
-                StopReason::Recovered,
-                c.map(Counters::from_kv).unwrap_or_default(),
-                false,
+            Ending {
+                stop_tick: scan.last_tick.max(anchor.0),
+                reason: StopReason::Recovered,
+                counters: c.map(Counters::from_kv).unwrap_or_default(),
+                truncated: false,
                 // Without a COUNTERS frame the counters are those at start: zero.
-                Some(as_of.unwrap_or(anchor.1)),
-            )
+                counters_as_of_ns: Some(as_of.unwrap_or(anchor.1)),
+            }
         }
-    };
+    }
+}
+
+/// Recovers the worker directory `dir` (a `*_ascend_ms` directory with `FRAMEWORK/npuprof.spool`).
+pub fn recover(dir: &Path) -> Result<Recovered> {
+    let wd = Dir::open(dir).map_err(|e| Error::io("cannot open", dir, &e))?;
+    refuse_finished(&wd, dir)?;
+    let spool_path = dir.join(layout::FRAMEWORK_DIR).join(layout::SPOOL_NAME);
+    let (file, size) = open_spool(&wd, dir, &spool_path)?;
+    // Held (when taken) until the export below ends: a second `recover` meanwhile is refused too.
+    check_not_live(&file, size, &spool_path)?;
+    prepare_output(&wd, dir)?;
+
+    remove_partial(&wd, dir)?;
+    // Opened once (never through a symlink); the export writes and reads through these handles.
+    let dirs = layout::WorkerDirs::open(dir)?;
+
+    let scan = scan_spool(&file, size, &spool_path)?;
+    let conversion = conversion(&scan)?;
+    let anchor = (conversion.anchor_tick, conversion.anchor_ns);
+    let profile = recovered_profile(dir, spool_path, dirs, anchor, &scan.start)?;
+    let Ending {
+        stop_tick,
+        reason,
+        mut counters,
+        truncated,
+        counters_as_of_ns,
+    } = ending(&scan, &conversion);
     // What is in the spool, exactly (a torn last frame is left out).
-    counters.recorded = records;
-    counters.spool_bytes = st.size;
-    let device = recovered_device(&profile, &kv, conversion.to_ns(stop_tick));
+    counters.recorded = scan.records;
+    counters.spool_bytes = size;
+    let device = recovered_device(&profile, &scan.start, conversion.to_ns(stop_tick));
     let job = ExportJob {
         profile,
         stop_tick,
@@ -405,7 +485,7 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         counters,
         conversion,
         truncated,
-        spool_error: torn_frame_at.map(|o| {
+        spool_error: scan.torn_frame_at.map(|o| {
             format!("the spool's last frame was torn at byte {o} (the process died while writing it) and left out")
         }),
         recovered: true,
@@ -414,9 +494,9 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
     let s = crate::export::run(job)?;
     drop(file);
     Ok(Recovered {
-        records,
+        records: scan.records,
         slices: s.slices,
-        torn_frame_at,
+        torn_frame_at: scan.torn_frame_at,
     })
 }
 

@@ -18,7 +18,7 @@ use crate::error::{Error, Result, Status};
 use crate::export::ExportJob;
 use crate::process::block_signals;
 use crate::profile::{Counters, Profile, StopReason};
-use crate::record::{self, clock, names, Record, Ring};
+use crate::record::{self, clock, Record, Ring};
 use crate::spool;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod batch;
 mod counters;
 mod export_thread;
 
@@ -555,127 +556,4 @@ impl Drain {
             (self.hooks.export_ended)();
         }
     }
-}
-
-impl Active {
-    fn write(
-        &mut self,
-        scratch: &mut [Record],
-        spans: &[Span],
-        window_end: Option<u64>,
-        carry: &mut Carry,
-    ) -> std::io::Result<()> {
-        let hi = window_end.unwrap_or(u64::MAX);
-        if window_end.is_some() {
-            for &(ring, epoch, tid, s, e) in spans {
-                let start = carry.records.len();
-                carry
-                    .records
-                    .extend(scratch[s..e].iter().filter(|r| r.ts > hi));
-                if carry.records.len() > start {
-                    carry
-                        .spans
-                        .push((ring, epoch, tid, start, carry.records.len()));
-                }
-            }
-        }
-        let Some(w) = self.w.as_mut() else {
-            return Ok(());
-        };
-        if !spans.is_empty() {
-            crate::fault::stall("drain.batch");
-        }
-        // Names after draining: a record's name was interned before the record was made, so every valid id in
-        // `scratch` is <= the count read now.
-        let known = names::count();
-        let lo = self.profile.anchor.0;
-        for &(ring, epoch, tid, s, e) in spans {
-            let recs = &mut scratch[s..e];
-            // Keep records inside [start, stop] (stable compaction in place); those after the stop were
-            // carried to the next profile above, those before the start raced this profile's start (or
-            // the previous profile's stop) and are counted here.
-            let mut kept = 0;
-            let mut later = 0;
-            for i in 0..recs.len() {
-                let r = recs[i];
-                if r.ts > hi {
-                    later += 1;
-                } else if r.ts >= lo {
-                    recs[kept] = r;
-                    kept += 1;
-                } else {
-                    self.drain_dropped_by_kind[(r.kind() & 7) as usize] += 1;
-                }
-            }
-            self.counters.outside_window += (recs.len() - kept - later) as u64;
-            if kept == 0 {
-                continue;
-            }
-            // The spool's share of NPUPROF_MAX_DISK_MB: write what fits, count the rest, and let the
-            // session stop recording (below, in `poll`).
-            let room = (self.spool_cap.saturating_sub(w.bytes() + 64) / 16) as usize;
-            let fit = if self.truncated { 0 } else { kept.min(room) };
-            if fit < kept {
-                self.truncated = true;
-                self.counters.over_disk_cap += (kept - fit) as u64;
-                for r in &recs[fit..kept] {
-                    self.drain_dropped_by_kind[(r.kind() & 7) as usize] += 1;
-                }
-            }
-            let kept = fit;
-            if kept == 0 {
-                continue;
-            }
-            let idx = ring as usize;
-            if self.thread_epoch.len() <= idx {
-                self.thread_epoch.resize(idx + 1, 0);
-            }
-            if self.thread_epoch[idx] != epoch {
-                self.thread_epoch[idx] = epoch;
-                w.thread(ring, epoch, tid, &thread_name(tid))?;
-            }
-            // The names these records use, before them (the reader names a range when it reads its END).
-            for r in &recs[..kept] {
-                let k = r.kind();
-                if k == record::kind::BEGIN || k == record::kind::MARK {
-                    let id = r.payload() as u32;
-                    if first_use(&mut self.names_used, id, known) {
-                        if let Some(n) = names::get(id) {
-                            w.name(id, n)?;
-                        }
-                    }
-                }
-            }
-            w.records(ring, epoch, &recs[..kept])?;
-            self.counters.recorded += kept as u64;
-        }
-        w.flush()?;
-        self.counters.spool_bytes = w.bytes();
-        Ok(())
-    }
-}
-
-/// Marks name `id` as used in the bitset `used`; true the first time (its NAME frame is due). Ids past
-/// `known` (the name table's size when the batch was drained) are no names: never written.
-fn first_use(used: &mut Vec<u64>, id: u32, known: u32) -> bool {
-    if id == 0 || id > known {
-        return false;
-    }
-    let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
-    if used.len() <= word {
-        // At most names::MAX_NAMES / 64 words (128 KiB).
-        used.resize(word + 1, 0);
-    }
-    let first = used[word] & bit == 0;
-    used[word] |= bit;
-    first
-}
-
-/// The OS name of a thread of this process (empty if it is gone).
-fn thread_name(tid: u32) -> Vec<u8> {
-    let mut n = std::fs::read(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
-    while n.last() == Some(&b'\n') {
-        n.pop();
-    }
-    n
 }

@@ -84,31 +84,19 @@ fn dropped_by_kind(c: &crate::profile::Counters) -> String {
         .join(", ")
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn metadata(
+/// The `"npuprof"` object's first lines: who wrote the profile, how it started and stopped, and when.
+fn identity_lines(
     p: &crate::profile::Profile,
     start_ns: u64,
     stop_ns: u64,
     reason: crate::profile::StopReason,
-    c: &crate::profile::Counters,
-    s: &Summary,
-    spool_error: &Option<String>,
-    (dev, stage): (&DeviceResult, DeviceStage),
-    (recovered, counters_as_of_ns): (bool, Option<u64>),
 ) -> String {
-    let cfg = p.config;
-    let trigger = match cfg.trigger {
+    let trigger = match p.config.trigger {
         crate::config::Trigger::Manual => "manual",
         crate::config::Trigger::Auto { .. } => "token_threshold",
     };
-    let opt = |o: &Option<String>| {
-        o.as_deref()
-            .map_or("null".to_string(), |m| json::string(m.as_bytes()))
-    };
     format!(
-        r#"{{
-  "npuprof": {{
-    "version": "{}",
+        r#"    "version": "{}",
     "backend": "{}",
     "clock": "{}",
     "pid": {},
@@ -120,33 +108,6 @@ pub(super) fn metadata(
     "stop_reason": "{}",
     "start_time_ns": {start_ns},
     "stop_time_ns": {stop_ns},
-    "steps": {},
-    "threads": {},
-    "slices": {},
-    "recorded_records": {},
-    "dropped_records": {{"ring_full": {}, "after_thread_exit": {}, "outside_profile_window": {}, "over_disk_cap": {}, "trace_cut": {}, "unpaired": {}, "unknown_kind": {}}},
-    "dropped_by_kind": {{{}}},
-    "trace_events_cut": {},
-    "unbalanced_pops": {},
-    "lost_range_ends": {},
-    "lost_range_begins": {},
-    "ranges_closed_at_stop": {},
-    "unknown_records": {},
-    "spool_bytes": {},
-    "drain_cpu_ms": {:.3},
-    "trace_view_bytes": {},
-    "truncated": {},
-    "spool_error": {},
-    "spool_damage": {},
-    "export_ms": {},
-    "recovered": {},
-    "device_data": "{}",
-    "counters_as_of_ns": {},
-    "counters_note": {}
-  }},
-  "device": {{{}}},
-  "config": {{{}}}
-}}
 "#,
         env!("CARGO_PKG_VERSION"),
         p.backend.name(),
@@ -161,6 +122,28 @@ pub(super) fn metadata(
             "npuprof_start"
         },
         reason.name(),
+    )
+}
+
+/// The `"npuprof"` object's counts: steps, threads, slices, records recorded and dropped, and sizes.
+fn count_lines(c: &crate::profile::Counters, s: &Summary) -> String {
+    format!(
+        r#"    "steps": {},
+    "threads": {},
+    "slices": {},
+    "recorded_records": {},
+    "dropped_records": {{"ring_full": {}, "after_thread_exit": {}, "outside_profile_window": {}, "over_disk_cap": {}, "trace_cut": {}, "unpaired": {}, "unknown_kind": {}}},
+    "dropped_by_kind": {{{}}},
+    "trace_events_cut": {},
+    "unbalanced_pops": {},
+    "lost_range_ends": {},
+    "lost_range_begins": {},
+    "ranges_closed_at_stop": {},
+    "unknown_records": {},
+    "spool_bytes": {},
+    "drain_cpu_ms": {:.3},
+    "trace_view_bytes": {},
+"#,
         s.steps,
         s.threads,
         s.slices,
@@ -182,6 +165,31 @@ pub(super) fn metadata(
         c.spool_bytes,
         c.drain_cpu_ns as f64 / 1e6,
         s.trace_bytes,
+    )
+}
+
+/// The `"npuprof"` object's last lines: how complete the result is (truncation, spool errors, recovery, the
+/// device data's stage, how current the counters are).
+fn status_lines(
+    s: &Summary,
+    spool_error: &Option<String>,
+    stage: DeviceStage,
+    (recovered, counters_as_of_ns): (bool, Option<u64>),
+) -> String {
+    let opt = |o: &Option<String>| {
+        o.as_deref()
+            .map_or("null".to_string(), |m| json::string(m.as_bytes()))
+    };
+    format!(
+        r#"    "truncated": {},
+    "spool_error": {},
+    "spool_damage": {},
+    "export_ms": {},
+    "recovered": {},
+    "device_data": "{}",
+    "counters_as_of_ns": {},
+    "counters_note": {}
+"#,
         b(s.truncated),
         opt(spool_error),
         opt(&s.spool_damage),
@@ -194,8 +202,34 @@ pub(super) fn metadata(
              wrote them (about every second); drops after that were never written"
                 .to_string()
         })),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn metadata(
+    p: &crate::profile::Profile,
+    start_ns: u64,
+    stop_ns: u64,
+    reason: crate::profile::StopReason,
+    c: &crate::profile::Counters,
+    s: &Summary,
+    spool_error: &Option<String>,
+    (dev, stage): (&DeviceResult, DeviceStage),
+    recovery: (bool, Option<u64>),
+) -> String {
+    format!(
+        r#"{{
+  "npuprof": {{
+{}{}{}  }},
+  "device": {{{}}},
+  "config": {{{}}}
+}}
+"#,
+        identity_lines(p, start_ns, stop_ns, reason),
+        count_lines(c, s),
+        status_lines(s, spool_error, stage, recovery),
         device_meta(p, dev),
-        config_block(cfg),
+        config_block(p.config),
     )
 }
 

@@ -10,9 +10,12 @@
 
 use super::fork::reset_after_fork;
 use super::{reentered, stop_locked, Held, CONFIG, CONTROL, IN_CONTROL, WRITING};
+use crate::error::Result;
 use crate::process::{EXIT, FORK_GEN};
 use crate::profile::StopReason;
 use crate::record::clock;
+use crossbeam_channel::Receiver;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -41,6 +44,76 @@ pub fn export_ended() {
     let _ = WRITING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
 }
 
+/// Takes CONTROL at exit, marking this thread as inside a control call; `None` when another thread kept it
+/// past the deadline. A forked child's inherited state is reset first.
+fn lock_at_exit() -> Option<Held> {
+    // Another thread may hold the lock while the process exits: wait a little, never forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let _ = IN_CONTROL.try_with(|f| f.set(true));
+    let mut ctl = loop {
+        match CONTROL.try_lock() {
+            Ok(g) => break Held(Some(g)),
+            Err(std::sync::TryLockError::Poisoned(p)) => break Held(Some(p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if std::time::Instant::now() > deadline {
+                    let _ = IN_CONTROL.try_with(|f| f.set(false));
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    let gen = FORK_GEN.load(Ordering::Acquire);
+    if ctl.fork_gen != gen {
+        reset_after_fork(&mut ctl, gen);
+    }
+    Some(ctl)
+}
+
+/// The one log line saying what the exit hook finishes and waits for.
+fn log_exit_wait(
+    recording: Option<&PathBuf>,
+    writing: u64,
+    wait: Duration,
+    last_dir: Option<&PathBuf>,
+) {
+    match recording {
+        Some(dir) => log::warn!(
+            "the process is exiting while recording: finishing {} and waiting up to {}s for it{} \
+             (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
+            dir.display(),
+            wait.as_secs(),
+            match writing {
+                0 => String::new(),
+                n => format!(" and {n} stopped profile(s) still being written"),
+            }
+        ),
+        None => log::warn!(
+            "the process is exiting while {writing} stopped profile(s) are still being written \
+             (the latest: {}): waiting up to {}s for them (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
+            last_dir.map_or("?".into(), |d| d.display().to_string()),
+            wait.as_secs()
+        ),
+    }
+}
+
+/// Waits (without the lock) at most `wait` for the flush's answer; logs a failed or late one.
+fn wait_for_flush(ack: Option<Result<Receiver<Result<()>>>>, wait: Duration) {
+    if let Some(Ok(ack)) = ack {
+        match ack.recv_timeout(wait) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                log::warn!("a profile could not be finished before exit: {}", e.msg)
+            }
+            Err(_) => log::warn!(
+                "profiles were not finished within {}s of exit; their spools are kept for `npuprof \
+                 recover`",
+                wait.as_secs()
+            ),
+        }
+    }
+}
+
 /// The exit hook: finishes a profile still recording, and waits, bounded (`NPUPROF_FLUSH_TIMEOUT_S`, at most
 /// 60 s), for every export queued or running, so `npuprof_stop(); exit(0);` keeps its profile. One log line
 /// says what it waits for.
@@ -61,26 +134,9 @@ extern "C" fn at_exit() {
             // and held mid-change; leave everything as it is.
             return;
         }
-        // Another thread may hold the lock while the process exits: wait a little, never forever.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        let _ = IN_CONTROL.try_with(|f| f.set(true));
-        let mut ctl = loop {
-            match CONTROL.try_lock() {
-                Ok(g) => break Held(Some(g)),
-                Err(std::sync::TryLockError::Poisoned(p)) => break Held(Some(p.into_inner())),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    if std::time::Instant::now() > deadline {
-                        let _ = IN_CONTROL.try_with(|f| f.set(false));
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
+        let Some(mut ctl) = lock_at_exit() else {
+            return;
         };
-        let gen = FORK_GEN.load(Ordering::Acquire);
-        if ctl.fork_gen != gen {
-            reset_after_fork(&mut ctl, gen);
-        }
         // Never `config()` here: it may start the NPUPROF_CONTROL watcher, a control call of its own.
         let wait = Duration::from_secs(cfg.flush_timeout_s.min(60));
         let recording = ctl.running.as_ref().map(|p| p.dir.clone());
@@ -92,26 +148,7 @@ extern "C" fn at_exit() {
         // A device stop that blocks (the one below, or one still running) gets half of the wait: the host
         // data is then still written within it. Exports see it through their profile's `exit`.
         EXIT.begin(std::time::Instant::now() + wait / 2);
-        match &recording {
-            Some(dir) => log::warn!(
-                "the process is exiting while recording: finishing {} and waiting up to {}s for it{} \
-                 (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
-                dir.display(),
-                wait.as_secs(),
-                match writing {
-                    0 => String::new(),
-                    n => format!(" and {n} stopped profile(s) still being written"),
-                }
-            ),
-            None => log::warn!(
-                "the process is exiting while {writing} stopped profile(s) are still being written \
-                 (the latest: {}): waiting up to {}s for them (NPUPROF_FLUSH_TIMEOUT_S, at most 60 s at exit)",
-                ctl.last_dir
-                    .as_ref()
-                    .map_or("?".into(), |d| d.display().to_string()),
-                wait.as_secs()
-            ),
-        }
+        log_exit_wait(recording.as_ref(), writing, wait, ctl.last_dir.as_ref());
         if recording.is_some()
             && stop_locked(&mut ctl, clock::now(), StopReason::Exit, None).is_err()
         {
@@ -127,18 +164,6 @@ extern "C" fn at_exit() {
         // travels behind every stop sent before it, so its answer means they are all written.
         let ack = ctl.threads.as_ref().map(|t| t.request_flush());
         drop(ctl);
-        if let Some(Ok(ack)) = ack {
-            match ack.recv_timeout(wait) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    log::warn!("a profile could not be finished before exit: {}", e.msg)
-                }
-                Err(_) => log::warn!(
-                    "profiles were not finished within {}s of exit; their spools are kept for `npuprof \
-                     recover`",
-                    wait.as_secs()
-                ),
-            }
-        }
+        wait_for_flush(ack, wait);
     });
 }

@@ -286,7 +286,9 @@ fn disabled() -> Error {
     )
 }
 
-fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<()> {
+/// The checks before a start, under the lock: no profile is recording, no backend stop is still out (a stop
+/// that has returned gives its backend back), the background threads run. Returns the results root.
+fn ready_to_start(ctl: &mut Control, cfg: &'static Config) -> Result<&'static PathBuf> {
     if let Some(p) = &ctl.running {
         return Err(Error::new(
             Status::AlreadyRunning,
@@ -299,6 +301,11 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         return Err(s.busy_error());
     }
     ensure_threads(ctl)?;
+    Ok(root)
+}
+
+/// Selects the backend at the first start (host-only in a forked child of a device-using process).
+fn ensure_backend(ctl: &mut Control, cfg: &'static Config) -> Result<()> {
     if ctl.backend.is_none() {
         ctl.backend = Some(if ctl.device_unusable {
             log::warn!(
@@ -310,12 +317,18 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
             backend::select(cfg.backend, cfg)?
         });
     }
-    let backend = ctl
-        .backend
-        .as_mut()
-        .ok_or_else(|| Error::new(Status::Internal, "backend missing after selection"))?;
-    let device_id = backend.device_id(cfg);
+    Ok(())
+}
 
+/// Creates the profile's worker directory and its locked spool under `root`, and the [`Profile`] itself
+/// (the directory is removed again if the spool cannot be made).
+fn new_profile(
+    root: &std::path::Path,
+    cfg: &'static Config,
+    gen: u64,
+    (device_id, backend): (u32, crate::profile::BackendId),
+    auto: bool,
+) -> Result<(Arc<Profile>, std::fs::File)> {
     let anchor = clock::anchor_now();
     let dirs = layout::create_worker_dir(root, &cfg.worker_name_now(), anchor.1)?;
     let dir = dirs.top.path.clone();
@@ -327,10 +340,9 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
             return Err(e);
         }
     };
-    let gen = ctl.next_gen;
     let profile = Arc::new(Profile {
         gen,
-        dir: dir.clone(),
+        dir,
         spool_path,
         dirs,
         anchor,
@@ -339,16 +351,16 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         rank: cfg.rank,
         device_id,
         auto,
-        backend: backend.id(),
+        backend,
         config: cfg,
         exit: &crate::process::EXIT,
     });
-    backend
-        .start(&profile)
-        .inspect_err(|_| profile.dirs.discard())?;
-    // After the backend's start: exit handlers run newest first, so this one runs before the destructors of
-    // whatever the backend's libraries registered while starting (CANN's singletons).
-    install_exit_hook();
+    Ok((profile, spool))
+}
+
+/// Hands the started profile and its spool to the drain thread; if that fails, stops the backend and removes
+/// the profile's directory.
+fn send_start(ctl: &mut Control, profile: &Arc<Profile>, spool: std::fs::File) -> Result<()> {
     let sent = match ctl.threads.as_ref() {
         Some(t) => t.send(drain::Msg::Start(
             profile.clone(),
@@ -362,10 +374,15 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
     };
     if let Err(e) = sent {
         // Never leave the device session running for a profile that does not exist (its data is dropped).
-        drop(stop_backend(ctl, &profile));
+        drop(stop_backend(ctl, profile));
         profile.dirs.discard();
         return Err(e);
     }
+    Ok(())
+}
+
+/// Makes generation `gen` the recording one: the step hook, the step counter and limit, then REC in STATE.
+fn publish_running(ctl: &mut Control, cfg: &'static Config, gen: u64, auto: bool) {
     ctl.next_gen += 1;
     step_hook::set(backend_step_hook(ctl));
     STEPS.store(0, Ordering::Relaxed);
@@ -378,6 +395,27 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
     // load STATE Relaxed: they use no other data published here (the generation travels in STATE itself).
     let keep = STATE.load(Ordering::Relaxed) & (INIT | ARMED);
     STATE.store(keep | REC | (gen << GEN_SHIFT), Ordering::Release);
+}
+
+/// Starts a profile; runs under the control lock (every step below does).
+fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<()> {
+    let root = ready_to_start(ctl, cfg)?;
+    ensure_backend(ctl, cfg)?;
+    let backend = ctl
+        .backend
+        .as_mut()
+        .ok_or_else(|| Error::new(Status::Internal, "backend missing after selection"))?;
+    let device_id = backend.device_id(cfg);
+    let gen = ctl.next_gen;
+    let (profile, spool) = new_profile(root, cfg, gen, (device_id, backend.id()), auto)?;
+    backend
+        .start(&profile)
+        .inspect_err(|_| profile.dirs.discard())?;
+    // After the backend's start: exit handlers run newest first, so this one runs before the destructors of
+    // whatever the backend's libraries registered while starting (CANN's singletons).
+    install_exit_hook();
+    send_start(ctl, &profile, spool)?;
+    publish_running(ctl, cfg, gen, auto);
     log::info!(
         "profiling started{}: {}",
         if auto {
@@ -385,9 +423,9 @@ fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<(
         } else {
             ""
         },
-        dir.display()
+        profile.dir.display()
     );
-    ctl.last_dir = Some(dir);
+    ctl.last_dir = Some(profile.dir.clone());
     ctl.running = Some(profile);
     Ok(())
 }

@@ -182,6 +182,42 @@ struct ConfigPtr(*mut sys::aclprofConfig);
 // npuprof uses it only under the session mutex.
 unsafe impl Send for ConfigPtr {}
 
+/// `aclprofSetConfig` for each of the plan's settings; one that is missing or fails becomes a note.
+fn set_config(api: &Api, plan: &Plan, notes: &mut Vec<String>) {
+    for (ty, name, value) in &plan.set_config {
+        let Some(set) = api.set_config else {
+            notes.push(format!(
+                "{name}={value} not set: aclprofSetConfig is missing (libmsprofiler.so not found)"
+            ));
+            continue;
+        };
+        let v = CString::new(value.as_str()).unwrap_or_default();
+        // SAFETY: NUL-terminated value, length = strlen.
+        let rc = unsafe { set(*ty, v.as_ptr(), v.as_bytes().len()) };
+        if rc != 0 {
+            notes.push(format!("{name}={value}: {}", fail("aclprofSetConfig", rc)));
+        }
+    }
+}
+
+/// Undoes a start's successful `aclprofInit` after a later step failed (a failure is logged).
+fn finalize(api: &Api) {
+    // SAFETY: undoes our successful aclprofInit.
+    let rc = unsafe { (api.finalize)() };
+    if rc != 0 {
+        log::warn!("{}", fail("aclprofFinalize", rc));
+    }
+}
+
+/// Destroys a config a start created and no longer uses (a failure is logged).
+fn destroy(api: &Api, c: &ConfigPtr) {
+    // SAFETY: a config we created and no longer use.
+    let rc = unsafe { (api.destroy_config)(c.0) };
+    if rc != 0 {
+        log::warn!("{}", fail("aclprofDestroyConfig", rc));
+    }
+}
+
 struct Running {
     config: ConfigPtr,
     plan: Plan,
@@ -249,10 +285,9 @@ impl AclBackend {
         (!c.is_null()).then_some(ConfigPtr(c))
     }
 
-    /// The documented sequence; on any failure everything done so far is undone.
-    fn start_session(&mut self, profile: &Profile) -> std::result::Result<Running, String> {
+    /// `aclprofInit` on the worker directory: through its handle's path, else through its current real path.
+    fn init(&self, profile: &Profile) -> std::result::Result<(), String> {
         let api = self.api;
-        let clocks = clock_pair();
         // CANN takes a path: `/proc/self/fd/N` of the worker directory we hold open names that very
         // directory (CANN resolves it with realpath to where the directory is now), never whatever someone put
         // under its old name in the root. Should a CANN refuse it as a path (it may reject symlinked paths),
@@ -280,34 +315,19 @@ impl AclBackend {
         if rc != 0 {
             return Err(fail("aclprofInit", rc));
         }
-        let finalize = |api: &Api| {
-            // SAFETY: undoes our successful aclprofInit.
-            let rc = unsafe { (api.finalize)() };
-            if rc != 0 {
-                log::warn!("{}", fail("aclprofFinalize", rc));
-            }
-        };
-        let (features, ignored) = self.features();
-        let plan = plan::plan(profile.config, &features);
-        // The ignored-list note goes to the metadata of every profile but is logged once (by `features`).
-        let logged = usize::from(ignored.is_some());
-        let mut notes: Vec<String> = ignored.into_iter().collect();
-        notes.extend(plan.notes.iter().cloned());
-        for (ty, name, value) in &plan.set_config {
-            let Some(set) = api.set_config else {
-                notes.push(format!(
-                    "{name}={value} not set: aclprofSetConfig is missing (libmsprofiler.so not found)"
-                ));
-                continue;
-            };
-            let v = CString::new(value.as_str()).unwrap_or_default();
-            // SAFETY: NUL-terminated value, length = strlen.
-            let rc = unsafe { set(*ty, v.as_ptr(), v.as_bytes().len()) };
-            if rc != 0 {
-                notes.push(format!("{name}={value}: {}", fail("aclprofSetConfig", rc)));
-            }
-        }
-        let device = profile.device_id;
+        Ok(())
+    }
+
+    /// `aclprofCreateConfig` → `aclprofStart`, retried once with the portable bits when CANN rejects some
+    /// (`ACL_ERROR_PROF_MODULES_UNSUPPORTED`); returns the started config and its bits. On failure the config
+    /// (if any) is destroyed and the init undone.
+    fn create_and_start(
+        &self,
+        device: u32,
+        plan: &Plan,
+        notes: &mut Vec<String>,
+    ) -> std::result::Result<(ConfigPtr, u64), String> {
+        let api = self.api;
         let metrics = plan.metrics.value();
         let mut bits = plan.bits;
         let Some(mut config) = self.create(device, metrics, bits) else {
@@ -317,13 +337,6 @@ impl AclBackend {
                  id is not present (check NPUPROF_DEVICE / LOCAL_RANK) or the driver is unavailable",
                 plan.metrics.acl_name()
             ));
-        };
-        let destroy = |api: &Api, c: &ConfigPtr| {
-            // SAFETY: a config we created and no longer use.
-            let rc = unsafe { (api.destroy_config)(c.0) };
-            if rc != 0 {
-                log::warn!("{}", fail("aclprofDestroyConfig", rc));
-            }
         };
         // SAFETY: a live config from aclprofCreateConfig.
         let mut rc = unsafe { (api.start)(config.0) };
@@ -351,6 +364,22 @@ impl AclBackend {
             finalize(api);
             return Err(fail("aclprofStart", rc));
         }
+        Ok((config, bits))
+    }
+
+    /// The documented sequence; on any failure everything done so far is undone.
+    fn start_session(&mut self, profile: &Profile) -> std::result::Result<Running, String> {
+        let clocks = clock_pair();
+        self.init(profile)?;
+        let (features, ignored) = self.features();
+        let plan = plan::plan(profile.config, &features);
+        // The ignored-list note goes to the metadata of every profile but is logged once (by `features`).
+        let logged = usize::from(ignored.is_some());
+        let mut notes: Vec<String> = ignored.into_iter().collect();
+        notes.extend(plan.notes.iter().cloned());
+        set_config(self.api, &plan, &mut notes);
+        let device = profile.device_id;
+        let (config, bits) = self.create_and_start(device, &plan, &mut notes)?;
         for n in notes.iter().skip(logged) {
             log::warn!("{n}");
         }
