@@ -1,12 +1,14 @@
-//! The neutral device model: what backends fill and exporters read. Kernels and their strings, the device
+//! The neutral device model: what backends fill and exporters read. Kernels and their strings, collectives, the device
 //! events of a timeline, lane statistics, the result of a backend's collection ([`DeviceResult`]) and the
 //! [`DeviceData`] a stop hands to the export thread; the trace pid scheme of device lanes (`pids`). It
 //! imports no backend and no exporter.
 
+mod collectives;
 mod kernels;
 pub(crate) mod pids;
 mod strings;
 
+pub use collectives::{data_type_bytes, Collective, Collectives, DATA_TYPE_UNKNOWN};
 pub use kernels::{Kernel, Kernels};
 pub use strings::{Str, Strings, Sym};
 
@@ -62,6 +64,8 @@ pub trait Lanes: Send {
 #[derive(Default)]
 pub struct DeviceResult {
     pub kernels: Kernels,
+    /// Collective operations (their strings are `kernels.strings`); empty when the backend has none.
+    pub collectives: Collectives,
     /// `kernel_details.csv` columns (after `Step ID`) when the source has its own column set (CANN's
     /// op_summary, renamed as the frameworks do); `None` = npuprof's default header.
     pub kernel_header: Option<Vec<String>>,

@@ -57,6 +57,7 @@ impl DeviceData for MsptiData {
         meta.push(("device_records_cut".into(), (cut + kernels.cut).to_string()));
         let mut r = DeviceResult {
             kernels,
+            collectives: Default::default(),
             kernel_header: None,
             disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
             timeline: Some(Box::new(MsptiLanes {
