@@ -34,12 +34,12 @@ pub const DATA_TYPE_UNKNOWN: u32 = 0xFFFF;
 /// unknown.
 pub fn data_type_bytes(t: u32) -> Option<u64> {
     Some(match t {
-        0 | 7 => 1,             // INT8, UINT8
-        1 | 3 | 8 | 11 => 2,    // INT16, FP16, UINT16, BFP16
-        2 | 4 | 9 => 4,         // INT32, FP32, UINT32
-        5 | 6 | 10 => 8,        // INT64, UINT64, FP64
-        12 => 16,               // INT128
-        14 | 15 | 16 | 17 => 1, // HIF8, FP8E4M3, FP8E5M2, FP8E8M0
+        0 | 7 => 1,          // INT8, UINT8
+        1 | 3 | 8 | 11 => 2, // INT16, FP16, UINT16, BFP16
+        2 | 4 | 9 => 4,      // INT32, FP32, UINT32
+        5 | 6 | 10 => 8,     // INT64, UINT64, FP64
+        12 => 16,            // INT128
+        14..=17 => 1,        // HIF8, FP8E4M3, FP8E5M2, FP8E8M0
         _ => return None,
     })
 }
