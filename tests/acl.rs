@@ -1350,6 +1350,81 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
     assert!(check.contains("CHECK PASS"), "{check}");
 }
 
+/// Issue 18 item 6: an MSPTI kernel's `Type` / `OP Type` is its op type (the prefix of CANN's compiled kernel
+/// name, as MSPTI's own sample `Axpy_<md5>_high_performance_<key>`), not the kernel name; `Block Dim` and
+/// `Task ID`, which MSPTI's record does not carry, are msprof's unknown (4294967295), not a made-up 0; with
+/// memory profiling, MSPTI's allocations and releases become torch_npu's `memory_record.csv` and
+/// `operator_memory.csv`. Before: Type = the kernel name, Block Dim = Task ID = 0, no memory CSVs.
+#[test]
+fn mspti_kernels_carry_their_op_type_and_memory_operations_become_the_memory_csvs() {
+    const AXPY: &str = "Axpy_233851a3505389e43928a8bba133a74d_high_performance_210000000";
+    let kernel = format!("kernel:{AXPY}");
+    let r = mspti_run(
+        true,
+        &[],
+        &[
+            "mspti",
+            "start",
+            &kernel,
+            "kernel:RandomKernel_1",
+            "mem:1048576:0",
+            "mem:3145728:0",
+            "mem:1048576:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+    let k = rows(&out.join("kernel_details.csv"));
+    let (name, ty, block, task) = (
+        col(&k, "Name"),
+        col(&k, "Type"),
+        col(&k, "Block Dim"),
+        col(&k, "Task ID"),
+    );
+    let axpy = k.iter().find(|x| x[name] == AXPY).expect("the Axpy row");
+    assert_eq!(axpy[ty], "Axpy", "{axpy:?}");
+    assert_eq!(
+        (axpy[block].as_str(), axpy[task].as_str()),
+        ("4294967295", "4294967295")
+    );
+    // A name without CANN's compile hash stays its own type (N/A would make compare drop the row).
+    let other = k
+        .iter()
+        .find(|x| x[name] == "RandomKernel_1")
+        .expect("the other row");
+    assert_eq!(other[ty], "RandomKernel_1");
+    let o = rows(&out.join("op_statistic.csv"));
+    assert!(o.iter().any(|x| x[1] == "Axpy"), "{o:?}");
+    assert!(!o.iter().any(|x| x[1] == AXPY), "{o:?}");
+
+    let m = rows(&out.join("memory_record.csv"));
+    assert_eq!(
+        m[0].join(","),
+        "Component,Timestamp(us),Total Allocated(MB),Total Reserved(MB),Total Active(MB),Stream Ptr,Device Type"
+    );
+    let reserved = col(&m, "Total Reserved(MB)");
+    let totals: Vec<&str> = m[1..].iter().map(|x| x[reserved].as_str()).collect();
+    assert_eq!(totals, ["1.000000", "4.000000", "3.000000"], "{m:?}");
+    let om = rows(&out.join("operator_memory.csv"));
+    assert_eq!(
+        om[0].len(),
+        15,
+        "torch_npu's operator_memory columns: {:?}",
+        om[0]
+    );
+    let (size, rel) = (col(&om, "Size(KB)"), col(&om, "Release Time(us)"));
+    let blocks: Vec<(&str, bool)> = om[1..]
+        .iter()
+        .map(|x| (x[size].as_str(), x[rel] != "N/A"))
+        .collect();
+    assert_eq!(blocks, [("1024.000", true), ("3072.000", false)], "{om:?}");
+    let check = check_profile(r.tmp.path().join("prof").as_path());
+    assert!(check.contains("CHECK PASS"), "{check}");
+}
+
 #[test]
 fn mspti_without_ld_preload_keeps_kernels_and_warns_once_about_the_other_kinds() {
     let r = mspti_run(

@@ -1,15 +1,17 @@
-//! The neutral device model: what backends fill and exporters read. Kernels and their strings, collectives, the device
-//! events of a timeline, lane statistics, the result of a backend's collection ([`DeviceResult`]) and the
-//! [`DeviceData`] a stop hands to the export thread; the trace pid scheme of device lanes (`pids`). It
-//! imports no backend and no exporter.
+//! The neutral device model: what backends fill and exporters read. Kernels and their strings, collectives,
+//! device memory operations, the device events of a timeline, lane statistics, the result of a backend's
+//! collection ([`DeviceResult`]) and the [`DeviceData`] a stop hands to the export thread; the trace pid scheme
+//! of device lanes (`pids`). It imports no backend and no exporter.
 
 mod collectives;
 mod kernels;
+mod memory;
 pub(crate) mod pids;
 mod strings;
 
 pub use collectives::{data_type_bytes, Collective, Collectives, DATA_TYPE_UNKNOWN};
 pub use kernels::{Kernel, Kernels};
+pub use memory::{MemEvent, MemEvents, MemOp};
 pub use strings::{Str, Strings, Sym};
 
 use crate::error::Result;
@@ -66,6 +68,9 @@ pub struct DeviceResult {
     pub kernels: Kernels,
     /// Collective operations (their strings are `kernels.strings`); empty when the backend has none.
     pub collectives: Collectives,
+    /// Allocations and releases of device memory (`memory_record.csv`, `operator_memory.csv`); empty when
+    /// memory profiling is off or the backend has none.
+    pub memory: MemEvents,
     /// `kernel_details.csv` columns (after `Step ID`) when the source has its own column set (CANN's
     /// op_summary, renamed as the frameworks do); `None` = npuprof's default header.
     pub kernel_header: Option<Vec<String>>,

@@ -12,6 +12,7 @@ mod host;
 mod info;
 mod job;
 mod lanes;
+mod memory;
 mod result;
 mod stage;
 mod tables;

@@ -41,6 +41,7 @@ pub(super) fn write_result(
     let timeline = dev.timeline.take();
     let files = std::mem::take(&mut dev.files);
     let header = dev.kernel_header.take();
+    let memory = std::mem::take(&mut dev.memory);
     let tables = Tables {
         out: &p.dirs.output,
         p,
@@ -48,6 +49,7 @@ pub(super) fn write_result(
         profile: span,
         header: header.as_deref(),
         files: &files,
+        memory: &memory,
         cap: csv_cap,
     };
     let (lane_meta, tables_cut) = if dev.kernels.is_empty() {
@@ -103,6 +105,7 @@ fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
                 .map(|x| csv::kernel_row_bound(k, x, columns))
                 .sum::<u64>()
             + dev.files.iter().map(|f| f.1.len() as u64).sum::<u64>()
+            + super::memory::bound(&dev.memory)
     };
     budget::split(
         ctx.profile().config.max_disk_bytes(),

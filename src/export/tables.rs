@@ -1,9 +1,9 @@
-//! The CSV tables of a result (`step_trace_time.csv`, CANN's copied tables, `kernel_details.csv`,
-//! `op_statistic.csv`) within the device CSVs' share of NPUPROF_MAX_DISK_MB.
+//! The CSV tables of a result (`step_trace_time.csv`, CANN's copied tables, the memory CSVs,
+//! `kernel_details.csv`, `op_statistic.csv`) within the device CSVs' share of NPUPROF_MAX_DISK_MB.
 
 use super::csv::{self, StepSpan};
-use super::overlap;
-use crate::device::{DeviceResult, Kernels};
+use super::{memory, overlap};
+use crate::device::{DeviceResult, Kernels, MemEvents};
 use crate::error::Result;
 use crate::format::json;
 use crate::layout;
@@ -21,6 +21,8 @@ pub(super) struct Tables<'a> {
     pub header: Option<&'a [String]>,
     /// CANN's tables to copy (name, content).
     pub files: &'a [(String, String)],
+    /// Device memory operations (`memory_record.csv`, `operator_memory.csv`; none written when empty).
+    pub memory: &'a MemEvents,
     pub cap: u64,
 }
 
@@ -50,6 +52,14 @@ impl Tables<'_> {
             layout::write_atomic(out, name, content.as_bytes())?;
             cann_statistic |= name == layout::OP_STATISTIC;
         }
+        // The memory CSVs within their own bound (counted in the share), kernel_details.csv in the rest.
+        cut.memory = memory::write(
+            out,
+            (layout::MEMORY_RECORD, layout::OPERATOR_MEMORY),
+            self.memory,
+            left.min(memory::bound(self.memory)),
+        )?;
+        left = left.saturating_sub(cut.memory.bytes);
         cut.kernel_rows = csv::kernel_details(
             out,
             layout::KERNEL_DETAILS,
@@ -70,6 +80,7 @@ impl Tables<'_> {
 #[derive(Default)]
 pub(super) struct TablesCut {
     kernel_rows: u64,
+    memory: memory::MemoryCut,
     /// CANN's tables not copied (npuprof's op_statistic.csv stands in for CANN's).
     files_skipped: Vec<String>,
 }
@@ -84,6 +95,16 @@ pub(super) fn note_tables_cut(dev: &mut DeviceResult, cut: TablesCut, cap: u64) 
         log::warn!(
             "kernel_details.csv reached its share of NPUPROF_MAX_DISK_MB ({cap} bytes): {} rows left out",
             cut.kernel_rows
+        );
+    }
+    let m = &cut.memory;
+    if m.records + m.blocks > 0 {
+        dev.meta
+            .push(("memory_rows_cut".into(), (m.records + m.blocks).to_string()));
+        log::warn!(
+            "memory_record.csv / operator_memory.csv reached their share of NPUPROF_MAX_DISK_MB: {} / {} rows left out",
+            m.records,
+            m.blocks
         );
     }
     if !cut.files_skipped.is_empty() {

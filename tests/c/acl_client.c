@@ -285,6 +285,18 @@ int main(int argc, char **argv) {
                 if (acl_step) acl_step(0);
                 P.range_pop();
             }
+        } else if (!strncmp(c, "kernel:", 7)) {
+            /* One MSPTI kernel named as given (type KERNEL_AICORE, stream 6, 20 us). */
+            find_launch();
+            if (M.launch) {
+                M.launch(c + 7, "KERNEL_AICORE", 6, 20000);
+                launched++;
+            }
+        } else if (!strncmp(c, "mem:", 4)) {
+            /* mem:<bytes>:<0 allocate | 1 release> through the MSPTI fake (aclrtMalloc / aclrtFree). */
+            find_launch();
+            char *colon = strchr(c + 4, ':');
+            if (M.memory && colon) M.memory(strtoull(c + 4, NULL, 10), atoi(colon + 1));
         } else if (!strncmp(c, "setenv:", 7)) {
             char kv[512];
             snprintf(kv, sizeof kv, "%s", c + 7);

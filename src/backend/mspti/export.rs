@@ -3,11 +3,13 @@
 
 use super::lanes::MsptiLanes;
 use super::names_file::NameSource;
+use super::op_type::{self, UNKNOWN_U32};
 use super::records::*;
 use super::replay::{Pass, Spool};
-use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
+use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, MemEvent, MemEvents, MemOp, Sym};
 use crate::error::Result;
 use crate::profile::Profile;
+use std::collections::HashMap;
 
 pub use crate::layout::MSPTI_SPOOL_NAME as SPOOL;
 
@@ -33,7 +35,7 @@ impl DeviceData for MsptiData {
             .ok()
             .map(|(f, _)| Spool::new(f, limit, self.window));
         let mut meta = self.meta;
-        let (mut kernels, pass) = read_kernels(spool.as_ref(), &self.names, limit)?;
+        let (mut kernels, memory, pass) = read_kernels(spool.as_ref(), &self.names, limit)?;
         let cut = pass.beyond_limit;
         note_left_out(&pass, limit, &mut meta);
         let t_decode = t0.elapsed();
@@ -54,9 +56,13 @@ impl DeviceData for MsptiData {
             .flatten()
             .map_or(0, |st| st.size);
         // Records beyond NPUPROF_MAX_DEVICE_RECORDS (or that no memory could be reserved for).
-        meta.push(("device_records_cut".into(), (cut + kernels.cut).to_string()));
+        meta.push((
+            "device_records_cut".into(),
+            (cut + kernels.cut + memory.cut).to_string(),
+        ));
         let mut r = DeviceResult {
             kernels,
+            memory,
             collectives: Default::default(),
             kernel_header: None,
             disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
@@ -80,48 +86,92 @@ impl DeviceData for MsptiData {
     }
 }
 
-/// The kernel rows (kernels and HCCL operations), from the spool read in blocks (the records themselves are
-/// not kept: the lanes read the spool again); at most `limit`.
-fn read_kernels(spool: Option<&Spool>, src: &NameSource, limit: usize) -> Result<(Kernels, Pass)> {
+/// The kernel rows (kernels and HCCL operations) and the memory operations, from the spool read in blocks
+/// (the records themselves are not kept: the lanes read the spool again); at most `limit` of each.
+fn read_kernels(
+    spool: Option<&Spool>,
+    src: &NameSource,
+    limit: usize,
+) -> Result<(Kernels, MemEvents, Pass)> {
     // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
     let n_ids = src.count() as usize + 1;
     let mut kernels = Kernels::with_limit(limit);
+    let mut memory = MemEvents::with_limit(limit);
     let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
     let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
         let i = (id as usize).min(n_ids - 1);
         *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
     };
     let hccl = kernels.strings.intern(b"HCCL");
+    // Each name's op type, found once (by name symbol).
+    let mut op_types: HashMap<Sym, Sym> = HashMap::new();
     let pass = spool.map_or(Ok(Pass::default()), |s| {
         s.replay(|r| {
+            if r.kind == KIND_MEMORY {
+                memory.add(memory_event(r));
+                return Ok(());
+            }
             if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
                 return Ok(());
             }
             let name = intern(&mut kernels, r.c >> 32);
-            let core = if r.kind == KIND_HCCL {
+            let (core, op_type) = if r.kind == KIND_HCCL {
                 // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are lanes
                 // only.
-                hccl
+                (hccl, name)
             } else {
-                intern(&mut kernels, r.c & 0xffff_ffff)
+                let core = intern(&mut kernels, r.c & 0xffff_ffff);
+                (core, kernel_op_type(&mut kernels, &mut op_types, name))
             };
             kernels.add(Kernel {
                 name,
-                op_type: name,
+                op_type,
                 core,
                 start_ns: r.start,
                 dur_ns: r.end.saturating_sub(r.start),
                 wait_ns: 0,
                 stream_id: r.a,
-                task_id: 0,
-                model_id: u32::MAX,
-                block_dim: 0,
+                task_id: UNKNOWN_U32,
+                model_id: UNKNOWN_U32,
+                block_dim: UNKNOWN_U32,
                 cells: Box::default(),
             });
             Ok(())
         })
     })?;
-    Ok((kernels, pass))
+    Ok((kernels, memory, pass))
+}
+
+/// A MEMORY record ([`super::walk`]: `a` the operation, `corr` the address, `b` the bytes, `c` device and
+/// stream) as a memory operation.
+fn memory_event(r: &super::DevRec) -> MemEvent {
+    MemEvent {
+        op: if r.a == MEMORY_OPERATION_RELEASE {
+            MemOp::Release
+        } else {
+            MemOp::Allocate
+        },
+        ns: r.start,
+        device: (r.c >> 32) as u32,
+        address: r.corr,
+        bytes: r.b,
+    }
+}
+
+/// The op type of the kernel named `name` ([`super::op_type`]), interned once per name.
+fn kernel_op_type(kernels: &mut Kernels, cache: &mut HashMap<Sym, Sym>, name: Sym) -> Sym {
+    if let Some(&t) = cache.get(&name) {
+        return t;
+    }
+    let text = kernels.str(name).bytes.clone();
+    let op = op_type::op_type(&text);
+    let t = if op.len() == text.len() {
+        name
+    } else {
+        kernels.strings.intern(op)
+    };
+    cache.insert(name, t);
+    t
 }
 
 /// Logs the records left out (beyond the limit, outside the profile) and notes the latter in the metadata.

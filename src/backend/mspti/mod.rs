@@ -32,6 +32,7 @@ mod counts;
 mod export;
 mod lanes;
 pub(crate) mod names_file;
+mod op_type;
 mod pool;
 pub mod records;
 mod replay;

@@ -115,7 +115,9 @@ pub fn compact(buf: &[u8], off: usize, names: &mut Names) -> Option<DevRec> {
                 a: m.memory_operation_type,
                 start: m.start,
                 end: m.end,
-                corr: m.correlation_id,
+                // The block's address, not the correlation id: it pairs a release with its allocation
+                // (memory_record.csv, operator_memory.csv); nothing follows a memory record's correlation.
+                corr: m.address,
                 b: m.bytes,
                 c: pair(m.device_id, m.stream_id),
             }
