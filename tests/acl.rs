@@ -1425,6 +1425,28 @@ fn mspti_kernels_carry_their_op_type_and_memory_operations_become_the_memory_csv
     assert!(check.contains("CHECK PASS"), "{check}");
 }
 
+/// Issue 18 item 6: msprof-analyze's compare finds the memory of two MSPTI results with memory profiling
+/// (allocations inside the framework ranges of each step) and compares it operator by operator. Before: "Can't
+/// find any memory event" (no operator_memory.csv) and an empty memory comparison.
+#[test]
+fn compare_finds_the_memory_of_two_mspti_results() {
+    let run = || {
+        let r = mspti_run(
+            true,
+            &[],
+            &["mspti", "start", "steps:2", "stop", "flush", "dir"],
+        );
+        r.out.assert_ok();
+        r
+    };
+    let (base, comparison) = (run(), run());
+    let summary = compare_memory(&base.dir(), &comparison.dir());
+    assert!(
+        summary.contains("2 operator memory row(s)") || summary.contains("skipped"),
+        "{summary}"
+    );
+}
+
 #[test]
 fn mspti_without_ld_preload_keeps_kernels_and_warns_once_about_the_other_kinds() {
     let r = mspti_run(

@@ -3,11 +3,16 @@
 through tests/common/check.rs, the Python tests through python/tests/resultcheck.py).
 
     python3 tests/consumers.py cluster ROOT [--msprof-analyze EXE]
+    python3 tests/consumers.py compare-memory BASE COMPARISON [--msprof-analyze EXE]
 
 `cluster`: msprof-analyze's `cluster -m all` on ROOT (one `*_ascend_ms` result per rank), judged by what it
 must write, since it exits 0 on most failures: it recognises every result as a rank, logs no error, and its
 cluster_step_trace_time.csv has one rank row per step row of the results, for exactly their ranks. Prints one
 summary line; exits 1 with the reason (and msprof-analyze's log) on a failure, 2 on bad usage.
+
+`compare-memory`: msprof-analyze's `compare --enable_memory_compare` of two `*_ascend_ms` results with
+memory profiling: it finds their memory events (no "Can't find any memory event", no missing
+operator_memory.csv) and its workbook's MemoryCompare sheet holds operator rows with a size on both sides.
 """
 import argparse
 import csv
@@ -16,6 +21,8 @@ import re
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
+import zipfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 600  # far more than an analysis needs; reached only by a real hang
@@ -81,14 +88,72 @@ def cluster(root, exe):
     return f"cluster: msprof-analyze recognised {len(ranks)} rank(s) {ranks}, {step_rows} rank row(s)"
 
 
+XLSX = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+def xlsx_sheets(path):
+    """{sheet name: rows (lists of cell texts, None for an empty cell)} of a workbook, with the standard
+    library only (compare writes it with xlsxwriter: shared strings, sheets in order)."""
+    with zipfile.ZipFile(path) as z:
+        names = [s.get("name") for s in ET.fromstring(z.read("xl/workbook.xml")).iter(XLSX + "sheet")]
+        shared = []
+        if "xl/sharedStrings.xml" in z.namelist():
+            shared = ["".join(t.text or "" for t in si.iter(XLSX + "t"))
+                      for si in ET.fromstring(z.read("xl/sharedStrings.xml")).iter(XLSX + "si")]
+        sheets = {}
+        for i, name in enumerate(names, 1):
+            rows = []
+            for row in ET.fromstring(z.read(f"xl/worksheets/sheet{i}.xml")).iter(XLSX + "row"):
+                cells = []
+                for c in row.iter(XLSX + "c"):
+                    v = c.find(XLSX + "v")
+                    text = None if v is None else v.text
+                    if c.get("t") == "s" and text is not None:
+                        text = shared[int(text)]
+                    cells.append(text)
+                rows.append(cells)
+            sheets[name] = rows
+    return sheets
+
+
+def compare_memory(base, comparison, exe):
+    for w in (base, comparison):
+        expect(os.path.exists(os.path.join(w, "ASCEND_PROFILER_OUTPUT", "operator_memory.csv")),
+               f"{w}: no operator_memory.csv")
+    with tempfile.TemporaryDirectory() as out:
+        log = run(exe, ["compare", "-d", os.path.abspath(comparison), "-bp", os.path.abspath(base), "-o", out,
+                        "--enable_memory_compare"])
+        for bad in ("Can't find any memory event", "operator_memory.csv does not exist",
+                    "memory_record.csv is not available"):
+            expect(bad not in log, f"compare logged {bad!r}:\n{log}")
+        books = [n for n in os.listdir(out) if n.endswith(".xlsx")]
+        expect(len(books) == 1, f"compare wrote {books}, not one workbook:\n{log}")
+        sheets = xlsx_sheets(os.path.join(out, books[0]))
+        rows = sheets.get("MemoryCompare")
+        expect(rows and len(rows) > 2, f"no MemoryCompare rows in {sorted(sheets)}:\n{log}")
+        head = rows[1]
+        expect(head.count("Size(KB)") == 2, f"MemoryCompare header {head}")
+        sizes = [i for i, h in enumerate(head) if h == "Size(KB)"]
+        data = [r for r in rows[2:] if len(r) > max(sizes)]
+        expect(data and all(float(r[i] or 0) > 0 for r in data for i in sizes),
+               f"MemoryCompare rows without a size on both sides: {rows[2:]}")
+    return f"compare memory: {len(data)} operator memory row(s) compared"
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["cluster"])
-    ap.add_argument("root")
+    ap.add_argument("what", choices=["cluster", "compare-memory"])
+    ap.add_argument("paths", nargs="+", help="cluster: ROOT; compare-memory: BASE COMPARISON")
     ap.add_argument("--msprof-analyze", default=default_msprof_analyze())
     a = ap.parse_args(argv)
+    want = {"cluster": 1, "compare-memory": 2}[a.what]
+    if len(a.paths) != want:
+        ap.error(f"{a.what} takes {want} path(s)")
     try:
-        print(cluster(a.root, a.msprof_analyze))
+        if a.what == "cluster":
+            print(cluster(a.paths[0], a.msprof_analyze))
+        else:
+            print(compare_memory(*a.paths, a.msprof_analyze))
     except Failed as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1

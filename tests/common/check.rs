@@ -82,6 +82,38 @@ fn cluster(root: &Path, exe: &Path) -> String {
     r.stdout
 }
 
+/// msprof-analyze's `compare --enable_memory_compare` of two results with memory profiling, judged by
+/// tests/consumers.py (`compare-memory`): it finds their memory events and compares operator rows with a size
+/// on both sides. Returns its summary line, or says it was skipped without msprof-analyze (not under CI).
+pub(crate) fn compare_memory(base: &Path, comparison: &Path) -> String {
+    let Some(exe) = msprof_analyze() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install msprof-analyze (.ci/run creates .venv)"
+        );
+        return "compare memory: skipped (no msprof-analyze)".to_string();
+    };
+    let r = run_guarded(
+        Command::new("python3")
+            .arg(repo().join("tests/consumers.py"))
+            .arg("compare-memory")
+            .arg(base)
+            .arg(comparison)
+            .arg("--msprof-analyze")
+            .arg(exe),
+        HANG_DEADLINE,
+    );
+    assert!(
+        r.out.status.success(),
+        "msprof-analyze's memory compare of {} and {} failed:\n{}{}",
+        base.display(),
+        comparison.display(),
+        r.stdout,
+        r.stderr
+    );
+    r.stdout
+}
+
 /// `../shared/tools/check_profile.py --no-cluster` (the cluster analysis is ours), only where it exists.
 fn extra_check(root: &Path) {
     let script = shared().join("tools/check_profile.py");
