@@ -4,6 +4,7 @@ through tests/common/check.rs, the Python tests through python/tests/resultcheck
 
     python3 tests/consumers.py cluster ROOT [--msprof-analyze EXE]
     python3 tests/consumers.py compare-memory BASE COMPARISON [--msprof-analyze EXE]
+    python3 tests/consumers.py advisor-frequency RESULT [--msprof-analyze EXE]
 
 `cluster`: msprof-analyze's `cluster -m all` on ROOT (one `*_ascend_ms` result per rank), judged by what it
 must write, since it exits 0 on most failures: it recognises every result as a rank, logs no error, and its
@@ -13,6 +14,10 @@ summary line; exits 1 with the reason (and msprof-analyze's log) on a failure, 2
 `compare-memory`: msprof-analyze's `compare --enable_memory_compare` of two `*_ascend_ms` results with
 memory profiling: it finds their memory events (no "Can't find any memory event", no missing
 operator_memory.csv) and its workbook's MemoryCompare sheet holds operator rows with a size on both sides.
+
+`advisor-frequency`: msprof-analyze's `advisor all` on one `*_ascend_ms` result runs its AI Core frequency
+analysis with a frequency: it finds an `info.json.<device>` with `ai_core_num` and `aic_frequency` (no "Can
+not find ai core frequency", no "No ai_core_num").
 """
 import argparse
 import csv
@@ -140,20 +145,35 @@ def compare_memory(base, comparison, exe):
     return f"compare memory: {len(data)} operator memory row(s) compared"
 
 
+def advisor_frequency(result, exe):
+    with tempfile.TemporaryDirectory() as out:
+        # The advisor writes its report into the current directory too: keep it out of the repository.
+        p = subprocess.run([exe, "advisor", "all", "-d", os.path.abspath(result), "-o", out], capture_output=True,
+                           text=True, timeout=TIMEOUT, cwd=out)
+        log = p.stdout + p.stderr
+        expect("Start analysis AICoreFreqAnalyzer" in log, f"the advisor did not run its frequency analysis:\n{log}")
+        for bad in ("Can not find ai core frequency", "No ai_core_num in json info file", "No device info in json"):
+            expect(bad not in log, f"advisor logged {bad!r}:\n{log}")
+    return "advisor frequency: the AI Core frequency was found"
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["cluster", "compare-memory"])
-    ap.add_argument("paths", nargs="+", help="cluster: ROOT; compare-memory: BASE COMPARISON")
+    ap.add_argument("what", choices=["cluster", "compare-memory", "advisor-frequency"])
+    ap.add_argument("paths", nargs="+",
+                    help="cluster: ROOT; compare-memory: BASE COMPARISON; advisor-frequency: RESULT")
     ap.add_argument("--msprof-analyze", default=default_msprof_analyze())
     a = ap.parse_args(argv)
-    want = {"cluster": 1, "compare-memory": 2}[a.what]
+    want = {"cluster": 1, "compare-memory": 2, "advisor-frequency": 1}[a.what]
     if len(a.paths) != want:
         ap.error(f"{a.what} takes {want} path(s)")
     try:
         if a.what == "cluster":
             print(cluster(a.paths[0], a.msprof_analyze))
-        else:
+        elif a.what == "compare-memory":
             print(compare_memory(*a.paths, a.msprof_analyze))
+        else:
+            print(advisor_frequency(a.paths[0], a.msprof_analyze))
     except Failed as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1

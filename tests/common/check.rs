@@ -86,28 +86,36 @@ fn cluster(root: &Path, exe: &Path) -> String {
 /// tests/consumers.py (`compare-memory`): it finds their memory events and compares operator rows with a size
 /// on both sides. Returns its summary line, or says it was skipped without msprof-analyze (not under CI).
 pub(crate) fn compare_memory(base: &Path, comparison: &Path) -> String {
+    consumer("compare-memory", &[base, comparison])
+}
+
+/// msprof-analyze's `advisor all` on one result, judged by tests/consumers.py (`advisor-frequency`): its AI
+/// Core frequency analysis finds the frequency in an `info.json.<device>`.
+pub(crate) fn advisor_frequency(result: &Path) -> String {
+    consumer("advisor-frequency", &[result])
+}
+
+/// `tests/consumers.py WHAT PATHS...` with the real msprof-analyze: its summary line; a failure fails the test.
+fn consumer(what: &str, paths: &[&Path]) -> String {
     let Some(exe) = msprof_analyze() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must install msprof-analyze (.ci/run creates .venv)"
         );
-        return "compare memory: skipped (no msprof-analyze)".to_string();
+        return format!("{what}: skipped (no msprof-analyze)");
     };
     let r = run_guarded(
         Command::new("python3")
             .arg(repo().join("tests/consumers.py"))
-            .arg("compare-memory")
-            .arg(base)
-            .arg(comparison)
+            .arg(what)
+            .args(paths)
             .arg("--msprof-analyze")
             .arg(exe),
         HANG_DEADLINE,
     );
     assert!(
         r.out.status.success(),
-        "msprof-analyze's memory compare of {} and {} failed:\n{}{}",
-        base.display(),
-        comparison.display(),
+        "tests/consumers.py {what} {paths:?} failed:\n{}{}",
         r.stdout,
         r.stderr
     );
