@@ -1229,12 +1229,18 @@ fn mspti_lib() -> &'static Path {
             &[],
             &["-shared", "-fPIC", "-Wl,-soname,libmspti.so"],
         );
+        build_c(
+            "mspti/lib64/libascend_hal.so",
+            &["tests/c/fake_ascend_hal.c"],
+            &[],
+            &["-shared", "-fPIC", "-Wl,-soname,libascend_hal.so"],
+        );
         dir
     })
 }
 
 /// A profile with the MSPTI backend; `preload_mspti` puts libmspti.so in LD_PRELOAD (needed for HCCL and
-/// memory kinds).
+/// memory kinds), and the fake driver (libascend_hal.so, which a CANN process has loaded) with it.
 fn mspti_run(preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
     mspti_run_with(&lib(), preload_mspti, env, cmds)
 }
@@ -1242,7 +1248,12 @@ fn mspti_run(preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
 fn mspti_run_with(lib: &Path, preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
     let dir = mspti_lib();
     let preload = if preload_mspti {
-        format!("{}:{}", lib.display(), dir.join("libmspti.so").display())
+        format!(
+            "{}:{}:{}",
+            lib.display(),
+            dir.join("libmspti.so").display(),
+            dir.join("libascend_hal.so").display()
+        )
     } else {
         lib.display().to_string()
     };
@@ -1438,6 +1449,36 @@ fn mspti_kernels_carry_their_op_type_and_memory_operations_become_the_memory_csv
     assert_eq!(blocks, [("1024.000", true), ("3072.000", false)], "{om:?}");
     let check = check_profile(r.tmp.path().join("prof").as_path());
     assert!(check.contains("CHECK PASS"), "{check}");
+}
+
+/// Issue 18 item 6: the AI Core count and frequency the advisor reads come from the process's driver
+/// (`halGetDeviceInfo`, as CANN's profiler writes `info.json`): an MSPTI result has `info.json.<device>` and
+/// the advisor's frequency analysis finds it. When the driver gives no frequency, no file and the metadata
+/// says why (no made-up number). Before: no such file, "Can not find ai core frequency in info.json*".
+#[test]
+fn mspti_results_carry_the_drivers_ai_core_frequency_for_the_advisor() {
+    let cmds = ["mspti", "start", "steps:1", "stop", "flush", "dir"];
+    let r = mspti_run(true, &[], &cmds);
+    r.out.assert_ok();
+    let info = json(&r.dir().join("ASCEND_PROFILER_OUTPUT/info.json.0"));
+    let d = &info["DeviceInfo"][0];
+    assert_eq!(
+        (&d["ai_core_num"], &d["aiv_num"], &d["aic_frequency"]),
+        (&24.into(), &48.into(), &"1800".into()),
+        "{info}"
+    );
+    assert_eq!(r.meta()["device"]["aic_frequency"], 1800);
+    let summary = advisor_frequency(&r.dir());
+    assert!(
+        summary.contains("frequency was found") || summary.contains("skipped"),
+        "{summary}"
+    );
+
+    let r = mspti_run(true, &[("FAKE_HAL_NO_FREQ", "1")], &cmds);
+    r.out.assert_ok();
+    assert!(!r.dir().join("ASCEND_PROFILER_OUTPUT/info.json.0").exists());
+    let why = r.meta()["device"]["aic_frequency"].to_string();
+    assert!(why.contains("no AI Core frequency"), "{why}");
 }
 
 /// Issue 18 item 6: msprof-analyze's compare finds the memory of two MSPTI results with memory profiling

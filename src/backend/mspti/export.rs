@@ -1,6 +1,7 @@
 //! The export of MSPTI data: the spool becomes kernel rows and the device lanes ([`super::lanes`]). Records
 //! whose times lie outside the profile are left out and counted (`mspti_records_outside_profile`).
 
+use super::device_info;
 use super::lanes::MsptiLanes;
 use super::names_file::NameSource;
 use super::op_type::{self, UNKNOWN_U32};
@@ -8,6 +9,7 @@ use super::records::*;
 use super::replay::{Pass, Spool};
 use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, MemEvent, MemEvents, MemOp, Sym};
 use crate::error::Result;
+use crate::format::json;
 use crate::profile::Profile;
 use std::collections::HashMap;
 
@@ -74,6 +76,9 @@ impl DeviceData for MsptiData {
             files: Vec::new(),
             meta,
         };
+        if !self.host_only {
+            add_device_info(&mut r, self.device);
+        }
         r.set_status(
             if self.host_only {
                 "host-only"
@@ -83,6 +88,24 @@ impl DeviceData for MsptiData {
             None,
         );
         Ok(r)
+    }
+}
+
+/// `info.json.<device>` (the AI Core count and frequency the advisor reads) from the process's driver, or
+/// why there is none, in the metadata (`aic_frequency`).
+fn add_device_info(r: &mut DeviceResult, device: u32) {
+    match device_info::query(device) {
+        Ok(d) => {
+            r.meta
+                .push(("aic_frequency".into(), d.aic_frequency.to_string()));
+            r.files.push((d.file_name(), d.json()));
+        }
+        Err(why) => {
+            log::info!("MSPTI: no info.json.{device} for the advisor's AI Core checks: {why}");
+            let msg = format!("unknown: {why}");
+            r.meta
+                .push(("aic_frequency".into(), json::string(msg.as_bytes())));
+        }
     }
 }
 

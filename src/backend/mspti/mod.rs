@@ -29,6 +29,7 @@
 mod callbacks;
 mod consumer;
 mod counts;
+mod device_info;
 mod export;
 mod lanes;
 pub(crate) mod names_file;
