@@ -235,3 +235,31 @@ fn set_wait_times(kernels: &mut Kernels) {
         prev_end = prev_end.max(k.start_ns + k.dur_ns);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mspti::DevRec;
+
+    #[test]
+    fn memory_records_become_allocations_and_releases() {
+        let rec = |a: u32| DevRec {
+            kind: KIND_MEMORY,
+            a,
+            start: 7,
+            end: 9,
+            corr: 0xabc000,
+            b: 2048,
+            c: (2u64 << 32) | 5,
+        };
+        let want = |op| MemEvent {
+            op,
+            ns: 7,
+            device: 2,
+            address: 0xabc000,
+            bytes: 2048,
+        };
+        assert_eq!(memory_event(&rec(0)), want(MemOp::Allocate));
+        assert_eq!(memory_event(&rec(1)), want(MemOp::Release));
+    }
+}

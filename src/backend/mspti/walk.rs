@@ -500,6 +500,41 @@ mod tests {
         assert_eq!(counts.get(Count::BytesLost), (valid - 56) as u64);
     }
 
+    /// A memory record keeps what pairs a release with its allocation: the block's address (in `corr`), with
+    /// the operation, the bytes and the device.
+    #[test]
+    fn a_memory_record_keeps_the_block_address() {
+        let mut buf = Vec::new();
+        put(
+            &mut buf,
+            records::Memory {
+                kind: KIND_MEMORY,
+                memory_operation_type: 1,
+                memory_kind: 1,
+                correlation_id: 5,
+                start: 100,
+                end: 110,
+                address: 0x1240_0000_0000,
+                bytes: 4096,
+                process_id: 9,
+                device_id: 3,
+                stream_id: u32::MAX,
+            },
+        );
+        let valid = buf.len();
+        buf.resize(REC.max(valid), 0);
+        let counts = Counts::default();
+        assert_eq!(
+            walk(None, &counts, &mut buf, valid, &mut Names::new(&counts)),
+            1
+        );
+        let r = DevRec::from_bytes(&buf[..REC]);
+        assert_eq!(
+            (r.kind, r.a, r.corr, r.b, r.c >> 32, r.start),
+            (KIND_MEMORY, 1, 0x1240_0000_0000, 4096, 3, 100)
+        );
+    }
+
     #[test]
     fn compact_records_round_trip() {
         let r = DevRec {
