@@ -391,6 +391,35 @@ fn summary_escapes_control_characters_in_names() {
     );
 }
 
+/// Issue 18 item 6: the memory CSVs, when a result has them, carry torch_npu's headers (what compare reads
+/// by name); a result without them is fine.
+#[test]
+fn check_knows_the_memory_csvs() {
+    let t = tempfile::tempdir().unwrap();
+    let w = result(t.path());
+    let out = w.join("ASCEND_PROFILER_OUTPUT");
+    let r = npuprof(&["check", s(t.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    std::fs::write(
+        out.join("memory_record.csv"),
+        "Component,Timestamp(us),Total Allocated(MB),Total Reserved(MB),Total Active(MB),Stream Ptr,\
+         Device Type\nAPP,\"1.000\t\",1.000000,1.000000,N/A,N/A,NPU:0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("operator_memory.csv"),
+        "Name,Size(KB)\n0x1,1.000\n",
+    )
+    .unwrap();
+    let r = npuprof(&["check", s(t.path())]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains("operator_memory.csv") && !r.out.contains("memory_record.csv"),
+        "{}",
+        r.all()
+    );
+}
+
 /// `check A B` checked only A (and passed when B was broken); every directory given is checked.
 #[test]
 fn check_and_summary_take_every_directory_given() {

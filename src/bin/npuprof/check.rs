@@ -36,6 +36,14 @@ const KERNEL_REQUIRED: [&str; 6] = [
     "Duration(us)",
     "Wait Time(us)",
 ];
+/// torch_npu's memory CSVs (`_memory_view_parser.py`), written with memory profiling (MSPTI).
+const MEMORY_RECORD_HEADER: &str =
+    "Component,Timestamp(us),Total Allocated(MB),Total Reserved(MB),\
+Total Active(MB),Stream Ptr,Device Type";
+const OPERATOR_MEMORY_HEADER: &str = "Name,Size(KB),Allocation Time(us),Release Time(us),\
+Active Release Time(us),Duration(us),Active Duration(us),Allocation Total Allocated(MB),\
+Allocation Total Reserved(MB),Allocation Total Active(MB),Release Total Allocated(MB),\
+Release Total Reserved(MB),Release Total Active(MB),Stream Ptr,Device Type";
 /// Problems listed per trace before "... N more".
 const TRACE_PROBLEMS_SHOWN: usize = 10;
 
@@ -240,6 +248,23 @@ fn check_csvs(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
             &|_, _| None,
             errs,
         );
+    }
+    // Optional: with memory profiling.
+    for (name, header) in [
+        (layout::MEMORY_RECORD, MEMORY_RECORD_HEADER),
+        (layout::OPERATOR_MEMORY, OPERATOR_MEMORY_HEADER),
+    ] {
+        if matches!(out.stat_at(name), Ok(Some(_))) {
+            check_csv(
+                out,
+                out_path,
+                name,
+                &|h| h.join(",") == header,
+                "torch_npu's header",
+                &|_, _| None,
+                errs,
+            );
+        }
     }
 }
 
