@@ -1,5 +1,7 @@
-//! The export of MSPTI data: the spool becomes kernel rows and the device lanes ([`super::lanes`]). Records
-//! whose times lie outside the profile are left out and counted (`mspti_records_outside_profile`).
+//! The export of MSPTI data: the spool becomes kernel rows (with their op type, [`super::op_type`]), memory
+//! operations and the device lanes ([`super::lanes`]); the driver gives `info.json.<device>`
+//! ([`super::device_info`]). Records whose times lie outside the profile are left out and counted
+//! (`mspti_records_outside_profile`).
 
 use super::device_info;
 use super::lanes::MsptiLanes;
