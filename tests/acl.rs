@@ -7,6 +7,8 @@
 //! parses the documented outputs, not that CANN behaves as documented.
 
 mod common;
+#[path = "acl/communication.rs"]
+mod communication;
 
 use common::*;
 use serde_json::Value;

@@ -1,11 +1,12 @@
 //! The export of MSPTI data: the spool becomes kernel rows and the device lanes ([`super::lanes`]). Records
 //! whose times lie outside the profile are left out and counted (`mspti_records_outside_profile`).
 
+use super::collectives::Gather;
 use super::lanes::MsptiLanes;
 use super::names_file::NameSource;
 use super::records::*;
 use super::replay::{Pass, Spool};
-use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, Sym};
+use crate::device::{Collectives, DeviceData, DeviceResult, Kernel, Kernels, Sym};
 use crate::error::Result;
 use crate::profile::Profile;
 
@@ -33,7 +34,7 @@ impl DeviceData for MsptiData {
             .ok()
             .map(|(f, _)| Spool::new(f, limit, self.window));
         let mut meta = self.meta;
-        let (mut kernels, pass) = read_kernels(spool.as_ref(), &self.names, limit)?;
+        let (mut kernels, collectives, pass) = read_kernels(spool.as_ref(), &self.names, limit)?;
         let cut = pass.beyond_limit;
         note_left_out(&pass, limit, &mut meta);
         let t_decode = t0.elapsed();
@@ -57,7 +58,7 @@ impl DeviceData for MsptiData {
         meta.push(("device_records_cut".into(), (cut + kernels.cut).to_string()));
         let mut r = DeviceResult {
             kernels,
-            collectives: Default::default(),
+            collectives,
             kernel_header: None,
             disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
             timeline: Some(Box::new(MsptiLanes {
@@ -80,9 +81,14 @@ impl DeviceData for MsptiData {
     }
 }
 
-/// The kernel rows (kernels and HCCL operations), from the spool read in blocks (the records themselves are
-/// not kept: the lanes read the spool again); at most `limit`.
-fn read_kernels(spool: Option<&Spool>, src: &NameSource, limit: usize) -> Result<(Kernels, Pass)> {
+/// The kernel rows (kernels, and one communication row per collective operation) and the collectives, from
+/// the spool read in blocks (the records themselves are not kept: the lanes read the spool again); at most
+/// `limit` of each.
+fn read_kernels(
+    spool: Option<&Spool>,
+    src: &NameSource,
+    limit: usize,
+) -> Result<(Kernels, Collectives, Pass)> {
     // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
     let n_ids = src.count() as usize + 1;
     let mut kernels = Kernels::with_limit(limit);
@@ -91,37 +97,49 @@ fn read_kernels(spool: Option<&Spool>, src: &NameSource, limit: usize) -> Result
         let i = (id as usize).min(n_ids - 1);
         *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
     };
-    let hccl = kernels.strings.intern(b"HCCL");
+    let mut gather = Gather::new(limit);
     let pass = spool.map_or(Ok(Pass::default()), |s| {
         s.replay(|r| {
-            if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
+            if gather.take(r, &mut |id| intern(&mut kernels, id)) || r.kind != KIND_KERNEL {
                 return Ok(());
             }
             let name = intern(&mut kernels, r.c >> 32);
-            let core = if r.kind == KIND_HCCL {
-                // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are lanes
-                // only.
-                hccl
-            } else {
-                intern(&mut kernels, r.c & 0xffff_ffff)
-            };
+            let core = intern(&mut kernels, r.c & 0xffff_ffff);
             kernels.add(Kernel {
-                name,
-                op_type: name,
                 core,
-                start_ns: r.start,
-                dur_ns: r.end.saturating_sub(r.start),
-                wait_ns: 0,
-                stream_id: r.a,
-                task_id: 0,
-                model_id: u32::MAX,
-                block_dim: 0,
-                cells: Box::default(),
+                ..row(name, r.start, r.end, r.a)
             });
             Ok(())
         })
     })?;
-    Ok((kernels, pass))
+    let collectives = gather.merge(limit);
+    // The communication rows (HCCL operations in kernel_details and the Communication columns of
+    // step_trace_time.csv): one per operation, whichever kind reported it.
+    let hccl = kernels.strings.intern(b"HCCL");
+    for c in &collectives.list {
+        kernels.add(Kernel {
+            core: hccl,
+            ..row(c.name, c.start_ns, c.start_ns + c.dur_ns, c.stream_id)
+        });
+    }
+    Ok((kernels, collectives, pass))
+}
+
+/// A kernel row of `name` on `stream` from `start` to `end` (MSPTI gives no task id, block dim or model).
+fn row(name: Sym, start: u64, end: u64, stream: u32) -> Kernel {
+    Kernel {
+        name,
+        op_type: name,
+        core: Sym::default(),
+        start_ns: start,
+        dur_ns: end.saturating_sub(start),
+        wait_ns: 0,
+        stream_id: stream,
+        task_id: 0,
+        model_id: u32::MAX,
+        block_dim: 0,
+        cells: Box::default(),
+    }
 }
 
 /// Logs the records left out (beyond the limit, outside the profile) and notes the latter in the metadata.
