@@ -8,7 +8,10 @@ mod kernels;
 pub(crate) mod pids;
 mod strings;
 
-pub use collectives::{data_type_bytes, Collective, Collectives, DATA_TYPE_UNKNOWN};
+pub use collectives::{
+    data_type_bytes, double_hash, is_p2p, op_names, op_type, Collective, Collectives,
+    DATA_TYPE_UNKNOWN,
+};
 pub use kernels::{Kernel, Kernels};
 pub use strings::{Str, Strings, Sym};
 
