@@ -125,6 +125,24 @@ pub fn op_names(list: &[Collective], strings: &super::Strings) -> Vec<String> {
     names
 }
 
+/// Collectives from the communication rows of `kernels` (for a backend whose device data has no collective
+/// records: msprof's op_summary and timeline give HCCL ops as tasks, without group, count or type).
+pub fn from_kernels(kernels: &super::Kernels, device: u32, limit: usize) -> Collectives {
+    let mut out = Collectives::with_limit(limit);
+    for k in kernels.list.iter().filter(|k| kernels.is_communication(k)) {
+        out.add(Collective {
+            name: k.name,
+            start_ns: k.start_ns,
+            dur_ns: k.dur_ns,
+            stream_id: k.stream_id,
+            device,
+            data_type: DATA_TYPE_UNKNOWN,
+            ..Default::default()
+        });
+    }
+    out
+}
+
 /// The collective operations of one profile, at most `limit` of them; beyond it (or without memory for
 /// more) they are counted in `cut`, as kernels are.
 #[derive(Debug)]

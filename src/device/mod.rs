@@ -4,14 +4,16 @@
 //! imports no backend and no exporter.
 
 mod collectives;
+pub mod groups;
 mod kernels;
 pub(crate) mod pids;
 mod strings;
 
 pub use collectives::{
-    data_type_bytes, double_hash, is_p2p, op_names, op_type, Collective, Collectives,
+    data_type_bytes, double_hash, from_kernels, is_p2p, op_names, op_type, Collective, Collectives,
     DATA_TYPE_UNKNOWN,
 };
+pub use groups::GroupInfo;
 pub use kernels::{Kernel, Kernels};
 pub use strings::{Str, Strings, Sym};
 

@@ -41,3 +41,28 @@ fn mspti_collectives_fill_the_communication_columns_once() {
         );
     }
 }
+
+/// Runs `one(rank)` for ranks 0 and 1 and gathers both results under one root (a two-rank cluster).
+fn two_ranks(one: impl Fn(&str) -> Run) -> (tempfile::TempDir, Vec<Run>) {
+    let root = tempfile::tempdir().unwrap();
+    let runs: Vec<Run> = ["0", "1"].iter().map(|r| one(r)).collect();
+    for r in &runs {
+        r.out.assert_ok();
+        let d = r.dir();
+        std::fs::rename(&d, root.path().join(d.file_name().unwrap())).unwrap();
+    }
+    (root, runs)
+}
+
+/// Issue 18 item 1: two MSPTI ranks' collectives are communication data msprof-analyze's cluster analysis
+/// understands: no rank "does not have valid communication data", every op in cluster_communication.json and
+/// its matrix with both ranks, the group in communication_group.json.
+#[test]
+fn mspti_two_ranks_communication_is_understood_by_cluster() {
+    let (root, _runs) = two_ranks(|r| mspti_rank(r, false));
+    let check = check_communication(root.path());
+    assert!(
+        check.contains("communication: 4 op(s) in 1 group(s)"),
+        "{check}"
+    );
+}
