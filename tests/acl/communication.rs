@@ -12,6 +12,12 @@ fn mspti_rank(rank: &str, preload_mspti: bool) -> Run {
     )
 }
 
+/// The fakes' group (`group0`, MSPTI's commName) told to npuprof as torch_npu would: the data-parallel
+/// group of ranks 0 and 1.
+fn group_cmd(rank: &str) -> String {
+    format!("group:group0:dp:{rank}:0,1")
+}
+
 /// With MSPTI, each step's collective is in the Communication columns of step_trace_time.csv, whether MSPTI
 /// gave it as HCCL and COMMUNICATION records (counted once) or as COMMUNICATION records only (HCCL needs
 /// libmspti.so in LD_PRELOAD).
@@ -62,7 +68,62 @@ fn mspti_two_ranks_communication_is_understood_by_cluster() {
     let (root, _runs) = two_ranks(|r| mspti_rank(r, false));
     let check = check_communication(root.path());
     assert!(
-        check.contains("communication: 4 op(s) in 1 group(s)"),
+        check.contains("communication: 4 op(s) in 1 group(s), 0 named"),
+        "{check}"
+    );
+}
+
+/// Issue 18 item 1: with the group told (`npuprof_set_group`), profiler_metadata.json has torch_npu's
+/// `parallel_group_info` and cluster matches it to the ops' group (communication_group.json: pg_name `dp`,
+/// global ranks [0, 1]); each rank's matrix has its rank in the group and a link to the other.
+#[test]
+fn mspti_two_ranks_with_their_group_told_name_it_in_cluster() {
+    let (root, runs) = two_ranks(|r| {
+        mspti_run(
+            false,
+            &[("NPUPROF_RANK", r)],
+            &[
+                "mspti",
+                &group_cmd(r),
+                "start",
+                "steps:2",
+                "stop",
+                "flush",
+                "dir",
+            ],
+        )
+    });
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(
+            r.out.value("GROUP").as_deref(),
+            Some("0"),
+            "{}",
+            r.out.stderr
+        );
+        let w = root.path().join(r.dir().file_name().unwrap());
+        let m = json(&w.join("profiler_metadata.json"));
+        assert_eq!(
+            m["parallel_group_info"]["group0"],
+            serde_json::json!({"group_name": "dp", "group_rank": i, "global_ranks": [0, 1]})
+        );
+        let mx = json(&w.join("ASCEND_PROFILER_OUTPUT/communication_matrix.json"));
+        let links: Vec<&String> = mx["step1"]["collective"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|l| l.as_object().unwrap().keys())
+            .collect();
+        let (me, other) = (i, 1 - i);
+        let want = [format!("{me}-{other}"), format!("{me}-{me}")];
+        let mut links: Vec<String> = links.into_iter().cloned().collect();
+        links.sort();
+        let mut want = want.to_vec();
+        want.sort();
+        assert_eq!(links, want);
+    }
+    let check = check_communication(root.path());
+    assert!(
+        check.contains("communication: 2 op(s) in 1 group(s), 1 named"),
         "{check}"
     );
 }
