@@ -127,3 +127,30 @@ fn mspti_two_ranks_with_their_group_told_name_it_in_cluster() {
         "{check}"
     );
 }
+
+/// Issue 18 item 1: two aclprof ranks (the fake msprof's op_summary gives each step's allreduce as a
+/// COMMUNICATION row): their communication files are understood by cluster, with the process's one group
+/// told (msprof names no group in op_summary) matched by name.
+#[test]
+fn aclprof_two_ranks_communication_is_understood_by_cluster() {
+    let (root, runs) = two_ranks(|r| {
+        let group = group_cmd(r);
+        go_env(
+            &[("NPUPROF_RANK", r)],
+            &["cann", &group, "start", "steps:4", "stop", "flush", "dir"],
+        )
+    });
+    for r in &runs {
+        assert_eq!(
+            r.out.value("GROUP").as_deref(),
+            Some("0"),
+            "{}",
+            r.out.stderr
+        );
+    }
+    let check = check_communication(root.path());
+    assert!(
+        check.contains("communication: 4 op(s) in 1 group(s), 1 named"),
+        "{check}"
+    );
+}
