@@ -194,7 +194,7 @@ impl Total {
 
 /// `Communication Time Info` of a span of `elapse_ms` that is all transit, starting at `start` (µs text).
 fn time_info(s: &mut String, start: Option<u64>, elapse_ms: f64) {
-    s.push_str("{");
+    s.push('{');
     if let Some(ns) = start {
         s.push_str("\"Start Timestamp(us)\":");
         json::push_us3(s, ns);

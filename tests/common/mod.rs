@@ -9,7 +9,6 @@ use std::sync::{Mutex, OnceLock};
 
 mod check;
 #[allow(unused_imports)] // Each test binary uses some of the helpers.
-#[allow(unused_imports)]
 pub(crate) use check::{check_communication, check_profile, check_profile_no_cluster};
 
 pub(crate) fn repo() -> PathBuf {
