@@ -175,6 +175,18 @@ impl Collectives {
         self.list.is_empty()
     }
 
+    /// Gives the collectives whose group the backend did not name (msprof's op_summary) the process's
+    /// group, when it told exactly one (`npuprof_set_group`): names and keys are then made from it.
+    pub fn default_group(&mut self, strings: &mut super::Strings, groups: &[super::GroupInfo]) {
+        let [only] = groups else {
+            return;
+        };
+        let g = strings.intern(only.name.as_bytes());
+        for c in self.list.iter_mut().filter(|c| c.group == Sym::default()) {
+            c.group = g;
+        }
+    }
+
     /// Adds `c` if there is room (the list grows by fallible reservations); else counts it in `cut`.
     pub fn add(&mut self, c: Collective) -> bool {
         let n = self.list.len();

@@ -125,11 +125,7 @@ fn step_of(steps: &[StepSpan], ns: u64) -> Option<u64> {
 }
 
 fn op(c: &Collective, name: String, strings: &Strings, rank: u32, groups: &[GroupInfo]) -> Op {
-    // A backend that does not name the group (msprof's op_summary): the process's one group, if it told one.
-    let group: &[u8] = match &strings.get(c.group).bytes[..] {
-        [] if groups.len() == 1 => groups[0].name.as_bytes(),
-        g => g,
-    };
+    let group: &[u8] = &strings.get(c.group).bytes;
     let key = format!("{name}@{}", double_hash(group));
     let known = groups.iter().find(|g| g.name.as_bytes() == group);
     let (local, next) = match known {

@@ -111,6 +111,8 @@ fn write_communication(ctx: &Ctx, dev: &mut DeviceResult, steps: &[StepSpan], ca
         return;
     }
     let groups = crate::device::groups::snapshot();
+    dev.collectives
+        .default_group(&mut dev.kernels.strings, &groups);
     match super::communication::write(&p.dirs.output, dev, steps, p.rank, &groups, cap) {
         Ok(w) => {
             dev.meta

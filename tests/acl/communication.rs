@@ -140,6 +140,8 @@ fn aclprof_two_ranks_communication_is_understood_by_cluster() {
             &["cann", &group, "start", "steps:4", "stop", "flush", "dir"],
         )
     });
+    // The names are made from the told group (last 3 digits of its double_hash), as the keys are.
+    let gid = 9432122931104976425u64.to_string(); // double_hash("group0"), by msprof-analyze's function
     for r in &runs {
         assert_eq!(
             r.out.value("GROUP").as_deref(),
@@ -147,6 +149,15 @@ fn aclprof_two_ranks_communication_is_understood_by_cluster() {
             "{}",
             r.out.stderr
         );
+        let w = root.path().join(r.dir().file_name().unwrap());
+        let c = json(&w.join("ASCEND_PROFILER_OUTPUT/communication.json"));
+        let keys: Vec<&String> = c["step2"]["collective"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        let want = format!("hcom_allReduce__{}_1_1@{gid}", &gid[gid.len() - 3..]);
+        assert_eq!(keys, ["Total Op Info", &want]); // serde_json sorts keys
     }
     let check = check_communication(root.path());
     assert!(
