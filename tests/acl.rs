@@ -7,6 +7,8 @@
 //! parses the documented outputs, not that CANN behaves as documented.
 
 mod common;
+#[path = "acl/communication.rs"]
+mod communication;
 
 use common::*;
 use serde_json::Value;
@@ -1523,7 +1525,16 @@ fn mspti_without_ld_preload_keeps_kernels_and_warns_once_about_the_other_kinds()
         r.out.stderr
     );
     let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
-    assert_eq!(k.len(), 1 + 2, "kernels only, no HCCL rows: {k:?}");
+    // HCCL records need LD_PRELOAD; the step's collective still comes from its COMMUNICATION record
+    // (issue 18: before, that left no communication row).
+    assert_eq!(k.len(), 1 + 3, "kernels and the collective: {k:?}");
+    assert_eq!(
+        k.iter()
+            .filter(|r| r[col(&k, "Accelerator Core")] == "HCCL")
+            .count(),
+        1,
+        "{k:?}"
+    );
 }
 
 /// Issue 17: an MSPTI profile holds NPU data, and its `profiler_info_{rank}.json` says so as an aclprof one

@@ -3,6 +3,7 @@
 through tests/common/check.rs, the Python tests through python/tests/resultcheck.py).
 
     python3 tests/consumers.py cluster ROOT [--msprof-analyze EXE]
+    python3 tests/consumers.py communication ROOT [--msprof-analyze EXE]
     python3 tests/consumers.py compare-memory BASE COMPARISON [--msprof-analyze EXE]
     python3 tests/consumers.py advisor-frequency RESULT [--msprof-analyze EXE]
 
@@ -10,6 +11,11 @@ through tests/common/check.rs, the Python tests through python/tests/resultcheck
 must write, since it exits 0 on most failures: it recognises every result as a rank, logs no error, and its
 cluster_step_trace_time.csv has one rank row per step row of the results, for exactly their ranks. Prints one
 summary line; exits 1 with the reason (and msprof-analyze's log) on a failure, 2 on bad usage.
+
+`communication`: `cluster`, and what it made of the results' communication.json / communication_matrix.json:
+no rank "does not have valid communication data", every op of every rank in cluster_communication.json and
+cluster_communication_matrix.json (with each rank's self link), each group in communication_group.json with the
+ranks that name it, and profiler_metadata.json's parallel_group_info matched (pg_name, global ranks).
 
 `compare-memory`: msprof-analyze's `compare --enable_memory_compare` of two `*_ascend_ms` results with
 memory profiling: it finds their memory events (no "Can't find any memory event", no missing
@@ -21,6 +27,7 @@ not find ai core frequency", no "No ai_core_num").
 """
 import argparse
 import csv
+import json
 import os
 import re
 import subprocess
@@ -72,12 +79,14 @@ def run(exe, args):
     return log
 
 
-def cluster(root, exe):
+def cluster(root, exe, then=None):
+    """`cluster -m all` on root, checked; `then(out_dir, log, ws, ranks)` adds checks on its output."""
     ws = results(root)
     expect(ws, f"no *_ascend_ms result under {root}")
     ranks = sorted(rank(w) for w in ws)
     expect(len(set(ranks)) == len(ranks), f"a cluster holds each rank once (msprof-analyze keeps the newest): {ranks}")
     step_rows = sum(len(csv_rows(os.path.join(w, "ASCEND_PROFILER_OUTPUT", "step_trace_time.csv"))) - 1 for w in ws)
+    extra = ""
     with tempfile.TemporaryDirectory() as out:
         log = run(exe, ["cluster", "-m", "all", "-d", os.path.abspath(root), "-o", out])
         m = re.search(r"Finish allocate profiling data: (\d+) ranks", log)
@@ -90,7 +99,78 @@ def cluster(root, exe):
         got = (len(rank_rows), sorted({int(r[2]) for r in rank_rows}))
         expect(got == (step_rows, ranks),
                f"{path}: (rank rows, ranks) {got}, the results have {(step_rows, ranks)}:\n{log}")
-    return f"cluster: msprof-analyze recognised {len(ranks)} rank(s) {ranks}, {step_rows} rank row(s)"
+        if then:
+            extra = "; " + then(os.path.join(out, "cluster_analysis_output"), log, ws, ranks)
+    return f"cluster: msprof-analyze recognised {len(ranks)} rank(s) {ranks}, {step_rows} rank row(s)" + extra
+
+
+def load_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def double_hash(s):
+    """msprof-analyze's own (imported from it when installed beside this Python, else the same arithmetic)."""
+    try:
+        from msprof_analyze.cluster_analyse.common_func.utils import double_hash as dh
+        return dh(s)
+    except ImportError:
+        a = b = 0
+        for ch in s:
+            a = (a * 29 + ord(ch)) & 0xFFFFFFFF
+            b = (b * 131 + ord(ch)) & 0xFFFFFFFF
+        return (a << 32) | b
+
+
+def op_keys(comm):
+    """The op keys (`<op>@<group>`) of a communication(_matrix).json, over every step and type."""
+    return {op for step in comm.values() for ty in step.values() for op in ty if not op.startswith("Total")}
+
+
+def check_communication(out, log, ws, ranks):
+    """What cluster made of the results' communication files: no rank without communication data, every op
+    of every rank in cluster_communication.json and (with both ranks' self links) in
+    cluster_communication_matrix.json, each group in communication_group.json with exactly the ranks whose
+    files name it, and parallel_group_info's groups matched by name (pg_name)."""
+    bad = [line for line in log.splitlines() if "does not have valid communication data" in line
+           or "cannot be mapped to the global rank" in line or "get the same local rank" in line]
+    expect(not bad, "cluster logged:\n" + "\n".join(bad))
+    ours, group_ranks, infos = set(), {}, {}
+    for w in ws:
+        out_dir = os.path.join(w, "ASCEND_PROFILER_OUTPUT")
+        keys = op_keys(load_json(os.path.join(out_dir, "communication.json")))
+        expect(keys, f"{w}: communication.json holds no op")
+        expect(keys == op_keys(load_json(os.path.join(out_dir, "communication_matrix.json"))),
+               f"{w}: communication.json and communication_matrix.json hold different ops")
+        ours |= keys
+        for k in keys:
+            group_ranks.setdefault(k.split("@")[-1], set()).add(rank(w))
+        infos.update(load_json(os.path.join(w, "profiler_metadata.json")).get("parallel_group_info", {}))
+    cc = load_json(os.path.join(out, "cluster_communication.json"))
+    got = {op for group in cc.values() for step in group.values() for op in step if not op.startswith("Total")}
+    expect(ours <= got, f"cluster_communication.json lacks {sorted(ours - got)[:5]}")
+    cm = load_json(os.path.join(out, "cluster_communication_matrix.json"))
+    links = {}
+    for group in cm.values():
+        for step in group.values():
+            for op, ls in step.items():
+                if not op.startswith("Total"):
+                    links.setdefault(op, set()).update(ls)
+    expect(ours <= set(links), f"cluster_communication_matrix.json lacks {sorted(ours - set(links))[:5]}")
+    for op in ours:
+        g = group_ranks[op.split("@")[-1]]
+        expect(len([l for l in links[op] if l.split("-")[0] == l.split("-")[1]]) == len(g),
+               f"cluster_communication_matrix.json: {op} has self links {sorted(links[op])}, ranks {sorted(g)}")
+    cg = load_json(os.path.join(out, "communication_group.json"))
+    groups = {e["group_name"]: e for e in cg.get("comm_group_parallel_info", [])}
+    for name, rs in group_ranks.items():
+        expect(name in groups and set(groups[name]["rank_set"]) == rs,
+               f"communication_group.json: group {name} with ranks {sorted(rs)} missing: {cg}")
+    for key, info in infos.items():
+        e = groups.get(str(double_hash(key)))
+        expect(e and e["pg_name"] == info["group_name"] and sorted(e["rank_set"]) == sorted(info["global_ranks"]),
+               f"communication_group.json: parallel_group_info {key} not matched: {cg}")
+    return f"communication: {len(ours)} op(s) in {len(group_ranks)} group(s), {len(infos)} named"
 
 
 XLSX = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -159,17 +239,18 @@ def advisor_frequency(result, exe):
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["cluster", "compare-memory", "advisor-frequency"])
+    ap.add_argument("what", choices=["cluster", "communication", "compare-memory", "advisor-frequency"])
     ap.add_argument("paths", nargs="+",
-                    help="cluster: ROOT; compare-memory: BASE COMPARISON; advisor-frequency: RESULT")
+                    help="cluster, communication: ROOT; compare-memory: BASE COMPARISON; advisor-frequency: RESULT")
     ap.add_argument("--msprof-analyze", default=default_msprof_analyze())
     a = ap.parse_args(argv)
     want = {"cluster": 1, "compare-memory": 2, "advisor-frequency": 1}[a.what]
     if len(a.paths) != want:
         ap.error(f"{a.what} takes {want} path(s)")
     try:
-        if a.what == "cluster":
-            print(cluster(a.paths[0], a.msprof_analyze))
+        if a.what in ("cluster", "communication"):
+            then = check_communication if a.what == "communication" else None
+            print(cluster(a.paths[0], a.msprof_analyze, then))
         elif a.what == "compare-memory":
             print(compare_memory(*a.paths, a.msprof_analyze))
         else:

@@ -4,12 +4,17 @@
 //! of device lanes (`pids`). It imports no backend and no exporter.
 
 mod collectives;
+pub mod groups;
 mod kernels;
 mod memory;
 pub(crate) mod pids;
 mod strings;
 
-pub use collectives::{data_type_bytes, Collective, Collectives, DATA_TYPE_UNKNOWN};
+pub use collectives::{
+    data_type_bytes, double_hash, from_kernels, is_p2p, op_names, op_type, Collective, Collectives,
+    DATA_TYPE_UNKNOWN,
+};
+pub use groups::GroupInfo;
 pub use kernels::{Kernel, Kernels};
 pub use memory::{MemEvent, MemEvents, MemOp};
 pub use strings::{Str, Strings, Sym};

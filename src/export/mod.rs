@@ -6,6 +6,7 @@
 //! file. Progress is logged MindSpore-style: `Parsing: [####################] 3/3 Done`.
 
 pub(crate) mod budget;
+mod communication;
 pub mod csv;
 mod device_pass;
 mod host;

@@ -42,6 +42,8 @@ pub(super) fn write_result(
     let files = std::mem::take(&mut dev.files);
     let header = dev.kernel_header.take();
     let memory = std::mem::take(&mut dev.memory);
+    // The communication files share the device tables' part of NPUPROF_MAX_DISK_MB (at most half of it).
+    let comm_cap = communication_need(&dev).min(csv_cap / 2);
     let tables = Tables {
         out: &p.dirs.output,
         p,
@@ -50,7 +52,7 @@ pub(super) fn write_result(
         header: header.as_deref(),
         files: &files,
         memory: &memory,
-        cap: csv_cap,
+        cap: csv_cap - comm_cap,
     };
     let (lane_meta, tables_cut) = if dev.kernels.is_empty() {
         let (meta, from_lanes, cut) = lanes_then_tables(&mut tw, timeline, &tables, p.device_id)?;
@@ -61,6 +63,7 @@ pub(super) fn write_result(
     };
     dev.meta.extend(lane_meta);
     note_tables_cut(&mut dev, tables_cut, csv_cap);
+    write_communication(ctx, &mut dev, &steps, comm_cap);
 
     let mut summary = summarize(ctx, &tw, &host, steps.len());
     warn_if_trace_cut(ctx, &tw, &host, budget);
@@ -78,6 +81,61 @@ pub(super) fn write_result(
     Ok(summary)
 }
 
+/// Bytes the communication files may need (an op takes well under [`COMMUNICATION_OP_BYTES`] in both).
+fn communication_need(dev: &DeviceResult) -> u64 {
+    if !dev.collectives.is_empty() {
+        dev.collectives.len() as u64 * COMMUNICATION_OP_BYTES
+    } else if dev.kernels.is_empty() && dev.timeline.is_some() {
+        // Kernels (and their communication rows) may come from the lanes: known only later.
+        u64::MAX
+    } else {
+        dev.kernels
+            .list
+            .iter()
+            .filter(|k| dev.kernels.is_communication(k))
+            .count() as u64
+            * COMMUNICATION_OP_BYTES
+    }
+}
+
+const COMMUNICATION_OP_BYTES: u64 = 2048;
+
+/// Writes `communication.json` and `communication_matrix.json` from the collectives (taken from the
+/// communication rows when the backend gave none) within `cap` bytes; says in the device metadata how many
+/// ops they hold and how many were left out. A failure is logged and noted, never fatal to the result.
+fn write_communication(ctx: &Ctx, dev: &mut DeviceResult, steps: &[StepSpan], cap: u64) {
+    let p = ctx.profile();
+    if dev.collectives.is_empty() {
+        dev.collectives =
+            crate::device::from_kernels(&dev.kernels, p.device_id, p.config.max_device_records());
+    }
+    if dev.collectives.is_empty() {
+        return;
+    }
+    let groups = crate::device::groups::snapshot();
+    dev.collectives
+        .default_group(&mut dev.kernels.strings, &groups);
+    match super::communication::write(&p.dirs.output, dev, steps, p.rank, &groups, cap) {
+        Ok(w) => {
+            dev.meta
+                .push(("communication_ops".into(), w.ops.to_string()));
+            dev.meta
+                .push(("communication_ops_cut".into(), w.cut.to_string()));
+            if w.cut > 0 {
+                log::warn!(
+                    "communication.json reached its share of NPUPROF_MAX_DISK_MB ({cap} bytes): {} ops left out",
+                    w.cut
+                );
+            }
+        }
+        Err(e) => {
+            log::warn!("communication.json not written: {}", e.msg);
+            dev.meta
+                .push(("communication_error".into(), json::string(e.msg.as_bytes())));
+        }
+    }
+}
+
 /// The profile's span: its start and its stop (never before the start), CLOCK_REALTIME ns.
 fn profile_span(ctx: &Ctx) -> (u64, u64) {
     let start_ns = ctx.profile().anchor.1;
@@ -89,7 +147,7 @@ fn profile_span(ctx: &Ctx) -> (u64, u64) {
 /// while the trace is written, and stay with NPUPROF_KEEP_SPOOL), and so do the device CSVs and the small
 /// files (see `budget`).
 fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
-    let csv_need = if dev.kernels.is_empty() {
+    let csv_need = communication_need(dev).saturating_add(if dev.kernels.is_empty() {
         // Kernels may come from the lanes (msprof without op_summary): their size is known only later.
         if dev.timeline.is_some() {
             u64::MAX
@@ -106,7 +164,7 @@ fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
                 .sum::<u64>()
             + dev.files.iter().map(|f| f.1.len() as u64).sum::<u64>()
             + super::memory::bound(&dev.memory)
-    };
+    });
     budget::split(
         ctx.profile().config.max_disk_bytes(),
         ctx.job.counters.spool_bytes.saturating_add(dev.disk_bytes),

@@ -16,9 +16,20 @@ const HANG_DEADLINE: Duration = Duration::from_secs(600);
 /// extra checker where it exists. Returns `npuprof check`'s report (its last line: `CHECK PASS: N
 /// result(s), ranks [...], S slices / F flows`) followed by the cluster's summary.
 pub(crate) fn check_profile(root: &Path) -> String {
+    check_with(root, "cluster")
+}
+
+/// [`check_profile`] with tests/consumers.py's `communication` check after the cluster analysis: the
+/// results' communication files understood by cluster (every op, both ranks' self links, the groups).
+#[allow(dead_code)]
+pub(crate) fn check_communication(root: &Path) -> String {
+    check_with(root, "communication")
+}
+
+fn check_with(root: &Path, what: &str) -> String {
     let report = npuprof_check(root);
     let cluster = match msprof_analyze() {
-        Some(m) => cluster(root, &m),
+        Some(m) => cluster(root, &m, what),
         None => {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -62,11 +73,11 @@ fn npuprof_check(root: &Path) -> String {
 /// msprof-analyze's `cluster -m all` on `root`, judged by tests/consumers.py (the one place the Rust and
 /// Python tests ask the real consumers; msprof-analyze exits 0 on most failures, so it checks the files
 /// and the log): every result recognised as a rank, no error logged, one cluster row per step row.
-fn cluster(root: &Path, exe: &Path) -> String {
+fn cluster(root: &Path, exe: &Path, what: &str) -> String {
     let r = run_guarded(
         Command::new("python3")
             .arg(repo().join("tests/consumers.py"))
-            .arg("cluster")
+            .arg(what)
             .arg(root)
             .arg("--msprof-analyze")
             .arg(exe),

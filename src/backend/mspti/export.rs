@@ -3,13 +3,16 @@
 //! ([`super::device_info`]). Records whose times lie outside the profile are left out and counted
 //! (`mspti_records_outside_profile`).
 
+use super::collectives::Gather;
 use super::device_info;
 use super::lanes::MsptiLanes;
 use super::names_file::NameSource;
 use super::op_type::{self, UNKNOWN_U32};
 use super::records::*;
 use super::replay::{Pass, Spool};
-use crate::device::{DeviceData, DeviceResult, Kernel, Kernels, MemEvent, MemEvents, MemOp, Sym};
+use crate::device::{
+    Collectives, DeviceData, DeviceResult, Kernel, Kernels, MemEvent, MemEvents, MemOp, Sym,
+};
 use crate::error::Result;
 use crate::format::json;
 use crate::profile::Profile;
@@ -39,7 +42,8 @@ impl DeviceData for MsptiData {
             .ok()
             .map(|(f, _)| Spool::new(f, limit, self.window));
         let mut meta = self.meta;
-        let (mut kernels, memory, pass) = read_kernels(spool.as_ref(), &self.names, limit)?;
+        let (mut kernels, memory, collectives, pass) =
+            read_kernels(spool.as_ref(), &self.names, limit)?;
         let cut = pass.beyond_limit;
         note_left_out(&pass, limit, &mut meta);
         let t_decode = t0.elapsed();
@@ -67,7 +71,7 @@ impl DeviceData for MsptiData {
         let mut r = DeviceResult {
             kernels,
             memory,
-            collectives: Default::default(),
+            collectives,
             kernel_header: None,
             disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
             timeline: Some(Box::new(MsptiLanes {
@@ -111,13 +115,14 @@ fn add_device_info(r: &mut DeviceResult, device: u32) {
     }
 }
 
-/// The kernel rows (kernels and HCCL operations) and the memory operations, from the spool read in blocks
-/// (the records themselves are not kept: the lanes read the spool again); at most `limit` of each.
+/// The kernel rows (kernels, and one communication row per collective operation), the memory operations and
+/// the collectives, from the spool read in blocks (the records themselves are not kept: the lanes read the
+/// spool again); at most `limit` of each.
 fn read_kernels(
     spool: Option<&Spool>,
     src: &NameSource,
     limit: usize,
-) -> Result<(Kernels, MemEvents, Pass)> {
+) -> Result<(Kernels, MemEvents, Collectives, Pass)> {
     // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
     let n_ids = src.count() as usize + 1;
     let mut kernels = Kernels::with_limit(limit);
@@ -127,44 +132,58 @@ fn read_kernels(
         let i = (id as usize).min(n_ids - 1);
         *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
     };
-    let hccl = kernels.strings.intern(b"HCCL");
     // Each name's op type, found once (by name symbol).
     let mut op_types: HashMap<Sym, Sym> = HashMap::new();
+    let mut gather = Gather::new(limit);
     let pass = spool.map_or(Ok(Pass::default()), |s| {
         s.replay(|r| {
             if r.kind == KIND_MEMORY {
                 memory.add(memory_event(r));
                 return Ok(());
             }
-            if !matches!(r.kind, KIND_KERNEL | KIND_HCCL) {
+            if gather.take(r, &mut |id| intern(&mut kernels, id)) || r.kind != KIND_KERNEL {
                 return Ok(());
             }
             let name = intern(&mut kernels, r.c >> 32);
-            let (core, op_type) = if r.kind == KIND_HCCL {
-                // HCCL operations are the communication rows; COMMUNICATION records (their tasks) are lanes
-                // only.
-                (hccl, name)
-            } else {
-                let core = intern(&mut kernels, r.c & 0xffff_ffff);
-                (core, kernel_op_type(&mut kernels, &mut op_types, name))
-            };
+            let core = intern(&mut kernels, r.c & 0xffff_ffff);
+            let op_type = kernel_op_type(&mut kernels, &mut op_types, name);
             kernels.add(Kernel {
-                name,
-                op_type,
                 core,
-                start_ns: r.start,
-                dur_ns: r.end.saturating_sub(r.start),
-                wait_ns: 0,
-                stream_id: r.a,
-                task_id: UNKNOWN_U32,
-                model_id: UNKNOWN_U32,
-                block_dim: UNKNOWN_U32,
-                cells: Box::default(),
+                op_type,
+                ..row(name, r.start, r.end, r.a)
             });
             Ok(())
         })
     })?;
-    Ok((kernels, memory, pass))
+    let collectives = gather.merge(limit);
+    // The communication rows (HCCL operations in kernel_details and the Communication columns of
+    // step_trace_time.csv): one per operation, whichever kind reported it.
+    let hccl = kernels.strings.intern(b"HCCL");
+    for c in &collectives.list {
+        kernels.add(Kernel {
+            core: hccl,
+            ..row(c.name, c.start_ns, c.start_ns + c.dur_ns, c.stream_id)
+        });
+    }
+    Ok((kernels, memory, collectives, pass))
+}
+
+/// A kernel row of `name` on `stream` from `start` to `end` (MSPTI gives no task id, block dim or model: they
+/// are msprof's unknown, [`UNKNOWN_U32`]).
+fn row(name: Sym, start: u64, end: u64, stream: u32) -> Kernel {
+    Kernel {
+        name,
+        op_type: name,
+        core: Sym::default(),
+        start_ns: start,
+        dur_ns: end.saturating_sub(start),
+        wait_ns: 0,
+        stream_id: stream,
+        task_id: UNKNOWN_U32,
+        model_id: UNKNOWN_U32,
+        block_dim: UNKNOWN_U32,
+        cells: Box::default(),
+    }
 }
 
 /// A MEMORY record ([`super::walk`]: `a` the operation, `corr` the address, `b` the bytes, `c` device and

@@ -37,7 +37,8 @@ impl Lanes for MsptiLanes {
 /// The device a record belongs to (`None`: host records, or MSPTI's invalid device id).
 fn device_of(r: &DevRec) -> Option<u32> {
     let d = match r.kind {
-        KIND_KERNEL | KIND_HCCL | KIND_COMMUNICATION => r.b as u32,
+        KIND_KERNEL | KIND_HCCL => r.b as u32,
+        KIND_COMMUNICATION => super::walk::CommFields::unpack(r.b, r.c).device,
         KIND_MEMORY | KIND_MEMCPY | KIND_MEMSET => (r.c >> 32) as u32,
         _ => return None,
     };
@@ -379,9 +380,10 @@ impl EventWriter {
         mut e: DeviceEvent<'_>,
         d: u32,
     ) -> Result<()> {
-        let nm = self.names.get((r.c >> 32) as u32);
+        let (name, group) = r.name_and_group();
+        let nm = self.names.get(name);
         self.args.push_str("{\"group\":");
-        self.args.push_str(self.names.get(r.c as u32));
+        self.args.push_str(self.names.get(group));
         if r.kind == KIND_HCCL {
             self.args
                 .push_str(&format!(",\"bandwidth(GB/s)\":{}", f64::from_bits(r.corr)));

@@ -27,6 +27,7 @@
 //!   `vendor_str`).
 
 mod callbacks;
+mod collectives;
 mod consumer;
 mod counts;
 mod device_info;
