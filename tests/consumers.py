@@ -244,7 +244,7 @@ def main(argv):
                     help="cluster, communication: ROOT; compare-memory: BASE COMPARISON; advisor-frequency: RESULT")
     ap.add_argument("--msprof-analyze", default=default_msprof_analyze())
     a = ap.parse_args(argv)
-    want = {"cluster": 1, "compare-memory": 2, "advisor-frequency": 1}[a.what]
+    want = {"cluster": 1, "communication": 1, "compare-memory": 2, "advisor-frequency": 1}[a.what]
     if len(a.paths) != want:
         ap.error(f"{a.what} takes {want} path(s)")
     try:
