@@ -195,7 +195,7 @@ pub unsafe extern "C" fn npuprof_set_group(
     global_ranks: *const u32,
     n_ranks: usize,
 ) -> c_int {
-    use crate::device::groups::{self, GroupError, GroupInfo, MAX_RANKS};
+    use crate::device::groups::{self, GroupError, GroupInfo, MAX_NAME, MAX_RANKS};
     guard("npuprof_set_group", Status::Internal as c_int, || {
         // SAFETY: NULL or NUL-terminated (caller contract).
         let text = |p: *const c_char| (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) });
@@ -208,6 +208,11 @@ pub unsafe extern "C" fn npuprof_set_group(
         let Some(name) = text(comm_name) else {
             return invalid("comm_name is NULL");
         };
+        // Checked before anything is copied: a name is copied only when it is within the limit.
+        let pg = text(group_name);
+        if name.to_bytes().len() > MAX_NAME || pg.is_some_and(|n| n.to_bytes().len() > MAX_NAME) {
+            return invalid("a name longer than 1024 bytes");
+        }
         if n_ranks > MAX_RANKS || (n_ranks > 0 && global_ranks.is_null()) {
             return invalid("global_ranks is NULL or longer than 65536");
         }
@@ -219,7 +224,7 @@ pub unsafe extern "C" fn npuprof_set_group(
         };
         let g = GroupInfo {
             name: name.to_string_lossy().into_owned(),
-            pg_name: text(group_name).map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            pg_name: pg.map_or(String::new(), |n| n.to_string_lossy().into_owned()),
             group_rank,
             global_ranks: ranks,
         };

@@ -22,6 +22,10 @@ const MODULE_TYPE_AICORE: c_int = 4;
 const MODULE_TYPE_VECTOR_CORE: c_int = 7;
 const INFO_TYPE_CORE_NUM: c_int = 3;
 const INFO_TYPE_FREQUE: c_int = 4;
+/// Above any Ascend AI Core clock (today's run at 1-2 GHz): a larger answer is not a frequency.
+const MAX_MHZ: i64 = 10_000;
+/// Above any Ascend chip's core count.
+const MAX_CORES: i64 = 4096;
 
 /// `drvError_t halGetDeviceInfo(uint32_t devId, int32_t moduleType, int32_t infoType, int64_t *value)`.
 type GetDeviceInfo = unsafe extern "C" fn(u32, c_int, c_int, *mut i64) -> c_int;
@@ -74,14 +78,17 @@ pub(super) fn query(device: u32) -> Result<DeviceInfo, String> {
         let rc = unsafe { get(device, module, info, &mut v) };
         (rc == 0 && v > 0).then_some(v)
     };
+    // A driver of another version may answer anything: only plausible values are written.
     let aic_frequency = ask(MODULE_TYPE_AICORE, INFO_TYPE_FREQUE)
-        .ok_or_else(|| "the driver gave no AI Core frequency".to_string())?;
+        .filter(|f| *f <= MAX_MHZ)
+        .ok_or_else(|| "the driver gave no plausible AI Core frequency".to_string())?;
     let ai_core_num = ask(MODULE_TYPE_AICORE, INFO_TYPE_CORE_NUM)
-        .ok_or_else(|| "the driver gave no AI Core count".to_string())?;
+        .filter(|n| *n <= MAX_CORES)
+        .ok_or_else(|| "the driver gave no plausible AI Core count".to_string())?;
     Ok(DeviceInfo {
         device,
         ai_core_num,
-        aiv_num: ask(MODULE_TYPE_VECTOR_CORE, INFO_TYPE_CORE_NUM),
+        aiv_num: ask(MODULE_TYPE_VECTOR_CORE, INFO_TYPE_CORE_NUM).filter(|n| *n <= MAX_CORES),
         aic_frequency,
     })
 }
