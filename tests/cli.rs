@@ -138,8 +138,9 @@ fn result_named(root: &Path, name: &str) -> PathBuf {
     .unwrap();
     std::fs::write(out.join("trace_view.json"), TRACE).unwrap();
     std::fs::write(out.join("step_trace_time.csv"), {
+        // Stage (2) = Free + Computing + Communication(Not Overlapped) - Bubble (1 + 1 + 1 - 1).
         let h = npuprof::export::csv::STEP_TRACE_HEADER;
-        format!("{h}\n{}\n", vec!["1"; h.split(',').count()].join(","))
+        format!("{h}\n1,1,1,1,1,1,1,2,1,1,1\n")
     })
     .unwrap();
     std::fs::write(
@@ -553,6 +554,17 @@ fn check_names_what_msprof_analyze_and_perfetto_would_reject() {
             "step_trace_time.csv",
             format!("{step}\n0,1,{}\n", cells("NaN")),
             "is not a number (us)",
+        ),
+        (
+            "step_trace_time.csv",
+            format!("{step}\n0,1,{}\n", cells("1")),
+            "Stage 1.000 is not Free 1.000 + Computing 1.000 + Communication(Not Overlapped) 1.000 - Bubble \
+             1.000 = 2.000 (msprof-analyze's rule)",
+        ),
+        (
+            "kernel_details.csv",
+            "Step ID,Name,Type,Accelerator Core,Start Time(us),Duration(us),Wait Time(us)\n".into(),
+            "a header and no rows",
         ),
         (
             "kernel_details.csv",

@@ -159,6 +159,27 @@ fn steps_crossed_by_a_range_move_to_the_steps_lane() {
     assert!(t
         .iter()
         .any(|e| e["ph"] == "M" && e["tid"] == STEPS_TID && e["args"]["name"] == "Steps"));
+    // Issue 18: the range open across the start of step 3 encloses it: not a framework op (compare would
+    // put step 3 under it); the ranges inside one step are.
+    let cats: Vec<(String, String)> = t
+        .iter()
+        .filter(|e| e["ph"] == "X" && !e["name"].as_str().unwrap().starts_with("ProfilerStep#"))
+        .map(|e| {
+            (
+                e["ts"].as_str().unwrap().to_string(),
+                e["cat"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(cats.len(), 3, "{cats:?}");
+    for (ts, cat) in &cats {
+        let want = if ts.ends_with(".250") {
+            "user_annotation"
+        } else {
+            "cpu_op"
+        };
+        assert_eq!(cat, want, "{cats:?}");
+    }
     // The step spans (kernel attribution, step_trace_time) do not depend on the lane.
     assert_eq!(steps.len(), 4);
     assert_eq!(steps[1].end_ns, steps[2].start_ns);
@@ -189,4 +210,18 @@ fn steps_span_to_the_next_step_or_the_stop() {
     let s1 = x(&t, "ProfilerStep#1");
     assert_eq!(s1[0]["args"]["num_scheduled_tokens"], 64);
     assert_eq!(s1[0]["tid"], 7);
+    // Issue 18: msprof-analyze compare finds steps among the framework ops (cat `cpu_op`), and its tree
+    // builder nests a step that begins where the previous one ends: each drawn step ends 1 ns before the
+    // next begins (the spans above, for the CSVs, are unchanged); the last one ends at the stop.
+    let ns =
+        |v: &serde_json::Value| -> u64 { v.as_str().unwrap().replace('.', "").parse().unwrap() };
+    for (n, want_dur) in [
+        ("ProfilerStep#1", 299),
+        ("ProfilerStep#2", 499),
+        ("ProfilerStep#3", 9100),
+    ] {
+        let e = &x(&t, n)[0];
+        assert_eq!(e["cat"], "cpu_op", "{e}");
+        assert_eq!(ns(&e["dur"]), want_dur, "{e}");
+    }
 }
