@@ -147,6 +147,28 @@ impl Overlap {
 }
 
 impl Overlap {
+    /// The `Free` slices of the `Overlap Analysis` lanes: with steps (`[lo, hi)` each, sorted, disjoint), the
+    /// idle time between each step's first and last device task, so that Computing, Communication(Not
+    /// Overlapped) and Free tile exactly that span of each step (the idle time between steps is no step's);
+    /// without steps, every gap between device activity.
+    pub fn free_slices(&self, steps: &[(u64, u64)]) -> Spans {
+        if steps.is_empty() {
+            return self.free.clone();
+        }
+        let mut out = Vec::new();
+        for &(lo, hi) in steps {
+            let (first, last) = self.span_in(lo, hi);
+            let i = self.free.partition_point(|g| g.1 <= first);
+            for g in self.free[i..].iter().take_while(|g| g.0 < last) {
+                let (a, b) = (g.0.max(first), g.1.min(last));
+                if b > a {
+                    out.push((a, b));
+                }
+            }
+        }
+        out
+    }
+
     /// [start of the first, end of the last] device activity inside the step `[lo, hi)`, clipped to it; an
     /// empty span (`first == last`) when the step has none.
     pub fn span_in(&self, lo: u64, hi: u64) -> (u64, u64) {
@@ -220,6 +242,11 @@ mod tests {
         // this step's Free (it was counted: Free 50 with Stage 0).
         let r = o.step_row(450, 1000);
         assert_eq!((r[4], r[5]), (0, 0), "{r:?}");
+        // The Free slices of the trace tile each step's span like its row: the gap 400..500 between a step
+        // ending at 450 and the next is no step's.
+        assert_eq!(o.free_slices(&[]), [(400, 500)]);
+        assert_eq!(o.free_slices(&[(0, 450), (450, 1000)]), []);
+        assert_eq!(o.free_slices(&[(0, 1000)]), [(400, 500)]);
         assert_eq!(r[5], r[4] + r[0] + r[1] - r[6], "the Stage rule: {r:?}");
     }
 }
