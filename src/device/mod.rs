@@ -5,11 +5,13 @@
 
 mod collectives;
 mod kernels;
+mod launches;
 pub(crate) mod pids;
 mod strings;
 
 pub use collectives::{data_type_bytes, Collective, Collectives, DATA_TYPE_UNKNOWN};
 pub use kernels::{Kernel, Kernels};
+pub use launches::{Launch, Launches};
 pub use strings::{Str, Strings, Sym};
 
 use crate::error::Result;
@@ -58,6 +60,16 @@ pub trait TraceSink {
 pub trait Lanes: Send {
     /// Writes the lanes: what was written and, when it stopped early, why.
     fn write(self: Box<Self>, sink: &mut dyn TraceSink) -> (LaneStats, Option<String>);
+
+    /// The host launches of the device tasks the lanes draw, before the host timeline is written (whose pass
+    /// finds each launch's framework op); none by default.
+    fn launches(&mut self) -> Launches {
+        Launches::default()
+    }
+
+    /// The launches of [`Lanes::launches`] with their framework ops (see [`Launches::by_key`]), before
+    /// [`Lanes::write`]: the lanes then draw a framework op → task flow for each. Ignored by default.
+    fn set_framework_ops(&mut self, _ops: Launches) {}
 }
 
 /// What a backend collected for one profile, parsed.

@@ -94,6 +94,8 @@ pub(super) struct HostPass {
     /// STACK records that follow no kept BEGIN.
     pub(super) stray_stacks: u64,
     pub(super) damage: Option<String>,
+    /// The device tasks' host launches: each framework op drawn gives its start to the launches it encloses.
+    pub(super) launches: crate::device::Launches,
 }
 
 impl HostPass {
@@ -124,6 +126,7 @@ impl HostPass {
             trace_cut: 0,
             stray_stacks: 0,
             damage: None,
+            launches: Default::default(),
         }
     }
 
@@ -300,12 +303,16 @@ impl HostPass {
         // want of one (note set), its END.
         let records = 1 + o.stack.len() as u64 + matches!(note, Note::None) as u64;
         let cut_before = tw.cut_events;
+        let end_ns = self.conv.to_ns(end);
+        if cat == "cpu_op" && !self.launches.is_empty() {
+            self.launches.enclose(tid, begin_ns, end_ns);
+        }
         let r = tw.complete(
             self.pid,
             tid,
             &name,
             begin_ns,
-            self.conv.to_ns(end).saturating_sub(begin_ns),
+            end_ns.saturating_sub(begin_ns),
             cat,
             &args,
         );

@@ -82,6 +82,39 @@ fn cluster(root: &Path, exe: &Path) -> String {
     r.stdout
 }
 
+/// What msprof-analyze's `compare` (`what` = "compare", with `--step N` when `step`) or `advisor all` (`what`
+/// = "advisor") make of the results under `root`, judged by tests/consumers.py from the files they write and
+/// their log (they exit 0 on most failures). Returns its summary line; `None` without msprof-analyze (outside
+/// CI: CI must install it).
+pub(crate) fn consumer(what: &str, root: &Path, step: Option<u32>) -> Option<String> {
+    let Some(exe) = msprof_analyze() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install msprof-analyze (.ci/run creates .venv)"
+        );
+        eprintln!("note: msprof-analyze not installed (run .ci/run once); {what} check skipped");
+        return None;
+    };
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/consumers.py"))
+        .arg(what)
+        .arg(root)
+        .arg("--msprof-analyze")
+        .arg(exe);
+    if let Some(n) = step {
+        cmd.arg("--step").arg(n.to_string());
+    }
+    let r = run_guarded(&mut cmd, HANG_DEADLINE);
+    assert!(
+        r.out.status.success(),
+        "msprof-analyze's {what} of {} failed:\n{}{}",
+        root.display(),
+        r.stdout,
+        r.stderr
+    );
+    Some(r.stdout)
+}
+
 /// `../shared/tools/check_profile.py --no-cluster` (the cluster analysis is ours), only where it exists.
 fn extra_check(root: &Path) {
     let script = shared().join("tools/check_profile.py");
