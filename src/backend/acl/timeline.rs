@@ -615,6 +615,62 @@ mod tests {
         lanes.write(&mut tw)
     }
 
+    /// Issue 18 item 3: msprof's `Plane N` threads sorted before any `...Communication...` thread crashed
+    /// msprof-analyze compare. The group thread sorts first, msprof's threads after it, and the `hcom_*`
+    /// operations move onto it (the tasks stay on their plane), in either order of names and events.
+    #[test]
+    fn communication_gets_a_group_thread_sorted_first_holding_the_operations() {
+        for named_late in [false, true] {
+            let name =
+                r#"{"ph":"M","pid":9,"name":"process_name","args":{"name":"Communication"}}"#;
+            let rest = r#"{"ph":"M","pid":9,"tid":4,"name":"thread_name","args":{"name":"Plane 0"}},
+                {"ph":"M","pid":9,"tid":4,"name":"thread_sort_index","args":{"sort_index":4}},
+                {"ph":"X","pid":9,"tid":4,"ts":"1000.000","dur":"30.000","name":"hcom_allReduce__1_1","args":{}},
+                {"ph":"X","pid":9,"tid":4,"ts":"1001.000","dur":"2.000","name":"Notify_Wait","args":{}}"#;
+            let text = if named_late {
+                format!("[{rest},{name}]")
+            } else {
+                format!("[{name},{rest}]")
+            };
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
+            let lanes = Box::new(MsprofLanes {
+                dir: Dir::open(d.path()).unwrap(),
+                files: vec!["msprof_1.json".into()],
+                budget: std::time::Duration::from_secs(3600),
+                device: 0,
+                shift: 0,
+                want_kernels: false,
+                launch_limit: 0,
+                ops: Launches::default(),
+            });
+            let mut tw =
+                TraceWriter::create(&Place::open(d.path()).unwrap(), "t.json", u64::MAX).unwrap();
+            let (_, err) = lanes.write(&mut tw);
+            assert_eq!(err, None);
+            tw.finish().unwrap();
+            let t: Vec<serde_json::Value> =
+                serde_json::from_slice(&std::fs::read(d.path().join("t.json")).unwrap()).unwrap();
+            let sort_of = |tid: u32| {
+                t.iter()
+                    .find(|e| e["name"] == "thread_sort_index" && e["tid"] == tid)
+                    .map(|e| e["args"]["sort_index"].as_u64().unwrap())
+            };
+            assert_eq!(sort_of(GROUP_TID), Some(0), "{t:?}");
+            assert_eq!(sort_of(4), Some(5), "{t:?}");
+            assert!(t.iter().any(|e| e["name"] == "thread_name"
+                && e["tid"] == GROUP_TID
+                && e["args"]["name"] == "Group default Communication"));
+            let tid_of = |n: &str| t.iter().find(|e| e["name"] == n).unwrap()["tid"].clone();
+            assert_eq!(
+                tid_of("hcom_allReduce__1_1"),
+                GROUP_TID,
+                "late: {named_late}"
+            );
+            assert_eq!(tid_of("Notify_Wait"), 4);
+        }
+    }
+
     /// Issue 15 item 8: events of a process msprof never names were all kept until the end and then skipped.
     /// At most MAX_PENDING_BYTES of them wait; the rest are skipped at once, and all are counted.
     #[test]
