@@ -475,8 +475,8 @@ impl HostPass {
             // ends 1 ns before the next step begins: msprof-analyze compare's tree builder nests an event that
             // starts exactly where the previous one ends inside it. The step's span for the CSVs stays [its
             // start, the next step's start).
-            let drawn = if i + 1 < self.steps.len() && dur > 1 {
-                dur - 1
+            let drawn = if i + 1 < self.steps.len() {
+                dur.saturating_sub(1)
             } else {
                 dur
             };

@@ -10,6 +10,7 @@
 //! and the final line give the rank, the slices (X and instant events, as Perfetto counts them) and the
 //! complete flows (an `s` and an `f` with one id, category and name).
 
+use crate::compare_rules::CompareRules;
 use crate::files::{self, Cap};
 use crate::text::say;
 use crate::walk::{self, MAX_DEPTH};
@@ -460,10 +461,12 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
         }
     };
     let mut tally = TraceTally::default();
+    let mut compare = CompareRules::default();
     let mut shown = Shown::default();
     let mut n = 0u64;
     let r = files::events(file, &p, |e| {
         n += 1;
+        compare.event(e);
         if let Err(m) = tally.event(e, n) {
             shown.report(errs, format!("{}: {m}", p.display()));
         }
@@ -471,6 +474,9 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
     if let Err(e) = r {
         errs.push(format!("{e} (not a JSON array of events)"));
         return (0, 0);
+    }
+    for m in compare.problems() {
+        shown.report(errs, format!("{}: {m}", p.display()));
     }
     let counts = (tally.slices(), tally.complete_flows());
     check_nesting(tally.tracks, &p, &mut shown, errs);
