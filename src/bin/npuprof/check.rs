@@ -6,7 +6,9 @@
 //! What it checks is what msprof-analyze and Perfetto's JSON importer need (the rules the tests once took
 //! from an external checker): one `profiler_info_{rank}.json` per result; the CSV headers,
 //! numeric cells and at least one step row; and every trace event (`ph`, integer pid/tid, `ts`, `dur`,
-//! `args` an object, named `process_name`/`thread_name`, flows with an id, X slices that nest). Each result
+//! `args` an object, named `process_name`/`thread_name`, flows with an id, X slices that nest), the
+//! `step_trace_time.csv` Stage rule, and the trace conventions msprof-analyze compare relies on
+//! (`compare_rules`). Each result
 //! and the final line give the rank, the slices (X and instant events, as Perfetto counts them) and the
 //! complete flows (an `s` and an `f` with one id, category and name).
 
