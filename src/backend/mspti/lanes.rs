@@ -18,8 +18,16 @@ pub(super) struct MsptiLanes {
     pub spool: Option<Spool>,
     pub device: u32,
     pub names: NameSource,
-    /// The kernels' launches with their framework ops (by correlation id), from the exporter's host pass.
-    pub ops: Launches,
+    /// The kernels' launches with their framework ops, from the exporter's host pass.
+    pub ops: FrameworkOps,
+}
+
+/// The kernels' launches with their framework ops (by correlation id), and the kernels' correlation ids the
+/// launch pass read (kept for the flows, sparing the lanes a replay of the spool).
+#[derive(Default)]
+pub(super) struct FrameworkOps {
+    ops: Launches,
+    kernel_corr: Option<Vec<u64>>,
 }
 
 impl Lanes for MsptiLanes {
@@ -49,7 +57,19 @@ impl Lanes for MsptiLanes {
             return Launches::default();
         };
         let mut recs = |each: &mut dyn FnMut(&DevRec) -> Result<()>| spool.replay(each).map(|_| ());
-        match kernel_launches(&mut recs) {
+        let kernels = match sorted_corr(&mut recs, |k| k == KIND_KERNEL) {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!(
+                    "MSPTI launches unreadable ({}): no framework op → kernel flows",
+                    e.msg
+                );
+                return Launches::default();
+            }
+        };
+        let r = kernel_launches(&mut recs, &kernels);
+        self.ops.kernel_corr = Some(kernels);
+        match r {
             Ok(v) => Launches::new(v),
             Err(e) => {
                 log::warn!(
@@ -62,15 +82,14 @@ impl Lanes for MsptiLanes {
     }
 
     fn set_framework_ops(&mut self, ops: Launches) {
-        self.ops = ops;
+        self.ops.ops = ops;
     }
 }
 
 /// The API records that launched a kernel (their correlation id is a kernel's), one per correlation id (the
 /// first: several API levels may report one launch). Grown by fallible reservations: without memory for more,
 /// the remaining launches get no framework op flow.
-fn kernel_launches(recs: &mut Replay<'_>) -> Result<Vec<Launch>> {
-    let kernels = sorted_corr(recs, |k| k == KIND_KERNEL)?;
+fn kernel_launches(recs: &mut Replay<'_>, kernels: &[u64]) -> Result<Vec<Launch>> {
     let mut v: Vec<Launch> = Vec::new();
     if kernels.is_empty() {
         return Ok(v);
@@ -120,7 +139,7 @@ fn write_lanes(
     spool: &Spool,
     device: u32,
     names: &NameSource,
-    ops: Launches,
+    ops: FrameworkOps,
     tw: &mut dyn TraceSink,
     st: &mut LaneStats,
 ) -> Result<()> {
@@ -141,7 +160,7 @@ fn write_lanes_of(
     recs: &mut Replay<'_>,
     device: u32,
     names: &NameSource,
-    ops: Launches,
+    ops: FrameworkOps,
     tw: &mut dyn TraceSink,
     st: &mut LaneStats,
 ) -> Result<()> {
@@ -149,8 +168,8 @@ fn write_lanes_of(
     let (lanes, threads) = find_lanes(recs, device)?;
     write_lane_names(tw, &lanes, &threads, cann, names)?;
     let names = NameLits::new(names);
-    let mut flows = Flows::find(recs)?;
-    flows.ops = ops;
+    let mut flows = Flows::find(recs, ops.kernel_corr)?;
+    flows.ops = ops.ops;
     let mut events = EventWriter {
         device,
         cann,
@@ -288,12 +307,13 @@ struct Flows {
 }
 
 impl Flows {
-    fn find(recs: &mut Replay<'_>) -> Result<Flows> {
+    /// `kernel_corr`: the kernels' correlation ids when already read (by the launch pass).
+    fn find(recs: &mut Replay<'_>, kernel_corr: Option<Vec<u64>>) -> Result<Flows> {
         let api = sorted_corr(recs, is_api)?;
-        let kernel = if api.is_empty() {
-            Vec::new()
-        } else {
-            sorted_corr(recs, |k| k == KIND_KERNEL)?
+        let kernel = match kernel_corr {
+            _ if api.is_empty() => Vec::new(),
+            Some(k) => k,
+            None => sorted_corr(recs, |k| k == KIND_KERNEL)?,
         };
         Ok(Flows {
             started: vec![false; kernel.len()],
