@@ -225,3 +225,62 @@ fn steps_span_to_the_next_step_or_the_stop() {
         assert_eq!(ns(&e["dur"]), want_dur, "{e}");
     }
 }
+
+/// Issue 18: each device task's launch gets the start of the innermost framework op (`cpu_op` range) of its
+/// thread that encloses it, from the streaming pass (nothing kept per range); a range drawn as a user
+/// annotation (open across a step start) is no framework op.
+#[test]
+fn launches_get_the_innermost_enclosing_framework_op_of_their_thread() {
+    use crate::device::{Launch, Launches};
+    let d = tempfile::tempdir().unwrap();
+    let sp = d.path().join(layout::SPOOL_NAME);
+    let mut w = spool::Writer::new(std::fs::File::create(&sp).unwrap()).unwrap();
+    w.name(5, b"outer").unwrap();
+    w.name(6, b"inner").unwrap();
+    w.thread(0, 1, 7, b"main").unwrap();
+    w.records(
+        0,
+        1,
+        &[
+            rec(90, kind::BEGIN, 0, 5), // open across the step at 100: a user annotation
+            rec(100, kind::STEP, 1, 0),
+            rec(110, kind::BEGIN, 1, 5),
+            rec(120, kind::BEGIN, 2, 6),
+            rec(150, kind::END, 2, 0),
+            rec(200, kind::END, 1, 0),
+            rec(300, kind::END, 0, 0),
+        ],
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let conv = Conversion {
+        anchor_tick: 0,
+        anchor_ns: 1_000_000,
+        ticks_per: 1,
+        ns_per: 1,
+    };
+    let launch = |tid, t: u64, key| Launch {
+        tid,
+        ts_ns: 1_000_000 + t,
+        key,
+        op_ns: 0,
+    };
+    let mut hp = HostPass::new(42, conv, 0, 10_000);
+    hp.launches = Launches::new(vec![
+        launch(7, 130, 1),
+        launch(7, 160, 2),
+        launch(7, 250, 3),
+        launch(8, 130, 4),
+    ]);
+    let at = layout::Place::open(d.path()).unwrap();
+    let mut tw = TraceWriter::create(&at, "t.json", u64::MAX).unwrap();
+    hp.read_spool(&mut tw, &at).unwrap();
+    hp.finish(&mut tw, 10_000).unwrap();
+    tw.finish().unwrap();
+    let ops = std::mem::take(&mut hp.launches).by_key();
+    let op = |key| ops.get(key).map(|l| l.op_ns - 1_000_000);
+    assert_eq!(op(1), Some(120), "inner");
+    assert_eq!(op(2), Some(110), "outer");
+    assert_eq!(op(3), None, "only the user annotation encloses it");
+    assert_eq!(op(4), None, "another thread");
+}
