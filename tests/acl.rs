@@ -265,6 +265,48 @@ fn launching_step_of_rows(k: &[Vec<String>], l: &[Launch]) -> Vec<String> {
         .collect()
 }
 
+/// Issue 18 item 3: `n` framework op → device task flows as msprof-analyze compare pairs them (cat
+/// `async_npu`, ids unique per pair): each starts at the exact `ts` of the innermost framework op (`cpu_op`) of
+/// the launching thread (here the client's "model_forward" range around its launches) and ends at the exact
+/// `ts`, pid and tid of a device task (a slice of a device process).
+fn assert_framework_op_flows(t: &[Value], n: usize) {
+    let flows = |ph: &str| -> Vec<&Value> {
+        t.iter()
+            .filter(|e| e["ph"] == ph && e["cat"] == "async_npu")
+            .collect()
+    };
+    let (starts, ends) = (flows("s"), flows("f"));
+    assert_eq!((starts.len(), ends.len()), (n, n), "one per launched task");
+    let ids: std::collections::BTreeSet<String> =
+        ends.iter().map(|f| f["id"].to_string()).collect();
+    assert_eq!(ids.len(), n, "ids unique per pair");
+    for f in &ends {
+        let s = starts
+            .iter()
+            .find(|s| s["id"] == f["id"])
+            .expect("its start");
+        let op = t
+            .iter()
+            .find(|e| {
+                e["ph"] == "X"
+                    && e["cat"] == "cpu_op"
+                    && e["ts"] == s["ts"]
+                    && e["pid"] == s["pid"]
+                    && e["tid"] == s["tid"]
+            })
+            .unwrap_or_else(|| panic!("no framework op at the start {s}"));
+        assert_eq!(op["name"], "model_forward", "{op}");
+        assert!(
+            t.iter().any(|e| e["ph"] == "X"
+                && e["ts"] == f["ts"]
+                && e["pid"] == f["pid"]
+                && e["tid"] == f["tid"]
+                && e["cat"] != "cpu_op"),
+            "no device task at the end {f}"
+        );
+    }
+}
+
 /// The host steps of a trace: step number → [start, end) in ns of its `ProfilerStep#n` slice.
 fn step_spans(t: &[Value]) -> std::collections::BTreeMap<String, (i128, i128)> {
     t.iter()
@@ -471,8 +513,15 @@ fn level0_profile_through_ld_preload_under_both_cann_generations() {
             .collect();
         assert_eq!(hw.len(), 8, "AI_CORE + AI_VECTOR_CORE tasks");
         // One HostToDevice flow per AI Core task: 8 starts and 8 ends, paired one to one by id.
-        let starts: Vec<&Value> = t.iter().filter(|e| e["ph"] == "s").collect();
-        let ends: Vec<&Value> = t.iter().filter(|e| e["ph"] == "f").collect();
+        let starts: Vec<&Value> = t
+            .iter()
+            .filter(|e| e["ph"] == "s" && e["cat"] == "HostToDevice")
+            .collect();
+        let ends: Vec<&Value> = t
+            .iter()
+            .filter(|e| e["ph"] == "f" && e["cat"] == "HostToDevice")
+            .collect();
+        assert_framework_op_flows(&t, 12);
         assert_eq!(starts.len(), 8, "{gen}");
         assert_eq!(ends.len(), 8, "{gen}: every flow start has its end");
         let ids: std::collections::BTreeSet<String> =
@@ -869,10 +918,11 @@ fn missing_library_or_symbol_fails_acl_and_falls_back_for_auto() {
     );
     assert_eq!(r.meta()["device"]["backend"], "host");
     assert_eq!(r.meta()["config"]["NPUPROF_BACKEND"], "auto");
-    assert_eq!(
-        rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")).len(),
-        1
-    );
+    // Host-only: no kernel_details.csv (issue 18 item 7; MindSpore writes none at LevelNone).
+    assert!(!r
+        .dir()
+        .join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")
+        .exists());
 
     // A libmsprofiler without aclprofStop (and a libascendcl that does not define it either).
     let broken = cann("nostop", &["aclprofStop=npuprof_test_renamed_stop"]);
@@ -1022,7 +1072,8 @@ fn msprof_missing_failing_hanging_or_garbage_keeps_the_raw_data() {
             r.out.stderr
         );
         let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
-        assert_eq!(rows(&out.join("kernel_details.csv")).len(), 1);
+        // No device tasks: no kernel_details.csv (issue 18 item 7).
+        assert!(!out.join("kernel_details.csv").exists());
         assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#4").len(), 1);
         if mode == "hang" {
             assert!(r.out.stderr.contains("NPUPROF_MSPROF_TIMEOUT_S"));
@@ -1337,9 +1388,16 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
         .all(|r| r[col(&s, "Computing")].parse::<f64>().unwrap() >= 39.9));
     let t = trace(&r.dir());
     assert_proper_nesting(&t);
-    let starts: Vec<&Value> = t.iter().filter(|e| e["ph"] == "s").collect();
-    let ends: Vec<&Value> = t.iter().filter(|e| e["ph"] == "f").collect();
+    let starts: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["ph"] == "s" && e["cat"] == "HostToDevice")
+        .collect();
+    let ends: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["ph"] == "f" && e["cat"] == "HostToDevice")
+        .collect();
     assert_eq!(ends.len(), 8, "one flow per kernel");
+    assert_framework_op_flows(&t, 8);
     for f in &ends {
         let s = starts.iter().filter(|s| s["id"] == f["id"]).count();
         assert_eq!(s, 1, "exactly one start for {}", f["id"]);
@@ -2320,7 +2378,9 @@ fn msprof_outputs_that_are_fifos_are_refused_not_waited_for() {
     assert!(dev.contains("not a regular file"), "{m}");
     let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
     assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#2").len(), 1);
-    assert!(out.join("kernel_details.csv").exists());
+    // The host data only: no kernel_details.csv (issue 18 item 7).
+    assert!(out.join("step_trace_time.csv").exists());
+    assert!(!out.join("kernel_details.csv").exists());
 }
 
 /// Issue 15 item 11: symlinks inside a profile are never followed: a symlinked `mindstudio_profiler_output`
@@ -2808,4 +2868,108 @@ fn recover_of_a_killed_mspti_profile_keeps_the_caps_and_removes_the_spools() {
     assert!(!dir.join("FRAMEWORK/mspti.names").exists());
     let total = tree_bytes(&dir);
     assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
+}
+
+/// Two ranks of one scenario in one results root (as a cluster writes them): `run` is called with each rank's
+/// `RANK` and device; the second result is moved next to the first. Returns the runs (which own the
+/// directories) and the root.
+fn two_ranks(run: impl Fn(&[(&str, &str)]) -> Run) -> (Vec<Run>, PathBuf) {
+    let runs: Vec<Run> = ["0", "1"]
+        .iter()
+        .map(|rank| run(&[("RANK", rank), ("FAKE_ACL_DEVICE", rank)]))
+        .collect();
+    for r in &runs {
+        r.out.assert_ok();
+    }
+    let root = runs[0].tmp.path().join("prof");
+    let second = runs[1].dir();
+    std::fs::rename(&second, root.join(second.file_name().unwrap())).unwrap();
+    (runs, root)
+}
+
+/// npuprof check and msprof-analyze's cluster analysis, then its `compare` of the two results (whole profiles,
+/// and step 2: a step after the first) and `advisor all`, each judged by tests/consumers.py from the files it
+/// writes and its log.
+fn assert_consumers_understand(root: &Path) {
+    let check = check_profile(root);
+    assert!(check.contains("CHECK PASS"), "{check}");
+    for step in [None, Some(2)] {
+        if let Some(s) = consumer("compare", root, step) {
+            assert!(s.contains("workbook"), "{s}");
+        }
+    }
+    if let Some(s) = consumer("advisor", root, None) {
+        assert!(s.contains("advisor: mstt_advisor_"), "{s}");
+    }
+}
+
+/// Issue 18 items 3 and 4: msprof-analyze's compare crashed on every MSPTI result (`sequence item 1: expected
+/// str instance, NoneType found`: the Communication process had no `Group <g> Communication` thread), found no
+/// flow (it reads `async_npu` flows from a framework op, not `HostToDevice`), no step (it looks for
+/// `ProfilerStep#N` among the `cpu_op` events) and nested each step in the previous one (they abutted).
+#[test]
+fn compare_and_advisor_understand_two_rank_mspti_results() {
+    let (_runs, root) = two_ranks(|env| {
+        mspti_run(
+            true,
+            env,
+            &["mspti", "start", "steps:4", "stop", "flush", "dir"],
+        )
+    });
+    let t = trace(
+        &std::fs::read_dir(&root)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    );
+    // One `Group <commName> Communication` thread per group on the Communication process, holding its ops.
+    let comm: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["name"] == "process_name" && e["args"]["name"] == "Communication")
+        .collect();
+    assert_eq!(comm.len(), 1);
+    let threads: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["name"] == "thread_name" && e["pid"] == comm[0]["pid"])
+        .collect();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    assert_eq!(threads[0]["args"]["name"], "Group group0 Communication");
+    assert_consumers_understand(&root);
+}
+
+/// Issue 18 items 3 and 4 for aclprof results (Level1: at Level0 CANN's op_summary has no op types, and
+/// compare's kernel comparison of a step needs them): msprof's `Plane N` threads sorted first crashed compare;
+/// npuprof adds the group thread before them and moves the `hcom_*` operations onto it; the framework op →
+/// task flows come from msprof's launches (connection ids).
+#[test]
+fn compare_and_advisor_understand_two_rank_aclprof_results() {
+    let (_runs, root) = two_ranks(|env| {
+        let mut all = vec![("NPUPROF_LEVEL", "level1")];
+        all.extend_from_slice(env);
+        go_env(&all, PROFILE)
+    });
+    assert_consumers_understand(&root);
+}
+
+/// Issue 18 item 7: a host-only result wrote a header-only kernel_details.csv, and msprof-analyze's advisor
+/// reported "No valid op info" for it. MindSpore writes none at LevelNone; neither does npuprof now.
+#[test]
+fn advisor_understands_two_rank_host_only_results() {
+    let (_runs, root) = two_ranks(|env| {
+        let mut all = vec![("NPUPROF_BACKEND", "host")];
+        all.extend_from_slice(env);
+        go_env(&all, PROFILE)
+    });
+    for w in std::fs::read_dir(&root).unwrap() {
+        let out = w.unwrap().path().join("ASCEND_PROFILER_OUTPUT");
+        assert!(out.join("trace_view.json").exists());
+        assert!(!out.join("kernel_details.csv").exists());
+    }
+    let check = check_profile(&root);
+    assert!(check.contains("CHECK PASS"), "{check}");
+    if let Some(s) = consumer("advisor", &root, None) {
+        assert!(s.contains("advisor: mstt_advisor_"), "{s}");
+    }
 }

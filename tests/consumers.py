@@ -6,6 +6,8 @@ through tests/common/check.rs, the Python tests through python/tests/resultcheck
     python3 tests/consumers.py communication ROOT [--msprof-analyze EXE]
     python3 tests/consumers.py compare-memory BASE COMPARISON [--msprof-analyze EXE]
     python3 tests/consumers.py advisor-frequency RESULT [--msprof-analyze EXE]
+    python3 tests/consumers.py compare ROOT [--step N] [--msprof-analyze EXE]
+    python3 tests/consumers.py advisor ROOT [--msprof-analyze EXE]
 
 `cluster`: msprof-analyze's `cluster -m all` on ROOT (one `*_ascend_ms` result per rank), judged by what it
 must write, since it exits 0 on most failures: it recognises every result as a rank, logs no error, and its
@@ -24,6 +26,17 @@ operator_memory.csv) and its workbook's MemoryCompare sheet holds operator rows 
 `advisor-frequency`: msprof-analyze's `advisor all` on one `*_ascend_ms` result runs its AI Core frequency
 analysis with a frequency: it finds an `info.json.<device>` with `ai_core_num` and `aic_frequency` (no "Can
 not find ai core frequency", no "No ai_core_num").
+
+`compare`: msprof-analyze's `compare` of ROOT's two results (the lower rank is the base), on the whole
+profile or, with --step N, on step N of each: its log has no error, no "Invalid step id", no "Can't find any
+flow event", no crash, and its workbook holds the base's kernels under framework ops (OperatorCompare), its
+communication operations (CommunicationCompare) when it has any, and, with --step, only that step's kernels.
+
+`advisor`: msprof-analyze's `advisor all` on ROOT: its log has no Traceback, no "No valid op info" and no
+error but those of its cluster communication analyses (see ADVISOR_COMMUNICATION_ERRORS), and it writes its
+html report and its xlsx.
+
+Each prints one summary line; exits 1 with the reason (and msprof-analyze's log) on a failure, 2 on bad usage.
 """
 import argparse
 import csv
@@ -173,34 +186,6 @@ def check_communication(out, log, ws, ranks):
     return f"communication: {len(ours)} op(s) in {len(group_ranks)} group(s), {len(infos)} named"
 
 
-XLSX = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-
-
-def xlsx_sheets(path):
-    """{sheet name: rows (lists of cell texts, None for an empty cell)} of a workbook, with the standard
-    library only (compare writes it with xlsxwriter: shared strings, sheets in order)."""
-    with zipfile.ZipFile(path) as z:
-        names = [s.get("name") for s in ET.fromstring(z.read("xl/workbook.xml")).iter(XLSX + "sheet")]
-        shared = []
-        if "xl/sharedStrings.xml" in z.namelist():
-            shared = ["".join(t.text or "" for t in si.iter(XLSX + "t"))
-                      for si in ET.fromstring(z.read("xl/sharedStrings.xml")).iter(XLSX + "si")]
-        sheets = {}
-        for i, name in enumerate(names, 1):
-            rows = []
-            for row in ET.fromstring(z.read(f"xl/worksheets/sheet{i}.xml")).iter(XLSX + "row"):
-                cells = []
-                for c in row.iter(XLSX + "c"):
-                    v = c.find(XLSX + "v")
-                    text = None if v is None else v.text
-                    if c.get("t") == "s" and text is not None:
-                        text = shared[int(text)]
-                    cells.append(text)
-                rows.append(cells)
-            sheets[name] = rows
-    return sheets
-
-
 def compare_memory(base, comparison, exe):
     for w in (base, comparison):
         expect(os.path.exists(os.path.join(w, "ASCEND_PROFILER_OUTPUT", "operator_memory.csv")),
@@ -237,20 +222,143 @@ def advisor_frequency(result, exe):
     return "advisor frequency: the AI Core frequency was found"
 
 
+XLSX = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+        "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
+
+
+def xlsx_sheets(path):
+    """{sheet name: rows of cell texts} of a workbook (the standard library only: .venv has no openpyxl)."""
+    with zipfile.ZipFile(path) as z:
+        shared = []
+        if "xl/sharedStrings.xml" in z.namelist():
+            for si in ET.fromstring(z.read("xl/sharedStrings.xml")).findall("m:si", XLSX):
+                shared.append("".join(t.text or "" for t in si.iter("{%s}t" % XLSX["m"])))
+        rels = {r.get("Id"): r.get("Target") for r in ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))}
+        out = {}
+        for sh in ET.fromstring(z.read("xl/workbook.xml")).find("m:sheets", XLSX):
+            target = rels[sh.get("{%s}id" % XLSX["r"])].lstrip("/")
+            target = target if target.startswith("xl/") else "xl/" + target
+            rows = []
+            for row in ET.fromstring(z.read(target)).iter("{%s}row" % XLSX["m"]):
+                cells = []
+                for c in row.findall("m:c", XLSX):
+                    v = c.find("m:v", XLSX)
+                    if c.get("t") == "s" and v is not None:
+                        cells.append(shared[int(v.text)])
+                    elif c.get("t") == "inlineStr":
+                        cells.append("".join(x.text or "" for x in c.iter("{%s}t" % XLSX["m"])))
+                    else:
+                        cells.append(v.text if v is not None else "")
+                rows.append(cells)
+            out[sh.get("name")] = rows
+    return out
+
+
+def by_rank(root):
+    ws = results(root)
+    expect(len(ws) == 2, f"compare takes two results, {root} has {len(ws)}")
+    return sorted(ws, key=rank)
+
+
+def kernel_rows(w):
+    """The rows of a result's kernel_details.csv as dicts (none without the file)."""
+    path = os.path.join(w, "ASCEND_PROFILER_OUTPUT", "kernel_details.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def is_communication(row):
+    return row["Name"].startswith("hcom_")
+
+
+COMPARE_BAD = ("Invalid step id", "Can't find any flow event", "expected str instance", "Traceback", "[ERROR]",
+               "There is no operator", "There is no kernel details")
+
+
+def compare(root, exe, step=None):
+    base, comparison = by_rank(root)
+    rows = kernel_rows(base)
+    expect(rows, f"{base}: no kernel_details rows to compare")
+    if step is not None:
+        rows = [r for r in rows if r.get("Step ID", r.get("Step Id")) == str(step)]
+        expect(rows, f"{base}: no kernel of step {step}")
+    kernels = sorted({r["Name"] for r in rows if not is_communication(r)})
+    collectives = [r for r in rows if is_communication(r)]
+    with tempfile.TemporaryDirectory() as out:
+        args = ["compare", "-d", comparison, "-bp", base, "-o", out]
+        if step is not None:
+            args += ["--base_step", str(step), "--comparison_step", str(step)]
+        p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=TIMEOUT)
+        log = p.stdout + p.stderr
+        bad = [line for line in log.splitlines() if any(b in line for b in COMPARE_BAD)]
+        expect(not bad, f"msprof-analyze {' '.join(args)} logged:\n" + "\n".join(bad) + f"\n\n{log}")
+        books = [n for n in os.listdir(out) if re.fullmatch(r"performance_comparison_result_\d+\.xlsx", n)]
+        expect(len(books) == 1, f"compare wrote {os.listdir(out)}, not one workbook:\n{log}")
+        sheets = xlsx_sheets(os.path.join(out, books[0]))
+        ops = sheets.get("OperatorCompare", [])
+        # Kernel Details (column 4 on the base side): "name, step, core, ..." per kernel, one per line.
+        lines = [line.split(",")[0] for r in ops[2:] if len(r) > 4 for line in r[4].splitlines() if line]
+        listed = set(lines)
+        missing = [k for k in kernels if k not in listed]
+        expect(not missing, f"OperatorCompare lacks the base's kernels {missing} (it has {sorted(listed)}):\n{log}")
+        # Every one of the base's kernels (of the step) is under exactly one framework op.
+        n = sum(1 for r in rows if not is_communication(r))
+        got = sum(1 for k in lines if k in kernels)
+        expect(got == n, f"OperatorCompare lists {got} kernels under framework ops, the base has {n}:\n{log}")
+        comm = [r for r in sheets.get("CommunicationCompare", [])[2:] if len(r) > 3 and r[1]]
+        expect(not collectives or comm,
+               f"CommunicationCompare has no operation, the base has {len(collectives)} collectives:\n{log}")
+    what = f"step {step}" if step is not None else "whole profiles"
+    return (f"compare ({what}): workbook with {len(kernels)} kernel name(s) under framework ops, "
+            f"{len(comm)} communication row(s)")
+
+
+# advisor's cluster communication analyses (slow link, and the communication checks over
+# cluster_communication.json, which cluster writes from communication.json): errors for results without
+# communication data (host-only, or before communication.json is written: issue 18 item 1).
+ADVISOR_COMMUNICATION_ERRORS = ("cluster_communication.json doesn't exist", "Slow link analysis failed")
+
+
+def advisor(root, exe):
+    ws = results(root)
+    expect(ws, f"no *_ascend_ms result under {root}")
+    with tempfile.TemporaryDirectory() as out:
+        args = ["advisor", "all", "-d", os.path.abspath(root), "-o", out, "-l", "en"]
+        p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=TIMEOUT)
+        log = p.stdout + p.stderr
+        bad = [line for line in log.splitlines()
+               if "Traceback" in line or "No valid op info" in line
+               or ("[ERROR]" in line and not any(c in line for c in ADVISOR_COMMUNICATION_ERRORS))]
+        expect(not bad, f"msprof-analyze {' '.join(args)} logged:\n" + "\n".join(bad) + f"\n\n{log}")
+        html = [n for n in os.listdir(out) if re.fullmatch(r"mstt_advisor_\d+\.html", n)]
+        logdir = os.path.join(out, "log")
+        xlsx = [n for n in os.listdir(logdir) if n.endswith(".xlsx")] if os.path.isdir(logdir) else []
+        expect(html and xlsx, f"advisor wrote no html report and xlsx: {os.listdir(out)}:\n{log}")
+        size = os.path.getsize(os.path.join(out, html[0]))
+    return f"advisor: {html[0]} ({size} bytes) and {xlsx[0]} for {len(ws)} result(s)"
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["cluster", "communication", "compare-memory", "advisor-frequency"])
-    ap.add_argument("paths", nargs="+",
-                    help="cluster, communication: ROOT; compare-memory: BASE COMPARISON; advisor-frequency: RESULT")
+    ap.add_argument("what", choices=["cluster", "communication", "compare", "advisor", "compare-memory",
+                                     "advisor-frequency"])
+    ap.add_argument("paths", nargs="+", help="compare-memory: BASE COMPARISON; the others: ROOT (or RESULT)")
+    ap.add_argument("--step", type=int, help="compare: step N of each result")
     ap.add_argument("--msprof-analyze", default=default_msprof_analyze())
     a = ap.parse_args(argv)
-    want = {"cluster": 1, "communication": 1, "compare-memory": 2, "advisor-frequency": 1}[a.what]
+    want = 2 if a.what == "compare-memory" else 1
     if len(a.paths) != want:
         ap.error(f"{a.what} takes {want} path(s)")
     try:
         if a.what in ("cluster", "communication"):
             then = check_communication if a.what == "communication" else None
             print(cluster(a.paths[0], a.msprof_analyze, then))
+        elif a.what == "compare":
+            print(compare(a.paths[0], a.msprof_analyze, a.step))
+        elif a.what == "advisor":
+            print(advisor(a.paths[0], a.msprof_analyze))
         elif a.what == "compare-memory":
             print(compare_memory(*a.paths, a.msprof_analyze))
         else:

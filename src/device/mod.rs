@@ -6,6 +6,7 @@
 mod collectives;
 pub mod groups;
 mod kernels;
+mod launches;
 mod memory;
 pub(crate) mod pids;
 mod strings;
@@ -16,6 +17,7 @@ pub use collectives::{
 };
 pub use groups::GroupInfo;
 pub use kernels::{Kernel, Kernels};
+pub use launches::{Launch, Launches};
 pub use memory::{MemEvent, MemEvents, MemOp};
 pub use strings::{Str, Strings, Sym};
 
@@ -65,6 +67,16 @@ pub trait TraceSink {
 pub trait Lanes: Send {
     /// Writes the lanes: what was written and, when it stopped early, why.
     fn write(self: Box<Self>, sink: &mut dyn TraceSink) -> (LaneStats, Option<String>);
+
+    /// The host launches of the device tasks the lanes draw, before the host timeline is written (whose pass
+    /// finds each launch's framework op); none by default.
+    fn launches(&mut self) -> Launches {
+        Launches::default()
+    }
+
+    /// The launches of [`Lanes::launches`] with their framework ops (see [`Launches::by_key`]), before
+    /// [`Lanes::write`]: the lanes then draw a framework op → task flow for each. Ignored by default.
+    fn set_framework_ops(&mut self, _ops: Launches) {}
 }
 
 /// What a backend collected for one profile, parsed.

@@ -34,11 +34,22 @@ pub(super) fn write_result(
     // Progress is shown for the result that completes the export (the host result before it is a step of it).
     let show = stage != DeviceStage::Pending;
 
-    let (mut tw, host, steps) = write_host_timeline(ctx, budget)?;
+    // The device tasks' launches get their framework ops from the host pass (for compare's flows).
+    let launches = dev
+        .timeline
+        .as_mut()
+        .map(|l| l.launches())
+        .unwrap_or_default();
+    let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, launches)?;
     let t_host = t0.elapsed();
     progress(show, 1, 3, "host timeline");
 
-    let timeline = dev.timeline.take();
+    let mut timeline = dev.timeline.take();
+    if let Some(l) = timeline.as_mut() {
+        let mut ops = std::mem::take(&mut host.launches).by_key();
+        ops.host_pid = p.pid;
+        l.set_framework_ops(ops);
+    }
     let files = std::mem::take(&mut dev.files);
     let header = dev.kernel_header.take();
     let memory = std::mem::take(&mut dev.memory);
@@ -173,10 +184,15 @@ fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
 }
 
 /// Opens `trace_view.json` (within `budget` bytes) and writes the host timeline into it from the spool.
-fn write_host_timeline(ctx: &Ctx, budget: u64) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
+fn write_host_timeline(
+    ctx: &Ctx,
+    budget: u64,
+    launches: crate::device::Launches,
+) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
     let p = ctx.profile();
     let stop_tick = ctx.job.stop_tick;
     let mut host = HostPass::new(p.pid, ctx.job.conversion, p.anchor.0, stop_tick);
+    host.launches = launches;
     let mut tw = TraceWriter::create(&p.dirs.output, layout::TRACE_VIEW, budget)?;
     host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;

@@ -60,19 +60,27 @@ impl Tables<'_> {
             left.min(memory::bound(self.memory)),
         )?;
         left = left.saturating_sub(cut.memory.bytes);
-        cut.kernel_rows = csv::kernel_details(
-            out,
-            layout::KERNEL_DETAILS,
-            kernels,
-            self.header,
-            matches!(p.backend, BackendId::Mspti),
-            self.steps,
-            left,
-        )?;
+        // No device tasks (a host-only result): no kernel_details.csv, as MindSpore writes none at LevelNone
+        // (a header-only one makes msprof-analyze's advisor report "No valid op info").
+        if !kernels.is_empty() {
+            cut.kernel_rows = self.kernel_details(kernels, left)?;
+        }
         if !cann_statistic {
             csv::op_statistic(out, layout::OP_STATISTIC, p.device_id, kernels)?;
         }
         Ok(cut)
+    }
+
+    fn kernel_details(&self, kernels: &Kernels, left: u64) -> Result<u64> {
+        csv::kernel_details(
+            self.out,
+            layout::KERNEL_DETAILS,
+            kernels,
+            self.header,
+            matches!(self.p.backend, BackendId::Mspti),
+            self.steps,
+            left,
+        )
     }
 }
 

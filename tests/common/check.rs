@@ -97,40 +97,55 @@ fn cluster(root: &Path, exe: &Path, what: &str) -> String {
 /// tests/consumers.py (`compare-memory`): it finds their memory events and compares operator rows with a size
 /// on both sides. Returns its summary line, or says it was skipped without msprof-analyze (not under CI).
 pub(crate) fn compare_memory(base: &Path, comparison: &Path) -> String {
-    consumer("compare-memory", &[base, comparison])
+    run_consumer("compare-memory", &[base, comparison], &[])
+        .unwrap_or_else(|| "compare-memory: skipped (no msprof-analyze)".into())
 }
 
 /// msprof-analyze's `advisor all` on one result, judged by tests/consumers.py (`advisor-frequency`): its AI
 /// Core frequency analysis finds the frequency in an `info.json.<device>`.
 pub(crate) fn advisor_frequency(result: &Path) -> String {
-    consumer("advisor-frequency", &[result])
+    run_consumer("advisor-frequency", &[result], &[])
+        .unwrap_or_else(|| "advisor-frequency: skipped (no msprof-analyze)".into())
 }
 
-/// `tests/consumers.py WHAT PATHS...` with the real msprof-analyze: its summary line; a failure fails the test.
-fn consumer(what: &str, paths: &[&Path]) -> String {
+/// What msprof-analyze's `compare` (`what` = "compare", with `--step N` when `step`) or `advisor all` (`what`
+/// = "advisor") make of the results under `root`, judged by tests/consumers.py from the files they write and
+/// their log (they exit 0 on most failures). Returns its summary line; `None` without msprof-analyze (outside
+/// CI: CI must install it).
+pub(crate) fn consumer(what: &str, root: &Path, step: Option<u32>) -> Option<String> {
+    let step = step.map(|n| n.to_string());
+    let extra: Vec<&str> = step.as_deref().map_or(Vec::new(), |n| vec!["--step", n]);
+    run_consumer(what, &[root], &extra)
+}
+
+/// `tests/consumers.py WHAT PATHS... EXTRA...` with the real msprof-analyze: its summary line (a failure fails
+/// the test); `None` without msprof-analyze (outside CI: CI must install it).
+fn run_consumer(what: &str, paths: &[&Path], extra: &[&str]) -> Option<String> {
     let Some(exe) = msprof_analyze() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must install msprof-analyze (.ci/run creates .venv)"
         );
-        return format!("{what}: skipped (no msprof-analyze)");
+        eprintln!("note: msprof-analyze not installed (run .ci/run once); {what} check skipped");
+        return None;
     };
     let r = run_guarded(
         Command::new("python3")
             .arg(repo().join("tests/consumers.py"))
             .arg(what)
             .args(paths)
+            .args(extra)
             .arg("--msprof-analyze")
             .arg(exe),
         HANG_DEADLINE,
     );
     assert!(
         r.out.status.success(),
-        "tests/consumers.py {what} {paths:?} failed:\n{}{}",
+        "tests/consumers.py {what} {paths:?} {extra:?} failed:\n{}{}",
         r.stdout,
         r.stderr
     );
-    r.stdout
+    Some(r.stdout)
 }
 
 /// `../shared/tools/check_profile.py --no-cluster` (the cluster analysis is ours), only where it exists.

@@ -10,7 +10,8 @@ use std::sync::{Mutex, OnceLock};
 mod check;
 #[allow(unused_imports)] // Each test binary uses some of the helpers.
 pub(crate) use check::{
-    advisor_frequency, check_communication, check_profile, check_profile_no_cluster, compare_memory,
+    advisor_frequency, check_communication, check_profile, check_profile_no_cluster,
+    compare_memory, consumer,
 };
 
 pub(crate) fn repo() -> PathBuf {

@@ -151,6 +151,8 @@ pub(crate) fn parse_dir(
             device,
             shift,
             want_kernels: sum.is_none(),
+            launch_limit: limit,
+            ops: Default::default(),
         }));
     }
     if let Some(s) = sum {

@@ -78,6 +78,7 @@ impl DeviceData for MsptiData {
                 spool,
                 device: self.device,
                 names: self.names,
+                ops: Default::default(),
             })),
             files: Vec::new(),
             meta,
