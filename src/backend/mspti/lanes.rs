@@ -231,7 +231,7 @@ fn find_lanes(recs: &mut Replay<'_>, device: u32) -> Result<(LaneMap, BTreeSet<u
 /// The thread of a collective on the `Communication` process: one per communication group, its tid the group
 /// name's id (`commName`).
 fn group_tid(r: &DevRec) -> u32 {
-    r.c as u32
+    r.name_and_group().1
 }
 
 /// The process and thread names of the lanes: one process per (device, slot), one thread per stream (per
