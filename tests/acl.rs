@@ -2645,3 +2645,29 @@ fn recover_of_a_killed_mspti_profile_keeps_the_caps_and_removes_the_spools() {
     let total = tree_bytes(&dir);
     assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
 }
+
+/// Issue 18 item 2: two MSPTI ranks each write `ascend_mindspore_profiler_{rank}.db`, and msprof-analyze's
+/// DB-only cluster recipes read them: every applicable mode runs without a skip or an error and its tables
+/// hold both ranks' kernels, API calls, markers and steps (tests/consumers.py `recipes`).
+#[test]
+fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
+    let root = tempfile::tempdir().unwrap();
+    for rank in ["0", "1"] {
+        let r = mspti_run(
+            true,
+            &[("NPUPROF_RANK", rank)],
+            &["mspti", "start", "steps:3", "stop", "flush", "dir"],
+        );
+        let d = r.dir();
+        let to = root.path().join(d.file_name().unwrap());
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&d)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = recipes(root.path());
+    assert!(out.contains("recipes:"), "{out}");
+}

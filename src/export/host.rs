@@ -94,6 +94,8 @@ pub(super) struct HostPass {
     /// STACK records that follow no kept BEGIN.
     pub(super) stray_stacks: u64,
     pub(super) damage: Option<String>,
+    /// The result's database, when written: it gets the host ranges and marks as they are read.
+    pub(super) db: Option<super::db::Db>,
 }
 
 impl HostPass {
@@ -124,6 +126,7 @@ impl HostPass {
             trace_cut: 0,
             stray_stacks: 0,
             damage: None,
+            db: None,
         }
     }
 
@@ -161,6 +164,9 @@ impl HostPass {
                         self.names.resize(i + 1, None);
                     }
                     self.names[i] = Some(json::string(&n));
+                    if let Some(db) = &mut self.db {
+                        db.host_name(id, &n);
+                    }
                 }
                 Frame::Thread {
                     ring,
@@ -286,6 +292,9 @@ impl HostPass {
         // Durations are differences of converted end points, so nesting and adjacency survive the
         // conversion exactly (no independent rounding of begin and length).
         let begin_ns = self.conv.to_ns(begin);
+        if let Some(db) = &mut self.db {
+            db.host_range(tid, o.name, begin_ns, self.conv.to_ns(end).max(begin_ns));
+        }
         // The records this slice stands for: its BEGIN, its stack frames and, unless it was closed for
         // want of one (note set), its END.
         let records = 1 + o.stack.len() as u64 + matches!(note, Note::None) as u64;
@@ -387,6 +396,9 @@ impl HostPass {
             }
             kind::MARK => {
                 let name = self.name(p as u32);
+                if let Some(db) = &mut self.db {
+                    db.host_mark(st.tid, p as u32, self.conv.to_ns(r.ts));
+                }
                 let cut_before = tw.cut_events;
                 tw.instant(self.pid, st.tid, &name, self.conv.to_ns(r.ts), "mark")?;
                 self.count_cut(tw, cut_before, 1);

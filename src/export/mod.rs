@@ -7,6 +7,7 @@
 
 pub(crate) mod budget;
 pub mod csv;
+mod db;
 mod device_pass;
 mod host;
 mod info;

@@ -34,7 +34,9 @@ pub(super) fn write_result(
     // Progress is shown for the result that completes the export (the host result before it is a step of it).
     let show = stage != DeviceStage::Pending;
 
-    let (mut tw, host, steps) = write_host_timeline(ctx, budget)?;
+    let db = open_db(p);
+    let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, db)?;
+    let db = host.db.take();
     let t_host = t0.elapsed();
     progress(show, 1, 3, "host timeline");
 
@@ -59,6 +61,17 @@ pub(super) fn write_result(
     };
     dev.meta.extend(lane_meta);
     note_tables_cut(&mut dev, tables_cut, csv_cap);
+    super::db::complete(
+        db,
+        &p.dirs.output,
+        &super::db::Input {
+            rank: p.rank,
+            device_id: p.device_id,
+            dev: &dev,
+            steps: &steps,
+            span,
+        },
+    );
 
     let mut summary = summarize(ctx, &tw, &host, steps.len());
     warn_if_trace_cut(ctx, &tw, &host, budget);
@@ -111,11 +124,28 @@ fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
     )
 }
 
-/// Opens `trace_view.json` (within `budget` bytes) and writes the host timeline into it from the spool.
-fn write_host_timeline(ctx: &Ctx, budget: u64) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
+/// The result's database, begun (when `NPUPROF_EXPORT_TYPE` asks for it); `None` after one warning when
+/// it cannot be made (the text files are written all the same).
+fn open_db(p: &crate::profile::Profile) -> Option<super::db::Db> {
+    if !p.config.export_type.db() {
+        return None;
+    }
+    super::db::Db::create(&p.dirs.output, p.rank, p.pid)
+        .map_err(|e| log::warn!("the result's database is not written: {}", e.msg))
+        .ok()
+}
+
+/// Opens `trace_view.json` (within `budget` bytes) and writes the host timeline into it from the spool (and
+/// the host rows into the database `db`, which the returned pass holds).
+fn write_host_timeline(
+    ctx: &Ctx,
+    budget: u64,
+    db: Option<super::db::Db>,
+) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
     let p = ctx.profile();
     let stop_tick = ctx.job.stop_tick;
     let mut host = HostPass::new(p.pid, ctx.job.conversion, p.anchor.0, stop_tick);
+    host.db = db;
     let mut tw = TraceWriter::create(&p.dirs.output, layout::TRACE_VIEW, budget)?;
     host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;

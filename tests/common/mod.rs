@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 
 mod check;
 #[allow(unused_imports)] // Each test binary uses some of the helpers.
-pub(crate) use check::{check_profile, check_profile_no_cluster};
+pub(crate) use check::{check_profile, check_profile_no_cluster, recipes};
 
 pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

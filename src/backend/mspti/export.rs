@@ -1,6 +1,7 @@
 //! The export of MSPTI data: the spool becomes kernel rows and the device lanes ([`super::lanes`]). Records
 //! whose times lie outside the profile are left out and counted (`mspti_records_outside_profile`).
 
+use super::host_records::MsptiHostRecords;
 use super::lanes::MsptiLanes;
 use super::names_file::NameSource;
 use super::records::*;
@@ -32,6 +33,17 @@ impl DeviceData for MsptiData {
             .open_file(SPOOL)
             .ok()
             .map(|(f, _)| Spool::new(f, limit, self.window));
+        // A second reader of the spool for the API calls and markers (the database's CANN_API, MSTX_EVENTS).
+        let host_records =
+            fw.dir
+                .open_file(SPOOL)
+                .ok()
+                .map(|(f, _)| -> Box<dyn crate::device::HostRecords> {
+                    Box::new(MsptiHostRecords {
+                        spool: Spool::new(f, limit, self.window),
+                        names: self.names.clone(),
+                    })
+                });
         let mut meta = self.meta;
         let (mut kernels, pass) = read_kernels(spool.as_ref(), &self.names, limit)?;
         let cut = pass.beyond_limit;
@@ -59,6 +71,7 @@ impl DeviceData for MsptiData {
             kernels,
             collectives: Default::default(),
             kernel_header: None,
+            host_records,
             disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
             timeline: Some(Box::new(MsptiLanes {
                 spool,
@@ -116,6 +129,7 @@ fn read_kernels(spool: Option<&Spool>, src: &NameSource, limit: usize) -> Result
                 task_id: 0,
                 model_id: u32::MAX,
                 block_dim: 0,
+                correlation: r.corr as u32,
                 cells: Box::default(),
             });
             Ok(())

@@ -30,6 +30,7 @@ mod callbacks;
 mod consumer;
 mod counts;
 mod export;
+mod host_records;
 mod lanes;
 pub(crate) mod names_file;
 mod pool;
