@@ -61,9 +61,19 @@ pub(super) fn write_result(
     };
     dev.meta.extend(lane_meta);
     note_tables_cut(&mut dev, tables_cut, csv_cap);
+
+    let mut summary = summarize(ctx, &tw, &host, steps.len());
+    warn_if_trace_cut(ctx, &tw, &host, budget);
+    finish_trace(&mut summary, tw, t0, t_host)?;
+    // After the text files: the database gets the room they left under NPUPROF_MAX_DISK_MB.
     super::db::complete(
         db,
         &p.dirs.output,
+        super::budget::db_room(
+            p.config.max_disk_bytes(),
+            &p.dirs,
+            &[&super::db::name(p.rank), super::db::ANALYZER],
+        ),
         &super::db::Input {
             rank: p.rank,
             device_id: p.device_id,
@@ -72,10 +82,6 @@ pub(super) fn write_result(
             span,
         },
     );
-
-    let mut summary = summarize(ctx, &tw, &host, steps.len());
-    warn_if_trace_cut(ctx, &tw, &host, budget);
-    finish_trace(&mut summary, tw, t0, t_host)?;
     progress(
         show,
         2,

@@ -55,9 +55,11 @@ pub(crate) fn write(
     (rank, device): (u32, u32),
     steps: &[StepSpan],
     span: (u64, u64),
+    room: u64,
 ) -> Result<()> {
     let f = DbFile::create(out, NAME)?;
     let shown = f.shown.clone();
+    super::file::limit(&f.conn, room).map_err(|e| sql_error("cannot write", &shown, e))?;
     fill(&f, dev, (rank, device), steps, span).map_err(|e| sql_error("cannot write", &shown, e))?;
     f.commit()
 }

@@ -108,3 +108,11 @@ impl Drop for DbFile {
         }
     }
 }
+
+/// Keeps the database within `room` bytes: an insert beyond it fails (`SQLITE_FULL`), and the database is
+/// then not committed.
+pub(super) fn limit(conn: &Connection, room: u64) -> rusqlite::Result<()> {
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages = (room / page.max(512) as u64).clamp(1, i32::MAX as u64);
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+}

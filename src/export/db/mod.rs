@@ -13,6 +13,7 @@ mod ids;
 mod records;
 mod schema;
 
+pub(crate) use analyzer::NAME as ANALYZER;
 pub(crate) use comm_name::double_hash;
 
 use super::csv::StepSpan;
@@ -224,11 +225,13 @@ impl Db {
 
     /// Writes the rest (device tables, API calls, steps, the session's facts), builds the indexes and
     /// commits the database into place.
-    pub(crate) fn finish(mut self, input: &Input<'_>) -> Result<()> {
+    /// At most `room` bytes: a database that would be larger is not committed.
+    pub(crate) fn finish(mut self, input: &Input<'_>, room: u64) -> Result<()> {
         let shown = self.f.shown.clone();
         if let Some(e) = self.error.take() {
             return Err(sql_error("cannot write", &shown, e));
         }
+        file::limit(&self.f.conn, room).map_err(|e| sql_error("cannot write", &shown, e))?;
         self.rest(input)
             .map_err(|e| sql_error("cannot write", &shown, e))?;
         self.f.commit()
@@ -316,21 +319,35 @@ impl Db {
 
 /// Writes the database of a result: `db` (made before the host pass) completed with the device data.
 /// A failure leaves no database (one warning; the text files stand).
-pub(crate) fn complete(db: Option<Db>, out: &Place, input: &Input<'_>) {
+/// `room`: the bytes both databases may take (NPUPROF_MAX_DISK_MB's share, see `export::budget`).
+pub(crate) fn complete(db: Option<Db>, out: &Place, room: u64, input: &Input<'_>) {
     let Some(db) = db else {
         return;
     };
     let t0 = std::time::Instant::now();
-    match db.finish(input) {
+    match db.finish(input, room) {
         Ok(()) => log::debug!("database written in {} ms", t0.elapsed().as_millis()),
-        Err(e) => log::warn!("the result's database is not written: {}", e.msg),
+        Err(e) => {
+            log::warn!(
+                "the result's database is not written: {} (room under NPUPROF_MAX_DISK_MB: {room} bytes)",
+                e.msg
+            );
+            return;
+        }
     }
+    let used = out
+        .dir
+        .stat_at(&name(input.rank))
+        .ok()
+        .flatten()
+        .map_or(0, |st| st.size);
     if let Err(e) = analyzer::write(
         out,
         input.dev,
         (input.rank, input.device_id),
         input.steps,
         input.span,
+        room.saturating_sub(used),
     ) {
         log::warn!("the result's {} is not written: {}", analyzer::NAME, e.msg);
     }

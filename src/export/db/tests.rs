@@ -114,7 +114,7 @@ fn the_database_read_back_holds_what_the_result_has() {
         steps: &steps,
         span: (0, 6_000),
     };
-    complete(Some(db), &out, &input);
+    complete(Some(db), &out, u64::MAX, &input);
     let names: Vec<String> = std::fs::read_dir(d.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -253,7 +253,41 @@ fn a_failed_database_is_not_committed() {
         steps: &[],
         span: (0, 10),
     };
-    assert!(db.finish(&input).is_err());
+    assert!(db.finish(&input, u64::MAX).is_err());
     let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
     assert!(names.is_empty(), "{names:?}");
+}
+
+/// A database over its share of NPUPROF_MAX_DISK_MB is not written (half a database would read as the whole
+/// profile); with room, the same rows are.
+#[test]
+fn a_database_over_its_room_is_not_written() {
+    for (room, written) in [(64 << 10, false), (16 << 20, true)] {
+        let d = tempfile::tempdir().unwrap();
+        let out = Place::open(d.path()).unwrap();
+        let mut db = Db::create(&out, 0, 1).unwrap();
+        for i in 0..5000u64 {
+            db.host_name(1 + i as u32, format!("range number {i}").as_bytes());
+            db.host_range(1, 1 + i as u32, i, i + 1);
+        }
+        let dev = DeviceResult::default();
+        let input = Input {
+            rank: 0,
+            device_id: 0,
+            dev: &dev,
+            steps: &[],
+            span: (0, 10),
+        };
+        complete(Some(db), &out, room, &input);
+        let has = d.path().join("ascend_mindspore_profiler_0.db").exists();
+        assert_eq!(has, written, "room {room}");
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.to_string_lossy().ends_with(".tmp")),
+            "{names:?}"
+        );
+    }
 }
