@@ -64,9 +64,15 @@ pub(super) fn write_result(
 
     let mut summary = summarize(ctx, &tw, &host, steps.len());
     warn_if_trace_cut(ctx, &tw, &host, budget);
-    finish_trace(&mut summary, tw, t0, t_host)?;
+    if p.config.export_type.text() {
+        finish_trace(&mut summary, tw, t0, t_host)?;
+    } else {
+        // NPUPROF_EXPORT_TYPE=db: the trace is not kept (its temporary file goes with the writer).
+        summary.trace_events = tw.events;
+        drop(tw);
+    }
     // After the text files: the database gets the room they left under NPUPROF_MAX_DISK_MB.
-    super::db::complete(
+    summary.database = super::db::complete(
         db,
         &p.dirs.output,
         super::budget::db_room(

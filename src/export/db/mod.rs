@@ -319,21 +319,25 @@ impl Db {
 
 /// Writes the database of a result: `db` (made before the host pass) completed with the device data.
 /// A failure leaves no database (one warning; the text files stand).
-/// `room`: the bytes both databases may take (NPUPROF_MAX_DISK_MB's share, see `export::budget`).
-pub(crate) fn complete(db: Option<Db>, out: &Place, room: u64, input: &Input<'_>) {
-    let Some(db) = db else {
-        return;
-    };
+/// `room`: the bytes both databases may take (NPUPROF_MAX_DISK_MB's share, see `export::budget`). Returns the
+/// outcome for `profiler_metadata.json` (a JSON object), `None` without a database to write.
+pub(crate) fn complete(
+    db: Option<Db>,
+    out: &Place,
+    room: u64,
+    input: &Input<'_>,
+) -> Option<String> {
+    let db = db?;
     let t0 = std::time::Instant::now();
-    match db.finish(input, room) {
-        Ok(()) => log::debug!("database written in {} ms", t0.elapsed().as_millis()),
-        Err(e) => {
-            log::warn!(
-                "the result's database is not written: {} (room under NPUPROF_MAX_DISK_MB: {room} bytes)",
-                e.msg
-            );
-            return;
-        }
+    if let Err(e) = db.finish(input, room) {
+        log::warn!(
+            "the result's database is not written: {} (room under NPUPROF_MAX_DISK_MB: {room} bytes)",
+            e.msg
+        );
+        return Some(format!(
+            "{{\"written\":false,\"error\":{}}}",
+            crate::format::json::string(e.msg.as_bytes())
+        ));
     }
     let used = out
         .dir
@@ -341,7 +345,7 @@ pub(crate) fn complete(db: Option<Db>, out: &Place, room: u64, input: &Input<'_>
         .ok()
         .flatten()
         .map_or(0, |st| st.size);
-    if let Err(e) = analyzer::write(
+    let analyzer = match analyzer::write(
         out,
         input.dev,
         (input.rank, input.device_id),
@@ -349,8 +353,17 @@ pub(crate) fn complete(db: Option<Db>, out: &Place, room: u64, input: &Input<'_>
         input.span,
         room.saturating_sub(used),
     ) {
-        log::warn!("the result's {} is not written: {}", analyzer::NAME, e.msg);
-    }
+        Ok(()) => "true".to_string(),
+        Err(e) => {
+            log::warn!("the result's {} is not written: {}", analyzer::NAME, e.msg);
+            crate::format::json::string(e.msg.as_bytes())
+        }
+    };
+    let ms = t0.elapsed().as_millis();
+    log::debug!("database written in {ms} ms");
+    Some(format!(
+        "{{\"written\":true,\"bytes\":{used},\"ms\":{ms},\"communication_analyzer\":{analyzer}}}"
+    ))
 }
 
 #[cfg(test)]
