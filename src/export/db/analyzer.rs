@@ -57,9 +57,10 @@ pub(crate) fn write(
     span: (u64, u64),
     room: u64,
 ) -> Result<()> {
-    let f = DbFile::create(out, NAME)?;
+    let mut f = DbFile::create(out, NAME)?;
     let shown = f.shown.clone();
-    super::file::limit(&f.conn, room).map_err(|e| sql_error("cannot write", &shown, e))?;
+    f.limit(room)
+        .map_err(|e| sql_error("cannot write", &shown, e))?;
     fill(&f, dev, (rank, device), steps, span).map_err(|e| sql_error("cannot write", &shown, e))?;
     f.commit()
 }

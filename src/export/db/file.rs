@@ -21,6 +21,8 @@ pub(super) struct DbFile {
     tmp: String,
     name: String,
     pub(super) shown: std::path::PathBuf,
+    /// The most bytes the file may have when committed ([`DbFile::limit`]).
+    room: u64,
     committed: bool,
 }
 
@@ -45,7 +47,7 @@ impl DbFile {
         let conn = Connection::open(&path).map_err(|e| sql_error("cannot open", &shown, e))?;
         // No journal: the file is new and private until the rename, and a failure discards it whole.
         conn.execute_batch(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE; \
+            "PRAGMA page_size=65536; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE; \
              PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; BEGIN",
         )
         .map_err(|e| sql_error("cannot set up", &shown, e))?;
@@ -56,6 +58,7 @@ impl DbFile {
             tmp,
             name: name.to_string(),
             shown,
+            room: u64::MAX,
             committed: false,
         })
     }
@@ -83,6 +86,16 @@ impl DbFile {
         let size = crate::dir::stat_file(&self.file)
             .map_err(|e| Error::io("cannot stat", &shown, &e))?
             .size;
+        if size > self.room {
+            return Err(Error::new(
+                crate::error::Status::Io,
+                format!(
+                    "{} would take {size} bytes, over its share of NPUPROF_MAX_DISK_MB ({} bytes)",
+                    shown.display(),
+                    self.room
+                ),
+            ));
+        }
         if size != (pages * page) as u64 {
             return Err(Error::io(
                 "the database went elsewhere than the file created for it",
@@ -109,10 +122,14 @@ impl Drop for DbFile {
     }
 }
 
-/// Keeps the database within `room` bytes: an insert beyond it fails (`SQLITE_FULL`), and the database is
-/// then not committed.
-pub(super) fn limit(conn: &Connection, room: u64) -> rusqlite::Result<()> {
-    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    let pages = (room / page.max(512) as u64).clamp(1, i32::MAX as u64);
-    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+impl DbFile {
+    /// Keeps the database within `room` bytes: an insert beyond it fails (`SQLITE_FULL`), and a file
+    /// already larger (pages written before the limit) is not committed.
+    pub(super) fn limit(&mut self, room: u64) -> rusqlite::Result<()> {
+        self.room = room;
+        let page: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (room / page.max(512) as u64).clamp(1, i32::MAX as u64);
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+    }
 }

@@ -39,6 +39,8 @@ pub(crate) struct Db {
     host_names: Vec<Option<i64>>,
     /// The host names' bytes, by id (for the `_start`/`_stop` names of ranges).
     host_name_raw: Vec<Option<Box<[u8]>>>,
+    /// The `STRING_IDS` ids of `<name>_start` and `<name>_stop` per host name id, once used by a range.
+    host_range_ids: Vec<Option<(i64, i64)>>,
     /// `MSTX_EVENTS` rows so far (their connection ids).
     mstx: u64,
     domain: i64,
@@ -78,6 +80,7 @@ impl Db {
             pid,
             host_names: Vec::new(),
             host_name_raw: Vec::new(),
+            host_range_ids: Vec::new(),
             mstx: 0,
             domain: 0,
             error: None,
@@ -130,6 +133,9 @@ impl Db {
                 db.host_name_raw.resize(i + 1, None);
             }
             db.host_name_raw[i] = Some(bytes.into());
+            if let Some(ids) = db.host_range_ids.get_mut(i) {
+                *ids = None;
+            }
             Ok(())
         });
     }
@@ -146,50 +152,31 @@ impl Db {
 
     fn mstx_row(
         &mut self,
-        (start_ns, end_ns): (u64, u64),
+        span: (u64, u64),
         event: i64,
         message: i64,
         domain: i64,
         gtid: i64,
     ) -> rusqlite::Result<()> {
-        let c = mstx_connection(self.mstx);
-        self.mstx += 1;
-        self.f
-            .conn
-            .prepare_cached(
-                "INSERT INTO MSTX_EVENTS VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                start_ns as i64,
-                end_ns as i64,
-                event,
-                INVALID,
-                INVALID,
-                message,
-                gtid,
-                domain,
-                c
-            ])?;
-        Ok(())
+        mstx_insert(
+            &self.f.conn,
+            &mut self.mstx,
+            span,
+            (event, message, domain, gtid),
+        )
     }
 
-    /// A range as msprof-analyze's `mstx_sum` can summarize it: the `marker_ex` pair `<name>_start` at its
-    /// start and `<name>_stop` at its end, on its thread. (An mstx `start/end` row must have a device task
-    /// with its connection id: `mstx_sum` subtracts the task's times, and a range with none, as host ranges
-    /// and MSPTI's host markers are, stops the recipe with a `NoneType` error.)
-    fn range_rows(
+    fn range_ids(&mut self, message: &[u8]) -> rusqlite::Result<(i64, i64)> {
+        range_ids(&self.f.conn, &mut self.ids, message)
+    }
+
+    fn range_pair(
         &mut self,
-        message: &[u8],
+        (start, stop): (i64, i64),
         (start_ns, end_ns): (u64, u64),
         domain: i64,
         gtid: i64,
     ) -> rusqlite::Result<()> {
-        let mut m = message.to_vec();
-        m.extend_from_slice(b"_start");
-        let start = self.id(&m)?;
-        m.truncate(message.len());
-        m.extend_from_slice(b"_stop");
-        let stop = self.id(&m)?;
         let ex = schema::mstx_type::MARKER_EX;
         self.mstx_row((start_ns, start_ns), ex, start, domain, gtid)?;
         self.mstx_row((end_ns, end_ns), ex, stop, domain, gtid)
@@ -202,15 +189,30 @@ impl Db {
         }
     }
 
-    /// A host range (`npuprof_range_push`/`pop`) of thread `tid` (see [`Db::range_rows`]).
+    /// A host range (`npuprof_range_push`/`pop`) of thread `tid` (see [`records::Rows`]).
     pub(crate) fn host_range(&mut self, tid: u32, name: u32, start_ns: u64, end_ns: u64) {
         self.guard(|db| {
             let g = global_tid(db.pid, tid);
-            let bytes = match db.host_name_raw.get(name as usize) {
-                Some(Some(b)) => b.to_vec(),
-                _ => db.host_name_bytes(name),
+            let i = name as usize;
+            let ids = match db.host_range_ids.get(i) {
+                Some(Some(ids)) => *ids,
+                _ => {
+                    let bytes = match db.host_name_raw.get(i) {
+                        Some(Some(b)) => b.to_vec(),
+                        _ => db.host_name_bytes(name),
+                    };
+                    let ids = db.range_ids(&bytes)?;
+                    // Cached for the ids a name table hands out (a damaged spool's larger ids are not).
+                    if i <= crate::record::names::MAX_NAMES {
+                        if db.host_range_ids.len() <= i {
+                            db.host_range_ids.resize(i + 1, None);
+                        }
+                        db.host_range_ids[i] = Some(ids);
+                    }
+                    ids
+                }
             };
-            db.range_rows(&bytes, (start_ns, end_ns), db.domain, g)
+            db.range_pair(ids, (start_ns, end_ns), db.domain, g)
         });
     }
 
@@ -231,7 +233,9 @@ impl Db {
         if let Some(e) = self.error.take() {
             return Err(sql_error("cannot write", &shown, e));
         }
-        file::limit(&self.f.conn, room).map_err(|e| sql_error("cannot write", &shown, e))?;
+        self.f
+            .limit(room)
+            .map_err(|e| sql_error("cannot write", &shown, e))?;
         self.rest(input)
             .map_err(|e| sql_error("cannot write", &shown, e))?;
         self.f.commit()
@@ -246,7 +250,6 @@ impl Db {
         }
         self.steps(input.steps)?;
         self.session((input.rank, input.device_id), input.span)?;
-        self.f.conn.execute_batch(schema::PROFILER_INDEXES)?;
         Ok(())
     }
 
@@ -296,8 +299,9 @@ impl Db {
 
     fn host_records(&mut self, r: &dyn HostRecords) -> rusqlite::Result<()> {
         let mut failed = None;
+        let mut rows = records::Rows::new(self)?;
         let res = r.replay(&mut |rec| {
-            if let Err(e) = self.record(rec) {
+            if let Err(e) = rows.record(rec) {
                 failed = Some(e);
                 return Err(Error::new(crate::error::Status::Io, "database row"));
             }
@@ -315,6 +319,44 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// One `MSTX_EVENTS` row, the `n`-th (its connection id).
+fn mstx_insert(
+    conn: &rusqlite::Connection,
+    n: &mut u64,
+    (start_ns, end_ns): (u64, u64),
+    (event, message, domain, gtid): (i64, i64, i64, i64),
+) -> rusqlite::Result<()> {
+    let c = mstx_connection(*n);
+    *n += 1;
+    conn.prepare_cached("INSERT INTO MSTX_EVENTS VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)")?
+        .execute(params![
+            start_ns as i64,
+            end_ns as i64,
+            event,
+            INVALID,
+            INVALID,
+            message,
+            gtid,
+            domain,
+            c
+        ])?;
+    Ok(())
+}
+
+/// The ids of `<message>_start` and `<message>_stop`.
+fn range_ids(
+    conn: &rusqlite::Connection,
+    ids: &mut StringIds,
+    message: &[u8],
+) -> rusqlite::Result<(i64, i64)> {
+    let mut m = message.to_vec();
+    m.extend_from_slice(b"_start");
+    let start = ids.id(conn, &m)?;
+    m.truncate(message.len());
+    m.extend_from_slice(b"_stop");
+    Ok((start, ids.id(conn, &m)?))
 }
 
 /// Writes the database of a result: `db` (made before the host pass) completed with the device data.

@@ -41,13 +41,6 @@ CREATE TABLE PYTORCH_API (startNs INTEGER, endNs INTEGER, globalTid INTEGER, con
 CREATE TABLE CONNECTION_IDS (id INTEGER, connectionId INTEGER);
 ";
 
-/// Indexes made after the rows are in (cheaper than keeping them up to date row by row): the joins
-/// msprof-analyze makes on `TASK.connectionId` and its step filters on `startNs`.
-pub(super) const PROFILER_INDEXES: &str = "
-CREATE INDEX TaskIndex ON TASK (startNs, globalTaskId);
-CREATE INDEX TaskConnection ON TASK (connectionId);
-";
-
 /// The rows of each `ENUM_*` table (CANN's numbering).
 pub(super) const ENUMS: &[(&str, &[(i64, &str)])] = &[
     (
