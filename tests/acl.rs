@@ -2973,3 +2973,108 @@ fn advisor_understands_two_rank_host_only_results() {
         assert!(s.contains("advisor: mstt_advisor_"), "{s}");
     }
 }
+
+/// Issue 18 item 2: two MSPTI ranks each write `ascend_mindspore_profiler_{rank}.db`, and msprof-analyze's
+/// DB-only cluster recipes read them: every applicable mode runs without a skip or an error and its tables
+/// hold both ranks' kernels, API calls, markers and steps (tests/consumers.py `recipes`).
+#[test]
+fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
+    let root = tempfile::tempdir().unwrap();
+    for rank in ["0", "1"] {
+        let r = mspti_run(
+            true,
+            &[("NPUPROF_RANK", rank)],
+            &["mspti", "start", "steps:3", "stop", "flush", "dir"],
+        );
+        let d = r.dir();
+        let to = root.path().join(d.file_name().unwrap());
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&d)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = recipes(root.path());
+    for m in [
+        "all",
+        "communication_time",
+        "communication_matrix",
+        "communication_group_map",
+        "cann_api_sum",
+        "compute_op_sum",
+        "hccl_sum",
+        "mstx_sum",
+        "free_analysis",
+        "export_summary",
+    ] {
+        assert!(out.contains(m), "{m} did not run: {out}");
+    }
+}
+
+/// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary, the HCCL
+/// operations among them as COMMUNICATION_OP) are read by msprof-analyze's recipes that apply.
+#[test]
+fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
+    let root = tempfile::tempdir().unwrap();
+    for rank in ["0", "1"] {
+        let r = go_env(&[("NPUPROF_RANK", rank)], PROFILE);
+        r.out.assert_ok();
+        let d = r.dir();
+        assert!(d
+            .join(format!(
+                "ASCEND_PROFILER_OUTPUT/ascend_mindspore_profiler_{rank}.db"
+            ))
+            .exists());
+        let to = root.path().join(d.file_name().unwrap());
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&d)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = recipes(root.path());
+    assert!(out.contains("compute_op_sum"), "{out}");
+}
+
+/// NPUPROF_EXPORT_TYPE as torch_npu's export_type: `text` writes no database, `db` only the databases (and
+/// the two metadata JSONs msprof-analyze and `npuprof` read beside them), the default both.
+#[test]
+fn export_type_chooses_the_text_files_the_database_or_both() {
+    let out = |r: &Run, n: &str| r.dir().join("ASCEND_PROFILER_OUTPUT").join(n).exists();
+    for (t, text, db) in [("text", true, false), ("db", false, true), ("", true, true)] {
+        let r = mspti_run(
+            true,
+            &[("NPUPROF_EXPORT_TYPE", t)],
+            &["mspti", "start", "steps:2", "stop", "flush", "dir"],
+        );
+        r.out.assert_ok();
+        for n in [
+            "trace_view.json",
+            "kernel_details.csv",
+            "step_trace_time.csv",
+        ] {
+            assert_eq!(out(&r, n), text, "{t:?}: {n}");
+        }
+        for n in [
+            "ascend_mindspore_profiler_0.db",
+            "communication_analyzer.db",
+        ] {
+            assert_eq!(out(&r, n), db, "{t:?}: {n}");
+        }
+        assert!(r.dir().join("profiler_info_0.json").exists());
+        let m = r.meta();
+        assert_eq!(
+            m["npuprof"]["database"]["written"].as_bool(),
+            db.then_some(true),
+            "{m}"
+        );
+        assert_eq!(
+            m["config"]["NPUPROF_EXPORT_TYPE"],
+            if t.is_empty() { "text,db" } else { t }
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 mod collectives;
 pub mod groups;
+mod host_records;
 mod kernels;
 mod launches;
 mod memory;
@@ -16,6 +17,7 @@ pub use collectives::{
     DATA_TYPE_UNKNOWN,
 };
 pub use groups::GroupInfo;
+pub use host_records::{ApiCall, ApiLevel, HostRecord, HostRecords, Marker};
 pub use kernels::{Kernel, Kernels};
 pub use launches::{Launch, Launches};
 pub use memory::{MemEvent, MemEvents, MemOp};
@@ -91,6 +93,9 @@ pub struct DeviceResult {
     /// `kernel_details.csv` columns (after `Step ID`) when the source has its own column set (CANN's
     /// op_summary, renamed as the frameworks do); `None` = npuprof's default header.
     pub kernel_header: Option<Vec<String>>,
+    /// The host API calls and vendor markers the backend has (the database's `CANN_API`, `MSTX_EVENTS`),
+    /// streamed; `None` when it has none.
+    pub host_records: Option<Box<dyn HostRecords>>,
     /// Device and CANN lanes for `trace_view.json`; `None` = lanes are drawn from `kernels`.
     pub timeline: Option<Box<dyn Lanes>>,
     /// Files copied into `ASCEND_PROFILER_OUTPUT/` as they are (name, content), e.g. CANN's

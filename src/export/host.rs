@@ -96,6 +96,8 @@ pub(super) struct HostPass {
     pub(super) damage: Option<String>,
     /// The device tasks' host launches: each framework op drawn gives its start to the launches it encloses.
     pub(super) launches: crate::device::Launches,
+    /// The result's database, when written: it gets the host ranges and marks as they are read.
+    pub(super) db: Option<super::db::Db>,
 }
 
 impl HostPass {
@@ -127,6 +129,7 @@ impl HostPass {
             stray_stacks: 0,
             damage: None,
             launches: Default::default(),
+            db: None,
         }
     }
 
@@ -164,6 +167,9 @@ impl HostPass {
                         self.names.resize(i + 1, None);
                     }
                     self.names[i] = Some(json::string(&n));
+                    if let Some(db) = &mut self.db {
+                        db.host_name(id, &n);
+                    }
                 }
                 Frame::Thread {
                     ring,
@@ -299,6 +305,9 @@ impl HostPass {
         // Durations are differences of converted end points, so nesting and adjacency survive the
         // conversion exactly (no independent rounding of begin and length).
         let begin_ns = self.conv.to_ns(begin);
+        if let Some(db) = &mut self.db {
+            db.host_range(tid, o.name, begin_ns, self.conv.to_ns(end).max(begin_ns));
+        }
         // The records this slice stands for: its BEGIN, its stack frames and, unless it was closed for
         // want of one (note set), its END.
         let records = 1 + o.stack.len() as u64 + matches!(note, Note::None) as u64;
@@ -404,6 +413,9 @@ impl HostPass {
             }
             kind::MARK => {
                 let name = self.name(p as u32);
+                if let Some(db) = &mut self.db {
+                    db.host_mark(st.tid, p as u32, self.conv.to_ns(r.ts));
+                }
                 let cut_before = tw.cut_events;
                 tw.instant(self.pid, st.tid, &name, self.conv.to_ns(r.ts), "mark")?;
                 self.count_cut(tw, cut_before, 1);

@@ -8,6 +8,7 @@
 pub(crate) mod budget;
 mod communication;
 pub mod csv;
+mod db;
 mod device_pass;
 mod host;
 mod info;
@@ -59,6 +60,9 @@ pub struct Summary {
     pub spool_damage: Option<String>,
     pub truncated: bool,
     pub elapsed_ms: u64,
+    /// The database's outcome as a JSON object (`{"written":true,"ms":..}` or `{"written":false,"error":..}`);
+    /// `None` when NPUPROF_EXPORT_TYPE does not ask for it.
+    pub database: Option<String>,
 }
 
 /// What every write of one profile's result shares: the job (its device data taken out) and when the export

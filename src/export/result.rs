@@ -40,7 +40,9 @@ pub(super) fn write_result(
         .as_mut()
         .map(|l| l.launches())
         .unwrap_or_default();
-    let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, launches)?;
+    let db = open_db(p);
+    let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, launches, db)?;
+    let db = host.db.take();
     let t_host = t0.elapsed();
     progress(show, 1, 3, "host timeline");
 
@@ -78,7 +80,30 @@ pub(super) fn write_result(
 
     let mut summary = summarize(ctx, &tw, &host, steps.len());
     warn_if_trace_cut(ctx, &tw, &host, budget);
-    finish_trace(&mut summary, tw, t0, t_host)?;
+    if p.config.export_type.text() {
+        finish_trace(&mut summary, tw, t0, t_host)?;
+    } else {
+        // NPUPROF_EXPORT_TYPE=db: the trace is not kept (its temporary file goes with the writer).
+        summary.trace_events = tw.events;
+        drop(tw);
+    }
+    // After the text files: the database gets the room they left under NPUPROF_MAX_DISK_MB.
+    summary.database = super::db::complete(
+        db,
+        &p.dirs.output,
+        super::budget::db_room(
+            p.config.max_disk_bytes(),
+            &p.dirs,
+            &[&super::db::name(p.rank), super::db::ANALYZER],
+        ),
+        &super::db::Input {
+            rank: p.rank,
+            device_id: p.device_id,
+            dev: &dev,
+            steps: &steps,
+            span,
+        },
+    );
     progress(
         show,
         2,
@@ -183,16 +208,30 @@ fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
     )
 }
 
-/// Opens `trace_view.json` (within `budget` bytes) and writes the host timeline into it from the spool.
+/// The result's database, begun (when `NPUPROF_EXPORT_TYPE` asks for it); `None` after one warning when
+/// it cannot be made (the text files are written all the same).
+fn open_db(p: &crate::profile::Profile) -> Option<super::db::Db> {
+    if !p.config.export_type.db() {
+        return None;
+    }
+    super::db::Db::create(&p.dirs.output, p.rank, p.pid)
+        .map_err(|e| log::warn!("the result's database is not written: {}", e.msg))
+        .ok()
+}
+
+/// Opens `trace_view.json` (within `budget` bytes) and writes the host timeline into it from the spool (and
+/// the host rows into the database `db`, which the returned pass holds).
 fn write_host_timeline(
     ctx: &Ctx,
     budget: u64,
     launches: crate::device::Launches,
+    db: Option<super::db::Db>,
 ) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
     let p = ctx.profile();
     let stop_tick = ctx.job.stop_tick;
     let mut host = HostPass::new(p.pid, ctx.job.conversion, p.anchor.0, stop_tick);
     host.launches = launches;
+    host.db = db;
     let mut tw = TraceWriter::create(&p.dirs.output, layout::TRACE_VIEW, budget)?;
     host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;

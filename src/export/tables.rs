@@ -31,6 +31,10 @@ impl Tables<'_> {
     pub(super) fn write(&self, kernels: &Kernels, ov: &overlap::Overlap) -> Result<TablesCut> {
         let (out, p) = (self.out, self.p);
         let mut cut = TablesCut::default();
+        if !p.config.export_type.text() {
+            // NPUPROF_EXPORT_TYPE=db: the database holds what the CSVs would.
+            return Ok(cut);
+        }
         csv::step_trace_time(
             out,
             layout::STEP_TRACE_TIME,

@@ -169,3 +169,32 @@ fn extra_check(root: &Path) {
         script.display()
     );
 }
+
+/// msprof-analyze's DB-only cluster recipes on `root` (each rank's `ascend_mindspore_profiler_{rank}.db`),
+/// judged by tests/consumers.py `recipes` from the tables they write and their logs.
+pub(crate) fn recipes(root: &Path) -> String {
+    let Some(exe) = msprof_analyze() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install msprof-analyze (.ci/run creates .venv)"
+        );
+        return "recipes: skipped (no msprof-analyze)\n".to_string();
+    };
+    let r = run_guarded(
+        Command::new("python3")
+            .arg(repo().join("tests/consumers.py"))
+            .arg("recipes")
+            .arg(root)
+            .arg("--msprof-analyze")
+            .arg(&exe),
+        HANG_DEADLINE,
+    );
+    assert!(
+        r.out.status.success(),
+        "msprof-analyze's recipes on {} failed:\n{}{}",
+        root.display(),
+        r.stdout,
+        r.stderr
+    );
+    r.stdout
+}

@@ -81,7 +81,9 @@ pub(super) fn query(device: u32) -> Result<DeviceInfo, String> {
     // A driver of another version may answer anything: only plausible values are written.
     let aic_frequency = ask(MODULE_TYPE_AICORE, INFO_TYPE_FREQUE)
         .filter(|f| *f <= MAX_MHZ)
-        .ok_or_else(|| "the driver gave no AI Core frequency (or an implausible one)".to_string())?;
+        .ok_or_else(|| {
+            "the driver gave no AI Core frequency (or an implausible one)".to_string()
+        })?;
     let ai_core_num = ask(MODULE_TYPE_AICORE, INFO_TYPE_CORE_NUM)
         .filter(|n| *n <= MAX_CORES)
         .ok_or_else(|| "the driver gave no AI Core count (or an implausible one)".to_string())?;

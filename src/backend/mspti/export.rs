@@ -5,6 +5,7 @@
 
 use super::collectives::Gather;
 use super::device_info;
+use super::host_records::MsptiHostRecords;
 use super::lanes::MsptiLanes;
 use super::names_file::NameSource;
 use super::op_type::{self, UNKNOWN_U32};
@@ -41,6 +42,17 @@ impl DeviceData for MsptiData {
             .open_file(SPOOL)
             .ok()
             .map(|(f, _)| Spool::new(f, limit, self.window));
+        // A second reader of the spool for the API calls and markers (the database's CANN_API, MSTX_EVENTS).
+        let host_records =
+            fw.dir
+                .open_file(SPOOL)
+                .ok()
+                .map(|(f, _)| -> Box<dyn crate::device::HostRecords> {
+                    Box::new(MsptiHostRecords {
+                        spool: Spool::new(f, limit, self.window),
+                        names: self.names.clone(),
+                    })
+                });
         let mut meta = self.meta;
         let (mut kernels, memory, collectives, pass) =
             read_kernels(spool.as_ref(), &self.names, limit)?;
@@ -73,6 +85,7 @@ impl DeviceData for MsptiData {
             memory,
             collectives,
             kernel_header: None,
+            host_records,
             disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
             timeline: Some(Box::new(MsptiLanes {
                 spool,
@@ -151,6 +164,7 @@ fn read_kernels(
             kernels.add(Kernel {
                 core,
                 op_type,
+                correlation: r.corr as u32,
                 ..row(name, r.start, r.end, r.a)
             });
             Ok(())
@@ -163,6 +177,7 @@ fn read_kernels(
     for c in &collectives.list {
         kernels.add(Kernel {
             core: hccl,
+            correlation: c.correlation as u32,
             ..row(c.name, c.start_ns, c.start_ns + c.dur_ns, c.stream_id)
         });
     }
@@ -183,6 +198,7 @@ fn row(name: Sym, start: u64, end: u64, stream: u32) -> Kernel {
         task_id: UNKNOWN_U32,
         model_id: UNKNOWN_U32,
         block_dim: UNKNOWN_U32,
+        correlation: 0,
         cells: Box::default(),
     }
 }

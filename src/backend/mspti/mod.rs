@@ -32,6 +32,7 @@ mod consumer;
 mod counts;
 mod device_info;
 mod export;
+mod host_records;
 mod lanes;
 pub(crate) mod names_file;
 mod op_type;

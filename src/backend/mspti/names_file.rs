@@ -96,6 +96,7 @@ impl NamesWriter {
 }
 
 /// Where the export takes the names of compact records from.
+#[derive(Clone)]
 pub enum NameSource {
     /// The name table of this process (the process that recorded the profile exports it).
     Process,
