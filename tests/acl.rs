@@ -1546,10 +1546,11 @@ fn mspti_results_carry_the_drivers_ai_core_frequency_for_the_advisor() {
 /// find any memory event" (no operator_memory.csv) and an empty memory comparison.
 #[test]
 fn compare_finds_the_memory_of_two_mspti_results() {
+    // Text results: with a database compare reads only it, and for MindSpore's name no memory from it.
     let run = || {
         let r = mspti_run(
             true,
-            &[],
+            &[("NPUPROF_EXPORT_TYPE", "text")],
             &["mspti", "start", "steps:2", "stop", "flush", "dir"],
         );
         r.out.assert_ok();
@@ -2872,11 +2873,18 @@ fn recover_of_a_killed_mspti_profile_keeps_the_caps_and_removes_the_spools() {
 
 /// Two ranks of one scenario in one results root (as a cluster writes them): `run` is called with each rank's
 /// `RANK` and device; the second result is moved next to the first. Returns the runs (which own the
-/// directories) and the root.
+/// directories) and the root. Text results (`NPUPROF_EXPORT_TYPE=text`): with a database beside them
+/// msprof-analyze's compare and advisor read only the database (see the database tests).
 fn two_ranks(run: impl Fn(&[(&str, &str)]) -> Run) -> (Vec<Run>, PathBuf) {
     let runs: Vec<Run> = ["0", "1"]
         .iter()
-        .map(|rank| run(&[("RANK", rank), ("FAKE_ACL_DEVICE", rank)]))
+        .map(|rank| {
+            run(&[
+                ("RANK", rank),
+                ("FAKE_ACL_DEVICE", rank),
+                ("NPUPROF_EXPORT_TYPE", "text"),
+            ])
+        })
         .collect();
     for r in &runs {
         r.out.assert_ok();

@@ -1,13 +1,14 @@
 //! Issue 18: collectives become communication data msprof-analyze understands (communication.json,
 //! communication_matrix.json, the Communication columns of step_trace_time.csv), on two-rank results of the
-//! MSPTI and aclprof fakes.
+//! MSPTI and aclprof fakes. Text results (`NPUPROF_EXPORT_TYPE=text`): with a database beside them
+//! msprof-analyze reads only the database (communication_analyzer.db; see the database tests).
 
 use super::*;
 
 fn mspti_rank(rank: &str, preload_mspti: bool) -> Run {
     mspti_run(
         preload_mspti,
-        &[("NPUPROF_RANK", rank)],
+        &[("NPUPROF_RANK", rank), ("NPUPROF_EXPORT_TYPE", "text")],
         &["mspti", "start", "steps:4", "stop", "flush", "dir"],
     )
 }
@@ -81,7 +82,7 @@ fn mspti_two_ranks_with_their_group_told_name_it_in_cluster() {
     let (root, runs) = two_ranks(|r| {
         mspti_run(
             false,
-            &[("NPUPROF_RANK", r)],
+            &[("NPUPROF_RANK", r), ("NPUPROF_EXPORT_TYPE", "text")],
             &[
                 "mspti",
                 &group_cmd(r),
@@ -136,7 +137,7 @@ fn aclprof_two_ranks_communication_is_understood_by_cluster() {
     let (root, runs) = two_ranks(|r| {
         let group = group_cmd(r);
         go_env(
-            &[("NPUPROF_RANK", r)],
+            &[("NPUPROF_RANK", r), ("NPUPROF_EXPORT_TYPE", "text")],
             &["cann", &group, "start", "steps:4", "stop", "flush", "dir"],
         )
     });
