@@ -24,6 +24,8 @@ pub(super) struct DbFile {
     /// The most bytes the file may have when committed ([`DbFile::limit`]).
     room: u64,
     committed: bool,
+    /// Last field: dropped after the connection is closed.
+    _in_use: crate::process::SqliteInUse,
 }
 
 /// A SQLite error as npuprof's error, naming the file.
@@ -36,6 +38,17 @@ impl DbFile {
     pub(super) fn create(at: &Place, name: &str) -> Result<DbFile> {
         let tmp = format!("{name}.tmp");
         let shown = at.shown(name);
+        let in_use = crate::process::SqliteInUse::enter().ok_or_else(|| {
+            Error::new(
+                crate::error::Status::Io,
+                format!(
+                    "{} is not written: this process was forked while its parent wrote a database, and a \
+                     forked child cannot use SQLite then (its internal locks may be held by a thread the \
+                     child does not have)",
+                    shown.display()
+                ),
+            )
+        })?;
         // A stray `.tmp` of an earlier export of this very result (it crashed) is ours to replace.
         let _ = at.dir.unlink(&tmp);
         let file = at.create_new(&tmp)?;
@@ -60,6 +73,7 @@ impl DbFile {
             shown,
             room: u64::MAX,
             committed: false,
+            _in_use: in_use,
         })
     }
 
