@@ -143,38 +143,10 @@ pub fn from_kernels(kernels: &super::Kernels, device: u32, limit: usize) -> Coll
     out
 }
 
-/// The collective operations of one profile, at most `limit` of them; beyond it (or without memory for
-/// more) they are counted in `cut`, as kernels are.
-#[derive(Debug)]
-pub struct Collectives {
-    pub list: Vec<Collective>,
-    limit: usize,
-    pub cut: u64,
-}
-
-impl Default for Collectives {
-    fn default() -> Self {
-        Collectives::with_limit(crate::config::DEFAULT_MAX_DEVICE_RECORDS as usize)
-    }
-}
+/// The collective operations of one profile, bounded as every device record list is.
+pub type Collectives = super::Bounded<Collective>;
 
 impl Collectives {
-    pub fn with_limit(limit: usize) -> Self {
-        Collectives {
-            list: Vec::new(),
-            limit,
-            cut: 0,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// Gives the collectives whose group the backend did not name (msprof's op_summary) the process's
     /// group, when it told exactly one (`npuprof_set_group`): names and keys are then made from it.
     pub fn default_group(&mut self, strings: &mut super::Strings, groups: &[super::GroupInfo]) {
@@ -186,40 +158,11 @@ impl Collectives {
             c.group = g;
         }
     }
-
-    /// Adds `c` if there is room (the list grows by fallible reservations); else counts it in `cut`.
-    pub fn add(&mut self, c: Collective) -> bool {
-        let n = self.list.len();
-        let ok = n < self.limit
-            && (n < self.list.capacity()
-                || self
-                    .list
-                    .try_reserve_exact(n.max(256).min(self.limit - n))
-                    .is_ok());
-        if ok {
-            self.list.push(c);
-        } else {
-            self.cut += 1;
-        }
-        ok
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn collectives_beyond_the_limit_are_counted_not_kept() {
-        let mut c = Collectives::with_limit(2);
-        for i in 0..4 {
-            c.add(Collective {
-                start_ns: i,
-                ..Default::default()
-            });
-        }
-        assert_eq!((c.len(), c.cut), (2, 2));
-    }
 
     /// `double_hash("group0")` by msprof-analyze 26.2.0's own function.
     const DOUBLE_HASH_GROUP0: u64 = 9432122931104976425;

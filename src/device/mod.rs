@@ -3,6 +3,7 @@
 //! collection ([`DeviceResult`]) and the [`DeviceData`] a stop hands to the export thread; the trace pid scheme
 //! of device lanes (`pids`). It imports no backend and no exporter.
 
+mod bounded;
 mod collectives;
 pub mod groups;
 mod host_records;
@@ -12,6 +13,7 @@ mod memory;
 pub(crate) mod pids;
 mod strings;
 
+pub use bounded::Bounded;
 pub use collectives::{
     data_type_bytes, double_hash, from_kernels, is_p2p, op_names, op_type, Collective, Collectives,
     DATA_TYPE_UNKNOWN,
