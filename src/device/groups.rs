@@ -30,7 +30,7 @@ pub enum GroupError {
     Full,
 }
 
-/// A set of groups (the process has one, [`GROUPS`]).
+/// A set of groups (the process has one, `GROUPS`).
 pub struct Registry(Mutex<Vec<GroupInfo>>);
 
 static GROUPS: Registry = Registry(Mutex::new(Vec::new()));
