@@ -11,6 +11,8 @@
 //!   (level1 columns; "parse"), then streaming its timeline (4 events per task) into trace_view.json and
 //!   writing kernel_details.csv, Overlap Analysis and step_trace_time.csv ("write"). msprof's own export
 //!   time is CANN's, not measured here.
+//! * mspti/N, mspti-db/N: MSPTI stop-to-files for N kernels with 2 API records each, the text files only
+//!   (`NPUPROF_EXPORT_TYPE=text`) and with the database (`text,db`): the difference is the database's cost.
 
 mod support;
 
@@ -184,7 +186,7 @@ fn child(args: &[String]) -> Value {
                    "dropped": m["dropped_records"]["ring_full"], "stop_to_files_ms": ms,
                    "trace_view_bytes": m["trace_view_bytes"], "ms_per_million": ms * 1e6 / n as f64})
         }
-        "mspti" | "mspti-kernels" => {
+        "mspti" | "mspti-kernels" | "mspti-db" => {
             // N kernel launches through the fake libmspti.so (each: an API record and a kernel record with one
             // correlation id), paced so the pool never runs dry (untimed); then stop-to-files.
             type Launch = extern "C" fn(*const std::ffi::c_char, *const std::ffi::c_char, u32, u64);
@@ -222,7 +224,8 @@ fn child(args: &[String]) -> Value {
             let dir = api.output_dir_path();
             let m = common::json(&dir.join("profiler_metadata.json"));
             let d = m["device"].clone();
-            json!({"scenario": "mspti", "api": scenario == "mspti", "kernels": n, "stop_to_files_ms": ms,
+            json!({"scenario": "mspti", "api": scenario != "mspti-kernels", "kernels": n, "stop_to_files_ms": ms,
+                   "database": m["npuprof"]["database"],
                    "device_tasks": d["device_tasks"], "records": d["mspti_records"],
                    "trace_view_bytes": m["npuprof"]["trace_view_bytes"],
                    "dropped": d["mspti_records_dropped"], "denied": d["mspti_buffers_denied_pool_empty"]})
@@ -314,6 +317,7 @@ fn main() {
         ("mspti", 100_000, "16384"),
         ("mspti", 1_000_000, "16384"),
         ("mspti-kernels", 1_000_000, "16384"),
+        ("mspti-db", 1_000_000, "16384"),
     ];
     // Scaling is the noisiest figure on a shared 2-core VM: three runs of each, the report takes medians.
     let runs: Vec<(&str, u64, &str)> = runs
@@ -344,7 +348,19 @@ fn main() {
                 .env("NPUPROF_MSPTI_BUFFERS", "32")
                 .env(
                     "NPUPROF_MSPTI_API",
-                    if scenario == "mspti" { "1" } else { "0" },
+                    if scenario == "mspti-kernels" {
+                        "0"
+                    } else {
+                        "1"
+                    },
+                )
+                .env(
+                    "NPUPROF_EXPORT_TYPE",
+                    if scenario == "mspti-db" {
+                        "text,db"
+                    } else {
+                        "text"
+                    },
                 );
         }
         let o = cmd

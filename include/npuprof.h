@@ -91,6 +91,18 @@ size_t npuprof_last_error(char *buf, size_t len);
  * keep the id: this call takes a lock, the annotation calls do not. */
 uint32_t npuprof_intern(const char *name);
 
+/* Tells npuprof of a communication group, so results name it as torch_npu's do (profiler_metadata.json's
+ * parallel_group_info, read by msprof-analyze's cluster analysis and compare): comm_name is the HCCL
+ * communicator's name (torch_npu: the process group's get_hccl_comm_name(rank); it is how the device
+ * records name the group), group_name the framework's ("dp", "tp", "pp", "default_group", ...),
+ * group_rank this process's rank in the group, global_ranks its n_ranks global ranks (in group order).
+ * Call it once per group after creating it; a second call with the same comm_name replaces the first.
+ * Takes a lock (not for the hot path). At most 1024 groups of at most 65536 ranks, names of at most 1024
+ * bytes. Returns NPUPROF_OK or NPUPROF_ERR_INVALID_ARGUMENT (see npuprof_last_error). Optional: without it
+ * the communication files still work, with each rank's global rank as its rank in the group. */
+int npuprof_set_group(const char *comm_name, const char *group_name, uint32_t group_rank,
+                      const uint32_t *global_ranks, size_t n_ranks);
+
 /* Host annotations on the calling thread: the hot path. No lock, no system call, no allocation (after the
  * first record of a thread); when the thread's buffer is full the event is dropped and counted. No-ops
  * when not recording. An unbalanced pop is counted and ignored; ranges still open at stop are closed at the

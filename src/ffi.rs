@@ -180,6 +180,64 @@ pub unsafe extern "C" fn npuprof_intern(name: *const c_char) -> u32 {
     })
 }
 
+/// Tells npuprof of a communication group: `comm_name` (the HCCL communicator's name, as the device
+/// records name it), `group_name` (the framework's: `dp`, `tp`, ...), this process's rank in it and its
+/// `n_ranks` global ranks. Written as `parallel_group_info` in `profiler_metadata.json`, and used for the
+/// local ranks of `communication_matrix.json`.
+///
+/// # Safety
+/// The names must be NULL or NUL-terminated; `global_ranks` NULL or valid for `n_ranks` reads.
+#[no_mangle]
+pub unsafe extern "C" fn npuprof_set_group(
+    comm_name: *const c_char,
+    group_name: *const c_char,
+    group_rank: u32,
+    global_ranks: *const u32,
+    n_ranks: usize,
+) -> c_int {
+    use crate::device::groups::{self, GroupError, GroupInfo, MAX_NAME, MAX_RANKS};
+    guard("npuprof_set_group", Status::Internal as c_int, || {
+        // SAFETY: NULL or NUL-terminated (caller contract).
+        let text = |p: *const c_char| (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) });
+        let invalid = |why: &str| {
+            status(
+                "npuprof_set_group",
+                Err(Error::new(Status::InvalidArgument, why)),
+            )
+        };
+        let Some(name) = text(comm_name) else {
+            return invalid("comm_name is NULL");
+        };
+        // Checked before anything is copied: a name is copied only when it is within the limit.
+        let pg = text(group_name);
+        if name.to_bytes().len() > MAX_NAME || pg.is_some_and(|n| n.to_bytes().len() > MAX_NAME) {
+            return invalid("a name longer than 1024 bytes");
+        }
+        if n_ranks > MAX_RANKS || (n_ranks > 0 && global_ranks.is_null()) {
+            return invalid("global_ranks is NULL or longer than 65536");
+        }
+        let ranks = if n_ranks == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: non-NULL and valid for `n_ranks` reads (caller contract), bounded above.
+            unsafe { std::slice::from_raw_parts(global_ranks, n_ranks) }.to_vec()
+        };
+        let g = GroupInfo {
+            name: name.to_string_lossy().into_owned(),
+            pg_name: pg.map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            group_rank,
+            global_ranks: ranks,
+        };
+        match groups::set(g) {
+            Ok(()) => Status::Ok as c_int,
+            Err(GroupError::Invalid) => invalid(
+                "an empty or over-long name (1024 bytes), or group_rank not below the number of ranks",
+            ),
+            Err(GroupError::Full) => invalid("1024 groups are known already"),
+        }
+    })
+}
+
 /// Opens a range named by `name_id` on the calling thread (no-op unless recording).
 #[no_mangle]
 pub extern "C" fn npuprof_range_push(name_id: u32) {

@@ -36,8 +36,13 @@ pub const TRACE_VIEW: &str = "trace_view.json";
 pub const STEP_TRACE_TIME: &str = "step_trace_time.csv";
 pub const KERNEL_DETAILS: &str = "kernel_details.csv";
 pub const OP_STATISTIC: &str = "op_statistic.csv";
+pub const COMMUNICATION: &str = "communication.json";
+pub const COMMUNICATION_MATRIX: &str = "communication_matrix.json";
 /// CANN's, copied by the aclprof backend when msprof wrote one.
 pub const API_STATISTIC: &str = "api_statistic.csv";
+/// With memory profiling and device memory operations (torch_npu's names).
+pub const MEMORY_RECORD: &str = "memory_record.csv";
+pub const OPERATOR_MEMORY: &str = "operator_memory.csv";
 
 /// `profiler_info_{rank}.json`.
 pub fn info_name(rank: u32) -> String {

@@ -27,6 +27,43 @@ pub(crate) fn forking() -> bool {
     FORKING.load(Ordering::Acquire) != 0
 }
 
+/// Databases being written (open SQLite connections of npuprof's bundled SQLite; see [`SqliteInUse`]).
+static SQLITE_IN_USE: AtomicU32 = AtomicU32::new(0);
+/// This process was forked while a database was being written: the child may hold SQLite's internal mutexes
+/// locked forever (taken by a thread the child does not have), so it never calls SQLite.
+static SQLITE_UNUSABLE: AtomicBool = AtomicBool::new(false);
+
+/// Held while a database connection is open (from before it is opened until after it is closed): a fork in
+/// that window leaves the child without databases ([`sqlite_usable`]).
+pub(crate) struct SqliteInUse(());
+
+impl SqliteInUse {
+    /// `None` in a child forked while a database was being written: do not call SQLite.
+    pub(crate) fn enter() -> Option<SqliteInUse> {
+        if SQLITE_UNUSABLE.load(Ordering::Acquire) {
+            return None;
+        }
+        // SeqCst (a full barrier): the count is visible before any SQLite mutex this thread then takes, so
+        // a child that inherits a held SQLite mutex also inherits a non-zero count.
+        SQLITE_IN_USE.fetch_add(1, Ordering::SeqCst);
+        Some(SqliteInUse(()))
+    }
+}
+
+impl Drop for SqliteInUse {
+    fn drop(&mut self) {
+        SQLITE_IN_USE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// In the forked child (from the session's fork handler): a database being written at the fork makes SQLite
+/// unusable in this process.
+pub(crate) fn sqlite_after_fork_child() {
+    if SQLITE_IN_USE.swap(0, Ordering::SeqCst) != 0 {
+        SQLITE_UNUSABLE.store(true, Ordering::Release);
+    }
+}
+
 /// The process's exit as work already under way sees it: set once by the exit hook when it finishes
 /// profiles, read by exports queued or running then (through the `exit` of their `Profile`,
 /// never through the global below).
@@ -87,5 +124,38 @@ pub(crate) fn block_signals() {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod sqlite_fork_tests {
+    use super::*;
+
+    /// A child forked while a database connection is open never calls SQLite (it may inherit SQLite's
+    /// internal mutexes held by a thread it does not have: before this, such a child's export hung).
+    #[test]
+    fn a_child_forked_while_a_database_is_open_does_not_use_sqlite() {
+        let held = SqliteInUse::enter().expect("usable in the test process");
+        // SAFETY: the child only calls async-signal-safe-enough code of ours (atomics) and `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            sqlite_after_fork_child();
+            let refused = SqliteInUse::enter().is_none();
+            // SAFETY: ends the child without running the parent's exit handlers or test harness.
+            unsafe { libc::_exit(if refused { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "status {status}"
+        );
+        drop(held);
+        assert!(
+            SqliteInUse::enter().is_some(),
+            "the parent itself stays usable"
+        );
     }
 }

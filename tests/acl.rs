@@ -7,6 +7,8 @@
 //! parses the documented outputs, not that CANN behaves as documented.
 
 mod common;
+#[path = "acl/communication.rs"]
+mod communication;
 
 use common::*;
 use serde_json::Value;
@@ -263,6 +265,48 @@ fn launching_step_of_rows(k: &[Vec<String>], l: &[Launch]) -> Vec<String> {
         .collect()
 }
 
+/// Issue 18 item 3: `n` framework op → device task flows as msprof-analyze compare pairs them (cat
+/// `async_npu`, ids unique per pair): each starts at the exact `ts` of the innermost framework op (`cpu_op`) of
+/// the launching thread (here the client's "model_forward" range around its launches) and ends at the exact
+/// `ts`, pid and tid of a device task (a slice of a device process).
+fn assert_framework_op_flows(t: &[Value], n: usize) {
+    let flows = |ph: &str| -> Vec<&Value> {
+        t.iter()
+            .filter(|e| e["ph"] == ph && e["cat"] == "async_npu")
+            .collect()
+    };
+    let (starts, ends) = (flows("s"), flows("f"));
+    assert_eq!((starts.len(), ends.len()), (n, n), "one per launched task");
+    let ids: std::collections::BTreeSet<String> =
+        ends.iter().map(|f| f["id"].to_string()).collect();
+    assert_eq!(ids.len(), n, "ids unique per pair");
+    for f in &ends {
+        let s = starts
+            .iter()
+            .find(|s| s["id"] == f["id"])
+            .expect("its start");
+        let op = t
+            .iter()
+            .find(|e| {
+                e["ph"] == "X"
+                    && e["cat"] == "cpu_op"
+                    && e["ts"] == s["ts"]
+                    && e["pid"] == s["pid"]
+                    && e["tid"] == s["tid"]
+            })
+            .unwrap_or_else(|| panic!("no framework op at the start {s}"));
+        assert_eq!(op["name"], "model_forward", "{op}");
+        assert!(
+            t.iter().any(|e| e["ph"] == "X"
+                && e["ts"] == f["ts"]
+                && e["pid"] == f["pid"]
+                && e["tid"] == f["tid"]
+                && e["cat"] != "cpu_op"),
+            "no device task at the end {f}"
+        );
+    }
+}
+
 /// The host steps of a trace: step number → [start, end) in ns of its `ProfilerStep#n` slice.
 fn step_spans(t: &[Value]) -> std::collections::BTreeMap<String, (i128, i128)> {
     t.iter()
@@ -345,6 +389,21 @@ fn assert_documented_sequence(r: &Run, bits: &str, metrics: &str) {
     assert!(r.line("aclprofStop")[0].ends_with("cfg=cfg1 -> 0"));
     assert!(r.line("aclprofDestroyConfig")[0].ends_with("cfg=cfg1 -> 0"));
     r.assert_clean_exit();
+}
+
+/// Issue 18 item 6: the advisor's AI Core frequency analysis finds the frequency of an aclprof result: CANN's
+/// `PROF_*/device_<id>/info.json.<id>` stays inside the result, where the advisor looks for `info.json.*`.
+/// (MSPTI results have no such file: nothing MSPTI or ACL reports gives the frequency, see
+/// docs/output-format.md.) Checked by removing the file: "Can not find ai core frequency in info.json*".
+#[test]
+fn the_advisor_finds_the_ai_core_frequency_of_an_aclprof_result() {
+    let r = go_env(&[], PROFILE);
+    r.out.assert_ok();
+    let summary = advisor_frequency(&r.dir());
+    assert!(
+        summary.contains("frequency was found") || summary.contains("skipped"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -454,8 +513,15 @@ fn level0_profile_through_ld_preload_under_both_cann_generations() {
             .collect();
         assert_eq!(hw.len(), 8, "AI_CORE + AI_VECTOR_CORE tasks");
         // One HostToDevice flow per AI Core task: 8 starts and 8 ends, paired one to one by id.
-        let starts: Vec<&Value> = t.iter().filter(|e| e["ph"] == "s").collect();
-        let ends: Vec<&Value> = t.iter().filter(|e| e["ph"] == "f").collect();
+        let starts: Vec<&Value> = t
+            .iter()
+            .filter(|e| e["ph"] == "s" && e["cat"] == "HostToDevice")
+            .collect();
+        let ends: Vec<&Value> = t
+            .iter()
+            .filter(|e| e["ph"] == "f" && e["cat"] == "HostToDevice")
+            .collect();
+        assert_framework_op_flows(&t, 12);
         assert_eq!(starts.len(), 8, "{gen}");
         assert_eq!(ends.len(), 8, "{gen}: every flow start has its end");
         let ids: std::collections::BTreeSet<String> =
@@ -852,10 +918,11 @@ fn missing_library_or_symbol_fails_acl_and_falls_back_for_auto() {
     );
     assert_eq!(r.meta()["device"]["backend"], "host");
     assert_eq!(r.meta()["config"]["NPUPROF_BACKEND"], "auto");
-    assert_eq!(
-        rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")).len(),
-        1
-    );
+    // Host-only: no kernel_details.csv (issue 18 item 7; MindSpore writes none at LevelNone).
+    assert!(!r
+        .dir()
+        .join("ASCEND_PROFILER_OUTPUT/kernel_details.csv")
+        .exists());
 
     // A libmsprofiler without aclprofStop (and a libascendcl that does not define it either).
     let broken = cann("nostop", &["aclprofStop=npuprof_test_renamed_stop"]);
@@ -1005,7 +1072,8 @@ fn msprof_missing_failing_hanging_or_garbage_keeps_the_raw_data() {
             r.out.stderr
         );
         let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
-        assert_eq!(rows(&out.join("kernel_details.csv")).len(), 1);
+        // No device tasks: no kernel_details.csv (issue 18 item 7).
+        assert!(!out.join("kernel_details.csv").exists());
         assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#4").len(), 1);
         if mode == "hang" {
             assert!(r.out.stderr.contains("NPUPROF_MSPROF_TIMEOUT_S"));
@@ -1214,12 +1282,18 @@ fn mspti_lib() -> &'static Path {
             &[],
             &["-shared", "-fPIC", "-Wl,-soname,libmspti.so"],
         );
+        build_c(
+            "mspti/lib64/libascend_hal.so",
+            &["tests/c/fake_ascend_hal.c"],
+            &[],
+            &["-shared", "-fPIC", "-Wl,-soname,libascend_hal.so"],
+        );
         dir
     })
 }
 
 /// A profile with the MSPTI backend; `preload_mspti` puts libmspti.so in LD_PRELOAD (needed for HCCL and
-/// memory kinds).
+/// memory kinds), and the fake driver (libascend_hal.so, which a CANN process has loaded) with it.
 fn mspti_run(preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
     mspti_run_with(&lib(), preload_mspti, env, cmds)
 }
@@ -1227,7 +1301,12 @@ fn mspti_run(preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
 fn mspti_run_with(lib: &Path, preload_mspti: bool, env: &[(&str, &str)], cmds: &[&str]) -> Run {
     let dir = mspti_lib();
     let preload = if preload_mspti {
-        format!("{}:{}", lib.display(), dir.join("libmspti.so").display())
+        format!(
+            "{}:{}:{}",
+            lib.display(),
+            dir.join("libmspti.so").display(),
+            dir.join("libascend_hal.so").display()
+        )
     } else {
         lib.display().to_string()
     };
@@ -1309,9 +1388,16 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
         .all(|r| r[col(&s, "Computing")].parse::<f64>().unwrap() >= 39.9));
     let t = trace(&r.dir());
     assert_proper_nesting(&t);
-    let starts: Vec<&Value> = t.iter().filter(|e| e["ph"] == "s").collect();
-    let ends: Vec<&Value> = t.iter().filter(|e| e["ph"] == "f").collect();
+    let starts: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["ph"] == "s" && e["cat"] == "HostToDevice")
+        .collect();
+    let ends: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["ph"] == "f" && e["cat"] == "HostToDevice")
+        .collect();
     assert_eq!(ends.len(), 8, "one flow per kernel");
+    assert_framework_op_flows(&t, 8);
     for f in &ends {
         let s = starts.iter().filter(|s| s["id"] == f["id"]).count();
         assert_eq!(s, 1, "exactly one start for {}", f["id"]);
@@ -1350,6 +1436,134 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
     assert!(check.contains("CHECK PASS"), "{check}");
 }
 
+/// Issue 18 item 6: an MSPTI kernel's `Type` / `OP Type` is its op type (the prefix of CANN's compiled kernel
+/// name, as MSPTI's own sample `Axpy_<md5>_high_performance_<key>`), not the kernel name; `Block Dim` and
+/// `Task ID`, which MSPTI's record does not carry, are msprof's unknown (4294967295), not a made-up 0; with
+/// memory profiling, MSPTI's allocations and releases become torch_npu's `memory_record.csv` and
+/// `operator_memory.csv`. Before: Type = the kernel name, Block Dim = Task ID = 0, no memory CSVs.
+#[test]
+fn mspti_kernels_carry_their_op_type_and_memory_operations_become_the_memory_csvs() {
+    const AXPY: &str = "Axpy_233851a3505389e43928a8bba133a74d_high_performance_210000000";
+    let kernel = format!("kernel:{AXPY}");
+    let r = mspti_run(
+        true,
+        &[],
+        &[
+            "mspti",
+            "start",
+            &kernel,
+            "kernel:RandomKernel_1",
+            "mem:1048576:0",
+            "mem:3145728:0",
+            "mem:1048576:1",
+            "stop",
+            "flush",
+            "dir",
+        ],
+    );
+    r.out.assert_ok();
+    let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
+    let k = rows(&out.join("kernel_details.csv"));
+    let (name, ty, block, task) = (
+        col(&k, "Name"),
+        col(&k, "Type"),
+        col(&k, "Block Dim"),
+        col(&k, "Task ID"),
+    );
+    let axpy = k.iter().find(|x| x[name] == AXPY).expect("the Axpy row");
+    assert_eq!(axpy[ty], "Axpy", "{axpy:?}");
+    assert_eq!(
+        (axpy[block].as_str(), axpy[task].as_str()),
+        ("4294967295", "4294967295")
+    );
+    // A name without CANN's compile hash stays its own type (N/A would make compare drop the row).
+    let other = k
+        .iter()
+        .find(|x| x[name] == "RandomKernel_1")
+        .expect("the other row");
+    assert_eq!(other[ty], "RandomKernel_1");
+    let o = rows(&out.join("op_statistic.csv"));
+    assert!(o.iter().any(|x| x[1] == "Axpy"), "{o:?}");
+    assert!(!o.iter().any(|x| x[1] == AXPY), "{o:?}");
+
+    let m = rows(&out.join("memory_record.csv"));
+    assert_eq!(
+        m[0].join(","),
+        "Component,Timestamp(us),Total Allocated(MB),Total Reserved(MB),Total Active(MB),Stream Ptr,Device Type"
+    );
+    let reserved = col(&m, "Total Reserved(MB)");
+    let totals: Vec<&str> = m[1..].iter().map(|x| x[reserved].as_str()).collect();
+    assert_eq!(totals, ["1.000000", "4.000000", "3.000000"], "{m:?}");
+    let om = rows(&out.join("operator_memory.csv"));
+    assert_eq!(
+        om[0].len(),
+        15,
+        "torch_npu's operator_memory columns: {:?}",
+        om[0]
+    );
+    let (size, rel) = (col(&om, "Size(KB)"), col(&om, "Release Time(us)"));
+    let blocks: Vec<(&str, bool)> = om[1..]
+        .iter()
+        .map(|x| (x[size].as_str(), x[rel] != "N/A"))
+        .collect();
+    assert_eq!(blocks, [("1024.000", true), ("3072.000", false)], "{om:?}");
+    let check = check_profile(r.tmp.path().join("prof").as_path());
+    assert!(check.contains("CHECK PASS"), "{check}");
+}
+
+/// Issue 18 item 6: the AI Core count and frequency the advisor reads come from the process's driver
+/// (`halGetDeviceInfo`, as CANN's profiler writes `info.json`): an MSPTI result has `info.json.<device>` and
+/// the advisor's frequency analysis finds it. When the driver gives no frequency, no file and the metadata
+/// says why (no made-up number). Before: no such file, "Can not find ai core frequency in info.json*".
+#[test]
+fn mspti_results_carry_the_drivers_ai_core_frequency_for_the_advisor() {
+    let cmds = ["mspti", "start", "steps:1", "stop", "flush", "dir"];
+    let r = mspti_run(true, &[], &cmds);
+    r.out.assert_ok();
+    let info = json(&r.dir().join("ASCEND_PROFILER_OUTPUT/info.json.0"));
+    let d = &info["DeviceInfo"][0];
+    assert_eq!(
+        (&d["ai_core_num"], &d["aiv_num"], &d["aic_frequency"]),
+        (&24.into(), &48.into(), &"1800".into()),
+        "{info}"
+    );
+    assert_eq!(r.meta()["device"]["aic_frequency"], 1800);
+    let summary = advisor_frequency(&r.dir());
+    assert!(
+        summary.contains("frequency was found") || summary.contains("skipped"),
+        "{summary}"
+    );
+
+    let r = mspti_run(true, &[("FAKE_HAL_NO_FREQ", "1")], &cmds);
+    r.out.assert_ok();
+    assert!(!r.dir().join("ASCEND_PROFILER_OUTPUT/info.json.0").exists());
+    let why = r.meta()["device"]["aic_frequency"].to_string();
+    assert!(why.contains("no AI Core frequency"), "{why}");
+}
+
+/// Issue 18 item 6: msprof-analyze's compare finds the memory of two MSPTI results with memory profiling
+/// (allocations inside the framework ranges of each step) and compares it operator by operator. Before: "Can't
+/// find any memory event" (no operator_memory.csv) and an empty memory comparison.
+#[test]
+fn compare_finds_the_memory_of_two_mspti_results() {
+    // Text results: with a database compare reads only it, and for MindSpore's name no memory from it.
+    let run = || {
+        let r = mspti_run(
+            true,
+            &[("NPUPROF_EXPORT_TYPE", "text")],
+            &["mspti", "start", "steps:2", "stop", "flush", "dir"],
+        );
+        r.out.assert_ok();
+        r
+    };
+    let (base, comparison) = (run(), run());
+    let summary = compare_memory(&base.dir(), &comparison.dir());
+    assert!(
+        summary.contains("2 operator memory row(s)") || summary.contains("skipped"),
+        "{summary}"
+    );
+}
+
 #[test]
 fn mspti_without_ld_preload_keeps_kernels_and_warns_once_about_the_other_kinds() {
     let r = mspti_run(
@@ -1370,7 +1584,16 @@ fn mspti_without_ld_preload_keeps_kernels_and_warns_once_about_the_other_kinds()
         r.out.stderr
     );
     let k = rows(&r.dir().join("ASCEND_PROFILER_OUTPUT/kernel_details.csv"));
-    assert_eq!(k.len(), 1 + 2, "kernels only, no HCCL rows: {k:?}");
+    // HCCL records need LD_PRELOAD; the step's collective still comes from its COMMUNICATION record
+    // (issue 18: before, that left no communication row).
+    assert_eq!(k.len(), 1 + 3, "kernels and the collective: {k:?}");
+    assert_eq!(
+        k.iter()
+            .filter(|r| r[col(&k, "Accelerator Core")] == "HCCL")
+            .count(),
+        1,
+        "{k:?}"
+    );
 }
 
 /// Issue 17: an MSPTI profile holds NPU data, and its `profiler_info_{rank}.json` says so as an aclprof one
@@ -2156,7 +2379,9 @@ fn msprof_outputs_that_are_fifos_are_refused_not_waited_for() {
     assert!(dev.contains("not a regular file"), "{m}");
     let out = r.dir().join("ASCEND_PROFILER_OUTPUT");
     assert_eq!(slices(&trace(&r.dir()), "ProfilerStep#2").len(), 1);
-    assert!(out.join("kernel_details.csv").exists());
+    // The host data only: no kernel_details.csv (issue 18 item 7).
+    assert!(out.join("step_trace_time.csv").exists());
+    assert!(!out.join("kernel_details.csv").exists());
 }
 
 /// Issue 15 item 11: symlinks inside a profile are never followed: a symlinked `mindstudio_profiler_output`
@@ -2644,4 +2869,220 @@ fn recover_of_a_killed_mspti_profile_keeps_the_caps_and_removes_the_spools() {
     assert!(!dir.join("FRAMEWORK/mspti.names").exists());
     let total = tree_bytes(&dir);
     assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
+}
+
+/// Two ranks of one scenario in one results root (as a cluster writes them): `run` is called with each rank's
+/// `RANK` and device; the second result is moved next to the first. Returns the runs (which own the
+/// directories) and the root. Text results (`NPUPROF_EXPORT_TYPE=text`): with a database beside them
+/// msprof-analyze's compare and advisor read only the database (see the database tests).
+fn two_ranks(run: impl Fn(&[(&str, &str)]) -> Run) -> (Vec<Run>, PathBuf) {
+    let runs: Vec<Run> = ["0", "1"]
+        .iter()
+        .map(|rank| {
+            run(&[
+                ("RANK", rank),
+                ("FAKE_ACL_DEVICE", rank),
+                ("NPUPROF_EXPORT_TYPE", "text"),
+            ])
+        })
+        .collect();
+    for r in &runs {
+        r.out.assert_ok();
+    }
+    let root = runs[0].tmp.path().join("prof");
+    let second = runs[1].dir();
+    std::fs::rename(&second, root.join(second.file_name().unwrap())).unwrap();
+    (runs, root)
+}
+
+/// npuprof check and msprof-analyze's cluster analysis, then its `compare` of the two results (whole profiles,
+/// and step 2: a step after the first) and `advisor all`, each judged by tests/consumers.py from the files it
+/// writes and its log.
+fn assert_consumers_understand(root: &Path) {
+    let check = check_profile(root);
+    assert!(check.contains("CHECK PASS"), "{check}");
+    for step in [None, Some(2)] {
+        if let Some(s) = consumer("compare", root, step) {
+            assert!(s.contains("workbook"), "{s}");
+        }
+    }
+    if let Some(s) = consumer("advisor", root, None) {
+        assert!(s.contains("advisor: mstt_advisor_"), "{s}");
+    }
+}
+
+/// Issue 18 items 3 and 4: msprof-analyze's compare crashed on every MSPTI result (`sequence item 1: expected
+/// str instance, NoneType found`: the Communication process had no `Group <g> Communication` thread), found no
+/// flow (it reads `async_npu` flows from a framework op, not `HostToDevice`), no step (it looks for
+/// `ProfilerStep#N` among the `cpu_op` events) and nested each step in the previous one (they abutted).
+#[test]
+fn compare_and_advisor_understand_two_rank_mspti_results() {
+    let (_runs, root) = two_ranks(|env| {
+        mspti_run(
+            true,
+            env,
+            &["mspti", "start", "steps:4", "stop", "flush", "dir"],
+        )
+    });
+    let t = trace(
+        &std::fs::read_dir(&root)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    );
+    // One `Group <commName> Communication` thread per group on the Communication process, holding its ops.
+    let comm: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["name"] == "process_name" && e["args"]["name"] == "Communication")
+        .collect();
+    assert_eq!(comm.len(), 1);
+    let threads: Vec<&Value> = t
+        .iter()
+        .filter(|e| e["name"] == "thread_name" && e["pid"] == comm[0]["pid"])
+        .collect();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    assert_eq!(threads[0]["args"]["name"], "Group group0 Communication");
+    assert_consumers_understand(&root);
+}
+
+/// Issue 18 items 3 and 4 for aclprof results (Level1: at Level0 CANN's op_summary has no op types, and
+/// compare's kernel comparison of a step needs them): msprof's `Plane N` threads sorted first crashed compare;
+/// npuprof adds the group thread before them and moves the `hcom_*` operations onto it; the framework op →
+/// task flows come from msprof's launches (connection ids).
+#[test]
+fn compare_and_advisor_understand_two_rank_aclprof_results() {
+    let (_runs, root) = two_ranks(|env| {
+        let mut all = vec![("NPUPROF_LEVEL", "level1")];
+        all.extend_from_slice(env);
+        go_env(&all, PROFILE)
+    });
+    assert_consumers_understand(&root);
+}
+
+/// Issue 18 item 7: a host-only result wrote a header-only kernel_details.csv, and msprof-analyze's advisor
+/// reported "No valid op info" for it. MindSpore writes none at LevelNone; neither does npuprof now.
+#[test]
+fn advisor_understands_two_rank_host_only_results() {
+    let (_runs, root) = two_ranks(|env| {
+        let mut all = vec![("NPUPROF_BACKEND", "host")];
+        all.extend_from_slice(env);
+        go_env(&all, PROFILE)
+    });
+    for w in std::fs::read_dir(&root).unwrap() {
+        let out = w.unwrap().path().join("ASCEND_PROFILER_OUTPUT");
+        assert!(out.join("trace_view.json").exists());
+        assert!(!out.join("kernel_details.csv").exists());
+    }
+    let check = check_profile(&root);
+    assert!(check.contains("CHECK PASS"), "{check}");
+    if let Some(s) = consumer("advisor", &root, None) {
+        assert!(s.contains("advisor: mstt_advisor_"), "{s}");
+    }
+}
+
+/// Issue 18 item 2: two MSPTI ranks each write `ascend_mindspore_profiler_{rank}.db`, and msprof-analyze's
+/// DB-only cluster recipes read them: every applicable mode runs without a skip or an error and its tables
+/// hold both ranks' kernels, API calls, markers and steps (tests/consumers.py `recipes`).
+#[test]
+fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
+    let root = tempfile::tempdir().unwrap();
+    for rank in ["0", "1"] {
+        let r = mspti_run(
+            true,
+            &[("NPUPROF_RANK", rank)],
+            &["mspti", "start", "steps:3", "stop", "flush", "dir"],
+        );
+        let d = r.dir();
+        let to = root.path().join(d.file_name().unwrap());
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&d)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = recipes(root.path());
+    for m in [
+        "all",
+        "communication_time",
+        "communication_matrix",
+        "communication_group_map",
+        "cann_api_sum",
+        "compute_op_sum",
+        "hccl_sum",
+        "mstx_sum",
+        "free_analysis",
+        "export_summary",
+    ] {
+        assert!(out.contains(m), "{m} did not run: {out}");
+    }
+}
+
+/// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary, the HCCL
+/// operations among them as COMMUNICATION_OP) are read by msprof-analyze's recipes that apply.
+#[test]
+fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
+    let root = tempfile::tempdir().unwrap();
+    for rank in ["0", "1"] {
+        let r = go_env(&[("NPUPROF_RANK", rank)], PROFILE);
+        r.out.assert_ok();
+        let d = r.dir();
+        assert!(d
+            .join(format!(
+                "ASCEND_PROFILER_OUTPUT/ascend_mindspore_profiler_{rank}.db"
+            ))
+            .exists());
+        let to = root.path().join(d.file_name().unwrap());
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&d)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = recipes(root.path());
+    assert!(out.contains("compute_op_sum"), "{out}");
+}
+
+/// NPUPROF_EXPORT_TYPE as torch_npu's export_type: `text` writes no database, `db` only the databases (and
+/// the two metadata JSONs msprof-analyze and `npuprof` read beside them), the default both.
+#[test]
+fn export_type_chooses_the_text_files_the_database_or_both() {
+    let out = |r: &Run, n: &str| r.dir().join("ASCEND_PROFILER_OUTPUT").join(n).exists();
+    for (t, text, db) in [("text", true, false), ("db", false, true), ("", true, true)] {
+        let r = mspti_run(
+            true,
+            &[("NPUPROF_EXPORT_TYPE", t)],
+            &["mspti", "start", "steps:2", "stop", "flush", "dir"],
+        );
+        r.out.assert_ok();
+        for n in [
+            "trace_view.json",
+            "kernel_details.csv",
+            "step_trace_time.csv",
+        ] {
+            assert_eq!(out(&r, n), text, "{t:?}: {n}");
+        }
+        for n in [
+            "ascend_mindspore_profiler_0.db",
+            "communication_analyzer.db",
+        ] {
+            assert_eq!(out(&r, n), db, "{t:?}: {n}");
+        }
+        assert!(r.dir().join("profiler_info_0.json").exists());
+        let m = r.meta();
+        assert_eq!(
+            m["npuprof"]["database"]["written"].as_bool(),
+            db.then_some(true),
+            "{m}"
+        );
+        assert_eq!(
+            m["config"]["NPUPROF_EXPORT_TYPE"],
+            if t.is_empty() { "text,db" } else { t }
+        );
+    }
 }

@@ -47,7 +47,25 @@ fn assert_valid_worker(dir: &Path, rank: u32) -> (Vec<Value>, Value) {
 Communication(Not Overlapped and Exclude Receive),Preparing"
     );
     assert!(st.len() >= 2);
-    let kd = csv(&out.join("kernel_details.csv"));
+    // A host-only result has no kernel_details.csv (MindSpore writes none at LevelNone; a header-only one
+    // makes msprof-analyze's advisor report "No valid op info"); a device result has rows in it.
+    let kd_path = out.join("kernel_details.csv");
+    if meta["npuprof"]["backend"] == "host" {
+        assert!(
+            !kd_path.exists(),
+            "a host-only result has no kernel_details.csv"
+        );
+    }
+    let kd = if kd_path.exists() {
+        let kd = csv(&kd_path);
+        assert!(kd.len() >= 2, "kernel_details.csv without rows");
+        kd
+    } else {
+        vec![npuprof::export::csv::KERNEL_HEADER
+            .split(',')
+            .map(String::from)
+            .collect()]
+    };
     for col in [
         "Name",
         "Type",
@@ -137,7 +155,9 @@ fn manual_logic_start_step_stop_via_preload_and_dlopen() {
         assert_eq!(marks, 20 + 2000);
         assert_nested(&t);
         assert_proper_nesting(&t);
-        // Steps are back to back and carry their token counts.
+        // Steps follow each other, each drawn ending 1 ns before the next begins (msprof-analyze compare's
+        // tree builder nests a step that begins exactly where the previous one ends), and carry their token
+        // counts.
         let mut steps: Vec<&Value> = t
             .iter()
             .filter(|e| {
@@ -149,10 +169,11 @@ fn manual_logic_start_step_stop_via_preload_and_dlopen() {
         steps.sort_by_key(|e| ts_ns(e));
         for w in steps.windows(2) {
             assert_eq!(
-                ts_ns(w[0]) + dur_ns(w[0]),
+                ts_ns(w[0]) + dur_ns(w[0]) + 1,
                 ts_ns(w[1]),
-                "steps are back to back"
+                "a step ends 1 ns before the next"
             );
+            assert_eq!(w[0]["cat"], "cpu_op", "a step is a framework op");
             assert!(dur_us(w[0]) >= 2000.0, "a step sleeps 2 ms: {}", w[0]);
         }
         assert_eq!(steps[0]["args"]["num_scheduled_tokens"], 100);

@@ -115,8 +115,8 @@ const WORKER: &str = "w0_20260101000000000_ascend_ms";
 
 const TRACE: &str = r#"[
 {"ph":"M","name":"process_name","pid":1,"tid":0,"args":{"name":"host"}},
-{"ph":"X","name":"ProfilerStep#1","pid":1,"tid":1,"ts":"1000.000","dur":"100.000"},
-{"ph":"X","name":"model_forward","pid":1,"tid":1,"ts":"1010.000","dur":"50.000"}
+{"ph":"X","name":"ProfilerStep#1","pid":1,"tid":1,"ts":"1000.000","dur":"100.000","cat":"cpu_op"},
+{"ph":"X","name":"model_forward","pid":1,"tid":1,"ts":"1010.000","dur":"50.000","cat":"cpu_op"}
 ]"#;
 
 /// A small result that `npuprof check` passes, under `root/name`.
@@ -138,8 +138,9 @@ fn result_named(root: &Path, name: &str) -> PathBuf {
     .unwrap();
     std::fs::write(out.join("trace_view.json"), TRACE).unwrap();
     std::fs::write(out.join("step_trace_time.csv"), {
+        // Stage (2) = Free + Computing + Communication(Not Overlapped) - Bubble (1 + 1 + 1 - 1).
         let h = npuprof::export::csv::STEP_TRACE_HEADER;
-        format!("{h}\n{}\n", vec!["1"; h.split(',').count()].join(","))
+        format!("{h}\n1,1,1,1,1,1,1,2,1,1,1\n")
     })
     .unwrap();
     std::fs::write(
@@ -391,6 +392,35 @@ fn summary_escapes_control_characters_in_names() {
     );
 }
 
+/// Issue 18 item 6: the memory CSVs, when a result has them, carry torch_npu's headers (what compare reads
+/// by name); a result without them is fine.
+#[test]
+fn check_knows_the_memory_csvs() {
+    let t = tempfile::tempdir().unwrap();
+    let w = result(t.path());
+    let out = w.join("ASCEND_PROFILER_OUTPUT");
+    let r = npuprof(&["check", s(t.path())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    std::fs::write(
+        out.join("memory_record.csv"),
+        "Component,Timestamp(us),Total Allocated(MB),Total Reserved(MB),Total Active(MB),Stream Ptr,\
+         Device Type\nAPP,\"1.000\t\",1.000000,1.000000,N/A,N/A,NPU:0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("operator_memory.csv"),
+        "Name,Size(KB)\n0x1,1.000\n",
+    )
+    .unwrap();
+    let r = npuprof(&["check", s(t.path())]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.out.contains("operator_memory.csv") && !r.out.contains("memory_record.csv"),
+        "{}",
+        r.all()
+    );
+}
+
 /// `check A B` checked only A (and passed when B was broken); every directory given is checked.
 #[test]
 fn check_and_summary_take_every_directory_given() {
@@ -485,8 +515,8 @@ fn sums_saturate_instead_of_wrapping() {
     std::fs::write(
         w.join("ASCEND_PROFILER_OUTPUT/trace_view.json"),
         format!(
-            r#"[{{"ph":"X","name":"ProfilerStep#1","pid":1,"tid":1,"ts":"{big}","dur":"{big}"}},
-               {{"ph":"X","name":"ProfilerStep#2","pid":1,"tid":2,"ts":"{big}","dur":"{big}"}},
+            r#"[{{"ph":"X","name":"ProfilerStep#1","pid":1,"tid":1,"ts":"{big}","dur":"{big}","cat":"cpu_op"}},
+               {{"ph":"X","name":"g","pid":1,"tid":2,"ts":"{big}","dur":"{big}"}},
                {{"ph":"X","name":"f","pid":1,"tid":3,"ts":"{big}","dur":"{big}"}},
                {{"ph":"X","name":"f","pid":1,"tid":4,"ts":"{big}","dur":"{big}"}}]"#
         ),
@@ -555,6 +585,17 @@ fn check_names_what_msprof_analyze_and_perfetto_would_reject() {
             "is not a number (us)",
         ),
         (
+            "step_trace_time.csv",
+            format!("{step}\n0,1,{}\n", cells("1")),
+            "Stage 1.000 is not Free 1.000 + Computing 1.000 + Communication(Not Overlapped) 1.000 - Bubble \
+             1.000 = 2.000 (msprof-analyze's rule)",
+        ),
+        (
+            "kernel_details.csv",
+            "Step ID,Name,Type,Accelerator Core,Start Time(us),Duration(us),Wait Time(us)\n".into(),
+            "a header and no rows",
+        ),
+        (
             "kernel_details.csv",
             "Step ID,Name,Type,Accelerator Core,Start Time(us),Duration(us)\n1,k,MatMul,AI_CORE,1.000,1.000\n"
                 .into(),
@@ -606,6 +647,33 @@ fn check_names_what_msprof_analyze_and_perfetto_would_reject() {
                 ",\n{\"ph\":\"s\",\"cat\":\"c\",\"name\":\"f\",\"pid\":1,\"tid\":1,\"ts\":\"1011.000\"}\n]",
             ),
             "has no integer or string id",
+        ),
+        // Issue 18: the conventions msprof-analyze compare relies on.
+        (
+            "trace_view.json",
+            TRACE.replace(r#""dur":"100.000","cat":"cpu_op""#, r#""dur":"100.000","cat":"step""#),
+            "1 ProfilerStep#N slice(s) not of cat cpu_op",
+        ),
+        (
+            "trace_view.json",
+            TRACE.replace(
+                "\n]",
+                ",\n{\"ph\":\"X\",\"name\":\"ProfilerStep#2\",\"pid\":1,\"tid\":1,\"ts\":\"1100.000\",\
+                 \"dur\":\"10.000\",\"cat\":\"cpu_op\"}\n]",
+            ),
+            "ProfilerStep#2 begins at or before ProfilerStep#1 ends",
+        ),
+        (
+            "trace_view.json",
+            TRACE.replace(
+                "\n]",
+                ",\n{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":7,\"tid\":0,\"args\":{\"name\":\"HCCL\"}},\
+                 {\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":7,\"tid\":1,\"args\":{\"name\":\"Plane 0\"}},\
+                 {\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":7,\"tid\":1,\"args\":{\"sort_index\":1}},\
+                 {\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":7,\"tid\":2,\"args\":{\"name\":\"Group g Communication\"}},\
+                 {\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":7,\"tid\":2,\"args\":{\"sort_index\":2}}\n]",
+            ),
+            "thread \"Plane 0\" sorts before every \"...Communication...\" thread",
         ),
     ];
     for (file, text, problem) in defects {

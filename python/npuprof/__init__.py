@@ -23,7 +23,7 @@ import threading
 
 __all__ = [
     "NpuprofError", "start", "stop", "step", "is_running", "output_dir", "range", "mark", "flush",
-    "shutdown", "version", "library_path",
+    "shutdown", "version", "library_path", "set_group",
     "OK", "ERR_DISABLED", "ERR_ALREADY_RUNNING", "ERR_NOT_RUNNING", "ERR_INVALID_ARGUMENT", "ERR_IO",
     "ERR_BACKEND", "ERR_INTERNAL", "ERR_BUSY",
 ]
@@ -88,6 +88,9 @@ def _load():
         lib.npuprof_flush.restype = ctypes.c_int
         lib.npuprof_shutdown.restype = ctypes.c_int
         lib.npuprof_version.restype = ctypes.c_char_p
+        lib.npuprof_set_group.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint32,
+                                          ctypes.POINTER(ctypes.c_uint32), ctypes.c_size_t]
+        lib.npuprof_set_group.restype = ctypes.c_int
         return lib, path, None
     return None, None, "libnpuprof.so not found (" + "; ".join(tried) + "); set NPUPROF_LIBRARY"
 
@@ -177,6 +180,17 @@ def flush():
 def shutdown():
     """Stops if running, flushes, and ends the background threads (they start again on the next start)."""
     _check(_api().npuprof_shutdown())
+
+
+def set_group(comm_name, group_name, group_rank, global_ranks):
+    """Tells npuprof of a communication group (written as profiler_metadata.json's parallel_group_info, as
+    torch_npu does): the HCCL communicator's name (torch_npu: ``pg._get_backend(torch.device("npu"))
+    .get_hccl_comm_name(rank)``), the framework's name for the group ("dp", "tp", ...), this process's rank
+    in it and its global ranks. Raises NpuprofError (ERR_INVALID_ARGUMENT) on a bad group."""
+    ranks = [int(r) for r in global_ranks]
+    arr = (ctypes.c_uint32 * len(ranks))(*ranks)
+    enc = lambda s: s if isinstance(s, bytes) else str(s).encode("utf-8", "surrogateescape")
+    _check(_api().npuprof_set_group(enc(comm_name), enc(group_name), int(group_rank), arr, len(ranks)))
 
 
 def version():

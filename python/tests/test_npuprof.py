@@ -71,6 +71,30 @@ npuprof.flush()
     assert lines["START"].startswith("2 NPUPROF_ERR_ALREADY_RUNNING | npuprof_start: a profile is already")
 
 
+def test_set_group_writes_parallel_group_info_and_refuses_bad_groups(run):
+    out, _ = run(r'''
+import npuprof
+npuprof.set_group("10.0.0.1%eth0_60000_0_1", "dp", 1, [0, 3])
+npuprof.set_group(b"tp-comm", "tp", 0, [0])
+try:
+    npuprof.set_group("bad", "dp", 2, [0, 1])
+except npuprof.NpuprofError as e:
+    print("BAD", e.status, e.name)
+npuprof.start()
+npuprof.stop()
+npuprof.flush()
+print("DIR", npuprof.output_dir())
+''')
+    lines = dict(l.split(" ", 1) for l in out.strip().splitlines())
+    assert lines["BAD"] == "4 NPUPROF_ERR_INVALID_ARGUMENT"
+    with open(os.path.join(lines["DIR"], "profiler_metadata.json")) as f:
+        info = json.load(f)["parallel_group_info"]
+    assert info == {
+        "10.0.0.1%eth0_60000_0_1": {"group_name": "dp", "group_rank": 1, "global_ranks": [0, 3]},
+        "tp-comm": {"group_name": "tp", "group_rank": 0, "global_ranks": [0]},
+    }
+
+
 def test_disabled_without_a_profiler_dir(run):
     out, _ = run(r'''
 import npuprof

@@ -39,6 +39,61 @@ pub enum Trigger {
 /// `backend::select`: MSPTI when `libmspti.so` opens and subscribes (its records arrive in this process and
 /// need no external tool), else aclprof when the CANN libraries can be opened, else host-only (with one
 /// warning).
+/// `NPUPROF_EXPORT_TYPE`, as torch_npu's `export_type`: the text files (`trace_view.json`, the CSVs), the
+/// database (`ascend_mindspore_profiler_{rank}.db`, `communication_analyzer.db`), or both. The two JSON
+/// metadata files are written whatever the choice (msprof-analyze's advisor and its text-mode cluster
+/// discovery read `profiler_info_{rank}.json`; `profiler_metadata.json` says how far the result got).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportType {
+    Text,
+    Db,
+    TextAndDb,
+}
+
+impl ExportType {
+    const SPELLINGS: [(ExportType, &'static str); 3] = [
+        (ExportType::Text, "text"),
+        (ExportType::Db, "db"),
+        (ExportType::TextAndDb, "text,db"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::SPELLINGS
+            .into_iter()
+            .find(|r| r.0 == self)
+            .map_or("text,db", |r| r.1)
+    }
+
+    /// A `NPUPROF_EXPORT_TYPE` value: `text`, `db`, or both comma-separated in either order (blanks and case
+    /// ignored).
+    pub fn parse(v: &str) -> Option<ExportType> {
+        let (mut text, mut db) = (false, false);
+        for part in v.split(',') {
+            match part.trim().to_ascii_lowercase().as_str() {
+                "text" => text = true,
+                "db" => db = true,
+                _ => return None,
+            }
+        }
+        match (text, db) {
+            (true, false) => Some(ExportType::Text),
+            (false, true) => Some(ExportType::Db),
+            (true, true) => Some(ExportType::TextAndDb),
+            (false, false) => None,
+        }
+    }
+
+    /// Whether the text files (trace, CSVs) are written.
+    pub fn text(self) -> bool {
+        self != ExportType::Db
+    }
+
+    /// Whether the database is written.
+    pub fn db(self) -> bool {
+        self != ExportType::Text
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Auto,
@@ -198,6 +253,8 @@ pub struct Config {
     /// `NPUPROF_CONTROL`: accept start/stop requests from `npuprof trigger` through
     /// `$VLLM_TORCH_PROFILER_DIR/.control/<pid>.cmd` (polled by the drain thread).
     pub control: bool,
+    /// `NPUPROF_EXPORT_TYPE`: which forms of the result are written (torch_npu's `export_type`).
+    pub export_type: ExportType,
     /// `ASCEND_HOME_PATH` and `ASCEND_TOOLKIT_HOME` as set when the configuration was read (for
     /// `profiler_metadata.json`; the backends search them again at each start).
     pub ascend_home_path: Option<PathBuf>,

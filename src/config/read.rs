@@ -54,6 +54,7 @@ impl Config {
         let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 2, 1024);
         let mspti_api = r.raw("NPUPROF_MSPTI_API").is_none() || r.boolean("NPUPROF_MSPTI_API");
         let control = r.boolean("NPUPROF_CONTROL");
+        let export_type = export_type(&mut r);
         let ascend_home_path = r.raw("ASCEND_HOME_PATH").map(PathBuf::from);
         let ascend_toolkit_home = r.raw("ASCEND_TOOLKIT_HOME").map(PathBuf::from);
 
@@ -85,6 +86,7 @@ impl Config {
             mspti_buffers,
             mspti_api,
             control,
+            export_type,
             ascend_home_path,
             ascend_toolkit_home,
             warnings: r.warnings,
@@ -244,6 +246,24 @@ fn level(r: &mut Reader) -> Level {
                 Level::Level0.name(),
             );
             Level::Level0
+        }
+    }
+}
+
+fn export_type(r: &mut Reader) -> ExportType {
+    let Some(v) = r.raw("NPUPROF_EXPORT_TYPE") else {
+        return ExportType::TextAndDb;
+    };
+    match v.to_str().and_then(ExportType::parse) {
+        Some(t) => t,
+        None => {
+            r.warn(
+                "NPUPROF_EXPORT_TYPE",
+                &v,
+                "not an export type (text, db, text,db)",
+                ExportType::TextAndDb.name(),
+            );
+            ExportType::TextAndDb
         }
     }
 }

@@ -174,6 +174,10 @@ pub const TABLE: &[Variable] = &[
         setting: |c| Setting::Bool(c.control),
     },
     Variable {
+        name: "NPUPROF_EXPORT_TYPE",
+        setting: |c| text(c.export_type.name()),
+    },
+    Variable {
         name: "ASCEND_HOME_PATH",
         setting: |c| path(c.ascend_home_path.as_deref()),
     },

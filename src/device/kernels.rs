@@ -19,6 +19,9 @@ pub struct Kernel {
     pub task_id: u32,
     pub model_id: u32,
     pub block_dim: u32,
+    /// The host API call that launched it (the low 32 bits of MSPTI's correlation id, which numbers launches
+    /// from 1; 0 when unknown): the database's `TASK.connectionId`.
+    pub correlation: u32,
     /// With [`super::DeviceResult::kernel_header`]: the row's cells for those columns, verbatim from the source,
     /// CSV-encoded and comma-separated (one allocation per task, no spare capacity).
     pub cells: Box<str>,

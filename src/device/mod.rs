@@ -1,13 +1,28 @@
-//! The neutral device model: what backends fill and exporters read. Kernels and their strings, the device
-//! events of a timeline, lane statistics, the result of a backend's collection ([`DeviceResult`]) and the
-//! [`DeviceData`] a stop hands to the export thread; the trace pid scheme of device lanes (`pids`). It
-//! imports no backend and no exporter.
+//! The neutral device model: what backends fill and exporters read. Kernels and their strings, collectives,
+//! device memory operations, the device events of a timeline, lane statistics, the result of a backend's
+//! collection ([`DeviceResult`]) and the [`DeviceData`] a stop hands to the export thread; the trace pid scheme
+//! of device lanes (`pids`). It imports no backend and no exporter.
 
+mod bounded;
+mod collectives;
+pub mod groups;
+mod host_records;
 mod kernels;
+mod launches;
+mod memory;
 pub(crate) mod pids;
 mod strings;
 
+pub use bounded::Bounded;
+pub use collectives::{
+    data_type_bytes, double_hash, from_kernels, is_p2p, op_names, op_type, Collective, Collectives,
+    DATA_TYPE_UNKNOWN,
+};
+pub use groups::GroupInfo;
+pub use host_records::{ApiCall, ApiLevel, HostRecord, HostRecords, Marker};
 pub use kernels::{Kernel, Kernels};
+pub use launches::{Launch, Launches};
+pub use memory::{MemEvent, MemEvents, MemOp};
 pub use strings::{Str, Strings, Sym};
 
 use crate::error::Result;
@@ -56,15 +71,33 @@ pub trait TraceSink {
 pub trait Lanes: Send {
     /// Writes the lanes: what was written and, when it stopped early, why.
     fn write(self: Box<Self>, sink: &mut dyn TraceSink) -> (LaneStats, Option<String>);
+
+    /// The host launches of the device tasks the lanes draw, before the host timeline is written (whose pass
+    /// finds each launch's framework op); none by default.
+    fn launches(&mut self) -> Launches {
+        Launches::default()
+    }
+
+    /// The launches of [`Lanes::launches`] with their framework ops (see [`Launches::by_key`]), before
+    /// [`Lanes::write`]: the lanes then draw a framework op → task flow for each. Ignored by default.
+    fn set_framework_ops(&mut self, _ops: Launches) {}
 }
 
 /// What a backend collected for one profile, parsed.
 #[derive(Default)]
 pub struct DeviceResult {
     pub kernels: Kernels,
+    /// Collective operations (their strings are `kernels.strings`); empty when the backend has none.
+    pub collectives: Collectives,
+    /// Allocations and releases of device memory (`memory_record.csv`, `operator_memory.csv`); empty when
+    /// memory profiling is off or the backend has none.
+    pub memory: MemEvents,
     /// `kernel_details.csv` columns (after `Step ID`) when the source has its own column set (CANN's
     /// op_summary, renamed as the frameworks do); `None` = npuprof's default header.
     pub kernel_header: Option<Vec<String>>,
+    /// The host API calls and vendor markers the backend has (the database's `CANN_API`, `MSTX_EVENTS`),
+    /// streamed; `None` when it has none.
+    pub host_records: Option<Box<dyn HostRecords>>,
     /// Device and CANN lanes for `trace_view.json`; `None` = lanes are drawn from `kernels`.
     pub timeline: Option<Box<dyn Lanes>>,
     /// Files copied into `ASCEND_PROFILER_OUTPUT/` as they are (name, content), e.g. CANN's

@@ -71,6 +71,12 @@ impl Strings {
         self.list.len()
     }
 
+    /// The position of `s` in the table (for a side table indexed like it); at least `len()` for a symbol
+    /// of another table.
+    pub fn index_of(&self, s: Sym) -> usize {
+        s.0 as usize
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.len() <= 1
     }

@@ -10,6 +10,11 @@
 //!   CSVs (`kernel_details.csv`, CANN's copied statistics) get what they need but at most half, and
 //!   `trace_view.json` the remainder.
 //!
+//! * the database (`ascend_mindspore_profiler_{rank}.db`, `communication_analyzer.db`) is written after
+//!   the text files: it gets what they left ([`db_room`]); a database that would not fit is not written
+//!   (one warning, `database: over_disk_cap` in the metadata), since half a database would be read as the
+//!   whole profile.
+//!
 //! What does not fit is left out and counted in `profiler_metadata.json` (`over_disk_cap`, `trace_cut`,
 //! `device.mspti_records_over_cap`, `device.mspti_names_over_cap`, `device.kernel_details_rows_cut`,
 //! `device.cann_outputs_cut`).
@@ -27,6 +32,25 @@ pub(crate) fn device_spool_bytes(framework: &crate::layout::Place) -> u64 {
         .filter_map(|n| framework.dir.stat_at(n).ok().flatten())
         .map(|st| st.size)
         .sum()
+}
+
+/// Bytes the database may take: the cap less what the result's directories (`ASCEND_PROFILER_OUTPUT/`,
+/// `FRAMEWORK/`) hold now and [`SMALL_FILES_RESERVE`] for the metadata still to come. An earlier database of
+/// this result, about to be replaced, is not counted.
+pub(crate) fn db_room(max: u64, dirs: &crate::layout::WorkerDirs, replaced: &[&str]) -> u64 {
+    let held = |at: &crate::layout::Place, skip: &[&str]| -> u64 {
+        at.dir
+            .names(4096)
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| !skip.contains(&n.as_str()) && !n.ends_with(".tmp"))
+            .filter_map(|n| at.dir.stat_at(n).ok().flatten())
+            .map(|st| st.size)
+            .sum()
+    };
+    max.saturating_sub(held(&dirs.output, replaced))
+        .saturating_sub(held(&dirs.framework, &[]))
+        .saturating_sub(SMALL_FILES_RESERVE)
 }
 
 /// The shares of one export: (trace_view.json, device CSVs) in bytes, given the cap, the bytes the spools

@@ -23,7 +23,7 @@ pub(super) fn lanes_then_tables(
     let (meta, kernels) = write_lanes(tw, timeline, &Kernels::default(), device)?;
     let ov = Overlap::new(&kernels);
     if !kernels.is_empty() {
-        write_overlap_lanes(tw, device, &ov)?;
+        write_overlap_lanes(tw, device, &ov, tables.steps)?;
     }
     let cut = tables.write(&kernels, &ov)?;
     Ok((meta, kernels, cut))
@@ -58,7 +58,7 @@ pub(super) fn lanes_beside_tables(
         let t_lanes = Instant::now();
         let lanes = write_lanes(tw, timeline, kernels, device).and_then(|m| {
             let _ = ready_rx.recv();
-            write_overlap_lanes(tw, device, overlap())?;
+            write_overlap_lanes(tw, device, overlap(), tables.steps)?;
             Ok(m)
         });
         log::debug!("export: device lanes {} ms", t_lanes.elapsed().as_millis());

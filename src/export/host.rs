@@ -94,6 +94,10 @@ pub(super) struct HostPass {
     /// STACK records that follow no kept BEGIN.
     pub(super) stray_stacks: u64,
     pub(super) damage: Option<String>,
+    /// The device tasks' host launches: each framework op drawn gives its start to the launches it encloses.
+    pub(super) launches: crate::device::Launches,
+    /// The result's database, when written: it gets the host ranges and marks as they are read.
+    pub(super) db: Option<super::db::Db>,
 }
 
 impl HostPass {
@@ -124,6 +128,8 @@ impl HostPass {
             trace_cut: 0,
             stray_stacks: 0,
             damage: None,
+            launches: Default::default(),
+            db: None,
         }
     }
 
@@ -161,6 +167,9 @@ impl HostPass {
                         self.names.resize(i + 1, None);
                     }
                     self.names[i] = Some(json::string(&n));
+                    if let Some(db) = &mut self.db {
+                        db.host_name(id, &n);
+                    }
                 }
                 Frame::Thread {
                     ring,
@@ -249,14 +258,17 @@ impl HostPass {
         }
     }
 
+    /// Draws the closed range `o` of the thread `st` (on `st.tid`).
     fn emit_range(
         &mut self,
         tw: &mut TraceWriter,
-        tid: u32,
+        st: &ThreadState,
         o: &Open,
         end: u64,
         note: Note,
     ) -> Result<()> {
+        let tid = st.tid;
+        let st_step = st.step.map(|(_, t)| t);
         let begin = o.tick.clamp(self.start_tick, self.stop_tick);
         let end = end.clamp(begin, self.stop_tick.max(begin));
         self.args.clear();
@@ -283,20 +295,34 @@ impl HostPass {
         }
         let name = self.name(o.name);
         let args = std::mem::take(&mut self.args);
+        // A range open across its thread's latest step start encloses that step: as a framework op
+        // (`cpu_op`) it would make msprof-analyze compare's tree builder file the step (and its ops) under it,
+        // so that the step is no top-level node; it is drawn as a user annotation instead.
+        let cat = match st_step {
+            Some(t) if o.tick < t => "user_annotation",
+            _ => "cpu_op",
+        };
         // Durations are differences of converted end points, so nesting and adjacency survive the
         // conversion exactly (no independent rounding of begin and length).
         let begin_ns = self.conv.to_ns(begin);
+        if let Some(db) = &mut self.db {
+            db.host_range(tid, o.name, begin_ns, self.conv.to_ns(end).max(begin_ns));
+        }
         // The records this slice stands for: its BEGIN, its stack frames and, unless it was closed for
         // want of one (note set), its END.
         let records = 1 + o.stack.len() as u64 + matches!(note, Note::None) as u64;
         let cut_before = tw.cut_events;
+        let end_ns = self.conv.to_ns(end);
+        if cat == "cpu_op" && !self.launches.is_empty() {
+            self.launches.enclose(tid, begin_ns, end_ns);
+        }
         let r = tw.complete(
             self.pid,
             tid,
             &name,
             begin_ns,
-            self.conv.to_ns(end).saturating_sub(begin_ns),
-            "cpu_op",
+            end_ns.saturating_sub(begin_ns),
+            cat,
             &args,
         );
         self.args = args;
@@ -324,7 +350,7 @@ impl HostPass {
             } else {
                 self.ended(st, &o);
             }
-            self.emit_range(tw, st.tid, &o, at, note)?;
+            self.emit_range(tw, st, &o, at, note)?;
         }
         Ok(())
     }
@@ -359,7 +385,7 @@ impl HostPass {
                     let o = st.open.pop().expect("checked");
                     self.lost_ends += 1;
                     self.ended(st, &o);
-                    self.emit_range(tw, st.tid, &o, r.ts, Note::EndLost)?;
+                    self.emit_range(tw, st, &o, r.ts, Note::EndLost)?;
                 }
                 st.open.push(Open {
                     depth,
@@ -375,18 +401,21 @@ impl HostPass {
                     let o = st.open.pop().expect("checked");
                     self.lost_ends += 1;
                     self.ended(st, &o);
-                    self.emit_range(tw, st.tid, &o, r.ts, Note::EndLost)?;
+                    self.emit_range(tw, st, &o, r.ts, Note::EndLost)?;
                 }
                 if st.open.last().is_some_and(|o| o.depth == depth) {
                     let o = st.open.pop().expect("checked");
                     self.ended(st, &o);
-                    self.emit_range(tw, st.tid, &o, r.ts, Note::None)?;
+                    self.emit_range(tw, st, &o, r.ts, Note::None)?;
                 } else {
                     self.lost_begins += 1;
                 }
             }
             kind::MARK => {
                 let name = self.name(p as u32);
+                if let Some(db) = &mut self.db {
+                    db.host_mark(st.tid, p as u32, self.conv.to_ns(r.ts));
+                }
                 let cut_before = tw.cut_events;
                 tw.instant(self.pid, st.tid, &name, self.conv.to_ns(r.ts), "mark")?;
                 self.count_cut(tw, cut_before, 1);
@@ -454,6 +483,15 @@ impl HostPass {
                 .max(tick);
             let start_ns = self.conv.to_ns(tick);
             let dur = self.conv.to_ns(end).saturating_sub(start_ns);
+            // The step's slice (a framework op, `cpu_op`, as torch_npu and MindSpore draw `ProfilerStep#N`)
+            // ends 1 ns before the next step begins: msprof-analyze compare's tree builder nests an event that
+            // starts exactly where the previous one ends inside it. The step's span for the CSVs stays [its
+            // start, the next step's start).
+            let drawn = if i + 1 < self.steps.len() {
+                dur.saturating_sub(1)
+            } else {
+                dur
+            };
             let name = json::string(format!("ProfilerStep#{k}").as_bytes());
             let cut_before = tw.cut_events;
             tw.complete(
@@ -461,8 +499,8 @@ impl HostPass {
                 tid,
                 &name,
                 start_ns,
-                dur,
-                "step",
+                drawn,
+                "cpu_op",
                 &format!("\"num_scheduled_tokens\":{tokens}"),
             )?;
             self.count_cut(tw, cut_before, 1);

@@ -185,6 +185,7 @@ fn status_lines(
     "spool_error": {},
     "spool_damage": {},
     "export_ms": {},
+    "database": {},
     "recovered": {},
     "device_data": "{}",
     "counters_as_of_ns": {},
@@ -194,6 +195,7 @@ fn status_lines(
         opt(spool_error),
         opt(&s.spool_damage),
         s.elapsed_ms,
+        s.database.as_deref().unwrap_or("null"),
         b(recovered),
         stage.name(),
         counters_as_of_ns.map_or("null".to_string(), |n| n.to_string()),
@@ -221,7 +223,7 @@ pub(super) fn metadata(
         r#"{{
   "npuprof": {{
 {}{}{}  }},
-  "device": {{{}}},
+  "device": {{{}}},{}
   "config": {{{}}}
 }}
 "#,
@@ -229,7 +231,33 @@ pub(super) fn metadata(
         count_lines(c, s),
         status_lines(s, spool_error, stage, recovery),
         device_meta(p, dev),
+        parallel_group_info(&crate::device::groups::snapshot()),
         config_block(p.config),
+    )
+}
+
+/// `"parallel_group_info"` as torch_npu writes it (the communicator's name → `group_name`, `group_rank`,
+/// `global_ranks`), from what the process told npuprof (`npuprof_set_group`); nothing when it told nothing.
+fn parallel_group_info(groups: &[crate::device::GroupInfo]) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let members: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let ranks: Vec<String> = g.global_ranks.iter().map(u32::to_string).collect();
+            format!(
+                "\n    {}: {{\"group_name\": {}, \"group_rank\": {}, \"global_ranks\": [{}]}}",
+                json::string(g.name.as_bytes()),
+                json::string(g.pg_name.as_bytes()),
+                g.group_rank,
+                ranks.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "\n  \"parallel_group_info\": {{{}\n  }},",
+        members.join(",")
     )
 }
 

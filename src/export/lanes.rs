@@ -1,6 +1,7 @@
 //! The device lanes of `trace_view.json`: the backend's timeline, or lanes drawn from the kernels, and the
 //! `Overlap Analysis` lanes.
 
+use super::csv::StepSpan;
 use super::overlap;
 use super::trace_view::TraceWriter;
 use crate::device::pids::{device_pid, SLOT_HARDWARE, SLOT_OVERLAP};
@@ -45,14 +46,17 @@ pub(super) fn write_overlap_lanes(
     tw: &mut TraceWriter,
     device: u32,
     o: &overlap::Overlap,
+    steps: &[StepSpan],
 ) -> Result<()> {
     let pid = device_pid(device, SLOT_OVERLAP);
+    let spans: Vec<(u64, u64)> = steps.iter().map(|s| (s.start_ns, s.end_ns)).collect();
+    let free = o.free_slices(&spans);
     tw.process(pid, "Overlap Analysis", &format!("NPU {device}"), 11)?;
     let lanes: [(&str, &overlap::Spans); 4] = [
         ("Computing", &o.computing),
         ("Communication", &o.communication),
         ("Communication(Not Overlapped)", &o.comm_not_overlapped),
-        ("Free", &o.free),
+        ("Free", &free),
     ];
     for (tid, (name, spans)) in lanes.into_iter().enumerate() {
         tw.thread(pid, tid as u32, name.as_bytes(), tid as u32)?;

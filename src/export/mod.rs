@@ -6,12 +6,15 @@
 //! file. Progress is logged MindSpore-style: `Parsing: [####################] 3/3 Done`.
 
 pub(crate) mod budget;
+mod communication;
 pub mod csv;
+mod db;
 mod device_pass;
 mod host;
 mod info;
 mod job;
 mod lanes;
+mod memory;
 mod result;
 mod stage;
 mod tables;
@@ -57,6 +60,9 @@ pub struct Summary {
     pub spool_damage: Option<String>,
     pub truncated: bool,
     pub elapsed_ms: u64,
+    /// The database's outcome as a JSON object (`{"written":true,"ms":..}` or `{"written":false,"error":..}`);
+    /// `None` when NPUPROF_EXPORT_TYPE does not ask for it.
+    pub database: Option<String>,
 }
 
 /// What every write of one profile's result shares: the job (its device data taken out) and when the export

@@ -112,21 +112,25 @@ impl Overlap {
         let computing = clipped(&self.computing, lo, hi);
         let communication = clipped(&self.communication, lo, hi);
         let not_overlapped = clipped(&self.comm_not_overlapped, lo, hi);
-        let free = clipped(&self.free, lo, hi);
-        let first = self.all.partition_point(|s| s.1 <= lo);
-        let inside: Vec<(u64, u64)> = self.all[first..]
-            .iter()
-            .take_while(|s| s.0 < hi)
-            .map(|s| (s.0.max(lo), s.1.min(hi)))
-            .collect();
+        let (first, last) = self.span_in(lo, hi);
+        // Free is the idle time between the step's first and last device task only (the gaps before the first
+        // and after the last are the host's, not the device's): then Computing, Communication(Not Overlapped)
+        // and Free tile [first, last) and `Stage = Free + Computing + Communication(Not Overlapped) - Bubble`
+        // holds exactly, the rule msprof-analyze computes Stage by.
+        let free = if last > first {
+            clipped(&self.free, first, last)
+        } else {
+            0
+        };
         let bubble: u64 = self
             .receives
             .iter()
             .filter(|r| r.0 >= lo && r.0 < hi)
             .fold(0u64, |a, r| a.saturating_add(r.1));
-        let (stage, preparing) = match (inside.first(), inside.last()) {
-            (Some(f), Some(l)) => ((l.1 - f.0).saturating_sub(bubble), f.0 - lo),
-            _ => (0, 0),
+        let (stage, preparing) = if last > first {
+            ((last - first).saturating_sub(bubble), first - lo)
+        } else {
+            (0, 0)
         };
         [
             computing,
@@ -139,6 +143,42 @@ impl Overlap {
             not_overlapped.saturating_sub(bubble),
             preparing,
         ]
+    }
+}
+
+impl Overlap {
+    /// The `Free` slices of the `Overlap Analysis` lanes: with steps (`[lo, hi)` each, sorted, disjoint), the
+    /// idle time between each step's first and last device task, so that Computing, Communication(Not
+    /// Overlapped) and Free tile exactly that span of each step (the idle time between steps is no step's);
+    /// without steps, every gap between device activity.
+    pub fn free_slices(&self, steps: &[(u64, u64)]) -> Spans {
+        if steps.is_empty() {
+            return self.free.clone();
+        }
+        let mut out = Vec::new();
+        for &(lo, hi) in steps {
+            let (first, last) = self.span_in(lo, hi);
+            let i = self.free.partition_point(|g| g.1 <= first);
+            for g in self.free[i..].iter().take_while(|g| g.0 < last) {
+                let (a, b) = (g.0.max(first), g.1.min(last));
+                if b > a {
+                    out.push((a, b));
+                }
+            }
+        }
+        out
+    }
+
+    /// [start of the first, end of the last] device activity inside the step `[lo, hi)`, clipped to it; an
+    /// empty span (`first == last`) when the step has none.
+    pub fn span_in(&self, lo: u64, hi: u64) -> (u64, u64) {
+        let i = self.all.partition_point(|s| s.1 <= lo);
+        let inside = &self.all[i..];
+        let n = inside.partition_point(|s| s.0 < hi);
+        match (inside[..n].first(), inside[..n].last()) {
+            (Some(f), Some(l)) => (f.0.max(lo), l.1.min(hi)),
+            _ => (lo, lo),
+        }
     }
 }
 
@@ -188,5 +228,25 @@ mod tests {
         assert_eq!(r, [200, 200, 100, 300, 100, 400, 100, 100, 100]);
         // A step with no device work.
         assert_eq!(o.step_row(2000, 3000), [0; 9]);
+        // Issue 18: a step much wider than its device work (the idle time before its first and after its last
+        // task is the host's): Free is only the gaps between the step's tasks, so the rule
+        // Stage = Free + Computing + Communication(Not Overlapped) - Bubble holds (Free was 1100 here, Stage 400).
+        let r = o.step_row(0, 1500);
+        assert_eq!(r[4], 100, "free {r:?}");
+        assert_eq!(r[5], r[4] + r[0] + r[1] - r[6], "the Stage rule: {r:?}");
+        // A step that begins inside a gap and ends inside a task.
+        let r = o.step_row(250, 350);
+        assert_eq!(r[5], r[4] + r[0] + r[1] - r[6], "the Stage rule: {r:?}");
+        assert_eq!((r[0], r[4], r[5]), (50, 0, 100), "{r:?}");
+        // A step that begins in the idle gap after the previous step's last task (400..500): that gap is not
+        // this step's Free (it was counted: Free 50 with Stage 0).
+        let r = o.step_row(450, 1000);
+        assert_eq!((r[4], r[5]), (0, 0), "{r:?}");
+        // The Free slices of the trace tile each step's span like its row: the gap 400..500 between a step
+        // ending at 450 and the next is no step's.
+        assert_eq!(o.free_slices(&[]), [(400, 500)]);
+        assert_eq!(o.free_slices(&[(0, 450), (450, 1000)]), []);
+        assert_eq!(o.free_slices(&[(0, 1000)]), [(400, 500)]);
+        assert_eq!(r[5], r[4] + r[0] + r[1] - r[6], "the Stage rule: {r:?}");
     }
 }

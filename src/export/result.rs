@@ -34,13 +34,29 @@ pub(super) fn write_result(
     // Progress is shown for the result that completes the export (the host result before it is a step of it).
     let show = stage != DeviceStage::Pending;
 
-    let (mut tw, host, steps) = write_host_timeline(ctx, budget)?;
+    // The device tasks' launches get their framework ops from the host pass (for compare's flows).
+    let launches = dev
+        .timeline
+        .as_mut()
+        .map(|l| l.launches())
+        .unwrap_or_default();
+    let db = open_db(p);
+    let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, launches, db)?;
+    let db = host.db.take();
     let t_host = t0.elapsed();
     progress(show, 1, 3, "host timeline");
 
-    let timeline = dev.timeline.take();
+    let mut timeline = dev.timeline.take();
+    if let Some(l) = timeline.as_mut() {
+        let mut ops = std::mem::take(&mut host.launches).by_key();
+        ops.host_pid = p.pid;
+        l.set_framework_ops(ops);
+    }
     let files = std::mem::take(&mut dev.files);
     let header = dev.kernel_header.take();
+    let memory = std::mem::take(&mut dev.memory);
+    // The communication files share the device tables' part of NPUPROF_MAX_DISK_MB (at most half of it).
+    let comm_cap = communication_need(&dev).min(csv_cap / 2);
     let tables = Tables {
         out: &p.dirs.output,
         p,
@@ -48,7 +64,8 @@ pub(super) fn write_result(
         profile: span,
         header: header.as_deref(),
         files: &files,
-        cap: csv_cap,
+        memory: &memory,
+        cap: csv_cap - comm_cap,
     };
     let (lane_meta, tables_cut) = if dev.kernels.is_empty() {
         let (meta, from_lanes, cut) = lanes_then_tables(&mut tw, timeline, &tables, p.device_id)?;
@@ -59,10 +76,34 @@ pub(super) fn write_result(
     };
     dev.meta.extend(lane_meta);
     note_tables_cut(&mut dev, tables_cut, csv_cap);
+    write_communication(ctx, &mut dev, &steps, comm_cap);
 
     let mut summary = summarize(ctx, &tw, &host, steps.len());
     warn_if_trace_cut(ctx, &tw, &host, budget);
-    finish_trace(&mut summary, tw, t0, t_host)?;
+    if p.config.export_type.text() {
+        finish_trace(&mut summary, tw, t0, t_host)?;
+    } else {
+        // NPUPROF_EXPORT_TYPE=db: the trace is not kept (its temporary file goes with the writer).
+        summary.trace_events = tw.events;
+        drop(tw);
+    }
+    // After the text files: the database gets the room they left under NPUPROF_MAX_DISK_MB.
+    summary.database = super::db::complete(
+        db,
+        &p.dirs.output,
+        super::budget::db_room(
+            p.config.max_disk_bytes(),
+            &p.dirs,
+            &[&super::db::name(p.rank), super::db::ANALYZER],
+        ),
+        &super::db::Input {
+            rank: p.rank,
+            device_id: p.device_id,
+            dev: &dev,
+            steps: &steps,
+            span,
+        },
+    );
     progress(
         show,
         2,
@@ -76,6 +117,61 @@ pub(super) fn write_result(
     Ok(summary)
 }
 
+/// Bytes the communication files may need (an op takes well under [`COMMUNICATION_OP_BYTES`] in both).
+fn communication_need(dev: &DeviceResult) -> u64 {
+    if !dev.collectives.is_empty() {
+        dev.collectives.len() as u64 * COMMUNICATION_OP_BYTES
+    } else if dev.kernels.is_empty() && dev.timeline.is_some() {
+        // Kernels (and their communication rows) may come from the lanes: known only later.
+        u64::MAX
+    } else {
+        dev.kernels
+            .list
+            .iter()
+            .filter(|k| dev.kernels.is_communication(k))
+            .count() as u64
+            * COMMUNICATION_OP_BYTES
+    }
+}
+
+const COMMUNICATION_OP_BYTES: u64 = 2048;
+
+/// Writes `communication.json` and `communication_matrix.json` from the collectives (taken from the
+/// communication rows when the backend gave none) within `cap` bytes; says in the device metadata how many
+/// ops they hold and how many were left out. A failure is logged and noted, never fatal to the result.
+fn write_communication(ctx: &Ctx, dev: &mut DeviceResult, steps: &[StepSpan], cap: u64) {
+    let p = ctx.profile();
+    if dev.collectives.is_empty() {
+        dev.collectives =
+            crate::device::from_kernels(&dev.kernels, p.device_id, p.config.max_device_records());
+    }
+    if dev.collectives.is_empty() {
+        return;
+    }
+    let groups = crate::device::groups::snapshot();
+    dev.collectives
+        .default_group(&mut dev.kernels.strings, &groups);
+    match super::communication::write(&p.dirs.output, dev, steps, p.rank, &groups, cap) {
+        Ok(w) => {
+            dev.meta
+                .push(("communication_ops".into(), w.ops.to_string()));
+            dev.meta
+                .push(("communication_ops_cut".into(), w.cut.to_string()));
+            if w.cut > 0 {
+                log::warn!(
+                    "communication.json reached its share of NPUPROF_MAX_DISK_MB ({cap} bytes): {} ops left out",
+                    w.cut
+                );
+            }
+        }
+        Err(e) => {
+            log::warn!("communication.json not written: {}", e.msg);
+            dev.meta
+                .push(("communication_error".into(), json::string(e.msg.as_bytes())));
+        }
+    }
+}
+
 /// The profile's span: its start and its stop (never before the start), CLOCK_REALTIME ns.
 fn profile_span(ctx: &Ctx) -> (u64, u64) {
     let start_ns = ctx.profile().anchor.1;
@@ -87,7 +183,7 @@ fn profile_span(ctx: &Ctx) -> (u64, u64) {
 /// while the trace is written, and stay with NPUPROF_KEEP_SPOOL), and so do the device CSVs and the small
 /// files (see `budget`).
 fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
-    let csv_need = if dev.kernels.is_empty() {
+    let csv_need = communication_need(dev).saturating_add(if dev.kernels.is_empty() {
         // Kernels may come from the lanes (msprof without op_summary): their size is known only later.
         if dev.timeline.is_some() {
             u64::MAX
@@ -103,7 +199,8 @@ fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
                 .map(|x| csv::kernel_row_bound(k, x, columns))
                 .sum::<u64>()
             + dev.files.iter().map(|f| f.1.len() as u64).sum::<u64>()
-    };
+            + super::memory::bound(&dev.memory)
+    });
     budget::split(
         ctx.profile().config.max_disk_bytes(),
         ctx.job.counters.spool_bytes.saturating_add(dev.disk_bytes),
@@ -111,11 +208,30 @@ fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
     )
 }
 
-/// Opens `trace_view.json` (within `budget` bytes) and writes the host timeline into it from the spool.
-fn write_host_timeline(ctx: &Ctx, budget: u64) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
+/// The result's database, begun (when `NPUPROF_EXPORT_TYPE` asks for it); `None` after one warning when
+/// it cannot be made (the text files are written all the same).
+fn open_db(p: &crate::profile::Profile) -> Option<super::db::Db> {
+    if !p.config.export_type.db() {
+        return None;
+    }
+    super::db::Db::create(&p.dirs.output, p.rank, p.pid)
+        .map_err(|e| log::warn!("the result's database is not written: {}", e.msg))
+        .ok()
+}
+
+/// Opens `trace_view.json` (within `budget` bytes) and writes the host timeline into it from the spool (and
+/// the host rows into the database `db`, which the returned pass holds).
+fn write_host_timeline(
+    ctx: &Ctx,
+    budget: u64,
+    launches: crate::device::Launches,
+    db: Option<super::db::Db>,
+) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
     let p = ctx.profile();
     let stop_tick = ctx.job.stop_tick;
     let mut host = HostPass::new(p.pid, ctx.job.conversion, p.anchor.0, stop_tick);
+    host.launches = launches;
+    host.db = db;
     let mut tw = TraceWriter::create(&p.dirs.output, layout::TRACE_VIEW, budget)?;
     host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;

@@ -86,6 +86,7 @@ extern "C" fn after_fork_child() {
     STATE.fetch_and(!REC, Ordering::AcqRel);
     super::step_hook::set(None);
     backend::after_fork_child();
+    crate::process::sqlite_after_fork_child();
     FORK_GEN.fetch_add(1, Ordering::AcqRel);
     let _ = std::panic::catch_unwind(|| {
         let _ = HELD.try_with(|h| {

@@ -31,6 +31,8 @@
  *   churn / churn_stop / late    fake_mspti_churn / _churn_stop / _deliver_late (LATE=<records>)
  *   wait_completed:N   wait until the fake MSPTI's complete calls that returned reach N (FAIL after 120 s)
  *   mspti_flush   msptiActivityFlushAll(1) from the application (prints MSPTI_FLUSH=<rc>)
+ *   group:COMM:PG:RANK:R0,R1,...  npuprof_set_group(COMM, PG, RANK, {R0, R1, ...}) (found with dlsym in
+ *                 either mode), prints GROUP=<rc>
  * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end, and the fake MSPTI's own counts:
  * MSPTI_KERNELS/_ALL/_DROPPED (records written, dropped) and MSPTI_BUFFERS_<size>=requested,completed,records,bytes.
  */
@@ -285,6 +287,36 @@ int main(int argc, char **argv) {
                 if (acl_step) acl_step(0);
                 P.range_pop();
             }
+        } else if (!strncmp(c, "kernel:", 7)) {
+            /* One MSPTI kernel named as given (type KERNEL_AICORE, stream 6, 20 us). */
+            find_launch();
+            if (M.launch) {
+                M.launch(c + 7, "KERNEL_AICORE", 6, 20000);
+                launched++;
+            }
+        } else if (!strncmp(c, "mem:", 4)) {
+            /* mem:<bytes>:<0 allocate | 1 release> through the MSPTI fake (aclrtMalloc / aclrtFree). */
+            find_launch();
+            char *colon = strchr(c + 4, ':');
+            if (M.memory && colon) M.memory(strtoull(c + 4, NULL, 10), atoi(colon + 1));
+        } else if (!strncmp(c, "group:", 6)) {
+            char buf[512];
+            snprintf(buf, sizeof buf, "%s", c + 6);
+            char *comm = buf, *pg = strchr(comm, ':'), *rank = pg ? strchr(pg + 1, ':') : NULL;
+            char *list = rank ? strchr(rank + 1, ':') : NULL;
+            int (*set_group)(const char *, const char *, uint32_t, const uint32_t *, size_t) = NULL;
+            *(void **)&set_group = dlsym(RTLD_DEFAULT, "npuprof_set_group");
+            if (!list || !set_group) {
+                printf("GROUP=-1\n");
+                continue;
+            }
+            *pg++ = 0;
+            *rank++ = 0;
+            *list++ = 0;
+            uint32_t ranks[64];
+            size_t n = 0;
+            for (char *t = strtok(list, ","); t && n < 64; t = strtok(NULL, ",")) ranks[n++] = (uint32_t)atoi(t);
+            printf("GROUP=%d\n", set_group(comm, pg, (uint32_t)atoi(rank), ranks, n));
         } else if (!strncmp(c, "setenv:", 7)) {
             char kv[512];
             snprintf(kv, sizeof kv, "%s", c + 7);

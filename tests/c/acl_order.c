@@ -682,7 +682,7 @@ static int happy_path_child(const char *log)
     static const char *files[] = {"%s/host/start_info",      "%s/host/start_info.done", "%s/host/end_info",
                                   "%s/host/end_info.done",   "%s/host/info.json",       "%s/host/info.json.done",
                                   "%s/host/sample.json",     "%s/host/sample.json.done", "%s/device_0/start_info.0",
-                                  "%s/device_0/data"};
+                                  "%s/device_0/info.json.0", "%s/device_0/info.json.0.done", "%s/device_0/data"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (!exists(files[i], prof)) {
             printf("FAIL %s: missing %s\n", g_case, files[i] + 3);

@@ -44,6 +44,7 @@ static void load(const char *lib) {
 #pragma weak npuprof_flush
 #pragma weak npuprof_shutdown
 #pragma weak npuprof_version
+#pragma weak npuprof_set_group
 /* The library must really be the preloaded LIB: a failed LD_PRELOAD (weak references left null) or
  * npuprof_start resolved from another file fails the run, never passes it vacuously. */
 static void load(const char *lib) {
@@ -64,6 +65,7 @@ static void load(const char *lib) {
     P.output_dir = npuprof_output_dir; P.last_error = npuprof_last_error; P.intern = npuprof_intern;
     P.range_push = npuprof_range_push; P.range_pop = npuprof_range_pop; P.mark = npuprof_mark;
     P.flush = npuprof_flush; P.shutdown = npuprof_shutdown; P.version = npuprof_version;
+    P.set_group = npuprof_set_group;
     printf("LINK=preload\n");
 }
 #endif
@@ -217,6 +219,9 @@ static void scenario_panic(void) {
     CHECK(strcmp(P.strerror(NPUPROF_OK), "NPUPROF_ERR_UNKNOWN") != 0);
     CHECK(strcmp(P.version(), "unknown") == 0);
     CHECK(strcmp(P.version(), "unknown") != 0);
+    uint32_t ranks[2] = {0, 1};
+    EXPECT(P.set_group("g", "dp", 0, ranks, 2), NPUPROF_ERR_INTERNAL);
+    EXPECT(P.set_group("g", "dp", 0, ranks, 2), NPUPROF_OK);
     CHECK(P.last_error(buf, sizeof buf) == 0); /* panicked: 0 */
     CHECK(P.last_error(buf, sizeof buf) > 0 && strstr(buf, "npuprof_last_error: internal error (caught): injected fault at npuprof_last_error"));
     EXPECT(P.stop(), NPUPROF_ERR_INTERNAL);

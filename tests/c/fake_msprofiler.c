@@ -679,7 +679,8 @@ static int write_data_file(void)
     return fclose(f);
 }
 
-/* At a successful Stop: host/end_info, host/info.json, host/sample.json (+ .done each) and the data file. */
+/* At a successful Stop: host/end_info, host/info.json, host/sample.json, device_<id>/info.json.<id> (+ .done
+ * each) and the data file. */
 static int write_stop_files(void)
 {
     int rc = 0;
@@ -712,6 +713,14 @@ static int write_stop_files(void)
              "\"DeviceInfo\": [%s]}",
              (int)getpid(), devs, level, devinfo);
     rc |= write_file_done(p, "info.json", info);
+    /* CANN also writes the device's own device_<id>/info.json.<id> (msprof-export.md §1.2), the file
+     * msprof-analyze's advisor reads the AI Core count and frequency from (DeviceInfoParser). */
+    if (S.running_dev >= 0) {
+        char dp[FILE_CAP], dname[64];
+        snprintf(dp, sizeof dp, "%s/device_%d", S.prof_dir, S.running_dev);
+        snprintf(dname, sizeof dname, "info.json.%d", S.running_dev);
+        rc |= write_file_done(dp, dname, info);
+    }
 
     /* sample.json: PMU metrics only count when ACL_PROF_AICORE_METRICS is on (msprof-export.md §6). */
     const char *metrics = (S.running_bits & ACL_PROF_AICORE_METRICS) ? metrics_name(S.running_metrics) : "";

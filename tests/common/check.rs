@@ -16,9 +16,20 @@ const HANG_DEADLINE: Duration = Duration::from_secs(600);
 /// extra checker where it exists. Returns `npuprof check`'s report (its last line: `CHECK PASS: N
 /// result(s), ranks [...], S slices / F flows`) followed by the cluster's summary.
 pub(crate) fn check_profile(root: &Path) -> String {
+    check_with(root, "cluster")
+}
+
+/// [`check_profile`] with tests/consumers.py's `communication` check after the cluster analysis: the
+/// results' communication files understood by cluster (every op, both ranks' self links, the groups).
+#[allow(dead_code)]
+pub(crate) fn check_communication(root: &Path) -> String {
+    check_with(root, "communication")
+}
+
+fn check_with(root: &Path, what: &str) -> String {
     let report = npuprof_check(root);
     let cluster = match msprof_analyze() {
-        Some(m) => cluster(root, &m),
+        Some(m) => cluster(root, &m, what),
         None => {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -62,11 +73,11 @@ fn npuprof_check(root: &Path) -> String {
 /// msprof-analyze's `cluster -m all` on `root`, judged by tests/consumers.py (the one place the Rust and
 /// Python tests ask the real consumers; msprof-analyze exits 0 on most failures, so it checks the files
 /// and the log): every result recognised as a rank, no error logged, one cluster row per step row.
-fn cluster(root: &Path, exe: &Path) -> String {
+fn cluster(root: &Path, exe: &Path, what: &str) -> String {
     let r = run_guarded(
         Command::new("python3")
             .arg(repo().join("tests/consumers.py"))
-            .arg("cluster")
+            .arg(what)
             .arg(root)
             .arg("--msprof-analyze")
             .arg(exe),
@@ -80,6 +91,61 @@ fn cluster(root: &Path, exe: &Path) -> String {
         r.stderr
     );
     r.stdout
+}
+
+/// msprof-analyze's `compare --enable_memory_compare` of two results with memory profiling, judged by
+/// tests/consumers.py (`compare-memory`): it finds their memory events and compares operator rows with a size
+/// on both sides. Returns its summary line, or says it was skipped without msprof-analyze (not under CI).
+pub(crate) fn compare_memory(base: &Path, comparison: &Path) -> String {
+    run_consumer("compare-memory", &[base, comparison], &[])
+        .unwrap_or_else(|| "compare-memory: skipped (no msprof-analyze)".into())
+}
+
+/// msprof-analyze's `advisor all` on one result, judged by tests/consumers.py (`advisor-frequency`): its AI
+/// Core frequency analysis finds the frequency in an `info.json.<device>`.
+pub(crate) fn advisor_frequency(result: &Path) -> String {
+    run_consumer("advisor-frequency", &[result], &[])
+        .unwrap_or_else(|| "advisor-frequency: skipped (no msprof-analyze)".into())
+}
+
+/// What msprof-analyze's `compare` (`what` = "compare", with `--step N` when `step`) or `advisor all` (`what`
+/// = "advisor") make of the results under `root`, judged by tests/consumers.py from the files they write and
+/// their log (they exit 0 on most failures). Returns its summary line; `None` without msprof-analyze (outside
+/// CI: CI must install it).
+pub(crate) fn consumer(what: &str, root: &Path, step: Option<u32>) -> Option<String> {
+    let step = step.map(|n| n.to_string());
+    let extra: Vec<&str> = step.as_deref().map_or(Vec::new(), |n| vec!["--step", n]);
+    run_consumer(what, &[root], &extra)
+}
+
+/// `tests/consumers.py WHAT PATHS... EXTRA...` with the real msprof-analyze: its summary line (a failure fails
+/// the test); `None` without msprof-analyze (outside CI: CI must install it).
+fn run_consumer(what: &str, paths: &[&Path], extra: &[&str]) -> Option<String> {
+    let Some(exe) = msprof_analyze() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install msprof-analyze (.ci/run creates .venv)"
+        );
+        eprintln!("note: msprof-analyze not installed (run .ci/run once); {what} check skipped");
+        return None;
+    };
+    let r = run_guarded(
+        Command::new("python3")
+            .arg(repo().join("tests/consumers.py"))
+            .arg(what)
+            .args(paths)
+            .args(extra)
+            .arg("--msprof-analyze")
+            .arg(exe),
+        HANG_DEADLINE,
+    );
+    assert!(
+        r.out.status.success(),
+        "tests/consumers.py {what} {paths:?} {extra:?} failed:\n{}{}",
+        r.stdout,
+        r.stderr
+    );
+    Some(r.stdout)
 }
 
 /// `../shared/tools/check_profile.py --no-cluster` (the cluster analysis is ours), only where it exists.
@@ -102,4 +168,33 @@ fn extra_check(root: &Path) {
         "{} failed:\n{s}",
         script.display()
     );
+}
+
+/// msprof-analyze's DB-only cluster recipes on `root` (each rank's `ascend_mindspore_profiler_{rank}.db`),
+/// judged by tests/consumers.py `recipes` from the tables they write and their logs.
+pub(crate) fn recipes(root: &Path) -> String {
+    let Some(exe) = msprof_analyze() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install msprof-analyze (.ci/run creates .venv)"
+        );
+        return "recipes: skipped (no msprof-analyze)\n".to_string();
+    };
+    let r = run_guarded(
+        Command::new("python3")
+            .arg(repo().join("tests/consumers.py"))
+            .arg("recipes")
+            .arg(root)
+            .arg("--msprof-analyze")
+            .arg(&exe),
+        HANG_DEADLINE,
+    );
+    assert!(
+        r.out.status.success(),
+        "msprof-analyze's recipes on {} failed:\n{}{}",
+        root.display(),
+        r.stdout,
+        r.stderr
+    );
+    r.stdout
 }

@@ -9,7 +9,10 @@ use std::sync::{Mutex, OnceLock};
 
 mod check;
 #[allow(unused_imports)] // Each test binary uses some of the helpers.
-pub(crate) use check::{check_profile, check_profile_no_cluster};
+pub(crate) use check::{
+    advisor_frequency, check_communication, check_profile, check_profile_no_cluster,
+    compare_memory, consumer, recipes,
+};
 
 pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

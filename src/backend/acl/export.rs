@@ -151,6 +151,8 @@ pub(crate) fn parse_dir(
             device,
             shift,
             want_kernels: sum.is_none(),
+            launch_limit: limit,
+            ops: Default::default(),
         }));
     }
     if let Some(s) = sum {
@@ -174,6 +176,8 @@ pub(crate) fn parse_dir(
         }
         r.kernel_header = Some(s.header);
         r.kernels = s.kernels;
+        // msprof gives HCCL ops as op_summary rows (Task Type COMMUNICATION), without group, count or type.
+        r.collectives = crate::device::from_kernels(&r.kernels, device, limit);
     }
     let mut replaced = Vec::new();
     for (kind, file, instead) in [

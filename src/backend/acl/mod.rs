@@ -13,6 +13,7 @@
 
 pub mod export;
 pub mod features;
+mod launches;
 pub(crate) mod load;
 mod msprof;
 mod op_summary;

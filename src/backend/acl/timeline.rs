@@ -1,9 +1,10 @@
 //! msprof's `msprof_*.json` timeline → the device and CANN processes of `trace_view.json`.
 
+use super::launches::{framework_op_flow, LaunchCollector};
 use super::outputs::{open_output, Deadline};
 use super::time_base::rebase;
 use crate::device::pids::*;
-use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes, TraceSink};
+use crate::device::{DeviceEvent, Kernel, Kernels, LaneStats, Lanes, Launches, TraceSink};
 use crate::dir::Dir;
 use crate::error::Result;
 use crate::format::json;
@@ -23,6 +24,10 @@ pub(super) struct MsprofLanes {
     pub(super) shift: i128,
     /// Also return the `Ascend Hardware` slices as kernels (when msprof wrote no op_summary).
     pub(super) want_kernels: bool,
+    /// The most launches read for the framework op flows (NPUPROF_MAX_DEVICE_RECORDS).
+    pub(super) launch_limit: usize,
+    /// The launches with their framework ops (by `connection_id`), from the exporter's host pass.
+    pub(super) ops: Launches,
 }
 
 const CUT: &str =
@@ -61,8 +66,22 @@ struct Procs {
     pending_threads: HashMap<u64, Vec<(u32, String, String)>>,
     /// Bytes of events ever kept in `pending` / `pending_threads` (bounded by [`MAX_PENDING_BYTES`]).
     pending_bytes: usize,
+    /// Source pids of the `Communication` / `HCCL` processes (see [`GROUP_TID`]).
+    comm: std::collections::HashSet<u64>,
+    /// (source pid, tid) of their threads named `...Communication...` (a group's operation thread).
+    comm_op_threads: std::collections::HashSet<(u64, u32)>,
 }
 
+/// The thread npuprof adds to msprof's `Communication` / `HCCL` process: `Group <name> Communication`, sorted
+/// before every thread msprof names there (their sort indexes move up by one). msprof-analyze compare files
+/// the named threads of that process under the last `...Communication...` thread sorted before them and
+/// crashes (`sequence item 1: expected str instance, NoneType found`) on one sorted before all of them; its
+/// `hcom_*` operations found on no such thread (msprof's `Plane N` threads) are moved onto it, where compare
+/// reads communication operations.
+const GROUP_TID: u32 = 0x7fff_fff0;
+
+/// The name of the [`GROUP_TID`] thread: msprof's timeline does not say the operations' communicator.
+const GROUP_THREAD: &str = "\"Group default Communication\"";
 impl Procs {
     /// Whether `n` more bytes of events may wait for their process's name.
     fn may_wait(&mut self, n: usize) -> bool {
@@ -132,14 +151,26 @@ impl Procs {
         if let Some(l) = self.labels.remove(&src) {
             self.write_label(tw, src, slot, &l)?;
         }
+        if matches!(name, "Communication" | "HCCL") {
+            self.comm.insert(src);
+            let name_args = format!("{{\"name\":{GROUP_THREAD}}}");
+            tw.device_event(&meta(pid, GROUP_TID, "\"thread_name\"", &name_args))?;
+            tw.device_event(&meta(
+                pid,
+                GROUP_TID,
+                "\"thread_sort_index\"",
+                "{\"sort_index\":0}",
+            ))?;
+        }
         for (tid, n, a) in self.pending_threads.remove(&src).unwrap_or_default() {
-            tw.device_event(&meta(pid, tid, &n, &a))?;
+            self.thread_meta(tw, src, slot, tid, &n, &a)?;
         }
         for e in self.pending.remove(&src).unwrap_or_default() {
+            let tid = self.event_tid(src, e.ph, e.tid, &e.name);
             tw.device_event(&DeviceEvent {
                 ph: e.ph,
                 pid,
-                tid: e.tid,
+                tid,
                 ts_ns: rebase(e.ts, shift),
                 dur_ns: e.dur,
                 name: &e.name,
@@ -149,6 +180,63 @@ impl Procs {
             })?;
         }
         Ok(0)
+    }
+}
+
+impl Procs {
+    /// A `thread_name` / `thread_sort_index` of the source process `src` (on `slot`): as msprof wrote it, but
+    /// on a `Communication` / `HCCL` process every sort index moves up by one (after [`GROUP_TID`]'s) and the
+    /// `...Communication...` threads are noted.
+    fn thread_meta(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        src: u64,
+        slot: u32,
+        tid: u32,
+        name: &str,
+        args: &str,
+    ) -> Result<()> {
+        let pid = self.pid(slot);
+        if !self.comm.contains(&src) {
+            return tw.device_event(&meta(pid, tid, name, args));
+        }
+        let a = Parser::new(args.as_bytes()).value(0).ok();
+        match name {
+            "\"thread_name\"" => {
+                let n = a
+                    .as_ref()
+                    .and_then(|a| a.get("name"))
+                    .and_then(Value::as_str);
+                if n.is_some_and(|n| n.contains("Communication")) {
+                    self.comm_op_threads.insert((src, tid));
+                }
+                tw.device_event(&meta(pid, tid, name, args))
+            }
+            _ => {
+                let sort = a
+                    .as_ref()
+                    .and_then(|a| a.get("sort_index"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    .saturating_add(1);
+                let args = format!("{{\"sort_index\":{sort}}}");
+                tw.device_event(&meta(pid, tid, name, &args))
+            }
+        }
+    }
+
+    /// The thread an event of the source process `src` goes on: an `hcom_*` slice of a `Communication` /
+    /// `HCCL` process found on no `...Communication...` thread goes on [`GROUP_TID`].
+    fn event_tid(&self, src: u64, ph: u8, tid: u32, name: &str) -> u32 {
+        if ph == b'X'
+            && name.starts_with("\"hcom_")
+            && self.comm.contains(&src)
+            && !self.comm_op_threads.contains(&(src, tid))
+        {
+            GROUP_TID
+        } else {
+            tid
+        }
     }
 }
 
@@ -210,6 +298,37 @@ impl Lanes for MsprofLanes {
             Err(e) => (st, Some(e.msg)),
         }
     }
+
+    /// The launches in msprof's timeline (see [`LaunchCollector`]): one more streaming read of its files,
+    /// within the lanes' time budget.
+    fn launches(&mut self) -> Launches {
+        let until = Deadline::after(self.budget);
+        let mut c = LaunchCollector::new(self.launch_limit, self.shift);
+        for f in &self.files {
+            let Ok(file) = open_output(&self.dir, f) else {
+                continue;
+            };
+            let mut seen = 0u64;
+            let r = stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
+                seen += 1;
+                if seen % 1024 == 0 && until.passed() {
+                    return Err(CUT.into());
+                }
+                let ev = RawEvent::parse(p)?;
+                c.event(ev.ph, ev.pid, ev.tid, ev.ts, ev.name, ev.args);
+                Ok(())
+            });
+            if let Err(e) = r {
+                log::debug!("msprof timeline {f}: launches read up to: {e}");
+                break;
+            }
+        }
+        c.finish()
+    }
+
+    fn set_framework_ops(&mut self, ops: Launches) {
+        self.ops = ops;
+    }
 }
 
 impl Procs {
@@ -223,6 +342,8 @@ impl Procs {
             pending: HashMap::new(),
             pending_threads: HashMap::new(),
             pending_bytes: 0,
+            comm: Default::default(),
+            comm_op_threads: Default::default(),
         }
     }
 }
@@ -357,7 +478,7 @@ impl MsprofLanes {
                 let e = DeviceEvent {
                     ph,
                     pid: procs.pid(slot),
-                    tid: ev.tid,
+                    tid: procs.event_tid(ev.pid, ph, ev.tid, ev.name),
                     ts_ns: rebase(t, self.shift),
                     dur_ns: ev.dur.unwrap_or(0),
                     name: ev.name,
@@ -367,6 +488,10 @@ impl MsprofLanes {
                 };
                 tw.device_event(&e)?;
                 st.events += 1;
+                // A device task (not the CANN API call, which carries the same connection_id).
+                if ph == b'X' && slot != SLOT_CANN && !self.ops.is_empty() {
+                    framework_op_flow(tw, st, &self.ops, &e)?;
+                }
                 if self.want_kernels
                     && ph == b'X'
                     && e.pid == device_pid(self.device, SLOT_HARDWARE)
@@ -449,7 +574,7 @@ fn write_metadata_event(
         }
         "\"thread_name\"" | "\"thread_sort_index\"" if !args.is_empty() => {
             match procs.slots.get(&pid).copied() {
-                Some(Some(slot)) => tw.device_event(&meta(procs.pid(slot), ev.tid, name, args))?,
+                Some(Some(slot)) => procs.thread_meta(tw, pid, slot, ev.tid, name, args)?,
                 Some(None) => {}
                 None if procs.may_wait(64 + name.len() + args.len()) => procs
                     .pending_threads
@@ -481,11 +606,69 @@ mod tests {
             device: 0,
             shift: 0,
             want_kernels: false,
+            launch_limit: 0,
+            ops: Launches::default(),
         });
         let out = tempfile::tempdir().unwrap();
         let mut tw =
             TraceWriter::create(&Place::open(out.path()).unwrap(), "t.json", u64::MAX).unwrap();
         lanes.write(&mut tw)
+    }
+
+    /// Issue 18 item 3: msprof's `Plane N` threads sorted before any `...Communication...` thread crashed
+    /// msprof-analyze compare. The group thread sorts first, msprof's threads after it, and the `hcom_*`
+    /// operations move onto it (the tasks stay on their plane), in either order of names and events.
+    #[test]
+    fn communication_gets_a_group_thread_sorted_first_holding_the_operations() {
+        for named_late in [false, true] {
+            let name =
+                r#"{"ph":"M","pid":9,"name":"process_name","args":{"name":"Communication"}}"#;
+            let rest = r#"{"ph":"M","pid":9,"tid":4,"name":"thread_name","args":{"name":"Plane 0"}},
+                {"ph":"M","pid":9,"tid":4,"name":"thread_sort_index","args":{"sort_index":4}},
+                {"ph":"X","pid":9,"tid":4,"ts":"1000.000","dur":"30.000","name":"hcom_allReduce__1_1","args":{}},
+                {"ph":"X","pid":9,"tid":4,"ts":"1001.000","dur":"2.000","name":"Notify_Wait","args":{}}"#;
+            let text = if named_late {
+                format!("[{rest},{name}]")
+            } else {
+                format!("[{name},{rest}]")
+            };
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
+            let lanes = Box::new(MsprofLanes {
+                dir: Dir::open(d.path()).unwrap(),
+                files: vec!["msprof_1.json".into()],
+                budget: std::time::Duration::from_secs(3600),
+                device: 0,
+                shift: 0,
+                want_kernels: false,
+                launch_limit: 0,
+                ops: Launches::default(),
+            });
+            let mut tw =
+                TraceWriter::create(&Place::open(d.path()).unwrap(), "t.json", u64::MAX).unwrap();
+            let (_, err) = lanes.write(&mut tw);
+            assert_eq!(err, None);
+            tw.finish().unwrap();
+            let t: Vec<serde_json::Value> =
+                serde_json::from_slice(&std::fs::read(d.path().join("t.json")).unwrap()).unwrap();
+            let sort_of = |tid: u32| {
+                t.iter()
+                    .find(|e| e["name"] == "thread_sort_index" && e["tid"] == tid)
+                    .map(|e| e["args"]["sort_index"].as_u64().unwrap())
+            };
+            assert_eq!(sort_of(GROUP_TID), Some(0), "{t:?}");
+            assert_eq!(sort_of(4), Some(5), "{t:?}");
+            assert!(t.iter().any(|e| e["name"] == "thread_name"
+                && e["tid"] == GROUP_TID
+                && e["args"]["name"] == "Group default Communication"));
+            let tid_of = |n: &str| t.iter().find(|e| e["name"] == n).unwrap()["tid"].clone();
+            assert_eq!(
+                tid_of("hcom_allReduce__1_1"),
+                GROUP_TID,
+                "late: {named_late}"
+            );
+            assert_eq!(tid_of("Notify_Wait"), 4);
+        }
     }
 
     /// Issue 15 item 8: events of a process msprof never names were all kept until the end and then skipped.

@@ -8,7 +8,7 @@ use super::records::*;
 use super::replay::Spool;
 use super::walk::DevRec;
 use crate::device::pids::{device_pid, SLOT_CANN, SLOT_HARDWARE};
-use crate::device::{DeviceEvent, LaneStats, Lanes, TraceSink};
+use crate::device::{DeviceEvent, LaneStats, Lanes, Launch, Launches, TraceSink};
 use crate::error::Result;
 use crate::format::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,26 +18,107 @@ pub(super) struct MsptiLanes {
     pub spool: Option<Spool>,
     pub device: u32,
     pub names: NameSource,
+    /// The kernels' launches with their framework ops, from the exporter's host pass.
+    pub ops: FrameworkOps,
+}
+
+/// The kernels' launches with their framework ops (by correlation id), and the kernels' correlation ids the
+/// launch pass read (kept for the flows, sparing the lanes a replay of the spool).
+#[derive(Default)]
+pub(super) struct FrameworkOps {
+    ops: Launches,
+    kernel_corr: Option<Vec<u64>>,
 }
 
 impl Lanes for MsptiLanes {
     fn write(self: Box<Self>, tw: &mut dyn TraceSink) -> (LaneStats, Option<String>) {
         let mut st = LaneStats::default();
-        let r = match &self.spool {
-            Some(s) => write_lanes(s, self.device, &self.names, tw, &mut st),
-            None => write_lanes_of(&mut |_| Ok(()), self.device, &self.names, tw, &mut st),
+        let this = *self;
+        let r = match &this.spool {
+            Some(s) => write_lanes(s, this.device, &this.names, this.ops, tw, &mut st),
+            None => write_lanes_of(
+                &mut |_| Ok(()),
+                this.device,
+                &this.names,
+                this.ops,
+                tw,
+                &mut st,
+            ),
         };
         match r {
             Ok(()) => (st, None),
             Err(e) => (st, Some(e.msg)),
         }
     }
+
+    /// The API calls that launched a kernel: (thread, start, correlation id), one per correlation id.
+    fn launches(&mut self) -> Launches {
+        let Some(spool) = &self.spool else {
+            return Launches::default();
+        };
+        let mut recs = |each: &mut dyn FnMut(&DevRec) -> Result<()>| spool.replay(each).map(|_| ());
+        let kernels = match sorted_corr(&mut recs, |k| k == KIND_KERNEL) {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!(
+                    "MSPTI launches unreadable ({}): no framework op → kernel flows",
+                    e.msg
+                );
+                return Launches::default();
+            }
+        };
+        let r = kernel_launches(&mut recs, &kernels);
+        self.ops.kernel_corr = Some(kernels);
+        match r {
+            Ok(v) => Launches::new(v),
+            Err(e) => {
+                log::warn!(
+                    "MSPTI launches unreadable ({}): no framework op → kernel flows",
+                    e.msg
+                );
+                Launches::default()
+            }
+        }
+    }
+
+    fn set_framework_ops(&mut self, ops: Launches) {
+        self.ops.ops = ops;
+    }
+}
+
+/// The API records that launched a kernel (their correlation id is a kernel's), one per correlation id (the
+/// first: several API levels may report one launch). Grown by fallible reservations: without memory for more,
+/// the remaining launches get no framework op flow.
+fn kernel_launches(recs: &mut Replay<'_>, kernels: &[u64]) -> Result<Vec<Launch>> {
+    let mut v: Vec<Launch> = Vec::new();
+    if kernels.is_empty() {
+        return Ok(v);
+    }
+    recs(&mut |r| {
+        if is_api(r.kind) && r.corr != 0 && kernels.binary_search(&r.corr).is_ok() {
+            if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
+                return Ok(());
+            }
+            v.push(Launch {
+                tid: r.a,
+                ts_ns: r.start,
+                key: r.corr,
+                op_ns: 0,
+            });
+        }
+        Ok(())
+    })?;
+    // One per correlation id: the first reported.
+    v.sort_by_key(|l| l.key);
+    v.dedup_by_key(|l| l.key);
+    Ok(v)
 }
 
 /// The device a record belongs to (`None`: host records, or MSPTI's invalid device id).
 fn device_of(r: &DevRec) -> Option<u32> {
     let d = match r.kind {
-        KIND_KERNEL | KIND_HCCL | KIND_COMMUNICATION => r.b as u32,
+        KIND_KERNEL | KIND_HCCL => r.b as u32,
+        KIND_COMMUNICATION => super::walk::CommFields::unpack(r.b, r.c).device,
         KIND_MEMORY | KIND_MEMCPY | KIND_MEMSET => (r.c >> 32) as u32,
         _ => return None,
     };
@@ -59,6 +140,7 @@ fn write_lanes(
     spool: &Spool,
     device: u32,
     names: &NameSource,
+    ops: FrameworkOps,
     tw: &mut dyn TraceSink,
     st: &mut LaneStats,
 ) -> Result<()> {
@@ -66,6 +148,7 @@ fn write_lanes(
         &mut |each| spool.replay(each).map(|_| ()),
         device,
         names,
+        ops,
         tw,
         st,
     )
@@ -78,14 +161,16 @@ fn write_lanes_of(
     recs: &mut Replay<'_>,
     device: u32,
     names: &NameSource,
+    ops: FrameworkOps,
     tw: &mut dyn TraceSink,
     st: &mut LaneStats,
 ) -> Result<()> {
     let cann = device_pid(device, SLOT_CANN);
     let (lanes, threads) = find_lanes(recs, device)?;
-    write_lane_names(tw, &lanes, &threads, cann)?;
+    write_lane_names(tw, &lanes, &threads, cann, names)?;
     let names = NameLits::new(names);
-    let flows = Flows::find(recs)?;
+    let mut flows = Flows::find(recs, ops.kernel_corr)?;
+    flows.ops = ops.ops;
     let mut events = EventWriter {
         device,
         cann,
@@ -120,7 +205,10 @@ fn find_lanes(recs: &mut Replay<'_>, device: u32) -> Result<(LaneMap, BTreeSet<u
             }
             KIND_HCCL | KIND_COMMUNICATION => {
                 let d = device_of(r).unwrap_or(device);
-                lanes.entry((d, SLOT_COMM)).or_default().insert(r.a);
+                lanes
+                    .entry((d, SLOT_COMM))
+                    .or_default()
+                    .insert(group_tid(r));
             }
             KIND_MEMORY => {
                 let d = device_of(r).unwrap_or(device);
@@ -140,13 +228,20 @@ fn find_lanes(recs: &mut Replay<'_>, device: u32) -> Result<(LaneMap, BTreeSet<u
     Ok((lanes, threads))
 }
 
-/// The process and thread names of the lanes: one process per (device, slot), one thread per stream, and the
-/// `CANN` process with a thread per host thread.
+/// The thread of a collective on the `Communication` process: one per communication group, its tid the group
+/// name's id (`commName`).
+fn group_tid(r: &DevRec) -> u32 {
+    r.name_and_group().1
+}
+
+/// The process and thread names of the lanes: one process per (device, slot), one thread per stream (per
+/// communication group on `Communication`), and the `CANN` process with a thread per host thread.
 fn write_lane_names(
     tw: &mut dyn TraceSink,
     lanes: &LaneMap,
     threads: &BTreeSet<u32>,
     cann: u32,
+    names: &NameSource,
 ) -> Result<()> {
     for ((d, slot), streams) in lanes {
         let pid = device_pid(*d, *slot);
@@ -157,7 +252,17 @@ fn write_lane_names(
         };
         tw.process(pid, name, &format!("NPU {d}"), sort)?;
         for s in streams {
-            tw.thread(pid, *s, format!("Stream {s}").as_bytes(), *s)?;
+            if *slot == SLOT_COMM {
+                // `Group <commName> Communication`, as CANN names a group's thread: msprof-analyze compare
+                // files the threads of this process under the last `...Communication` thread sorted before
+                // them, and crashes on one sorted before all of them.
+                let mut n = b"Group ".to_vec();
+                n.extend_from_slice(names.get(*s));
+                n.extend_from_slice(b" Communication");
+                tw.thread(pid, *s, &n, *s)?;
+            } else {
+                tw.thread(pid, *s, format!("Stream {s}").as_bytes(), *s)?;
+            }
         }
     }
     tw.process(cann, "CANN", "CPU", 2)?;
@@ -198,15 +303,18 @@ struct Flows {
     started: Vec<bool>,
     id: String,
     name: String,
+    /// The kernels' launches with their framework ops.
+    ops: Launches,
 }
 
 impl Flows {
-    fn find(recs: &mut Replay<'_>) -> Result<Flows> {
+    /// `kernel_corr`: the kernels' correlation ids when already read (by the launch pass).
+    fn find(recs: &mut Replay<'_>, kernel_corr: Option<Vec<u64>>) -> Result<Flows> {
         let api = sorted_corr(recs, is_api)?;
-        let kernel = if api.is_empty() {
-            Vec::new()
-        } else {
-            sorted_corr(recs, |k| k == KIND_KERNEL)?
+        let kernel = match kernel_corr {
+            _ if api.is_empty() => Vec::new(),
+            Some(k) => k,
+            None => sorted_corr(recs, |k| k == KIND_KERNEL)?,
         };
         Ok(Flows {
             started: vec![false; kernel.len()],
@@ -214,7 +322,45 @@ impl Flows {
             kernel,
             id: String::new(),
             name: String::new(),
+            ops: Launches::default(),
         })
+    }
+
+    /// The framework op → kernel flow of the kernel `e` (correlation id `corr`) when a framework op enclosed its
+    /// launch: cat `async_npu`, named as MindSpore names it, the start on the op (its exact `ts`, on the host
+    /// process and the launching thread), the end on the kernel (its exact `ts`, pid and tid), which is what
+    /// msprof-analyze compare pairs kernels with framework ops by.
+    fn framework_op(
+        &mut self,
+        tw: &mut dyn TraceSink,
+        st: &mut LaneStats,
+        e: DeviceEvent<'_>,
+        corr: u64,
+    ) -> Result<()> {
+        let Some(l) = self.ops.get(corr).copied() else {
+            return Ok(());
+        };
+        self.id.clear();
+        self.id.push('"');
+        json::push_u64(&mut self.id, corr);
+        self.id.push('"');
+        let flow = DeviceEvent {
+            name: "\"mindspore_to_npu\"",
+            cat: "\"async_npu\"",
+            args: "",
+            id: &self.id,
+            ..e
+        };
+        tw.device_event(&DeviceEvent {
+            ph: b's',
+            pid: self.ops.host_pid,
+            tid: l.tid,
+            ts_ns: l.op_ns,
+            ..flow
+        })?;
+        tw.device_event(&DeviceEvent { ph: b'f', ..flow })?;
+        st.events += 2;
+        Ok(())
     }
 
     /// A flow end point (`s` on the API slice, `f` on the kernel), paired by correlation id.
@@ -331,6 +477,7 @@ impl EventWriter {
         st.events += 1;
         if self.flows.api.binary_search(&r.corr).is_ok() {
             self.flows.point(tw, st, b'f', e, r.corr)?;
+            self.flows.framework_op(tw, st, e, r.corr)?;
         }
         Ok(())
     }
@@ -379,15 +526,17 @@ impl EventWriter {
         mut e: DeviceEvent<'_>,
         d: u32,
     ) -> Result<()> {
-        let nm = self.names.get((r.c >> 32) as u32);
+        let (name, group) = r.name_and_group();
+        let nm = self.names.get(name);
         self.args.push_str("{\"group\":");
-        self.args.push_str(self.names.get(r.c as u32));
+        self.args.push_str(self.names.get(group));
         if r.kind == KIND_HCCL {
             self.args
                 .push_str(&format!(",\"bandwidth(GB/s)\":{}", f64::from_bits(r.corr)));
         }
         self.args.push('}');
         e.pid = device_pid(d, SLOT_COMM);
+        e.tid = group_tid(r);
         tw.device_event(&DeviceEvent {
             name: nm,
             cat: "\"communication\"",

@@ -27,11 +27,15 @@
 //!   `vendor_str`).
 
 mod callbacks;
+mod collectives;
 mod consumer;
 mod counts;
+mod device_info;
 mod export;
+mod host_records;
 mod lanes;
 pub(crate) mod names_file;
+mod op_type;
 mod pool;
 pub mod records;
 mod replay;

@@ -17,13 +17,15 @@ use std::io::Write;
 pub(crate) use crate::layout::MSPTI_NAMES_NAME as NAMES;
 
 /// The name ids a compact record holds (0: none).
-pub(crate) fn ids(r: &DevRec) -> [u32; 2] {
+pub(crate) fn ids(r: &DevRec) -> [u32; 3] {
     match r.kind {
-        KIND_KERNEL | KIND_HCCL | KIND_COMMUNICATION | KIND_MARKER => {
-            [(r.c >> 32) as u32, r.c as u32]
+        KIND_KERNEL | KIND_HCCL | KIND_MARKER => [(r.c >> 32) as u32, r.c as u32, 0],
+        KIND_COMMUNICATION => {
+            let f = super::walk::CommFields::unpack(r.b, r.c);
+            [f.name, f.group, f.alg]
         }
-        KIND_API | KIND_ACL_API | KIND_NODE_API | KIND_RUNTIME_API => [r.c as u32, 0],
-        _ => [0, 0],
+        KIND_API | KIND_ACL_API | KIND_NODE_API | KIND_RUNTIME_API => [r.c as u32, 0, 0],
+        _ => [0, 0, 0],
     }
 }
 
@@ -94,6 +96,7 @@ impl NamesWriter {
 }
 
 /// Where the export takes the names of compact records from.
+#[derive(Clone)]
 pub enum NameSource {
     /// The name table of this process (the process that recorded the profile exports it).
     Process,

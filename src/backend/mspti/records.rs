@@ -50,6 +50,9 @@ pub fn kind_name(kind: u32) -> &'static str {
     }
 }
 
+/// `msptiActivityMemoryOperationType`: a release (0 is an allocation).
+pub const MEMORY_OPERATION_RELEASE: u32 = 1;
+
 /// `msptiResult` values (§3.1).
 pub const MSPTI_SUCCESS: u32 = 0;
 pub const MSPTI_ERROR_INVALID_PARAMETER: u32 = 1;

@@ -54,6 +54,81 @@ impl DevRec {
     }
 }
 
+/// What a COMMUNICATION record keeps beside its stream, times and correlation, packed into the compact
+/// record's `b` and `c` (48 bytes hold no more): `b` = count (40 bits, saturating: 2^40 elements is more than
+/// any device holds) | data type (8 bits, 255 = unknown) | device (16 bits, 0xFFFF = MSPTI's invalid id);
+/// `c` = three name ids of 21 bits (name, group, algorithm: ids stay below `names::MAX_NAMES` = 2^20).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CommFields {
+    pub name: u32,
+    pub group: u32,
+    pub alg: u32,
+    pub count: u64,
+    /// `msptiCommunicationDataType` (`DATA_TYPE_UNKNOWN` = 0xFFFF when unknown).
+    pub data_type: u32,
+    /// `u32::MAX` = MSPTI's invalid device id.
+    pub device: u32,
+}
+
+const ID_BITS: u32 = 21;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+const COUNT_MAX: u64 = (1 << 40) - 1;
+
+impl CommFields {
+    pub(crate) fn pack(self) -> (u64, u64) {
+        // An id that does not fit (none does: see above) reads as the table's overflow name.
+        let id = |i: u32| {
+            if u64::from(i) > ID_MASK {
+                u64::from(crate::record::names::OVERFLOW_ID)
+            } else {
+                u64::from(i)
+            }
+        };
+        let dt = if self.data_type >= 0xFF {
+            0xFF
+        } else {
+            self.data_type as u64
+        };
+        let dev = if self.device >= 0xFFFF {
+            0xFFFF
+        } else {
+            self.device as u64
+        };
+        let b = (self.count.min(COUNT_MAX) << 24) | (dt << 16) | dev;
+        let c = (id(self.name) << (2 * ID_BITS)) | (id(self.group) << ID_BITS) | id(self.alg);
+        (b, c)
+    }
+
+    pub(crate) fn unpack(b: u64, c: u64) -> CommFields {
+        let dt = ((b >> 16) & 0xFF) as u32;
+        let dev = (b & 0xFFFF) as u32;
+        CommFields {
+            name: ((c >> (2 * ID_BITS)) & ID_MASK) as u32,
+            group: ((c >> ID_BITS) & ID_MASK) as u32,
+            alg: (c & ID_MASK) as u32,
+            count: b >> 24,
+            data_type: if dt == 0xFF {
+                crate::device::DATA_TYPE_UNKNOWN
+            } else {
+                dt
+            },
+            device: if dev == 0xFFFF { u32::MAX } else { dev },
+        }
+    }
+}
+
+impl DevRec {
+    /// The name and group ids of an HCCL or COMMUNICATION record.
+    pub fn name_and_group(&self) -> (u32, u32) {
+        if self.kind == KIND_COMMUNICATION {
+            let f = CommFields::unpack(self.b, self.c);
+            (f.name, f.group)
+        } else {
+            ((self.c >> 32) as u32, self.c as u32)
+        }
+    }
+}
+
 /// One MSPTI record at `off` of `buf` → its compact form (names read safely and interned); `None` for kinds npuprof does not
 /// keep or records that do not fit.
 pub fn compact(buf: &[u8], off: usize, names: &mut Names) -> Option<DevRec> {
@@ -98,14 +173,23 @@ pub fn compact(buf: &[u8], off: usize, names: &mut Names) -> Option<DevRec> {
         }
         KIND_COMMUNICATION => {
             let h: Communication = read(buf, off)?;
+            let (b, c) = CommFields {
+                name: names.id(h.name),
+                group: names.id(h.comm_name),
+                alg: names.id(h.alg_type),
+                count: h.count,
+                data_type: h.data_type,
+                device: h.device_id,
+            }
+            .pack();
             DevRec {
                 kind,
                 a: h.stream_id,
                 start: h.start,
                 end: h.end,
                 corr: h.correlation_id,
-                b: pair(h.data_type, h.device_id),
-                c: pair(names.id(h.name), names.id(h.comm_name)),
+                b,
+                c,
             }
         }
         KIND_MEMORY => {
@@ -115,7 +199,9 @@ pub fn compact(buf: &[u8], off: usize, names: &mut Names) -> Option<DevRec> {
                 a: m.memory_operation_type,
                 start: m.start,
                 end: m.end,
-                corr: m.correlation_id,
+                // The block's address, not the correlation id: it pairs a release with its allocation
+                // (memory_record.csv, operator_memory.csv); nothing follows a memory record's correlation.
+                corr: m.address,
                 b: m.bytes,
                 c: pair(m.device_id, m.stream_id),
             }
@@ -498,6 +584,41 @@ mod tests {
         assert_eq!(counts.get(Count::BytesLost), (valid - 56) as u64);
     }
 
+    /// A memory record keeps what pairs a release with its allocation: the block's address (in `corr`), with
+    /// the operation, the bytes and the device.
+    #[test]
+    fn a_memory_record_keeps_the_block_address() {
+        let mut buf = Vec::new();
+        put(
+            &mut buf,
+            records::Memory {
+                kind: KIND_MEMORY,
+                memory_operation_type: 1,
+                memory_kind: 1,
+                correlation_id: 5,
+                start: 100,
+                end: 110,
+                address: 0x1240_0000_0000,
+                bytes: 4096,
+                process_id: 9,
+                device_id: 3,
+                stream_id: u32::MAX,
+            },
+        );
+        let valid = buf.len();
+        buf.resize(REC.max(valid), 0);
+        let counts = Counts::default();
+        assert_eq!(
+            walk(None, &counts, &mut buf, valid, &mut Names::new(&counts)),
+            1
+        );
+        let r = DevRec::from_bytes(&buf[..REC]);
+        assert_eq!(
+            (r.kind, r.a, r.corr, r.b, r.c >> 32, r.start),
+            (KIND_MEMORY, 1, 0x1240_0000_0000, 4096, 3, 100)
+        );
+    }
+
     #[test]
     fn compact_records_round_trip() {
         let r = DevRec {
@@ -510,5 +631,60 @@ mod tests {
             c: 0xdead_beef_0000_0001,
         };
         assert_eq!(DevRec::from_bytes(&r.to_bytes()), r);
+    }
+
+    /// Issue 18: a COMMUNICATION record keeps its count, data type, algorithm, group and device in the
+    /// 48-byte compact form (the count and algorithm were dropped before).
+    #[test]
+    fn communication_records_keep_count_type_algorithm_and_group() {
+        let mut buf = Vec::new();
+        put(
+            &mut buf,
+            Communication {
+                kind: KIND_COMMUNICATION,
+                data_type: 3,
+                count: 1024,
+                device_id: 1,
+                stream_id: 9,
+                start: 1000,
+                end: 3000,
+                alg_type: c"RING".as_ptr(),
+                name: c"hcom_allReduce_".as_ptr(),
+                comm_name: c"group0".as_ptr(),
+                correlation_id: 77,
+            },
+        );
+        let counts = Counts::default();
+        let valid = buf.len();
+        assert_eq!(
+            walk(None, &counts, &mut buf, valid, &mut Names::new(&counts)),
+            1
+        );
+        let r = DevRec::from_bytes(&buf[..REC]);
+        assert_eq!((r.a, r.start, r.end, r.corr), (9, 1000, 3000, 77));
+        let f = CommFields::unpack(r.b, r.c);
+        assert_eq!((f.count, f.data_type, f.device), (1024, 3, 1));
+        assert_eq!(names::get(f.name), Some(&b"hcom_allReduce_"[..]));
+        assert_eq!(names::get(f.group), Some(&b"group0"[..]));
+        assert_eq!(names::get(f.alg), Some(&b"RING"[..]));
+        assert_eq!(r.name_and_group(), (f.name, f.group));
+        // Unknown type and device survive as unknown; a count beyond 40 bits saturates.
+        let (b, c) = CommFields {
+            count: u64::MAX,
+            data_type: crate::device::DATA_TYPE_UNKNOWN,
+            device: u32::MAX,
+            ..f
+        }
+        .pack();
+        let g = CommFields::unpack(b, c);
+        assert_eq!(
+            (g.count, g.data_type, g.device, g.name),
+            (
+                (1 << 40) - 1,
+                crate::device::DATA_TYPE_UNKNOWN,
+                u32::MAX,
+                f.name
+            )
+        );
     }
 }

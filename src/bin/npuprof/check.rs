@@ -6,10 +6,13 @@
 //! What it checks is what msprof-analyze and Perfetto's JSON importer need (the rules the tests once took
 //! from an external checker): one `profiler_info_{rank}.json` per result; the CSV headers,
 //! numeric cells and at least one step row; and every trace event (`ph`, integer pid/tid, `ts`, `dur`,
-//! `args` an object, named `process_name`/`thread_name`, flows with an id, X slices that nest). Each result
+//! `args` an object, named `process_name`/`thread_name`, flows with an id, X slices that nest), the
+//! `step_trace_time.csv` Stage rule, and the trace conventions msprof-analyze compare relies on
+//! (`compare_rules`). Each result
 //! and the final line give the rank, the slices (X and instant events, as Perfetto counts them) and the
 //! complete flows (an `s` and an `f` with one id, category and name).
 
+use crate::compare_rules::CompareRules;
 use crate::files::{self, Cap};
 use crate::text::say;
 use crate::walk::{self, MAX_DEPTH};
@@ -36,6 +39,14 @@ const KERNEL_REQUIRED: [&str; 6] = [
     "Duration(us)",
     "Wait Time(us)",
 ];
+/// torch_npu's memory CSVs (`_memory_view_parser.py`), written with memory profiling (MSPTI).
+const MEMORY_RECORD_HEADER: &str =
+    "Component,Timestamp(us),Total Allocated(MB),Total Reserved(MB),\
+Total Active(MB),Stream Ptr,Device Type";
+const OPERATOR_MEMORY_HEADER: &str = "Name,Size(KB),Allocation Time(us),Release Time(us),\
+Active Release Time(us),Duration(us),Active Duration(us),Allocation Total Allocated(MB),\
+Allocation Total Reserved(MB),Allocation Total Active(MB),Release Total Allocated(MB),\
+Release Total Reserved(MB),Release Total Active(MB),Stream Ptr,Device Type";
 /// Problems listed per trace before "... N more".
 const TRACE_PROBLEMS_SHOWN: usize = 10;
 
@@ -206,20 +217,7 @@ fn check_metadata(d: &Dir, w: &Path, errs: &mut Vec<String>) {
 /// and api_statistic when there is one.
 fn check_csvs(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
     check_step_trace(out, out_path, errs);
-    check_csv(
-        out,
-        out_path,
-        KERNEL_DETAILS,
-        &|h| {
-            h.first().is_some_and(|c| c == "Step ID")
-                && KERNEL_REQUIRED.iter().all(|c| h.iter().any(|x| x == c))
-                && h.iter().collect::<std::collections::HashSet<_>>().len() == h.len()
-        },
-        "Step ID first, each of Name, Type, Accelerator Core, Start Time(us), Duration(us), Wait Time(us), \
-         no column twice",
-        &kernel_row,
-        errs,
-    );
+    check_kernel_details(out, out_path, errs);
     check_csv(
         out,
         out_path,
@@ -240,6 +238,53 @@ fn check_csvs(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
             &|_, _| None,
             errs,
         );
+    }
+    // Optional: with memory profiling.
+    for (name, header) in [
+        (layout::MEMORY_RECORD, MEMORY_RECORD_HEADER),
+        (layout::OPERATOR_MEMORY, OPERATOR_MEMORY_HEADER),
+    ] {
+        if matches!(out.stat_at(name), Ok(Some(_))) {
+            check_csv(
+                out,
+                out_path,
+                name,
+                &|h| h.join(",") == header,
+                "torch_npu's header",
+                &|_, _| None,
+                errs,
+            );
+        }
+    }
+}
+
+/// kernel_details.csv, when there is one (a host-only result has none, as MindSpore writes none at
+/// LevelNone): the columns the consumers read, valid rows, and at least one row (msprof-analyze's advisor
+/// reports "No valid op info" for a header-only one).
+fn check_kernel_details(out: &Dir, out_path: &Path, errs: &mut Vec<String>) {
+    if matches!(out.stat_at(KERNEL_DETAILS), Ok(None)) {
+        return;
+    }
+    let rows = check_csv(
+        out,
+        out_path,
+        KERNEL_DETAILS,
+        &|h| {
+            h.first().is_some_and(|c| c == "Step ID")
+                && KERNEL_REQUIRED.iter().all(|c| h.iter().any(|x| x == c))
+                && h.iter().collect::<std::collections::HashSet<_>>().len() == h.len()
+        },
+        "Step ID first, each of Name, Type, Accelerator Core, Start Time(us), Duration(us), Wait Time(us), \
+         no column twice",
+        &kernel_row,
+        errs,
+    );
+    if rows == Some(0) {
+        errs.push(format!(
+            "{}: a header and no rows (write none without device tasks: msprof-analyze's advisor reports \
+             \"No valid op info\" for it)",
+            out_path.join(KERNEL_DETAILS).display()
+        ));
     }
 }
 
@@ -277,10 +322,29 @@ fn step_row(_: &[String], r: &[String]) -> Option<String> {
     if !r[1].is_empty() && !r[1].bytes().all(|b| b.is_ascii_digit()) {
         return Some(format!("Step {:?} is neither an integer nor empty", r[1]));
     }
-    r[2..]
+    if let Some(c) = r[2..]
         .iter()
         .find(|c| c.parse::<f64>().map_or(true, |v| !v.is_finite()))
-        .map(|c| format!("{c:?} is not a number (us)"))
+    {
+        return Some(format!("{c:?} is not a number (us)"));
+    }
+    stage_rule(r)
+}
+
+/// msprof-analyze's rule for a step_trace_time.csv row, `Stage = Free + Computing + Communication(Not
+/// Overlapped) - Bubble` (it computes Stage so from msprof and database input, and its cluster and advisor
+/// analyses read the columns as such), to the 3 decimals written.
+fn stage_rule(r: &[String]) -> Option<String> {
+    // Device_id,Step,Computing,Communication(Not Overlapped),Overlapped,Communication,Free,Stage,Bubble,...
+    let v = |i: usize| r.get(i).and_then(|c| c.parse::<f64>().ok()).unwrap_or(0.0);
+    let (computing, not_overlapped, free, stage, bubble) = (v(2), v(3), v(6), v(7), v(8));
+    let want = free + computing + not_overlapped - bubble;
+    ((stage - want).abs() > 0.0015 * (1.0 + stage.abs() / 1e6)).then(|| {
+        format!(
+            "Stage {stage:.3} is not Free {free:.3} + Computing {computing:.3} + Communication(Not Overlapped) \
+             {not_overlapped:.3} - Bubble {bubble:.3} = {want:.3} (msprof-analyze's rule)"
+        )
+    })
 }
 
 /// A kernel_details.csv row: a numeric start (torch_npu's trailing TAB allowed) and a duration >= 0.
@@ -424,10 +488,12 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
         }
     };
     let mut tally = TraceTally::default();
+    let mut compare = CompareRules::default();
     let mut shown = Shown::default();
     let mut n = 0u64;
     let r = files::events(file, &p, |e| {
         n += 1;
+        compare.event(e);
         if let Err(m) = tally.event(e, n) {
             shown.report(errs, format!("{}: {m}", p.display()));
         }
@@ -435,6 +501,9 @@ fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64)
     if let Err(e) = r {
         errs.push(format!("{e} (not a JSON array of events)"));
         return (0, 0);
+    }
+    for m in compare.problems() {
+        shown.report(errs, format!("{}: {m}", p.display()));
     }
     let counts = (tally.slices(), tally.complete_flows());
     check_nesting(tally.tracks, &p, &mut shown, errs);

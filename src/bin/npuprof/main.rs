@@ -8,6 +8,7 @@
 //! from a result with its control characters escaped.
 
 mod check;
+mod compare_rules;
 mod recover;
 mod summary;
 mod text;

@@ -159,6 +159,27 @@ fn steps_crossed_by_a_range_move_to_the_steps_lane() {
     assert!(t
         .iter()
         .any(|e| e["ph"] == "M" && e["tid"] == STEPS_TID && e["args"]["name"] == "Steps"));
+    // Issue 18: the range open across the start of step 3 encloses it: not a framework op (compare would
+    // put step 3 under it); the ranges inside one step are.
+    let cats: Vec<(String, String)> = t
+        .iter()
+        .filter(|e| e["ph"] == "X" && !e["name"].as_str().unwrap().starts_with("ProfilerStep#"))
+        .map(|e| {
+            (
+                e["ts"].as_str().unwrap().to_string(),
+                e["cat"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(cats.len(), 3, "{cats:?}");
+    for (ts, cat) in &cats {
+        let want = if ts.ends_with(".250") {
+            "user_annotation"
+        } else {
+            "cpu_op"
+        };
+        assert_eq!(cat, want, "{cats:?}");
+    }
     // The step spans (kernel attribution, step_trace_time) do not depend on the lane.
     assert_eq!(steps.len(), 4);
     assert_eq!(steps[1].end_ns, steps[2].start_ns);
@@ -189,4 +210,77 @@ fn steps_span_to_the_next_step_or_the_stop() {
     let s1 = x(&t, "ProfilerStep#1");
     assert_eq!(s1[0]["args"]["num_scheduled_tokens"], 64);
     assert_eq!(s1[0]["tid"], 7);
+    // Issue 18: msprof-analyze compare finds steps among the framework ops (cat `cpu_op`), and its tree
+    // builder nests a step that begins where the previous one ends: each drawn step ends 1 ns before the
+    // next begins (the spans above, for the CSVs, are unchanged); the last one ends at the stop.
+    let ns =
+        |v: &serde_json::Value| -> u64 { v.as_str().unwrap().replace('.', "").parse().unwrap() };
+    for (n, want_dur) in [
+        ("ProfilerStep#1", 299),
+        ("ProfilerStep#2", 499),
+        ("ProfilerStep#3", 9100),
+    ] {
+        let e = &x(&t, n)[0];
+        assert_eq!(e["cat"], "cpu_op", "{e}");
+        assert_eq!(ns(&e["dur"]), want_dur, "{e}");
+    }
+}
+
+/// Issue 18: each device task's launch gets the start of the innermost framework op (`cpu_op` range) of its
+/// thread that encloses it, from the streaming pass (nothing kept per range); a range drawn as a user
+/// annotation (open across a step start) is no framework op.
+#[test]
+fn launches_get_the_innermost_enclosing_framework_op_of_their_thread() {
+    use crate::device::{Launch, Launches};
+    let d = tempfile::tempdir().unwrap();
+    let sp = d.path().join(layout::SPOOL_NAME);
+    let mut w = spool::Writer::new(std::fs::File::create(&sp).unwrap()).unwrap();
+    w.name(5, b"outer").unwrap();
+    w.name(6, b"inner").unwrap();
+    w.thread(0, 1, 7, b"main").unwrap();
+    w.records(
+        0,
+        1,
+        &[
+            rec(90, kind::BEGIN, 0, 5), // open across the step at 100: a user annotation
+            rec(100, kind::STEP, 1, 0),
+            rec(110, kind::BEGIN, 1, 5),
+            rec(120, kind::BEGIN, 2, 6),
+            rec(150, kind::END, 2, 0),
+            rec(200, kind::END, 1, 0),
+            rec(300, kind::END, 0, 0),
+        ],
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let conv = Conversion {
+        anchor_tick: 0,
+        anchor_ns: 1_000_000,
+        ticks_per: 1,
+        ns_per: 1,
+    };
+    let launch = |tid, t: u64, key| Launch {
+        tid,
+        ts_ns: 1_000_000 + t,
+        key,
+        op_ns: 0,
+    };
+    let mut hp = HostPass::new(42, conv, 0, 10_000);
+    hp.launches = Launches::new(vec![
+        launch(7, 130, 1),
+        launch(7, 160, 2),
+        launch(7, 250, 3),
+        launch(8, 130, 4),
+    ]);
+    let at = layout::Place::open(d.path()).unwrap();
+    let mut tw = TraceWriter::create(&at, "t.json", u64::MAX).unwrap();
+    hp.read_spool(&mut tw, &at).unwrap();
+    hp.finish(&mut tw, 10_000).unwrap();
+    tw.finish().unwrap();
+    let ops = std::mem::take(&mut hp.launches).by_key();
+    let op = |key| ops.get(key).map(|l| l.op_ns - 1_000_000);
+    assert_eq!(op(1), Some(120), "inner");
+    assert_eq!(op(2), Some(110), "outer");
+    assert_eq!(op(3), None, "only the user annotation encloses it");
+    assert_eq!(op(4), None, "another thread");
 }

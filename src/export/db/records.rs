@@ -1,0 +1,96 @@
+//! `CANN_API` and the vendor's markers in `MSTX_EVENTS`, from the backend's stream of host records (millions
+//! of API calls: one prepared statement for the whole stream).
+//!
+//! A range becomes what msprof-analyze's `mstx_sum` can summarize: the `marker_ex` pair `<name>_start` at its
+//! start and `<name>_stop` at its end, on its thread. (An mstx `start/end` row must have a device task with
+//! its connection id: `mstx_sum` subtracts the task's times, and a range with none, as host ranges and MSPTI's
+//! host markers are, stops the recipe with a `NoneType` error.)
+
+use super::ids::StringIds;
+use super::schema::{api_type, mstx_type};
+use super::{device::connection, global_tid, mstx_insert, range_ids, Db};
+use crate::device::{ApiLevel, HostRecord};
+use rusqlite::{params, Connection, Statement};
+
+fn api_type(l: ApiLevel) -> i64 {
+    match l {
+        ApiLevel::Acl => api_type::ACL,
+        ApiLevel::Model => api_type::MODEL,
+        ApiLevel::Node => api_type::NODE,
+        ApiLevel::Communication => api_type::COMMUNICATION,
+        ApiLevel::Runtime => api_type::RUNTIME,
+    }
+}
+
+/// The writer of a stream's rows (the database's fields it needs, borrowed apart).
+pub(super) struct Rows<'a> {
+    conn: &'a Connection,
+    ids: &'a mut StringIds,
+    mstx: &'a mut u64,
+    domain: i64,
+    api: Statement<'a>,
+}
+
+impl<'a> Rows<'a> {
+    pub(super) fn new(db: &'a mut Db) -> rusqlite::Result<Rows<'a>> {
+        let conn = &db.f.conn;
+        Ok(Rows {
+            api: conn.prepare("INSERT OR IGNORE INTO CANN_API VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?,
+            conn,
+            ids: &mut db.ids,
+            mstx: &mut db.mstx,
+            domain: db.domain,
+        })
+    }
+
+    /// One record of the stream. An API call whose connection id is already in the table (one launch
+    /// reported at several API levels) keeps its first row: `CANN_API.connectionId` is the key.
+    pub(super) fn record(&mut self, r: &HostRecord<'_>) -> rusqlite::Result<()> {
+        match r {
+            HostRecord::Api(a) => {
+                let name = self.ids.id(self.conn, a.name)?;
+                self.api.execute(params![
+                    a.start_ns as i64,
+                    a.end_ns as i64,
+                    api_type(a.level),
+                    global_tid(a.pid, a.tid),
+                    connection(a.correlation),
+                    name
+                ])?;
+                Ok(())
+            }
+            HostRecord::Marker(m) => {
+                let domain = if m.domain.is_empty() {
+                    self.domain
+                } else {
+                    self.ids.id(self.conn, m.domain)?
+                };
+                let g = global_tid(m.pid, m.tid);
+                if m.range {
+                    let (start, stop) = range_ids(self.conn, self.ids, m.message)?;
+                    let ex = mstx_type::MARKER_EX;
+                    mstx_insert(
+                        self.conn,
+                        self.mstx,
+                        (m.start_ns, m.start_ns),
+                        (ex, start, domain, g),
+                    )?;
+                    return mstx_insert(
+                        self.conn,
+                        self.mstx,
+                        (m.end_ns, m.end_ns),
+                        (ex, stop, domain, g),
+                    );
+                }
+                let msg = self.ids.id(self.conn, m.message)?;
+                let span = (m.start_ns, m.end_ns);
+                mstx_insert(
+                    self.conn,
+                    self.mstx,
+                    span,
+                    (mstx_type::MARKER, msg, domain, g),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+use super::*;
+use crate::device::{ApiCall, ApiLevel, Collective, HostRecord, Kernel, Marker};
+
+/// API calls and a marker range, as a backend streams them.
+struct Calls;
+
+impl HostRecords for Calls {
+    fn replay(&self, each: &mut dyn FnMut(&HostRecord<'_>) -> Result<()>) -> Result<()> {
+        for c in 1..=2u64 {
+            each(&HostRecord::Api(ApiCall {
+                level: ApiLevel::Runtime,
+                name: b"aclnnMatMul",
+                start_ns: 1_000 * c,
+                end_ns: 1_000 * c + 500,
+                pid: 7,
+                tid: 8,
+                correlation: c,
+            }))?;
+        }
+        // The same launch reported at a second API level: one row per connection id.
+        each(&HostRecord::Api(ApiCall {
+            level: ApiLevel::Node,
+            name: b"launch",
+            start_ns: 1_000,
+            end_ns: 1_400,
+            pid: 7,
+            tid: 8,
+            correlation: 1,
+        }))?;
+        each(&HostRecord::Marker(Marker {
+            message: b"fwd",
+            domain: b"",
+            start_ns: 900,
+            end_ns: 5_000,
+            pid: 7,
+            tid: 8,
+            range: true,
+        }))
+    }
+}
+
+fn rows(c: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
+    let mut st = c.prepare(sql).unwrap();
+    let n = st.column_count();
+    st.query_map([], |r| {
+        Ok((0..n)
+            .map(|i| match r.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Blob(_) => "BLOB".to_string(),
+            })
+            .collect())
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+/// Issue 18 item 2: the database read back holds the kernels (TASK ⋈ COMPUTE_TASK_INFO by globalTaskId, each
+/// task linked to its launching API), the collectives with msprof's names, the API calls, the host and vendor
+/// ranges as mstx_sum's `_start`/`_stop` pairs, the steps and one RANK_DEVICE_MAP row; every table exists;
+/// nothing is left under the temporary name.
+#[test]
+fn the_database_read_back_holds_what_the_result_has() {
+    let d = tempfile::tempdir().unwrap();
+    let out = Place::open(d.path()).unwrap();
+    let mut db = Db::create(&out, 3, 7).unwrap();
+    db.host_name(5, b"forward");
+    db.host_range(8, 5, 100, 900);
+    db.host_mark(8, 5, 950);
+    let mut dev = DeviceResult::default();
+    let k = &mut dev.kernels;
+    for (i, (name, core)) in [("MatMul_1", "AI_CORE"), ("hcom_allReduce_", "HCCL")]
+        .iter()
+        .enumerate()
+    {
+        k.push(
+            name.as_bytes(),
+            if i == 0 { "MatMul" } else { "N/A" },
+            core,
+            Kernel {
+                start_ns: 2_000 + 1_000 * i as u64,
+                dur_ns: 400,
+                block_dim: 8,
+                correlation: i as u32 + 1,
+                ..Default::default()
+            },
+        );
+    }
+    let name = k.strings.intern(b"HcclAllReduce");
+    let group = k.strings.intern(b"10.0.0.1%eth0_60000_0_1");
+    dev.collectives.add(Collective {
+        name,
+        group,
+        start_ns: 3_000,
+        dur_ns: 400,
+        data_type: 4,
+        count: 1024,
+        correlation: 2,
+        ..Default::default()
+    });
+    dev.host_records = Some(Box::new(Calls));
+    let steps = [StepSpan {
+        step: 1,
+        start_ns: 0,
+        end_ns: 6_000,
+    }];
+    let input = Input {
+        rank: 3,
+        device_id: 1,
+        dev: &dev,
+        steps: &steps,
+        span: (0, 6_000),
+    };
+    complete(Some(db), &out, u64::MAX, &input);
+    let names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    let c = rusqlite::Connection::open(d.path().join("ascend_mindspore_profiler_3.db")).unwrap();
+    for t in [
+        "STRING_IDS",
+        "TASK",
+        "COMPUTE_TASK_INFO",
+        "COMMUNICATION_OP",
+        "CANN_API",
+        "MSTX_EVENTS",
+        "STEP_TIME",
+        "META_DATA",
+        "RANK_DEVICE_MAP",
+        "SESSION_TIME_INFO",
+        "NPU_INFO",
+        "HOST_INFO",
+        "PYTORCH_API",
+        "CONNECTION_IDS",
+        "ENUM_API_TYPE",
+        "ENUM_HCCL_DATA_TYPE",
+        "ENUM_MSTX_EVENT_TYPE",
+    ] {
+        assert_eq!(
+            rows(
+                &c,
+                &format!("select count(*) from sqlite_master where name = '{t}'")
+            ),
+            [["1"]],
+            "{t}"
+        );
+    }
+    assert_eq!(
+        rows(
+            &c,
+            "select n.value, o.value, ty.value, i.blockDim, t.connectionId, t.deviceId, a.value
+             from COMPUTE_TASK_INFO i join TASK t on t.globalTaskId = i.globalTaskId
+             join STRING_IDS n on n.id = i.name join STRING_IDS o on o.id = i.opType
+             join STRING_IDS ty on ty.id = i.taskType
+             join CANN_API on CANN_API.connectionId = t.connectionId
+             join STRING_IDS a on a.id = CANN_API.name"
+        ),
+        [[
+            "MatMul_1",
+            "MatMul",
+            "AI_CORE",
+            "8",
+            "1",
+            "1",
+            "aclnnMatMul"
+        ]]
+    );
+    // The communication task is a TASK row only; the collective is COMMUNICATION_OP, linked to its API.
+    assert_eq!(rows(&c, "select count(*) from TASK"), [["2"]]);
+    let h = double_hash(b"10.0.0.1%eth0_60000_0_1").to_string();
+    assert_eq!(
+        rows(
+            &c,
+            "select n.value, t.value, g.value, d.name, o.count, o.connectionId
+             from COMMUNICATION_OP o join STRING_IDS n on n.id = o.opName join STRING_IDS t on t.id = o.opType
+             join STRING_IDS g on g.id = o.groupName join ENUM_HCCL_DATA_TYPE d on d.id = o.dataType
+             join CANN_API a on a.connectionId = o.connectionId"
+        ),
+        [[
+            format!("hcom_allReduce__{}_0_1", &h[h.len() - 3..]),
+            "hcom_allReduce_".into(),
+            "10.0.0.1%eth0_60000_0_1".into(),
+            "FP32".into(),
+            "1024".into(),
+            "2".into()
+        ]]
+    );
+    assert_eq!(
+        rows(&c, "select count(*), min(type) from CANN_API"),
+        [["2", "5000"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "select s.value, e.eventType, e.startNs, e.globalTid from MSTX_EVENTS e
+             join STRING_IDS s on s.id = e.message order by e.startNs, e.rowid"
+        ),
+        [
+            ["forward_start", "3", "100", &((7u64 << 32) | 8).to_string()],
+            ["forward_stop", "3", "900", &((7u64 << 32) | 8).to_string()],
+            ["fwd_start", "3", "900", &((7u64 << 32) | 8).to_string()],
+            ["forward", "0", "950", &((7u64 << 32) | 8).to_string()],
+            ["fwd_stop", "3", "5000", &((7u64 << 32) | 8).to_string()],
+        ]
+    );
+    // Marker connection ids are unique and clear of the API calls' and of the invalid value.
+    assert_eq!(
+        rows(&c, "select count(distinct connectionId), min(connectionId) > 4294967295 or max(connectionId) < 4294967295 from MSTX_EVENTS"),
+        [["5", "1"]]
+    );
+    assert_eq!(rows(&c, "select * from STEP_TIME"), [["1", "0", "6000"]]);
+    assert_eq!(rows(&c, "select * from RANK_DEVICE_MAP"), [["3", "1"]]);
+    let a = rusqlite::Connection::open(d.path().join("communication_analyzer.db")).unwrap();
+    assert_eq!(
+        rows(
+            &a,
+            "select hccl_op_name, group_name, elapse_time from CommAnalyzerTime"
+        ),
+        [[
+            format!("hcom_allReduce__{}_0_1", &h[h.len() - 3..]),
+            h.clone(),
+            "0.0004".into()
+        ]]
+    );
+    assert_eq!(
+        rows(
+            &a,
+            "select transport_type, transit_size * 1048576 from CommAnalyzerBandwidth"
+        ),
+        [["SDMA", "4096"]]
+    );
+    assert_eq!(rows(&a, "select step from StepTraceTime"), [["1"]]);
+}
+
+/// A row that fails (here: the tables are gone under the writer) leaves no database, and the error is
+/// reported once, not as a panic.
+#[test]
+fn a_failed_database_is_not_committed() {
+    let d = tempfile::tempdir().unwrap();
+    let out = Place::open(d.path()).unwrap();
+    let mut db = Db::create(&out, 0, 1).unwrap();
+    db.f.conn.execute_batch("DROP TABLE MSTX_EVENTS").unwrap();
+    db.host_range(1, 1, 0, 10);
+    let dev = DeviceResult::default();
+    let input = Input {
+        rank: 0,
+        device_id: 0,
+        dev: &dev,
+        steps: &[],
+        span: (0, 10),
+    };
+    assert!(db.finish(&input, u64::MAX).is_err());
+    let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+/// A database over its share of NPUPROF_MAX_DISK_MB is not written (half a database would read as the whole
+/// profile); with room, the same rows are.
+#[test]
+fn a_database_over_its_room_is_not_written() {
+    for (room, written) in [(64 << 10, false), (16 << 20, true)] {
+        let d = tempfile::tempdir().unwrap();
+        let out = Place::open(d.path()).unwrap();
+        let mut db = Db::create(&out, 0, 1).unwrap();
+        for i in 0..5000u64 {
+            db.host_name(1 + i as u32, format!("range number {i}").as_bytes());
+            db.host_range(1, 1 + i as u32, i, i + 1);
+        }
+        let dev = DeviceResult::default();
+        let input = Input {
+            rank: 0,
+            device_id: 0,
+            dev: &dev,
+            steps: &[],
+            span: (0, 10),
+        };
+        complete(Some(db), &out, room, &input);
+        let has = d.path().join("ascend_mindspore_profiler_0.db").exists();
+        assert_eq!(has, written, "room {room}");
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.to_string_lossy().ends_with(".tmp")),
+            "{names:?}"
+        );
+    }
+}
