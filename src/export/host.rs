@@ -45,6 +45,9 @@ struct ThreadState {
     last_was_begin: bool,
     /// The thread's latest step: (index in `HostPass::steps`, tick).
     step: Option<(usize, u64)>,
+    /// The tick of the thread's latest range end (a range ending where the next step begins would overlap the
+    /// step's slice, drawn 1 ns short).
+    last_end: u64,
 }
 
 /// One `npuprof_step`: number, tick, tokens, thread, and whether a range of that thread crosses one of its
@@ -348,15 +351,16 @@ impl HostPass {
             if matches!(note, Note::ClosedAtStop) {
                 self.closed_at_stop += 1;
             } else {
-                self.ended(st, &o);
+                self.ended(st, &o, at);
             }
             self.emit_range(tw, st, &o, at, note)?;
         }
         Ok(())
     }
 
-    /// A range of `st` ends now: if it began before the thread's latest step, it crosses that step's start.
-    fn ended(&mut self, st: &ThreadState, o: &Open) {
+    /// A range of `st` ends `at`: if it began before the thread's latest step, it crosses that step's start.
+    fn ended(&mut self, st: &mut ThreadState, o: &Open, at: u64) {
+        st.last_end = st.last_end.max(at);
         if let Some((i, t)) = st.step {
             if o.tick < t {
                 if let Some(s) = self.steps.get_mut(i) {
@@ -384,7 +388,7 @@ impl HostPass {
                 while st.open.last().is_some_and(|o| o.depth >= depth) {
                     let o = st.open.pop().expect("checked");
                     self.lost_ends += 1;
-                    self.ended(st, &o);
+                    self.ended(st, &o, r.ts);
                     self.emit_range(tw, st, &o, r.ts, Note::EndLost)?;
                 }
                 st.open.push(Open {
@@ -400,12 +404,12 @@ impl HostPass {
                 while st.open.last().is_some_and(|o| o.depth > depth) {
                     let o = st.open.pop().expect("checked");
                     self.lost_ends += 1;
-                    self.ended(st, &o);
+                    self.ended(st, &o, r.ts);
                     self.emit_range(tw, st, &o, r.ts, Note::EndLost)?;
                 }
                 if st.open.last().is_some_and(|o| o.depth == depth) {
                     let o = st.open.pop().expect("checked");
-                    self.ended(st, &o);
+                    self.ended(st, &o, r.ts);
                     self.emit_range(tw, st, &o, r.ts, Note::None)?;
                 } else {
                     self.lost_begins += 1;
@@ -421,9 +425,12 @@ impl HostPass {
                 self.count_cut(tw, cut_before, 1);
             }
             kind::STEP => {
-                // A range opened during the previous step and still open crosses that step's end.
+                // A range opened during the previous step and still open crosses that step's end; so does one
+                // that ended where this step begins (at the same ns), since that step is drawn 1 ns short.
                 if let Some((i, t)) = st.step {
-                    if st.open.iter().any(|o| o.tick >= t) {
+                    let touches =
+                        st.last_end >= t && self.conv.to_ns(st.last_end) >= self.conv.to_ns(r.ts);
+                    if touches || st.open.iter().any(|o| o.tick >= t) {
                         if let Some(s) = self.steps.get_mut(i) {
                             s.crossed = true;
                         }

@@ -284,3 +284,29 @@ fn launches_get_the_innermost_enclosing_framework_op_of_their_thread() {
     assert_eq!(op(3), None, "only the user annotation encloses it");
     assert_eq!(op(4), None, "another thread");
 }
+
+/// A range that ends exactly where the next step begins (found by the property test): the step's slice, drawn
+/// 1 ns short for compare, would end inside the range; the step goes to the `Steps` lane instead, so the
+/// thread stays properly nested.
+#[test]
+fn a_range_ending_where_the_next_step_begins_moves_the_step_to_the_steps_lane() {
+    let (t, _, _) = host_pass(|w| {
+        w.thread(0, 1, 7, b"main").unwrap();
+        w.records(
+            0,
+            1,
+            &[
+                rec(100, kind::STEP, 1, 0),
+                rec(110, kind::BEGIN, 0, 5),
+                rec(200, kind::END, 0, 0), // ends at step 2's tick
+                rec(200, kind::STEP, 2, 0),
+                rec(210, kind::BEGIN, 0, 5),
+                rec(220, kind::END, 0, 0),
+            ],
+        )
+        .unwrap();
+    });
+    let tid_of = |n: &str| x(&t, n)[0]["tid"].as_u64().unwrap();
+    assert_eq!(tid_of("ProfilerStep#1"), STEPS_TID as u64);
+    assert_eq!(tid_of("ProfilerStep#2"), 7);
+}
