@@ -474,6 +474,9 @@ impl HostPass {
         if several || self.steps.iter().any(|s| s.crossed) {
             tw.thread(self.pid, STEPS_TID, b"Steps", 0)?;
         }
+        // Where the next drawn step may begin: after the previous one's drawn end (steps at one nanosecond,
+        // from several threads, are drawn 1 ns apart; their spans for the CSVs are not moved).
+        let mut min_start = 0u64;
         for i in 0..self.steps.len() {
             let Step {
                 k,
@@ -494,19 +497,23 @@ impl HostPass {
             // ends 1 ns before the next step begins: msprof-analyze compare's tree builder nests an event that
             // starts exactly where the previous one ends inside it. The step's span for the CSVs stays [its
             // start, the next step's start).
-            let drawn = if i + 1 < self.steps.len() {
-                dur.saturating_sub(1)
+            let end_ns = start_ns + dur;
+            let drawn_start = start_ns.max(min_start);
+            let drawn_end = if i + 1 < self.steps.len() {
+                end_ns.saturating_sub(1)
             } else {
-                dur
-            };
+                end_ns
+            }
+            .max(drawn_start);
+            min_start = drawn_end + 1;
             let name = json::string(format!("ProfilerStep#{k}").as_bytes());
             let cut_before = tw.cut_events;
             tw.complete(
                 self.pid,
                 tid,
                 &name,
-                start_ns,
-                drawn,
+                drawn_start,
+                drawn_end - drawn_start,
                 "cpu_op",
                 &format!("\"num_scheduled_tokens\":{tokens}"),
             )?;

@@ -124,6 +124,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // dlopen: a foreign call Miri cannot make
     fn without_the_driver_there_is_nothing() {
         // The test process never loads a driver.
         assert!(query(0).unwrap_err().contains("not loaded"));

@@ -310,3 +310,34 @@ fn a_range_ending_where_the_next_step_begins_moves_the_step_to_the_steps_lane() 
     assert_eq!(tid_of("ProfilerStep#1"), STEPS_TID as u64);
     assert_eq!(tid_of("ProfilerStep#2"), 7);
 }
+
+/// Steps of several threads at one nanosecond (found by the storm test): each is drawn after the previous
+/// one's drawn end, so no step begins at or before the previous one ends (compare would nest it); their
+/// spans for the CSVs stay where they were taken.
+#[test]
+fn steps_at_one_nanosecond_are_drawn_one_after_the_other() {
+    let (t, _, steps) = host_pass(|w| {
+        w.thread(0, 1, 7, b"a").unwrap();
+        w.thread(1, 2, 8, b"b").unwrap();
+        w.records(
+            0,
+            1,
+            &[rec(100, kind::STEP, 1, 0), rec(300, kind::STEP, 3, 0)],
+        )
+        .unwrap();
+        w.records(1, 2, &[rec(100, kind::STEP, 2, 0)]).unwrap();
+    });
+    let ns =
+        |v: &serde_json::Value| -> u64 { v.as_str().unwrap().replace('.', "").parse().unwrap() };
+    let drawn: Vec<(u64, u64)> = ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"]
+        .iter()
+        .map(|n| {
+            let e = &x(&t, n)[0];
+            (ns(&e["ts"]), ns(&e["ts"]) + ns(&e["dur"]))
+        })
+        .collect();
+    for w in drawn.windows(2) {
+        assert!(w[1].0 > w[0].1, "{drawn:?}");
+    }
+    assert_eq!(steps[0].start_ns, steps[1].start_ns);
+}
