@@ -64,10 +64,15 @@ impl Spool {
                     break;
                 }
             };
-            let whole = got / REC * REC;
+            let mut whole = got / REC * REC;
             if whole == 0 {
-                // The file ends inside a record (it shrank since it was opened).
-                break;
+                // A short read (a read may return less than asked, even from a regular file: Miri does it):
+                // one whole record, or the end, where the file ends inside a record (it shrank since it was
+                // opened).
+                if self.file.read_exact_at(&mut block[..REC], at).is_err() {
+                    break;
+                }
+                whole = REC;
             }
             for b in block[..whole].chunks_exact(REC) {
                 let r = DevRec::from_bytes(b);
