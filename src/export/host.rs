@@ -497,7 +497,7 @@ impl HostPass {
             // ends 1 ns before the next step begins: msprof-analyze compare's tree builder nests an event that
             // starts exactly where the previous one ends inside it. The step's span for the CSVs stays [its
             // start, the next step's start).
-            let end_ns = start_ns + dur;
+            let end_ns = start_ns.saturating_add(dur);
             let drawn_start = start_ns.max(min_start);
             let drawn_end = if i + 1 < self.steps.len() {
                 end_ns.saturating_sub(1)
@@ -505,7 +505,7 @@ impl HostPass {
                 end_ns
             }
             .max(drawn_start);
-            min_start = drawn_end + 1;
+            min_start = drawn_end.saturating_add(1);
             let name = json::string(format!("ProfilerStep#{k}").as_bytes());
             let cut_before = tw.cut_events;
             tw.complete(
