@@ -12,6 +12,7 @@ mod compare_rules;
 mod recover;
 mod summary;
 mod text;
+mod trace_check;
 mod trigger;
 
 // Finding and reading results: the library's reader, shared with `recover`.
