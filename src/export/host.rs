@@ -471,6 +471,14 @@ impl HostPass {
         // A step ends where the next one begins: with steps from several threads, its end is another
         // thread's moment and its ranges cannot be checked against it; all steps then go to the lane.
         let several = self.steps.iter().any(|s| s.tid != self.steps[0].tid);
+        // Steps at one nanosecond are drawn 1 ns apart (below): a later one then begins after the ranges its
+        // thread opened at that nanosecond and would cut through them, so they go to the lane too.
+        let conv = &self.conv;
+        let one_ns = self
+            .steps
+            .windows(2)
+            .any(|w| conv.to_ns(w[0].tick) == conv.to_ns(w[1].tick));
+        let several = several || one_ns;
         if several || self.steps.iter().any(|s| s.crossed) {
             tw.thread(self.pid, STEPS_TID, b"Steps", 0)?;
         }

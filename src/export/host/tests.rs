@@ -311,6 +311,36 @@ fn a_range_ending_where_the_next_step_begins_moves_the_step_to_the_steps_lane() 
     assert_eq!(tid_of("ProfilerStep#2"), 7);
 }
 
+/// Two steps of one thread at one nanosecond and a range begun at it (found by the property test in CI): the
+/// second step, drawn 1 ns later, began inside the range and ended after it; the steps go to the `Steps`
+/// lane, so the thread stays properly nested.
+#[test]
+fn steps_at_one_nanosecond_of_one_thread_go_to_the_steps_lane() {
+    let (t, _, _) = host_pass(|w| {
+        w.thread(0, 1, 7, b"main").unwrap();
+        w.records(
+            0,
+            1,
+            &[
+                rec(100, kind::STEP, 1, 0),
+                rec(100, kind::STEP, 2, 0),
+                rec(100, kind::BEGIN, 0, 5),
+                rec(102, kind::END, 0, 0),
+                rec(300, kind::STEP, 3, 0),
+            ],
+        )
+        .unwrap();
+    });
+    for n in ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"] {
+        assert_eq!(x(&t, n)[0]["tid"].as_u64(), Some(STEPS_TID as u64), "{n}");
+    }
+    let range = t
+        .iter()
+        .find(|e| e["ph"] == "X" && e["tid"] == 7)
+        .expect("the range is drawn on its thread");
+    assert_eq!(range["ts"], x(&t, "ProfilerStep#1")[0]["ts"]);
+}
+
 /// Steps of several threads at one nanosecond (found by the storm test): each is drawn after the previous
 /// one's drawn end, so no step begins at or before the previous one ends (compare would nest it); their
 /// spans for the CSVs stay where they were taken.
