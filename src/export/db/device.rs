@@ -34,6 +34,9 @@ impl Db {
     /// not computing). `globalTaskId` is the kernel's index.
     pub(super) fn kernels(&mut self, k: &Kernels, device: u32) -> Result<()> {
         let na = self.id(b"N/A")?;
+        // Unknown shapes are empty, not "N/A": advisor's AI Core check takes "N/A" for a shape
+        // and logs "Can not convert / to float" for every matmul.
+        let no_shape = self.id(b"")?;
         // The strings' ids, once per distinct string (a million tasks share a few hundred).
         let mut sym_ids: Vec<Option<i64>> = vec![None; k.strings.len()];
         let mut rts_ids: Vec<Option<i64>> = vec![None; k.strings.len()];
@@ -41,7 +44,7 @@ impl Db {
         let mut task =
             conn.prepare("INSERT INTO TASK VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?;
         let mut info = conn.prepare(
-            "INSERT INTO COMPUTE_TASK_INFO VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?6, ?6, ?6, ?6, ?6, ?6, ?6, ?6)",
+            "INSERT INTO COMPUTE_TASK_INFO VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?6, ?7, ?6, ?6, ?7, ?6, ?6, ?6)",
         )?;
         let ids = &mut self.ids;
         for (i, x) in k.list.iter().enumerate() {
@@ -95,7 +98,7 @@ impl Db {
                 sid(*op_type, false)?,
                 sid(*core, false)?,
             );
-            info.execute(params![n, i as i64, block_dim, c, t, na])?;
+            info.execute(params![n, i as i64, block_dim, c, t, na, no_shape])?;
         }
         Ok(())
     }
