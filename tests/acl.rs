@@ -2873,16 +2873,16 @@ fn recover_of_a_killed_mspti_profile_keeps_the_caps_and_removes_the_spools() {
 
 /// Two ranks of one scenario in one results root (as a cluster writes them): `run` is called with each rank's
 /// `RANK` and device; the second result is moved next to the first. Returns the runs (which own the
-/// directories) and the root. Text results (`NPUPROF_EXPORT_TYPE=text`): with a database beside them
-/// msprof-analyze's compare and advisor read only the database (see the database tests).
-fn two_ranks(run: impl Fn(&[(&str, &str)]) -> Run) -> (Vec<Run>, PathBuf) {
+/// directories) and the root. `export` is NPUPROF_EXPORT_TYPE: with a database beside the text files
+/// msprof-analyze's compare and advisor read only the database.
+fn two_ranks(export: &str, run: impl Fn(&[(&str, &str)]) -> Run) -> (Vec<Run>, PathBuf) {
     let runs: Vec<Run> = ["0", "1"]
         .iter()
         .map(|rank| {
             run(&[
                 ("RANK", rank),
                 ("FAKE_ACL_DEVICE", rank),
-                ("NPUPROF_EXPORT_TYPE", "text"),
+                ("NPUPROF_EXPORT_TYPE", export),
             ])
         })
         .collect();
@@ -2897,13 +2897,20 @@ fn two_ranks(run: impl Fn(&[(&str, &str)]) -> Run) -> (Vec<Run>, PathBuf) {
 
 /// npuprof check and msprof-analyze's cluster analysis, then its `compare` of the two results (whole profiles,
 /// and step 2: a step after the first) and `advisor all`, each judged by tests/consumers.py from the files it
-/// writes and its log.
-fn assert_consumers_understand(root: &Path) {
+/// writes and its log. With the database (the default) compare reads it: kernels, communication and overall
+/// metrics (msprof-analyze reads framework operators only from torch_npu's database); from text results it
+/// also places every kernel under its framework operator.
+fn assert_consumers_understand(root: &Path, export: &str) {
     let check = check_profile(root);
     assert!(check.contains("CHECK PASS"), "{check}");
+    let read = if export.contains("db") {
+        "database"
+    } else {
+        "text"
+    };
     for step in [None, Some(2)] {
         if let Some(s) = consumer("compare", root, step) {
-            assert!(s.contains("workbook"), "{s}");
+            assert!(s.contains("workbook") && s.contains(read), "{s}");
         }
     }
     if let Some(s) = consumer("advisor", root, None) {
@@ -2917,7 +2924,13 @@ fn assert_consumers_understand(root: &Path) {
 /// `ProfilerStep#N` among the `cpu_op` events) and nested each step in the previous one (they abutted).
 #[test]
 fn compare_and_advisor_understand_two_rank_mspti_results() {
-    let (_runs, root) = two_ranks(|env| {
+    for export in ["text,db", "text"] {
+        compare_and_advise_mspti(export);
+    }
+}
+
+fn compare_and_advise_mspti(export: &str) {
+    let (_runs, root) = two_ranks(export, |env| {
         mspti_run(
             true,
             env,
@@ -2944,7 +2957,7 @@ fn compare_and_advisor_understand_two_rank_mspti_results() {
         .collect();
     assert_eq!(threads.len(), 1, "{threads:?}");
     assert_eq!(threads[0]["args"]["name"], "Group group0 Communication");
-    assert_consumers_understand(&root);
+    assert_consumers_understand(&root, export);
 }
 
 /// Issue 18 items 3 and 4 for aclprof results (Level1: at Level0 CANN's op_summary has no op types, and
@@ -2953,19 +2966,23 @@ fn compare_and_advisor_understand_two_rank_mspti_results() {
 /// task flows come from msprof's launches (connection ids).
 #[test]
 fn compare_and_advisor_understand_two_rank_aclprof_results() {
-    let (_runs, root) = two_ranks(|env| {
-        let mut all = vec![("NPUPROF_LEVEL", "level1")];
-        all.extend_from_slice(env);
-        go_env(&all, PROFILE)
-    });
-    assert_consumers_understand(&root);
+    for export in ["text,db", "text"] {
+        let (_runs, root) = two_ranks(export, |env| {
+            let mut all = vec![("NPUPROF_LEVEL", "level1")];
+            all.extend_from_slice(env);
+            go_env(&all, PROFILE)
+        });
+        assert_consumers_understand(&root, export);
+    }
 }
 
 /// Issue 18 item 7: a host-only result wrote a header-only kernel_details.csv, and msprof-analyze's advisor
-/// reported "No valid op info" for it. MindSpore writes none at LevelNone; neither does npuprof now.
+/// reported "No valid op info" for it. MindSpore writes none at LevelNone; neither does npuprof now. By
+/// default a host-only result writes no database either: with two of them advisor stopped ("Do analysis
+/// error", its slow-link analysis reads a cluster table that results without communication never produce).
 #[test]
 fn advisor_understands_two_rank_host_only_results() {
-    let (_runs, root) = two_ranks(|env| {
+    let (_runs, root) = two_ranks("text,db", |env| {
         let mut all = vec![("NPUPROF_BACKEND", "host")];
         all.extend_from_slice(env);
         go_env(&all, PROFILE)
@@ -2974,6 +2991,11 @@ fn advisor_understands_two_rank_host_only_results() {
         let out = w.unwrap().path().join("ASCEND_PROFILER_OUTPUT");
         assert!(out.join("trace_view.json").exists());
         assert!(!out.join("kernel_details.csv").exists());
+        // No database by default: no device data, and advisor stops on databases without communication.
+        for e in std::fs::read_dir(&out).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(!n.to_string_lossy().ends_with(".db"), "{n:?}");
+        }
     }
     let check = check_profile(&root);
     assert!(check.contains("CHECK PASS"), "{check}");
@@ -3073,7 +3095,15 @@ fn export_type_chooses_the_text_files_the_database_or_both() {
         ] {
             assert_eq!(out(&r, n), db, "{t:?}: {n}");
         }
-        assert!(r.dir().join("profiler_info_0.json").exists());
+        let info: Value =
+            serde_json::from_slice(&std::fs::read(r.dir().join("profiler_info_0.json")).unwrap())
+                .unwrap();
+        let kinds = [("text", text), ("db", db)];
+        let want: Vec<&str> = kinds.iter().filter(|k| k.1).map(|k| k.0).collect();
+        assert_eq!(
+            info["profiler_parameters"]["export_type"],
+            serde_json::json!(want)
+        );
         let m = r.meta();
         assert_eq!(
             m["npuprof"]["database"]["written"].as_bool(),

@@ -310,6 +310,28 @@ COMPARE_BAD = ("Invalid step id", "Can't find any flow event", "expected str ins
                "There is no operator", "There is no kernel details")
 
 
+# With a database in ASCEND_PROFILER_OUTPUT compare reads only the database, and msprof-analyze reads framework
+# operators (OperatorCompare, memory and API compare) only from torch_npu's database name: for a MindSpore one
+# the operator tree is empty, and with --base_step it stops ("There is no operator event data for step N").
+# The comparisons it does make from a MindSpore database are chosen explicitly (docs/consumers.md).
+DB_COMPARISONS = ["--enable_profiling_compare", "--enable_communication_compare", "--enable_kernel_compare"]
+
+
+def run_compare(base, comparison, exe, step, extra):
+    """compare's workbook sheets and log, failing on a logged error or no workbook."""
+    with tempfile.TemporaryDirectory() as out:
+        args = ["compare", "-d", comparison, "-bp", base, "-o", out, *extra]
+        if step is not None:
+            args += ["--base_step", str(step), "--comparison_step", str(step)]
+        p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=TIMEOUT)
+        log = p.stdout + p.stderr
+        bad = [line for line in log.splitlines() if any(b in line for b in COMPARE_BAD)]
+        expect(not bad, f"msprof-analyze {' '.join(args)} logged:\n" + "\n".join(bad) + f"\n\n{log}")
+        books = [n for n in os.listdir(out) if re.fullmatch(r"performance_comparison_result_\d+\.xlsx", n)]
+        expect(len(books) == 1, f"compare wrote {os.listdir(out)}, not one workbook:\n{log}")
+        return xlsx_sheets(os.path.join(out, books[0])), log
+
+
 def compare(root, exe, step=None):
     base, comparison = by_rank(root)
     rows = kernel_rows(base)
@@ -319,17 +341,23 @@ def compare(root, exe, step=None):
         expect(rows, f"{base}: no kernel of step {step}")
     kernels = sorted({r["Name"] for r in rows if not is_communication(r)})
     collectives = [r for r in rows if is_communication(r)]
-    with tempfile.TemporaryDirectory() as out:
-        args = ["compare", "-d", comparison, "-bp", base, "-o", out]
-        if step is not None:
-            args += ["--base_step", str(step), "--comparison_step", str(step)]
-        p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=TIMEOUT)
-        log = p.stdout + p.stderr
-        bad = [line for line in log.splitlines() if any(b in line for b in COMPARE_BAD)]
-        expect(not bad, f"msprof-analyze {' '.join(args)} logged:\n" + "\n".join(bad) + f"\n\n{log}")
-        books = [n for n in os.listdir(out) if re.fullmatch(r"performance_comparison_result_\d+\.xlsx", n)]
-        expect(len(books) == 1, f"compare wrote {os.listdir(out)}, not one workbook:\n{log}")
-        sheets = xlsx_sheets(os.path.join(out, books[0]))
+    n = sum(1 for r in rows if not is_communication(r))
+    db = db_path(base) is not None
+    if db:
+        # The default comparisons of a whole profile run cleanly from the database too.
+        if step is None:
+            run_compare(base, comparison, exe, None, [])
+        sheets, log = run_compare(base, comparison, exe, step, DB_COMPARISONS)
+        # KernelCompare: one row per op type and shape, base side "Kernel" (1) and "Calls" (7).
+        types = sorted({r["Type"] for r in rows if not is_communication(r)})
+        ks = [r for r in sheets.get("KernelCompare", [])[2:] if len(r) > 7 and r[1]]
+        listed = {r[1] for r in ks}
+        missing = [t for t in types if t not in listed]
+        expect(not missing, f"KernelCompare lacks the base's op types {missing} (it has {sorted(listed)}):\n{log}")
+        got = sum(int(r[7]) for r in ks if r[1] in types and r[7])
+        expect(got == n, f"KernelCompare counts {got} calls of the base's kernels, the base has {n}:\n{log}")
+    else:
+        sheets, log = run_compare(base, comparison, exe, step, [])
         ops = sheets.get("OperatorCompare", [])
         # Kernel Details (column 4 on the base side): "name, step, core, ..." per kernel, one per line.
         lines = [line.split(",")[0] for r in ops[2:] if len(r) > 4 for line in r[4].splitlines() if line]
@@ -337,15 +365,14 @@ def compare(root, exe, step=None):
         missing = [k for k in kernels if k not in listed]
         expect(not missing, f"OperatorCompare lacks the base's kernels {missing} (it has {sorted(listed)}):\n{log}")
         # Every one of the base's kernels (of the step) is under exactly one framework op.
-        n = sum(1 for r in rows if not is_communication(r))
         got = sum(1 for k in lines if k in kernels)
         expect(got == n, f"OperatorCompare lists {got} kernels under framework ops, the base has {n}:\n{log}")
-        comm = [r for r in sheets.get("CommunicationCompare", [])[2:] if len(r) > 3 and r[1]]
-        expect(not collectives or comm,
-               f"CommunicationCompare has no operation, the base has {len(collectives)} collectives:\n{log}")
+    comm = [r for r in sheets.get("CommunicationCompare", [])[2:] if len(r) > 3 and r[1]]
+    expect(not collectives or comm,
+           f"CommunicationCompare has no operation, the base has {len(collectives)} collectives:\n{log}")
     what = f"step {step}" if step is not None else "whole profiles"
-    return (f"compare ({what}): workbook with {len(kernels)} kernel name(s) under framework ops, "
-            f"{len(comm)} communication row(s)")
+    how = "database: kernels compared" if db else "text: kernel names under framework ops"
+    return f"compare ({what}, {how}): workbook with {len(kernels)} kernel name(s), {len(comm)} communication row(s)"
 
 
 # advisor's cluster communication analyses (slow link, and the communication checks over

@@ -28,7 +28,7 @@ pub(super) fn profiler_info(
     let device = p.backend.collects_device();
     format!(
         r#"{{
-  "profiler_parameters": {{"profiler_level": "{}", "activities": {}, "with_stack": {}, "profile_memory": {}, "record_shapes": {}, "with_flops": {}, "is_set_schedule": false, "export_type": ["text"]}},
+  "profiler_parameters": {{"profiler_level": "{}", "activities": {}, "with_stack": {}, "profile_memory": {}, "record_shapes": {}, "with_flops": {}, "is_set_schedule": false, "export_type": {}}},
   "ms_profiler_info": {{"rank_id": {}, "device_id": {}}},
   "cann_profiler_info": {{}},
   "analysis_cost_time": {{"export_ms": {}}},
@@ -55,6 +55,11 @@ pub(super) fn profiler_info(
         b(c.with_profile_memory),
         b(c.record_shapes),
         b(c.with_flops),
+        match (c.export_type.text(), super::result::writes_db(p)) {
+            (true, true) => r#"["text", "db"]"#,
+            (false, true) => r#"["db"]"#,
+            _ => r#"["text"]"#,
+        },
         p.rank,
         p.device_id,
         s.elapsed_ms,

@@ -208,10 +208,19 @@ fn disk_shares(ctx: &Ctx, dev: &DeviceResult) -> (u64, u64) {
     )
 }
 
-/// The result's database, begun (when `NPUPROF_EXPORT_TYPE` asks for it); `None` after one warning when
-/// it cannot be made (the text files are written all the same).
+/// Whether the result gets a database. `NPUPROF_EXPORT_TYPE` asks for it, except that a host-only result with
+/// text files gets none: it holds no device data, and msprof-analyze 26.2.0's `advisor all` stops ("Do
+/// analysis error": its slow-link analysis reads a cluster table that results without communication never
+/// produce) on a cluster of databases without communication, where it reads the text files to the end.
+pub(super) fn writes_db(p: &crate::profile::Profile) -> bool {
+    let e = p.config.export_type;
+    e.db() && !(e.text() && p.backend == crate::profile::BackendId::Host)
+}
+
+/// The result's database, begun (when `writes_db`); `None` after one warning when it cannot be made (the
+/// text files are written all the same).
 fn open_db(p: &crate::profile::Profile) -> Option<super::db::Db> {
-    if !p.config.export_type.db() {
+    if !writes_db(p) {
         return None;
     }
     super::db::Db::create(&p.dirs.output, p.rank, p.pid)
