@@ -36,6 +36,14 @@ fn host_pass(
     (v.as_array().unwrap().clone(), hp, steps)
 }
 
+/// The host pass over records of one thread (ring 0, tid 7, "main").
+fn on_main(records: &[Record]) -> (Vec<serde_json::Value>, HostPass, Vec<StepSpan>) {
+    host_pass(|w| {
+        w.thread(0, 1, 7, b"main").unwrap();
+        w.records(0, 1, records).unwrap();
+    })
+}
+
 fn x<'a>(t: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
     t.iter()
         .filter(|e| e["ph"] == "X" && e["name"] == name)
@@ -132,25 +140,17 @@ fn a_reused_ring_closes_the_previous_owners_ranges_at_its_last_event() {
 /// thread's track: those two steps go to the `Steps` lane, the others stay on the thread.
 #[test]
 fn steps_crossed_by_a_range_move_to_the_steps_lane() {
-    let (t, _, steps) = host_pass(|w| {
-        w.thread(0, 1, 7, b"main").unwrap();
-        w.records(
-            0,
-            1,
-            &[
-                rec(100, kind::STEP, 1, 0),
-                rec(110, kind::BEGIN, 0, 5),
-                rec(120, kind::END, 0, 0),
-                rec(200, kind::STEP, 2, 0),
-                rec(250, kind::BEGIN, 0, 6), // crosses the end of step 2 / the start of step 3
-                rec(300, kind::STEP, 3, 0),
-                rec(350, kind::END, 0, 0),
-                rec(400, kind::STEP, 4, 0),
-                rec(410, kind::BEGIN, 0, 5), // open at stop: inside the last step
-            ],
-        )
-        .unwrap();
-    });
+    let (t, _, steps) = on_main(&[
+        rec(100, kind::STEP, 1, 0),
+        rec(110, kind::BEGIN, 0, 5),
+        rec(120, kind::END, 0, 0),
+        rec(200, kind::STEP, 2, 0),
+        rec(250, kind::BEGIN, 0, 6), // crosses the end of step 2 / the start of step 3
+        rec(300, kind::STEP, 3, 0),
+        rec(350, kind::END, 0, 0),
+        rec(400, kind::STEP, 4, 0),
+        rec(410, kind::BEGIN, 0, 5), // open at stop: inside the last step
+    ]);
     let tid_of = |n: &str| x(&t, n)[0]["tid"].as_u64().unwrap();
     assert_eq!(tid_of("ProfilerStep#1"), 7);
     assert_eq!(tid_of("ProfilerStep#2"), STEPS_TID as u64);
@@ -290,22 +290,14 @@ fn launches_get_the_innermost_enclosing_framework_op_of_their_thread() {
 /// thread stays properly nested.
 #[test]
 fn a_range_ending_where_the_next_step_begins_moves_the_step_to_the_steps_lane() {
-    let (t, _, _) = host_pass(|w| {
-        w.thread(0, 1, 7, b"main").unwrap();
-        w.records(
-            0,
-            1,
-            &[
-                rec(100, kind::STEP, 1, 0),
-                rec(110, kind::BEGIN, 0, 5),
-                rec(200, kind::END, 0, 0), // ends at step 2's tick
-                rec(200, kind::STEP, 2, 0),
-                rec(210, kind::BEGIN, 0, 5),
-                rec(220, kind::END, 0, 0),
-            ],
-        )
-        .unwrap();
-    });
+    let (t, _, _) = on_main(&[
+        rec(100, kind::STEP, 1, 0),
+        rec(110, kind::BEGIN, 0, 5),
+        rec(200, kind::END, 0, 0), // ends at step 2's tick
+        rec(200, kind::STEP, 2, 0),
+        rec(210, kind::BEGIN, 0, 5),
+        rec(220, kind::END, 0, 0),
+    ]);
     let tid_of = |n: &str| x(&t, n)[0]["tid"].as_u64().unwrap();
     assert_eq!(tid_of("ProfilerStep#1"), STEPS_TID as u64);
     assert_eq!(tid_of("ProfilerStep#2"), 7);
@@ -316,21 +308,13 @@ fn a_range_ending_where_the_next_step_begins_moves_the_step_to_the_steps_lane() 
 /// lane, so the thread stays properly nested.
 #[test]
 fn steps_at_one_nanosecond_of_one_thread_go_to_the_steps_lane() {
-    let (t, _, _) = host_pass(|w| {
-        w.thread(0, 1, 7, b"main").unwrap();
-        w.records(
-            0,
-            1,
-            &[
-                rec(100, kind::STEP, 1, 0),
-                rec(100, kind::STEP, 2, 0),
-                rec(100, kind::BEGIN, 0, 5),
-                rec(102, kind::END, 0, 0),
-                rec(300, kind::STEP, 3, 0),
-            ],
-        )
-        .unwrap();
-    });
+    let (t, _, _) = on_main(&[
+        rec(100, kind::STEP, 1, 0),
+        rec(100, kind::STEP, 2, 0),
+        rec(100, kind::BEGIN, 0, 5),
+        rec(102, kind::END, 0, 0),
+        rec(300, kind::STEP, 3, 0),
+    ]);
     for n in ["ProfilerStep#1", "ProfilerStep#2", "ProfilerStep#3"] {
         assert_eq!(x(&t, n)[0]["tid"].as_u64(), Some(STEPS_TID as u64), "{n}");
     }
