@@ -38,11 +38,15 @@ impl Db {
         let mut sym_ids: Vec<Option<i64>> = vec![None; k.strings.len()];
         let mut rts_ids: Vec<Option<i64>> = vec![None; k.strings.len()];
         let conn = &self.f.conn;
-        let mut task =
-            conn.prepare("INSERT INTO TASK VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?;
-        let mut info = conn.prepare(
-            "INSERT INTO COMPUTE_TASK_INFO VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?6, ?6, ?6, ?6, ?6, ?6, ?6, ?6)",
-        )?;
+        // The columns that are the same on every row are literals of the statement, not bound per row.
+        let mut task = conn.prepare(&format!(
+            "INSERT INTO TASK VALUES (?1, ?2, {device}, ?3, ?4, {pid}, ?5, {INVALID}, ?6, ?7, ?8)",
+            pid = self.pid
+        ))?;
+        let mut info = conn.prepare(&format!(
+            "INSERT INTO COMPUTE_TASK_INFO VALUES (?1, ?2, ?3, 0, ?4, ?5, {na}, {na}, {na}, {na}, {na}, {na}, \
+             {na}, {na}, {na})"
+        ))?;
         let ids = &mut self.ids;
         for (i, x) in k.list.iter().enumerate() {
             let Kernel {
@@ -77,12 +81,9 @@ impl Db {
             task.execute(params![
                 *start_ns as i64,
                 start_ns.saturating_add(*dur_ns) as i64,
-                device,
                 connection(*correlation as u64),
                 i as i64,
-                self.pid,
                 rts,
-                INVALID,
                 stream_id,
                 task_id,
                 model_id,
@@ -95,7 +96,7 @@ impl Db {
                 sid(*op_type, false)?,
                 sid(*core, false)?,
             );
-            info.execute(params![n, i as i64, block_dim, c, t, na])?;
+            info.execute(params![n, i as i64, block_dim, c, t])?;
         }
         Ok(())
     }

@@ -29,7 +29,13 @@ pub(super) struct Rows<'a> {
     mstx: &'a mut u64,
     domain: i64,
     api: Statement<'a>,
+    /// The connection ids of recent `CANN_API` rows, direct-mapped by their low bits: a launch reported at
+    /// several API levels (each a record with the same id) is known to be in the table without asking SQLite.
+    recent: Box<[i64]>,
 }
+
+/// Entries of [`Rows::recent`] (a power of two).
+const RECENT: usize = 4096;
 
 impl<'a> Rows<'a> {
     pub(super) fn new(db: &'a mut Db) -> rusqlite::Result<Rows<'a>> {
@@ -40,6 +46,7 @@ impl<'a> Rows<'a> {
             ids: &mut db.ids,
             mstx: &mut db.mstx,
             domain: db.domain,
+            recent: vec![i64::MIN; RECENT].into_boxed_slice(),
         })
     }
 
@@ -48,15 +55,22 @@ impl<'a> Rows<'a> {
     pub(super) fn record(&mut self, r: &HostRecord<'_>) -> rusqlite::Result<()> {
         match r {
             HostRecord::Api(a) => {
+                let c = connection(a.correlation);
+                let slot = &mut self.recent[c as usize & (RECENT - 1)];
+                if *slot == c {
+                    // Already a row (the first reported keeps it, as INSERT OR IGNORE would).
+                    return Ok(());
+                }
                 let name = self.ids.id(self.conn, a.name)?;
                 self.api.execute(params![
                     a.start_ns as i64,
                     a.end_ns as i64,
                     api_type(a.level),
                     global_tid(a.pid, a.tid),
-                    connection(a.correlation),
+                    c,
                     name
                 ])?;
+                *slot = c;
                 Ok(())
             }
             HostRecord::Marker(m) => {
