@@ -13,6 +13,8 @@
 //!   time is CANN's, not measured here.
 //! * mspti/N, mspti-db/N: MSPTI stop-to-files for N kernels with 2 API records each, the text files only
 //!   (`NPUPROF_EXPORT_TYPE=text`) and with the database (`text,db`): the difference is the database's cost.
+//!   `stop_to_files_cpu_ms`: the process's CPU time over the same span (all its threads), the steadier
+//!   figure on a busy machine.
 
 mod support;
 
@@ -66,6 +68,19 @@ Input Formats,Output Shapes,Output Data Types,Output Formats,Context ID,{PMU}").
             s / 1000, s % 1000).unwrap();
     }
     write!(js, "]").unwrap();
+}
+
+/// CPU time (user + system) of the whole process so far, ms: with other work on the machine, the CPU a
+/// stop-to-files took says more than its wall time (the export's threads wait for a core).
+fn process_cpu_ms() -> f64 {
+    // SAFETY: getrusage(2) fills the zeroed struct we own; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(ru.ru_utime) + ms(ru.ru_stime)
 }
 
 /// acl/N: parse + write of N device tasks (see the module doc).
@@ -217,14 +232,16 @@ fn child(args: &[String]) -> Value {
             // Untimed: the dirty pages of earlier scenarios (up to a GB) are on disk before the clock starts.
             // SAFETY: sync(2) has no arguments and cannot fail.
             unsafe { libc::sync() };
-            let t0 = Instant::now();
+            let (t0, cpu0) = (Instant::now(), process_cpu_ms());
             assert_eq!((api.stop)(), 0);
             assert_eq!((api.flush)(), 0);
             let ms = t0.elapsed().as_secs_f64() * 1e3;
+            let cpu_ms = process_cpu_ms() - cpu0;
             let dir = api.output_dir_path();
             let m = common::json(&dir.join("profiler_metadata.json"));
             let d = m["device"].clone();
             json!({"scenario": "mspti", "api": scenario != "mspti-kernels", "kernels": n, "stop_to_files_ms": ms,
+                   "stop_to_files_cpu_ms": cpu_ms,
                    "database": m["npuprof"]["database"],
                    "device_tasks": d["device_tasks"], "records": d["mspti_records"],
                    "trace_view_bytes": m["npuprof"]["trace_view_bytes"],

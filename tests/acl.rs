@@ -3105,6 +3105,20 @@ fn export_type_chooses_the_text_files_the_database_or_both() {
             serde_json::json!(want)
         );
         let m = r.meta();
+        // The trace's device lanes are drawn only for a trace that is kept: `db` alone spends none of their
+        // work (no replay of the spool for them, no events formatted and thrown away).
+        assert_eq!(
+            m["device"]["timeline_events"].is_null(),
+            !text,
+            "{t:?}: {}",
+            m["device"]
+        );
+        if !text {
+            assert_eq!(
+                m["device"]["timeline"], "not drawn (NPUPROF_EXPORT_TYPE=db)",
+                "{m}"
+            );
+        }
         assert_eq!(
             m["npuprof"]["database"]["written"].as_bool(),
             db.then_some(true),

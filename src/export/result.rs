@@ -34,12 +34,13 @@ pub(super) fn write_result(
     // Progress is shown for the result that completes the export (the host result before it is a step of it).
     let show = stage != DeviceStage::Pending;
 
-    // The device tasks' launches get their framework ops from the host pass (for compare's flows).
-    let launches = dev
-        .timeline
-        .as_mut()
-        .map(|l| l.launches())
-        .unwrap_or_default();
+    let text = p.config.export_type.text();
+    // The device tasks' launches get their framework ops from the host pass (for compare's flows, which only
+    // the trace has).
+    let launches = match dev.timeline.as_mut() {
+        Some(l) if text => l.launches(),
+        _ => Default::default(),
+    };
     let db = open_db(p);
     let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, launches, db)?;
     let db = host.db.take();
@@ -68,9 +69,20 @@ pub(super) fn write_result(
         cap: csv_cap - comm_cap,
     };
     let (lane_meta, tables_cut) = if dev.kernels.is_empty() {
+        // The kernels come from the lanes: they are drawn even when the trace is not kept.
         let (meta, from_lanes, cut) = lanes_then_tables(&mut tw, timeline, &tables, p.device_id)?;
         dev.kernels = from_lanes;
         (meta, cut)
+    } else if !text {
+        // NPUPROF_EXPORT_TYPE=db: neither the trace's device lanes nor the CSVs are written.
+        drop(timeline);
+        (
+            vec![(
+                "timeline".into(),
+                "\"not drawn (NPUPROF_EXPORT_TYPE=db)\"".into(),
+            )],
+            Default::default(),
+        )
     } else {
         lanes_beside_tables(&mut tw, timeline, &dev.kernels, &tables, p.device_id)?
     };
@@ -80,7 +92,7 @@ pub(super) fn write_result(
 
     let mut summary = summarize(ctx, &tw, &host, steps.len());
     warn_if_trace_cut(ctx, &tw, &host, budget);
-    if p.config.export_type.text() {
+    if text {
         finish_trace(&mut summary, tw, t0, t_host)?;
     } else {
         // NPUPROF_EXPORT_TYPE=db: the trace is not kept (its temporary file goes with the writer).

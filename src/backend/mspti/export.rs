@@ -4,6 +4,7 @@
 //! (`mspti_records_outside_profile`).
 
 use super::collectives::Gather;
+use super::corr::{CorrGather, CorrIds};
 use super::device_info;
 use super::host_records::MsptiHostRecords;
 use super::lanes::MsptiLanes;
@@ -54,7 +55,7 @@ impl DeviceData for MsptiData {
                     })
                 });
         let mut meta = self.meta;
-        let (mut kernels, memory, collectives, pass) =
+        let (mut kernels, memory, collectives, corr, pass) =
             read_kernels(spool.as_ref(), &self.names, limit)?;
         let cut = pass.beyond_limit;
         note_left_out(&pass, limit, &mut meta);
@@ -87,12 +88,12 @@ impl DeviceData for MsptiData {
             kernel_header: None,
             host_records,
             disk_bytes: spool.as_ref().map_or(0, |s| s.len) + names_bytes,
-            timeline: Some(Box::new(MsptiLanes {
+            timeline: Some(Box::new(MsptiLanes::new(
                 spool,
-                device: self.device,
-                names: self.names,
-                ops: Default::default(),
-            })),
+                self.device,
+                self.names,
+                corr,
+            ))),
             files: Vec::new(),
             meta,
         };
@@ -129,14 +130,14 @@ fn add_device_info(r: &mut DeviceResult, device: u32) {
     }
 }
 
-/// The kernel rows (kernels, and one communication row per collective operation), the memory operations and
-/// the collectives, from the spool read in blocks (the records themselves are not kept: the lanes read the
-/// spool again); at most `limit` of each.
+/// The kernel rows (kernels, and one communication row per collective operation), the memory operations,
+/// the collectives and the flows' correlation ids, from one replay of the spool in blocks (the records
+/// themselves are not kept: the lanes read the spool again); at most `limit` of each.
 fn read_kernels(
     spool: Option<&Spool>,
     src: &NameSource,
     limit: usize,
-) -> Result<(Kernels, MemEvents, Collectives, Pass)> {
+) -> Result<(Kernels, MemEvents, Collectives, CorrIds, Pass)> {
     // Names repeat: each name id is interned once (a global id → symbol table; ids are small and dense).
     let n_ids = src.count() as usize + 1;
     let mut kernels = Kernels::with_limit(limit);
@@ -149,8 +150,10 @@ fn read_kernels(
     // Each name's op type, found once (by name symbol).
     let mut op_types: HashMap<Sym, Sym> = HashMap::new();
     let mut gather = Gather::new(limit);
+    let mut corr = CorrGather::default();
     let pass = spool.map_or(Ok(Pass::default()), |s| {
         s.replay(|r| {
+            corr.take(r);
             if r.kind == KIND_MEMORY {
                 memory.add(memory_event(r));
                 return Ok(());
@@ -181,7 +184,7 @@ fn read_kernels(
             ..row(c.name, c.start_ns, c.start_ns + c.dur_ns, c.stream_id)
         });
     }
-    Ok((kernels, memory, collectives, pass))
+    Ok((kernels, memory, collectives, corr.finish(), pass))
 }
 
 /// A kernel row of `name` on `stream` from `start` to `end` (MSPTI gives no task id, block dim or model: they

@@ -3,31 +3,53 @@
 //! records are read from the spool in passes ([`Spool::replay`]), never all held: memory is the lanes, the
 //! correlation ids of launches and kernels (for the flows) and the open marker ranges.
 
+use super::corr::{is_api, CorrIds};
 use super::names_file::NameSource;
 use super::records::*;
 use super::replay::Spool;
 use super::walk::DevRec;
 use crate::device::pids::{device_pid, SLOT_CANN, SLOT_HARDWARE};
-use crate::device::{DeviceEvent, LaneStats, Lanes, Launch, Launches, TraceSink};
+use crate::device::{DeviceEvent, LaneStats, Lanes, Launches, TraceSink};
 use crate::error::Result;
 use crate::format::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub(super) struct MsptiLanes {
     /// `None`: no spool (nothing recorded); only the device's empty lane is drawn.
-    pub spool: Option<Spool>,
-    pub device: u32,
-    pub names: NameSource,
-    /// The kernels' launches with their framework ops, from the exporter's host pass.
-    pub ops: FrameworkOps,
+    spool: Option<Spool>,
+    device: u32,
+    names: NameSource,
+    /// The flows' correlation ids (from the kernel rows' replay) and, once the exporter's host pass found
+    /// them, the kernels' launches with their framework ops.
+    ops: FrameworkOps,
 }
 
-/// The kernels' launches with their framework ops (by correlation id), and the kernels' correlation ids the
-/// launch pass read (kept for the flows, sparing the lanes a replay of the spool).
+/// The kernels' launches with their framework ops (by correlation id), and the correlation ids the kernel
+/// rows' replay gathered for the flows (sparing the lanes replays of the spool of their own).
 #[derive(Default)]
-pub(super) struct FrameworkOps {
+struct FrameworkOps {
     ops: Launches,
-    kernel_corr: Option<Vec<u64>>,
+    corr: CorrIds,
+}
+
+impl MsptiLanes {
+    /// The lanes of `spool`, with the correlation ids `corr` gathered while reading it.
+    pub(super) fn new(
+        spool: Option<Spool>,
+        device: u32,
+        names: NameSource,
+        corr: CorrIds,
+    ) -> MsptiLanes {
+        MsptiLanes {
+            spool,
+            device,
+            names,
+            ops: FrameworkOps {
+                ops: Launches::default(),
+                corr,
+            },
+        }
+    }
 }
 
 impl Lanes for MsptiLanes {
@@ -53,65 +75,12 @@ impl Lanes for MsptiLanes {
 
     /// The API calls that launched a kernel: (thread, start, correlation id), one per correlation id.
     fn launches(&mut self) -> Launches {
-        let Some(spool) = &self.spool else {
-            return Launches::default();
-        };
-        let mut recs = |each: &mut dyn FnMut(&DevRec) -> Result<()>| spool.replay(each).map(|_| ());
-        let kernels = match sorted_corr(&mut recs, |k| k == KIND_KERNEL) {
-            Ok(k) => k,
-            Err(e) => {
-                log::warn!(
-                    "MSPTI launches unreadable ({}): no framework op → kernel flows",
-                    e.msg
-                );
-                return Launches::default();
-            }
-        };
-        let r = kernel_launches(&mut recs, &kernels);
-        self.ops.kernel_corr = Some(kernels);
-        match r {
-            Ok(v) => Launches::new(v),
-            Err(e) => {
-                log::warn!(
-                    "MSPTI launches unreadable ({}): no framework op → kernel flows",
-                    e.msg
-                );
-                Launches::default()
-            }
-        }
+        Launches::new(std::mem::take(&mut self.ops.corr.launches))
     }
 
     fn set_framework_ops(&mut self, ops: Launches) {
         self.ops.ops = ops;
     }
-}
-
-/// The API records that launched a kernel (their correlation id is a kernel's), one per correlation id (the
-/// first: several API levels may report one launch). Grown by fallible reservations: without memory for more,
-/// the remaining launches get no framework op flow.
-fn kernel_launches(recs: &mut Replay<'_>, kernels: &[u64]) -> Result<Vec<Launch>> {
-    let mut v: Vec<Launch> = Vec::new();
-    if kernels.is_empty() {
-        return Ok(v);
-    }
-    recs(&mut |r| {
-        if is_api(r.kind) && r.corr != 0 && kernels.binary_search(&r.corr).is_ok() {
-            if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
-                return Ok(());
-            }
-            v.push(Launch {
-                tid: r.a,
-                ts_ns: r.start,
-                key: r.corr,
-                op_ns: 0,
-            });
-        }
-        Ok(())
-    })?;
-    // One per correlation id: the first reported.
-    v.sort_by_key(|l| l.key);
-    v.dedup_by_key(|l| l.key);
-    Ok(v)
 }
 
 /// The device a record belongs to (`None`: host records, or MSPTI's invalid device id).
@@ -169,7 +138,7 @@ fn write_lanes_of(
     let (lanes, threads) = find_lanes(recs, device)?;
     write_lane_names(tw, &lanes, &threads, cann, names)?;
     let names = NameLits::new(names);
-    let mut flows = Flows::find(recs, ops.kernel_corr)?;
+    let mut flows = Flows::new(ops.corr);
     flows.ops = ops.ops;
     let mut events = EventWriter {
         device,
@@ -308,22 +277,21 @@ struct Flows {
 }
 
 impl Flows {
-    /// `kernel_corr`: the kernels' correlation ids when already read (by the launch pass).
-    fn find(recs: &mut Replay<'_>, kernel_corr: Option<Vec<u64>>) -> Result<Flows> {
-        let api = sorted_corr(recs, is_api)?;
-        let kernel = match kernel_corr {
-            _ if api.is_empty() => Vec::new(),
-            Some(k) => k,
-            None => sorted_corr(recs, |k| k == KIND_KERNEL)?,
+    /// The flows of the correlation ids `corr` (gathered by the kernel rows' replay).
+    fn new(corr: CorrIds) -> Flows {
+        let kernel = if corr.api.is_empty() {
+            Vec::new()
+        } else {
+            corr.kernels
         };
-        Ok(Flows {
+        Flows {
             started: vec![false; kernel.len()],
-            api,
+            api: corr.api,
             kernel,
             id: String::new(),
             name: String::new(),
             ops: Launches::default(),
-        })
+        }
     }
 
     /// The framework op → kernel flow of the kernel `e` (correlation id `corr`) when a framework op enclosed its
@@ -390,24 +358,6 @@ impl Flows {
             ..e
         })
     }
-}
-
-/// The correlation ids of the records of the kinds `kind` says yes to, sorted and deduplicated.
-fn sorted_corr(recs: &mut Replay<'_>, kind: fn(u32) -> bool) -> Result<Vec<u64>> {
-    let mut v: Vec<u64> = Vec::new();
-    recs(&mut |r| {
-        if kind(r.kind) && r.corr != 0 {
-            // Fallible growth: without memory for more ids, the remaining flows are left out.
-            if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
-                return Ok(());
-            }
-            v.push(r.corr);
-        }
-        Ok(())
-    })?;
-    v.sort_unstable();
-    v.dedup();
-    Ok(v)
 }
 
 /// The last pass: one trace event (or more, with flows) per record.
@@ -648,11 +598,4 @@ impl EventWriter {
         st.events += 1;
         Ok(())
     }
-}
-
-fn is_api(kind: u32) -> bool {
-    matches!(
-        kind,
-        KIND_API | KIND_ACL_API | KIND_NODE_API | KIND_RUNTIME_API
-    )
 }

@@ -29,6 +29,7 @@
 mod callbacks;
 mod collectives;
 mod consumer;
+mod corr;
 mod counts;
 mod device_info;
 mod export;

@@ -2,6 +2,7 @@
 //! compute kernels among them) and `COMMUNICATION_OP` (the collectives), with the same rows as
 //! `kernel_details.csv` and `communication.json`.
 
+use super::batch::Batch;
 use super::comm_name::CommNames;
 use super::schema::INVALID;
 use super::Db;
@@ -41,10 +42,19 @@ impl Db {
         let mut sym_ids: Vec<Option<i64>> = vec![None; k.strings.len()];
         let mut rts_ids: Vec<Option<i64>> = vec![None; k.strings.len()];
         let conn = &self.f.conn;
-        let mut task =
-            conn.prepare("INSERT INTO TASK VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?;
-        let mut info = conn.prepare(
-            "INSERT INTO COMPUTE_TASK_INFO VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?6, ?7, ?6, ?6, ?7, ?6, ?6, ?6)",
+        // The columns that are the same on every row are literals of the statement, not bound per row.
+        let mut task = Batch::new(
+            conn,
+            "INSERT INTO TASK",
+            &format!(
+                "(?, ?, {device}, ?, ?, {pid}, ?, {INVALID}, ?, ?, ?)",
+                pid = self.pid
+            ),
+        )?;
+        let mut info = Batch::new(
+            conn,
+            "INSERT INTO COMPUTE_TASK_INFO",
+            &format!("(?, ?, ?, 0, ?, ?, {na}, {na}, {no_shape}, {na}, {na}, {no_shape}, {na}, {na}, {na})"),
         )?;
         let ids = &mut self.ids;
         for (i, x) in k.list.iter().enumerate() {
@@ -77,18 +87,15 @@ impl Db {
                 Ok(id)
             };
             let rts = sid(*core, true)?;
-            task.execute(params![
+            task.push(&[
                 *start_ns as i64,
                 start_ns.saturating_add(*dur_ns) as i64,
-                device,
                 connection(*correlation as u64),
                 i as i64,
-                self.pid,
                 rts,
-                INVALID,
-                stream_id,
-                task_id,
-                model_id,
+                *stream_id as i64,
+                *task_id as i64,
+                *model_id as i64,
             ])?;
             if k.is_communication(x) {
                 continue;
@@ -98,9 +105,10 @@ impl Db {
                 sid(*op_type, false)?,
                 sid(*core, false)?,
             );
-            info.execute(params![n, i as i64, block_dim, c, t, na, no_shape])?;
+            info.push(&[n, i as i64, *block_dim as i64, c, t])?;
         }
-        Ok(())
+        task.finish()?;
+        info.finish()
     }
 
     /// `COMMUNICATION_OP` from the collectives (see [`operations`]).

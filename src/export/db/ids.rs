@@ -3,11 +3,35 @@
 
 use rusqlite::{Connection, Result};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// The strings written so far and their ids.
 #[derive(Default)]
 pub(super) struct StringIds {
-    index: HashMap<Box<[u8]>, i64>,
+    index: HashMap<Box<[u8]>, i64, BuildHasherDefault<Fnv>>,
+}
+
+/// FNV-1a: millions of look-ups of short names (one per API call) whose keys we wrote ourselves; SipHash's
+/// resistance to chosen keys is not needed, and cost a third of a look-up.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl StringIds {

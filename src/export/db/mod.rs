@@ -6,6 +6,7 @@
 //! where it keeps them, so neither is ever all in memory.
 
 mod analyzer;
+mod batch;
 mod comm_name;
 mod device;
 mod file;
@@ -310,6 +311,7 @@ impl Db {
         if let Some(e) = failed {
             return Err(e);
         }
+        rows.finish()?;
         if let Err(e) = res {
             // The backend's own read error: the rows before it are kept (as the lanes do).
             log::warn!(

@@ -6,11 +6,12 @@
 //! its connection id: `mstx_sum` subtracts the task's times, and a range with none, as host ranges and MSPTI's
 //! host markers are, stops the recipe with a `NoneType` error.)
 
+use super::batch::Batch;
 use super::ids::StringIds;
 use super::schema::{api_type, mstx_type};
 use super::{device::connection, global_tid, mstx_insert, range_ids, Db};
 use crate::device::{ApiLevel, HostRecord};
-use rusqlite::{params, Connection, Statement};
+use rusqlite::Connection;
 
 fn api_type(l: ApiLevel) -> i64 {
     match l {
@@ -28,19 +29,31 @@ pub(super) struct Rows<'a> {
     ids: &'a mut StringIds,
     mstx: &'a mut u64,
     domain: i64,
-    api: Statement<'a>,
+    api: Batch<'a>,
+    /// The connection ids of recent `CANN_API` rows, direct-mapped by their low bits: a launch reported at
+    /// several API levels (each a record with the same id) is known to be in the table without asking SQLite.
+    recent: Box<[i64]>,
 }
+
+/// Entries of [`Rows::recent`] (a power of two).
+const RECENT: usize = 4096;
 
 impl<'a> Rows<'a> {
     pub(super) fn new(db: &'a mut Db) -> rusqlite::Result<Rows<'a>> {
         let conn = &db.f.conn;
         Ok(Rows {
-            api: conn.prepare("INSERT OR IGNORE INTO CANN_API VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?,
+            api: Batch::new(conn, "INSERT OR IGNORE INTO CANN_API", "(?, ?, ?, ?, ?, ?)")?,
             conn,
             ids: &mut db.ids,
             mstx: &mut db.mstx,
             domain: db.domain,
+            recent: vec![i64::MIN; RECENT].into_boxed_slice(),
         })
+    }
+
+    /// Inserts the rows still batched.
+    pub(super) fn finish(self) -> rusqlite::Result<()> {
+        self.api.finish()
     }
 
     /// One record of the stream. An API call whose connection id is already in the table (one launch
@@ -48,15 +61,22 @@ impl<'a> Rows<'a> {
     pub(super) fn record(&mut self, r: &HostRecord<'_>) -> rusqlite::Result<()> {
         match r {
             HostRecord::Api(a) => {
+                let c = connection(a.correlation);
+                let slot = &mut self.recent[c as usize & (RECENT - 1)];
+                if *slot == c {
+                    // Already a row (the first reported keeps it, as INSERT OR IGNORE would).
+                    return Ok(());
+                }
                 let name = self.ids.id(self.conn, a.name)?;
-                self.api.execute(params![
+                self.api.push(&[
                     a.start_ns as i64,
                     a.end_ns as i64,
                     api_type(a.level),
                     global_tid(a.pid, a.tid),
-                    connection(a.correlation),
-                    name
+                    c,
+                    name,
                 ])?;
+                *slot = c;
                 Ok(())
             }
             HostRecord::Marker(m) => {

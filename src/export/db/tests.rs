@@ -300,3 +300,57 @@ fn a_database_over_its_room_is_not_written() {
         );
     }
 }
+
+/// API calls whose connection ids collide in the writer's cache of recent ids (`c` and `c + 5 * 4096`) or come
+/// back after it forgot them: still one `CANN_API` row per connection id, the first reported.
+struct Repeats;
+
+impl HostRecords for Repeats {
+    fn replay(&self, each: &mut dyn FnMut(&HostRecord<'_>) -> Result<()>) -> Result<()> {
+        let call = |c: u64, level, name: &'static [u8]| ApiCall {
+            level,
+            name,
+            start_ns: c,
+            end_ns: c + 1,
+            pid: 7,
+            tid: 8,
+            correlation: c,
+        };
+        for c in [5, 5 + 5 * 4096, 5, 5 + 5 * 4096, 9] {
+            each(&HostRecord::Api(call(c, ApiLevel::Runtime, b"first")))?;
+        }
+        for c in 10..10_000 {
+            each(&HostRecord::Api(call(c, ApiLevel::Runtime, b"first")))?;
+            each(&HostRecord::Api(call(c, ApiLevel::Node, b"second")))?;
+        }
+        each(&HostRecord::Api(call(9, ApiLevel::Node, b"late")))
+    }
+}
+
+#[test]
+fn each_connection_id_has_one_api_row_the_first_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let out = Place::open(d.path()).unwrap();
+    let db = Db::create(&out, 0, 7).unwrap();
+    let dev = DeviceResult {
+        host_records: Some(Box::new(Repeats)),
+        ..Default::default()
+    };
+    let input = Input {
+        rank: 0,
+        device_id: 0,
+        dev: &dev,
+        steps: &[],
+        span: (0, 1_000_000),
+    };
+    complete(Some(db), &out, u64::MAX, &input);
+    let c = rusqlite::Connection::open(d.path().join("ascend_mindspore_profiler_0.db")).unwrap();
+    assert_eq!(
+        rows(
+            &c,
+            "select count(*), count(distinct a.connectionId), min(s.value), max(s.value), min(a.type), \
+             max(a.type) from CANN_API a join STRING_IDS s on s.id = a.name"
+        ),
+        [["9993", "9993", "first", "first", "5000", "5000"]]
+    );
+}
