@@ -3033,7 +3033,8 @@ fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
 }
 
 /// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary, the HCCL
-/// operations among them as COMMUNICATION_OP) are read by msprof-analyze's recipes that apply.
+/// operations among them as COMMUNICATION_OP, the CANN API calls of its timeline as CANN_API) are read by
+/// msprof-analyze's recipes that apply.
 #[test]
 fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
     let root = tempfile::tempdir().unwrap();
@@ -3056,7 +3057,10 @@ fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
         assert!(st.success());
     }
     let out = recipes(root.path());
-    assert!(out.contains("compute_op_sum"), "{out}");
+    // cann_api_sum: msprof's timeline's CANN API calls are the databases' CANN_API rows.
+    for m in ["compute_op_sum", "cann_api_sum"] {
+        assert!(out.contains(m), "{m} did not run: {out}");
+    }
 }
 
 /// NPUPROF_EXPORT_TYPE as torch_npu's export_type: `text` writes no database, `db` only the databases (and
