@@ -3006,15 +3006,24 @@ fn advisor_understands_two_rank_host_only_results() {
 
 /// Issue 18 item 2: two MSPTI ranks each write `ascend_mindspore_profiler_{rank}.db`, and msprof-analyze's
 /// DB-only cluster recipes read them: every applicable mode runs without a skip or an error and its tables
-/// hold both ranks' kernels, API calls, markers and steps (tests/consumers.py `recipes`).
+/// hold both ranks' kernels, API calls, markers and steps (tests/consumers.py `recipes`). cluster_time_summary
+/// (it failed: no collective matched a CANN_API row, and with no MEMCPY_ASYNC task its merge raised 'rank')
+/// now has each collective's node launch (MSPTI's NODE_API record with the communication record's
+/// correlation id) and the steps' copies as MEMCPY_ASYNC tasks; computational_op_masking (it found no
+/// parallel_group_info in META_DATA) has the groups told by npuprof_set_group.
 #[test]
 fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
     let root = tempfile::tempdir().unwrap();
     for rank in ["0", "1"] {
+        // The process names its communicator (as torch_npu knows it from torch.distributed), and each
+        // step copies its inputs to the device.
+        let group = format!("group:group0:dp:{rank}:0,1");
         let r = mspti_run(
             true,
             &[("NPUPROF_RANK", rank)],
-            &["mspti", "start", "steps:3", "stop", "flush", "dir"],
+            &[
+                "mspti", &group, "copies", "start", "steps:3", "stop", "flush", "dir",
+            ],
         );
         let d = r.dir();
         let to = root.path().join(d.file_name().unwrap());
@@ -3032,6 +3041,8 @@ fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
         "communication_time",
         "communication_matrix",
         "communication_group_map",
+        "cluster_time_summary",
+        "computational_op_masking",
         "cann_api_sum",
         "compute_op_sum",
         "hccl_sum",
@@ -3044,7 +3055,8 @@ fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
 }
 
 /// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary, the HCCL
-/// operations among them as COMMUNICATION_OP) are read by msprof-analyze's recipes that apply.
+/// operations among them as COMMUNICATION_OP, the CANN API calls of its timeline as CANN_API) are read by
+/// msprof-analyze's recipes that apply.
 #[test]
 fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
     let root = tempfile::tempdir().unwrap();
@@ -3067,7 +3079,10 @@ fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
         assert!(st.success());
     }
     let out = recipes(root.path());
-    assert!(out.contains("compute_op_sum"), "{out}");
+    // cann_api_sum: msprof's timeline's CANN API calls are the databases' CANN_API rows.
+    for m in ["compute_op_sum", "cann_api_sum"] {
+        assert!(out.contains(m), "{m} did not run: {out}");
+    }
 }
 
 /// NPUPROF_EXPORT_TYPE as torch_npu's export_type: `text` writes no database, `db` only the databases (and

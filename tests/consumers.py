@@ -492,8 +492,12 @@ def recipes(root, exe):
     # source names that call (MSPTI's communication records) can be counted.
     if all(linked_collectives(db_path(w)) for w in ws):
         con, _ = mode("cluster_time_summary")
-        summary = table(con, "ClusterTimeSummary")
-        expect(ranks_of(summary, "rank") == ranks, f"cluster_time_summary: {summary}")
+        check_time_summary(table(con, "ClusterTimeSummary"), ws, ranks)
+
+    # computational_op_masking matches each collective's group to parallel_group_info in META_DATA.
+    if all(group_info(db_path(w)) for w in ws) and has_all(ws, "select count(*) from COMMUNICATION_OP"):
+        con, _ = mode("computational_op_masking")
+        check_masking(table(con, "ComputationalOperatorMaskingLinearity"), ws)
 
     # Each mode that applies to the data every result has (a mode on data none has only says so).
     has = lambda sql: all(sqlite3.connect(db_path(w)).execute(sql).fetchone()[0] for w in ws)
@@ -533,9 +537,59 @@ def recipes(root, exe):
     mode("export_summary")
     for w in ws:
         api = os.path.join(w, "ASCEND_PROFILER_OUTPUT", "api_statistic.csv")
-        expect(before[w] or not has("select count(*) from CANN_API") or (os.path.exists(api) and len(csv_rows(api)) > 1),
+        # api_statistic.csv takes each API call's time from the tasks it launched (CANN_API ⋈ TASK).
+        launched = "select count(*) from CANN_API join TASK on TASK.connectionId = CANN_API.connectionId"
+        expect(before[w] or not has(launched) or (os.path.exists(api) and len(csv_rows(api)) > 1),
                f"export_summary: no api_statistic.csv rows in {w}")
     return f"recipes: {', '.join(done)} read {len(ranks)} database(s) of ranks {ranks}"
+
+
+def has_all(ws, sql):
+    return all(sqlite3.connect(db_path(w)).execute(sql).fetchone()[0] for w in ws)
+
+
+def group_info(path):
+    """The database's parallel_group_info (META_DATA), parsed; None without it."""
+    row = sqlite3.connect(path).execute("select value from META_DATA where name = 'parallel_group_info'").fetchone()
+    return json.loads(row[0]) if row else None
+
+
+MEMCPY_TASKS = ("select count(*) from TASK join STRING_IDS s on s.id = TASK.taskType "
+                "where s.value = 'MEMCPY_ASYNC'")
+
+
+def check_time_summary(summary, ws, ranks):
+    """ClusterTimeSummary: every rank's steps, with the collectives' time (transmit + wait) and the memory
+    copies' time where the rank recorded copies."""
+    expect(ranks_of(summary, "rank") == ranks, f"cluster_time_summary: ranks of {summary}")
+    for w in ws:
+        con = sqlite3.connect(db_path(w))
+        steps = {int(r[0]) for r in con.execute("select id from STEP_TIME")}
+        rows = [r for r in summary if int(r["rank"]) == rank(w)]
+        expect({int(r["step"]) for r in rows} == steps, f"cluster_time_summary: rank {rank(w)} steps {steps}: {rows}")
+        if con.execute("select count(*) from COMMUNICATION_OP").fetchone()[0]:
+            expect(all(float(r["communicationTransmitStageTime"]) + float(r["communicationWaitStageTime"]) > 0
+                       for r in rows), f"cluster_time_summary: rank {rank(w)} has no communication time: {rows}")
+        if con.execute(MEMCPY_TASKS).fetchone()[0]:
+            expect(any(float(r["memory"]) > 0 for r in rows),
+                   f"cluster_time_summary: rank {rank(w)} has no memory copy time: {rows}")
+
+
+def check_masking(rows, ws):
+    """ComputationalOperatorMaskingLinearity: each rank's steps for each parallel type of its groups, with the
+    collectives' time (the table has no rank column: steps are told apart by their start)."""
+    starts = set()
+    pg = set()
+    for w in ws:
+        con = sqlite3.connect(db_path(w))
+        starts |= {int(r[0]) for r in con.execute("select startNs from STEP_TIME")}
+        pg |= {g["group_name"] for g in group_info(db_path(w)).values()}
+    for t in pg:
+        got = [r for r in rows if r["parallelType"] == t]
+        expect({int(r["stepStartTime"]) for r in got} == starts,
+               f"computational_op_masking: {t} steps {sorted(starts)}: {got}")
+        expect(all(float(r["totalCommunicationOperatorTime"]) > 0 for r in got),
+               f"computational_op_masking: {t} without communication time: {got}")
 
 
 def linked_collectives(path):

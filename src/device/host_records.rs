@@ -1,6 +1,7 @@
-//! The host-side records a device backend keeps besides its kernels: the runtime API calls that launched
-//! them (the database's `CANN_API`) and the markers of the vendor's tracing API (`MSTX_EVENTS`). There may be
-//! millions, so they are streamed from where the backend keeps them (MSPTI's spool), never all in memory.
+//! The records a device backend keeps besides its kernels: the runtime API calls that launched them (the
+//! database's `CANN_API`), the markers of the vendor's tracing API (`MSTX_EVENTS`) and the memory copies
+//! those calls had the device run (`TASK` rows of their own). There may be millions, so they are streamed
+//! from where the backend keeps them (MSPTI's spool), never all in memory.
 
 use crate::error::Result;
 
@@ -41,11 +42,25 @@ pub struct Marker<'a> {
     pub range: bool,
 }
 
+/// A memory copy a host call had the device run (MSPTI's MEMCPY activity): a device task besides the
+/// kernels, the database's `TASK` row of type `MEMCPY_ASYNC` (CLOCK_REALTIME ns, on the host time base).
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceCopy {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub device: u32,
+    pub stream: u32,
+    /// The id linking the copy to the API call that asked for it.
+    pub correlation: u64,
+    pub bytes: u64,
+}
+
 /// One record of a [`HostRecords`] stream.
 #[derive(Clone, Copy, Debug)]
 pub enum HostRecord<'a> {
     Api(ApiCall<'a>),
     Marker(Marker<'a>),
+    Copy(DeviceCopy),
 }
 
 /// A stream of host records, read as often as an exporter needs (each `replay` reads them again).

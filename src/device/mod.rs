@@ -19,7 +19,7 @@ pub use collectives::{
     DATA_TYPE_UNKNOWN,
 };
 pub use groups::GroupInfo;
-pub use host_records::{ApiCall, ApiLevel, HostRecord, HostRecords, Marker};
+pub use host_records::{ApiCall, ApiLevel, DeviceCopy, HostRecord, HostRecords, Marker};
 pub use kernels::{Kernel, Kernels};
 pub use launches::{Launch, Launches};
 pub use memory::{MemEvent, MemEvents, MemOp};

@@ -247,6 +247,15 @@ fn parallel_group_info(groups: &[crate::device::GroupInfo]) -> String {
     if groups.is_empty() {
         return String::new();
     }
+    format!(
+        "\n  \"parallel_group_info\": {},",
+        parallel_group_object(groups)
+    )
+}
+
+/// The value of `"parallel_group_info"`: a JSON object (no `true`/`false`/`null`: msprof-analyze's
+/// communication_matrix reads the database's copy with Python's `ast.literal_eval`).
+pub(crate) fn parallel_group_object(groups: &[crate::device::GroupInfo]) -> String {
     let members: Vec<String> = groups
         .iter()
         .map(|g| {
@@ -260,10 +269,7 @@ fn parallel_group_info(groups: &[crate::device::GroupInfo]) -> String {
             )
         })
         .collect();
-    format!(
-        "\n  \"parallel_group_info\": {{{}\n  }},",
-        members.join(",")
-    )
+    format!("{{{}\n  }}", members.join(","))
 }
 
 /// The `"config"` object: every variable of `config::VARIABLES` with its value in effect.

@@ -31,6 +31,8 @@
  *   churn / churn_stop / late    fake_mspti_churn / _churn_stop / _deliver_late (LATE=<records>)
  *   wait_completed:N   wait until the fake MSPTI's complete calls that returned reach N (FAIL after 120 s)
  *   mspti_flush   msptiActivityFlushAll(1) from the application (prints MSPTI_FLUSH=<rc>)
+ *   copies        from now on each MSPTI step also copies 64 KiB host-to-device (fake_mspti_memcpy), as an
+ *                 inference step copies its inputs
  *   group:COMM:PG:RANK:R0,R1,...  npuprof_set_group(COMM, PG, RANK, {R0, R1, ...}) (found with dlsym in
  *                 either mode), prints GROUP=<rc>
  * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end, and the fake MSPTI's own counts:
@@ -80,12 +82,15 @@ static launch_fn launch;
 /* The fake CANN's test-only step marks (tests/c/fake_msprofiler.c): step n begins (n > 0) / ends (0). */
 static void (*acl_step)(uint64_t);
 static int launched;
+/* `copies`: each MSPTI step also copies its inputs to the device. */
+static int step_copies;
 /* The fake libmspti.so's test-only "device" (tests/c/fake_mspti.c). */
 static struct {
     void (*launch)(const char *, const char *, uint32_t, uint64_t);
     void (*hccl)(const char *, uint32_t, uint64_t);
     void (*marker)(const char *, int);
     void (*memory)(uint64_t, int);
+    void (*memcpy_)(uint64_t);
     uint64_t (*emitted)(int);
     uint64_t (*dropped)(void);
     uint64_t (*misdeeds)(int);
@@ -106,6 +111,7 @@ static void find_launch(void) {
             *(void **)&M.hccl = dlsym(h, "fake_mspti_hccl");
             *(void **)&M.marker = dlsym(h, "fake_mspti_marker");
             *(void **)&M.memory = dlsym(h, "fake_mspti_memory");
+            *(void **)&M.memcpy_ = dlsym(h, "fake_mspti_memcpy");
             *(void **)&M.emitted = dlsym(h, "fake_mspti_emitted");
             *(void **)&M.dropped = dlsym(h, "fake_mspti_dropped");
             *(void **)&M.misdeeds = dlsym(h, "fake_mspti_misdeeds");
@@ -200,6 +206,8 @@ int main(int argc, char **argv) {
             int (*set_device)(int32_t) = NULL;
             if (a) *(void **)&set_device = dlsym(a, "aclrtSetDevice");
             if (dev && *dev && set_device) printf("SETDEVICE=%d\n", set_device((int32_t)atoi(dev)));
+        } else if (!strcmp(c, "copies")) {
+            step_copies = 1;
         } else if (!strcmp(c, "mspti")) {
             void *m = dlopen("libmspti.so", RTLD_NOW | RTLD_GLOBAL);
             printf("MSPTI=%s\n", m ? "loaded" : "missing");
@@ -280,6 +288,7 @@ int main(int argc, char **argv) {
                     usleep(5);
                     if (M.hccl) M.hccl("hcom_allReduce__1_1", 4, 30000);
                     if (M.memory) M.memory(1 << 20, 0);
+                    if (step_copies && M.memcpy_) M.memcpy_(1 << 16);
                     M.marker("layer", 4);
                     launched += 2;
                 }

@@ -1609,7 +1609,8 @@ API void fake_mspti_hccl(const char *name, uint32_t stream_id, uint64_t dur_ns)
     run_callback(MSPTI_CB_DOMAIN_HCCL, MSPTI_CBID_HCCL_ALLREDUCE, MSPTI_API_ENTER, "HcclAllReduce");
     uint64_t corr = __atomic_add_fetch(&g_correlation, 1, __ATOMIC_ACQ_REL);
     uint32_t dev = device_id();
-    uint64_t start = stream_schedule(dev, stream_id, now_ns() + 5000, dur_ns);
+    uint64_t t0 = now_ns();
+    uint64_t start = stream_schedule(dev, stream_id, t0 + 5000, dur_ns);
     const char *n = intern(name, "hcom_allReduce_");
     if (kind_enabled(MSPTI_ACTIVITY_KIND_HCCL)) {
         msptiActivityHccl h;
@@ -1639,6 +1640,22 @@ API void fake_mspti_hccl(const char *name, uint32_t stream_id, uint64_t dur_ns)
         c.commName = "group0";
         c.correlationId = corr;
         emit(&c, sizeof c);
+    }
+    if (kind_enabled(MSPTI_ACTIVITY_KIND_NODE_API)) {
+        /* MSPTI's CommunicationCalculator gives the communication record the correlation id of the
+         * collective's node launch: its NODE_API record, named after the op, from this call's entry to its
+         * return (so a marker after the call never falls inside it). */
+        msptiActivityApi a;
+        memset(&a, 0, sizeof a);
+        a.kind = MSPTI_ACTIVITY_KIND_NODE_API;
+        a.start = t0;
+        a.end = now_ns();
+        if (a.end <= t0) a.end = t0 + 1;
+        a.pt.processId = (uint32_t)getpid();
+        a.pt.threadId = gettid_u32();
+        a.correlationId = corr;
+        a.name = n;
+        emit(&a, sizeof a);
     }
     run_callback(MSPTI_CB_DOMAIN_HCCL, MSPTI_CBID_HCCL_ALLREDUCE, MSPTI_API_EXIT, "HcclAllReduce");
 }

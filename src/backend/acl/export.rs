@@ -19,6 +19,7 @@
 //! only regular files are opened (never blocking on a FIFO), each read no further than its size when opened,
 //! and the parse is bounded in time like msprof itself.
 
+use super::host_records::AclHostRecords;
 use super::msprof::{find_msprof, run_msprof, RunError};
 use super::op_summary::op_summary;
 use super::outputs::{outputs, prof_dirs, read_small, Deadline};
@@ -146,13 +147,21 @@ pub(crate) fn parse_dir(
     if !files.is_empty() {
         r.timeline = Some(Box::new(MsprofLanes {
             dir: out_dir.try_clone().map_err(|e| e.to_string())?,
-            files,
+            files: files.clone(),
             budget: until.0.saturating_duration_since(std::time::Instant::now()),
             device,
             shift,
             want_kernels: sum.is_none(),
             launch_limit: limit,
             ops: Default::default(),
+        }));
+        // The CANN API calls for the database: the timeline read again when it is written.
+        r.host_records = Some(Box::new(AclHostRecords {
+            dir: out_dir.try_clone().map_err(|e| e.to_string())?,
+            files: files.clone(),
+            shift,
+            pid: std::process::id(),
+            budget: until.0.saturating_duration_since(std::time::Instant::now()),
         }));
     }
     if let Some(s) = sum {

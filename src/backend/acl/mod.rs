@@ -13,6 +13,7 @@
 
 pub mod export;
 pub mod features;
+mod host_records;
 mod launches;
 pub(crate) mod load;
 mod msprof;

@@ -30,12 +30,12 @@ pub(super) struct MsprofLanes {
     pub(super) ops: Launches,
 }
 
-const CUT: &str =
+pub(super) const CUT: &str =
     "not read to its end: the parse of msprof's output ran out of time (NPUPROF_MSPROF_TIMEOUT_S)";
 
 /// The longest timeline event read (msprof's are well under 64 KiB): a longer one ends the file's parse
 /// instead of being held whole and parsed again with every 8 MiB block.
-const MAX_EVENT_BYTES: usize = 16 << 20;
+pub(super) const MAX_EVENT_BYTES: usize = 16 << 20;
 
 /// The most bytes of events kept waiting for their process's name (msprof names processes first; events of a
 /// process named late or never beyond this are left out and counted in `timeline_skipped`).
@@ -350,20 +350,20 @@ impl Procs {
 
 /// One event of a timeline file as read: the name, cat, id and args kept as validated JSON literals (written
 /// back as they are).
-struct RawEvent<'a> {
-    ph: u8,
-    pid: u64,
-    tid: u32,
-    ts: Option<u64>,
-    dur: Option<u64>,
-    name: &'a str,
-    cat: &'a str,
-    id: &'a str,
-    args: &'a str,
+pub(super) struct RawEvent<'a> {
+    pub(super) ph: u8,
+    pub(super) pid: u64,
+    pub(super) tid: u32,
+    pub(super) ts: Option<u64>,
+    pub(super) dur: Option<u64>,
+    pub(super) name: &'a str,
+    pub(super) cat: &'a str,
+    pub(super) id: &'a str,
+    pub(super) args: &'a str,
 }
 
 impl<'a> RawEvent<'a> {
-    fn parse(p: &mut Parser<'a>) -> PResult<RawEvent<'a>> {
+    pub(super) fn parse(p: &mut Parser<'a>) -> PResult<RawEvent<'a>> {
         let (mut ph, mut pid, mut tid) = (b'?', 0u64, 0u64);
         let (mut ts, mut dur) = (None, None);
         let (mut name, mut cat, mut id, mut args) = ("", "", "", "");

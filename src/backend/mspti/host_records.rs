@@ -1,10 +1,11 @@
-//! MSPTI's API calls and markers for the database (`CANN_API`, `MSTX_EVENTS`), replayed from the spool on
-//! each read: the records are never all in memory (only the marker ranges still open, bounded).
+//! MSPTI's API calls, markers and memory copies for the database (`CANN_API`, `MSTX_EVENTS`, `TASK`),
+//! replayed from the spool on each read: the records are never all in memory (only the marker ranges still
+//! open, bounded).
 
 use super::names_file::NameSource;
 use super::records::*;
 use super::replay::Spool;
-use crate::device::{ApiCall, ApiLevel, HostRecord, HostRecords, Marker};
+use crate::device::{ApiCall, ApiLevel, DeviceCopy, HostRecord, HostRecords, Marker};
 use crate::error::Result;
 use std::collections::HashMap;
 
@@ -45,6 +46,16 @@ impl HostRecords for MsptiHostRecords {
                     pid: r.b as u32,
                     tid: r.a,
                     correlation: r.corr,
+                }));
+            }
+            if r.kind == KIND_MEMCPY {
+                return each(&HostRecord::Copy(DeviceCopy {
+                    start_ns: r.start,
+                    end_ns: r.end.max(r.start),
+                    device: (r.c >> 32) as u32,
+                    stream: r.c as u32,
+                    correlation: r.corr,
+                    bytes: r.b,
                 }));
             }
             if r.kind != KIND_MARKER {

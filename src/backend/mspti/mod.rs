@@ -341,6 +341,9 @@ impl MsptiBackend {
             k.extend([
                 (KIND_API, false),
                 (KIND_ACL_API, false),
+                // The node launches: a collective's communication record names its node launch's
+                // correlation id (MSPTI's CommunicationCalculator), the database's CANN_API row for it.
+                (KIND_NODE_API, false),
                 (KIND_RUNTIME_API, false),
             ]);
         }

@@ -247,7 +247,7 @@ impl Db {
         self.kernels(&dev.kernels, input.device_id)?;
         self.collectives(&dev.collectives, &dev.kernels, input.device_id)?;
         if let Some(r) = &dev.host_records {
-            self.host_records(r.as_ref())?;
+            self.host_records(r.as_ref(), dev.kernels.list.len() as i64)?;
         }
         self.steps(input.steps)?;
         self.session((input.rank, input.device_id), input.span)?;
@@ -277,6 +277,14 @@ impl Db {
         for (k, v) in schema::SCHEMA_VERSION {
             meta.execute(params![k, v])?;
         }
+        // The groups the process named (npuprof_set_group), as in profiler_metadata.json: in DB mode
+        // msprof-analyze reads them from here (communication_group_map, communication_matrix,
+        // computational_op_masking).
+        let groups = crate::device::groups::snapshot();
+        if !groups.is_empty() {
+            let info = super::info::parallel_group_object(&groups);
+            meta.execute(params!["parallel_group_info", info])?;
+        }
         conn.execute(
             "INSERT INTO SESSION_TIME_INFO VALUES (?1, ?2)",
             params![start_ns as i64, stop_ns as i64],
@@ -298,9 +306,10 @@ impl Db {
         Ok(())
     }
 
-    fn host_records(&mut self, r: &dyn HostRecords) -> rusqlite::Result<()> {
+    /// `first_task`: the first `globalTaskId` after the kernels' (for the copies' `TASK` rows).
+    fn host_records(&mut self, r: &dyn HostRecords, first_task: i64) -> rusqlite::Result<()> {
         let mut failed = None;
-        let mut rows = records::Rows::new(self)?;
+        let mut rows = records::Rows::new(self, first_task)?;
         let res = r.replay(&mut |rec| {
             if let Err(e) = rows.record(rec) {
                 failed = Some(e);

@@ -1,5 +1,5 @@
-//! `CANN_API` and the vendor's markers in `MSTX_EVENTS`, from the backend's stream of host records (millions
-//! of API calls: one prepared statement for the whole stream).
+//! `CANN_API`, the vendor's markers in `MSTX_EVENTS` and the memory copies' `TASK` rows, from the backend's
+//! stream of host records (millions of API calls: one prepared statement for the whole stream).
 //!
 //! A range becomes what msprof-analyze's `mstx_sum` can summarize: the `marker_ex` pair `<name>_start` at its
 //! start and `<name>_stop` at its end, on its thread. (An mstx `start/end` row must have a device task with
@@ -8,10 +8,10 @@
 
 use super::batch::Batch;
 use super::ids::StringIds;
-use super::schema::{api_type, mstx_type};
+use super::schema::{api_type, mstx_type, INVALID};
 use super::{device::connection, global_tid, mstx_insert, range_ids, Db};
-use crate::device::{ApiLevel, HostRecord};
-use rusqlite::Connection;
+use crate::device::{ApiLevel, DeviceCopy, HostRecord};
+use rusqlite::{params, Connection, Statement};
 
 fn api_type(l: ApiLevel) -> i64 {
     match l {
@@ -33,16 +33,34 @@ pub(super) struct Rows<'a> {
     /// The connection ids of recent `CANN_API` rows, direct-mapped by their low bits: a launch reported at
     /// several API levels (each a record with the same id) is known to be in the table without asking SQLite.
     recent: Box<[i64]>,
+    /// The `TASK` rows of the memory copies: their `globalTaskId`s follow the kernels'.
+    copies: Copies<'a>,
+}
+
+/// The statement, the next `globalTaskId` and the process of the copies' `TASK` rows.
+struct Copies<'a> {
+    task: Option<Statement<'a>>,
+    next_id: i64,
+    pid: u32,
+    /// `STRING_IDS` id of `MEMCPY_ASYNC`, once a copy needs it.
+    type_id: Option<i64>,
 }
 
 /// Entries of [`Rows::recent`] (a power of two).
 const RECENT: usize = 4096;
 
 impl<'a> Rows<'a> {
-    pub(super) fn new(db: &'a mut Db) -> rusqlite::Result<Rows<'a>> {
+    /// `first_task`: the `globalTaskId` of the first copy (the kernels have those below it).
+    pub(super) fn new(db: &'a mut Db, first_task: i64) -> rusqlite::Result<Rows<'a>> {
         let conn = &db.f.conn;
         Ok(Rows {
             api: Batch::new(conn, "INSERT OR IGNORE INTO CANN_API", "(?, ?, ?, ?, ?, ?)")?,
+            copies: Copies {
+                task: None,
+                next_id: first_task,
+                pid: db.pid,
+                type_id: None,
+            },
             conn,
             ids: &mut db.ids,
             mstx: &mut db.mstx,
@@ -79,6 +97,7 @@ impl<'a> Rows<'a> {
                 *slot = c;
                 Ok(())
             }
+            HostRecord::Copy(c) => self.copy(c),
             HostRecord::Marker(m) => {
                 let domain = if m.domain.is_empty() {
                     self.domain
@@ -112,5 +131,39 @@ impl<'a> Rows<'a> {
                 )
             }
         }
+    }
+
+    /// A memory copy: a `TASK` row of type `MEMCPY_ASYNC`, the RTS task msprof names a copy's device task
+    /// (cluster_time_summary's memory time counts these), linked to the API call that asked for it.
+    fn copy(&mut self, c: &DeviceCopy) -> rusqlite::Result<()> {
+        let ty = match self.copies.type_id {
+            Some(t) => t,
+            None => {
+                let t = self.ids.id(self.conn, b"MEMCPY_ASYNC")?;
+                self.copies.type_id = Some(t);
+                t
+            }
+        };
+        let conn = self.conn;
+        let st =
+            match &mut self.copies.task {
+                Some(st) => st,
+                slot => slot.insert(conn.prepare(
+                    "INSERT INTO TASK VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8)",
+                )?),
+            };
+        st.execute(params![
+            c.start_ns as i64,
+            c.end_ns as i64,
+            c.device,
+            connection(c.correlation),
+            self.copies.next_id,
+            self.copies.pid,
+            ty,
+            INVALID,
+            c.stream,
+        ])?;
+        self.copies.next_id += 1;
+        Ok(())
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::device::{ApiCall, ApiLevel, Collective, HostRecord, Kernel, Marker};
+use crate::device::{ApiCall, ApiLevel, Collective, DeviceCopy, HostRecord, Kernel, Marker};
 
 /// API calls and a marker range, as a backend streams them.
 struct Calls;
@@ -26,6 +26,15 @@ impl HostRecords for Calls {
             pid: 7,
             tid: 8,
             correlation: 1,
+        }))?;
+        // A memory copy the second call asked for: a TASK row of its own.
+        each(&HostRecord::Copy(DeviceCopy {
+            start_ns: 2_500,
+            end_ns: 2_800,
+            device: 1,
+            stream: 9,
+            correlation: 2,
+            bytes: 65536,
         }))?;
         each(&HostRecord::Marker(Marker {
             message: b"fwd",
@@ -179,7 +188,17 @@ fn the_database_read_back_holds_what_the_result_has() {
         [["", ""]]
     );
     // The communication task is a TASK row only; the collective is COMMUNICATION_OP, linked to its API.
-    assert_eq!(rows(&c, "select count(*) from TASK"), [["2"]]);
+    // The copy is a MEMCPY_ASYNC task after the kernels, linked to its API call.
+    assert_eq!(rows(&c, "select count(*) from TASK"), [["3"]]);
+    assert_eq!(
+        rows(
+            &c,
+            "select t.globalTaskId, t.startNs, t.endNs, t.streamId, t.deviceId, a.connectionId
+             from TASK t join STRING_IDS s on s.id = t.taskType
+             join CANN_API a on a.connectionId = t.connectionId where s.value = 'MEMCPY_ASYNC'"
+        ),
+        [["2", "2500", "2800", "9", "1", "2"]]
+    );
     let h = double_hash(b"10.0.0.1%eth0_60000_0_1").to_string();
     assert_eq!(
         rows(
