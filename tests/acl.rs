@@ -513,14 +513,8 @@ fn level0_profile_through_ld_preload_under_both_cann_generations() {
             .collect();
         assert_eq!(hw.len(), 8, "AI_CORE + AI_VECTOR_CORE tasks");
         // One HostToDevice flow per AI Core task: 8 starts and 8 ends, paired one to one by id.
-        let starts: Vec<&Value> = t
-            .iter()
-            .filter(|e| e["ph"] == "s" && e["cat"] == "HostToDevice")
-            .collect();
-        let ends: Vec<&Value> = t
-            .iter()
-            .filter(|e| e["ph"] == "f" && e["cat"] == "HostToDevice")
-            .collect();
+        let starts = events(&t, "s", "HostToDevice");
+        let ends = events(&t, "f", "HostToDevice");
         assert_framework_op_flows(&t, 12);
         assert_eq!(starts.len(), 8, "{gen}");
         assert_eq!(ends.len(), 8, "{gen}: every flow start has its end");
@@ -1388,14 +1382,8 @@ fn mspti_profile_has_every_kernel_in_its_step_with_flows_lanes_and_counters() {
         .all(|r| r[col(&s, "Computing")].parse::<f64>().unwrap() >= 39.9));
     let t = trace(&r.dir());
     assert_proper_nesting(&t);
-    let starts: Vec<&Value> = t
-        .iter()
-        .filter(|e| e["ph"] == "s" && e["cat"] == "HostToDevice")
-        .collect();
-    let ends: Vec<&Value> = t
-        .iter()
-        .filter(|e| e["ph"] == "f" && e["cat"] == "HostToDevice")
-        .collect();
+    let starts = events(&t, "s", "HostToDevice");
+    let ends = events(&t, "f", "HostToDevice");
     assert_eq!(ends.len(), 8, "one flow per kernel");
     assert_framework_op_flows(&t, 8);
     for f in &ends {
@@ -2871,28 +2859,37 @@ fn recover_of_a_killed_mspti_profile_keeps_the_caps_and_removes_the_spools() {
     assert!(total <= (1 << 20) + (16 << 10), "{total} bytes; {m}");
 }
 
+/// The events of phase `ph` and category `cat` (a flow's starts or ends).
+fn events<'a>(t: &'a [Value], ph: &str, cat: &str) -> Vec<&'a Value> {
+    t.iter()
+        .filter(|e| e["ph"] == ph && e["cat"] == cat)
+        .collect()
+}
+
 /// Two ranks of one scenario in one results root (as a cluster writes them): `run` is called with each rank's
 /// `RANK` and device; the second result is moved next to the first. Returns the runs (which own the
 /// directories) and the root. `export` is NPUPROF_EXPORT_TYPE: with a database beside the text files
 /// msprof-analyze's compare and advisor read only the database.
-fn two_ranks(export: &str, run: impl Fn(&[(&str, &str)]) -> Run) -> (Vec<Run>, PathBuf) {
-    let runs: Vec<Run> = ["0", "1"]
-        .iter()
-        .map(|rank| {
-            run(&[
-                ("RANK", rank),
-                ("FAKE_ACL_DEVICE", rank),
-                ("NPUPROF_EXPORT_TYPE", export),
-            ])
-        })
-        .collect();
+fn two_ranks(export: &str, run: impl Fn(&[(&str, &str)]) -> Run) -> (tempfile::TempDir, Vec<Run>) {
+    gather_two_ranks(|rank| {
+        run(&[
+            ("RANK", rank),
+            ("FAKE_ACL_DEVICE", rank),
+            ("NPUPROF_EXPORT_TYPE", export),
+        ])
+    })
+}
+
+/// Runs `one(rank)` for ranks 0 and 1 and gathers both results under one root (a two-rank cluster).
+fn gather_two_ranks(one: impl Fn(&str) -> Run) -> (tempfile::TempDir, Vec<Run>) {
+    let root = tempfile::tempdir().unwrap();
+    let runs: Vec<Run> = ["0", "1"].iter().map(|r| one(r)).collect();
     for r in &runs {
         r.out.assert_ok();
+        let d = r.dir();
+        std::fs::rename(&d, root.path().join(d.file_name().unwrap())).unwrap();
     }
-    let root = runs[0].tmp.path().join("prof");
-    let second = runs[1].dir();
-    std::fs::rename(&second, root.join(second.file_name().unwrap())).unwrap();
-    (runs, root)
+    (root, runs)
 }
 
 /// npuprof check and msprof-analyze's cluster analysis, then its `compare` of the two results (whole profiles,
@@ -2930,7 +2927,7 @@ fn compare_and_advisor_understand_two_rank_mspti_results() {
 }
 
 fn compare_and_advise_mspti(export: &str) {
-    let (_runs, root) = two_ranks(export, |env| {
+    let (root, _runs) = two_ranks(export, |env| {
         mspti_run(
             true,
             env,
@@ -2938,7 +2935,7 @@ fn compare_and_advise_mspti(export: &str) {
         )
     });
     let t = trace(
-        &std::fs::read_dir(&root)
+        &std::fs::read_dir(root.path())
             .unwrap()
             .next()
             .unwrap()
@@ -2957,7 +2954,7 @@ fn compare_and_advise_mspti(export: &str) {
         .collect();
     assert_eq!(threads.len(), 1, "{threads:?}");
     assert_eq!(threads[0]["args"]["name"], "Group group0 Communication");
-    assert_consumers_understand(&root, export);
+    assert_consumers_understand(root.path(), export);
 }
 
 /// Issue 18 items 3 and 4 for aclprof results (Level1: at Level0 CANN's op_summary has no op types, and
@@ -2967,12 +2964,12 @@ fn compare_and_advise_mspti(export: &str) {
 #[test]
 fn compare_and_advisor_understand_two_rank_aclprof_results() {
     for export in ["text,db", "text"] {
-        let (_runs, root) = two_ranks(export, |env| {
+        let (root, _runs) = two_ranks(export, |env| {
             let mut all = vec![("NPUPROF_LEVEL", "level1")];
             all.extend_from_slice(env);
             go_env(&all, PROFILE)
         });
-        assert_consumers_understand(&root, export);
+        assert_consumers_understand(root.path(), export);
     }
 }
 
@@ -2982,12 +2979,12 @@ fn compare_and_advisor_understand_two_rank_aclprof_results() {
 /// error", its slow-link analysis reads a cluster table that results without communication never produce).
 #[test]
 fn advisor_understands_two_rank_host_only_results() {
-    let (_runs, root) = two_ranks("text,db", |env| {
+    let (root, _runs) = two_ranks("text,db", |env| {
         let mut all = vec![("NPUPROF_BACKEND", "host")];
         all.extend_from_slice(env);
         go_env(&all, PROFILE)
     });
-    for w in std::fs::read_dir(&root).unwrap() {
+    for w in std::fs::read_dir(root.path()).unwrap() {
         let out = w.unwrap().path().join("ASCEND_PROFILER_OUTPUT");
         assert!(out.join("trace_view.json").exists());
         assert!(!out.join("kernel_details.csv").exists());
@@ -2997,9 +2994,9 @@ fn advisor_understands_two_rank_host_only_results() {
             assert!(!n.to_string_lossy().ends_with(".db"), "{n:?}");
         }
     }
-    let check = check_profile(&root);
+    let check = check_profile(root.path());
     assert!(check.contains("CHECK PASS"), "{check}");
-    if let Some(s) = consumer("advisor", &root, None) {
+    if let Some(s) = consumer("advisor", root.path(), None) {
         assert!(s.contains("advisor: mstt_advisor_"), "{s}");
     }
 }
@@ -3013,28 +3010,18 @@ fn advisor_understands_two_rank_host_only_results() {
 /// parallel_group_info in META_DATA) has the groups told by npuprof_set_group.
 #[test]
 fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
-    let root = tempfile::tempdir().unwrap();
-    for rank in ["0", "1"] {
-        // The process names its communicator (as torch_npu knows it from torch.distributed), and each
-        // step copies its inputs to the device.
+    // The process names its communicator (as torch_npu knows it from torch.distributed), and each step
+    // copies its inputs to the device.
+    let (root, _runs) = gather_two_ranks(|rank| {
         let group = format!("group:group0:dp:{rank}:0,1");
-        let r = mspti_run(
+        mspti_run(
             true,
             &[("NPUPROF_RANK", rank)],
             &[
                 "mspti", &group, "copies", "start", "steps:3", "stop", "flush", "dir",
             ],
-        );
-        let d = r.dir();
-        let to = root.path().join(d.file_name().unwrap());
-        let st = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&d)
-            .arg(&to)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+        )
+    });
     let out = recipes(root.path());
     for m in [
         "all",
@@ -3059,24 +3046,11 @@ fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
 /// msprof-analyze's recipes that apply.
 #[test]
 fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
-    let root = tempfile::tempdir().unwrap();
-    for rank in ["0", "1"] {
-        let r = go_env(&[("NPUPROF_RANK", rank)], PROFILE);
-        r.out.assert_ok();
-        let d = r.dir();
-        assert!(d
-            .join(format!(
-                "ASCEND_PROFILER_OUTPUT/ascend_mindspore_profiler_{rank}.db"
-            ))
-            .exists());
-        let to = root.path().join(d.file_name().unwrap());
-        let st = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&d)
-            .arg(&to)
-            .status()
-            .unwrap();
-        assert!(st.success());
+    let (root, runs) = gather_two_ranks(|rank| go_env(&[("NPUPROF_RANK", rank)], PROFILE));
+    for (rank, r) in runs.iter().enumerate() {
+        let db = format!("ASCEND_PROFILER_OUTPUT/ascend_mindspore_profiler_{rank}.db");
+        let w = root.path().join(r.dir().file_name().unwrap());
+        assert!(w.join(db).exists());
     }
     let out = recipes(root.path());
     // cann_api_sum: msprof's timeline's CANN API calls are the databases' CANN_API rows.

@@ -38,17 +38,7 @@ impl<T> Bounded<T> {
     /// Whether one more record can be kept: below the limit, with memory reserved for it (the list grows
     /// by at least 1024, fallibly). `false` counts the record in `cut`.
     pub fn room(&mut self) -> bool {
-        let n = self.list.len();
-        let ok = n < self.limit
-            && (n < self.list.capacity()
-                || self
-                    .list
-                    .try_reserve_exact(n.max(1024).min(self.limit - n))
-                    .is_ok());
-        if !ok {
-            self.cut += 1;
-        }
-        ok
+        room(&mut self.list, self.limit, &mut self.cut)
     }
 
     /// Adds `x` if there is room; else counts it in `cut`.
@@ -59,6 +49,19 @@ impl<T> Bounded<T> {
         }
         ok
     }
+}
+
+/// Whether `list` can take one more record: below `limit`, with memory reserved for it (it grows by at
+/// least 1024, fallibly). `false` counts the record in `cut`. [`Bounded`]'s rule, also for lists that keep
+/// more than the records (the kernels with their strings).
+pub(super) fn room<T>(list: &mut Vec<T>, limit: usize, cut: &mut u64) -> bool {
+    let n = list.len();
+    let ok = n < limit
+        && (n < list.capacity() || list.try_reserve_exact(n.max(1024).min(limit - n)).is_ok());
+    if !ok {
+        *cut += 1;
+    }
+    ok
 }
 
 #[cfg(test)]

@@ -68,20 +68,9 @@ impl Kernels {
         self.strings.get(s)
     }
 
-    /// Whether one more task can be kept: below the limit, with memory reserved for it (the list doubles,
-    /// fallibly). `false` counts the task in `cut`.
+    /// Whether one more task can be kept (see [`super::bounded::room`]); `false` counts it in `cut`.
     pub fn room(&mut self) -> bool {
-        let n = self.list.len();
-        let ok = n < self.limit
-            && (n < self.list.capacity()
-                || self
-                    .list
-                    .try_reserve_exact(n.max(1024).min(self.limit - n))
-                    .is_ok());
-        if !ok {
-            self.cut += 1;
-        }
-        ok
+        super::bounded::room(&mut self.list, self.limit, &mut self.cut)
     }
 
     /// Adds `k` (its strings already in `strings`) if there is room; else counts it in `cut`.

@@ -49,24 +49,12 @@ fn mspti_collectives_fill_the_communication_columns_once() {
     }
 }
 
-/// Runs `one(rank)` for ranks 0 and 1 and gathers both results under one root (a two-rank cluster).
-fn two_ranks(one: impl Fn(&str) -> Run) -> (tempfile::TempDir, Vec<Run>) {
-    let root = tempfile::tempdir().unwrap();
-    let runs: Vec<Run> = ["0", "1"].iter().map(|r| one(r)).collect();
-    for r in &runs {
-        r.out.assert_ok();
-        let d = r.dir();
-        std::fs::rename(&d, root.path().join(d.file_name().unwrap())).unwrap();
-    }
-    (root, runs)
-}
-
 /// Issue 18 item 1: two MSPTI ranks' collectives are communication data msprof-analyze's cluster analysis
 /// understands: no rank "does not have valid communication data", every op in cluster_communication.json and
 /// its matrix with both ranks, the group in communication_group.json.
 #[test]
 fn mspti_two_ranks_communication_is_understood_by_cluster() {
-    let (root, _runs) = two_ranks(|r| mspti_rank(r, false));
+    let (root, _runs) = gather_two_ranks(|r| mspti_rank(r, false));
     let check = check_communication(root.path());
     assert!(
         check.contains("communication: 4 op(s) in 1 group(s), 0 named"),
@@ -79,7 +67,7 @@ fn mspti_two_ranks_communication_is_understood_by_cluster() {
 /// global ranks [0, 1]); each rank's matrix has its rank in the group and a link to the other.
 #[test]
 fn mspti_two_ranks_with_their_group_told_name_it_in_cluster() {
-    let (root, runs) = two_ranks(|r| {
+    let (root, runs) = gather_two_ranks(|r| {
         mspti_run(
             false,
             &[("NPUPROF_RANK", r), ("NPUPROF_EXPORT_TYPE", "text")],
@@ -134,7 +122,7 @@ fn mspti_two_ranks_with_their_group_told_name_it_in_cluster() {
 /// told (msprof names no group in op_summary) matched by name.
 #[test]
 fn aclprof_two_ranks_communication_is_understood_by_cluster() {
-    let (root, runs) = two_ranks(|r| {
+    let (root, runs) = gather_two_ranks(|r| {
         let group = group_cmd(r);
         go_env(
             &[("NPUPROF_RANK", r), ("NPUPROF_EXPORT_TYPE", "text")],

@@ -2,13 +2,13 @@
 //! process (`<level>@<api>`, args `level` and `connection_id`), re-read from the timeline files on each
 //! replay (streamed: never all in memory), on the host time base.
 
-use super::outputs::{open_output, Deadline};
+use super::outputs::Deadline;
 use super::time_base::rebase;
-use super::timeline::{RawEvent, CUT, MAX_EVENT_BYTES};
+use super::timeline::{stream_events, RawEvent};
 use crate::device::{ApiCall, ApiLevel, HostRecord, HostRecords};
 use crate::dir::Dir;
 use crate::error::{Error, Result, Status};
-use crate::format::jsonparse::{stream_array_bounded, Parser, Value};
+use crate::format::jsonparse::{Parser, Value};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -69,16 +69,7 @@ impl HostRecords for AclHostRecords {
         let mut cann: HashSet<u64> = HashSet::new();
         let mut stopped: Option<Error> = None;
         for f in &self.files {
-            let Ok(file) = open_output(&self.dir, f) else {
-                continue;
-            };
-            let mut seen = 0u64;
-            let r = stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
-                seen += 1;
-                if seen % 1024 == 0 && until.passed() {
-                    return Err(CUT.into());
-                }
-                let ev = RawEvent::parse(p)?;
+            let r = stream_events(&self.dir, f, &until, |ev| {
                 if ev.ph == b'M' {
                     if ev.name == "\"process_name\"" && ev.args.contains("\"CANN\"") {
                         cann.insert(ev.pid);
@@ -100,6 +91,9 @@ impl HostRecords for AclHostRecords {
                 }
                 Ok(())
             });
+            let Ok(r) = r else {
+                continue;
+            };
             if let Some(e) = stopped {
                 return Err(e);
             }

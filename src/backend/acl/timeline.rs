@@ -305,19 +305,12 @@ impl Lanes for MsprofLanes {
         let until = Deadline::after(self.budget);
         let mut c = LaunchCollector::new(self.launch_limit, self.shift);
         for f in &self.files {
-            let Ok(file) = open_output(&self.dir, f) else {
-                continue;
-            };
-            let mut seen = 0u64;
-            let r = stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
-                seen += 1;
-                if seen % 1024 == 0 && until.passed() {
-                    return Err(CUT.into());
-                }
-                let ev = RawEvent::parse(p)?;
+            let Ok(r) = stream_events(&self.dir, f, &until, |ev| {
                 c.event(ev.ph, ev.pid, ev.tid, ev.ts, ev.name, ev.args);
                 Ok(())
-            });
+            }) else {
+                continue;
+            };
             if let Err(e) = r {
                 log::debug!("msprof timeline {f}: launches read up to: {e}");
                 break;
@@ -346,6 +339,26 @@ impl Procs {
             comm_op_threads: Default::default(),
         }
     }
+}
+
+/// Streams the events of msprof's timeline file `f` (opened through `dir`) in 8 MiB blocks, none longer than
+/// MAX_EVENT_BYTES, ending with [`CUT`] once `until` has passed (looked at every 1024 events). `Err`: the file
+/// could not be opened; `Ok`: how the stream ended.
+pub(super) fn stream_events(
+    dir: &Dir,
+    f: &str,
+    until: &Deadline,
+    mut each: impl FnMut(RawEvent<'_>) -> PResult<()>,
+) -> std::result::Result<PResult<()>, String> {
+    let file = open_output(dir, f)?;
+    let mut seen = 0u64;
+    Ok(stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
+        seen += 1;
+        if seen % 1024 == 0 && until.passed() {
+            return Err(CUT.into());
+        }
+        each(RawEvent::parse(p)?)
+    }))
 }
 
 /// One event of a timeline file as read: the name, cat, id and args kept as validated JSON literals (written
@@ -419,15 +432,8 @@ impl MsprofLanes {
         st: &mut LaneStats,
         until: &Deadline,
     ) -> std::result::Result<(), String> {
-        let file = open_output(&self.dir, f)?;
-        let mut seen = 0u64;
         let mut write_err: Option<crate::error::Error> = None;
-        let r = stream_array_bounded(file, 8 << 20, MAX_EVENT_BYTES, |p| {
-            seen += 1;
-            if seen % 1024 == 0 && until.passed() {
-                return Err(CUT.into());
-            }
-            let ev = RawEvent::parse(p)?;
+        let r = stream_events(&self.dir, f, until, |ev| {
             if write_err.is_some() {
                 return Ok(());
             }
@@ -435,7 +441,7 @@ impl MsprofLanes {
                 write_err = Some(e);
             }
             Ok(())
-        });
+        })?;
         if let Some(e) = write_err {
             return Err(e.msg);
         }

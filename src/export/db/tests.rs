@@ -71,6 +71,17 @@ fn rows(c: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
 /// task linked to its launching API), the collectives with msprof's names, the API calls, the host and vendor
 /// ranges as mstx_sum's `_start`/`_stop` pairs, the steps and one RANK_DEVICE_MAP row; every table exists;
 /// nothing is left under the temporary name.
+/// The input of rank 0 on device 0, without steps.
+fn rank0(dev: &DeviceResult, span: (u64, u64)) -> Input<'_> {
+    Input {
+        rank: 0,
+        device_id: 0,
+        dev,
+        steps: &[],
+        span,
+    }
+}
+
 #[test]
 fn the_database_read_back_holds_what_the_result_has() {
     let d = tempfile::tempdir().unwrap();
@@ -274,13 +285,7 @@ fn a_failed_database_is_not_committed() {
     db.f.conn.execute_batch("DROP TABLE MSTX_EVENTS").unwrap();
     db.host_range(1, 1, 0, 10);
     let dev = DeviceResult::default();
-    let input = Input {
-        rank: 0,
-        device_id: 0,
-        dev: &dev,
-        steps: &[],
-        span: (0, 10),
-    };
+    let input = rank0(&dev, (0, 10));
     assert!(db.finish(&input, u64::MAX).is_err());
     let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
     assert!(names.is_empty(), "{names:?}");
@@ -299,13 +304,7 @@ fn a_database_over_its_room_is_not_written() {
             db.host_range(1, 1 + i as u32, i, i + 1);
         }
         let dev = DeviceResult::default();
-        let input = Input {
-            rank: 0,
-            device_id: 0,
-            dev: &dev,
-            steps: &[],
-            span: (0, 10),
-        };
+        let input = rank0(&dev, (0, 10));
         complete(Some(db), &out, room, &input);
         let has = d.path().join("ascend_mindspore_profiler_0.db").exists();
         assert_eq!(has, written, "room {room}");
@@ -355,13 +354,7 @@ fn each_connection_id_has_one_api_row_the_first_reported() {
         host_records: Some(Box::new(Repeats)),
         ..Default::default()
     };
-    let input = Input {
-        rank: 0,
-        device_id: 0,
-        dev: &dev,
-        steps: &[],
-        span: (0, 1_000_000),
-    };
+    let input = rank0(&dev, (0, 1_000_000));
     complete(Some(db), &out, u64::MAX, &input);
     let c = rusqlite::Connection::open(d.path().join("ascend_mindspore_profiler_0.db")).unwrap();
     assert_eq!(

@@ -2,8 +2,9 @@ use super::*;
 use crate::export::trace_view::TraceWriter;
 use crate::layout::Place;
 
-/// The lanes of one msprof timeline file holding `text`, written to a scratch trace.
-fn write_timeline(text: &str) -> (LaneStats, Option<String>) {
+/// The lanes of one msprof timeline file holding `text`, written to the trace `t.json` of the directory
+/// returned.
+fn draw(text: &str) -> (tempfile::TempDir, LaneStats, Option<String>) {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
     let lanes = Box::new(MsprofLanes {
@@ -16,10 +17,16 @@ fn write_timeline(text: &str) -> (LaneStats, Option<String>) {
         launch_limit: 0,
         ops: Launches::default(),
     });
-    let out = tempfile::tempdir().unwrap();
-    let mut tw =
-        TraceWriter::create(&Place::open(out.path()).unwrap(), "t.json", u64::MAX).unwrap();
-    lanes.write(&mut tw)
+    let mut tw = TraceWriter::create(&Place::open(d.path()).unwrap(), "t.json", u64::MAX).unwrap();
+    let (st, err) = lanes.write(&mut tw);
+    tw.finish().unwrap();
+    (d, st, err)
+}
+
+/// The lanes of one msprof timeline file holding `text`, written to a scratch trace.
+fn write_timeline(text: &str) -> (LaneStats, Option<String>) {
+    let (_, st, err) = draw(text);
+    (st, err)
 }
 
 /// Issue 18 item 3: msprof's `Plane N` threads sorted before any `...Communication...` thread crashed
@@ -38,23 +45,8 @@ fn communication_gets_a_group_thread_sorted_first_holding_the_operations() {
         } else {
             format!("[{name},{rest}]")
         };
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
-        let lanes = Box::new(MsprofLanes {
-            dir: Dir::open(d.path()).unwrap(),
-            files: vec!["msprof_1.json".into()],
-            budget: std::time::Duration::from_secs(3600),
-            device: 0,
-            shift: 0,
-            want_kernels: false,
-            launch_limit: 0,
-            ops: Launches::default(),
-        });
-        let mut tw =
-            TraceWriter::create(&Place::open(d.path()).unwrap(), "t.json", u64::MAX).unwrap();
-        let (_, err) = lanes.write(&mut tw);
+        let (d, _, err) = draw(&text);
         assert_eq!(err, None);
-        tw.finish().unwrap();
         let t: Vec<serde_json::Value> =
             serde_json::from_slice(&std::fs::read(d.path().join("t.json")).unwrap()).unwrap();
         let sort_of = |tid: u32| {
