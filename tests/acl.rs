@@ -3039,6 +3039,9 @@ fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
     ] {
         assert!(out.contains(m), "{m} did not run: {out}");
     }
+    // The framework ops (PYTORCH_API) tied to the tasks they launched (CONNECTION_IDS): free_analysis gives
+    // each idle period a reason (the framework's or CANN's) instead of skipping it.
+    assert!(out.contains("free_analysis reasons ['"), "{out}");
 }
 
 /// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary, the HCCL

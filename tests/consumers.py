@@ -530,6 +530,14 @@ def recipes(root, exe):
         con, _ = mode("free_analysis")
         free = table(con, "FreeAnalysis")
         expect(free, "free_analysis: no FreeAnalysis rows")
+        # With the framework ops tied to the tasks they launched (PYTORCH_API, CONNECTION_IDS), each idle
+        # period gets its reason instead of "Skip free analysis due to no pytorch dispatch time".
+        # (aclprof's kernels come from op_summary, which gives no connection id: no task joins CONNECTION_IDS.)
+        if has("select count(*) from TASK join CONNECTION_IDS using (connectionId)"):
+            skipped = [r for r in free if "no pytorch dispatch time" in (r.get("reason") or "")]
+            expect(not skipped, f"free_analysis: idle periods without a dispatch time {skipped} of {free}")
+            reasons = sorted({(r.get("reason") or "").split(":")[0] for r in free})
+            done.append(f"free_analysis reasons {reasons}")
 
     if not has("select count(*) from TASK"):
         return f"recipes: {', '.join(done)} read {len(ranks)} database(s) of ranks {ranks}"

@@ -78,6 +78,11 @@ impl Launches {
         self
     }
 
+    /// The launches, in the current order.
+    pub fn iter(&self) -> impl Iterator<Item = &Launch> {
+        self.list.iter()
+    }
+
     /// The launch of the task `key` when it has a framework op (after [`Launches::by_key`]).
     pub fn get(&self, key: u64) -> Option<&Launch> {
         debug_assert!(!self.by_thread);

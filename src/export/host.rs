@@ -319,6 +319,9 @@ impl HostPass {
         if cat == "cpu_op" && !self.launches.is_empty() {
             self.launches.enclose(tid, begin_ns, end_ns);
         }
+        if let (Some(db), "cpu_op") = (&mut self.db, cat) {
+            db.framework_op(tid, o.name, begin_ns, end_ns.max(begin_ns));
+        }
         let r = tw.complete(
             self.pid,
             tid,

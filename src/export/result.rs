@@ -35,22 +35,25 @@ pub(super) fn write_result(
     let show = stage != DeviceStage::Pending;
 
     let text = p.config.export_type.text();
-    // The device tasks' launches get their framework ops from the host pass (for compare's flows, which only
-    // the trace has).
+    let db = open_db(p);
+    // The device tasks' launches get their framework ops from the host pass: compare's flows in the trace,
+    // the database's CONNECTION_IDS (free_analysis's dispatch times).
     let launches = match dev.timeline.as_mut() {
-        Some(l) if text => l.launches(),
+        Some(l) if text || db.is_some() => l.launches(),
         _ => Default::default(),
     };
-    let db = open_db(p);
     let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, launches, db)?;
-    let db = host.db.take();
+    let mut db = host.db.take();
     let t_host = t0.elapsed();
     progress(show, 1, 3, "host timeline");
 
     let mut timeline = dev.timeline.take();
+    let mut ops = std::mem::take(&mut host.launches).by_key();
+    ops.host_pid = p.pid;
+    if let Some(db) = db.as_mut() {
+        db.framework_links(&ops);
+    }
     if let Some(l) = timeline.as_mut() {
-        let mut ops = std::mem::take(&mut host.launches).by_key();
-        ops.host_pid = p.pid;
         l.set_framework_ops(ops);
     }
     let files = std::mem::take(&mut dev.files);

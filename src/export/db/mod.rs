@@ -10,6 +10,7 @@ mod batch;
 mod comm_name;
 mod device;
 mod file;
+mod framework;
 mod ids;
 mod records;
 mod schema;
@@ -44,6 +45,8 @@ pub(crate) struct Db {
     host_range_ids: Vec<Option<(i64, i64)>>,
     /// `MSTX_EVENTS` rows so far (their connection ids).
     mstx: u64,
+    /// `PYTORCH_API` rows so far (their ids into `CONNECTION_IDS`).
+    framework_ops: u64,
     domain: i64,
     /// The first error of a row handed over by the host pass: the database is then not committed.
     error: Option<rusqlite::Error>,
@@ -83,6 +86,7 @@ impl Db {
             host_name_raw: Vec::new(),
             host_range_ids: Vec::new(),
             mstx: 0,
+            framework_ops: 0,
             domain: 0,
             error: None,
         };

@@ -67,10 +67,6 @@ fn rows(c: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
     .collect()
 }
 
-/// Issue 18 item 2: the database read back holds the kernels (TASK ⋈ COMPUTE_TASK_INFO by globalTaskId, each
-/// task linked to its launching API), the collectives with msprof's names, the API calls, the host and vendor
-/// ranges as mstx_sum's `_start`/`_stop` pairs, the steps and one RANK_DEVICE_MAP row; every table exists;
-/// nothing is left under the temporary name.
 /// The input of rank 0 on device 0, without steps.
 fn rank0(dev: &DeviceResult, span: (u64, u64)) -> Input<'_> {
     Input {
@@ -82,6 +78,10 @@ fn rank0(dev: &DeviceResult, span: (u64, u64)) -> Input<'_> {
     }
 }
 
+/// Issue 18 item 2: the database read back holds the kernels (TASK ⋈ COMPUTE_TASK_INFO by globalTaskId, each
+/// task linked to its launching API), the collectives with msprof's names, the API calls, the host and vendor
+/// ranges as mstx_sum's `_start`/`_stop` pairs, the steps and one RANK_DEVICE_MAP row; every table exists;
+/// nothing is left under the temporary name.
 #[test]
 fn the_database_read_back_holds_what_the_result_has() {
     let d = tempfile::tempdir().unwrap();
@@ -364,5 +364,69 @@ fn each_connection_id_has_one_api_row_the_first_reported() {
              max(a.type) from CANN_API a join STRING_IDS s on s.id = a.name"
         ),
         [["9993", "9993", "first", "first", "5000", "5000"]]
+    );
+}
+
+/// Issue 18, free_analysis: the framework ops (host ranges drawn as `cpu_op`) are `PYTORCH_API` rows, and
+/// `CONNECTION_IDS` ties each to the launches it is the innermost op of, so msprof-analyze's
+/// DeviceTaskLinkCannPytorchExport (its SQL, copied) finds each task's CANN call and framework op. An op of
+/// another thread at the same start gets no link.
+#[test]
+fn each_task_finds_its_framework_op_through_connection_ids() {
+    let d = tempfile::tempdir().unwrap();
+    let out = Place::open(d.path()).unwrap();
+    let mut db = Db::create(&out, 0, 7).unwrap();
+    db.host_name(5, b"forward");
+    db.framework_op(8, 5, 100, 3_000);
+    db.framework_op(9, 5, 100, 3_000);
+    let launches = crate::device::Launches::new(vec![crate::device::Launch {
+        tid: 8,
+        ts_ns: 1_000,
+        key: 1,
+        op_ns: 100,
+    }])
+    .by_key();
+    db.framework_links(&launches);
+    let mut dev = DeviceResult::default();
+    for c in 1..=2u32 {
+        dev.kernels.push(
+            b"MatMul_1",
+            "MatMul",
+            "AI_CORE",
+            Kernel {
+                start_ns: 2_000 * c as u64,
+                dur_ns: 400,
+                correlation: c,
+                ..Default::default()
+            },
+        );
+    }
+    dev.host_records = Some(Box::new(Calls));
+    complete(Some(db), &out, u64::MAX, &rank0(&dev, (0, 6_000)));
+    let c = rusqlite::Connection::open(d.path().join("ascend_mindspore_profiler_0.db")).unwrap();
+    assert_eq!(
+        rows(
+            &c,
+            "select count(*), min(s.value), max(s.value), min(p.type) from PYTORCH_API p \
+             join STRING_IDS s on s.id = p.name"
+        ),
+        [["2", "forward", "forward", "50001"]]
+    );
+    let gtid = global_tid(7, 8).to_string();
+    // free_analysis_export.py's QUERY_DEVICE_TASK_LINK_CANN_PYTORCH_API.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT TASK.startNs, cann.startNs, pytorch.startNs, pytorch.endNs, pytorch.globalTid FROM TASK \
+             LEFT JOIN CANN_API cann ON TASK.connectionId = cann.connectionId \
+             LEFT JOIN CONNECTION_IDS conn ON conn.connectionId = TASK.connectionId \
+             LEFT JOIN PYTORCH_API pytorch ON pytorch.connectionId = conn.id \
+             ORDER BY TASK.startNs ASC"
+        ),
+        [
+            ["2000", "1000", "100", "3000", gtid.as_str()],
+            ["2500", "2000", "NULL", "NULL", "NULL"],
+            ["4000", "2000", "NULL", "NULL", "NULL"],
+        ]
     );
 }
