@@ -3044,9 +3044,10 @@ fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
     assert!(out.contains("free_analysis reasons ['"), "{out}");
 }
 
-/// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary, the HCCL
-/// operations among them as COMMUNICATION_OP, the CANN API calls of its timeline as CANN_API) are read by
-/// msprof-analyze's recipes that apply.
+/// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary with the
+/// connection ids of the timeline's task slices, the HCCL operations among them as COMMUNICATION_OP, the
+/// CANN API calls of its timeline as CANN_API) are read by msprof-analyze's recipes that apply
+/// (cluster_time_summary needs memory copies, which these results do not have).
 #[test]
 fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
     let (root, runs) = gather_two_ranks(|rank| go_env(&[("NPUPROF_RANK", rank)], PROFILE));
@@ -3056,8 +3057,21 @@ fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
         assert!(w.join(db).exists());
     }
     let out = recipes(root.path());
-    // cann_api_sum: msprof's timeline's CANN API calls are the databases' CANN_API rows.
-    for m in ["compute_op_sum", "cann_api_sum"] {
+    // cann_api_sum: msprof's timeline's CANN API calls are the databases' CANN_API rows. The tasks of
+    // op_summary get their connection ids from the timeline's task slices: export_summary's api_statistic,
+    // and free_analysis's reasons (framework op → CANN call → task) apply.
+    for m in [
+        "all",
+        "communication_time",
+        "communication_matrix",
+        "communication_group_map",
+        "cann_api_sum",
+        "compute_op_sum",
+        "hccl_sum",
+        "mstx_sum",
+        "free_analysis reasons ['",
+        "export_summary",
+    ] {
         assert!(out.contains(m), "{m} did not run: {out}");
     }
 }

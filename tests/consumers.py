@@ -488,9 +488,10 @@ def recipes(root, exe):
 
     for m in ["communication_time", "communication_matrix", "communication_group_map"]:
         mode(m)
-    # cluster_time_summary joins each collective to the API call that issued it: only collectives whose
-    # source names that call (MSPTI's communication records) can be counted.
-    if all(linked_collectives(db_path(w)) for w in ws):
+    # cluster_time_summary joins each collective to the API call that issued it, and msprof-analyze 26.2.0
+    # raises KeyError 'rank' when no rank has a memory copy (MEMCPY_ASYNC task): it applies where both are
+    # recorded (MSPTI's communication and memcpy records; aclprof results have no copies, see output-format §10).
+    if all(linked_collectives(db_path(w)) and has_copies(db_path(w)) for w in ws):
         con, _ = mode("cluster_time_summary")
         check_time_summary(table(con, "ClusterTimeSummary"), ws, ranks)
 
@@ -605,6 +606,13 @@ def linked_collectives(path):
     con = sqlite3.connect(path)
     return con.execute("select count(*) from COMMUNICATION_OP join CANN_API "
                        "on CANN_API.connectionId = COMMUNICATION_OP.connectionId").fetchone()[0] > 0
+
+
+def has_copies(path):
+    """Whether the database has memory copies (TASK rows of type MEMCPY_ASYNC)."""
+    con = sqlite3.connect(path)
+    return con.execute("select count(*) from TASK join STRING_IDS s on s.id = TASK.taskType "
+                       "where s.value = 'MEMCPY_ASYNC'").fetchone()[0] > 0
 
 
 def run_unchecked(exe, args):

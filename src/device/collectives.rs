@@ -137,6 +137,7 @@ pub fn from_kernels(kernels: &super::Kernels, device: u32, limit: usize) -> Coll
             stream_id: k.stream_id,
             device,
             data_type: DATA_TYPE_UNKNOWN,
+            correlation: k.correlation as u64,
             ..Default::default()
         });
     }

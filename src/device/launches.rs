@@ -25,6 +25,9 @@ pub struct Launches {
     /// The host process's pid in the trace (set by the exporter with the ops).
     pub host_pid: u32,
     by_thread: bool,
+    /// The keys of the device tasks, where the source has them apart from its task list (msprof's timeline):
+    /// the exporter gives them to the tasks before writing (see [`super::TaskKeys`]).
+    pub tasks: super::TaskKeys,
 }
 
 impl Launches {
@@ -34,6 +37,7 @@ impl Launches {
             list,
             host_pid: 0,
             by_thread: false,
+            tasks: Default::default(),
         };
         l.sort_by_thread();
         l

@@ -12,6 +12,7 @@ mod launches;
 mod memory;
 pub(crate) mod pids;
 mod strings;
+mod task_keys;
 
 pub use bounded::Bounded;
 pub use collectives::{
@@ -24,6 +25,7 @@ pub use kernels::{Kernel, Kernels};
 pub use launches::{Launch, Launches};
 pub use memory::{MemEvent, MemEvents, MemOp};
 pub use strings::{Str, Strings, Sym};
+pub use task_keys::{name_hash, TaskKey, TaskKeys};
 
 use crate::error::Result;
 use crate::profile::Profile;

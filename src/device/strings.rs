@@ -80,6 +80,11 @@ impl Strings {
     pub fn is_empty(&self) -> bool {
         self.list.len() <= 1
     }
+
+    /// The strings in table order (the empty string first).
+    pub fn iter(&self) -> impl Iterator<Item = &Str> {
+        self.list.iter()
+    }
 }
 
 #[cfg(test)]

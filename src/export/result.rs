@@ -38,10 +38,16 @@ pub(super) fn write_result(
     let db = open_db(p);
     // The device tasks' launches get their framework ops from the host pass: compare's flows in the trace,
     // the database's CONNECTION_IDS (free_analysis's dispatch times).
-    let launches = match dev.timeline.as_mut() {
+    let mut launches = match dev.timeline.as_mut() {
         Some(l) if text || db.is_some() => l.launches(),
         _ => Default::default(),
     };
+    // Tasks from a source without connection ids (msprof's op_summary) get them from the timeline: the
+    // database ties them to their API calls and framework ops.
+    let linked = std::mem::take(&mut launches.tasks).link(&mut dev.kernels, &mut dev.collectives);
+    if linked > 0 {
+        log::debug!("{linked} device tasks got their connection id from the timeline");
+    }
     let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, launches, db)?;
     let mut db = host.db.take();
     let t_host = t0.elapsed();

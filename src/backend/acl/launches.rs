@@ -4,7 +4,9 @@
 //! (msprof-analyze compare ties kernels to framework ops only through such flows).
 
 use super::time_base::rebase;
-use crate::device::{DeviceEvent, LaneStats, Launch, Launches, TraceSink};
+use crate::device::{
+    name_hash, DeviceEvent, LaneStats, Launch, Launches, TaskKey, TaskKeys, TraceSink,
+};
 use crate::error::Result;
 use crate::format::json;
 use crate::format::jsonparse::{Parser, Value};
@@ -28,6 +30,8 @@ pub(super) fn connection_id(args: &str) -> Option<u64> {
 pub(super) struct LaunchCollector {
     cann: HashSet<u64>,
     list: Vec<Launch>,
+    /// The device tasks' slices with a `connection_id` (any other process's), at most `limit`.
+    tasks: Vec<TaskKey>,
     limit: usize,
     shift: i128,
 }
@@ -37,6 +41,7 @@ impl LaunchCollector {
         LaunchCollector {
             cann: HashSet::new(),
             list: Vec::new(),
+            tasks: Vec::new(),
             limit,
             shift,
         }
@@ -58,7 +63,14 @@ impl LaunchCollector {
             }
             return;
         }
-        if ph != b'X' || !self.cann.contains(&pid) || self.list.len() >= self.limit {
+        if ph != b'X' {
+            return;
+        }
+        if !self.cann.contains(&pid) {
+            self.task(ts, name, args);
+            return;
+        }
+        if self.list.len() >= self.limit {
             return;
         }
         let (Some(ts), Some(key)) = (ts, connection_id(args)) else {
@@ -76,11 +88,39 @@ impl LaunchCollector {
         });
     }
 
-    /// The launches, one per connection id (the first, outermost API level, reported).
+    /// A device task's slice (another process than CANN's): its key by its start and name, for the tasks of
+    /// op_summary, which has no connection id.
+    fn task(&mut self, ts: Option<u64>, name: &str, args: &str) {
+        if self.tasks.len() >= self.limit {
+            return;
+        }
+        let (Some(ts), Some(key)) = (ts, connection_id(args)) else {
+            return;
+        };
+        let Some(name) = Parser::new(name.as_bytes()).value(0).ok() else {
+            return;
+        };
+        let Some(name) = name.as_str() else {
+            return;
+        };
+        let v = &mut self.tasks;
+        if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
+            return;
+        }
+        v.push(TaskKey {
+            start_ns: rebase(ts, self.shift),
+            name: name_hash(name.as_bytes()),
+            key,
+        });
+    }
+
+    /// The launches, one per connection id (the first, outermost API level, reported), with the tasks' keys.
     pub(super) fn finish(mut self) -> Launches {
         self.list.sort_by_key(|l| l.key);
         self.list.dedup_by_key(|l| l.key);
-        Launches::new(self.list)
+        let mut l = Launches::new(self.list);
+        l.tasks = TaskKeys::new(self.tasks);
+        l
     }
 }
 
@@ -122,4 +162,29 @@ pub(super) fn framework_op_flow(
     tw.device_event(&flow)?;
     st.events += 2;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CANN process's slices with a connection id are launches; any other process's are device tasks,
+    /// keyed by their start (rebased) and unescaped name; a slice without a connection id is neither, and
+    /// at most `limit` of each are kept.
+    #[test]
+    fn cann_slices_are_launches_and_device_slices_task_keys() {
+        let mut c = LaunchCollector::new(2, 1_000);
+        c.event(b'M', 5, 0, None, "\"process_name\"", r#"{"name":"CANN"}"#);
+        c.event(b'X', 5, 77, Some(10), "\"Node@launch\"", r#"{"connection_id":4}"#);
+        c.event(b'X', 6, 3, Some(20), "\"Mat\\u004dul_1\"", r#"{"connection_id":4}"#);
+        c.event(b'X', 6, 3, Some(30), "\"Add_2\"", r#"{"Task Id":1}"#);
+        c.event(b'X', 6, 3, Some(40), "\"Cast_3\"", r#"{"connection_id":5}"#);
+        c.event(b'X', 6, 3, Some(50), "\"Gelu_4\"", r#"{"connection_id":6}"#);
+        let l = c.finish();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.tasks.find(1_020, name_hash(b"MatMul_1")), Some(4));
+        assert_eq!(l.tasks.find(1_030, name_hash(b"Add_2")), None);
+        assert_eq!(l.tasks.find(1_040, name_hash(b"Cast_3")), Some(5));
+        assert_eq!(l.tasks.find(1_050, name_hash(b"Gelu_4")), None, "beyond the limit");
+    }
 }
