@@ -3046,11 +3046,17 @@ fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
 
 /// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary with the
 /// connection ids of the timeline's task slices, the HCCL operations among them as COMMUNICATION_OP, the
-/// CANN API calls of its timeline as CANN_API) are read by msprof-analyze's recipes that apply
-/// (cluster_time_summary needs memory copies, which these results do not have).
+/// CANN API calls of its timeline as CANN_API, its MEMCPY_ASYNC slices as copies) are read by msprof-analyze's
+/// recipes that apply (cluster_time_summary needs the copies: without any it raised 'rank').
 #[test]
 fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
-    let (root, runs) = gather_two_ranks(|rank| go_env(&[("NPUPROF_RANK", rank)], PROFILE));
+    // Each step copies its inputs to the device (a MEMCPY_ASYNC task in msprof's timeline).
+    let (root, runs) = gather_two_ranks(|rank| {
+        go_env(
+            &[("NPUPROF_RANK", rank)],
+            &["cann", "copies", "start", "steps:4", "stop", "flush", "dir"],
+        )
+    });
     for (rank, r) in runs.iter().enumerate() {
         let db = format!("ASCEND_PROFILER_OUTPUT/ascend_mindspore_profiler_{rank}.db");
         let w = root.path().join(r.dir().file_name().unwrap());
@@ -3065,6 +3071,7 @@ fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
         "communication_time",
         "communication_matrix",
         "communication_group_map",
+        "cluster_time_summary",
         "cann_api_sum",
         "compute_op_sum",
         "hccl_sum",

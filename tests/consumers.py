@@ -490,7 +490,8 @@ def recipes(root, exe):
         mode(m)
     # cluster_time_summary joins each collective to the API call that issued it, and msprof-analyze 26.2.0
     # raises KeyError 'rank' when no rank has a memory copy (MEMCPY_ASYNC task): it applies where both are
-    # recorded (MSPTI's communication and memcpy records; aclprof results have no copies, see output-format §10).
+    # recorded (MSPTI's communication and memcpy records; msprof's timeline slices with connection ids and its
+    # MEMCPY_ASYNC slices).
     if all(linked_collectives(db_path(w)) and has_copies(db_path(w)) for w in ws):
         con, _ = mode("cluster_time_summary")
         check_time_summary(table(con, "ClusterTimeSummary"), ws, ranks)

@@ -31,8 +31,8 @@
  *   churn / churn_stop / late    fake_mspti_churn / _churn_stop / _deliver_late (LATE=<records>)
  *   wait_completed:N   wait until the fake MSPTI's complete calls that returned reach N (FAIL after 120 s)
  *   mspti_flush   msptiActivityFlushAll(1) from the application (prints MSPTI_FLUSH=<rc>)
- *   copies        from now on each MSPTI step also copies 64 KiB host-to-device (fake_mspti_memcpy), as an
- *                 inference step copies its inputs
+ *   copies        from now on each step also copies 64 KiB host-to-device (MSPTI: fake_mspti_memcpy; CANN: a
+ *                 MEMCPY_ASYNC task), as an inference step copies its inputs
  *   group:COMM:PG:RANK:R0,R1,...  npuprof_set_group(COMM, PG, RANK, {R0, R1, ...}) (found with dlsym in
  *                 either mode), prints GROUP=<rc>
  * Prints LAUNCHED=<n> (launches that reached a fake CANN) at the end, and the fake MSPTI's own counts:
@@ -82,7 +82,7 @@ static launch_fn launch;
 /* The fake CANN's test-only step marks (tests/c/fake_msprofiler.c): step n begins (n > 0) / ends (0). */
 static void (*acl_step)(uint64_t);
 static int launched;
-/* `copies`: each MSPTI step also copies its inputs to the device. */
+/* `copies`: each step also copies its inputs to the device. */
 static int step_copies;
 /* The fake libmspti.so's test-only "device" (tests/c/fake_mspti.c). */
 static struct {
@@ -272,6 +272,11 @@ int main(int argc, char **argv) {
                 if (acl_step) acl_step(step_no);
                 usleep(10000);
                 if (launch) {
+                    /* A copy of the step's inputs: the device task of aclrtMemcpyAsync. */
+                    if (step_copies) {
+                        launch("MEMCPY_ASYNC", "N/A", "MEMCPY_ASYNC", 2, 2000);
+                        launched++;
+                    }
                     launch("MatMul_1", "MatMul", "AI_CORE", 2, 40000);
                     launch("Add_2", "Add", "AI_VECTOR_CORE", 3, 10000);
                     launch("hcom_allReduce__1_1", "hcom_allReduce", "COMMUNICATION", 4, 30000);

@@ -161,6 +161,7 @@ pub(crate) fn parse_dir(
             files: files.clone(),
             shift,
             pid: std::process::id(),
+            device,
             budget: until.0.saturating_duration_since(std::time::Instant::now()),
         }));
     }

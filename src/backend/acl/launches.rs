@@ -175,8 +175,22 @@ mod tests {
     fn cann_slices_are_launches_and_device_slices_task_keys() {
         let mut c = LaunchCollector::new(2, 1_000);
         c.event(b'M', 5, 0, None, "\"process_name\"", r#"{"name":"CANN"}"#);
-        c.event(b'X', 5, 77, Some(10), "\"Node@launch\"", r#"{"connection_id":4}"#);
-        c.event(b'X', 6, 3, Some(20), "\"Mat\\u004dul_1\"", r#"{"connection_id":4}"#);
+        c.event(
+            b'X',
+            5,
+            77,
+            Some(10),
+            "\"Node@launch\"",
+            r#"{"connection_id":4}"#,
+        );
+        c.event(
+            b'X',
+            6,
+            3,
+            Some(20),
+            "\"Mat\\u004dul_1\"",
+            r#"{"connection_id":4}"#,
+        );
         c.event(b'X', 6, 3, Some(30), "\"Add_2\"", r#"{"Task Id":1}"#);
         c.event(b'X', 6, 3, Some(40), "\"Cast_3\"", r#"{"connection_id":5}"#);
         c.event(b'X', 6, 3, Some(50), "\"Gelu_4\"", r#"{"connection_id":6}"#);
@@ -185,6 +199,10 @@ mod tests {
         assert_eq!(l.tasks.find(1_020, name_hash(b"MatMul_1")), Some(4));
         assert_eq!(l.tasks.find(1_030, name_hash(b"Add_2")), None);
         assert_eq!(l.tasks.find(1_040, name_hash(b"Cast_3")), Some(5));
-        assert_eq!(l.tasks.find(1_050, name_hash(b"Gelu_4")), None, "beyond the limit");
+        assert_eq!(
+            l.tasks.find(1_050, name_hash(b"Gelu_4")),
+            None,
+            "beyond the limit"
+        );
     }
 }

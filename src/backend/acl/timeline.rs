@@ -278,6 +278,10 @@ fn hw_kernel(e: &DeviceEvent<'_>, out: &mut Kernels) {
         ..Default::default()
     };
     let core = arg("Task Type").and_then(Value::as_str).unwrap_or("N/A");
+    if core == "MEMCPY_ASYNC" {
+        // A memory copy, not an op (op_summary has none either): the database's copies (host records).
+        return;
+    }
     out.push(name.as_bytes(), "N/A", core, k);
 }
 
