@@ -221,7 +221,7 @@ fn child(args: &[String]) -> Value {
             for i in 0..n {
                 launch(
                     names[(i % 64) as usize].as_ptr(),
-                    c"AI_CORE".as_ptr(),
+                    c"KERNEL_AICORE".as_ptr(),
                     (i % 4) as u32,
                     1_000,
                 );

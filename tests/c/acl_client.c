@@ -214,7 +214,7 @@ int main(int argc, char **argv) {
         } else if (!strncmp(c, "burst:", 6)) {
             find_launch();
             int n = atoi(c + 6);
-            for (int k = 0; k < n && M.launch; k++) M.launch("Burst", "AI_CORE", 5, 1000);
+            for (int k = 0; k < n && M.launch; k++) M.launch("Burst", "KERNEL_AICORE", 5, 1000);
             launched += M.launch ? n : 0;
         } else if (!strcmp(c, "hwm")) {
             FILE *st = fopen("/proc/self/status", "r");
@@ -287,9 +287,9 @@ int main(int argc, char **argv) {
                     M.marker("layer", 2);
                     /* The fake's API records last 2 us: space the launches so one thread's calls do not
                      * overlap (as real calls never do). */
-                    M.launch("MatMul_1", "AI_CORE", 2, 40000);
+                    M.launch("MatMul_1", "KERNEL_AICORE", 2, 40000);
                     usleep(5);
-                    M.launch("Add_2", "AI_VECTOR_CORE", 3, 10000);
+                    M.launch("Add_2", "KERNEL_AIVEC", 3, 10000);
                     usleep(5);
                     if (M.hccl) M.hccl("hcom_allReduce__1_1", 4, 30000);
                     if (M.memory) M.memory(1 << 20, 0);
@@ -371,7 +371,7 @@ int main(int argc, char **argv) {
                 if (pid > 0) call_fakes("churn_pause");
                 if (pid == 0) {
                     find_launch();
-                    for (int j = 0; j < 4 && M.launch; j++) M.launch("ChildKernel", "AI_CORE", 7, 1000);
+                    for (int j = 0; j < 4 && M.launch; j++) M.launch("ChildKernel", "KERNEL_AICORE", 7, 1000);
                     void *h = dlopen("libmspti.so", RTLD_NOW | RTLD_NOLOAD);
                     unsigned (*flush_all)(unsigned) = NULL;
                     if (h) *(void **)&flush_all = dlsym(h, "msptiActivityFlushAll");

@@ -147,8 +147,9 @@ fn read_kernels(
         let i = (id as usize).min(n_ids - 1);
         *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
     };
-    // Each name's op type, found once (by name symbol).
+    // Each name's op type, found once (by name symbol); each kernel type's msprof name, once per id.
     let mut op_types: HashMap<Sym, Sym> = HashMap::new();
+    let mut cores: Vec<Option<Sym>> = vec![None; n_ids];
     let mut gather = Gather::new(limit);
     let mut corr = CorrGather::default();
     let pass = spool.map_or(Ok(Pass::default()), |s| {
@@ -162,7 +163,11 @@ fn read_kernels(
                 return Ok(());
             }
             let name = intern(&mut kernels, r.c >> 32);
-            let core = intern(&mut kernels, r.c & 0xffff_ffff);
+            let ci = ((r.c & 0xffff_ffff) as usize).min(n_ids - 1);
+            let core = *cores[ci].get_or_insert_with(|| {
+                let t = op_type::task_type(src.get(ci as u32));
+                kernels.strings.intern(t)
+            });
             let op_type = kernel_op_type(&mut kernels, &mut op_types, name);
             kernels.add(Kernel {
                 core,

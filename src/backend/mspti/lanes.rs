@@ -414,7 +414,9 @@ impl EventWriter {
         let nm = self.names.get((r.c >> 32) as u32);
         // The stream is the thread and the device the process: only what the lanes do not say.
         self.args.push_str("{\"Task Type\":");
-        self.args.push_str(self.names.get(r.c as u32));
+        self.args.push_str(super::op_type::task_type_literal(
+            self.names.get(r.c as u32),
+        ));
         self.args.push_str(",\"correlation_id\":");
         json::push_u64(&mut self.args, r.corr);
         self.args.push('}');

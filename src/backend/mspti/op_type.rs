@@ -14,6 +14,39 @@
 //! make msprof-analyze's compare drop the row (`KernelDetailsBean.is_invalid_op_type`) and fail a step
 //! comparison with no kernel left ("There is no kernel details information for step N").
 
+/// msprof's `Task Type` (kernel_details' `Accelerator Core`) of an MSPTI kernel's `type`. MSPTI names the
+/// runtime's task type (`TS_TASK_TYPE_KERNEL_AICORE` → `KERNEL_AICORE`, ..., Ascend/mspti
+/// `csrc/activity/ascend/parser/kernel_parser.cpp` `GetValidKernelTypeName`, the only five it reports); msprof
+/// writes the same task types as `AI_CORE`, `AI_CPU`, `AI_VECTOR_CORE`, `MIX_AIC`, `MIX_AIV`, the names
+/// msprof-analyze's advisor and compare test for. Any other value is kept as it is.
+pub(super) fn task_type(t: &[u8]) -> &[u8] {
+    TASK_TYPES
+        .iter()
+        .find(|(m, _)| unquoted(m).as_bytes() == t)
+        .map_or(t, |(_, p)| unquoted(p).as_bytes())
+}
+
+/// [`task_type`] of a JSON string literal (the form the trace's `Task Type` arg is written in).
+pub(super) fn task_type_literal(lit: &str) -> &str {
+    TASK_TYPES
+        .iter()
+        .find(|(m, _)| *m == lit)
+        .map_or(lit, |(_, p)| p)
+}
+
+/// MSPTI's kernel types and msprof's task types, as JSON string literals.
+const TASK_TYPES: [(&str, &str); 5] = [
+    ("\"KERNEL_AICORE\"", "\"AI_CORE\""),
+    ("\"KERNEL_AICPU\"", "\"AI_CPU\""),
+    ("\"KERNEL_AIVEC\"", "\"AI_VECTOR_CORE\""),
+    ("\"KERNEL_MIX_AIC\"", "\"MIX_AIC\""),
+    ("\"KERNEL_MIX_AIV\"", "\"MIX_AIV\""),
+];
+
+fn unquoted(lit: &str) -> &str {
+    &lit[1..lit.len() - 1]
+}
+
 /// The value msprof writes for a number the source does not have (msMonitor's `UINT32_MAX`): `Block Dim` and
 /// `Task ID` of MSPTI kernels (and `Model ID`, as before).
 pub(super) const UNKNOWN_U32: u32 = u32::MAX;
@@ -44,6 +77,24 @@ pub(super) fn op_type(name: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// MSPTI's five kernel types are msprof's task types; anything else is kept.
+    #[test]
+    fn kernel_types_are_msprofs_task_types() {
+        for (mspti, msprof) in [
+            ("KERNEL_AICORE", "AI_CORE"),
+            ("KERNEL_AICPU", "AI_CPU"),
+            ("KERNEL_AIVEC", "AI_VECTOR_CORE"),
+            ("KERNEL_MIX_AIC", "MIX_AIC"),
+            ("KERNEL_MIX_AIV", "MIX_AIV"),
+            ("KERNEL_FFTS", "KERNEL_FFTS"),
+            ("", ""),
+        ] {
+            assert_eq!(task_type(mspti.as_bytes()), msprof.as_bytes(), "{mspti}");
+            let lit = |s: &str| format!("\"{s}\"");
+            assert_eq!(task_type_literal(&lit(mspti)), lit(msprof), "{mspti}");
+        }
+    }
 
     #[test]
     fn the_op_type_is_the_prefix_before_cann_s_compile_hash() {
