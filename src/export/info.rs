@@ -249,27 +249,8 @@ fn parallel_group_info(groups: &[crate::device::GroupInfo]) -> String {
     }
     format!(
         "\n  \"parallel_group_info\": {},",
-        parallel_group_object(groups)
+        super::group_info::object(groups)
     )
-}
-
-/// The value of `"parallel_group_info"`: a JSON object (no `true`/`false`/`null`: msprof-analyze's
-/// communication_matrix reads the database's copy with Python's `ast.literal_eval`).
-pub(crate) fn parallel_group_object(groups: &[crate::device::GroupInfo]) -> String {
-    let members: Vec<String> = groups
-        .iter()
-        .map(|g| {
-            let ranks: Vec<String> = g.global_ranks.iter().map(u32::to_string).collect();
-            format!(
-                "\n    {}: {{\"group_name\": {}, \"group_rank\": {}, \"global_ranks\": [{}]}}",
-                json::string(g.name.as_bytes()),
-                json::string(g.pg_name.as_bytes()),
-                g.group_rank,
-                ranks.join(", ")
-            )
-        })
-        .collect();
-    format!("{{{}\n  }}", members.join(","))
 }
 
 /// The `"config"` object: every variable of `config::VARIABLES` with its value in effect.

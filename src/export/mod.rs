@@ -10,6 +10,7 @@ mod communication;
 pub mod csv;
 mod db;
 mod device_pass;
+mod group_info;
 mod host;
 mod info;
 mod job;

@@ -1,5 +1,5 @@
 //! The correlation ids the lanes' flows need, gathered during the kernel rows' replay of the spool
-//! ([`super::export`]) instead of by replays of their own: the kernels' ids (flow ends), the API calls' ids
+//! (MSPTI's `export.rs`) instead of by replays of their own: the kernels' ids (flow ends), the API calls' ids
 //! (flow starts) and the API calls that launched a kernel (for the framework op → kernel flows).
 
 use super::walk::DevRec;

@@ -286,7 +286,7 @@ impl Db {
         // computational_op_masking).
         let groups = crate::device::groups::snapshot();
         if !groups.is_empty() {
-            let info = super::info::parallel_group_object(&groups);
+            let info = super::group_info::object(&groups);
             meta.execute(params!["parallel_group_info", info])?;
         }
         conn.execute(
