@@ -31,23 +31,26 @@ pub fn name_hash(name: &[u8]) -> u64 {
 }
 
 impl TaskKeys {
-    /// `list` in any order; starts and names shared by different keys are dropped.
+    /// `list` in any order; starts and names shared by different keys are dropped (in place: no second list).
     pub fn new(mut list: Vec<TaskKey>) -> TaskKeys {
         list.sort_unstable();
         list.dedup();
         let at = |l: &TaskKey| (l.start_ns, l.name);
-        let mut keep = Vec::new();
-        if keep.try_reserve_exact(list.len()).is_err() {
-            return TaskKeys::default();
-        }
-        for (i, l) in list.iter().enumerate() {
-            let shared = (i > 0 && at(&list[i - 1]) == at(l))
-                || list.get(i + 1).is_some_and(|n| at(n) == at(l));
-            if !shared {
-                keep.push(*l);
+        let mut kept = 0;
+        let mut i = 0;
+        while i < list.len() {
+            let run = list[i..]
+                .iter()
+                .take_while(|l| at(l) == at(&list[i]))
+                .count();
+            if run == 1 {
+                list[kept] = list[i];
+                kept += 1;
             }
+            i += run;
         }
-        TaskKeys { list: keep }
+        list.truncate(kept);
+        TaskKeys { list }
     }
 
     pub fn is_empty(&self) -> bool {

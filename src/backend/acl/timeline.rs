@@ -275,6 +275,8 @@ fn hw_kernel(e: &DeviceEvent<'_>, out: &mut Kernels) {
         stream_id: e.tid,
         task_id: arg_u32("Task Id"),
         model_id: arg_u32("Model Id"),
+        // The slice's own connection id (the database's link to its API call), low 32 bits as CANN's.
+        correlation: arg("connection_id").and_then(Value::as_u64).unwrap_or(0) as u32,
         ..Default::default()
     };
     let core = arg("Task Type").and_then(Value::as_str).unwrap_or("N/A");

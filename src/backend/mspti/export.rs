@@ -143,9 +143,13 @@ fn read_kernels(
     let mut kernels = Kernels::with_limit(limit);
     let mut memory = MemEvents::with_limit(limit);
     let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
+    // An id beyond the table (a damaged names file) is the source's unknown name, never another name.
+    let unknown = |id: u64| src.get(u32::try_from(id).unwrap_or(u32::MAX));
     let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
-        let i = (id as usize).min(n_ids - 1);
-        *sym[i].get_or_insert_with(|| ks.strings.intern(src.get(i as u32)))
+        match sym.get_mut(id as usize) {
+            Some(s) => *s.get_or_insert_with(|| ks.strings.intern(src.get(id as u32))),
+            None => ks.strings.intern(unknown(id)),
+        }
     };
     // Each name's op type, found once (by name symbol); each kernel type's msprof name, once per id.
     let mut op_types: HashMap<Sym, Sym> = HashMap::new();
@@ -163,11 +167,15 @@ fn read_kernels(
                 return Ok(());
             }
             let name = intern(&mut kernels, r.c >> 32);
-            let ci = ((r.c & 0xffff_ffff) as usize).min(n_ids - 1);
-            let core = *cores[ci].get_or_insert_with(|| {
-                let t = op_type::task_type(src.get(ci as u32));
-                kernels.strings.intern(t)
-            });
+            let ci = r.c & 0xffff_ffff;
+            let core = match cores.get_mut(ci as usize) {
+                Some(c) => *c.get_or_insert_with(|| {
+                    kernels
+                        .strings
+                        .intern(op_type::task_type(src.get(ci as u32)))
+                }),
+                None => kernels.strings.intern(unknown(ci)),
+            };
             let op_type = kernel_op_type(&mut kernels, &mut op_types, name);
             kernels.add(Kernel {
                 core,

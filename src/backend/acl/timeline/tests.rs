@@ -5,6 +5,11 @@ use crate::layout::Place;
 /// The lanes of one msprof timeline file holding `text`, written to the trace `t.json` of the directory
 /// returned.
 fn draw(text: &str) -> (tempfile::TempDir, LaneStats, Option<String>) {
+    draw_with(text, false)
+}
+
+/// [`draw`], the `Ascend Hardware` slices also returned as kernels when `want_kernels`.
+fn draw_with(text: &str, want_kernels: bool) -> (tempfile::TempDir, LaneStats, Option<String>) {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("msprof_1.json"), text).unwrap();
     let lanes = Box::new(MsprofLanes {
@@ -13,7 +18,7 @@ fn draw(text: &str) -> (tempfile::TempDir, LaneStats, Option<String>) {
         budget: std::time::Duration::from_secs(3600),
         device: 0,
         shift: 0,
-        want_kernels: false,
+        want_kernels,
         launch_limit: 0,
         ops: Launches::default(),
     });
@@ -106,4 +111,31 @@ fn a_giant_timeline_event_ends_the_parse_instead_of_being_held() {
     assert_eq!(st.events, 1);
     let err = err.expect("the parse stops at the giant event");
     assert!(err.contains("longer than"), "{err}");
+}
+
+/// Without op_summary the kernels are the `Ascend Hardware` slices, each with its own connection id (the
+/// database's link to its API call); a MEMCPY_ASYNC slice is a copy, not a kernel.
+#[test]
+fn hardware_slices_are_kernels_with_their_connection_ids_but_copies_are_not() {
+    let (_d, st, err) = draw_with(
+        r#"[{"ph":"M","pid":7,"name":"process_name","args":{"name":"Ascend Hardware"}},
+        {"ph":"X","pid":7,"tid":2,"ts":"10.000","dur":"4.000","name":"MatMul_1","args":{"Task Type":"AI_CORE","Task Id":3,"connection_id":12}},
+        {"ph":"X","pid":7,"tid":2,"ts":"20.000","dur":"2.000","name":"MEMCPY_ASYNC","args":{"Task Type":"MEMCPY_ASYNC","connection_id":13}}]"#,
+        true,
+    );
+    assert_eq!(err, None);
+    let k = &st.kernels;
+    let got: Vec<(&[u8], u32, u32, u32)> = k
+        .list
+        .iter()
+        .map(|x| {
+            (
+                &k.str(x.name).bytes[..],
+                x.stream_id,
+                x.task_id,
+                x.correlation,
+            )
+        })
+        .collect();
+    assert_eq!(got, [(&b"MatMul_1"[..], 2, 3, 12)]);
 }
