@@ -68,7 +68,7 @@ impl Kernels {
         self.strings.get(s)
     }
 
-    /// Whether one more task can be kept (see [`super::bounded::room`]); `false` counts it in `cut`.
+    /// Whether one more task can be kept (the rule of [`super::Bounded::room`]); `false` counts it in `cut`.
     pub fn room(&mut self) -> bool {
         super::bounded::room(&mut self.list, self.limit, &mut self.cut)
     }
