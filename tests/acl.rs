@@ -3023,25 +3023,32 @@ fn two_mspti_ranks_write_databases_msprof_analyze_recipes_read() {
         )
     });
     let out = recipes(root.path());
-    for m in [
+    // computational_op_masking: the group is told. The framework ops (PYTORCH_API) tied to the tasks they
+    // launched (CONNECTION_IDS): free_analysis gives each idle period a reason (the framework's or CANN's)
+    // instead of skipping it.
+    assert_recipes_ran(&out, &["computational_op_masking", "free_analysis"]);
+}
+
+/// The recipes tests/consumers.py `recipes` ran on two ranks with collectives, copies, markers and framework
+/// ops (its summary `out`): every mode that applies to such data, free_analysis with a reason for each idle
+/// period, and `extra`.
+fn assert_recipes_ran(out: &str, extra: &[&str]) {
+    let all = [
         "all",
         "communication_time",
         "communication_matrix",
         "communication_group_map",
         "cluster_time_summary",
-        "computational_op_masking",
         "cann_api_sum",
         "compute_op_sum",
         "hccl_sum",
         "mstx_sum",
-        "free_analysis",
+        "free_analysis reasons ['",
         "export_summary",
-    ] {
+    ];
+    for m in all.iter().chain(extra) {
         assert!(out.contains(m), "{m} did not run: {out}");
     }
-    // The framework ops (PYTORCH_API) tied to the tasks they launched (CONNECTION_IDS): free_analysis gives
-    // each idle period a reason (the framework's or CANN's) instead of skipping it.
-    assert!(out.contains("free_analysis reasons ['"), "{out}");
 }
 
 /// Issue 18 item 2, aclprof: two ranks' databases from msprof's output (kernels from op_summary with the
@@ -3066,21 +3073,7 @@ fn two_aclprof_ranks_write_databases_msprof_analyze_recipes_read() {
     // cann_api_sum: msprof's timeline's CANN API calls are the databases' CANN_API rows. The tasks of
     // op_summary get their connection ids from the timeline's task slices: export_summary's api_statistic,
     // and free_analysis's reasons (framework op → CANN call → task) apply.
-    for m in [
-        "all",
-        "communication_time",
-        "communication_matrix",
-        "communication_group_map",
-        "cluster_time_summary",
-        "cann_api_sum",
-        "compute_op_sum",
-        "hccl_sum",
-        "mstx_sum",
-        "free_analysis reasons ['",
-        "export_summary",
-    ] {
-        assert!(out.contains(m), "{m} did not run: {out}");
-    }
+    assert_recipes_ran(&out, &[]);
 }
 
 /// NPUPROF_EXPORT_TYPE as torch_npu's export_type: `text` writes no database, `db` only the databases (and

@@ -64,6 +64,16 @@ pub(super) fn room<T>(list: &mut Vec<T>, limit: usize, cut: &mut u64) -> bool {
     ok
 }
 
+/// Appends `x` to `v` unless no memory can be reserved for it (the list grows by at least 1024, fallibly):
+/// `false` when `x` was left out. For lists bounded elsewhere (by a limit of their own, or a known count).
+pub fn push_fallible<T>(v: &mut Vec<T>, x: T) -> bool {
+    if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
+        return false;
+    }
+    v.push(x);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ pub(crate) mod pids;
 mod strings;
 mod task_keys;
 
-pub use bounded::Bounded;
+pub use bounded::{push_fallible, Bounded};
 pub use collectives::{
     data_type_bytes, double_hash, from_kernels, is_p2p, op_names, op_type, Collective, Collectives,
     DATA_TYPE_UNKNOWN,
@@ -25,7 +25,7 @@ pub use kernels::{Kernel, Kernels};
 pub use launches::{Launch, Launches};
 pub use memory::{MemEvent, MemEvents, MemOp};
 pub use strings::{Str, Strings, Sym};
-pub use task_keys::{name_hash, TaskKey, TaskKeys};
+pub use task_keys::{fnv1a, name_hash, TaskKey, TaskKeys, FNV_OFFSET};
 
 use crate::error::Result;
 use crate::profile::Profile;

@@ -23,11 +23,20 @@ pub struct TaskKeys {
     list: Vec<TaskKey>,
 }
 
+/// FNV-1a's starting state.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of `bytes`, continuing from `state` ([`FNV_OFFSET`] to begin): a fast hash of short keys we wrote
+/// ourselves (no resistance to chosen keys needed).
+pub fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(state, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// FNV-1a of a task's name (its bytes, unescaped).
 pub fn name_hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv1a(FNV_OFFSET, name)
 }
 
 impl TaskKeys {

@@ -43,9 +43,10 @@ pub(super) fn write_result(
         _ => Default::default(),
     };
     // Tasks from a source without connection ids (msprof's op_summary) get them from the timeline: the
-    // database ties them to their API calls and framework ops.
-    let linked = std::mem::take(&mut launches.tasks).link(&mut dev.kernels, &mut dev.collectives);
-    if linked > 0 {
+    // database (only it reads them) ties them to their API calls and framework ops.
+    let keys = std::mem::take(&mut launches.tasks);
+    if db.is_some() {
+        let linked = keys.link(&mut dev.kernels, &mut dev.collectives);
         log::debug!("{linked} device tasks got their connection id from the timeline");
     }
     let (mut tw, mut host, steps) = write_host_timeline(ctx, budget, launches, db)?;

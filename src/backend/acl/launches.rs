@@ -5,7 +5,8 @@
 
 use super::time_base::rebase;
 use crate::device::{
-    name_hash, DeviceEvent, LaneStats, Launch, Launches, TaskKey, TaskKeys, TraceSink,
+    name_hash, push_fallible, DeviceEvent, LaneStats, Launch, Launches, TaskKey, TaskKeys,
+    TraceSink,
 };
 use crate::error::Result;
 use crate::format::json;
@@ -76,16 +77,15 @@ impl LaunchCollector {
         let (Some(ts), Some(key)) = (ts, connection_id(args)) else {
             return;
         };
-        let v = &mut self.list;
-        if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
-            return;
-        }
-        v.push(Launch {
-            tid,
-            ts_ns: rebase(ts, self.shift),
-            key,
-            op_ns: 0,
-        });
+        push_fallible(
+            &mut self.list,
+            Launch {
+                tid,
+                ts_ns: rebase(ts, self.shift),
+                key,
+                op_ns: 0,
+            },
+        );
     }
 
     /// A device task's slice (another process than CANN's): its key by its start and name, for the tasks of
@@ -103,15 +103,14 @@ impl LaunchCollector {
         let Some(name) = name.as_str() else {
             return;
         };
-        let v = &mut self.tasks;
-        if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
-            return;
-        }
-        v.push(TaskKey {
-            start_ns: rebase(ts, self.shift),
-            name: name_hash(name.as_bytes()),
-            key,
-        });
+        push_fallible(
+            &mut self.tasks,
+            TaskKey {
+                start_ns: rebase(ts, self.shift),
+                name: name_hash(name.as_bytes()),
+                key,
+            },
+        );
     }
 
     /// The launches, one per connection id (the first, outermost API level, reported), with the tasks' keys.

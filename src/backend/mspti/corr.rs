@@ -3,7 +3,7 @@
 //! (flow starts) and the API calls that launched a kernel (for the framework op → kernel flows).
 
 use super::walk::DevRec;
-use crate::device::Launch;
+use crate::device::{push_fallible, Launch};
 
 /// What the replay saw so far. Grown by fallible reservations: without memory for more ids, the remaining
 /// flows are left out (as the lanes' own passes did).
@@ -26,14 +26,6 @@ pub(super) struct CorrIds {
     pub launches: Vec<Launch>,
 }
 
-/// Appends `x` unless no memory can be reserved for it.
-fn push<T>(v: &mut Vec<T>, x: T) {
-    if v.len() == v.capacity() && v.try_reserve(v.len().max(1024)).is_err() {
-        return;
-    }
-    v.push(x);
-}
-
 impl CorrGather {
     /// Takes what the flows need from one record of the replay.
     pub(super) fn take(&mut self, r: &DevRec) {
@@ -41,9 +33,9 @@ impl CorrGather {
             return;
         }
         if r.kind == super::records::KIND_KERNEL {
-            push(&mut self.kernels, r.corr);
+            push_fallible(&mut self.kernels, r.corr);
         } else if is_api(r.kind) {
-            push(
+            push_fallible(
                 &mut self.api,
                 Launch {
                     tid: r.a,

@@ -142,18 +142,11 @@ fn read_kernels(
     let n_ids = src.count() as usize + 1;
     let mut kernels = Kernels::with_limit(limit);
     let mut memory = MemEvents::with_limit(limit);
-    let mut sym: Vec<Option<Sym>> = vec![None; n_ids];
-    // An id beyond the table (a damaged names file) is the source's unknown name, never another name.
-    let unknown = |id: u64| src.get(u32::try_from(id).unwrap_or(u32::MAX));
-    let mut intern = |ks: &mut Kernels, id: u64| -> Sym {
-        match sym.get_mut(id as usize) {
-            Some(s) => *s.get_or_insert_with(|| ks.strings.intern(src.get(id as u32))),
-            None => ks.strings.intern(unknown(id)),
-        }
-    };
+    let mut names = IdSyms::new(n_ids, |n| n);
+    let mut intern = |ks: &mut Kernels, id: u64| names.sym(ks, src, id);
     // Each name's op type, found once (by name symbol); each kernel type's msprof name, once per id.
     let mut op_types: HashMap<Sym, Sym> = HashMap::new();
-    let mut cores: Vec<Option<Sym>> = vec![None; n_ids];
+    let mut cores = IdSyms::new(n_ids, op_type::task_type);
     let mut gather = Gather::new(limit);
     let mut corr = CorrGather::default();
     let pass = spool.map_or(Ok(Pass::default()), |s| {
@@ -167,15 +160,7 @@ fn read_kernels(
                 return Ok(());
             }
             let name = intern(&mut kernels, r.c >> 32);
-            let ci = r.c & 0xffff_ffff;
-            let core = match cores.get_mut(ci as usize) {
-                Some(c) => *c.get_or_insert_with(|| {
-                    kernels
-                        .strings
-                        .intern(op_type::task_type(src.get(ci as u32)))
-                }),
-                None => kernels.strings.intern(unknown(ci)),
-            };
+            let core = cores.sym(&mut kernels, src, r.c & 0xffff_ffff);
             let op_type = kernel_op_type(&mut kernels, &mut op_types, name);
             kernels.add(Kernel {
                 core,
@@ -198,6 +183,31 @@ fn read_kernels(
         });
     }
     Ok((kernels, memory, collectives, corr.finish(), pass))
+}
+
+/// The kernels' symbols of name ids (ids are small and dense), each interned once, in the form `form` gives
+/// the name. An id beyond the table (a damaged names file) is the source's unknown name, never another name.
+struct IdSyms {
+    syms: Vec<Option<Sym>>,
+    form: fn(&[u8]) -> &[u8],
+}
+
+impl IdSyms {
+    fn new(n_ids: usize, form: fn(&[u8]) -> &[u8]) -> IdSyms {
+        IdSyms {
+            syms: vec![None; n_ids],
+            form,
+        }
+    }
+
+    fn sym(&mut self, ks: &mut Kernels, src: &NameSource, id: u64) -> Sym {
+        let form = self.form;
+        let name = |id| form(src.get(u32::try_from(id).unwrap_or(u32::MAX)));
+        match self.syms.get_mut(id as usize) {
+            Some(s) => *s.get_or_insert_with(|| ks.strings.intern(name(id))),
+            None => ks.strings.intern(name(id)),
+        }
+    }
 }
 
 /// A kernel row of `name` on `stream` from `start` to `end` (MSPTI gives no task id, block dim or model: they

@@ -18,15 +18,12 @@ struct Fnv(u64);
 
 impl Hasher for Fnv {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
+        let state = if self.0 == 0 {
+            crate::device::FNV_OFFSET
         } else {
             self.0
         };
-        for b in bytes {
-            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-        self.0 = h;
+        self.0 = crate::device::fnv1a(state, bytes);
     }
 
     fn finish(&self) -> u64 {
