@@ -55,6 +55,34 @@ enum npuprof_status {
  * NPUPROF_ERR_BACKEND. */
 int npuprof_start(void);
 
+/* The options of one start (npuprof_start_with). Zero means "the environment's value" in every field, so
+ *     struct npuprof_start_options o = { sizeof o };  o.num_steps = 10;
+ * changes only what you set. NPUPROF_NONE asks for no delay / no limit whatever the environment says.
+ * The struct begins with its own size: a library newer than your header reads the fields you know of and
+ * takes the environment's value for the rest; a library older than your header accepts a larger struct when
+ * the fields it does not know are all zero, and refuses it with NPUPROF_ERR_INVALID_ARGUMENT otherwise. */
+#define NPUPROF_NONE UINT64_MAX
+struct npuprof_start_options {
+    uint32_t size;          /* sizeof(struct npuprof_start_options); 8 .. 4096 */
+    uint32_t reserved;      /* 0 */
+    uint64_t delay_steps;   /* steps to skip before recording (default NPUPROF_DELAY_STEPS) */
+    uint64_t num_steps;     /* recorded steps after which the profile stops itself (NPUPROF_MAX_STEPS) */
+    uint64_t max_seconds;   /* seconds of recording after which it stops itself (NPUPROF_MAX_SECONDS) */
+    uint64_t at_step;       /* start at this step of the process's count of npuprof_step calls, not with a
+                               delay (how `npuprof trigger --at-step` aligns ranks); 0: start now */
+    const char *output_dir; /* the results root for this profile (default VLLM_TORCH_PROFILER_DIR) */
+    const char *tag;        /* 1..64 of [A-Za-z0-9._-], first part of the directory name:
+                               {tag}_{worker}_{stamp}_ascend_ms (SGLang's profile_prefix); NULL: none */
+};
+
+/* npuprof_start with options; NULL is npuprof_start(). With a delay or an at_step the profile starts at that
+ * npuprof_step call (which becomes ProfilerStep#1) and npuprof_is_running() is 0 until then; npuprof_stop
+ * cancels a start that still waits. Whichever bound comes first (num_steps, max_seconds, PROFILER_STOP_STEP
+ * for the old logic's profile) ends the profile; profiler_metadata.json's stop_reason names it. The time
+ * bound is kept by npuprof's background thread, so it holds when no step comes. Returns what npuprof_start
+ * returns, or NPUPROF_ERR_INVALID_ARGUMENT (a bad size, tag or value; see npuprof_last_error). */
+int npuprof_start_with(const struct npuprof_start_options *options);
+
 /* Ends the running profile (the runtime's POST /stop_profile). Returns at once, whatever the device library
  * does: its stop runs on a background thread, and the result files are written by another (see
  * npuprof_flush). A device stop that has not returned within NPUPROF_VENDOR_TIMEOUT_S (default 60) is

@@ -13,6 +13,8 @@ use std::ffi::{c_char, c_int, CStr};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod options;
+
 #[inline(always)]
 fn guard<T>(what: &'static str, on_panic: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(|| {
@@ -108,6 +110,23 @@ pub unsafe extern "C" fn npuprof_last_error(buf: *mut c_char, len: usize) -> usi
 pub extern "C" fn npuprof_start() -> c_int {
     guard("npuprof_start", Status::Internal as c_int, || {
         status("npuprof_start", session::start())
+    })
+}
+
+/// Begins a profile with options (see the header); NULL is `npuprof_start`.
+///
+/// # Safety
+/// `options` is NULL or valid for reads of the size its first field states; its strings are NULL or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn npuprof_start_with(options: *const options::RawOptions) -> c_int {
+    guard("npuprof_start_with", Status::Internal as c_int, || {
+        if options.is_null() {
+            return status("npuprof_start_with", session::start());
+        }
+        // SAFETY: forwarded caller contract.
+        let r = unsafe { options::read(options) }.and_then(|o| session::start_with(&o).map(drop));
+        status("npuprof_start_with", r)
     })
 }
 

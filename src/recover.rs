@@ -132,9 +132,11 @@ fn num32(kv: &BTreeMap<String, String>, k: &str) -> Result<u32> {
 
 /// The stop reason a STOP frame names.
 fn reason_named(name: Option<&String>) -> StopReason {
-    const ALL: [StopReason; 6] = [
+    const ALL: [StopReason; 8] = [
         StopReason::Manual,
         StopReason::StepLimit,
+        StopReason::MaxSteps,
+        StopReason::MaxSeconds,
         StopReason::DiskLimit,
         StopReason::IoError,
         StopReason::Shutdown,
@@ -403,6 +405,13 @@ fn recovered_profile(
         rank: num32(kv, "rank")?,
         device_id: num32(kv, "device_id").unwrap_or(0),
         auto: kv.get("auto").is_some_and(|v| v == "true"),
+        window: crate::config::Window {
+            delay_steps: num(kv, "window_delay_steps").unwrap_or(0),
+            max_steps: num(kv, "window_max_steps").unwrap_or(0),
+            max_seconds: num(kv, "window_max_seconds").unwrap_or(0),
+        },
+        first_step: num(kv, "first_step").unwrap_or(0),
+        tag: kv.get("tag").cloned(),
         backend,
         config,
         // `npuprof recover` runs in a process of its own, whose exit hook never finishes profiles.

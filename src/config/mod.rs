@@ -175,6 +175,22 @@ impl Level {
     }
 }
 
+/// A capture window's bounds: steps skipped after a start before recording begins, recorded steps after which
+/// the profile stops itself, and seconds of recording after which it stops itself (0 = no bound).
+/// `NPUPROF_DELAY_STEPS`, `NPUPROF_MAX_STEPS` and `NPUPROF_MAX_SECONDS` give the defaults; a start's options
+/// (`npuprof_start_with`, `npuprof trigger --steps`) replace them for that profile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    pub delay_steps: u64,
+    pub max_steps: u64,
+    pub max_seconds: u64,
+}
+
+/// The largest step count a window takes (delay or max steps): a step's number is kept in 24 bits of its record.
+pub const MAX_WINDOW_STEPS: u64 = (1 << 24) - 1;
+/// The largest `max_seconds` a window takes: a week.
+pub const MAX_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
+
 pub const DEFAULT_STOP_STEP: u64 = 5;
 pub const DEFAULT_THRESHOLD: u64 = 1;
 pub const DEFAULT_BUFFER_KB: u64 = 1024;
@@ -250,6 +266,9 @@ pub struct Config {
     /// `NPUPROF_MSPTI_API` (default true): also record CANN API calls (slices on the launching thread and
     /// flows to their kernels); off = kernels only, a third of the records.
     pub mspti_api: bool,
+    /// `NPUPROF_DELAY_STEPS`, `NPUPROF_MAX_STEPS`, `NPUPROF_MAX_SECONDS`: the bounds of a profile started
+    /// without options of its own (the old logic's automatic profile keeps `PROFILER_STOP_STEP` for its steps).
+    pub window: Window,
     /// `NPUPROF_CONTROL`: accept start/stop requests from `npuprof trigger` through
     /// `$VLLM_TORCH_PROFILER_DIR/.control/<pid>.cmd` (polled by the drain thread).
     pub control: bool,

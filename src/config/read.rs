@@ -53,6 +53,7 @@ impl Config {
         let mspti_buffer_kb = r.uint("NPUPROF_MSPTI_BUFFER_KB", 4096, 64, 256 * 1024);
         let mspti_buffers = r.uint("NPUPROF_MSPTI_BUFFERS", 8, 2, 1024);
         let mspti_api = r.raw("NPUPROF_MSPTI_API").is_none() || r.boolean("NPUPROF_MSPTI_API");
+        let window = window(&mut r);
         let control = r.boolean("NPUPROF_CONTROL");
         let export_type = export_type(&mut r);
         let ascend_home_path = r.raw("ASCEND_HOME_PATH").map(PathBuf::from);
@@ -85,12 +86,22 @@ impl Config {
             mspti_buffer_kb,
             mspti_buffers,
             mspti_api,
+            window,
             control,
             export_type,
             ascend_home_path,
             ascend_toolkit_home,
             warnings: r.warnings,
         }
+    }
+}
+
+/// `NPUPROF_DELAY_STEPS`, `NPUPROF_MAX_STEPS`, `NPUPROF_MAX_SECONDS` (each 0, no bound, by default).
+fn window(r: &mut Reader) -> Window {
+    Window {
+        delay_steps: r.uint("NPUPROF_DELAY_STEPS", 0, 0, MAX_WINDOW_STEPS),
+        max_steps: r.uint("NPUPROF_MAX_STEPS", 0, 0, MAX_WINDOW_STEPS),
+        max_seconds: r.uint("NPUPROF_MAX_SECONDS", 0, 0, MAX_WINDOW_SECONDS),
     }
 }
 

@@ -170,6 +170,18 @@ pub const TABLE: &[Variable] = &[
         setting: |c| Setting::Bool(c.mspti_api),
     },
     Variable {
+        name: "NPUPROF_DELAY_STEPS",
+        setting: |c| Setting::Uint(c.window.delay_steps),
+    },
+    Variable {
+        name: "NPUPROF_MAX_STEPS",
+        setting: |c| Setting::Uint(c.window.max_steps),
+    },
+    Variable {
+        name: "NPUPROF_MAX_SECONDS",
+        setting: |c| Setting::Uint(c.window.max_seconds),
+    },
+    Variable {
         name: "NPUPROF_CONTROL",
         setting: |c| Setting::Bool(c.control),
     },

@@ -347,6 +347,14 @@ impl Drain {
         );
         kv.insert("clock".into(), clock::source_name().into());
         kv.insert("auto".into(), profile.auto.to_string());
+        let w = profile.window;
+        kv.insert("window_delay_steps".into(), w.delay_steps.to_string());
+        kv.insert("window_max_steps".into(), w.max_steps.to_string());
+        kv.insert("window_max_seconds".into(), w.max_seconds.to_string());
+        kv.insert("first_step".into(), profile.first_step.to_string());
+        if let Some(t) = &profile.tag {
+            kv.insert("tag".into(), t.clone());
+        }
         kv.insert("backend".into(), profile.backend.name().into());
         // The tick rate known now: what `npuprof recover` uses when the process dies before its stop frame.
         let (ticks_per, ns_per) = clock::rate(0);

@@ -111,6 +111,7 @@ fn identity_lines(
     "trigger": "{trigger}",
     "started_by": "{}",
     "stop_reason": "{}",
+    "window": {{"delay_steps": {}, "max_steps": {}, "max_seconds": {}, "first_step": {}, "tag": {}}},
     "start_time_ns": {start_ns},
     "stop_time_ns": {stop_ns},
 "#,
@@ -127,6 +128,13 @@ fn identity_lines(
             "npuprof_start"
         },
         reason.name(),
+        p.window.delay_steps,
+        p.window.max_steps,
+        p.window.max_seconds,
+        p.first_step,
+        p.tag
+            .as_deref()
+            .map_or("null".to_string(), |t| json::string(t.as_bytes())),
     )
 }
 

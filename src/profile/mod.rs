@@ -53,7 +53,12 @@ impl BackendId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
     Manual,
+    /// The old logic's `PROFILER_STOP_STEP`.
     StepLimit,
+    /// The step bound of the new logic: `NPUPROF_MAX_STEPS`, or a start's `num_steps`.
+    MaxSteps,
+    /// The time bound: `NPUPROF_MAX_SECONDS`, or a start's `max_seconds` (enforced by the drain thread).
+    MaxSeconds,
     DiskLimit,
     IoError,
     Shutdown,
@@ -67,6 +72,8 @@ impl StopReason {
         match self {
             StopReason::Manual => "npuprof_stop",
             StopReason::StepLimit => "PROFILER_STOP_STEP reached",
+            StopReason::MaxSteps => "max steps reached (NPUPROF_MAX_STEPS or num_steps)",
+            StopReason::MaxSeconds => "max seconds reached (NPUPROF_MAX_SECONDS or max_seconds)",
             StopReason::DiskLimit => "NPUPROF_MAX_DISK_MB reached",
             StopReason::IoError => "spool write error",
             StopReason::Shutdown => "npuprof_shutdown",
@@ -97,6 +104,13 @@ pub struct Profile {
     pub device_id: u32,
     /// Started by the old logic's threshold.
     pub auto: bool,
+    /// This profile's capture window (the environment's, or its start's options).
+    pub window: crate::config::Window,
+    /// The process's step count at the profile's first recorded step (`npuprof trigger --at-step`, a delayed
+    /// start); 0 when this process does not count its steps.
+    pub first_step: u64,
+    /// The start's tag, the first part of the directory name (`npuprof_start_with`).
+    pub tag: Option<String>,
     pub backend: BackendId,
     pub config: &'static Config,
     /// The process's exit, as the exit hook announces it to this profile's export (see `process::Exit`).

@@ -1,7 +1,8 @@
 //! The hot path: per-thread rings, the recording gate, and the record calls.
 //!
 //! `STATE` is the one word every record call reads: bit 0 "recording", bit 1 "armed" (old logic waiting for
-//! its threshold), bit 2 "initialised", bits 3.. the profile generation. When the recording bit is clear a
+//! its threshold), bit 2 "initialised", bit 3 "counting" (steps are counted for a pending start or for the
+//! `NPUPROF_CONTROL` watcher), bits 4.. the profile generation. When the recording bit is clear a
 //! record call is a load and a branch. When it is set, the call reads the clock and writes one 16-byte record
 //! into the calling thread's own ring: no lock, no syscall, no allocation (the first record of a thread
 //! takes a free ring or allocates one, once; the allocation is made outside the registry lock, so other
@@ -51,7 +52,10 @@ pub mod kind {
 pub const REC: u64 = 1;
 pub const ARMED: u64 = 2;
 pub const INIT: u64 = 4;
-pub const GEN_SHIFT: u32 = 3;
+/// `npuprof_step` counts the process's steps: a start waits for a step (delay, `--at-step`), or the
+/// `NPUPROF_CONTROL` watcher publishes the count for `npuprof trigger --all`.
+pub const COUNT: u64 = 8;
+pub const GEN_SHIFT: u32 = 4;
 
 /// The recording gate (see module doc). Written only by `session` under its lock.
 pub(crate) static STATE: AtomicU64 = AtomicU64::new(0);

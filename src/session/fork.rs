@@ -4,7 +4,7 @@ use super::{Control, CONTROL};
 use crate::backend;
 use crate::process::{FORKING, FORK_GEN};
 use crate::profile::BackendId;
-use crate::record::{self, REC, STATE};
+use crate::record::{self, COUNT, REC, STATE};
 use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 
@@ -82,8 +82,10 @@ fn release_held() {
 }
 
 extern "C" fn after_fork_child() {
-    // The child has one thread and no drain: nothing may record into rings nobody reads.
-    STATE.fetch_and(!REC, Ordering::AcqRel);
+    // The child has one thread and no drain: nothing may record into rings nobody reads. A start waiting
+    // for a step and the watcher's count are the parent's.
+    STATE.fetch_and(!(REC | COUNT), Ordering::AcqRel);
+    super::window::after_fork_child();
     super::step_hook::set(None);
     backend::after_fork_child();
     crate::process::sqlite_after_fork_child();
@@ -135,6 +137,9 @@ pub(super) fn reset_after_fork(ctl: &mut Control, gen: u64) {
     }
     ctl.running = None;
     ctl.last_dir = None;
+    ctl.waiting = None;
+    ctl.outcome = None;
+    ctl.deadline = None;
     ctl.fork_gen = gen;
     // The parent's exports are the parent's: this child has none to wait for at exit.
     super::WRITING.store(0, std::sync::atomic::Ordering::Release);

@@ -22,7 +22,7 @@ use crate::config::{Config, Trigger};
 use crate::drain;
 use crate::error::{Error, Result, Status};
 use crate::profile::{Profile, StopReason};
-use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
+use crate::record::{self, clock, ARMED, COUNT, GEN_SHIFT, INIT, REC, STATE};
 use backend::vendor;
 use crossbeam_channel::RecvTimeoutError;
 use std::path::PathBuf;
@@ -33,8 +33,11 @@ use std::time::Duration;
 mod exit;
 mod fork;
 mod start;
+pub use start::start_with;
 use start::{disabled, start_locked};
 mod step_hook;
+pub mod window;
+use window::{Launch, Outcome, Waiting};
 
 use crate::process::FORK_GEN;
 pub use exit::export_ended;
@@ -54,6 +57,13 @@ struct Control {
     next_gen: u64,
     /// A forked child of a process that used a device backend: host-only from now on.
     device_unusable: bool,
+    /// A start waiting for a step (a delay, `--at-step`); see `window`.
+    waiting: Option<Waiting>,
+    /// How the latest waiting start ended, by its id.
+    outcome: Option<(u64, Outcome)>,
+    next_wait_id: u64,
+    /// The running profile's `max_seconds` deadline: (its generation, when).
+    deadline: Option<(u64, std::time::Instant)>,
 }
 
 static CONTROL: Mutex<Control> = Mutex::new(Control {
@@ -65,6 +75,10 @@ static CONTROL: Mutex<Control> = Mutex::new(Control {
     last_dir: None,
     next_gen: 1,
     device_unusable: false,
+    waiting: None,
+    outcome: None,
+    next_wait_id: 0,
+    deadline: None,
 });
 static CONFIG: OnceLock<Config> = OnceLock::new();
 /// Profiles stopped and not yet written (their export queued or running): what the exit hook waits for.
@@ -189,8 +203,9 @@ pub struct Watcher {
     pub poll: fn(&Config),
 }
 
-/// The drain thread's periodic tick: the `NPUPROF_CONTROL` poll, when enabled.
+/// The drain thread's periodic tick: the `max_seconds` deadline, and the `NPUPROF_CONTROL` poll when enabled.
 fn control_tick() {
+    window::check_deadline();
     let cfg = config();
     if cfg.control {
         (crate::WATCHER.poll)(cfg);
@@ -227,13 +242,21 @@ pub fn is_running() -> bool {
     STATE.load(Ordering::Acquire) & REC != 0
 }
 
-/// `npuprof_start`.
+/// `npuprof_start`: a profile with the environment's window (a delay makes it wait for a step).
 pub fn start() -> Result<()> {
+    start_with(&window::StartOptions::default()).map(drop)
+}
+
+/// Starts a profile now (see `window::start_with` for one that waits for a step).
+fn start_now(launch: Launch) -> Result<()> {
     let cfg = config();
-    if cfg.profiler_dir.is_none() {
-        return Err(disabled());
-    }
     let mut ctl = lock()?;
+    if let Some(w) = &ctl.waiting {
+        return Err(Error::new(
+            Status::AlreadyRunning,
+            format!("a start already waits for step {}", w.at),
+        ));
+    }
     // The previous profile's device stop may still run: wait for it (bounded by its deadline) without the
     // lock, so output_dir, fork and the exit hook are never held up by a vendor library. (An `npuprof
     // trigger start` runs this on the drain thread: no profile can record while a stop is out, since every
@@ -244,7 +267,7 @@ pub fn start() -> Result<()> {
         ctl = lock()?;
     }
     crate::fault::point("session.start.locked");
-    start_locked(&mut ctl, cfg, false)
+    start_locked(&mut ctl, cfg, launch)
 }
 
 /// Takes the backend back from its stop, if that has returned.
@@ -287,6 +310,9 @@ pub fn stop() -> Result<()> {
     }
     let mut ctl = lock()?;
     crate::fault::point("session.stop.locked");
+    if ctl.running.is_none() && window::cancel(&mut ctl) {
+        return Ok(());
+    }
     stop_locked(&mut ctl, clock::now(), StopReason::Manual, None)
 }
 
@@ -305,6 +331,7 @@ fn stop_locked(
     }
     let p = ctl.running.take().expect("checked above");
     STATE.fetch_and(!REC, Ordering::AcqRel);
+    ctl.deadline = None;
     step_hook::set(None);
     let device = stop_backend(ctl, &p);
     // Counted before the message can arrive, so the export's end never precedes its count.
@@ -342,10 +369,11 @@ pub fn stop_from_drain(gen: u64, reason: StopReason) {
     }
 }
 
-/// True when `npuprof_step` has nothing to do: configured, not recording, not armed. One relaxed load.
+/// True when `npuprof_step` has nothing to do: configured, not recording, not armed, not counting. One
+/// relaxed load.
 #[inline(always)]
 pub fn step_is_noop() -> bool {
-    STATE.load(Ordering::Relaxed) & (INIT | REC | ARMED) == INIT
+    STATE.load(Ordering::Relaxed) & (INIT | REC | ARMED | COUNT) == INIT
 }
 
 /// `npuprof_step`.
@@ -357,6 +385,12 @@ pub fn step(tokens: u64) -> Result<()> {
         config();
         s = STATE.load(Ordering::Acquire);
     }
+    if s & COUNT != 0 {
+        let k = window::count_step();
+        if s & REC == 0 && window::fires(k) {
+            return start::fire_waiting(k, tokens);
+        }
+    }
     if s & REC != 0 {
         let ts = clock::now();
         let k = STEPS.fetch_add(1, Ordering::Relaxed) + 1;
@@ -364,14 +398,17 @@ pub fn step(tokens: u64) -> Result<()> {
         if stop_at != 0 && k >= stop_at {
             if k == stop_at {
                 let mut ctl = lock()?;
-                return stop_locked(&mut ctl, ts, StopReason::StepLimit, Some(s >> GEN_SHIFT))
-                    .or_else(|e| {
-                        if e.status == Status::NotRunning {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    });
+                let reason = match ctl.running.as_ref().is_some_and(|p| p.auto) {
+                    true => StopReason::StepLimit,
+                    false => StopReason::MaxSteps,
+                };
+                return stop_locked(&mut ctl, ts, reason, Some(s >> GEN_SHIFT)).or_else(|e| {
+                    if e.status == Status::NotRunning {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                });
             }
             return Ok(());
         }
@@ -393,8 +430,10 @@ pub fn step(tokens: u64) -> Result<()> {
 fn auto_start(tokens: u64) -> Result<()> {
     let cfg = config();
     let mut ctl = lock()?;
-    if STATE.load(Ordering::Acquire) & ARMED == 0 || ctl.running.is_some() {
-        // Someone else fired it, or a manual profile runs (this step is then recorded by the next call).
+    if STATE.load(Ordering::Acquire) & ARMED == 0 || ctl.running.is_some() || ctl.waiting.is_some()
+    {
+        // Someone else fired it, or a manual profile runs or waits for its step (this step is then recorded
+        // by the next call).
         return Ok(());
     }
     reclaim_backend(&mut ctl);
@@ -404,7 +443,25 @@ fn auto_start(tokens: u64) -> Result<()> {
         return Ok(());
     }
     STATE.fetch_and(!ARMED, Ordering::AcqRel);
-    start_locked(&mut ctl, cfg, true)?;
+    start_locked(
+        &mut ctl,
+        cfg,
+        Launch {
+            auto: true,
+            // The old logic's steps are PROFILER_STOP_STEP's; its time bound is NPUPROF_MAX_SECONDS.
+            window: crate::config::Window {
+                delay_steps: 0,
+                max_steps: match cfg.trigger {
+                    Trigger::Auto { stop_step, .. } => stop_step,
+                    Trigger::Manual => 0,
+                },
+                max_seconds: cfg.window.max_seconds,
+            },
+            root: None,
+            tag: None,
+            first_step: window::counted_now(),
+        },
+    )?;
     STEPS.store(1, Ordering::Relaxed);
     record::record_step(clock::now(), 1, tokens);
     Ok(())

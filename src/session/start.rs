@@ -2,15 +2,17 @@
 //! START, then the state the record path reads. Steps of `start_locked`, in order.
 
 use super::exit::install_exit_hook;
-use super::{ensure_threads, reclaim_backend, step_hook, stop_backend, Control, STEPS, STOP_AT};
+use super::window::{self, Launch, Outcome, StartOptions, Waiting};
+use super::{
+    ensure_threads, lock, reclaim_backend, step_hook, stop_backend, Control, STEPS, STOP_AT,
+};
 use crate::backend;
-use crate::config::{Config, Trigger};
+use crate::config::{Config, Window};
 use crate::drain;
 use crate::error::{Error, Result, Status};
 use crate::layout;
 use crate::profile::Profile;
 use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -23,14 +25,19 @@ pub(super) fn disabled() -> Error {
 
 /// The checks before a start, under the lock: no profile is recording, no backend stop is still out (a stop
 /// that has returned gives its backend back), the background threads run. Returns the results root.
-fn ready_to_start(ctl: &mut Control, cfg: &'static Config) -> Result<&'static PathBuf> {
+fn ready_to_start<'a>(
+    ctl: &mut Control,
+    cfg: &'static Config,
+    launch: &'a Launch,
+) -> Result<&'a std::path::Path> {
     if let Some(p) = &ctl.running {
         return Err(Error::new(
             Status::AlreadyRunning,
             format!("a profile is already recording into {}", p.dir.display()),
         ));
     }
-    let root = cfg.profiler_dir.as_ref().ok_or_else(disabled)?;
+    let env_root = cfg.profiler_dir.as_deref().ok_or_else(disabled)?;
+    let root = launch.root.as_deref().unwrap_or(env_root);
     reclaim_backend(ctl);
     if let Some(s) = &ctl.stopping {
         return Err(s.busy_error());
@@ -62,10 +69,15 @@ fn new_profile(
     cfg: &'static Config,
     gen: u64,
     (device_id, backend): (u32, crate::profile::BackendId),
-    auto: bool,
+    launch: &Launch,
 ) -> Result<(Arc<Profile>, std::fs::File)> {
     let anchor = clock::anchor_now();
-    let dirs = layout::create_worker_dir(root, &cfg.worker_name_now(), anchor.1)?;
+    let worker = cfg.worker_name_now();
+    let named = match &launch.tag {
+        Some(t) => format!("{t}_{worker}"),
+        None => worker.clone(),
+    };
+    let dirs = layout::create_worker_dir(root, &named, anchor.1)?;
     let dir = dirs.top.path.clone();
     let spool_path = dirs.framework.shown(layout::SPOOL_NAME);
     let spool = match new_locked_spool(&dirs) {
@@ -82,10 +94,13 @@ fn new_profile(
         dirs,
         anchor,
         pid: std::process::id(),
-        worker: cfg.worker_name_now(),
+        worker,
         rank: cfg.rank,
         device_id,
-        auto,
+        auto: launch.auto,
+        window: launch.window,
+        first_step: launch.first_step,
+        tag: launch.tag.clone(),
         backend,
         config: cfg,
         exit: &crate::process::EXIT,
@@ -116,25 +131,130 @@ fn send_start(ctl: &mut Control, profile: &Arc<Profile>, spool: std::fs::File) -
     Ok(())
 }
 
-/// Makes generation `gen` the recording one: the step hook, the step counter and limit, then REC in STATE.
-fn publish_running(ctl: &mut Control, cfg: &'static Config, gen: u64, auto: bool) {
+/// Makes generation `gen` the recording one: the step hook, the step counter and limit, the deadline, then
+/// REC in STATE.
+fn publish_running(ctl: &mut Control, gen: u64, w: &Window) {
     ctl.next_gen += 1;
     step_hook::set(backend_step_hook(ctl));
     STEPS.store(0, Ordering::Relaxed);
-    let stop_at = match cfg.trigger {
-        Trigger::Auto { stop_step, .. } if auto => stop_step + 1,
-        _ => 0,
+    // The step that would be number max_steps + 1 stops the profile instead (PROFILER_STOP_STEP's rule).
+    let stop_at = match w.max_steps {
+        0 => 0,
+        n => n + 1,
     };
     STOP_AT.store(stop_at, Ordering::Relaxed);
+    super::window::set_deadline(ctl, gen, w);
     // Release pairs with the Acquire in `step` (STEPS/STOP_AT above are visible with REC). The record calls
     // load STATE Relaxed: they use no other data published here (the generation travels in STATE itself).
     let keep = STATE.load(Ordering::Relaxed) & (INIT | ARMED);
     STATE.store(keep | REC | (gen << GEN_SHIFT), Ordering::Release);
 }
 
+/// `npuprof_start_with`: a start with options; returns the id of a start that waits for a step (0 when the
+/// profile started now).
+pub fn start_with(opts: &StartOptions) -> Result<u64> {
+    let cfg = super::config();
+    if cfg.profiler_dir.is_none() {
+        return Err(disabled());
+    }
+    let (window, root) = opts.resolve(cfg)?;
+    let waits = opts.at_step.is_some() || window.delay_steps > 0;
+    if !waits {
+        super::start_now(Launch {
+            auto: false,
+            window,
+            root,
+            tag: opts.tag.clone(),
+            first_step: window::counted_now() + 1,
+        })?;
+        return Ok(0);
+    }
+    let mut ctl = lock()?;
+    if let Some(w) = &ctl.waiting {
+        return Err(Error::new(
+            Status::AlreadyRunning,
+            format!("a start already waits for step {}", w.at),
+        ));
+    }
+    if let Some(p) = &ctl.running {
+        return Err(Error::new(
+            Status::AlreadyRunning,
+            format!("a profile is already recording into {}", p.dir.display()),
+        ));
+    }
+    super::ensure_threads(&mut ctl)?;
+    // The count runs from here on (it may have been stopped): a delay counts from the current step.
+    let now = window::counted_now();
+    let at = opts.at_step.unwrap_or(now + window.delay_steps + 1);
+    ctl.next_wait_id += 1;
+    let id = ctl.next_wait_id;
+    log::info!(
+        "profiling will start at step {at} (this process is at step {now}){}",
+        if at <= now {
+            ": already passed, so at the next step"
+        } else {
+            ""
+        }
+    );
+    window::arm(
+        &mut ctl,
+        Waiting {
+            at,
+            window,
+            root,
+            tag: opts.tag.clone(),
+            id,
+        },
+    );
+    Ok(id)
+}
+
+/// Step `k` fires the waiting start: starts the profile on this thread (never waiting: a device stop still
+/// out leaves it for the next step) and records this step as its first.
+#[cold]
+pub(super) fn fire_waiting(k: u64, tokens: u64) -> Result<()> {
+    let mut ctl = lock()?;
+    if ctl.running.is_some() {
+        return Ok(());
+    }
+    reclaim_backend(&mut ctl);
+    if ctl.stopping.is_some() {
+        return Ok(());
+    }
+    let Some(w) = window::take_due(&mut ctl, k) else {
+        return Ok(());
+    };
+    let cfg = super::config();
+    let r = start_locked(
+        &mut ctl,
+        cfg,
+        Launch {
+            auto: false,
+            window: w.window,
+            root: w.root,
+            tag: w.tag,
+            first_step: k,
+        },
+    );
+    match r {
+        Ok(()) => {
+            STEPS.store(1, Ordering::Relaxed);
+            record::record_step(clock::now(), 1, tokens);
+            let dir = ctl.last_dir.clone().unwrap_or_default();
+            ctl.outcome = Some((w.id, Outcome::Started(dir)));
+            Ok(())
+        }
+        Err(e) => {
+            log::warn!("the start waiting for step {} failed: {}", w.at, e.msg);
+            ctl.outcome = Some((w.id, Outcome::Failed(e.clone())));
+            Err(e)
+        }
+    }
+}
+
 /// Starts a profile; runs under the control lock (every step below does).
-pub(super) fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) -> Result<()> {
-    let root = ready_to_start(ctl, cfg)?;
+pub(super) fn start_locked(ctl: &mut Control, cfg: &'static Config, launch: Launch) -> Result<()> {
+    let root = ready_to_start(ctl, cfg, &launch)?.to_path_buf();
     ensure_backend(ctl, cfg)?;
     let backend = ctl
         .backend
@@ -142,7 +262,7 @@ pub(super) fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) 
         .ok_or_else(|| Error::new(Status::Internal, "backend missing after selection"))?;
     let device_id = backend.device_id(cfg);
     let gen = ctl.next_gen;
-    let (profile, spool) = new_profile(root, cfg, gen, (device_id, backend.id()), auto)?;
+    let (profile, spool) = new_profile(&root, cfg, gen, (device_id, backend.id()), &launch)?;
     backend
         .start(&profile)
         .inspect_err(|_| profile.dirs.discard())?;
@@ -150,10 +270,10 @@ pub(super) fn start_locked(ctl: &mut Control, cfg: &'static Config, auto: bool) 
     // whatever the backend's libraries registered while starting (CANN's singletons).
     install_exit_hook();
     send_start(ctl, &profile, spool)?;
-    publish_running(ctl, cfg, gen, auto);
+    publish_running(ctl, gen, &launch.window);
     log::info!(
         "profiling started{}: {}",
-        if auto {
+        if launch.auto {
             " (PROFILER_TOKEN_THRESHOLD reached)"
         } else {
             ""
