@@ -65,7 +65,7 @@ def worker(rank, world, cmd_q, res_q):
                     continue
                 try:
                     if cmd == "start_profile":
-                        npuprof.start()
+                        npuprof.start(**(arg or {}))
                     elif cmd == "stop_profile":
                         npuprof.stop()
                         npuprof.flush()
@@ -94,7 +94,28 @@ def worker(rank, world, cmd_q, res_q):
         time.sleep(0.001)
 
 
+# The options POST /start_profile takes as a JSON body, handed to every worker's npuprof.start(...).
+START_OPTIONS = {"num_steps": int, "delay_steps": int, "max_seconds": int, "at_step": int, "output_dir": str,
+                 "tag": str}
+
+
+def start_options(body):
+    """The body of POST /start_profile as npuprof.start's keyword arguments; raises ValueError naming what is
+    wrong (answered with HTTP 400, before any worker is asked)."""
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    for k, v in body.items():
+        t = START_OPTIONS.get(k)
+        if t is None:
+            raise ValueError(f"unknown option {k!r} (known: {', '.join(START_OPTIONS)})")
+        if v is not None and (not isinstance(v, t) or isinstance(v, bool)):
+            raise ValueError(f"{k} must be {t.__name__} or null, not {v!r}")
+    return {k: v for k, v in body.items() if v is not None}
+
+
 class Server:
+    """The workers as processes of this host (multiprocessing), as vLLM's multiprocessing executor."""
+
     def __init__(self, workers):
         ctx = mp.get_context("spawn")
         self.res_q = ctx.Queue()
@@ -133,6 +154,67 @@ class Server:
             p.join(timeout=60)
 
 
+# The variables a worker reads, handed to Ray actors through their runtime environment: a Ray worker process
+# is started by the cluster's raylet, not by this process, and on another node it would not see our
+# environment at all (omni-infer's old logic "cannot retrieve profiles" in Ray mode).
+FORWARDED = ("VLLM_", "PROFILER_", "NPUPROF_", "ASCEND_", "PYTHONPATH", "LD_LIBRARY_PATH")
+
+
+class RayWorker:
+    """One worker as a Ray actor, as vLLM's Ray executor runs them: the scheduler loop on a thread of the
+    actor's process, the RPCs (ask) on another (a threaded actor)."""
+
+    def __init__(self, rank, world):
+        self.cmd_q, self.res_q = queue.Queue(), queue.Queue()
+        threading.Thread(target=worker, args=(rank, world, self.cmd_q, self.res_q), daemon=True).start()
+        kind, _, _ = self.res_q.get(timeout=60)
+        assert kind == "ready"
+
+    def ask(self, cmd, arg=None, timeout=120):
+        self.cmd_q.put((cmd, arg))
+        if cmd == "generate":
+            return {"ok": True}
+        deadline = time.time() + timeout
+        while True:
+            kind, rank, out = self.res_q.get(timeout=max(0.1, deadline - time.time()))
+            if kind == cmd:
+                return out
+
+    def pid(self):
+        return os.getpid()
+
+
+class RayServer:
+    """The workers as Ray actors (`--ray`): a local Ray cluster with as many CPUs as workers and no dashboard,
+    or the cluster RAY_ADDRESS names."""
+
+    def __init__(self, workers):
+        import ray
+
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(num_cpus=workers if "RAY_ADDRESS" not in os.environ else None,
+                     include_dashboard=False, log_to_driver=True)
+        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
+        actor = ray.remote(num_cpus=0, max_concurrency=4)(RayWorker)
+        self.actors = [actor.options(runtime_env={"env_vars": env}).remote(r, workers) for r in range(workers)]
+        self.lock = threading.Lock()
+        self.pids = ray.get([a.pid.remote() for a in self.actors], timeout=300)
+
+    def ask(self, cmd, arg=None, timeout=120):
+        with self.lock:
+            res = self.ray.get([a.ask.remote(cmd, arg, timeout) for a in self.actors], timeout=timeout + 30)
+        if cmd == "generate":
+            return [{"rank": r, "ok": True} for r in range(len(self.actors))]
+        return res
+
+    def close(self):
+        try:
+            self.ray.get([a.ask.remote("exit") for a in self.actors], timeout=120)
+        finally:
+            self.ray.shutdown()
+
+
 def handler(server, stop_event):
     class H(BaseHTTPRequestHandler):
         def reply(self, code, body):
@@ -155,8 +237,16 @@ def handler(server, stop_event):
         def do_POST(self):
             n = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(n) or b"{}")
-            if self.path in ("/start_profile", "/stop_profile"):
-                res = server.ask(self.path[1:])
+            if self.path == "/start_profile":
+                try:
+                    opts = start_options(body)
+                except ValueError as e:
+                    self.reply(400, {"error": str(e)})
+                    return
+                res = server.ask("start_profile", opts)
+                self.reply(200 if all(r["ok"] for r in res) else 500, res)
+            elif self.path == "/stop_profile":
+                res = server.ask("stop_profile")
                 self.reply(200 if all(r["ok"] for r in res) else 500, res)
             elif self.path == "/generate":
                 self.reply(200, server.ask("generate", int(body.get("tokens", 16))))
@@ -174,8 +264,9 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+    ap.add_argument("--ray", action="store_true", help="run the workers as Ray actors (pip install ray)")
     a = ap.parse_args()
-    server = Server(a.workers)
+    server = RayServer(a.workers) if a.ray else Server(a.workers)
     stop = threading.Event()
     httpd = ThreadingHTTPServer((a.host, a.port), handler(server, stop))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

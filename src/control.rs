@@ -26,9 +26,12 @@
 //! drain thread and ends with it.
 
 pub mod channel;
+pub mod job;
+mod job_watch;
 
 use crate::config::Config;
-use crate::error::{Error, Result, Status};
+use crate::error::{Result, Status};
+use crate::session::window::StartOptions;
 use channel::{Answer, CmdRefusal, DirRefusal};
 use std::cell::RefCell;
 use std::fs;
@@ -49,6 +52,17 @@ struct Watch {
     /// `.control`, once accepted.
     dir: Option<crate::dir::Dir>,
     warned: Option<Problem>,
+    /// The job-wide channel: registration, the job command last seen, the start waiting for its step.
+    job: job_watch::JobWatch,
+}
+
+impl Drop for Watch {
+    /// The watcher ends with its thread (`npuprof_shutdown`): it deregisters.
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            self.job.deregister(d);
+        }
+    }
 }
 
 thread_local! {
@@ -62,6 +76,8 @@ pub fn prepare(cfg: &Config) {
     let Some(root) = &cfg.profiler_dir else {
         return;
     };
+    // The step count `npuprof trigger --all` aligns starts on (published in the registration).
+    crate::session::window::count_steps_for_watcher();
     if let Ok(r) = crate::layout::open_root(root) {
         let _ = r.mkdir(DIR_NAME, channel::DIR_MODE);
     }
@@ -102,11 +118,14 @@ impl Watch {
         let Some(d) = &self.dir else {
             return;
         };
-        let Some(cmd) = take_command(d, &mut self.warned, root, (uid, pid)) else {
-            return;
-        };
-        let a = run_command(&cmd);
-        answer(d, root, pid, &a);
+        if let Some(cmd) = take_command(d, &mut self.warned, root, (uid, pid)) {
+            let (a, waiting) = run_command(&cmd);
+            answer(d, root, pid, &a);
+            if let Some(w) = waiting {
+                self.job.track(w, channel::ack_name(pid));
+            }
+        }
+        self.job.poll(d, root, uid);
     }
 
     /// Opens `.control/` under `root` (checked: ours, mode 0700, not a symlink); false, warning once per
@@ -189,28 +208,47 @@ fn take_command(
     Some(cmd)
 }
 
-/// Runs a `start` or `stop` command (anything else is refused) and logs the outcome; returns the answer.
-fn run_command(cmd: &str) -> Answer {
-    let r: Result<()> = match cmd.trim() {
-        "start" => crate::session::start(),
-        "stop" => crate::session::stop(),
-        other => Err(Error::new(
-            Status::InvalidArgument,
-            format!("unknown control command {other:?} (start, stop)"),
-        )),
+/// Runs a command's text (a `start` or `stop`, with a start's window; anything else is refused) and logs
+/// the outcome; returns the answer and, for a start that waits for its step, its id.
+fn run_command(text: &str) -> (Answer, Option<u64>) {
+    let cmd = match job::Command::parse(text) {
+        Ok(c) => c,
+        Err(msg) => {
+            log::warn!("NPUPROF_CONTROL: {msg}");
+            let status = Status::InvalidArgument as i32;
+            return (Answer::Failed { status, msg }, None);
+        }
+    };
+    let what = cmd.verb.name();
+    let r: Result<u64> = match cmd.verb {
+        job::Verb::Start => crate::session::start_with(&StartOptions {
+            max_steps: cmd.steps,
+            at_step: cmd.at_step,
+            max_seconds: cmd.max_seconds,
+            ..StartOptions::default()
+        }),
+        job::Verb::Stop => crate::session::stop().map(|()| 0),
     };
     match &r {
-        Ok(()) => log::info!("NPUPROF_CONTROL: {} done", cmd.trim()),
-        Err(e) => log::warn!("NPUPROF_CONTROL: {}: {}", cmd.trim(), e.msg),
+        Ok(0) => log::info!("NPUPROF_CONTROL: {what} done"),
+        Ok(_) => log::info!("NPUPROF_CONTROL: {what} armed"),
+        Err(e) => log::warn!("NPUPROF_CONTROL: {what}: {}", e.msg),
     }
     match r {
-        Ok(()) => Answer::Done(
-            crate::session::output_dir().map_or(String::new(), |d| d.display().to_string()),
+        Ok(0) => (
+            Answer::Done(
+                crate::session::output_dir().map_or(String::new(), |d| d.display().to_string()),
+            ),
+            None,
         ),
-        Err(e) => Answer::Failed {
-            status: e.status as i32,
-            msg: e.msg,
-        },
+        Ok(id) => (job_watch::outcome_answer(id), Some(id)),
+        Err(e) => (
+            Answer::Failed {
+                status: e.status as i32,
+                msg: e.msg,
+            },
+            None,
+        ),
     }
 }
 

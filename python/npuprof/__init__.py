@@ -22,7 +22,7 @@ import os
 import threading
 
 __all__ = [
-    "NpuprofError", "start", "stop", "step", "is_running", "output_dir", "range", "mark", "flush",
+    "NpuprofError", "NONE", "start", "stop", "step", "is_running", "output_dir", "range", "mark", "flush",
     "shutdown", "version", "library_path", "set_group",
     "OK", "ERR_DISABLED", "ERR_ALREADY_RUNNING", "ERR_NOT_RUNNING", "ERR_INVALID_ARGUMENT", "ERR_IO",
     "ERR_BACKEND", "ERR_INTERNAL", "ERR_BUSY",
@@ -50,6 +50,24 @@ class NpuprofError(RuntimeError):
         self.message = message
 
 
+NONE = (1 << 64) - 1  # NPUPROF_NONE: no delay / no bound, whatever the environment says
+
+
+class _StartOptions(ctypes.Structure):
+    """``struct npuprof_start_options`` of include/npuprof.h (zero = the environment's value)."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("delay_steps", ctypes.c_uint64),
+        ("num_steps", ctypes.c_uint64),
+        ("max_seconds", ctypes.c_uint64),
+        ("at_step", ctypes.c_uint64),
+        ("output_dir", ctypes.c_char_p),
+        ("tag", ctypes.c_char_p),
+    ]
+
+
 def _candidates():
     env = os.environ.get("NPUPROF_LIBRARY")
     if env:
@@ -68,6 +86,8 @@ def _load():
             tried.append(f"{path}: {e}")
             continue
         lib.npuprof_start.restype = ctypes.c_int
+        lib.npuprof_start_with.argtypes = [ctypes.POINTER(_StartOptions)]
+        lib.npuprof_start_with.restype = ctypes.c_int
         lib.npuprof_stop.restype = ctypes.c_int
         lib.npuprof_step.argtypes = [ctypes.c_uint64]
         lib.npuprof_step.restype = ctypes.c_int
@@ -125,9 +145,41 @@ def _check(status):
         raise NpuprofError(status, name.split(":")[0], _string_out(lib.npuprof_last_error))
 
 
-def start():
-    """Begins a profile now. Raises NpuprofError (e.g. ERR_ALREADY_RUNNING, ERR_DISABLED, ERR_IO)."""
-    _check(_api().npuprof_start())
+def _bound(name, v):
+    """A window bound as the C struct takes it: None -> 0 (the environment's), 0 -> NONE, n -> n."""
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v >= NONE:
+        raise NpuprofError(ERR_INVALID_ARGUMENT, "NPUPROF_ERR_INVALID_ARGUMENT",
+                           f"{name} must be a non-negative integer or None, not {v!r}")
+    return NONE if v == 0 else v
+
+
+def start(num_steps=None, delay_steps=None, max_seconds=None, output_dir=None, tag=None, at_step=None):
+    """Begins a profile (POST /start_profile). Every option left at None takes the environment's value
+    (NPUPROF_MAX_STEPS, NPUPROF_DELAY_STEPS, NPUPROF_MAX_SECONDS, VLLM_TORCH_PROFILER_DIR); 0 for a bound
+    means "none". ``num_steps``: recorded steps after which the profile stops itself; ``delay_steps``: steps
+    skipped before recording (the profile then starts at a later ``step()``); ``max_seconds``: wall time
+    after which it stops itself, even with no step; ``output_dir``: the results root for this profile;
+    ``tag``: the first part of its directory name (letters, digits, ``.``, ``_``, ``-``); ``at_step``: start
+    at that step of the process's count (aligns ranks). Raises NpuprofError (e.g. ERR_ALREADY_RUNNING,
+    ERR_DISABLED, ERR_INVALID_ARGUMENT, ERR_IO)."""
+    if all(v is None for v in (num_steps, delay_steps, max_seconds, output_dir, tag, at_step)):
+        _check(_api().npuprof_start())
+        return
+    o = _StartOptions()
+    o.size = ctypes.sizeof(_StartOptions)
+    o.delay_steps = _bound("delay_steps", delay_steps)
+    o.num_steps = _bound("num_steps", num_steps)
+    o.max_seconds = _bound("max_seconds", max_seconds)
+    if at_step is not None:
+        if isinstance(at_step, bool) or not isinstance(at_step, int) or not 0 < at_step < NONE:
+            raise NpuprofError(ERR_INVALID_ARGUMENT, "NPUPROF_ERR_INVALID_ARGUMENT",
+                               f"at_step must be a positive integer or None, not {at_step!r}")
+        o.at_step = at_step
+    o.output_dir = os.fsencode(output_dir) if output_dir is not None else None
+    o.tag = str(tag).encode("utf-8", "surrogateescape") if tag is not None else None
+    _check(_api().npuprof_start_with(ctypes.byref(o)))
 
 
 def stop():

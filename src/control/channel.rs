@@ -211,9 +211,12 @@ pub enum Answer {
     Failed { status: i32, msg: String },
     /// The command file was not trusted and was not run: why.
     Refused(String),
+    /// A start that waits for step `at` (the process is at step `now`); its outcome replaces this answer.
+    Armed { at: u64, now: u64 },
 }
 
 const REFUSED: &str = "refused";
+const ARMED: &str = "armed";
 
 impl Answer {
     /// One line: `0 <dir>`, `<status> <message>` or `refused <why>`.
@@ -222,6 +225,7 @@ impl Answer {
             Answer::Done(d) => format!("0 {d}\n"),
             Answer::Failed { status, msg } => format!("{status} {msg}\n"),
             Answer::Refused(why) => format!("{REFUSED} {why}\n"),
+            Answer::Armed { at, now } => format!("{ARMED} {at} {now}\n"),
         }
     }
 
@@ -230,6 +234,16 @@ impl Answer {
         let (head, rest) = s.split_once(' ').unwrap_or((s, ""));
         match (head, head.parse::<i32>()) {
             (REFUSED, _) => Answer::Refused(rest.to_string()),
+            (ARMED, _) => {
+                let mut n = rest.split(' ').map(|v| v.parse::<u64>().ok());
+                match (n.next().flatten(), n.next().flatten()) {
+                    (Some(at), Some(now)) => Answer::Armed { at, now },
+                    _ => Answer::Failed {
+                        status: -1,
+                        msg: format!("unreadable answer {s:?}"),
+                    },
+                }
+            }
             (_, Ok(0)) => Answer::Done(rest.to_string()),
             (_, Ok(status)) => Answer::Failed {
                 status,
@@ -310,6 +324,7 @@ mod tests {
                 msg: "a profile is already recording".into(),
             },
             Answer::Refused(CmdRefusal::Owner { uid: 0, want: 7 }.to_string()),
+            Answer::Armed { at: 120, now: 97 },
         ] {
             assert_eq!(Answer::parse(&a.line()), a);
         }

@@ -158,7 +158,13 @@ pub fn start_with(opts: &StartOptions) -> Result<u64> {
         return Err(disabled());
     }
     let (window, root) = opts.resolve(cfg)?;
-    let waits = opts.at_step.is_some() || window.delay_steps > 0;
+    let now = window::counted_now();
+    // A step already reached (a late rank, an idle one) starts now rather than wait for a step that may
+    // never come: its next step is recorded either way.
+    let waits = opts.at_step.is_some_and(|at| at > now) || window.delay_steps > 0;
+    if let Some(at) = opts.at_step.filter(|_| !waits) {
+        log::info!("start at step {at}: this process is at step {now} already, so it starts now");
+    }
     if !waits {
         super::start_now(Launch {
             auto: false,
@@ -183,19 +189,12 @@ pub fn start_with(opts: &StartOptions) -> Result<u64> {
         ));
     }
     super::ensure_threads(&mut ctl)?;
-    // The count runs from here on (it may have been stopped): a delay counts from the current step.
+    // A delay counts from the current step.
     let now = window::counted_now();
     let at = opts.at_step.unwrap_or(now + window.delay_steps + 1);
     ctl.next_wait_id += 1;
     let id = ctl.next_wait_id;
-    log::info!(
-        "profiling will start at step {at} (this process is at step {now}){}",
-        if at <= now {
-            ": already passed, so at the next step"
-        } else {
-            ""
-        }
-    );
+    log::info!("profiling will start at step {at} (this process is at step {now})");
     window::arm(
         &mut ctl,
         Waiting {

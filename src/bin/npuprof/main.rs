@@ -14,6 +14,7 @@ mod summary;
 mod text;
 mod trace_check;
 mod trigger;
+mod trigger_all;
 
 // Finding and reading results: the library's reader, shared with `recover`.
 use npuprof::results::{files, walk};
@@ -24,7 +25,7 @@ const USAGE: &str = "\
 npuprof — the command line of the npuprof profiling shim
 
 usage:
-  npuprof trigger start|stop --pid PID [--dir DIR] [--timeout S]
+  npuprof trigger start|stop --pid PID|--all [--dir DIR] [--steps M] [--at-step N] [--timeout S]
   npuprof summary DIR... [--top N]
   npuprof check DIR...
   npuprof recover DIR...
@@ -33,18 +34,28 @@ usage:
 Exit codes: 0 success, 1 failed or problems found, 2 usage error, 3 no answer from the process.";
 
 const TRIGGER_HELP: &str = "\
-npuprof trigger start|stop --pid PID [--dir DIR] [--timeout S]
+npuprof trigger start|stop --pid PID|--all [--dir DIR] [--steps M] [--at-step N] [--max-seconds S]
+                           [--lead S] [--timeout S]
 
-Starts or stops a profile in a running process, without restarting it, as its POST /start_profile and
-/stop_profile would. The process must run with NPUPROF_CONTROL=1 (and VLLM_TORCH_PROFILER_DIR); an
-unchanged runtime needs only LD_PRELOAD=libnpuprof.so. Only the same user can trigger it.
+Starts or stops a profile in running processes, without restarting them, as their POST /start_profile and
+/stop_profile would. The processes must run with NPUPROF_CONTROL=1 (and VLLM_TORCH_PROFILER_DIR); an
+unchanged runtime needs only LD_PRELOAD=libnpuprof.so. Only the same user can trigger them.
 
-  --pid PID      the process (each tensor-parallel worker is one: trigger each)
-  --dir DIR      its VLLM_TORCH_PROFILER_DIR (default: $VLLM_TORCH_PROFILER_DIR)
-  --timeout S    how long to wait for its answer, in seconds: more than 0, at most 3600 (default 10)
+  --pid PID        one process
+  --all            every process that watches DIR: all workers of a job, on every node when DIR is on a
+                   shared filesystem. Each answers for itself; the ones that did not are named
+  --dir DIR        their VLLM_TORCH_PROFILER_DIR (default: $VLLM_TORCH_PROFILER_DIR)
+  --steps M        the profile stops itself after M recorded steps
+  --at-step N      each process starts when its own count of npuprof_step calls reaches N. With --all and
+                   no --at-step, a common step a little ahead is picked (see --lead): the ranks of a job
+                   that step together then record the same steps
+  --max-seconds S  the profile stops itself after S seconds, steps or not
+  --lead S         --all: how far ahead the common step is aimed, in seconds (default 2)
+  --timeout S      how long to wait for answers, in seconds: more than 0, at most 3600 (default 10)
 
-Prints the worker directory. Exit 0 done, 1 the process refused (e.g. already running), 2 usage or not
-allowed, 3 no answer (not watching: NPUPROF_CONTROL unset, or it has not loaded npuprof).";
+Prints each process's worker directory (with --all: pid, rank and host too). A start that waits for its
+step answers `armed` until it fires. Exit 0 done (or armed), 1 a process refused (e.g. already running),
+2 usage or not allowed, 3 no answer (not watching: NPUPROF_CONTROL unset, or it has not loaded npuprof).";
 
 const SUMMARY_HELP: &str = "\
 npuprof summary DIR... [--top N]

@@ -1,11 +1,13 @@
 //! `npuprof trigger start|stop --pid PID`: asks a running process (NPUPROF_CONTROL=1) to start or stop a
-//! profile through its control directory, and waits for its answer.
+//! profile through its control directory, and waits for its answer. `--all` is the job-wide form
+//! (`trigger_all`); both share the request parsed here.
 
 use crate::text::{say, warn};
 use crate::usage;
 use npuprof::control::{
     self,
     channel::{self, Answer, Client, SendError},
+    job::{Command, Verb},
 };
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -30,20 +32,30 @@ fn timeout(args: &[String]) -> Result<Duration, String> {
     }
 }
 
-/// What `trigger` is asked to do: the command, the process, its VLLM_TORCH_PROFILER_DIR and the wait.
-struct Request<'a> {
+/// What `trigger` is asked to do: the command, the process (none with `--all`), its
+/// VLLM_TORCH_PROFILER_DIR and the wait.
+pub(crate) struct Request<'a> {
     /// `start` or `stop`.
-    cmd: &'a str,
-    pid: u32,
-    root: PathBuf,
-    timeout: Duration,
+    pub cmd: &'a str,
+    pub pid: u32,
+    pub root: PathBuf,
+    pub timeout: Duration,
+    /// The command as sent: the verb and a start's window (`--steps`, `--at-step`, `--max-seconds`).
+    pub command: Command,
+    /// `--lead S` (`--all` without `--at-step`): how far ahead the common step is aimed, in seconds.
+    pub lead: Duration,
 }
 
 pub(crate) fn run(args: &[String]) -> u8 {
-    let req = match request(args) {
+    let all = args.iter().any(|a| a == "--all");
+    let args: Vec<String> = args.iter().filter(|a| *a != "--all").cloned().collect();
+    let req = match request(&args, all) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if all {
+        return crate::trigger_all::run(&req);
+    }
     let owner = match process_owner(req.pid) {
         Ok(uid) => uid,
         Err(code) => return code,
@@ -52,7 +64,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
         Ok(ch) => ch,
         Err(code) => return code,
     };
-    if let Err(e) = ch.send(req.cmd) {
+    if let Err(e) = ch.send(&req.command.text()) {
         warn(&format!(
             "npuprof trigger: cannot write {}: {e}",
             control::dir(&req.root)
@@ -64,15 +76,51 @@ pub(crate) fn run(args: &[String]) -> u8 {
     wait_answer(&ch, &req)
 }
 
+/// `--NAME N`: an unsigned integer in `1..=max` when given; a usage error otherwise.
+fn number(args: &[String], name: &str, max: u64) -> Result<Option<u64>, u8> {
+    match crate::opt(args, name) {
+        None if args.iter().any(|a| a == name) => {
+            Err(usage(&format!("trigger {name} needs a value")))
+        }
+        None => Ok(None),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(usage(&format!(
+                "trigger {name} {v:?}: a whole number from 1 to {max}"
+            ))),
+        },
+    }
+}
+
+/// The command to send: the verb, and for a start its window options.
+fn command(args: &[String], verb: Verb) -> Result<Command, u8> {
+    let mut c = Command::new(verb);
+    c.steps = number(args, "--steps", npuprof::config::MAX_WINDOW_STEPS)?;
+    c.at_step = number(args, "--at-step", u64::from(u32::MAX))?;
+    c.max_seconds = number(args, "--max-seconds", npuprof::config::MAX_WINDOW_SECONDS)?;
+    if verb == Verb::Stop && (c.steps.is_some() || c.at_step.is_some() || c.max_seconds.is_some()) {
+        return Err(usage(
+            "trigger stop takes no --steps, --at-step or --max-seconds",
+        ));
+    }
+    Ok(c)
+}
+
 /// The request in `args`; a usage error (its exit code, the message printed) when one is missing or bad.
-fn request(args: &[String]) -> Result<Request<'_>, u8> {
+fn request(args: &[String], all: bool) -> Result<Request<'_>, u8> {
     let pos = crate::positional(args);
-    let cmd = match pos.first() {
-        Some(&c) if c == "start" || c == "stop" => c,
+    let (cmd, verb) = match pos.first() {
+        Some(&"start") => ("start", Verb::Start),
+        Some(&"stop") => ("stop", Verb::Stop),
         _ => return Err(usage("trigger needs start or stop")),
     };
-    let Some(pid) = crate::opt(args, "--pid").and_then(|p| p.parse::<u32>().ok()) else {
-        return Err(usage("trigger needs --pid PID"));
+    let pid = match (crate::opt(args, "--pid"), all) {
+        (Some(_), true) => return Err(usage("trigger takes --pid PID or --all, not both")),
+        (None, true) => 0,
+        (p, false) => match p.and_then(|p| p.parse::<u32>().ok()) {
+            Some(pid) => pid,
+            None => return Err(usage("trigger needs --pid PID (or --all)")),
+        },
     };
     let root = match crate::opt(args, "--dir")
         .map(PathBuf::from)
@@ -82,11 +130,23 @@ fn request(args: &[String]) -> Result<Request<'_>, u8> {
         None => return Err(usage("trigger needs --dir DIR or $VLLM_TORCH_PROFILER_DIR")),
     };
     let timeout = timeout(args).map_err(|e| usage(&e))?;
+    let command = command(args, verb)?;
+    let lead = match crate::opt(args, "--lead").map(str::parse::<f64>) {
+        None => Duration::from_secs_f64(crate::trigger_all::DEFAULT_LEAD_S),
+        Some(Ok(s)) if s.is_finite() && s > 0.0 && s <= 600.0 => Duration::from_secs_f64(s),
+        Some(_) => {
+            return Err(usage(
+                "trigger --lead S: seconds, more than 0 and at most 600",
+            ))
+        }
+    };
     Ok(Request {
         cmd,
         pid,
         root,
         timeout,
+        command,
+        lead,
     })
 }
 
@@ -138,13 +198,16 @@ fn open_channel(req: &Request<'_>, owner: u32) -> Result<Client, u8> {
 }
 
 /// Waits up to the request's timeout for the process's answer and prints it; returns the exit code (3 when
-/// none came: the command is withdrawn).
+/// none came: the command is withdrawn). A start that waits for its step answers `armed` first: then the
+/// wait goes on for its outcome, and a timeout prints that it is armed (exit 0).
 fn wait_answer(ch: &Client, req: &Request<'_>) -> u8 {
     let (cmd, pid) = (req.cmd, req.pid);
     let t0 = Instant::now();
+    let mut armed = None;
     while t0.elapsed() < req.timeout {
         match ch.answer() {
             None => {}
+            Some(Answer::Armed { at, now }) => armed = Some((at, now)),
             Some(Answer::Done(rest)) => {
                 say(&format!(
                     "{}: {rest}",
@@ -166,6 +229,13 @@ fn wait_answer(ch: &Client, req: &Request<'_>) -> u8 {
             }
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some((at, now)) = armed {
+        say(&format!(
+            "armed: process {pid} starts at its step {at} (it was at step {now}); `npuprof trigger stop` \
+             cancels"
+        ));
+        return 0;
     }
     ch.withdraw();
     eprintln!(
