@@ -14,6 +14,11 @@ scheduler loop. The three npuprof calls sit where vLLM-MindSpore, omni-infer and
 * **`npuprof.step(num_scheduled_tokens)`.** It runs once per scheduler step in each worker, before the
   forward pass. That is `execute_model` with `scheduler_output.total_num_scheduled_tokens`. It drives the
   `PROFILER_TOKEN_THRESHOLD` / `PROFILER_STOP_STEP` logic with no HTTP call.
+* **`POST /start_profile` with a JSON body** (optional): `{"num_steps": 10, "delay_steps": 2, "max_seconds":
+  30, "at_step": N, "output_dir": "...", "tag": "decode"}`, handed to every worker's `npuprof.start(...)`;
+  anything else is HTTP 400.
+* **`--ray`**: the workers run as Ray actors (vLLM's Ray executor) on a local cluster, or the one
+  `RAY_ADDRESS` names; the npuprof variables reach them through their runtime environment.
 * **`POST /generate {"tokens": N}`.** It queues a request whose prefill schedules N tokens at the next step.
   Decode steps schedule one token per running request.
 

@@ -68,8 +68,9 @@ struct npuprof_start_options {
     uint64_t delay_steps;   /* steps to skip before recording (default NPUPROF_DELAY_STEPS) */
     uint64_t num_steps;     /* recorded steps after which the profile stops itself (NPUPROF_MAX_STEPS) */
     uint64_t max_seconds;   /* seconds of recording after which it stops itself (NPUPROF_MAX_SECONDS) */
-    uint64_t at_step;       /* start at this step of the process's count of npuprof_step calls, not with a
-                               delay (how `npuprof trigger --at-step` aligns ranks); 0: start now */
+    uint64_t at_step;       /* start at this step of the process's count of npuprof_step calls (counted from
+                               the first npuprof call with NPUPROF_CONTROL=1, else only while a start waits);
+                               a count already past it starts now. Not with a delay. 0: start now */
     const char *output_dir; /* the results root for this profile (default VLLM_TORCH_PROFILER_DIR) */
     const char *tag;        /* 1..64 of [A-Za-z0-9._-], first part of the directory name:
                                {tag}_{worker}_{stamp}_ascend_ms (SGLang's profile_prefix); NULL: none */

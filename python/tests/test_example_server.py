@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from conftest import PYDIR, REPO
@@ -20,14 +21,17 @@ def http(port, method, path, body=None):
 
 
 class Server:
-    def __init__(self, lib, root, env=None):
+    def __init__(self, lib, root, env=None, args=()):
         e = {k: v for k, v in os.environ.items() if not k.startswith(("NPUPROF_", "VLLM_", "PROFILER_"))}
         e.update(PYTHONPATH=PYDIR, NPUPROF_LIBRARY=lib, VLLM_TORCH_PROFILER_DIR=str(root), NPUPROF_LOG="warn")
         e.update(env or {})
         self.p = subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "examples", "vllm_server.py"), "--workers", "2", "--port", "0"],
+            [sys.executable, os.path.join(REPO, "examples", "vllm_server.py"), "--workers", "2", "--port", "0",
+             *args],
             env=e, stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
+        while line and not line.startswith("LISTENING "):  # Ray prints its own lines first
+            line = self.p.stdout.readline()
         assert line.startswith("LISTENING "), line
         self.port = int(line.split()[1])
 
@@ -140,3 +144,31 @@ def test_one_worker_profiled_on_demand_with_npuprof_trigger(lib, tmp_path):
     assert p.returncode == 0, p.stdout
     p = subprocess.run([cli, "summary", d], capture_output=True, text=True)
     assert p.returncode == 0 and "model_forward" in p.stdout, p.stdout
+
+
+def test_start_profile_takes_window_options_for_every_worker(lib, tmp_path):
+    """POST /start_profile with a JSON body: the options reach every worker's npuprof.start(...); a bad body
+    is HTTP 400 before any worker is asked."""
+    s = Server(lib, tmp_path)
+    try:
+        for bad in ({"num_steps": "5"}, {"steps": 5}, [1]):
+            try:
+                http(s.port, "POST", "/start_profile", bad)
+                raise AssertionError(f"accepted {bad}")
+            except urllib.error.HTTPError as e:
+                assert e.code == 400, bad
+        assert all(not w["running"] for w in http(s.port, "GET", "/status"))
+        started = http(s.port, "POST", "/start_profile", {"num_steps": 4, "tag": "decode", "max_seconds": 60})
+        assert all(w["ok"] for w in started), started
+        dirs = [w["output_dir"] for w in started]
+        deadline = time.time() + 60
+        while any(w["running"] for w in http(s.port, "GET", "/status")):
+            assert time.time() < deadline
+            time.sleep(0.1)
+    finally:
+        s.close()
+    for d in dirs:
+        assert os.path.basename(d).startswith("decode_worker")
+        names = [e["name"] for e in trace(d) if e["ph"] == "X" and e["name"].startswith("ProfilerStep#")]
+        assert names == [f"ProfilerStep#{k}" for k in range(1, 5)]
+    check(lib, tmp_path)

@@ -114,19 +114,22 @@ impl JobWatch {
             return;
         }
         let step = window::counted_now();
-        if let Some((s0, t0)) = self.last_step {
-            let dt = (now - t0).as_secs_f64();
-            if dt > 0.0 {
-                let r = step.saturating_sub(s0) as f64 / dt;
-                // Smoothed, so one slow step does not make the CLI aim too close.
-                self.rate = if self.rate == 0.0 {
-                    r
-                } else {
-                    0.5 * self.rate + 0.5 * r
-                };
-            }
+        let Some((s0, t0)) = self.last_step.replace((step, now)) else {
+            // The first sample: no rate yet. The registration waits for the second, so that the CLI never
+            // aims a common step from a rate it cannot know (it would read an unknown rate as idle).
+            self.last_write = Some(now);
+            return;
+        };
+        let dt = (now - t0).as_secs_f64();
+        if dt > 0.0 {
+            let r = step.saturating_sub(s0) as f64 / dt;
+            // Smoothed, so one slow step does not make the CLI aim too close.
+            self.rate = if self.registered.is_none() {
+                r
+            } else {
+                0.5 * self.rate + 0.5 * r
+            };
         }
-        self.last_step = Some((step, now));
         self.last_write = Some(now);
         let cfg = crate::session::config();
         let host = crate::config::hostname();
