@@ -328,3 +328,78 @@ fn no_watcher_is_exit_3_and_bad_options_are_usage_errors() {
         assert_eq!(rc, 2, "{bad:?}: {out}");
     }
 }
+
+#[test]
+fn a_registered_process_that_does_not_answer_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let rank = Rank::spawn(root.path(), 0, &["step", "sleep:60000"]);
+    registered(root.path(), 1);
+    // A live process of this host (this test) that registers but never watches: a stuck watcher.
+    let ctl = root.path().join(".control");
+    let host = npuprof::config::hostname();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let me = std::process::id();
+    std::fs::write(
+        ctl.join(npuprof::control::job::reg_name(&host, me)),
+        format!("pid={me}\nrank=5\nhost={host}\nstep=0\nrate=0\ntime_ns={now}\ndir=\n"),
+    )
+    .unwrap();
+    let mut a = vec![
+        "trigger",
+        "start",
+        "--all",
+        "--at-step",
+        "1",
+        "--timeout",
+        "2",
+    ];
+    a.extend(["--dir", root.path().to_str().unwrap()]);
+    let o = run(cli(), &a, &[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains(&format!("no answer: pid {me} rank 5 host")),
+        "{out}"
+    );
+    // The live watcher answered all the same.
+    assert!(
+        out.contains(&format!("started: pid {} rank 0", rank.pid())),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_job_command_of_another_user_is_never_run() {
+    if !root_or_skip("a command file owned by another uid") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let rank = Rank::spawn(root.path(), 0, &["step", "sleep:60000"]);
+    registered(root.path(), 1);
+    std::thread::sleep(Duration::from_millis(600));
+    let cmd = root.path().join(".control/all.cmd");
+    std::fs::write(&cmd, "start\nid=1-1\nat_step=1\n").unwrap();
+    std::os::unix::fs::chown(&cmd, Some(4321), Some(4321)).unwrap();
+    // Several polls later: not run, no answer, no profile.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!rank.log().contains("job command"), "{}", rank.log());
+    assert!(workers(root.path()).is_empty());
+    let acks = std::fs::read_dir(root.path().join(".control"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".ack")
+        })
+        .count();
+    assert_eq!(acks, 0);
+    // The same command as the process's own user runs.
+    std::fs::remove_file(&cmd).unwrap();
+    let (rc, out) = trigger(&["start", "--all", "--at-step", "1"], root.path());
+    assert_eq!(rc, 0, "{out}");
+}
