@@ -280,3 +280,17 @@ fn a_start_at_a_step_waits_for_it_and_stop_cancels_a_waiting_start() {
     assert_eq!(step_names(&t), steps(2));
     assert_eq!(m["npuprof"]["window"]["first_step"], 4);
 }
+
+#[test]
+fn shutdown_cancels_a_waiting_start() {
+    let root = tempfile::tempdir().unwrap();
+    let r = script(
+        root.path(),
+        &["with:delay=2", "shutdown", "steps:5", "flush"],
+        &[],
+    );
+    assert_eq!(call(&r, 2).0, 0);
+    // Without the cancel, the third step would have started a profile after the shutdown.
+    assert_eq!(running(&r), "00000");
+    assert!(workers(root.path()).is_empty());
+}

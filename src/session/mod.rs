@@ -520,6 +520,8 @@ pub fn shutdown() -> Result<()> {
     }
     {
         let mut ctl = lock()?;
+        // A start still waiting for its step would otherwise fire after the shutdown.
+        window::cancel(&mut ctl);
         match stop_locked(&mut ctl, clock::now(), StopReason::Shutdown, None) {
             Ok(()) => {}
             Err(e) if e.status == Status::NotRunning => {}
