@@ -14,12 +14,6 @@ fn cli() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_npuprof"))
 }
 
-fn window_client() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| build_c("window_client", &["tests/c/window.c"], &[], &[]))
-        .clone()
-}
-
 /// A watching process (NPUPROF_CONTROL=1) running the window client's `calls`, its output in a file.
 struct Rank {
     child: Child,

@@ -7,13 +7,6 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
-
-fn window_client() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build_c("window_client", &["tests/c/window.c"], &[], &[]))
-        .clone()
-}
 
 /// Runs the scripted client with `calls` under VLLM_TORCH_PROFILER_DIR=`root` and `env`.
 fn script(root: &Path, calls: &[&str], env: &[(&str, &str)]) -> ClientRun {

@@ -251,6 +251,14 @@ pub(crate) fn client(dlopen: bool) -> PathBuf {
 }
 
 /// `NPUPROF_TEST_SANITIZE=1`: the C code of the tests is built with ASan + UBSan.
+/// tests/c/window.c (the scripted client of capture windows and `trigger --all`), built once per test binary.
+#[allow(dead_code)]
+pub(crate) fn window_client() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_c("window_client", &["tests/c/window.c"], &[], &[]))
+        .clone()
+}
+
 pub(crate) fn sanitize() -> bool {
     std::env::var_os("NPUPROF_TEST_SANITIZE").is_some_and(|v| v != "0")
 }
