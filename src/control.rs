@@ -119,13 +119,21 @@ impl Watch {
             return;
         };
         if let Some(cmd) = take_command(d, &mut self.warned, root, (uid, pid)) {
-            let (a, waiting) = run_command(&cmd);
+            let (a, waiting) = self.job.run(&cmd);
             answer(d, root, pid, &a);
             if let Some(w) = waiting {
                 self.job.track(w, channel::ack_name(pid));
             }
         }
         self.job.poll(d, root, uid);
+        if self.job.lost_channel() {
+            // `.control` was removed under us: reopen (and recreate) it at the next poll.
+            log::warn!(
+                "NPUPROF_CONTROL: {} was removed; creating it again",
+                dir(root).display()
+            );
+            self.dir = None;
+        }
     }
 
     /// Opens `.control/` under `root` (checked: ours, mode 0700, not a symlink); false, warning once per
@@ -210,13 +218,13 @@ fn take_command(
 
 /// Runs a command's text (a `start` or `stop`, with a start's window; anything else is refused) and logs
 /// the outcome; returns the answer and, for a start that waits for its step, its id.
-fn run_command(text: &str) -> (Answer, Option<u64>) {
+fn run_command(text: &str) -> (Answer, Option<u64>, Option<job::Verb>) {
     let cmd = match job::Command::parse(text) {
         Ok(c) => c,
         Err(msg) => {
             log::warn!("NPUPROF_CONTROL: {msg}");
             let status = Status::InvalidArgument as i32;
-            return (Answer::Failed { status, msg }, None);
+            return (Answer::Failed { status, msg }, None, None);
         }
     };
     let what = cmd.verb.name();
@@ -234,20 +242,23 @@ fn run_command(text: &str) -> (Answer, Option<u64>) {
         Ok(_) => log::info!("NPUPROF_CONTROL: {what} armed"),
         Err(e) => log::warn!("NPUPROF_CONTROL: {what}: {}", e.msg),
     }
+    let verb = Some(cmd.verb);
     match r {
         Ok(0) => (
             Answer::Done(
                 crate::session::output_dir().map_or(String::new(), |d| d.display().to_string()),
             ),
             None,
+            verb,
         ),
-        Ok(id) => (job_watch::outcome_answer(id), Some(id)),
+        Ok(id) => (job_watch::outcome_answer(id), Some(id), verb),
         Err(e) => (
             Answer::Failed {
                 status: e.status as i32,
                 msg: e.msg,
             },
             None,
+            verb,
         ),
     }
 }

@@ -207,19 +207,24 @@ fn dead_and_stale_registrations_are_ignored_and_named() {
     let mut gone = Command::new("true").spawn().unwrap();
     let gone_pid = gone.id();
     gone.wait().unwrap();
-    let host = std::fs::read_to_string(
+    let real = std::fs::read_to_string(
         std::fs::read_dir(&ctl)
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| p.to_string_lossy().ends_with(".reg"))
             .unwrap(),
     )
-    .unwrap()
-    .lines()
-    .find_map(|l| l.strip_prefix("host=").map(str::to_string))
     .unwrap();
+    let field = |k: &str| {
+        real.lines()
+            .find_map(|l| l.strip_prefix(k).map(str::to_string))
+            .unwrap()
+    };
+    let (host, pidns) = (field("host="), field("pidns="));
     let reg = |pid: u32, host: &str, time_ns: u64| {
-        format!("pid={pid}\nrank=7\nhost={host}\nstep=0\nrate=0\ntime_ns={time_ns}\ndir=\n")
+        format!(
+            "pid={pid}\nrank=7\nhost={host}\nstep=0\nrate=0\ntime_ns={time_ns}\npidns={pidns}\ndir=\n"
+        )
     };
     let dead = ctl.join(format!("{host}.{gone_pid}.reg"));
     std::fs::write(&dead, reg(gone_pid, &host, u64::MAX / 2)).unwrap();
@@ -396,4 +401,48 @@ fn a_job_command_of_another_user_is_never_run() {
     std::fs::remove_file(&cmd).unwrap();
     let (rc, out) = trigger(&["start", "--all", "--at-step", "1"], root.path());
     assert_eq!(rc, 0, "{out}");
+}
+
+#[test]
+fn stop_by_pid_of_an_armed_start_cancels_it_and_succeeds() {
+    let root = tempfile::tempdir().unwrap();
+    let rank = Rank::spawn(root.path(), 0, &["step", "sleep:60000"]);
+    registered(root.path(), 1);
+    let pid = rank.pid().to_string();
+    let mut a = vec![
+        "trigger",
+        "start",
+        "--pid",
+        &pid,
+        "--at-step",
+        "50",
+        "--timeout",
+        "1",
+    ];
+    a.extend(["--dir", root.path().to_str().unwrap()]);
+    let o = run(cli(), &a, &[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("armed: process"), "{out}");
+    let (rc, out) = trigger(&["stop", "--pid", &pid], root.path());
+    assert_eq!(rc, 0, "{out}\n{}", rank.log());
+    assert!(out.starts_with("stopped"), "{out}");
+    // No late outcome is left behind for the next command to read.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(!root.path().join(format!(".control/{pid}.ack")).exists());
+}
+
+#[test]
+fn a_removed_control_directory_is_created_again_by_its_watchers() {
+    let root = tempfile::tempdir().unwrap();
+    let rank = Rank::spawn(root.path(), 0, &["step", "sleep:60000"]);
+    registered(root.path(), 1);
+    std::fs::remove_dir_all(root.path().join(".control")).unwrap();
+    registered(root.path(), 1);
+    let (rc, out) = trigger(&["start", "--all", "--at-step", "1"], root.path());
+    assert_eq!(rc, 0, "{out}\n{}", rank.log());
+    assert_eq!(
+        rank.log().matches("was removed; creating it again").count(),
+        1
+    );
 }

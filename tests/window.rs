@@ -287,3 +287,53 @@ fn shutdown_cancels_a_waiting_start() {
     assert_eq!(running(&r), "00000");
     assert!(workers(root.path()).is_empty());
 }
+
+#[test]
+fn the_watchers_step_count_survives_a_profile_and_a_step_already_passed_starts_now() {
+    let root = tempfile::tempdir().unwrap();
+    // With NPUPROF_CONTROL=1 every step is counted, also after a profile ran (a start used to stop the count).
+    let r = script(
+        root.path(),
+        &[
+            "steps:3",
+            "start",
+            "steps:3",
+            "stop",
+            "steps:5",
+            "with:at=9",
+            "steps:2",
+            "stop",
+            "flush",
+        ],
+        &[("NPUPROF_CONTROL", "1")],
+    );
+    // The count is 11 when the start asks for step 9: it starts at once (call 6), its first step is 12.
+    assert_eq!(call(&r, 6), (0, 1));
+    let ws = workers(root.path());
+    assert_eq!(ws.len(), 2);
+    let firsts: Vec<u64> = ws
+        .iter()
+        .map(|d| {
+            json(&d.join("profiler_metadata.json"))["npuprof"]["window"]["first_step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let mut firsts = firsts;
+    firsts.sort();
+    assert_eq!(firsts, [4, 12]);
+}
+
+#[test]
+fn a_size_that_cuts_a_field_is_refused_before_any_pointer_is_read() {
+    let root = tempfile::tempdir().unwrap();
+    let spec = format!("with:size=44,dir={}", root.path().display());
+    let r = script(root.path(), &[&spec, "with:size=12"], &[]);
+    for i in [1, 2] {
+        assert_eq!(call(&r, i), (4, 0), "call {i}");
+        assert!(r
+            .value(&format!("ERROR{i}"))
+            .unwrap()
+            .contains("a multiple of 8"));
+    }
+}

@@ -297,17 +297,21 @@ impl Client {
         write_small(&self.dir, &cmd_name(self.pid), cmd.as_bytes())
     }
 
-    /// The process's answer, once it is there (then removed).
+    /// The process's answer, once it is there (then removed, unless it is `armed`: the process replaces that
+    /// one with the outcome only while it is there).
     pub fn answer(&self) -> Option<Answer> {
         let name = ack_name(self.pid);
-        let a = read_small(&self.dir, &name, self.owner).ok()??;
-        let _ = self.dir.unlink(&name);
-        Some(Answer::parse(&a))
+        let a = Answer::parse(&read_small(&self.dir, &name, self.owner).ok()??);
+        if !matches!(a, Answer::Armed { .. }) {
+            let _ = self.dir.unlink(&name);
+        }
+        Some(a)
     }
 
-    /// Takes back a command nobody answered.
+    /// Takes back a command nobody answered, and stops waiting for an outcome (a late one is not written).
     pub fn withdraw(&self) {
         let _ = self.dir.unlink(&cmd_name(self.pid));
+        let _ = self.dir.unlink(&ack_name(self.pid));
     }
 }
 

@@ -160,18 +160,29 @@ pub struct Registration {
     pub time_ns: u64,
     /// Its current or latest result directory ("" before its first profile).
     pub dir: String,
+    /// Its PID namespace (`/proc/self/ns/pid`'s link, "" when unknown): a pid is checked for life only from
+    /// the same host and namespace (containers with the host's network share its name, not its pids).
+    pub pidns: String,
+}
+
+/// This process's PID namespace, as [`Registration::pidns`] records it.
+pub fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 impl Registration {
     pub fn text(&self) -> String {
         format!(
-            "pid={}\nrank={}\nhost={}\nstep={}\nrate={:.3}\ntime_ns={}\ndir={}\n",
+            "pid={}\nrank={}\nhost={}\nstep={}\nrate={:.3}\ntime_ns={}\npidns={}\ndir={}\n",
             self.pid,
             self.rank,
             self.host.replace('\n', " "),
             self.step,
             self.rate,
             self.time_ns,
+            self.pidns.replace('\n', " "),
             self.dir.replace('\n', " ")
         )
     }
@@ -196,6 +207,7 @@ impl Registration {
             },
             time_ns: get("time_ns")?.parse().ok()?,
             dir: get("dir").unwrap_or("").to_string(),
+            pidns: get("pidns").unwrap_or("").to_string(),
         })
     }
 }
@@ -230,6 +242,7 @@ mod tests {
             rate: 12.5,
             time_ns: 1,
             dir: "/r/w_ascend_ms".into(),
+            pidns: "pid:[4026531836]".into(),
         };
         assert_eq!(Registration::parse(&r.text()), Some(r));
         assert_eq!(Registration::parse("pid=1\n"), None);

@@ -26,6 +26,8 @@ pub(super) struct JobWatch {
     /// (step count, when) of the previous refresh, for the rate.
     last_step: Option<(u64, Instant)>,
     rate: f64,
+    /// A write found `.control` gone (removed under us): the watcher reopens it.
+    lost: bool,
 }
 
 /// The answer for a start that waits (its step, and the process's), or its outcome if it already fired.
@@ -49,6 +51,26 @@ pub(super) fn outcome_answer(id: u64) -> Answer {
 }
 
 impl JobWatch {
+    /// Runs a command's text (see `super::run_command`); a stop also ends the following of a waiting start
+    /// (the stop cancelled it, and its answer stands).
+    pub(super) fn run(&mut self, text: &str) -> (Answer, Option<u64>) {
+        let (a, waiting, verb) = super::run_command(text);
+        if verb == Some(job::Verb::Stop) {
+            self.tracking = None;
+        }
+        (a, waiting)
+    }
+
+    /// True once after a write found `.control` gone.
+    pub(super) fn lost_channel(&mut self) -> bool {
+        if self.lost {
+            self.lost = false;
+            self.registered = None;
+            return true;
+        }
+        false
+    }
+
     /// Follows start `id`: its outcome replaces the `armed` answer in `ack`.
     pub(super) fn track(&mut self, id: u64, ack: String) {
         self.tracking = Some((id, ack));
@@ -70,7 +92,11 @@ impl JobWatch {
         if matches!(a, Answer::Armed { .. }) {
             return;
         }
-        write(d, root, ack, &a);
+        // Only while the sender still waits (it removes the answer when it stops waiting): a late outcome
+        // must not be taken for the answer to a later command.
+        if matches!(d.stat_at(ack), Ok(Some(_))) {
+            self.write(d, root, &ack.clone(), &a);
+        }
         self.tracking = None;
     }
 
@@ -95,13 +121,13 @@ impl JobWatch {
             return;
         };
         let ack = job::ack_name(&id, &crate::config::hostname(), std::process::id());
-        let (a, waiting) = super::run_command(&text);
+        let (a, waiting) = self.run(&text);
         log::info!(
             "NPUPROF_CONTROL: job command {id} ({}) answered: {}",
             cmd.map_or("?", |c| c.verb.name()),
             a.line().trim_end()
         );
-        write(d, root, &ack, &a);
+        self.write(d, root, &ack, &a);
         if let Some(w) = waiting {
             self.track(w, ack);
         }
@@ -141,10 +167,12 @@ impl JobWatch {
             time_ns: crate::record::clock::realtime_ns(),
             dir: crate::session::output_dir().map_or(String::new(), |p| p.display().to_string()),
             host: host.clone(),
+            pidns: job::pid_namespace(),
         };
         let name = job::reg_name(&host, reg.pid);
-        write_text(d, root, &name, &reg.text());
-        self.registered = Some(name);
+        if self.write_text(d, root, &name, &reg.text()) {
+            self.registered = Some(name);
+        }
     }
 
     /// Removes the registration (the watcher ends).
@@ -155,15 +183,26 @@ impl JobWatch {
     }
 }
 
-fn write(d: &Dir, root: &Path, name: &str, a: &Answer) {
-    write_text(d, root, name, &a.line());
-}
+impl JobWatch {
+    fn write(&mut self, d: &Dir, root: &Path, name: &str, a: &Answer) {
+        self.write_text(d, root, name, &a.line());
+    }
 
-fn write_text(d: &Dir, root: &Path, name: &str, text: &str) {
-    if let Err(e) = channel::write_small(d, name, text.as_bytes()) {
-        log::warn!(
-            "NPUPROF_CONTROL: cannot write {}: {e}",
-            super::dir(root).join(name).display()
-        );
+    /// Writes `text` as `name`; false (warned) when it cannot, and `.control` is marked lost when it is gone.
+    fn write_text(&mut self, d: &Dir, root: &Path, name: &str, text: &str) -> bool {
+        match channel::write_small(d, name, text.as_bytes()) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.lost = true;
+                false
+            }
+            Err(e) => {
+                log::warn!(
+                    "NPUPROF_CONTROL: cannot write {}: {e}",
+                    super::dir(root).join(name).display()
+                );
+                false
+            }
+        }
     }
 }

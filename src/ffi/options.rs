@@ -40,10 +40,12 @@ pub(super) unsafe fn read(p: *const RawOptions) -> Result<StartOptions, Error> {
     // SAFETY: every caller's struct begins with its u32 size (caller contract); read unaligned.
     let size = unsafe { std::ptr::read_unaligned(p.cast::<u32>()) } as usize;
     let ours = std::mem::size_of::<RawOptions>();
-    if !(8..=MAX_SIZE).contains(&size) {
+    // Every field after `size` and `reserved` is 8 bytes: a size that is not a multiple of 8 would cut one
+    // (half a pointer read as a pointer).
+    if !(8..=MAX_SIZE).contains(&size) || size % 8 != 0 {
         return Err(invalid(format!(
             "npuprof_start_options.size is {size}: set it to sizeof(struct npuprof_start_options) \
-             (8 to {MAX_SIZE}; this library's is {ours})"
+             (a multiple of 8 from 8 to {MAX_SIZE}; this library's is {ours})"
         )));
     }
     let mut bytes = [0u8; std::mem::size_of::<RawOptions>()];
@@ -182,10 +184,13 @@ mod tests {
 
     #[test]
     fn bad_sizes_and_long_strings_are_named_errors() {
-        let mut o = opts();
-        o.size = 4;
-        // SAFETY: a whole struct.
-        assert!(unsafe { read(&o) }.unwrap_err().msg.contains("size is 4"));
+        for size in [4, 44, 4104] {
+            let mut o = opts();
+            o.size = size;
+            // SAFETY: a whole struct; sizes past it are refused before any byte beyond the first 4 is read.
+            let e = unsafe { read(&o) }.unwrap_err();
+            assert!(e.msg.contains(&format!("size is {size}")), "{}", e.msg);
+        }
         let mut o = opts();
         let long = std::ffi::CString::new("t".repeat(MAX_TAG_BYTES + 1)).unwrap();
         o.tag = long.as_ptr();

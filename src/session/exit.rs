@@ -137,6 +137,8 @@ extern "C" fn at_exit() {
         let Some(mut ctl) = lock_at_exit() else {
             return;
         };
+        // A start still waiting for its step must not fire during exit (its profile would never be finished).
+        super::window::cancel(&mut ctl);
         // Never `config()` here: it may start the NPUPROF_CONTROL watcher, a control call of its own.
         let wait = Duration::from_secs(cfg.flush_timeout_s.min(60));
         let recording = ctl.running.as_ref().map(|p| p.dir.clone());

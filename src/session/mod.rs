@@ -331,7 +331,7 @@ fn stop_locked(
     }
     let p = ctl.running.take().expect("checked above");
     STATE.fetch_and(!REC, Ordering::AcqRel);
-    ctl.deadline = None;
+    window::clear_deadline(ctl);
     step_hook::set(None);
     let device = stop_backend(ctl, &p);
     // Counted before the message can arrive, so the export's end never precedes its count.
@@ -459,7 +459,7 @@ fn auto_start(tokens: u64) -> Result<()> {
             },
             root: None,
             tag: None,
-            first_step: window::counted_now(),
+            first_step: window::counted_now_if_counting().unwrap_or(0),
         },
     )?;
     STEPS.store(1, Ordering::Relaxed);

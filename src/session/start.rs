@@ -12,7 +12,7 @@ use crate::drain;
 use crate::error::{Error, Result, Status};
 use crate::layout;
 use crate::profile::Profile;
-use crate::record::{self, clock, ARMED, GEN_SHIFT, INIT, REC, STATE};
+use crate::record::{self, clock, ARMED, COUNT, GEN_SHIFT, INIT, REC, STATE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -146,8 +146,10 @@ fn publish_running(ctl: &mut Control, gen: u64, w: &Window) {
     super::window::set_deadline(ctl, gen, w);
     // Release pairs with the Acquire in `step` (STEPS/STOP_AT above are visible with REC). The record calls
     // load STATE Relaxed: they use no other data published here (the generation travels in STATE itself).
-    let keep = STATE.load(Ordering::Relaxed) & (INIT | ARMED);
-    STATE.store(keep | REC | (gen << GEN_SHIFT), Ordering::Release);
+    // One read-modify-write: COUNT may be set meanwhile outside the lock (the watcher begins counting).
+    let _ = STATE.fetch_update(Ordering::Release, Ordering::Relaxed, |s| {
+        Some(s & (INIT | ARMED | COUNT) | REC | (gen << GEN_SHIFT))
+    });
 }
 
 /// `npuprof_start_with`: a start with options; returns the id of a start that waits for a step (0 when the
@@ -171,7 +173,7 @@ pub fn start_with(opts: &StartOptions) -> Result<u64> {
             window,
             root,
             tag: opts.tag.clone(),
-            first_step: window::counted_now() + 1,
+            first_step: window::counted_now_if_counting().map_or(0, |n| n + 1),
         })?;
         return Ok(0);
     }

@@ -151,6 +151,11 @@ pub fn counted_now() -> u64 {
     SEEN.load(Ordering::Relaxed)
 }
 
+/// The process's step count, when it is counting now (a count that stopped is stale).
+pub fn counted_now_if_counting() -> Option<u64> {
+    (STATE.load(Ordering::Acquire) & COUNT != 0).then(counted_now)
+}
+
 /// Where the waiting start `id` is: still waiting (and at which step the process is), started or failed.
 pub fn outcome(id: u64) -> Option<Outcome> {
     let ctl = lock().ok()?;
@@ -240,6 +245,12 @@ pub(super) fn set_deadline(ctl: &mut Control, gen: u64, w: &Window) {
         )
     });
     HAS_DEADLINE.store(ctl.deadline.is_some(), Ordering::Release);
+}
+
+/// The running profile stopped (under the control lock): no deadline any more.
+pub(super) fn clear_deadline(ctl: &mut Control) {
+    ctl.deadline = None;
+    HAS_DEADLINE.store(false, Ordering::Release);
 }
 
 /// The drain thread's tick: stops the running profile when its deadline has passed.

@@ -231,6 +231,7 @@ fn wait_answer(ch: &Client, req: &Request<'_>) -> u8 {
         std::thread::sleep(Duration::from_millis(50));
     }
     if let Some((at, now)) = armed {
+        ch.withdraw();
         say(&format!(
             "armed: process {pid} starts at its step {at} (it was at step {now}); `npuprof trigger stop` \
              cancels"

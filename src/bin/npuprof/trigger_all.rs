@@ -103,6 +103,7 @@ fn open(req: &Request<'_>, uid: u32) -> Result<Dir, u8> {
 fn watchers(d: &Dir, uid: u32) -> Vec<Watcher> {
     let names = d.names(MAX_NAMES).unwrap_or_default();
     let me = npuprof::config::hostname();
+    let my_ns = job::pid_namespace();
     let now_ns = wall_ns();
     let mut out = Vec::new();
     for name in names.into_iter().filter(|n| n.ends_with(job::REG_SUFFIX)) {
@@ -113,7 +114,12 @@ fn watchers(d: &Dir, uid: u32) -> Vec<Watcher> {
             continue;
         };
         let age = now_ns.saturating_sub(reg.time_ns) as f64 / 1e9;
-        let dead = if job::host_token(&reg.host) == job::host_token(&me) && !alive(reg.pid) {
+        // Only a pid of this host and PID namespace can be checked (a container with the host's network
+        // shares its name, not its pids); any other is judged by its registration's age.
+        let local = job::host_token(&reg.host) == job::host_token(&me)
+            && !reg.pidns.is_empty()
+            && reg.pidns == my_ns;
+        let dead = if local && !alive(reg.pid) {
             let _ = d.unlink(&name);
             Some("the process has ended".to_string())
         } else if age > STALE_S {
@@ -148,7 +154,8 @@ fn common_step(live: &[&Watcher], lead: Duration) -> u64 {
         })
         .max()
         .unwrap_or(0)
-        + 1
+        .saturating_add(1)
+        .min(u64::from(u32::MAX))
 }
 
 /// Waits for every live process's final answer (an `armed` one is kept until the timeout), prints them,
@@ -180,7 +187,30 @@ fn collect(d: &Dir, req: &Request<'_>, (id, uid): (&str, u32), live: &[&Watcher]
     for a in &acks {
         let _ = d.unlink(a);
     }
-    report(req, live, &got)
+    let code = report(req, live, &got);
+    also_answered(d, (id, uid), &acks);
+    code
+}
+
+/// Answers to this command from processes that were not listed when it was sent (they began watching just
+/// before it came): printed and removed, so none is left behind.
+fn also_answered(d: &Dir, (id, uid): (&str, u32), expected: &[String]) {
+    let prefix = format!("all.{id}.");
+    let names = d.names(MAX_NAMES).unwrap_or_default();
+    for n in names
+        .iter()
+        .filter(|n| n.starts_with(&prefix) && n.ends_with(".ack") && !expected.contains(n))
+    {
+        if let Ok(Some(t)) = channel::read_small(d, n, uid) {
+            let who = &n[prefix.len()..n.len() - ".ack".len()];
+            say(&format!(
+                "also answered (began watching as the command was sent): {}: {}",
+                esc(who),
+                esc(Answer::parse(&t).line().trim_end())
+            ));
+        }
+        let _ = d.unlink(n);
+    }
 }
 
 /// One line per process; the exit code.
