@@ -118,15 +118,18 @@ fn spread_ms(v: &[(u64, f64)]) -> f64 {
 #[test]
 fn start_all_aligns_the_ranks_on_one_step_and_each_answers() {
     let root = tempfile::tempdir().unwrap();
-    // 400 steps of 20 ms each, stepping at the same wall-clock instants.
-    let calls = ["lockstep:400:20", "flush"];
+    // 600 steps of 20 ms each, stepping at the same wall-clock instants.
+    let calls = ["lockstep:600:20", "flush"];
     let ranks = [
         Rank::spawn(root.path(), 0, &calls),
         Rank::spawn(root.path(), 1, &calls),
     ];
     registered(root.path(), 2);
     std::thread::sleep(Duration::from_millis(600));
-    let (rc, out) = trigger(&["start", "--all", "--steps", "10"], root.path());
+    let (rc, out) = trigger(
+        &["start", "--all", "--steps", "10", "--lead", "4"],
+        root.path(),
+    );
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("aligning 2 process(es)"), "{out}");
     for (r, p) in ranks.iter().enumerate() {

@@ -96,7 +96,7 @@ def test_trigger_all_reaches_every_ray_actor(lib, tmp_path):
         while len([n for n in os.listdir(ctl) if n.endswith(".reg")] if ctl.exists() else []) < 2:
             assert time.time() < deadline
             time.sleep(0.1)
-        p = subprocess.run([cli, "trigger", "start", "--all", "--steps", "5", "--dir", str(tmp_path),
+        p = subprocess.run([cli, "trigger", "start", "--all", "--steps", "5", "--lead", "3", "--dir", str(tmp_path),
                             "--timeout", "60"], capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stdout + p.stderr
         answered = sorted(int(l.split()[2]) for l in p.stdout.splitlines() if l.startswith("started: pid "))
