@@ -45,6 +45,7 @@ static void load(const char *lib) {
 #pragma weak npuprof_shutdown
 #pragma weak npuprof_version
 #pragma weak npuprof_set_group
+#pragma weak npuprof_start_with
 /* The library must really be the preloaded LIB: a failed LD_PRELOAD (weak references left null) or
  * npuprof_start resolved from another file fails the run, never passes it vacuously. */
 static void load(const char *lib) {
@@ -65,7 +66,7 @@ static void load(const char *lib) {
     P.output_dir = npuprof_output_dir; P.last_error = npuprof_last_error; P.intern = npuprof_intern;
     P.range_push = npuprof_range_push; P.range_pop = npuprof_range_pop; P.mark = npuprof_mark;
     P.flush = npuprof_flush; P.shutdown = npuprof_shutdown; P.version = npuprof_version;
-    P.set_group = npuprof_set_group;
+    P.set_group = npuprof_set_group; P.start_with = npuprof_start_with;
     printf("LINK=preload\n");
 }
 #endif
@@ -222,6 +223,8 @@ static void scenario_panic(void) {
     uint32_t ranks[2] = {0, 1};
     EXPECT(P.set_group("g", "dp", 0, ranks, 2), NPUPROF_ERR_INTERNAL);
     EXPECT(P.set_group("g", "dp", 0, ranks, 2), NPUPROF_OK);
+    EXPECT(P.start_with(NULL), NPUPROF_ERR_INTERNAL);
+    EXPECT(P.start_with(NULL), NPUPROF_ERR_ALREADY_RUNNING); /* not panicking: the running profile is kept */
     CHECK(P.last_error(buf, sizeof buf) == 0); /* panicked: 0 */
     CHECK(P.last_error(buf, sizeof buf) > 0 && strstr(buf, "npuprof_last_error: internal error (caught): injected fault at npuprof_last_error"));
     EXPECT(P.stop(), NPUPROF_ERR_INTERNAL);

@@ -24,6 +24,7 @@ struct api {
     int (*shutdown)(void);
     const char *(*version)(void);
     int (*set_group)(const char *, const char *, uint32_t, const uint32_t *, size_t);
+    int (*start_with)(const struct npuprof_start_options *);
 };
 
 /* Loads `lib` (RTLD_LOCAL, as a runtime's plugin loader would) into `p`; prints FAIL and exits on error. */
@@ -36,6 +37,7 @@ static inline void api_dlopen(struct api *p, const char *lib) {
 #define SYM(f) *(void **)(&p->f) = dlsym(h, "npuprof_" #f); if (!p->f) { printf("FAIL dlsym npuprof_%s\n", #f); exit(1); }
     SYM(start) SYM(stop) SYM(step) SYM(is_running) SYM(strerror) SYM(output_dir) SYM(last_error) SYM(intern)
     SYM(range_push) SYM(range_pop) SYM(mark) SYM(flush) SYM(shutdown) SYM(version) SYM(set_group)
+    SYM(start_with)
 #undef SYM
 }
 #endif

@@ -23,7 +23,6 @@
 #include "npuprof_api.h"
 
 static struct api P;
-static int (*start_with)(const struct npuprof_start_options *);
 
 static uint64_t num(const char *v) {
     return strcmp(v, "none") ? strtoull(v, NULL, 10) : NPUPROF_NONE;
@@ -56,7 +55,7 @@ static int with(char *spec) {
         else if (!strcmp(kv, "size")) o->size = (uint32_t)strtoul(v, NULL, 10);
         else if (!strcmp(kv, "extra")) { o->size = sizeof big; big.newer = strtoull(v, NULL, 10); }
     }
-    return start_with(o);
+    return P.start_with(o);
 }
 
 static void lockstep(int k, int period_ms) {
@@ -78,11 +77,6 @@ int main(int argc, char **argv) {
         return 2;
     }
     api_dlopen(&P, argv[1]);
-    *(void **)(&start_with) = dlsym(dlopen(argv[1], RTLD_NOW | RTLD_LOCAL), "npuprof_start_with");
-    if (!start_with) {
-        printf("FAIL dlsym npuprof_start_with\n");
-        return 1;
-    }
     printf("LINK=dlopen\n");
     for (int i = 2; i < argc; i++) {
         char *a = argv[i];
@@ -92,7 +86,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "flush")) rc = P.flush();
         else if (!strcmp(a, "shutdown")) rc = P.shutdown();
         else if (!strcmp(a, "step")) rc = P.step(100);
-        else if (!strcmp(a, "null")) rc = start_with(NULL);
+        else if (!strcmp(a, "null")) rc = P.start_with(NULL);
         else if (!strncmp(a, "with:", 5)) rc = with(a + 5);
         else if (!strncmp(a, "sleep:", 6)) usleep((useconds_t)atoi(a + 6) * 1000);
         else if (!strncmp(a, "steps:", 6)) {
