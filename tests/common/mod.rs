@@ -32,9 +32,16 @@ pub(crate) fn target_dir() -> PathBuf {
 
 /// The cdylib, freshly built. `cargo test` builds only the rlib for integration tests, so the first call in
 /// each test binary runs `cargo build --lib` for this profile (a no-op when it is up to date).
+/// `NPUPROF_TEST_LIB` replaces it with a given file: run-tests' wheel section runs the C tests against the
+/// library inside the aarch64 wheel.
 pub(crate) fn lib() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| build_lib(false)).clone()
+    BUILT
+        .get_or_init(|| match std::env::var_os("NPUPROF_TEST_LIB") {
+            Some(p) => PathBuf::from(p),
+            None => build_lib(false),
+        })
+        .clone()
 }
 
 /// A second copy of the library built with `--features fault-injection` (in target/faults/), for the
