@@ -51,8 +51,10 @@ whl=$(ls "$tmp"/x86/npuprof-*.whl 2>/dev/null | head -1)
 check "named npuprof-$version-py3-none-manylinux_2_N_x86_64.whl ($(basename "${whl:-none}"))" \
   bash -c "[[ \"$(basename "${whl:-none}")\" =~ ^npuprof-${version//./\\.}-py3-none-manylinux_2_[0-9]+_x86_64\\.whl$ ]]"
 check "auditwheel show: consistent with its tag" audit "$whl"
-check "holds npuprof/libnpuprof.so and the npuprof script" \
-  bash -c "unzip -l '$whl' | grep -q ' npuprof/libnpuprof.so$' && unzip -l '$whl' | grep -q ' npuprof-$version.data/scripts/npuprof$'"
+# The wheel's member names (Python's zipfile: no unzip needed).
+members() { "$PY" -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$1"; }
+holds() { members "$whl" | grep -qx "npuprof/libnpuprof.so" && members "$whl" | grep -qx "npuprof-$version.data/scripts/npuprof"; }
+check "holds npuprof/libnpuprof.so and the npuprof script" holds
 
 # ---- 2. installed in a fresh environment, used from elsewhere ----
 python3 -m venv "$tmp/venv" && "$tmp/venv/bin/pip" install -q --disable-pip-version-check --no-index "$whl"
@@ -84,6 +86,10 @@ checked() { (cd "$tmp/elsewhere" && "${clean[@]}" npuprof check "$tmp/prof") | t
 check "the venv's npuprof check passes the result" checked
 which_cli() { [ "$(cd "$tmp/elsewhere" && "${clean[@]}" sh -c 'command -v npuprof')" = "$tmp/venv/bin/npuprof" ]; }
 check "the venv's npuprof is the wheel's (not target/)" which_cli
+# README's command itself, into another fresh environment (the wheel's build is cached by now).
+python3 -m venv "$tmp/venv2" && "$tmp/venv2/bin/pip" install -q --disable-pip-version-check "$repo/python"
+help_ok() { (cd "$tmp/elsewhere" && env -i "PATH=$tmp/venv2/bin:/usr/bin:/bin" npuprof --help) | grep -q "npuprof trigger"; }
+check "pip install ./python: npuprof on PATH" help_ok
 other=$repo/target/debug/libnpuprof.so
 cargo build --quiet --lib
 out=$(cd "$tmp/elsewhere" && "${clean[@]}" "NPUPROF_LIBRARY=$other" python -c 'import npuprof; print(npuprof.library_path())')
@@ -95,10 +101,10 @@ awhl=$(ls "$tmp"/arm/npuprof-*.whl 2>/dev/null | head -1)
 check "named npuprof-$version-py3-none-manylinux_2_N_aarch64.whl ($(basename "${awhl:-none}"))" \
   bash -c "[[ \"$(basename "${awhl:-none}")\" =~ ^npuprof-${version//./\\.}-py3-none-manylinux_2_[0-9]+_aarch64\\.whl$ ]]"
 check "auditwheel show (aarch64): consistent with its tag" audit "$awhl"
-mkdir -p "$tmp/arm/x" && (cd "$tmp/arm/x" && unzip -q "$awhl")
+mkdir -p "$tmp/arm/x" && "$PY" -m zipfile -e "$awhl" "$tmp/arm/x"
 check "its library is an aarch64 ELF file" test "$(machine "$tmp/arm/x/npuprof/libnpuprof.so")" = 183
 check "its npuprof is an aarch64 ELF file" test "$(machine "$tmp/arm/x/npuprof-$version.data/scripts/npuprof")" = 183
-echo "test result: ok. $pass passed; $fail failed (wheel checks)"
+echo "test result: $([ "$fail" -eq 0 ] && echo ok || echo FAILED). $pass passed; $fail failed (wheel checks)"
 
 # The existing C tests against the aarch64 wheel's library, under qemu-user (as run-tests' aarch64 section).
 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu NPUPROF_QEMU_USER=1 NPUPROF_TEST_LIB="$tmp/arm/x/npuprof/libnpuprof.so" \

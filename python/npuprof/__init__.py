@@ -10,7 +10,8 @@
     npuprof.flush()                      # optional: wait until they are complete
 
 Configuration is the environment, as for the C library (``VLLM_TORCH_PROFILER_DIR`` enables it). The
-library is found through ``NPUPROF_LIBRARY``, then next to this package, then the loader's search path. If it
+library is found through ``NPUPROF_LIBRARY``, then next to this package (where the wheel of ``pip install
+./python`` puts it), then the loader's search path. If it
 is not found, importing still works, the control calls (``start``, ``stop``, ``flush``, ...) raise
 :class:`NpuprofError` naming where it looked, and the serving-loop calls (``step``, ``range``, ``mark``) do
 nothing, so instrumented code keeps running.
