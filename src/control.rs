@@ -119,7 +119,7 @@ impl Watch {
             return;
         };
         if let Some(cmd) = take_command(d, &mut self.warned, root, (uid, pid)) {
-            let (a, waiting) = self.job.run(&cmd);
+            let (a, waiting) = self.job.run(&job::Command::parse(&cmd));
             answer(d, root, pid, &a);
             if let Some(w) = waiting {
                 self.job.track(w, channel::ack_name(pid));
@@ -216,15 +216,16 @@ fn take_command(
     Some(cmd)
 }
 
-/// Runs a command's text (a `start` or `stop`, with a start's window; anything else is refused) and logs
-/// the outcome; returns the answer and, for a start that waits for its step, its id.
-fn run_command(text: &str) -> (Answer, Option<u64>, Option<job::Verb>) {
-    let cmd = match job::Command::parse(text) {
+/// Runs a command (a `start` or `stop`, with a start's window; one that did not parse is refused with its
+/// reason) and logs the outcome; returns the answer and, for a start that waits for its step, its id.
+fn run_command(cmd: &std::result::Result<job::Command, String>) -> (Answer, Option<u64>) {
+    let cmd = match cmd {
         Ok(c) => c,
         Err(msg) => {
             log::warn!("NPUPROF_CONTROL: {msg}");
             let status = Status::InvalidArgument as i32;
-            return (Answer::Failed { status, msg }, None, None);
+            let msg = msg.clone();
+            return (Answer::Failed { status, msg }, None);
         }
     };
     let what = cmd.verb.name();
@@ -242,35 +243,48 @@ fn run_command(text: &str) -> (Answer, Option<u64>, Option<job::Verb>) {
         Ok(_) => log::info!("NPUPROF_CONTROL: {what} armed"),
         Err(e) => log::warn!("NPUPROF_CONTROL: {what}: {}", e.msg),
     }
-    let verb = Some(cmd.verb);
     match r {
-        Ok(0) => (
-            Answer::Done(
-                crate::session::output_dir().map_or(String::new(), |d| d.display().to_string()),
-            ),
-            None,
-            verb,
-        ),
-        Ok(id) => (job_watch::outcome_answer(id), Some(id), verb),
-        Err(e) => (
-            Answer::Failed {
-                status: e.status as i32,
-                msg: e.msg,
-            },
-            None,
-            verb,
-        ),
+        Ok(0) => {
+            let dir =
+                crate::session::output_dir().map_or(String::new(), |d| d.display().to_string());
+            (Answer::Done(dir), None)
+        }
+        Ok(id) => (job_watch::outcome_answer(id), Some(id)),
+        Err(e) => {
+            let status = e.status as i32;
+            (Answer::Failed { status, msg: e.msg }, None)
+        }
     }
 }
 
 /// Writes the answer to this process's command, through the `.control` handle.
 fn answer(d: &crate::dir::Dir, root: &Path, pid: u32, a: &Answer) {
-    if let Err(e) = channel::write_small(d, &channel::ack_name(pid), a.line().as_bytes()) {
+    let name = channel::ack_name(pid);
+    if let Err(e) = write_file(d, root, &name, &a.line()) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            log::warn!(
+                "NPUPROF_CONTROL: cannot write {}: {e}",
+                dir(root).join(&name).display()
+            );
+        }
+    }
+}
+
+/// Writes `text` as `name` in `.control` (handle `d`); an error other than "`.control` is gone" is warned
+/// about here, and every error is returned.
+fn write_file(d: &crate::dir::Dir, root: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let r = channel::write_small(d, name, text.as_bytes());
+    if let Some(e) = r
+        .as_ref()
+        .err()
+        .filter(|e| e.kind() != std::io::ErrorKind::NotFound)
+    {
         log::warn!(
-            "NPUPROF_CONTROL: cannot answer in {}: {e}",
-            dir(root).display()
+            "NPUPROF_CONTROL: cannot write {}: {e}",
+            dir(root).join(name).display()
         );
     }
+    r
 }
 
 /// The watcher for a runtime that only got `LD_PRELOAD=libnpuprof.so` and never calls npuprof.

@@ -266,6 +266,20 @@ pub enum SendError {
     Refused(DirRefusal),
 }
 
+/// `npuprof trigger`'s end: `root/.control` as it exists (never created here), checked as the processes
+/// check it (so a refused channel is reported at once, with its reason, instead of waiting for an answer
+/// that cannot come).
+pub fn open_existing(root: &Path, owner: u32) -> Result<Dir, SendError> {
+    // By name, only to tell "not there" from the rest; the channel itself is used through the handle.
+    if std::fs::symlink_metadata(dir(root)).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        return Err(SendError::NotWatching);
+    }
+    // The root as the administrator typed it (a symlink there is followed); nothing below it is.
+    let r = Dir::open_follow(root)
+        .map_err(|e| SendError::Refused(DirRefusal::Io(format!("{}: {e}", root.display()))))?;
+    open_dir(&r, owner, false).map_err(SendError::Refused)
+}
+
 /// `npuprof trigger`'s end of the channel to process `pid`, which runs as `owner`.
 pub struct Client {
     dir: Dir,
@@ -277,18 +291,8 @@ impl Client {
     /// Opens `root/.control` and checks it as the process does (so a refused channel is reported at once,
     /// with its reason, instead of waiting for an answer that cannot come).
     pub fn open(root: &Path, pid: u32, owner: u32) -> Result<Client, SendError> {
-        // By name, only to tell "not there" from the rest; the channel itself is used through the handle.
-        if std::fs::symlink_metadata(dir(root)).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-        {
-            return Err(SendError::NotWatching);
-        }
-        // The root as the administrator typed it (a symlink there is followed); nothing below it is.
-        let r = Dir::open_follow(root)
-            .map_err(|e| SendError::Refused(DirRefusal::Io(format!("{}: {e}", root.display()))))?;
-        match open_dir(&r, owner, false) {
-            Ok(dir) => Ok(Client { dir, pid, owner }),
-            Err(r) => Err(SendError::Refused(r)),
-        }
+        let dir = open_existing(root, owner)?;
+        Ok(Client { dir, pid, owner })
     }
 
     /// Writes the command (after removing a stale answer).

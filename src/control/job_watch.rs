@@ -28,6 +28,8 @@ pub(super) struct JobWatch {
     rate: f64,
     /// A write found `.control` gone (removed under us): the watcher reopens it.
     lost: bool,
+    /// See [`JobWatch::me`].
+    me: Option<Registration>,
 }
 
 /// The answer for a start that waits (its step, and the process's), or its outcome if it already fired.
@@ -51,14 +53,13 @@ pub(super) fn outcome_answer(id: u64) -> Answer {
 }
 
 impl JobWatch {
-    /// Runs a command's text (see `super::run_command`); a stop also ends the following of a waiting start
+    /// Runs a command (see `super::run_command`); a stop also ends the following of a waiting start
     /// (the stop cancelled it, and its answer stands).
-    pub(super) fn run(&mut self, text: &str) -> (Answer, Option<u64>) {
-        let (a, waiting, verb) = super::run_command(text);
-        if verb == Some(job::Verb::Stop) {
+    pub(super) fn run(&mut self, cmd: &Result<Command, String>) -> (Answer, Option<u64>) {
+        if cmd.as_ref().is_ok_and(|c| c.verb == job::Verb::Stop) {
             self.tracking = None;
         }
-        (a, waiting)
+        super::run_command(cmd)
     }
 
     /// True once after a write found `.control` gone.
@@ -85,19 +86,19 @@ impl JobWatch {
 
     /// Writes the outcome of the tracked start once it is known.
     fn follow(&mut self, d: &Dir, root: &Path) {
-        let Some((id, ack)) = &self.tracking else {
+        let Some((id, ack)) = self.tracking.take() else {
             return;
         };
-        let a = outcome_answer(*id);
+        let a = outcome_answer(id);
         if matches!(a, Answer::Armed { .. }) {
+            self.tracking = Some((id, ack));
             return;
         }
         // Only while the sender still waits (it removes the answer when it stops waiting): a late outcome
         // must not be taken for the answer to a later command.
-        if matches!(d.stat_at(ack), Ok(Some(_))) {
-            self.write(d, root, &ack.clone(), &a);
+        if matches!(d.stat_at(&ack), Ok(Some(_))) {
+            self.write(d, root, &ack, &a);
         }
-        self.tracking = None;
     }
 
     /// Runs the job command if it is new (and not one that was there before this watcher looked).
@@ -120,8 +121,8 @@ impl JobWatch {
         let Some(id) = id.filter(|_| !first_look) else {
             return;
         };
-        let ack = job::ack_name(&id, &crate::config::hostname(), std::process::id());
-        let (a, waiting) = self.run(&text);
+        let ack = job::ack_name(&id, &self.me().host, std::process::id());
+        let (a, waiting) = self.run(&cmd);
         log::info!(
             "NPUPROF_CONTROL: job command {id} ({}) answered: {}",
             cmd.map_or("?", |c| c.verb.name()),
@@ -157,22 +158,36 @@ impl JobWatch {
             };
         }
         self.last_write = Some(now);
-        let cfg = crate::session::config();
-        let host = crate::config::hostname();
         let reg = Registration {
-            pid: std::process::id(),
-            rank: cfg.rank,
             step,
             rate: self.rate,
             time_ns: crate::record::clock::realtime_ns(),
             dir: crate::session::output_dir().map_or(String::new(), |p| p.display().to_string()),
-            host: host.clone(),
-            pidns: job::pid_namespace(),
+            ..self.me().clone()
         };
-        let name = job::reg_name(&host, reg.pid);
+        let name = job::reg_name(&reg.host, reg.pid);
         if self.write_text(d, root, &name, &reg.text()) {
             self.registered = Some(name);
         }
+    }
+
+    /// This process's registration fields that do not change while it watches (pid, rank, host, PID
+    /// namespace, start time), found once.
+    fn me(&mut self) -> &Registration {
+        self.me.get_or_insert_with(|| {
+            let pid = std::process::id();
+            Registration {
+                pid,
+                rank: crate::session::config().rank,
+                host: crate::config::hostname(),
+                step: 0,
+                rate: 0.0,
+                time_ns: 0,
+                dir: String::new(),
+                pidns: job::pid_namespace(),
+                start_time: crate::spool::process_start_time(pid).unwrap_or(0),
+            }
+        })
     }
 
     /// Removes the registration (the watcher ends).
@@ -188,19 +203,12 @@ impl JobWatch {
         self.write_text(d, root, name, &a.line());
     }
 
-    /// Writes `text` as `name`; false (warned) when it cannot, and `.control` is marked lost when it is gone.
+    /// Writes `text` as `name`; false when it cannot (warned), and `.control` is marked lost when it is gone.
     fn write_text(&mut self, d: &Dir, root: &Path, name: &str, text: &str) -> bool {
-        match channel::write_small(d, name, text.as_bytes()) {
+        match super::write_file(d, root, name, text) {
             Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.lost = true;
-                false
-            }
             Err(e) => {
-                log::warn!(
-                    "NPUPROF_CONTROL: cannot write {}: {e}",
-                    super::dir(root).join(name).display()
-                );
+                self.lost |= e.kind() == std::io::ErrorKind::NotFound;
                 false
             }
         }

@@ -251,12 +251,7 @@ pub fn start() -> Result<()> {
 fn start_now(launch: Launch) -> Result<()> {
     let cfg = config();
     let mut ctl = lock()?;
-    if let Some(w) = &ctl.waiting {
-        return Err(Error::new(
-            Status::AlreadyRunning,
-            format!("a start already waits for step {}", w.at),
-        ));
-    }
+    start::not_started(&ctl)?;
     // The previous profile's device stop may still run: wait for it (bounded by its deadline) without the
     // lock, so output_dir, fork and the exit hook are never held up by a vendor library. (An `npuprof
     // trigger start` runs this on the drain thread: no profile can record while a stop is out, since every
@@ -443,7 +438,7 @@ fn auto_start(tokens: u64) -> Result<()> {
         return Ok(());
     }
     STATE.fetch_and(!ARMED, Ordering::AcqRel);
-    start_locked(
+    start::start_at_this_step(
         &mut ctl,
         cfg,
         Launch {
@@ -461,10 +456,8 @@ fn auto_start(tokens: u64) -> Result<()> {
             tag: None,
             first_step: window::counted_now_if_counting().unwrap_or(0),
         },
-    )?;
-    STEPS.store(1, Ordering::Relaxed);
-    record::record_step(clock::now(), 1, tokens);
-    Ok(())
+        tokens,
+    )
 }
 
 /// `npuprof_flush`: waits until every stopped profile is written (at most `NPUPROF_FLUSH_TIMEOUT_S`).

@@ -30,12 +30,7 @@ fn ready_to_start<'a>(
     cfg: &'static Config,
     launch: &'a Launch,
 ) -> Result<&'a std::path::Path> {
-    if let Some(p) = &ctl.running {
-        return Err(Error::new(
-            Status::AlreadyRunning,
-            format!("a profile is already recording into {}", p.dir.display()),
-        ));
-    }
+    not_started(ctl)?;
     let env_root = cfg.profiler_dir.as_deref().ok_or_else(disabled)?;
     let root = launch.root.as_deref().unwrap_or(env_root);
     reclaim_backend(ctl);
@@ -178,18 +173,7 @@ pub fn start_with(opts: &StartOptions) -> Result<u64> {
         return Ok(0);
     }
     let mut ctl = lock()?;
-    if let Some(w) = &ctl.waiting {
-        return Err(Error::new(
-            Status::AlreadyRunning,
-            format!("a start already waits for step {}", w.at),
-        ));
-    }
-    if let Some(p) = &ctl.running {
-        return Err(Error::new(
-            Status::AlreadyRunning,
-            format!("a profile is already recording into {}", p.dir.display()),
-        ));
-    }
+    not_started(&ctl)?;
     super::ensure_threads(&mut ctl)?;
     // A delay counts from the current step.
     let now = window::counted_now();
@@ -197,16 +181,14 @@ pub fn start_with(opts: &StartOptions) -> Result<u64> {
     ctl.next_wait_id += 1;
     let id = ctl.next_wait_id;
     log::info!("profiling will start at step {at} (this process is at step {now})");
-    window::arm(
-        &mut ctl,
-        Waiting {
-            at,
-            window,
-            root,
-            tag: opts.tag.clone(),
-            id,
-        },
-    );
+    let launch = Launch {
+        auto: false,
+        window,
+        root,
+        tag: opts.tag.clone(),
+        first_step: at,
+    };
+    window::arm(&mut ctl, Waiting { at, id, launch });
     Ok(id)
 }
 
@@ -222,25 +204,12 @@ pub(super) fn fire_waiting(k: u64, tokens: u64) -> Result<()> {
     if ctl.stopping.is_some() {
         return Ok(());
     }
-    let Some(w) = window::take_due(&mut ctl, k) else {
+    let Some(mut w) = window::take_due(&mut ctl, k) else {
         return Ok(());
     };
-    let cfg = super::config();
-    let r = start_locked(
-        &mut ctl,
-        cfg,
-        Launch {
-            auto: false,
-            window: w.window,
-            root: w.root,
-            tag: w.tag,
-            first_step: k,
-        },
-    );
-    match r {
+    w.launch.first_step = k;
+    match start_at_this_step(&mut ctl, super::config(), w.launch, tokens) {
         Ok(()) => {
-            STEPS.store(1, Ordering::Relaxed);
-            record::record_step(clock::now(), 1, tokens);
             let dir = ctl.last_dir.clone().unwrap_or_default();
             ctl.outcome = Some((w.id, Outcome::Started(dir)));
             Ok(())
@@ -250,6 +219,37 @@ pub(super) fn fire_waiting(k: u64, tokens: u64) -> Result<()> {
             ctl.outcome = Some((w.id, Outcome::Failed(e.clone())));
             Err(e)
         }
+    }
+}
+
+/// Starts a profile on the step path (the old logic's threshold, a waiting start) with this step, `tokens`
+/// scheduled, as its `ProfilerStep#1`.
+pub(super) fn start_at_this_step(
+    ctl: &mut Control,
+    cfg: &'static Config,
+    launch: Launch,
+    tokens: u64,
+) -> Result<()> {
+    start_locked(ctl, cfg, launch)?;
+    STEPS.store(1, Ordering::Relaxed);
+    record::record_step(clock::now(), 1, tokens);
+    Ok(())
+}
+
+/// No profile records and no start waits for its step; else `NPUPROF_ERR_ALREADY_RUNNING` saying which.
+pub(super) fn not_started(ctl: &Control) -> Result<()> {
+    if let Some(p) = &ctl.running {
+        return Err(Error::new(
+            Status::AlreadyRunning,
+            format!("a profile is already recording into {}", p.dir.display()),
+        ));
+    }
+    match &ctl.waiting {
+        Some(w) => Err(Error::new(
+            Status::AlreadyRunning,
+            format!("a start already waits for step {}", w.at),
+        )),
+        None => Ok(()),
     }
 }
 

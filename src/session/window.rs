@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// How a profile starts: by the old logic's threshold or a start call, its window, and where it goes.
+#[derive(Debug)]
 pub(super) struct Launch {
     pub auto: bool,
     pub window: Window,
@@ -130,11 +131,10 @@ pub fn check_tag(t: &str) -> Result<()> {
 pub(super) struct Waiting {
     /// The step number that fires it.
     pub at: u64,
-    pub window: Window,
-    pub root: Option<PathBuf>,
-    pub tag: Option<String>,
     /// Its id, for [`outcome`].
     pub id: u64,
+    /// The profile it starts (its `first_step` is set when it fires).
+    pub launch: Launch,
 }
 
 /// How a waiting start ended: the profile's directory, or the error that kept it from starting.
@@ -199,7 +199,7 @@ pub(super) fn take_due(ctl: &mut Control, k: u64) -> Option<Waiting> {
         return None;
     }
     FIRE_AT.store(0, Ordering::Relaxed);
-    keep_counting(ctl);
+    stop_counting_unless_watched();
     ctl.waiting.take()
 }
 
@@ -209,14 +209,14 @@ pub(super) fn cancel(ctl: &mut Control) -> bool {
         return false;
     };
     FIRE_AT.store(0, Ordering::Relaxed);
-    keep_counting(ctl);
+    stop_counting_unless_watched();
     ctl.outcome = Some((w.id, Outcome::Cancelled));
     log::info!("the start waiting for step {} is cancelled", w.at);
     true
 }
 
 /// Clears [`COUNT`] unless the watcher still wants the steps counted. Under the control lock.
-fn keep_counting(_ctl: &mut Control) {
+fn stop_counting_unless_watched() {
     if !WATCHING_STEPS.load(Ordering::Relaxed) {
         STATE.fetch_and(!COUNT, Ordering::AcqRel);
     }
@@ -267,8 +267,7 @@ pub(super) fn check_deadline() {
     if Instant::now() < at {
         return;
     }
-    ctl.deadline = None;
-    HAS_DEADLINE.store(false, Ordering::Release);
+    // The stop clears the deadline.
     let _ = super::stop_locked(
         &mut ctl,
         clock::now(),

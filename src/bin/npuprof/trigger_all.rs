@@ -14,9 +14,10 @@
 
 use crate::text::{esc, say, warn};
 use crate::trigger::Request;
-use npuprof::control::channel::{self, Answer};
+use npuprof::control::channel::{self, Answer, SendError};
 use npuprof::control::job::{self, Registration};
 use npuprof::dir::Dir;
+use npuprof::spool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Default `--lead`: the command reaches every watcher within a poll (0.2 s) plus the filesystem's delay.
@@ -82,14 +83,11 @@ pub(crate) fn run(req: &Request<'_>) -> u8 {
 /// `.control` under the request's root, checked as the watchers check it (ours, mode 0700, no symlink).
 fn open(req: &Request<'_>, uid: u32) -> Result<Dir, u8> {
     let shown = npuprof::control::dir(&req.root);
-    let r = Dir::open_follow(&req.root).map_err(|e| {
-        warn(&format!(
-            "npuprof trigger --all: {}: {e}",
-            req.root.display()
-        ));
-        3
-    })?;
-    channel::open_dir(&r, uid, false).map_err(|why| {
+    channel::open_existing(&req.root, uid).map_err(|e| {
+        let why = match e {
+            SendError::NotWatching => "it does not exist".to_string(),
+            SendError::Refused(r) => r.to_string(),
+        };
         warn(&format!(
             "npuprof trigger --all: cannot use {}: {why} (no process watches there, or it is not a \
              directory of uid {uid} writable by no one else)",
@@ -119,7 +117,9 @@ fn watchers(d: &Dir, uid: u32) -> Vec<Watcher> {
         let local = job::host_token(&reg.host) == job::host_token(&me)
             && !reg.pidns.is_empty()
             && reg.pidns == my_ns;
-        let dead = if local && !alive(reg.pid) {
+        // The pid with the start time it registered (spool::process_start_time, as `recover` tells a live
+        // writer): a later process that reuses the pid is not the one that registered.
+        let dead = if local && spool::process_start_time(reg.pid) != Some(reg.start_time) {
             let _ = d.unlink(&name);
             Some("the process has ended".to_string())
         } else if age > STALE_S {
@@ -131,15 +131,6 @@ fn watchers(d: &Dir, uid: u32) -> Vec<Watcher> {
     }
     out.sort_by_key(|w| (w.reg.rank, w.reg.pid));
     out
-}
-
-fn alive(pid: u32) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists (EPERM: it exists, another user's).
-    let rc = unsafe { libc::kill(p, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The step every live process starts at: the highest step any of them reaches `lead` from now (from its
