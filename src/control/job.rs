@@ -163,9 +163,6 @@ pub struct Registration {
     /// Its PID namespace (`/proc/self/ns/pid`'s link, "" when unknown): a pid is checked for life only from
     /// the same host and namespace (containers with the host's network share its name, not its pids).
     pub pidns: String,
-    /// Its start time (`/proc/<pid>/stat` field 22, as `spool::process_start_time` reads it; 0 when unknown):
-    /// with the pid, what tells it from a later process that reuses the pid.
-    pub start_time: u64,
 }
 
 /// This process's PID namespace, as [`Registration::pidns`] records it.
@@ -178,7 +175,7 @@ pub fn pid_namespace() -> String {
 impl Registration {
     pub fn text(&self) -> String {
         format!(
-            "pid={}\nrank={}\nhost={}\nstep={}\nrate={:.3}\ntime_ns={}\npidns={}\nstart_time={}\ndir={}\n",
+            "pid={}\nrank={}\nhost={}\nstep={}\nrate={:.3}\ntime_ns={}\npidns={}\ndir={}\n",
             self.pid,
             self.rank,
             self.host.replace('\n', " "),
@@ -186,7 +183,6 @@ impl Registration {
             self.rate,
             self.time_ns,
             self.pidns.replace('\n', " "),
-            self.start_time,
             self.dir.replace('\n', " ")
         )
     }
@@ -212,7 +208,6 @@ impl Registration {
             time_ns: get("time_ns")?.parse().ok()?,
             dir: get("dir").unwrap_or("").to_string(),
             pidns: get("pidns").unwrap_or("").to_string(),
-            start_time: get("start_time").and_then(|v| v.parse().ok()).unwrap_or(0),
         })
     }
 }
@@ -248,7 +243,6 @@ mod tests {
             time_ns: 1,
             dir: "/r/w_ascend_ms".into(),
             pidns: "pid:[4026531836]".into(),
-            start_time: 12345,
         };
         assert_eq!(Registration::parse(&r.text()), Some(r));
         assert_eq!(Registration::parse("pid=1\n"), None);

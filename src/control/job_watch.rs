@@ -172,7 +172,7 @@ impl JobWatch {
     }
 
     /// This process's registration fields that do not change while it watches (pid, rank, host, PID
-    /// namespace, start time), found once.
+    /// namespace), found once.
     fn me(&mut self) -> &Registration {
         self.me.get_or_insert_with(|| {
             let pid = std::process::id();
@@ -185,7 +185,6 @@ impl JobWatch {
                 time_ns: 0,
                 dir: String::new(),
                 pidns: job::pid_namespace(),
-                start_time: crate::spool::process_start_time(pid).unwrap_or(0),
             }
         })
     }

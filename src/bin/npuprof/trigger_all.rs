@@ -17,7 +17,6 @@ use crate::trigger::Request;
 use npuprof::control::channel::{self, Answer, SendError};
 use npuprof::control::job::{self, Registration};
 use npuprof::dir::Dir;
-use npuprof::spool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Default `--lead`: the command reaches every watcher within a poll (0.2 s) plus the filesystem's delay.
@@ -117,9 +116,7 @@ fn watchers(d: &Dir, uid: u32) -> Vec<Watcher> {
         let local = job::host_token(&reg.host) == job::host_token(&me)
             && !reg.pidns.is_empty()
             && reg.pidns == my_ns;
-        // The pid with the start time it registered (spool::process_start_time, as `recover` tells a live
-        // writer): a later process that reuses the pid is not the one that registered.
-        let dead = if local && spool::process_start_time(reg.pid) != Some(reg.start_time) {
+        let dead = if local && !alive(reg.pid) {
             let _ = d.unlink(&name);
             Some("the process has ended".to_string())
         } else if age > STALE_S {
@@ -131,6 +128,18 @@ fn watchers(d: &Dir, uid: u32) -> Vec<Watcher> {
     }
     out.sort_by_key(|w| (w.reg.rank, w.reg.pid));
     out
+}
+
+/// Whether `pid` exists. Not `spool::process_start_time` (pid + start time, as `recover` uses): under
+/// qemu-user a process reads a different start time for itself than another process reads for it, so a
+/// live watcher run under qemu was declared ended.
+fn alive(pid: u32) -> bool {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists (EPERM: it exists, another user's).
+    let rc = unsafe { libc::kill(p, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The step every live process starts at: the highest step any of them reaches `lead` from now (from its
