@@ -14,6 +14,23 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     #[cfg(feature = "regenerate-bindings")]
     regenerate::acl();
+    #[cfg(feature = "regenerate-protos")]
+    protos();
+}
+
+/// The Perfetto message code is committed (src/export/perfetto/pb.rs). With the feature, prost-build
+/// generates it again from proto/perfetto_trace_subset.proto (parsed by protox: no protoc) into OUT_DIR, and
+/// `export::perfetto::pb_check::committed_protos_are_current` fails if the committed file differs;
+/// `cp "$OUT_DIR/perfetto.protos.rs" src/export/perfetto/pb.rs` updates it.
+#[cfg(feature = "regenerate-protos")]
+fn protos() {
+    println!("cargo:rerun-if-changed=proto/perfetto_trace_subset.proto");
+    let fds = protox::compile(["perfetto_trace_subset.proto"], ["proto"])
+        .unwrap_or_else(|e| panic!("regenerate-protos: {e}"));
+    let mut c = prost_build::Config::new();
+    c.out_dir(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    c.compile_fds(fds)
+        .unwrap_or_else(|e| panic!("regenerate-protos: {e}"));
 }
 
 /// The aclprof bindings are committed (src/backend/acl/bindings.rs, as tracy-client-sys does), so a normal

@@ -33,6 +33,10 @@ pub const INFO_PREFIX: &str = "profiler_info_";
 pub const INFO_SUFFIX: &str = ".json";
 /// In `ASCEND_PROFILER_OUTPUT/`.
 pub const TRACE_VIEW: &str = "trace_view.json";
+/// `NPUPROF_TRACE_GZIP=1`: the JSON trace gzip-compressed.
+pub const TRACE_VIEW_GZ: &str = "trace_view.json.gz";
+/// `NPUPROF_TRACE_FORMAT=perfetto|both`: the trace in Perfetto's protobuf format.
+pub const TRACE_PFTRACE: &str = "trace_view.pftrace";
 pub const STEP_TRACE_TIME: &str = "step_trace_time.csv";
 pub const KERNEL_DETAILS: &str = "kernel_details.csv";
 pub const OP_STATISTIC: &str = "op_statistic.csv";
@@ -434,6 +438,11 @@ impl Writeback {
 
     pub fn file(&self) -> &File {
         &self.f
+    }
+
+    /// The bytes written to the file so far.
+    pub fn position(&self) -> u64 {
+        self.pos
     }
 }
 

@@ -94,6 +94,47 @@ impl ExportType {
     }
 }
 
+/// `NPUPROF_TRACE_FORMAT`: the trace as `trace_view.json` (Chrome trace events, what MindSpore writes and
+/// msprof-analyze reads), as `trace_view.pftrace` (Perfetto's protobuf trace: several times smaller, exact
+/// ns, for the Perfetto UI), or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceFormat {
+    Json,
+    Perfetto,
+    Both,
+}
+
+impl TraceFormat {
+    const SPELLINGS: [(TraceFormat, &'static str); 3] = [
+        (TraceFormat::Json, "json"),
+        (TraceFormat::Perfetto, "perfetto"),
+        (TraceFormat::Both, "both"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::SPELLINGS
+            .into_iter()
+            .find(|r| r.0 == self)
+            .map_or("json", |r| r.1)
+    }
+
+    /// A `NPUPROF_TRACE_FORMAT` value (blanks and case ignored).
+    pub fn parse(v: &str) -> Option<TraceFormat> {
+        let v = v.trim().to_ascii_lowercase();
+        Self::SPELLINGS.into_iter().find(|r| r.1 == v).map(|r| r.0)
+    }
+
+    /// Whether `trace_view.json` (or `.json.gz`) is written.
+    pub fn json(self) -> bool {
+        self != TraceFormat::Perfetto
+    }
+
+    /// Whether `trace_view.pftrace` is written.
+    pub fn perfetto(self) -> bool {
+        self != TraceFormat::Json
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Auto,
@@ -274,6 +315,11 @@ pub struct Config {
     pub control: bool,
     /// `NPUPROF_EXPORT_TYPE`: which forms of the result are written (torch_npu's `export_type`).
     pub export_type: ExportType,
+    /// `NPUPROF_TRACE_FORMAT`: `trace_view.json`, `trace_view.pftrace`, or both.
+    pub trace_format: TraceFormat,
+    /// `NPUPROF_TRACE_GZIP`: the JSON trace gzip-compressed, as `trace_view.json.gz` (the Perfetto UI opens
+    /// it; msprof-analyze does not).
+    pub trace_gzip: bool,
     /// `ASCEND_HOME_PATH` and `ASCEND_TOOLKIT_HOME` as set when the configuration was read (for
     /// `profiler_metadata.json`; the backends search them again at each start).
     pub ascend_home_path: Option<PathBuf>,

@@ -56,6 +56,8 @@ impl Config {
         let window = window(&mut r);
         let control = r.boolean("NPUPROF_CONTROL");
         let export_type = export_type(&mut r);
+        let trace_format = trace_format(&mut r);
+        let trace_gzip = r.boolean("NPUPROF_TRACE_GZIP");
         let ascend_home_path = r.raw("ASCEND_HOME_PATH").map(PathBuf::from);
         let ascend_toolkit_home = r.raw("ASCEND_TOOLKIT_HOME").map(PathBuf::from);
 
@@ -89,6 +91,8 @@ impl Config {
             window,
             control,
             export_type,
+            trace_format,
+            trace_gzip,
             ascend_home_path,
             ascend_toolkit_home,
             warnings: r.warnings,
@@ -275,6 +279,24 @@ fn export_type(r: &mut Reader) -> ExportType {
                 ExportType::TextAndDb.name(),
             );
             ExportType::TextAndDb
+        }
+    }
+}
+
+fn trace_format(r: &mut Reader) -> TraceFormat {
+    let Some(v) = r.raw("NPUPROF_TRACE_FORMAT") else {
+        return TraceFormat::Json;
+    };
+    match v.to_str().and_then(TraceFormat::parse) {
+        Some(f) => f,
+        None => {
+            r.warn(
+                "NPUPROF_TRACE_FORMAT",
+                &v,
+                "not a trace format (json, perfetto, both)",
+                TraceFormat::Json.name(),
+            );
+            TraceFormat::Json
         }
     }
 }

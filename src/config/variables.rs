@@ -190,6 +190,14 @@ pub const TABLE: &[Variable] = &[
         setting: |c| text(c.export_type.name()),
     },
     Variable {
+        name: "NPUPROF_TRACE_FORMAT",
+        setting: |c| text(c.trace_format.name()),
+    },
+    Variable {
+        name: "NPUPROF_TRACE_GZIP",
+        setting: |c| Setting::Bool(c.trace_gzip),
+    },
+    Variable {
         name: "ASCEND_HOME_PATH",
         setting: |c| path(c.ascend_home_path.as_deref()),
     },

@@ -4,7 +4,7 @@
 use super::lanes::{write_lanes, write_overlap_lanes, LanesOut};
 use super::overlap::Overlap;
 use super::tables::{Tables, TablesCut};
-use super::trace_view::TraceWriter;
+use super::trace::Trace;
 use crate::device::{Kernels, Lanes};
 use crate::error::{Error, Result, Status};
 use std::time::Instant;
@@ -15,7 +15,7 @@ pub(super) type DeviceOut = (Vec<(String, String)>, Kernels, TablesCut);
 /// Kernels that come from the lanes themselves (msprof without op_summary): the lanes first, then the tables
 /// from the kernels they yielded.
 pub(super) fn lanes_then_tables(
-    tw: &mut TraceWriter,
+    tw: &mut Trace,
     timeline: Option<Box<dyn Lanes>>,
     tables: &Tables,
     device: u32,
@@ -33,7 +33,7 @@ pub(super) fn lanes_then_tables(
 /// thread computes the overlap first (the lanes need it only at their end). Without a thread, the tables are
 /// written after the lanes; a panicking CSV writer becomes an error.
 pub(super) fn lanes_beside_tables(
-    tw: &mut TraceWriter,
+    tw: &mut Trace,
     timeline: Option<Box<dyn Lanes>>,
     kernels: &Kernels,
     tables: &Tables,

@@ -137,11 +137,7 @@ impl HostPass {
     }
 
     /// Reads `FRAMEWORK/npuprof.spool` through the directory's handle (never a name someone swapped).
-    pub(super) fn read_spool(
-        &mut self,
-        tw: &mut TraceWriter,
-        framework: &layout::Place,
-    ) -> Result<()> {
+    pub(super) fn read_spool(&mut self, tw: &mut Trace, framework: &layout::Place) -> Result<()> {
         let (f, st) = framework.open_file(layout::SPOOL_NAME)?;
         let mut rd = spool::Reader::new(std::io::BufReader::with_capacity(256 << 10, f), st.size);
         self.read_frames(tw, &mut rd, &framework.shown(layout::SPOOL_NAME))
@@ -152,7 +148,7 @@ impl HostPass {
     /// by `names::MAX_NAMES`, ring and thread ids only key maps whose size is bounded by the frame count).
     pub(super) fn read_frames<R: std::io::Read>(
         &mut self,
-        tw: &mut TraceWriter,
+        tw: &mut Trace,
         rd: &mut spool::Reader<R>,
         shown: &std::path::Path,
     ) -> Result<()> {
@@ -264,7 +260,7 @@ impl HostPass {
     /// Draws the closed range `o` of the thread `st` (on `st.tid`).
     fn emit_range(
         &mut self,
-        tw: &mut TraceWriter,
+        tw: &mut Trace,
         st: &ThreadState,
         o: &Open,
         end: u64,
@@ -314,7 +310,7 @@ impl HostPass {
         // The records this slice stands for: its BEGIN, its stack frames and, unless it was closed for
         // want of one (note set), its END.
         let records = 1 + o.stack.len() as u64 + matches!(note, Note::None) as u64;
-        let cut_before = tw.cut_events;
+        let cut_before = tw.cut_events();
         let end_ns = self.conv.to_ns(end);
         if cat == "cpu_op" && !self.launches.is_empty() {
             self.launches.enclose(tid, begin_ns, end_ns);
@@ -322,6 +318,12 @@ impl HostPass {
         if let (Some(db), "cpu_op") = (&mut self.db, cat) {
             db.framework_op(tid, o.name, begin_ns, end_ns.max(begin_ns));
         }
+        // Drawn later and beginning at this nanosecond: the enclosing range (still open), or the thread's step
+        // (drawn at the end) when this range is in it.
+        let at_begin =
+            |tick: u64| self.conv.to_ns(tick.clamp(self.start_tick, self.stop_tick)) == begin_ns;
+        let encloser_follows = st.open.last().is_some_and(|p| at_begin(p.tick))
+            || st_step.is_some_and(|t| t <= o.tick && at_begin(t));
         let r = tw.complete(
             self.pid,
             tid,
@@ -330,6 +332,7 @@ impl HostPass {
             end_ns.saturating_sub(begin_ns),
             cat,
             &args,
+            encloser_follows,
         );
         self.args = args;
         self.count_cut(tw, cut_before, records);
@@ -337,15 +340,15 @@ impl HostPass {
     }
 
     /// Counts `records` as cut from the trace if the event offered since `cut_before` was left out.
-    fn count_cut(&mut self, tw: &TraceWriter, cut_before: u64, records: u64) {
-        if tw.cut_events > cut_before {
+    fn count_cut(&mut self, tw: &Trace, cut_before: u64, records: u64) {
+        if tw.cut_events() > cut_before {
             self.trace_cut += records;
         }
     }
 
     fn close_all(
         &mut self,
-        tw: &mut TraceWriter,
+        tw: &mut Trace,
         st: &mut ThreadState,
         at: u64,
         note: Note,
@@ -373,7 +376,7 @@ impl HostPass {
         }
     }
 
-    fn record(&mut self, tw: &mut TraceWriter, st: &mut ThreadState, r: &Record) -> Result<()> {
+    fn record(&mut self, tw: &mut Trace, st: &mut ThreadState, r: &Record) -> Result<()> {
         let p = r.payload();
         let k = r.kind();
         // A thread's records are in tick order; one that is not (a corrupt spool, a clock going backwards)
@@ -423,7 +426,7 @@ impl HostPass {
                 if let Some(db) = &mut self.db {
                     db.host_mark(st.tid, p as u32, self.conv.to_ns(r.ts));
                 }
-                let cut_before = tw.cut_events;
+                let cut_before = tw.cut_events();
                 tw.instant(self.pid, st.tid, &name, self.conv.to_ns(r.ts), "mark")?;
                 self.count_cut(tw, cut_before, 1);
             }
@@ -461,7 +464,7 @@ impl HostPass {
     }
 
     /// Closes what is open at stop, writes the steps and the thread names; returns the step spans.
-    pub(super) fn finish(&mut self, tw: &mut TraceWriter, stop_tick: u64) -> Result<Vec<StepSpan>> {
+    pub(super) fn finish(&mut self, tw: &mut Trace, stop_tick: u64) -> Result<Vec<StepSpan>> {
         let rings: Vec<u32> = self.threads.keys().copied().collect();
         for ring in rings {
             let mut st = self.threads.remove(&ring).unwrap_or_default();
@@ -518,7 +521,7 @@ impl HostPass {
             .max(drawn_start);
             min_start = drawn_end.saturating_add(1);
             let name = json::string(format!("ProfilerStep#{k}").as_bytes());
-            let cut_before = tw.cut_events;
+            let cut_before = tw.cut_events();
             tw.complete(
                 self.pid,
                 tid,
@@ -527,6 +530,7 @@ impl HostPass {
                 drawn_end - drawn_start,
                 "cpu_op",
                 &format!("\"num_scheduled_tokens\":{tokens}"),
+                false,
             )?;
             self.count_cut(tw, cut_before, 1);
             spans.push(StepSpan {

@@ -156,6 +156,8 @@ fn count_lines(c: &crate::profile::Counters, s: &Summary) -> String {
     "spool_bytes": {},
     "drain_cpu_ms": {:.3},
     "trace_view_bytes": {},
+    "trace_files": {{{}}},
+    "pftrace_cut_events": {},
 "#,
         s.steps,
         s.threads,
@@ -178,6 +180,12 @@ fn count_lines(c: &crate::profile::Counters, s: &Summary) -> String {
         c.spool_bytes,
         c.drain_cpu_ns as f64 / 1e6,
         s.trace_bytes,
+        s.trace_files
+            .iter()
+            .map(|(n, b)| format!("\"{n}\": {b}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.pftrace_cut_events,
     )
 }
 

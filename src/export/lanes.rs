@@ -3,7 +3,7 @@
 
 use super::csv::StepSpan;
 use super::overlap;
-use super::trace_view::TraceWriter;
+use super::trace::Trace;
 use crate::device::pids::{device_pid, SLOT_HARDWARE, SLOT_OVERLAP};
 use crate::device::Kernels;
 use crate::error::Result;
@@ -15,7 +15,7 @@ pub(super) type LanesOut = (Vec<(String, String)>, Kernels);
 /// The device lanes: the backend's timeline when it has one (else lanes drawn from `kernels`). Returns the
 /// metadata entries and the kernels the lanes yielded (when the backend asked for them).
 pub(super) fn write_lanes(
-    tw: &mut TraceWriter,
+    tw: &mut Trace,
     timeline: Option<Box<dyn crate::device::Lanes>>,
     kernels: &Kernels,
     device: u32,
@@ -43,7 +43,7 @@ pub(super) fn write_lanes(
 
 /// `Overlap Analysis` lanes (torch_npu's names and tids), from which `step_trace_time.csv` is computed.
 pub(super) fn write_overlap_lanes(
-    tw: &mut TraceWriter,
+    tw: &mut Trace,
     device: u32,
     o: &overlap::Overlap,
     steps: &[StepSpan],
@@ -62,17 +62,13 @@ pub(super) fn write_overlap_lanes(
         tw.thread(pid, tid as u32, name.as_bytes(), tid as u32)?;
         let n = json::string(name.as_bytes());
         for &(a, b) in spans.iter() {
-            tw.complete(pid, tid as u32, &n, a, b - a, "overlap", "")?;
+            tw.complete(pid, tid as u32, &n, a, b - a, "overlap", "", false)?;
         }
     }
     Ok(())
 }
 
-pub(super) fn write_device_lanes(
-    tw: &mut TraceWriter,
-    device: u32,
-    kernels: &Kernels,
-) -> Result<()> {
+pub(super) fn write_device_lanes(tw: &mut Trace, device: u32, kernels: &Kernels) -> Result<()> {
     if kernels.is_empty() {
         return Ok(());
     }
@@ -100,6 +96,7 @@ pub(super) fn write_device_lanes(
             k.dur_ns,
             "kernel",
             &args,
+            false,
         )?;
     }
     Ok(())

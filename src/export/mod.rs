@@ -22,6 +22,8 @@ mod tables;
 use crate::format::json;
 use crate::layout;
 pub mod overlap;
+pub(crate) mod perfetto;
+pub mod trace;
 pub mod trace_view;
 
 use crate::device::{DeviceData, DeviceResult, NoDeviceData};
@@ -35,7 +37,7 @@ pub use job::ExportJob;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
-use trace_view::TraceWriter;
+use trace::Trace;
 
 use result::write_result;
 pub use stage::DeviceStage;
@@ -47,7 +49,12 @@ pub struct Summary {
     pub slices: u64,
     pub steps: u64,
     pub threads: u64,
+    /// The JSON trace's bytes (`trace_view_bytes`; 0 when only the Perfetto trace is written).
     pub trace_bytes: u64,
+    /// Each trace file written and its bytes.
+    pub trace_files: Vec<(&'static str, u64)>,
+    /// Events the Perfetto trace left out beyond the JSON's (its share of the budget ran out first).
+    pub pftrace_cut_events: u64,
     pub lost_range_ends: u64,
     pub lost_range_begins: u64,
     pub closed_at_stop: u64,
@@ -181,9 +188,9 @@ pub fn host_pass_bytes(bytes: &[u8], scratch: &std::path::Path) -> Result<u64> {
         ns_per: 1,
     };
     let mut host = HostPass::new(1, conv, 0, u64::MAX);
-    let mut tw = TraceWriter::create(&at, layout::TRACE_VIEW, 1 << 20)?;
+    let mut tw = Trace::create(&at, crate::config::TraceFormat::Json, false, 1 << 20, 1)?;
     let mut rd = spool::Reader::new(bytes, bytes.len() as u64);
     host.read_frames(&mut tw, &mut rd, scratch)?;
     host.finish(&mut tw, u64::MAX)?;
-    Ok(tw.events)
+    Ok(tw.events())
 }

@@ -106,7 +106,7 @@ pub(super) fn write_result(
         finish_trace(&mut summary, tw, t0, t_host)?;
     } else {
         // NPUPROF_EXPORT_TYPE=db: the trace is not kept (its temporary file goes with the writer).
-        summary.trace_events = tw.events;
+        summary.trace_events = tw.events();
         drop(tw);
     }
     // After the text files: the database gets the room they left under NPUPROF_MAX_DISK_MB.
@@ -257,23 +257,24 @@ fn write_host_timeline(
     budget: u64,
     launches: crate::device::Launches,
     db: Option<super::db::Db>,
-) -> Result<(TraceWriter, HostPass, Vec<StepSpan>)> {
+) -> Result<(Trace, HostPass, Vec<StepSpan>)> {
     let p = ctx.profile();
     let stop_tick = ctx.job.stop_tick;
     let mut host = HostPass::new(p.pid, ctx.job.conversion, p.anchor.0, stop_tick);
     host.launches = launches;
     host.db = db;
-    let mut tw = TraceWriter::create(&p.dirs.output, layout::TRACE_VIEW, budget)?;
+    let c = &p.config;
+    let mut tw = Trace::create(&p.dirs.output, c.trace_format, c.trace_gzip, budget, p.pid)?;
     host.read_spool(&mut tw, &p.dirs.framework)?;
     let steps = host.finish(&mut tw, stop_tick)?;
     Ok((tw, host, steps))
 }
 
 /// The summary of the trace as written so far (its size and event count come with [`finish_trace`]).
-fn summarize(ctx: &Ctx, tw: &TraceWriter, host: &HostPass, steps: usize) -> Summary {
+fn summarize(ctx: &Ctx, tw: &Trace, host: &HostPass, steps: usize) -> Summary {
     Summary {
         trace_events: 0,
-        slices: tw.slices,
+        slices: tw.slices(),
         steps: steps as u64,
         threads: host.thread_meta.len() as u64,
         lost_range_ends: host.lost_ends,
@@ -282,36 +283,41 @@ fn summarize(ctx: &Ctx, tw: &TraceWriter, host: &HostPass, steps: usize) -> Summ
         unknown_records: host.unknown,
         trace_cut_records: host.trace_cut,
         unpaired_records: host.lost_begins + host.stray_stacks,
-        trace_cut_events: tw.cut_events,
+        trace_cut_events: tw.cut_events(),
+        pftrace_cut_events: tw.pftrace_cut_events(),
         spool_damage: host.damage.clone(),
-        truncated: ctx.job.truncated || tw.truncated,
+        truncated: ctx.job.truncated || tw.truncated(),
         ..Default::default()
     }
 }
 
-fn warn_if_trace_cut(ctx: &Ctx, tw: &TraceWriter, host: &HostPass, budget: u64) {
-    if tw.truncated {
+fn warn_if_trace_cut(ctx: &Ctx, tw: &Trace, host: &HostPass, budget: u64) {
+    if tw.truncated() {
         log::warn!(
             "trace_view.json of {} reached its share of NPUPROF_MAX_DISK_MB ({} bytes): {} events ({} \
              recorded host records) left out, counted in profiler_metadata.json",
             ctx.profile().dir.display(),
             budget,
-            tw.cut_events,
+            tw.cut_events(),
             host.trace_cut
         );
     }
 }
 
 /// Commits `trace_view.json`; adds its event count and size to `summary` and logs the phases' times.
-fn finish_trace(
-    summary: &mut Summary,
-    tw: TraceWriter,
-    t0: Instant,
-    t_host: Duration,
-) -> Result<()> {
-    summary.trace_events = tw.events;
+fn finish_trace(summary: &mut Summary, tw: Trace, t0: Instant, t_host: Duration) -> Result<()> {
+    summary.trace_events = tw.events();
     let t_device = t0.elapsed();
-    summary.trace_bytes = tw.finish()?;
+    let gzip = tw.gzip();
+    let bytes = tw.finish()?;
+    summary.trace_bytes = bytes.json.unwrap_or(0);
+    summary.trace_files = [
+        (super::trace::json_name(gzip), bytes.json),
+        (layout::TRACE_PFTRACE, bytes.pftrace),
+    ]
+    .into_iter()
+    .filter_map(|(n, b)| Some((n, b?)))
+    .collect();
     log::debug!(
         "export phases (ms): host timeline {}, device lanes + tables {}, trace sync {}",
         t_host.as_millis(),

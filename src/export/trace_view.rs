@@ -1,5 +1,6 @@
 //! `trace_view.json`: Chrome trace events as a top-level array (as torch_npu/MindSpore write it), streamed
 //! to disk event by event, `ts` as a microsecond string with exactly 3 decimals made from integer ns.
+//! With `NPUPROF_TRACE_GZIP=1` the same bytes go through gzip (fast level) into `trace_view.json.gz`.
 
 use crate::device::{DeviceEvent, TraceSink};
 use crate::error::{Error, Result};
@@ -10,6 +11,8 @@ use std::io::Write;
 
 pub struct TraceWriter {
     f: AtomicFile,
+    /// The gzip stream when compressing: its output is moved to `f` every `GZ_CHUNK` bytes.
+    gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
     path: std::path::PathBuf,
     buf: String,
     first: bool,
@@ -22,15 +25,26 @@ pub struct TraceWriter {
     pub cut_events: u64,
 }
 
+/// Compressed bytes held before they are written to the file.
+const GZ_CHUNK: usize = 1 << 20;
+
 impl TraceWriter {
     /// A new trace `name` in `at`; events past `cap` bytes are left out (the array is still closed properly).
     pub fn create(at: &Place, name: &str, cap: u64) -> Result<TraceWriter> {
-        let mut f = AtomicFile::create(at, name)?;
+        Self::create_with(at, name, cap, false)
+    }
+
+    /// As [`TraceWriter::create`], gzip-compressed when `gzip` (`cap` then bounds the uncompressed bytes,
+    /// so the file is never larger than without compression).
+    pub fn create_with(at: &Place, name: &str, cap: u64, gzip: bool) -> Result<TraceWriter> {
+        let f = AtomicFile::create(at, name)?;
         let path = f.shown();
-        f.w.write_all(b"[\n")
-            .map_err(|e| Error::io("cannot write", &path, &e))?;
-        Ok(TraceWriter {
+        let gz = gzip.then(|| {
+            flate2::write::GzEncoder::new(Vec::with_capacity(GZ_CHUNK), flate2::Compression::fast())
+        });
+        let mut t = TraceWriter {
             f,
+            gz,
             path,
             buf: String::with_capacity(512),
             first: true,
@@ -40,7 +54,27 @@ impl TraceWriter {
             events: 0,
             slices: 0,
             cut_events: 0,
-        })
+        };
+        t.put(b"[\n")?;
+        Ok(t)
+    }
+
+    /// Writes `b` to the file, or into the gzip stream.
+    fn put(&mut self, b: &[u8]) -> Result<()> {
+        let r = match &mut self.gz {
+            None => self.f.w.write_all(b),
+            Some(gz) => gz.write_all(b).and_then(|_| {
+                if gz.get_ref().len() >= GZ_CHUNK {
+                    let out = gz.get_mut();
+                    let r = self.f.w.write_all(out);
+                    out.clear();
+                    r
+                } else {
+                    Ok(())
+                }
+            }),
+        };
+        r.map_err(|e| Error::io("cannot write", &self.path, &e))
     }
 
     fn emit(&mut self) -> Result<()> {
@@ -62,11 +96,11 @@ impl TraceWriter {
         }
         self.slices += slice as u64;
         self.first = false;
-        self.f
-            .w
-            .write_all(sep)
-            .and_then(|_| self.f.w.write_all(self.buf.as_bytes()))
-            .map_err(|e| Error::io("cannot write", &self.path, &e))?;
+        self.put(sep)?;
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.put(buf.as_bytes());
+        self.buf = buf;
+        r?;
         self.written += n;
         self.events += 1;
         self.buf.clear();
@@ -221,14 +255,21 @@ impl TraceWriter {
         }
     }
 
-    /// Closes the array and moves the file into place. Returns the bytes written.
+    /// Closes the array and moves the file into place. Returns the bytes of the file.
     pub fn finish(mut self) -> Result<u64> {
-        self.f
-            .w
-            .write_all(b"\n]\n")
-            .map_err(|e| Error::io("cannot write", &self.path, &e))?;
+        self.put(b"\n]\n")?;
+        if let Some(gz) = self.gz.take() {
+            let rest = gz
+                .finish()
+                .map_err(|e| Error::io("cannot write", &self.path, &e))?;
+            self.f
+                .w
+                .write_all(&rest)
+                .map_err(|e| Error::io("cannot write", &self.path, &e))?;
+        }
+        let bytes = self.f.w.get_ref().position() + self.f.w.buffer().len() as u64;
         self.f.commit()?;
-        Ok(self.written + 3)
+        Ok(bytes)
     }
 }
 

@@ -26,14 +26,18 @@ fn host_pass(
         ns_per: 1,
     };
     let mut hp = HostPass::new(42, conv, 0, 10_000);
-    let tv = d.path().join("t.json");
+    let tv = d.path().join(layout::TRACE_VIEW);
     let at = layout::Place::open(d.path()).unwrap();
-    let mut tw = TraceWriter::create(&at, "t.json", u64::MAX).unwrap();
+    // Both formats: every host-pass test also checks that the Perfetto trace has the JSON's slices, nested
+    // the same way.
+    let mut tw = Trace::create(&at, crate::config::TraceFormat::Both, false, u64::MAX, 42).unwrap();
     hp.read_spool(&mut tw, &at).unwrap();
     let steps = hp.finish(&mut tw, 10_000).unwrap();
     tw.finish().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&tv).unwrap()).unwrap();
-    (v.as_array().unwrap().clone(), hp, steps)
+    let events = v.as_array().unwrap().clone();
+    crate::export::perfetto::tests::same_as_json(&d.path().join(layout::TRACE_PFTRACE), &events);
+    (events, hp, steps)
 }
 
 /// The host pass over records of one thread (ring 0, tid 7, "main").
@@ -273,7 +277,7 @@ fn launches_get_the_innermost_enclosing_framework_op_of_their_thread() {
         launch(8, 130, 4),
     ]);
     let at = layout::Place::open(d.path()).unwrap();
-    let mut tw = TraceWriter::create(&at, "t.json", u64::MAX).unwrap();
+    let mut tw = Trace::create(&at, crate::config::TraceFormat::Json, false, u64::MAX, 42).unwrap();
     hp.read_spool(&mut tw, &at).unwrap();
     hp.finish(&mut tw, 10_000).unwrap();
     tw.finish().unwrap();

@@ -307,6 +307,11 @@ impl<'a> Parser<'a> {
         self.err("unexpected end")
     }
 
+    /// True when nothing but whitespace follows the position.
+    pub fn finished(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
     /// True when the last error was the input ending (see [`stream_array`]).
     pub fn at_end(&self) -> bool {
         self.pos >= self.s.len()
