@@ -324,3 +324,28 @@ fn the_env_spelling_reads_back_to_the_same_config() {
         assert_eq!(back, c, "{env:?}");
     }
 }
+
+#[test]
+fn trace_format_and_gzip() {
+    let c = cfg(&[]);
+    assert_eq!((c.trace_format, c.trace_gzip), (TraceFormat::Json, false));
+    for (v, f) in [
+        ("json", TraceFormat::Json),
+        (" Perfetto ", TraceFormat::Perfetto),
+        ("BOTH", TraceFormat::Both),
+    ] {
+        let c = cfg(&[("NPUPROF_TRACE_FORMAT", v), ("NPUPROF_TRACE_GZIP", "1")]);
+        assert_eq!((c.trace_format, c.trace_gzip), (f, true), "{v}");
+        assert!(c.warnings.is_empty());
+        assert_eq!(f.json(), f != TraceFormat::Perfetto);
+        assert_eq!(f.perfetto(), f != TraceFormat::Json);
+    }
+    let c = cfg(&[("NPUPROF_TRACE_FORMAT", "pb")]);
+    assert_eq!(c.trace_format, TraceFormat::Json);
+    assert_eq!(
+        c.warnings,
+        vec![
+            "NPUPROF_TRACE_FORMAT=\"pb\" is not a trace format (json, perfetto, both); using json"
+        ]
+    );
+}

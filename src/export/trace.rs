@@ -7,6 +7,7 @@
 //! share runs out first (its cuts are counted apart, `pftrace_cut_events`).
 
 use super::perfetto::PerfettoWriter;
+pub use super::perfetto::{check_pftrace, PftraceFacts};
 use super::trace_view::TraceWriter;
 use crate::config::TraceFormat;
 use crate::device::{DeviceEvent, TraceSink};

@@ -20,6 +20,8 @@ pub const CSV_RECORD_CAP: usize = 1 << 20;
 pub const TRACE_CAP: u64 = 16 << 30;
 /// One trace event (npuprof writes a few hundred bytes each).
 pub const TRACE_EVENT_CAP: usize = 16 << 20;
+/// Events of a `trace_view.pftrace` stacked by `npuprof check` (24 bytes each in memory).
+pub const TRACE_EVENTS_CHECKED: usize = 64 << 20;
 
 /// The kind of file being read, which sets its cap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +101,20 @@ impl<R: Read> Read for Capped<R> {
         let got = self.r.read(&mut buf[..n])?;
         self.left -= got as u64;
         Ok(got)
+    }
+}
+
+/// A trace's bytes: `f` itself, or, for a gzip file (`trace_view.json.gz`), its decompressed bytes, capped at
+/// [`TRACE_CAP`] like a plain trace's.
+pub fn trace_reader(f: Capped<std::fs::File>, gz: bool) -> Box<dyn Read> {
+    if gz {
+        Box::new(Capped {
+            r: flate2::read::GzDecoder::new(f),
+            left: TRACE_CAP,
+            cap: TRACE_CAP,
+        })
+    } else {
+        Box::new(f)
     }
 }
 
@@ -188,11 +204,7 @@ pub fn csv_each(
 
 /// Calls `f` with every event of a trace_view.json opened by [`open`] (streamed: one block and one event in
 /// memory).
-pub fn events(
-    r: Capped<std::fs::File>,
-    path: &Path,
-    mut f: impl FnMut(&Value<'_>),
-) -> Result<(), String> {
+pub fn events(r: impl Read, path: &Path, mut f: impl FnMut(&Value<'_>)) -> Result<(), String> {
     stream_array_bounded(r, 8 << 20, TRACE_EVENT_CAP, |ps| {
         let v = ps.value(0)?;
         f(&v);

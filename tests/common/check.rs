@@ -198,3 +198,51 @@ pub(crate) fn recipes(root: &Path) -> String {
     );
     r.stdout
 }
+
+/// The Python with Perfetto's compiled protos (`perfetto` from PyPI, in `.venv` as `.ci/run` installs it;
+/// mandatory under CI), or `None` with a note.
+#[allow(dead_code)]
+pub(crate) fn perfetto_python() -> Option<std::path::PathBuf> {
+    let py = repo().join(".venv/bin/python");
+    let ok = py.exists()
+        && Command::new(&py)
+            .args([
+                "-c",
+                "import perfetto.protos.perfetto.trace.perfetto_trace_pb2",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install the perfetto package (.ci/run: requirements-test.txt)"
+    );
+    eprintln!(
+        "note: the perfetto package is not installed (run .ci/run once); Perfetto decode skipped"
+    );
+    None
+}
+
+/// tests/perfetto_check.py `WHAT PATH`: `trace` decodes `ASCEND_PROFILER_OUTPUT/trace_view.pftrace` with
+/// Perfetto's own protos and compares it with the JSON next to it; `protos` checks a .proto subset. Returns
+/// its summary line (a failure fails the test with its output); `None` when the package is missing.
+#[allow(dead_code)]
+pub(crate) fn perfetto_check(what: &str, path: &Path) -> Option<String> {
+    let py = perfetto_python()?;
+    let r = run_guarded(
+        Command::new(py)
+            .arg(repo().join("tests/perfetto_check.py"))
+            .arg(what)
+            .arg(path),
+        HANG_DEADLINE,
+    );
+    let s = r.stdout.clone() + &r.stderr;
+    assert!(
+        r.out.status.success(),
+        "perfetto_check.py {what} {} failed:\n{s}",
+        path.display()
+    );
+    Some(s)
+}

@@ -11,7 +11,7 @@ mod check;
 #[allow(unused_imports)] // Each test binary uses some of the helpers.
 pub(crate) use check::{
     advisor_frequency, check_communication, check_profile, check_profile_no_cluster,
-    compare_memory, consumer, recipes,
+    compare_memory, consumer, perfetto_check, perfetto_python, recipes,
 };
 
 pub(crate) fn repo() -> PathBuf {

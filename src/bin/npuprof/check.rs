@@ -19,7 +19,7 @@ use npuprof::dir::{Dir, Kind};
 use npuprof::format::jsonparse::{Parser, Value};
 use npuprof::layout::{
     self, API_STATISTIC, INFO_PREFIX, INFO_SUFFIX, KERNEL_DETAILS, METADATA, OP_STATISTIC,
-    OUTPUT_DIR, STEP_TRACE_TIME, TRACE_VIEW,
+    OUTPUT_DIR, STEP_TRACE_TIME, TRACE_PFTRACE, TRACE_VIEW, TRACE_VIEW_GZ,
 };
 use std::path::Path;
 
@@ -52,6 +52,8 @@ struct Facts {
     rank: Option<u64>,
     slices: u64,
     flows: u64,
+    /// The trace files read.
+    traces: Vec<&'static str>,
 }
 
 pub(crate) fn run(dirs: &[&str]) -> u8 {
@@ -69,10 +71,11 @@ pub(crate) fn run(dirs: &[&str]) -> u8 {
         if errs.is_empty() {
             let rank = facts.rank.map_or("?".to_string(), |r| r.to_string());
             say(&format!(
-                "ok    {}: rank {rank}, {} slices, {} flows",
+                "ok    {}: rank {rank}, {} slices, {} flows ({})",
                 w.display(),
                 facts.slices,
-                facts.flows
+                facts.flows,
+                facts.traces.join(", ")
             ));
         }
         for e in &errs {
@@ -138,7 +141,8 @@ fn check_worker(w: &Path, d: &Dir, errs: &mut Vec<String>) -> Facts {
             return facts;
         }
     };
-    (facts.slices, facts.flows) = check_trace(&out, &out_path, errs);
+    let t = check_trace(&out, &out_path, errs);
+    (facts.slices, facts.flows, facts.traces) = (t.slices, t.flows, t.files);
     check_csvs(&out, &out_path, errs);
     facts
 }
@@ -369,7 +373,13 @@ fn read_by_check(rel: &Path) -> bool {
         None => s == METADATA || (s.starts_with(INFO_PREFIX) && s.ends_with(INFO_SUFFIX)),
         Some((OUTPUT_DIR, f)) => matches!(
             f,
-            TRACE_VIEW | STEP_TRACE_TIME | KERNEL_DETAILS | OP_STATISTIC | API_STATISTIC
+            TRACE_VIEW
+                | TRACE_VIEW_GZ
+                | TRACE_PFTRACE
+                | STEP_TRACE_TIME
+                | KERNEL_DETAILS
+                | OP_STATISTIC
+                | API_STATISTIC
         ),
         Some(_) => false,
     }

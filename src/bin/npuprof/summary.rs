@@ -5,7 +5,9 @@ use crate::files::{self, Cap};
 use crate::text::{say, table, us, warn};
 use npuprof::dir::Dir;
 use npuprof::format::jsonparse::{us_to_ns, Parser, Value};
-use npuprof::layout::{METADATA, OP_STATISTIC, OUTPUT_DIR, SUFFIX, TRACE_VIEW};
+use npuprof::layout::{
+    METADATA, OP_STATISTIC, OUTPUT_DIR, SUFFIX, TRACE_PFTRACE, TRACE_VIEW, TRACE_VIEW_GZ,
+};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -65,10 +67,21 @@ fn one(w: &Path, d: &Dir, top: usize) -> bool {
             return false;
         }
     };
-    match HostTimes::read(&out, &out_path.join(TRACE_VIEW)) {
-        Ok(host) => host.print(top),
-        Err(e) => {
-            say(&format!("  {e}"));
+    let present = |n: &str| out.stat_at(n).ok().flatten().is_some();
+    match [TRACE_VIEW, TRACE_VIEW_GZ].into_iter().find(|n| present(n)) {
+        Some(name) => match HostTimes::read(&out, &out_path.join(name), name) {
+            Ok(host) => host.print(top),
+            Err(e) => {
+                say(&format!("  {e}"));
+                return false;
+            }
+        },
+        None if present(TRACE_PFTRACE) => say(&format!(
+            "  host ranges: not summed (only {TRACE_PFTRACE}; the summary reads the JSON trace, \
+             NPUPROF_TRACE_FORMAT=json or both)"
+        )),
+        None => {
+            say(&format!("  {}: no trace", out_path.display()));
             return false;
         }
     }
@@ -117,10 +130,13 @@ struct HostTimes {
 
 impl HostTimes {
     /// Adds up the host slices of the trace at `trace` in `out`.
-    fn read(out: &Dir, trace: &Path) -> Result<Self, String> {
+    fn read(out: &Dir, trace: &Path, name: &str) -> Result<Self, String> {
         let mut host = Self::default();
-        files::open(out, trace, TRACE_VIEW, Cap::Trace)
-            .and_then(|(f, _)| files::events(f, trace, |e| host.add(e)))?;
+        files::open(out, trace, name, Cap::Trace).and_then(|(f, _)| {
+            files::events(files::trace_reader(f, name.ends_with(".gz")), trace, |e| {
+                host.add(e)
+            })
+        })?;
         Ok(host)
     }
 

@@ -5,7 +5,7 @@ use crate::compare_rules::CompareRules;
 use crate::files::{self, Cap};
 use npuprof::dir::Dir;
 use npuprof::format::jsonparse::{us_to_ns, Value};
-use npuprof::layout::TRACE_VIEW;
+use npuprof::layout::{TRACE_PFTRACE, TRACE_VIEW, TRACE_VIEW_GZ};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -18,11 +18,78 @@ type Slice = (u64, u64, String);
 /// A flow's identity (id, category, name) -> which of its ends were seen (start, finish).
 type Flows = HashMap<(String, String, String), (bool, bool)>;
 
-/// Checks trace_view.json; returns (slices, complete flows) as Perfetto's JSON importer counts them.
-pub(crate) fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64) {
-    let p: PathBuf = out_path.join(TRACE_VIEW);
-    let file = match files::open(out, &p, TRACE_VIEW, Cap::Trace) {
+/// What the trace files of a result hold, as Perfetto imports them.
+#[derive(Default)]
+pub(crate) struct TraceFacts {
+    pub(crate) slices: u64,
+    pub(crate) flows: u64,
+    /// The trace files checked.
+    pub(crate) files: Vec<&'static str>,
+}
+
+/// Checks the result's trace files (NPUPROF_TRACE_FORMAT / NPUPROF_TRACE_GZIP): `trace_view.json` or
+/// `trace_view.json.gz` (the JSON checks below), and `trace_view.pftrace` (read as Perfetto's trace
+/// processor reads it; with a JSON beside it, it must hold as many slices and flows). At least one is there.
+pub(crate) fn check_trace(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> TraceFacts {
+    let present = |n: &str| out.stat_at(n).ok().flatten().is_some();
+    let mut facts = TraceFacts::default();
+    let json = [TRACE_VIEW, TRACE_VIEW_GZ].into_iter().find(|n| present(n));
+    if let Some(n) = json {
+        (facts.slices, facts.flows) = check_json(out, out_path, n, errs);
+        facts.files.push(n);
+    }
+    if present(TRACE_PFTRACE) {
+        let (s, f) = check_pf(out, out_path, errs);
+        if json.is_some() && (s, f) != (facts.slices, facts.flows) {
+            errs.push(format!(
+                "{}: {s} slices / {f} flows, but {} has {} / {}",
+                out_path.join(TRACE_PFTRACE).display(),
+                json.unwrap_or_default(),
+                facts.slices,
+                facts.flows
+            ));
+        }
+        (facts.slices, facts.flows) = (s, f);
+        facts.files.push(TRACE_PFTRACE);
+    }
+    if facts.files.is_empty() {
+        errs.push(format!(
+            "{}: no trace ({TRACE_VIEW}, {TRACE_VIEW_GZ} or {TRACE_PFTRACE})",
+            out_path.display()
+        ));
+    }
+    facts
+}
+
+/// `trace_view.pftrace`: (slices and instants, flows bound at both ends).
+fn check_pf(out: &Dir, out_path: &Path, errs: &mut Vec<String>) -> (u64, u64) {
+    let p = out_path.join(TRACE_PFTRACE);
+    let file = match files::open(out, &p, TRACE_PFTRACE, Cap::Trace) {
         Ok((f, _)) => f,
+        Err(e) => {
+            errs.push(e);
+            return (0, 0);
+        }
+    };
+    match npuprof::export::trace::check_pftrace(
+        file,
+        files::TRACE_EVENTS_CHECKED,
+        TRACE_PROBLEMS_SHOWN,
+    ) {
+        Ok(f) => (f.slices, f.complete_flows),
+        Err(ms) => {
+            errs.extend(ms.into_iter().map(|m| format!("{}: {m}", p.display())));
+            (0, 0)
+        }
+    }
+}
+
+/// trace_view.json (or its gzip form `name`); returns (slices, complete flows) as Perfetto's JSON importer
+/// counts them.
+fn check_json(out: &Dir, out_path: &Path, name: &str, errs: &mut Vec<String>) -> (u64, u64) {
+    let p: PathBuf = out_path.join(name);
+    let file = match files::open(out, &p, name, Cap::Trace) {
+        Ok((f, _)) => files::trace_reader(f, name.ends_with(".gz")),
         Err(e) => {
             errs.push(e);
             return (0, 0);

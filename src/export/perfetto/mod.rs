@@ -25,7 +25,10 @@ mod intern;
 #[allow(clippy::all, unreachable_pub, missing_docs, dead_code)]
 #[rustfmt::skip]
 pub(crate) mod pb;
+mod read;
 mod tracks;
+
+pub use read::{check_pftrace, PftraceFacts};
 
 use crate::device::{DeviceEvent, TraceSink};
 use crate::error::{Error, Result};
