@@ -9,6 +9,8 @@
 mod common;
 #[path = "acl/communication.rs"]
 mod communication;
+#[path = "acl/perfetto.rs"]
+mod perfetto;
 
 use common::*;
 use serde_json::Value;

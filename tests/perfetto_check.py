@@ -94,7 +94,8 @@ def json_model(events):
                 ops.append((ts + dur, 0, 0, i, ("E", dict(lane=s["lane"], ts=ts + dur, slice=s))))
         elif ph == "i":
             ts = us_to_ns(e["ts"])
-            s = dict(lane=lane(e), name=e["name"], cat=e.get("cat", ""), ts=ts, dur=0, args={})
+            args = {k: canon(v) for k, v in (e.get("args") or {}).items()}
+            s = dict(lane=lane(e), name=e["name"], cat=e.get("cat", ""), ts=ts, dur=0, args=args)
             ops.append((ts, 2, 0, i, ("I", s)))
         elif ph in ("s", "f"):
             ts = us_to_ns(e["ts"])
@@ -223,9 +224,9 @@ def simulate(ops, what):
         elif op == "E":
             expect(st, f"{what}: an end with no open slice on {s['lane']} at {s['ts']}")
             top = st.pop()
-            if "slice" in s:  # the JSON's END knows its slice
-                expect(top is s["slice"], f"{what}: {s['slice']['name']} on {s['lane']} ends while "
-                       f"{top['name']} is open")
+            if "slice" in s:  # the JSON's X: the innermost open slice must end here too (equal ends in any order)
+                expect(top["ts"] + top["dur"] == s["ts"], f"{what}: {s['slice']['name']} on {s['lane']} ends "
+                       f"at {s['ts']} while {top['name']} (ending at {top['ts'] + top['dur']}) is open")
             top["dur"] = s["ts"] - top["ts"]
             slices.append(top)
         elif op in ("I", "Z"):
