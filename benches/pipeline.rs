@@ -136,6 +136,11 @@ fn acl_child(n: u64) -> Value {
            "write_ms": write.as_secs_f64() * 1e3})
 }
 
+/// The child's NPUPROF_TRACE_FORMAT (as the runs table set it).
+fn trace_format() -> String {
+    std::env::var("NPUPROF_TRACE_FORMAT").unwrap_or_else(|_| "json".into())
+}
+
 fn child(args: &[String]) -> Value {
     if args[0] == "acl" {
         return acl_child(args[1].parse().unwrap());
@@ -199,7 +204,9 @@ fn child(args: &[String]) -> Value {
             let m = meta(&api);
             json!({"scenario": "export", "events": n, "recorded": m["recorded_records"],
                    "dropped": m["dropped_records"]["ring_full"], "stop_to_files_ms": ms,
-                   "trace_view_bytes": m["trace_view_bytes"], "ms_per_million": ms * 1e6 / n as f64})
+                   "trace_view_bytes": m["trace_view_bytes"], "trace_files": m["trace_files"],
+                   "slices": m["slices"], "format": trace_format(),
+                   "ms_per_million": ms * 1e6 / n as f64})
         }
         "mspti" | "mspti-kernels" | "mspti-db" => {
             // N kernel launches through the fake libmspti.so (each: an API record and a kernel record with one
@@ -241,7 +248,8 @@ fn child(args: &[String]) -> Value {
             let m = common::json(&dir.join("profiler_metadata.json"));
             let d = m["device"].clone();
             json!({"scenario": "mspti", "api": scenario != "mspti-kernels", "kernels": n, "stop_to_files_ms": ms,
-                   "stop_to_files_cpu_ms": cpu_ms,
+                   "stop_to_files_cpu_ms": cpu_ms, "format": trace_format(),
+                   "trace_files": m["npuprof"]["trace_files"], "slices": m["npuprof"]["slices"],
                    "database": m["npuprof"]["database"],
                    "device_tasks": d["device_tasks"], "records": d["mspti_records"],
                    "trace_view_bytes": m["npuprof"]["trace_view_bytes"],
@@ -321,33 +329,38 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let mut results = vec![];
     let only = std::env::var("NPUPROF_BENCH_ONLY").ok();
-    let runs: Vec<(&str, u64, &str)> = vec![
-        ("drain", 1, "65536"),
-        ("drain", 2, "65536"),
-        ("drain", 8, "16384"),
-        ("export", 100_000, "16384"),
-        ("export", 1_000_000, "16384"),
-        ("export", 10_000_000, "16384"),
-        ("memory", 0, "16384"),
-        ("acl", 100_000, "16384"),
-        ("acl", 1_000_000, "16384"),
-        ("mspti", 100_000, "16384"),
-        ("mspti", 1_000_000, "16384"),
-        ("mspti-kernels", 1_000_000, "16384"),
-        ("mspti-db", 1_000_000, "16384"),
+    // (scenario, n, NPUPROF_BUFFER_KB, NPUPROF_TRACE_FORMAT): the trace formats side by side, one after the
+    // other in the same run (issue 21: bytes per slice and stop-to-files, JSON vs protobuf).
+    let runs: Vec<(&str, u64, &str, &str)> = vec![
+        ("drain", 1, "65536", "json"),
+        ("drain", 2, "65536", "json"),
+        ("drain", 8, "16384", "json"),
+        ("export", 100_000, "16384", "json"),
+        ("export", 1_000_000, "16384", "json"),
+        ("export", 1_000_000, "16384", "perfetto"),
+        ("export", 10_000_000, "16384", "json"),
+        ("export", 10_000_000, "16384", "perfetto"),
+        ("memory", 0, "16384", "json"),
+        ("acl", 100_000, "16384", "json"),
+        ("acl", 1_000_000, "16384", "json"),
+        ("mspti", 100_000, "16384", "json"),
+        ("mspti", 1_000_000, "16384", "json"),
+        ("mspti", 1_000_000, "16384", "perfetto"),
+        ("mspti-kernels", 1_000_000, "16384", "json"),
+        ("mspti-db", 1_000_000, "16384", "json"),
     ];
     // Scaling is the noisiest figure on a shared 2-core VM: three runs of each, the report takes medians.
-    let runs: Vec<(&str, u64, &str)> = runs
+    let runs: Vec<(&str, u64, &str, &str)> = runs
         .into_iter()
         .chain((0..3).flat_map(|_| {
             [
-                ("scaling", 1, "16384"),
-                ("scaling", 2, "16384"),
-                ("scaling", 8, "16384"),
+                ("scaling", 1, "16384", "json"),
+                ("scaling", 2, "16384", "json"),
+                ("scaling", 8, "16384", "json"),
             ]
         }))
         .collect();
-    for (scenario, n, buffer_kb) in runs {
+    for (scenario, n, buffer_kb, format) in runs {
         if only.as_deref().is_some_and(|o| !scenario.starts_with(o)) {
             continue;
         }
@@ -385,6 +398,7 @@ fn main() {
             .env("VLLM_TORCH_PROFILER_DIR", tmp.path())
             .env("NPUPROF_BUFFER_KB", buffer_kb)
             .env("NPUPROF_MAX_DISK_MB", "100000")
+            .env("NPUPROF_TRACE_FORMAT", format)
             .env("NPUPROF_LOG", "warn")
             .env("NPUPROF_LIBRARY", &lib)
             .output()
@@ -400,7 +414,7 @@ fn main() {
                 )
             });
         let v: Value = serde_json::from_str(line).unwrap();
-        println!("{scenario:>8} {n:>9}: {v}");
+        println!("{scenario:>8} {n:>9} {format:>8}: {v}");
         results.push(v);
     }
     let path = results_dir().join("pipeline.json");

@@ -5,7 +5,8 @@
 //! message so one bad profile cannot take them down.
 //!
 //! Control messages (start, stop, flush, shutdown) arrive over a crossbeam channel; between messages the
-//! drain polls the rings every 1 ms while data flows, backing off to 10 ms when idle. A flush travels the
+//! drain polls the rings at a pace proportional to the data (`pace`: when the fullest ring would be a
+//! quarter full, between 1 and 100 ms; every 200 ms without a profile). A flush travels the
 //! same FIFO path as the stops before it (drain → export), so its answer means every earlier stop is written;
 //! the drain makes one pass over the rings (and writes a COUNTERS frame) before forwarding it. Memory stays bounded however long a profile runs: the
 //! rings are fixed and the spool is on disk.
@@ -32,6 +33,7 @@ use std::time::Duration;
 mod batch;
 mod counters;
 mod export_thread;
+mod pace;
 
 pub(crate) use counters::config_vars;
 use counters::thread_cpu_ns;
@@ -185,6 +187,7 @@ struct Drain {
     carry: Carry,
     /// The Stop being handled has reached the export thread (or been accounted as ended).
     stop_handed_off: bool,
+    pacer: pace::Pacer,
 }
 
 fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
@@ -197,11 +200,11 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
         spans: Vec::new(),
         carry: Carry::default(),
         stop_handed_off: false,
+        pacer: pace::Pacer::new(),
     };
-    let mut idle_polls = 0u32;
     let mut last_control = std::time::Instant::now();
     loop {
-        let msg = match rx.recv_timeout(poll_wait(d.active.is_some(), idle_polls)) {
+        let msg = match rx.recv_timeout(d.pacer.wait(d.active.is_some())) {
             Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => Some(Msg::Shutdown),
@@ -214,10 +217,7 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
             _ => None,
         };
         d.stop_handed_off = false;
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let moved = d.handle(msg);
-            idle_polls = if moved > 0 { 0 } else { idle_polls + 1 };
-        }));
+        let r = catch_unwind(AssertUnwindSafe(|| d.handle(msg)));
         // NPUPROF_CONTROL: `npuprof trigger` commands, about every 200 ms (never while a message waits).
         if !shutdown && last_control.elapsed() >= Duration::from_millis(200) && rx.is_empty() {
             last_control = std::time::Instant::now();
@@ -232,18 +232,6 @@ fn drain_loop(rx: Receiver<Msg>, etx: Sender<ExportMsg>, hooks: Hooks) {
         if shutdown {
             break;
         }
-    }
-}
-
-/// How long the drain waits for a message before it polls the rings: short while a profile is open and the
-/// last poll moved records, longer when it moved none, longest without a profile.
-fn poll_wait(active: bool, idle_polls: u32) -> Duration {
-    if !active {
-        Duration::from_millis(20)
-    } else if idle_polls == 0 {
-        Duration::from_millis(1)
-    } else {
-        Duration::from_millis(10)
     }
 }
 
@@ -327,6 +315,7 @@ impl Drain {
 
     fn start(&mut self, profile: Arc<Profile>, file: File, base: record::Baseline) {
         crate::fault::stall("drain.start");
+        self.pacer.reset();
         // Records still in the rings from before this profile are dropped by the window filter (their
         // ticks are older than the start tick); draining here would race with the first records of the
         // new profile, which may already be in the rings.
@@ -457,10 +446,12 @@ impl Drain {
         self.spans.extend_from_slice(&self.carry.spans);
         self.carry.records.clear();
         self.carry.spans.clear();
+        let mut fullest = 0f64;
         for r in &self.rings {
             let start = self.scratch.len();
             let scratch = &mut self.scratch;
             let n = r.drain(|s| scratch.extend_from_slice(s));
+            fullest = fullest.max(n as f64 / r.capacity().max(1) as f64);
             if n > 0 {
                 // Epoch and tid after draining: a ring changes owner only once empty and recycled (by this
                 // thread), so these belong to whoever made the records we just took.
@@ -469,6 +460,7 @@ impl Drain {
             }
         }
         record::recycle_exited();
+        self.pacer.polled(std::time::Instant::now(), fullest);
         let moved = self.scratch.len();
         let Some(a) = self.active.as_mut() else {
             return moved;

@@ -1,0 +1,90 @@
+"""The example server's worker loop (examples/vllm_server.py) as a benchmark: each scheduler step calls
+npuprof.step, then execute_model > model_forward > LAYERS x (attention, mlp) ranges and a `sample` mark,
+with a fixed amount of Python CPU work in each layer range instead of the example's sleeps, so throughput
+measures what profiling costs.
+
+    python3 benches/serving.py calibrate
+    python3 benches/serving.py MODE LAYERS ITERS SECONDS
+
+MODE: off (VLLM_TORCH_PROFILER_DIR unset by the harness: every call returns at once), idle (configured, not
+started), rec (npuprof.start before the loop, stop after it, neither timed). After a 300 ms warm-up the
+ranges completed in SECONDS are counted, with the npuprof-drain thread's wake-ups and CPU time. Prints one
+line: RESULT {json}. The library is $NPUPROF_LIBRARY.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import npuprof  # noqa: E402
+
+
+def work(n, x):
+    for _ in range(n):
+        x = (x * 1103515245 + 12345) & 0xFFFFFFFF
+    return x
+
+
+def drain():
+    """(voluntary switches, CPU ns) of the npuprof-drain thread, or None."""
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/comm") as f:
+                if not f.read().startswith("npuprof-drain"):
+                    continue
+            with open(f"/proc/self/task/{t}/status") as f:
+                wake = next(int(l.split()[1]) for l in f if l.startswith("voluntary_ctxt_switches"))
+            with open(f"/proc/self/task/{t}/schedstat") as f:
+                cpu = int(f.read().split()[0])
+            return wake, cpu
+        except (OSError, StopIteration, ValueError):
+            continue
+    return None
+
+
+def main(argv):
+    if argv[:1] == ["calibrate"]:
+        n = 2_000_000
+        t0 = time.perf_counter()
+        work(n, 1)
+        print("RESULT " + json.dumps({"iters_per_ms": n / ((time.perf_counter() - t0) * 1e3)}))
+        return 0
+    mode, layers, iters, seconds = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
+    if mode == "rec":
+        npuprof.start()
+    ranges_per_step = 2 + 2 * layers
+    done, x, step = 0, 1, 0
+    t_end_warm = time.perf_counter() + 0.3
+    t0 = None
+    while True:
+        now = time.perf_counter()
+        if t0 is None and now >= t_end_warm:
+            t0, d0, base = now, drain(), done
+        elif t0 is not None and now - t0 >= seconds:
+            break
+        step += 1
+        npuprof.step(512 if step % 7 == 0 else 8)
+        with npuprof.range("execute_model"):
+            with npuprof.range("model_forward"):
+                for _ in range(layers):
+                    with npuprof.range("attention"):
+                        x = work(iters, x)
+                    with npuprof.range("mlp"):
+                        x = work(iters, x)
+            npuprof.mark("sample")
+        done += ranges_per_step
+    dt = now - t0
+    d1 = drain()
+    if mode == "rec":
+        npuprof.stop()
+        npuprof.flush()
+    out = {"mode": mode, "threads": 1, "ranges_per_s": (done - base) / dt, "seconds": dt,
+           "drain_wakeups_per_s": (d1[0] - d0[0]) / dt if d0 and d1 else -1,
+           "drain_cpu_ms_per_s": (d1[1] - d0[1]) / dt / 1e6 if d0 and d1 else -1}
+    print("RESULT " + json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
