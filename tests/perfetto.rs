@@ -204,14 +204,23 @@ fn the_decoding_check_fails_an_unbalanced_trace() {
     };
     let (_root, ws) = demo(&[("NPUPROF_TRACE_FORMAT", "perfetto")]);
     let o = out(&ws[0]);
-    // Drop the first SLICE_BEGIN packet with Perfetto's own protos.
+    // Drop the first SLICE_BEGIN packet with Perfetto's own protos (the compressed packets inflated and
+    // written back plain, which the check reads too).
     let script = r#"
-import sys
+import sys, zlib
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 t = pb.Trace(); t.ParseFromString(open(sys.argv[1], "rb").read())
-i = next(i for i, p in enumerate(t.packet) if p.HasField("track_event") and p.track_event.type == 1)
-del t.packet[i]
-open(sys.argv[1], "wb").write(t.SerializeToString())
+flat = pb.Trace()
+for p in t.packet:
+    if p.HasField("compressed_packets"):
+        inner = pb.Trace(); inner.ParseFromString(zlib.decompress(p.compressed_packets))
+        flat.packet.extend(inner.packet)
+    else:
+        flat.packet.append(p)
+assert len(t.packet) < len(flat.packet), "the trace is compressed"
+i = next(i for i, p in enumerate(flat.packet) if p.HasField("track_event") and p.track_event.type == 1)
+del flat.packet[i]
+open(sys.argv[1], "wb").write(flat.SerializeToString())
 "#;
     let p = o.join("trace_view.pftrace");
     let r = Command::new(&py)
@@ -225,9 +234,17 @@ open(sys.argv[1], "wb").write(t.SerializeToString())
         .output()
         .unwrap();
     assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("an end with no open slice"), "{err}");
+    // npuprof check (export::trace::check_pftrace) finds it too.
+    let r = run(
+        Path::new(env!("CARGO_BIN_EXE_npuprof")),
+        &["check", ws[0].to_str().unwrap()],
+        &[],
+    );
+    let s = String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
     assert!(
-        String::from_utf8_lossy(&r.stderr).contains("an end with no open slice"),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
+        !r.status.success() && s.contains("an end with no open slice"),
+        "{s}"
     );
 }

@@ -21,7 +21,10 @@
 //! have their own bounds (see `tracks`, `intern`).
 
 mod args;
+mod encode;
 mod intern;
+mod names;
+mod out;
 #[allow(clippy::all, unreachable_pub, missing_docs, dead_code)]
 #[rustfmt::skip]
 pub(crate) mod pb;
@@ -31,16 +34,15 @@ mod tracks;
 pub use read::{check_pftrace, PftraceFacts};
 
 use crate::device::{DeviceEvent, TraceSink};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::{AtomicFile, Place};
 use args::Arg;
-use intern::{Budget, Interned, Kind, Tables};
-use pb::debug_annotation::{NameField as AnnName, Value as AnnValue};
+use encode::{Event, Text};
+use intern::{Budget, Tables};
 use pb::trace_packet::{Data, OptionalTrustedPacketSequenceId, SequenceFlags};
-use pb::track_event::{legacy_event, CounterValueField, LegacyEvent, NameField, Type};
-use pb::{InternedData, TracePacket, TrackEvent};
-use std::collections::HashMap;
-use std::io::Write;
+use pb::track_event::{CounterValueField, Type};
+use pb::{DebugAnnotation, InternedData, TracePacket, TrackEvent};
+use prost::Message as _;
 use tracks::Tracks;
 
 /// The one packet sequence of the file.
@@ -58,23 +60,43 @@ struct Pending {
     /// (duration, BEGIN packet range, END packet range) into `group_bytes`.
     group: Vec<(u64, std::ops::Range<usize>, std::ops::Range<usize>)>,
     group_bytes: Vec<u8>,
-    /// (begin, duration, packets) of each held slice.
+    /// (begin, duration, packets, where END starts) of each held slice.
     held: Vec<(u64, u64, Vec<u8>, usize)>,
 }
 
+/// A name or category as the event carries it: its interned id, or its text (past the interning bound).
+enum Named {
+    Iid(u64),
+    Inline(String),
+}
+
+impl Named {
+    fn text(&self) -> Text<'_> {
+        match self {
+            Named::Iid(i) => Text::Iid(*i),
+            Named::Inline(s) => Text::Inline(s),
+        }
+    }
+}
+
 pub(crate) struct PerfettoWriter {
-    f: AtomicFile,
-    path: std::path::PathBuf,
+    out: out::Out,
     tracks: Tracks,
     tables: Tables,
     budget: Budget,
-    pending: HashMap<u64, Pending>,
-    /// Scratch: one event's packets, the interned entries it adds, its args object.
-    begin: Vec<u8>,
-    end: Vec<u8>,
+    /// Per track uuid (uuids are small: 1, 2, ...).
+    pending: Vec<Pending>,
+    /// The last lane looked up: (pid, tid, uuid).
+    last_lane: Option<(u32, u32, u64)>,
+    /// The last category interned: (its text's address and length, its iid). The host pass passes the
+    /// same `&'static str`s over and over.
+    last_cat: Option<(usize, usize, u64)>,
+    /// Scratch: one event's body, its args, the entries it interns.
+    te: Vec<u8>,
+    anns: Vec<DebugAnnotation>,
     new: InternedData,
     obj: String,
-    /// Bytes written or held in `groups`.
+    /// Bytes written or held in `pending`.
     written: u64,
     cap: u64,
     pub(crate) truncated: bool,
@@ -94,16 +116,16 @@ impl PerfettoWriter {
         host_pid: u32,
     ) -> Result<PerfettoWriter> {
         let f = AtomicFile::create(at, name)?;
-        let path = f.shown();
         let mut w = PerfettoWriter {
-            f,
-            path,
+            out: out::Out::new(f)?,
             tracks: Tracks::new(host_pid),
             tables: Tables::default(),
             budget: Budget::new(),
-            pending: HashMap::new(),
-            begin: Vec::with_capacity(256),
-            end: Vec::with_capacity(64),
+            pending: Vec::new(),
+            last_lane: None,
+            last_cat: None,
+            te: Vec::with_capacity(256),
+            anns: Vec::new(),
             new: InternedData::default(),
             obj: String::new(),
             written: 0,
@@ -128,10 +150,7 @@ impl PerfettoWriter {
     }
 
     fn put(&mut self, b: &[u8]) -> Result<()> {
-        self.f
-            .w
-            .write_all(b)
-            .map_err(|e| Error::io("cannot write", &self.path, &e))
+        self.out.put(b)
     }
 
     /// A packet of the sequence at `ts` (none for descriptors and interned data).
@@ -147,98 +166,23 @@ impl PerfettoWriter {
         }
     }
 
-    /// The iid of `key` (a new one is added to `self.new` with `value()`), or `None` to write it inline.
-    fn intern(&mut self, kind: Kind, key: &str, value: impl FnOnce() -> String) -> Option<u64> {
-        match self.tables.get(&mut self.budget, kind, key) {
-            Interned::Known(i) => Some(i),
-            Interned::Inline => None,
-            Interned::New(i) => {
-                let name = Some(value());
-                let iid = Some(i);
-                match kind {
-                    Kind::EventName => self.new.event_names.push(pb::EventName { iid, name }),
-                    Kind::Category => self
-                        .new
-                        .event_categories
-                        .push(pb::EventCategory { iid, name }),
-                    Kind::AnnotationName => self
-                        .new
-                        .debug_annotation_names
-                        .push(pb::DebugAnnotationName { iid, name }),
-                    Kind::StringValue => {
-                        self.new
-                            .debug_annotation_string_values
-                            .push(pb::InternedString {
-                                iid,
-                                str: name.map(String::into_bytes),
-                            })
-                    }
-                }
-                Some(i)
+    /// The uuid of the lane (pid, tid); `None` (the event is cut and counted) past the track bound.
+    fn lane(&mut self, pid: u32, tid: u32) -> Option<u64> {
+        if let Some((p, t, u)) = self.last_lane {
+            if (p, t) == (pid, tid) {
+                return Some(u);
             }
         }
-    }
-
-    /// Writes the entries interned since the last call, in a packet of their own (before any packet that
-    /// uses them, whatever is held in `groups`).
-    fn flush_interned(&mut self) -> Result<()> {
-        if self.new == InternedData::default() {
-            return Ok(());
-        }
-        let mut p = Self::packet(None, None);
-        p.interned_data = Some(std::mem::take(&mut self.new));
-        let mut b = Vec::new();
-        frame(&p, &mut b);
-        self.written += b.len() as u64;
-        self.put(&b)
-    }
-
-    /// A track event's name (`lit`: a JSON string literal) and category (a JSON literal, plain text, or empty).
-    fn name_and_category(&mut self, te: &mut TrackEvent, lit: &str, cat: &str) {
-        te.name_field = Some(
-            match self.intern(Kind::EventName, lit, || args::unquote(lit)) {
-                Some(i) => NameField::NameIid(i),
-                None => NameField::Name(args::unquote(lit)),
-            },
-        );
-        if !cat.is_empty() {
-            let text = || {
-                if cat.starts_with('"') {
-                    args::unquote(cat)
-                } else {
-                    cat.to_string()
-                }
-            };
-            match self.intern(Kind::Category, cat, text) {
-                Some(i) => te.category_iids.push(i),
-                None => te.categories.push(text()),
+        match self.tracks.thread(pid, tid) {
+            Some(u) => {
+                self.last_lane = Some((pid, tid, u));
+                Some(u)
             }
-        }
-    }
-
-    /// The members of the JSON object `obj` as debug annotations of `te`.
-    fn annotations(&mut self, te: &mut TrackEvent, obj: &str) {
-        if obj.is_empty() || obj == "{}" {
-            return;
-        }
-        let mut list: Vec<(String, Arg)> = Vec::new();
-        args::members(obj, |k, a| list.push((k.to_string(), a)));
-        for (k, a) in list {
-            let name = match self.intern(Kind::AnnotationName, &k, || k.clone()) {
-                Some(i) => AnnName::NameIid(i),
-                None => AnnName::Name(k.clone()),
-            };
-            let value = match a {
-                Arg::Str(s) if s.len() <= MAX_INTERNED_VALUE => {
-                    match self.intern(Kind::StringValue, &s, || s.to_string()) {
-                        Some(i) => AnnValue::StringValueIid(i),
-                        None => AnnValue::StringValue(s),
-                    }
-                }
-                Arg::Str(s) => AnnValue::StringValue(s),
-                Arg::Value(v) => v,
-            };
-            te.debug_annotations.push(args::annotation(name, value));
+            None => {
+                self.truncated = true;
+                self.cut_events += 1;
+                None
+            }
         }
     }
 
@@ -252,89 +196,52 @@ impl PerfettoWriter {
         true
     }
 
+    fn pending(&mut self, uuid: u64) -> &mut Pending {
+        let i = uuid as usize;
+        if self.pending.len() <= i {
+            self.pending.resize_with(i + 1, Pending::default);
+        }
+        &mut self.pending[i]
+    }
+
     /// Writes the group of track `uuid`: longest first, then their ends (innermost first). With `all`, its
     /// held slices too (at the end of the trace).
     fn flush_pending(&mut self, uuid: u64, all: bool) -> Result<()> {
-        let Some(mut p) = self.pending.remove(&uuid) else {
+        let Some(p) = self.pending.get_mut(uuid as usize) else {
             return Ok(());
         };
+        if p.group.is_empty() && (!all || p.held.is_empty()) {
+            return Ok(());
+        }
+        let w = &mut self.out;
+        let mut r: Result<()> = Ok(());
         // Stable: slices of equal length keep the order they came in.
-        p.group.sort_by_key(|a| std::cmp::Reverse(a.0));
-        let mut r = Ok(());
+        if p.group.len() > 1 {
+            p.group.sort_by_key(|a| std::cmp::Reverse(a.0));
+        }
         for (_, b, _) in &p.group {
-            r = r.and_then(|_| self.put(&p.group_bytes[b.clone()]));
+            r = r.and_then(|_| w.put(&p.group_bytes[b.clone()]));
         }
         for (_, _, e) in p.group.iter().rev() {
-            r = r.and_then(|_| self.put(&p.group_bytes[e.clone()]));
+            r = r.and_then(|_| w.put(&p.group_bytes[e.clone()]));
         }
         p.group.clear();
         p.group_bytes.clear();
         if all {
             p.held.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
             for (_, _, bytes, split) in &p.held {
-                r = r.and_then(|_| self.put(&bytes[..*split]));
+                r = r.and_then(|_| w.put(&bytes[..*split]));
             }
             for (_, _, bytes, split) in p.held.iter().rev() {
-                r = r.and_then(|_| self.put(&bytes[*split..]));
+                r = r.and_then(|_| w.put(&bytes[*split..]));
             }
             p.held.clear();
         }
         // Keep a small allocation for the track's next group.
-        if !p.held.is_empty() || p.group_bytes.capacity() <= 1 << 16 {
-            self.pending.insert(uuid, p);
+        if p.group_bytes.capacity() > 1 << 16 {
+            p.group_bytes = Vec::new();
         }
         r
-    }
-
-    /// Adds a slice's packets to the track's group (writing the group first if it began elsewhere), or holds
-    /// them (`hold`) until the enclosing slice that begins at `ts` comes; that slice takes the held ones into
-    /// its group.
-    fn add(
-        &mut self,
-        uuid: u64,
-        ts: u64,
-        dur: u64,
-        begin: &[u8],
-        end: &[u8],
-        hold: bool,
-    ) -> Result<()> {
-        if self
-            .pending
-            .get(&uuid)
-            .is_some_and(|p| !p.group.is_empty() && p.group_begin != ts)
-        {
-            self.flush_pending(uuid, false)?;
-        }
-        let p = self.pending.entry(uuid).or_default();
-        if hold {
-            let mut bytes = Vec::with_capacity(begin.len() + end.len());
-            bytes.extend_from_slice(begin);
-            bytes.extend_from_slice(end);
-            p.held.push((ts, dur, bytes, begin.len()));
-            return Ok(());
-        }
-        p.group_begin = ts;
-        let mut push = |dur: u64, b: &[u8], e: &[u8]| {
-            let b0 = p.group_bytes.len();
-            p.group_bytes.extend_from_slice(b);
-            let e0 = p.group_bytes.len();
-            p.group_bytes.extend_from_slice(e);
-            p.group.push((dur, b0..e0, e0..p.group_bytes.len()));
-        };
-        push(dur, begin, end);
-        let mut i = 0;
-        while i < p.held.len() {
-            if p.held[i].0 == ts {
-                let (_, d, bytes, split) = p.held.swap_remove(i);
-                let b0 = p.group_bytes.len();
-                p.group_bytes.extend_from_slice(&bytes);
-                p.group
-                    .push((d, b0..b0 + split, b0 + split..p.group_bytes.len()));
-            } else {
-                i += 1;
-            }
-        }
-        Ok(())
     }
 
     /// One complete slice on the lane (pid, tid). `obj` is a JSON object (braces included) or empty; `hold`:
@@ -351,66 +258,124 @@ impl PerfettoWriter {
         obj: &str,
         hold: bool,
     ) -> Result<()> {
-        let Some(uuid) = self.tracks.thread(pid, tid) else {
-            self.truncated = true;
-            self.cut_events += 1;
+        let Some(uuid) = self.lane(pid, tid) else {
             return Ok(());
         };
-        let mut te = TrackEvent {
-            r#type: Some(Type::SliceBegin as i32),
-            track_uuid: Some(uuid),
-            ..Default::default()
-        };
-        self.name_and_category(&mut te, lit, cat);
-        self.annotations(&mut te, obj);
+        let name = self.name(lit);
+        let category = self.category(cat);
+        self.annotations(obj);
         self.flush_interned()?;
-        let mut begin = std::mem::take(&mut self.begin);
-        let mut end = std::mem::take(&mut self.end);
-        begin.clear();
-        end.clear();
-        frame(
-            &Self::packet(Some(ts), Some(Data::TrackEvent(te))),
-            &mut begin,
-        );
-        let te_end = TrackEvent {
-            r#type: Some(Type::SliceEnd as i32),
-            track_uuid: Some(uuid),
-            ..Default::default()
-        };
-        frame(
-            &Self::packet(Some(ts.saturating_add(dur)), Some(Data::TrackEvent(te_end))),
-            &mut end,
-        );
-        let r = if self.fits(begin.len() + end.len()) {
-            self.written += (begin.len() + end.len()) as u64;
-            self.events += 1;
-            self.slices += 1;
-            self.add(uuid, ts, dur, &begin, &end, hold)
-        } else {
-            Ok(())
-        };
-        self.begin = begin;
-        self.end = end;
+        let mut te = std::mem::take(&mut self.te);
+        te.clear();
+        Event {
+            kind: Type::SliceBegin as i32,
+            uuid,
+            name: Some(name.text()),
+            category: category.as_ref().map(Named::text),
+            annotations: &self.anns,
+            flow: None,
+        }
+        .encode(&mut te);
+        let begin_len = te.len();
+        Event {
+            kind: Type::SliceEnd as i32,
+            uuid,
+            name: None,
+            category: None,
+            annotations: &[],
+            flow: None,
+        }
+        .encode(&mut te);
+        let r = self.add(uuid, ts, dur, &te, begin_len, hold);
+        self.te = te;
         r
     }
 
-    /// One packet on track `uuid` now (after the slices held for it).
-    fn now(&mut self, uuid: u64, ts: u64, te: TrackEvent) -> Result<bool> {
+    /// Adds a slice (`te`: its BEGIN body, then from `split` its END body) to the track's group, writing the
+    /// group first if it began elsewhere, or holds it (`hold`) until the enclosing slice that begins at `ts`
+    /// comes; that slice takes the held ones into its group.
+    fn add(
+        &mut self,
+        uuid: u64,
+        ts: u64,
+        dur: u64,
+        te: &[u8],
+        split: usize,
+        hold: bool,
+    ) -> Result<()> {
+        let end_ts = ts.saturating_add(dur);
+        let flags = SequenceFlags::SeqNeedsIncrementalState as u32;
+        if self.pending(uuid).group_begin != ts {
+            self.flush_pending(uuid, false)?;
+        }
+        let cap = self.cap;
+        let written = self.written;
+        let p = self.pending(uuid);
+        let b0 = p.group_bytes.len();
+        encode::packet(&mut p.group_bytes, ts, SEQUENCE, flags, &te[..split]);
+        let e0 = p.group_bytes.len();
+        encode::packet(&mut p.group_bytes, end_ts, SEQUENCE, flags, &te[split..]);
+        let n = p.group_bytes.len() - b0;
+        if written + n as u64 > cap {
+            p.group_bytes.truncate(b0);
+            self.truncated = true;
+            self.cut_events += 1;
+            return Ok(());
+        }
+        if hold {
+            let bytes = p.group_bytes[b0..].to_vec();
+            p.group_bytes.truncate(b0);
+            p.held.push((ts, dur, bytes, e0 - b0));
+        } else {
+            p.group_begin = ts;
+            p.group.push((dur, b0..e0, e0..p.group_bytes.len()));
+            let mut i = 0;
+            while i < p.held.len() {
+                if p.held[i].0 == ts {
+                    let (_, d, bytes, split) = p.held.swap_remove(i);
+                    let b0 = p.group_bytes.len();
+                    p.group_bytes.extend_from_slice(&bytes);
+                    p.group
+                        .push((d, b0..b0 + split, b0 + split..p.group_bytes.len()));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.written += n as u64;
+        self.events += 1;
+        self.slices += 1;
+        Ok(())
+    }
+
+    /// One event written now (after the slices held for its track); `false` when it was cut.
+    fn now(&mut self, uuid: u64, ts: u64, e: Event<'_>) -> Result<bool> {
+        let mut te = std::mem::take(&mut self.te);
+        te.clear();
+        e.encode(&mut te);
+        let r = self.now_encoded(uuid, ts, &te);
+        self.te = te;
+        r
+    }
+
+    fn now_encoded(&mut self, uuid: u64, ts: u64, te: &[u8]) -> Result<bool> {
         self.flush_interned()?;
         self.flush_pending(uuid, false)?;
-        let mut b = std::mem::take(&mut self.begin);
-        b.clear();
-        frame(&Self::packet(Some(ts), Some(Data::TrackEvent(te))), &mut b);
-        let ok = self.fits(b.len());
-        let r = if ok {
-            self.written += b.len() as u64;
-            self.events += 1;
-            self.put(&b)
-        } else {
-            Ok(())
-        };
-        self.begin = b;
-        r.map(|_| ok)
+        let mut b = Vec::with_capacity(te.len() + 32);
+        encode::packet(
+            &mut b,
+            ts,
+            SEQUENCE,
+            SequenceFlags::SeqNeedsIncrementalState as u32,
+            te,
+        );
+        if !self.fits(b.len()) {
+            return Ok(false);
+        }
+        self.written += b.len() as u64;
+        self.events += 1;
+        self.put(&b)?;
+        Ok(true)
     }
 
     fn instant(
@@ -422,19 +387,27 @@ impl PerfettoWriter {
         cat: &str,
         obj: &str,
     ) -> Result<()> {
-        let Some(uuid) = self.tracks.thread(pid, tid) else {
-            self.truncated = true;
-            self.cut_events += 1;
+        let Some(uuid) = self.lane(pid, tid) else {
             return Ok(());
         };
-        let mut te = TrackEvent {
-            r#type: Some(Type::Instant as i32),
-            track_uuid: Some(uuid),
-            ..Default::default()
-        };
-        self.name_and_category(&mut te, lit, cat);
-        self.annotations(&mut te, obj);
-        if self.now(uuid, ts, te)? {
+        let name = self.name(lit);
+        let category = self.category(cat);
+        self.annotations(obj);
+        let anns = std::mem::take(&mut self.anns);
+        let r = self.now(
+            uuid,
+            ts,
+            Event {
+                kind: Type::Instant as i32,
+                uuid,
+                name: Some(name.text()),
+                category: category.as_ref().map(Named::text),
+                annotations: &anns,
+                flow: None,
+            },
+        );
+        self.anns = anns;
+        if r? {
             self.slices += 1;
         }
         Ok(())
@@ -442,28 +415,25 @@ impl PerfettoWriter {
 
     /// A flow point (`s` or `f`), bound as the JSON's is.
     fn flow(&mut self, e: &DeviceEvent<'_>) -> Result<()> {
-        let Some(uuid) = self.tracks.thread(e.pid, e.tid) else {
-            self.truncated = true;
-            self.cut_events += 1;
+        let Some(uuid) = self.lane(e.pid, e.tid) else {
             return Ok(());
         };
-        let mut te = TrackEvent {
-            track_uuid: Some(uuid),
-            legacy_event: Some(LegacyEvent {
-                phase: Some(e.ph as i32),
-                id: Some(legacy_event::Id::UnscopedId(args::flow_id(
-                    if e.id.is_empty() { "0" } else { e.id },
-                ))),
-                bind_to_enclosing: (e.ph == b'f').then_some(true),
-            }),
-            ..Default::default()
-        };
-        self.name_and_category(
-            &mut te,
-            if e.name.is_empty() { "\"\"" } else { e.name },
-            e.cat,
-        );
-        self.now(uuid, e.ts_ns, te).map(|_| ())
+        let name = self.name(if e.name.is_empty() { "\"\"" } else { e.name });
+        let category = self.category(e.cat);
+        let id = args::flow_id(if e.id.is_empty() { "0" } else { e.id });
+        self.now(
+            uuid,
+            e.ts_ns,
+            Event {
+                kind: 0,
+                uuid,
+                name: Some(name.text()),
+                category: category.as_ref().map(Named::text),
+                annotations: &[],
+                flow: Some((e.ph, id, e.ph == b'f')),
+            },
+        )
+        .map(|_| ())
     }
 
     /// A counter event: one sample per numeric member of its args, each on the series `<name> <member>`.
@@ -496,7 +466,7 @@ impl PerfettoWriter {
             };
             // One JSON event, one count (however many series it has).
             let before = self.events;
-            any |= self.now(uuid, e.ts_ns, te)?;
+            any |= self.now_encoded(uuid, e.ts_ns, &te.encode_to_vec())?;
             self.events = before;
         }
         self.events += any as u64;
@@ -599,9 +569,7 @@ impl PerfettoWriter {
 
     /// Writes what is held, the track descriptors, and moves the file into place. Returns its bytes.
     pub(crate) fn finish(mut self) -> Result<u64> {
-        let mut held: Vec<u64> = self.pending.keys().copied().collect();
-        held.sort_unstable();
-        for uuid in held {
+        for uuid in 0..self.pending.len() as u64 {
             self.flush_pending(uuid, true)?;
         }
         let ds: Vec<_> = self.tracks.descriptors().collect();
@@ -612,10 +580,7 @@ impl PerfettoWriter {
             self.written += b.len() as u64;
             self.put(&b)?;
         }
-        let bytes = self.f.w.get_ref().position();
-        let bytes = bytes + self.f.w.buffer().len() as u64;
-        self.f.commit()?;
-        Ok(bytes)
+        self.out.finish()
     }
 }
 

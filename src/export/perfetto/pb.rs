@@ -16,7 +16,7 @@ pub struct TracePacket {
     pub interned_data: ::core::option::Option<InternedData>,
     #[prost(uint32, optional, tag = "13")]
     pub sequence_flags: ::core::option::Option<u32>,
-    #[prost(oneof = "trace_packet::Data", tags = "6, 11, 60")]
+    #[prost(oneof = "trace_packet::Data", tags = "6, 11, 60, 50")]
     pub data: ::core::option::Option<trace_packet::Data>,
     #[prost(oneof = "trace_packet::OptionalTrustedPacketSequenceId", tags = "10")]
     pub optional_trusted_packet_sequence_id: ::core::option::Option<
@@ -72,6 +72,10 @@ pub mod trace_packet {
         TrackEvent(super::TrackEvent),
         #[prost(message, tag = "60")]
         TrackDescriptor(super::TrackDescriptor),
+        /// Packets deflated with zlib: a serialized stream of `Trace.packet` fields (what traced writes with
+        /// compression; the trace processor inflates them).
+        #[prost(bytes, tag = "50")]
+        CompressedPackets(::prost::alloc::vec::Vec<u8>),
     }
     #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Oneof)]
     pub enum OptionalTrustedPacketSequenceId {

@@ -34,143 +34,209 @@ struct Ev {
     flow: u32,
 }
 
-/// Reads the trace from `r`; at most `max_events` events are stacked (more is an error). Problems are
-/// listed (the first `max_problems`); `Err` when the trace cannot be read at all or has any problem.
+/// Inflated bytes of one compressed packet at most (npuprof deflates 1 MiB at a time).
+const MAX_INFLATED: u64 = 64 << 20;
+
+/// What the check keeps while it reads.
+#[derive(Default)]
+struct State {
+    facts: PftraceFacts,
+    problems: Vec<String>,
+    max_problems: usize,
+    max_events: usize,
+    defined: [HashSet<u64>; 4],
+    tracks: HashSet<u64>,
+    counters: HashSet<u64>,
+    flows: HashMap<(u64, String, String), u32>,
+    events: Vec<Ev>,
+    /// More events than `max_events`: reading stops.
+    full: bool,
+}
+
+impl State {
+    fn report(&mut self, m: String) {
+        if self.problems.len() < self.max_problems {
+            self.problems.push(m);
+        }
+    }
+
+    /// Reads the packets of `rd` (the file, or an inflated chunk: `nested`).
+    fn read(&mut self, rd: &mut impl Read, nested: bool) {
+        let mut buf = Vec::new();
+        while !self.full {
+            let len = match packet_len(rd) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(m) => {
+                    self.report(format!("packet {}: {m}", self.facts.packets));
+                    break;
+                }
+            };
+            if len > MAX_PACKET {
+                self.report(format!(
+                    "packet {}: {len} bytes, more than one packet may hold",
+                    self.facts.packets
+                ));
+                break;
+            }
+            buf.resize(len as usize, 0);
+            if let Err(e) = rd.read_exact(&mut buf) {
+                self.report(format!("packet {}: truncated ({e})", self.facts.packets));
+                break;
+            }
+            let p = match pb::TracePacket::decode(buf.as_slice()) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.report(format!(
+                        "packet {}: not a TracePacket ({e})",
+                        self.facts.packets
+                    ));
+                    self.facts.packets += 1;
+                    continue;
+                }
+            };
+            if let Some(Data::CompressedPackets(z)) = &p.data {
+                if nested {
+                    self.report(format!(
+                        "packet {}: compressed packets inside compressed packets",
+                        self.facts.packets
+                    ));
+                    break;
+                }
+                let mut inflated = Vec::new();
+                let r = flate2::read::ZlibDecoder::new(z.as_slice())
+                    .take(MAX_INFLATED + 1)
+                    .read_to_end(&mut inflated);
+                match r {
+                    Err(e) => self.report(format!("compressed packets: {e}")),
+                    Ok(_) if inflated.len() as u64 > MAX_INFLATED => self.report(format!(
+                        "compressed packets: more than {MAX_INFLATED} bytes inflated"
+                    )),
+                    Ok(_) => self.read(&mut inflated.as_slice(), true),
+                }
+                continue;
+            }
+            self.packet(&p);
+        }
+    }
+
+    fn packet(&mut self, p: &pb::TracePacket) {
+        let i = self.facts.packets;
+        self.facts.packets += 1;
+        let flags = p.sequence_flags.unwrap_or(0);
+        if i == 0 && flags & 1 == 0 {
+            self.report("the first packet does not clear the sequence's incremental state".into());
+        }
+        if p.optional_trusted_packet_sequence_id.is_none() {
+            self.report(format!("packet {i}: no trusted_packet_sequence_id"));
+        }
+        if let Some(d) = &p.interned_data {
+            self.defined[0].extend(d.event_names.iter().map(|x| x.iid()));
+            self.defined[1].extend(d.event_categories.iter().map(|x| x.iid()));
+            self.defined[2].extend(d.debug_annotation_names.iter().map(|x| x.iid()));
+            self.defined[3].extend(d.debug_annotation_string_values.iter().map(|x| x.iid()));
+        }
+        match &p.data {
+            Some(Data::TrackDescriptor(d)) => {
+                if !self.tracks.insert(d.uuid()) {
+                    self.report(format!("packet {i}: track {} described twice", d.uuid()));
+                }
+                if d.counter.is_some() {
+                    self.counters.insert(d.uuid());
+                }
+            }
+            Some(Data::TrackEvent(e)) => self.event(i, p, flags, e),
+            _ => {}
+        }
+    }
+
+    fn event(&mut self, i: u64, p: &pb::TracePacket, flags: u32, e: &pb::TrackEvent) {
+        if flags & 2 == 0 {
+            self.report(format!(
+                "packet {i}: a track event that does not need the incremental state"
+            ));
+        }
+        let Some(ts) = p.timestamp.filter(|_| p.timestamp_clock_id.is_none()) else {
+            self.report(format!("packet {i}: no absolute timestamp"));
+            return;
+        };
+        if let Some(m) = undefined(e, &self.defined) {
+            self.report(format!("packet {i}: {m} used before it is interned"));
+        }
+        let kind = match e.r#type() {
+            Type::SliceBegin => 0,
+            Type::SliceEnd => 1,
+            Type::Instant => 2,
+            Type::Counter => {
+                if !self.counters.contains(&e.track_uuid()) {
+                    self.report(format!(
+                        "packet {i}: a counter sample before its track's descriptor"
+                    ));
+                }
+                5
+            }
+            Type::Unspecified => match e.legacy_event.as_ref().map(|l| l.phase()) {
+                Some(0x73) => 3,
+                Some(0x66) => 4,
+                _ => {
+                    self.report(format!("packet {i}: an event with no type"));
+                    return;
+                }
+            },
+        };
+        let flow = if kind == 3 || kind == 4 {
+            let id = match e.legacy_event.as_ref().and_then(|l| l.id) {
+                Some(pb::track_event::legacy_event::Id::UnscopedId(id)) => id,
+                None => 0,
+            };
+            let key = (
+                id,
+                format!("{:?}", e.category_iids),
+                format!("{:?}", e.name_field),
+            );
+            let n = self.flows.len() as u32;
+            *self.flows.entry(key).or_insert(n)
+        } else {
+            0
+        };
+        if self.events.len() >= self.max_events {
+            let m = format!("more than {} events: not all checked", self.max_events);
+            self.report(m);
+            self.full = true;
+            return;
+        }
+        self.events.push(Ev {
+            ts,
+            uuid: e.track_uuid(),
+            kind,
+            flow,
+        });
+    }
+}
+
+/// Reads the trace from `r` (compressed packets inflated, each bounded); at most `max_events` events are
+/// stacked (more is an error). Problems are listed (the first `max_problems`); `Err` when the trace
+/// cannot be read at all or has any problem.
 pub fn check_pftrace(
     r: impl Read,
     max_events: usize,
     max_problems: usize,
 ) -> Result<PftraceFacts, Vec<String>> {
     let mut rd = std::io::BufReader::with_capacity(256 << 10, r);
-    let mut problems = Vec::new();
-    let mut report = |m: String| {
-        if problems.len() < max_problems {
-            problems.push(m);
-        }
+    let mut st = State {
+        max_events,
+        max_problems,
+        ..Default::default()
     };
-    let mut facts = PftraceFacts::default();
-    let mut defined: [HashSet<u64>; 4] = Default::default();
-    let mut tracks: HashSet<u64> = HashSet::new();
-    let mut counters: HashSet<u64> = HashSet::new();
-    let mut flows: HashMap<(u64, String, String), u32> = HashMap::new();
-    let mut events: Vec<Ev> = Vec::new();
-    let mut buf = Vec::new();
-    loop {
-        let len = match packet_len(&mut rd) {
-            Ok(Some(n)) => n,
-            Ok(None) => break,
-            Err(m) => {
-                report(format!("packet {}: {m}", facts.packets));
-                break;
-            }
-        };
-        if len > MAX_PACKET {
-            report(format!(
-                "packet {}: {len} bytes, more than one packet may hold",
-                facts.packets
-            ));
-            break;
-        }
-        buf.resize(len as usize, 0);
-        if let Err(e) = rd.read_exact(&mut buf) {
-            report(format!("packet {}: truncated ({e})", facts.packets));
-            break;
-        }
-        let i = facts.packets;
-        facts.packets += 1;
-        let p = match pb::TracePacket::decode(buf.as_slice()) {
-            Ok(p) => p,
-            Err(e) => {
-                report(format!("packet {i}: not a TracePacket ({e})"));
-                continue;
-            }
-        };
-        let flags = p.sequence_flags.unwrap_or(0);
-        if i == 0 && flags & 1 == 0 {
-            report("the first packet does not clear the sequence's incremental state".into());
-        }
-        if p.optional_trusted_packet_sequence_id.is_none() {
-            report(format!("packet {i}: no trusted_packet_sequence_id"));
-        }
-        if let Some(d) = &p.interned_data {
-            defined[0].extend(d.event_names.iter().map(|x| x.iid()));
-            defined[1].extend(d.event_categories.iter().map(|x| x.iid()));
-            defined[2].extend(d.debug_annotation_names.iter().map(|x| x.iid()));
-            defined[3].extend(d.debug_annotation_string_values.iter().map(|x| x.iid()));
-        }
-        match &p.data {
-            Some(Data::TrackDescriptor(d)) => {
-                if !tracks.insert(d.uuid()) {
-                    report(format!("packet {i}: track {} described twice", d.uuid()));
-                }
-                if d.counter.is_some() {
-                    counters.insert(d.uuid());
-                }
-            }
-            Some(Data::TrackEvent(e)) => {
-                if flags & 2 == 0 {
-                    report(format!(
-                        "packet {i}: a track event that does not need the incremental state"
-                    ));
-                }
-                let Some(ts) = p.timestamp.filter(|_| p.timestamp_clock_id.is_none()) else {
-                    report(format!("packet {i}: no absolute timestamp"));
-                    continue;
-                };
-                if let Some(m) = undefined(e, &defined) {
-                    report(format!("packet {i}: {m} used before it is interned"));
-                }
-                let kind = match e.r#type() {
-                    Type::SliceBegin => 0,
-                    Type::SliceEnd => 1,
-                    Type::Instant => 2,
-                    Type::Counter => {
-                        if !counters.contains(&e.track_uuid()) {
-                            report(format!(
-                                "packet {i}: a counter sample before its track's descriptor"
-                            ));
-                        }
-                        5
-                    }
-                    Type::Unspecified => match e.legacy_event.as_ref().map(|l| l.phase()) {
-                        Some(0x73) => 3,
-                        Some(0x66) => 4,
-                        _ => {
-                            report(format!("packet {i}: an event with no type"));
-                            continue;
-                        }
-                    },
-                };
-                let flow = if kind == 3 || kind == 4 {
-                    let id = match e.legacy_event.as_ref().and_then(|l| l.id) {
-                        Some(pb::track_event::legacy_event::Id::UnscopedId(id)) => id,
-                        None => 0,
-                    };
-                    let key = (
-                        id,
-                        format!("{:?}", e.category_iids),
-                        format!("{:?}", e.name_field),
-                    );
-                    let n = flows.len() as u32;
-                    *flows.entry(key).or_insert(n)
-                } else {
-                    0
-                };
-                if events.len() >= max_events {
-                    report(format!("more than {max_events} events: not all checked"));
-                    return Err(problems);
-                }
-                events.push(Ev {
-                    ts,
-                    uuid: e.track_uuid(),
-                    kind,
-                    flow,
-                });
-            }
-            _ => {}
-        }
+    st.read(&mut rd, false);
+    if st.facts.packets == 0 && st.problems.is_empty() {
+        st.report("no packets".into());
+    }
+    if st.full {
+        return Err(st.problems);
     }
     // Stable: ties keep their file order, as the trace processor's sorter does.
+    let mut events = std::mem::take(&mut st.events);
     events.sort_by_key(|e| e.ts);
     let mut depth: HashMap<u64, u64> = HashMap::new();
     let mut ends: HashMap<u32, (bool, bool)> = HashMap::new();
@@ -178,15 +244,15 @@ pub fn check_pftrace(
         let d = depth.entry(e.uuid).or_default();
         match e.kind {
             0 => *d += 1,
-            1 if *d == 0 => report(format!(
+            1 if *d == 0 => st.report(format!(
                 "track {}: an end with no open slice at {}",
                 e.uuid, e.ts
             )),
             1 => {
                 *d -= 1;
-                facts.slices += 1;
+                st.facts.slices += 1;
             }
-            2 => facts.slices += 1,
+            2 => st.facts.slices += 1,
             3 | 4 => {
                 let x = ends.entry(e.flow).or_default();
                 if *d > 0 {
@@ -197,24 +263,24 @@ pub fn check_pftrace(
                     }
                 }
             }
-            _ => facts.counter_samples += 1,
+            _ => st.facts.counter_samples += 1,
         }
-        if !tracks.contains(&e.uuid) {
-            report(format!("track {}: events but no descriptor", e.uuid));
-            tracks.insert(e.uuid);
+        if !st.tracks.contains(&e.uuid) {
+            st.report(format!("track {}: events but no descriptor", e.uuid));
+            st.tracks.insert(e.uuid);
         }
     }
     for (uuid, d) in depth {
         if d > 0 {
-            report(format!("track {uuid}: {d} slices never end"));
+            st.report(format!("track {uuid}: {d} slices never end"));
         }
     }
-    facts.tracks = tracks.len() as u64;
-    facts.complete_flows = ends.values().filter(|(s, f)| *s && *f).count() as u64;
-    if problems.is_empty() {
-        Ok(facts)
+    st.facts.tracks = st.tracks.len() as u64;
+    st.facts.complete_flows = ends.values().filter(|(s, f)| *s && *f).count() as u64;
+    if st.problems.is_empty() {
+        Ok(st.facts)
     } else {
-        Err(problems)
+        Err(st.problems)
     }
 }
 

@@ -3,7 +3,6 @@
 
 use super::pb::{self, trace_packet::Data, track_event::Type};
 use super::*;
-use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 
 /// A slice as read back: (track uuid, name, category, begin, duration, parent's name).
@@ -23,8 +22,28 @@ pub(crate) struct Decoded {
     pub(crate) args: Vec<(String, Vec<(String, String)>)>,
 }
 
+/// The packets of a trace, compressed ones inflated in place.
+pub(crate) fn packets(bytes: &[u8]) -> Vec<pb::TracePacket> {
+    let t = pb::Trace::decode(bytes).expect("a Trace");
+    let mut out = Vec::new();
+    for p in t.packet {
+        if let Some(Data::CompressedPackets(z)) = &p.data {
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(z.as_slice()), &mut raw)
+                .unwrap();
+            let inner = pb::Trace::decode(raw.as_slice()).expect("compressed packets hold a Trace");
+            out.extend(inner.packet);
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 pub(crate) fn decode(path: &std::path::Path) -> Decoded {
-    let t = pb::Trace::decode(std::fs::read(path).unwrap().as_slice()).expect("a Trace");
+    let t = pb::Trace {
+        packet: packets(&std::fs::read(path).unwrap()),
+    };
     let first = &t.packet[0];
     assert_eq!(
         first.sequence_flags,
