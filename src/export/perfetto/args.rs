@@ -1,15 +1,24 @@
 //! JSON pieces of the trace's events (string literals, `args` objects, flow ids) in Perfetto's terms: a
 //! decoded name, debug annotations, a flow id.
 
-use super::pb::debug_annotation::{NameField, Value as AnnValue};
-use super::pb::DebugAnnotation;
+use super::pb::debug_annotation::Value as AnnValue;
 use crate::format::jsonparse::{Parser, Value};
 
 /// The text of a JSON string literal (quotes included); a literal that does not parse is kept as written.
 pub(super) fn unquote(lit: &str) -> String {
+    unquote_cow(lit).into_owned()
+}
+
+/// [`unquote`], borrowing the text when the literal has no escapes (no parse, no copy).
+pub(super) fn unquote_cow(lit: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(inner) = lit.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        if !inner.bytes().any(|b| b == b'\\' || b == b'"' || b < 0x20) {
+            return std::borrow::Cow::Borrowed(inner);
+        }
+    }
     match Parser::new(lit.as_bytes()).value(0) {
-        Ok(Value::Str(s)) => s.into_owned(),
-        _ => lit.to_string(),
+        Ok(Value::Str(s)) => std::borrow::Cow::Owned(s.into_owned()),
+        _ => std::borrow::Cow::Borrowed(lit),
     }
 }
 
@@ -61,6 +70,121 @@ fn number(n: &str) -> AnnValue {
     }
 }
 
+/// A member's value in a flat object (see [`flat_members`]), borrowed from the object's text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Flat<'a> {
+    Str(&'a str),
+    Int(i64),
+    Uint(u64),
+    Double(f64),
+    Bool(bool),
+}
+
+/// The members of `obj` (braces included) into `out` when it is a flat object of strings without escapes,
+/// numbers and booleans, as the device lanes write their args: no allocation, no copy. `false` (and `out`
+/// unspecified) for anything else, which [`members`] reads.
+pub(super) fn flat_members<'a>(obj: &'a str, out: &mut Vec<(&'a str, Flat<'a>)>) -> bool {
+    out.clear();
+    let b = obj.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\n' | b'\r') {
+            *i += 1;
+        }
+    };
+    // A string without escapes or control characters, at `i` (its opening quote).
+    let string = |i: &mut usize| -> Option<&'a str> {
+        if b.get(*i) != Some(&b'"') {
+            return None;
+        }
+        let from = *i + 1;
+        let mut j = from;
+        while j < b.len() && b[j] != b'"' {
+            if b[j] == b'\\' || b[j] < 0x20 {
+                return None;
+            }
+            j += 1;
+        }
+        if j >= b.len() {
+            return None;
+        }
+        *i = j + 1;
+        obj.get(from..j)
+    };
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return false;
+    }
+    i += 1;
+    ws(&mut i);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+        ws(&mut i);
+        return i == b.len();
+    }
+    loop {
+        ws(&mut i);
+        let Some(key) = string(&mut i) else {
+            return false;
+        };
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return false;
+        }
+        i += 1;
+        ws(&mut i);
+        let value = match b.get(i) {
+            Some(b'"') => match string(&mut i) {
+                Some(s) => Flat::Str(s),
+                None => return false,
+            },
+            Some(b't') if b[i..].starts_with(b"true") => {
+                i += 4;
+                Flat::Bool(true)
+            }
+            Some(b'f') if b[i..].starts_with(b"false") => {
+                i += 5;
+                Flat::Bool(false)
+            }
+            Some(c) if c.is_ascii_digit() || *c == b'-' => {
+                let from = i;
+                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                let t = &obj[from..i];
+                if let Ok(v) = t.parse::<i64>() {
+                    Flat::Int(v)
+                } else if let Ok(v) = t.parse::<u64>() {
+                    Flat::Uint(v)
+                } else if crate::format::jsonparse::Parser::new(t.as_bytes())
+                    .value(0)
+                    .is_ok_and(|v| matches!(v, Value::Num(_)))
+                {
+                    match t.parse::<f64>() {
+                        Ok(v) => Flat::Double(v),
+                        Err(_) => return false,
+                    }
+                } else {
+                    return false;
+                }
+            }
+            _ => return false,
+        };
+        out.push((key, value));
+        ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                i += 1;
+                ws(&mut i);
+                return i == b.len();
+            }
+            _ => return false,
+        }
+    }
+}
+
 /// A counter sample's value: a JSON number, or a string holding one (`None` otherwise).
 pub(super) fn counter_value(a: &Arg) -> Option<f64> {
     match a {
@@ -88,14 +212,6 @@ pub(super) fn flow_id(lit: &str) -> u64 {
         }
     }
     crate::device::fnv1a(crate::device::FNV_OFFSET, t.as_bytes())
-}
-
-/// A debug annotation named by `name` (an interned id or the inline text) holding `value`.
-pub(super) fn annotation(name: NameField, value: AnnValue) -> DebugAnnotation {
-    DebugAnnotation {
-        name_field: Some(name),
-        value: Some(value),
-    }
 }
 
 #[cfg(test)]
@@ -137,6 +253,51 @@ mod tests {
         assert!(collect("{}").is_empty());
     }
 
+    /// The flat reader agrees with the full one wherever it accepts, and declines what it cannot borrow.
+    #[test]
+    fn flat_members_agree_with_members() {
+        let accepted = [
+            r#"{"Task Type":"AI_CORE","correlation_id":5}"#,
+            r#" { "a" : "x" , "n":-3,"u":18446744073709551615,"d":1.5e3,"b":true,"f":false } "#,
+            "{}",
+            r#"{"k":"é unicode é"}"#,
+        ];
+        for obj in accepted {
+            let mut flat = Vec::new();
+            assert!(flat_members(obj, &mut flat), "{obj}");
+            let mut full = Vec::new();
+            members(obj, |k, a| full.push((k.to_string(), a)));
+            assert_eq!(flat.len(), full.len(), "{obj}");
+            for ((k, f), (k2, a)) in flat.iter().zip(&full) {
+                assert_eq!(k, k2);
+                let same = match (f, a) {
+                    (Flat::Str(s), Arg::Str(t)) => s == t,
+                    (Flat::Int(i), Arg::Value(AnnValue::IntValue(j))) => i == j,
+                    (Flat::Uint(i), Arg::Value(AnnValue::UintValue(j))) => i == j,
+                    (Flat::Double(i), Arg::Value(AnnValue::DoubleValue(j))) => i == j,
+                    (Flat::Bool(i), Arg::Value(AnnValue::BoolValue(j))) => i == j,
+                    _ => false,
+                };
+                assert!(same, "{obj}: {k} {f:?}");
+            }
+        }
+        let declined = [
+            r#"{"a":"x\"y"}"#,
+            r#"{"a":null}"#,
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":1"#,
+            r#"{"a":1,}"#,
+            r#"{"a":01x}"#,
+            r#"{"a":1} x"#,
+            "",
+            r#"{"a":tru}"#,
+        ];
+        for obj in declined {
+            assert!(!flat_members(obj, &mut Vec::new()), "{obj}");
+        }
+    }
+
     #[test]
     fn flow_ids_follow_perfettos_json_reading() {
         assert_eq!(flow_id("42"), 42);
@@ -145,6 +306,12 @@ mod tests {
         assert_eq!(flow_id("\"zz\""), flow_id("\"zz\""));
         assert_ne!(flow_id("\"zz\""), flow_id("\"zy\""));
         assert_eq!(unquote("\"a\\u0041\""), "aA");
+        assert!(matches!(
+            unquote_cow("\"plain\""),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+        assert_eq!(unquote_cow("\"a\\\"b\""), "a\"b");
+        assert_eq!(unquote_cow("\"\""), "");
         assert_eq!(unquote("bad"), "bad");
     }
 }

@@ -5,7 +5,8 @@
 //! (`TrackEvent.name`, `DebugAnnotation.string_value`), which readers take the same way, so a trace with
 //! millions of distinct names costs bytes, never unbounded memory.
 
-use std::collections::HashMap;
+/// A map with foldhash's per-process random seed (fast on short keys; collisions cannot be prepared).
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What an interned string is (each kind has its own `iid` space, as `InternedData` has one field per kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,7 +71,7 @@ impl Budget {
 /// One sequence's tables: key (the caller's spelling, e.g. a JSON literal) → iid.
 #[derive(Debug, Default)]
 pub(super) struct Tables {
-    maps: [HashMap<Box<str>, u64>; 4],
+    maps: [Map<Box<str>, u64>; 4],
 }
 
 /// The result of a lookup.

@@ -41,7 +41,7 @@ use encode::{Event, Text};
 use intern::{Budget, Tables};
 use pb::trace_packet::{Data, OptionalTrustedPacketSequenceId, SequenceFlags};
 use pb::track_event::{CounterValueField, Type};
-use pb::{DebugAnnotation, InternedData, TracePacket, TrackEvent};
+use pb::{InternedData, TracePacket, TrackEvent};
 use prost::Message as _;
 use tracks::Tracks;
 
@@ -65,12 +65,12 @@ struct Pending {
 }
 
 /// A name or category as the event carries it: its interned id, or its text (past the interning bound).
-enum Named {
+enum Named<'a> {
     Iid(u64),
-    Inline(String),
+    Inline(std::borrow::Cow<'a, str>),
 }
 
-impl Named {
+impl Named<'_> {
     fn text(&self) -> Text<'_> {
         match self {
             Named::Iid(i) => Text::Iid(*i),
@@ -88,12 +88,15 @@ pub(crate) struct PerfettoWriter {
     pending: Vec<Pending>,
     /// The last lane looked up: (pid, tid, uuid).
     last_lane: Option<(u32, u32, u64)>,
-    /// The last category interned: (its text's address and length, its iid). The host pass passes the
-    /// same `&'static str`s over and over.
-    last_cat: Option<(usize, usize, u64)>,
+    /// The categories used last, with their iids (compared by text: a few take turns).
+    recent_cats: Vec<(String, u64)>,
     /// Scratch: one event's body, its args, the entries it interns.
     te: Vec<u8>,
-    anns: Vec<DebugAnnotation>,
+    pkt: Vec<u8>,
+    /// The event's encoded debug annotations, and scratch for one.
+    ann_bytes: Vec<u8>,
+    ann_one: Vec<u8>,
+    flat: Vec<(&'static str, args::Flat<'static>)>,
     new: InternedData,
     obj: String,
     /// Bytes written or held in `pending`.
@@ -123,9 +126,12 @@ impl PerfettoWriter {
             budget: Budget::new(),
             pending: Vec::new(),
             last_lane: None,
-            last_cat: None,
+            recent_cats: Vec::new(),
             te: Vec::with_capacity(256),
-            anns: Vec::new(),
+            pkt: Vec::with_capacity(256),
+            ann_bytes: Vec::new(),
+            ann_one: Vec::new(),
+            flat: Vec::new(),
             new: InternedData::default(),
             obj: String::new(),
             written: 0,
@@ -272,7 +278,7 @@ impl PerfettoWriter {
             uuid,
             name: Some(name.text()),
             category: category.as_ref().map(Named::text),
-            annotations: &self.anns,
+            annotations: &self.ann_bytes,
             flow: None,
         }
         .encode(&mut te);
@@ -361,7 +367,8 @@ impl PerfettoWriter {
     fn now_encoded(&mut self, uuid: u64, ts: u64, te: &[u8]) -> Result<bool> {
         self.flush_interned()?;
         self.flush_pending(uuid, false)?;
-        let mut b = Vec::with_capacity(te.len() + 32);
+        let mut b = std::mem::take(&mut self.pkt);
+        b.clear();
         encode::packet(
             &mut b,
             ts,
@@ -369,13 +376,16 @@ impl PerfettoWriter {
             SequenceFlags::SeqNeedsIncrementalState as u32,
             te,
         );
-        if !self.fits(b.len()) {
-            return Ok(false);
-        }
-        self.written += b.len() as u64;
-        self.events += 1;
-        self.put(&b)?;
-        Ok(true)
+        let ok = self.fits(b.len());
+        let r = if ok {
+            self.written += b.len() as u64;
+            self.events += 1;
+            self.put(&b)
+        } else {
+            Ok(())
+        };
+        self.pkt = b;
+        r.map(|_| ok)
     }
 
     fn instant(
@@ -393,7 +403,7 @@ impl PerfettoWriter {
         let name = self.name(lit);
         let category = self.category(cat);
         self.annotations(obj);
-        let anns = std::mem::take(&mut self.anns);
+        let anns = std::mem::take(&mut self.ann_bytes);
         let r = self.now(
             uuid,
             ts,
@@ -406,7 +416,7 @@ impl PerfettoWriter {
                 flow: None,
             },
         );
-        self.anns = anns;
+        self.ann_bytes = anns;
         if r? {
             self.slices += 1;
         }
@@ -418,7 +428,13 @@ impl PerfettoWriter {
         let Some(uuid) = self.lane(e.pid, e.tid) else {
             return Ok(());
         };
-        let name = self.name(if e.name.is_empty() { "\"\"" } else { e.name });
+        // Inline, not interned: CANN names each flow after its id (`HostToDevice<id>`), so its name is
+        // used by its two ends only.
+        let name = Named::Inline(args::unquote_cow(if e.name.is_empty() {
+            "\"\""
+        } else {
+            e.name
+        }));
         let category = self.category(e.cat);
         let id = args::flow_id(if e.id.is_empty() { "0" } else { e.id });
         self.now(

@@ -18,7 +18,8 @@ use super::pb::{
     track_descriptor::{ChildTracksOrdering, SiblingMergeBehavior, StaticOrDynamicName},
     CounterDescriptor, ProcessDescriptor, ThreadDescriptor, TrackDescriptor,
 };
-use std::collections::HashMap;
+/// Tracks by key, with foldhash's per-process random seed.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The first synthetic tid of the host pass (ring lanes, the Steps lane): no OS thread id.
 const FIRST_SYNTHETIC_TID: u32 = 0x7ffe_0000;
@@ -60,9 +61,9 @@ impl Tracks {
         Tracks {
             host_pid,
             list: Vec::new(),
-            processes: HashMap::new(),
-            threads: HashMap::new(),
-            counters: HashMap::new(),
+            processes: HashMap::default(),
+            threads: HashMap::default(),
+            counters: HashMap::default(),
         }
     }
 
