@@ -4,12 +4,18 @@
  *
  *   serving LIB calibrate                      iterations of the work loop per millisecond (one thread)
  *   serving LIB MODE THREADS RANGES ITERS SECONDS
+ *   serving LIB ab THREADS RANGES ITERS SECONDS ROUNDS
  *
  * MODE: off (the library is loaded and called; the harness leaves VLLM_TORCH_PROFILER_DIR unset, so every
  * call returns at once), idle (configured, not started), rec (npuprof_start before the loop, npuprof_stop
  * after it, neither timed). After a 300 ms warm-up, the ranges completed in SECONDS are counted; also the
  * process's context switches (getrusage) and the npuprof-drain thread's wake-ups (its voluntary context
- * switches, from /proc/self/task) in that window. Prints one line: RESULT {json}. */
+ * switches, from /proc/self/task) in that window. Prints one line: RESULT {json}.
+ *
+ * MODE ab (configured): ROUNDS pairs of SECONDS windows in this one process, idle and recording in turns
+ * (the order alternating by round), npuprof_start before each recording window and npuprof_stop +
+ * npuprof_flush after it, untimed. Each pair's ratio compares the same threads, placed the same way, a
+ * second apart: the process-to-process variation of separate runs (a few percent on this VM) cancels out. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -113,6 +119,66 @@ static struct drain drain_now(void) {
     return r;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t total(int threads);
+
+/* One window of `seconds`: ranges per second, and the drain's wake-ups and CPU over it (into *d). */
+static double window(int threads, double seconds, double *wake, double *cpu_ms) {
+    struct drain d0 = drain_now();
+    uint64_t c0 = total(threads);
+    double t0 = now_s();
+    struct timespec win = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+    nanosleep(&win, NULL);
+    uint64_t c1 = total(threads);
+    double t1 = now_s();
+    struct drain d1 = drain_now();
+    double dt = t1 - t0;
+    *wake = d0.wake >= 0 && d1.wake >= 0 ? (d1.wake - d0.wake) / dt : -1;
+    *cpu_ms = d0.cpu_ns >= 0 && d1.cpu_ns >= 0 ? (d1.cpu_ns - d0.cpu_ns) / dt / 1e6 : -1;
+    return (c1 - c0) / dt;
+}
+
+static int run_ab(int threads, double seconds, int rounds) {
+    double ratio[64], wake[64], cpu[64], idle_rate[64];
+    if (rounds < 1 || rounds > 64) return 2;
+    struct timespec settle = {0, 50 * 1000 * 1000};
+    for (int r = 0; r < rounds; r++) {
+        double w, c, idle = 0, rec = 0;
+        for (int k = 0; k < 2; k++) {
+            int recording = (k == 0) == (r % 2 == 1);
+            if (recording) {
+                if (p_start() != 0) {
+                    fprintf(stderr, "npuprof_start failed\n");
+                    return 1;
+                }
+                nanosleep(&settle, NULL);
+                rec = window(threads, seconds, &wake[r], &cpu[r]);
+                p_stop();
+                p_flush();
+                nanosleep(&settle, NULL);
+            } else {
+                idle = window(threads, seconds, &w, &c);
+            }
+        }
+        ratio[r] = rec / idle;
+        idle_rate[r] = idle;
+    }
+    printf("RESULT {\"mode\": \"ab\", \"threads\": %d, \"rounds\": %d, \"ratios\": [", threads, rounds);
+    for (int r = 0; r < rounds; r++) printf("%s%.5f", r ? ", " : "", ratio[r]);
+    qsort(ratio, rounds, sizeof ratio[0], cmp_double);
+    qsort(wake, rounds, sizeof wake[0], cmp_double);
+    qsort(cpu, rounds, sizeof cpu[0], cmp_double);
+    qsort(idle_rate, rounds, sizeof idle_rate[0], cmp_double);
+    printf("], \"rec_over_idle\": %.5f, \"idle_ranges_per_s\": %.1f, \"drain_wakeups_per_s\": %.1f, "
+           "\"drain_cpu_ms_per_s\": %.3f}\n",
+           ratio[rounds / 2], idle_rate[rounds / 2], wake[rounds / 2], cpu[rounds / 2]);
+    return 0;
+}
+
 static uint64_t total(int threads) {
     uint64_t s = 0;
     for (int t = 0; t < threads; t++) s += atomic_load_explicit(&counts[t].done, memory_order_relaxed);
@@ -142,6 +208,8 @@ int main(int argc, char **argv) {
     }
     if (argc < 7) return 2;
     const char *mode = argv[2];
+    int ab = !strcmp(mode, "ab");
+    if (ab && argc < 8) return 2;
     int threads = atoi(argv[3]);
     n_ranges = atoi(argv[4]);
     iters = strtoull(argv[5], NULL, 10);
@@ -162,6 +230,12 @@ int main(int argc, char **argv) {
     atomic_store_explicit(&go, 1, memory_order_release);
     struct timespec warm = {0, 300 * 1000 * 1000};
     nanosleep(&warm, NULL);
+    if (ab) {
+        int rc = run_ab(threads, seconds, atoi(argv[7]));
+        atomic_store_explicit(&stop_flag, 1, memory_order_relaxed);
+        for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
+        return rc;
+    }
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
     struct drain d0 = drain_now();

@@ -6,7 +6,12 @@
 //! the rate. Also the npuprof-drain thread's wake-ups and CPU time, and the records dropped (a full ring).
 //! Writes target/npuprof-bench/serving.json for benches/report.
 //!
-//! `cargo bench --bench serving` (NPUPROF_SERVING_ROUNDS, default 7; NPUPROF_SERVING_SECONDS, default 3).
+//! Recording against idle is measured in one process, in pairs of 1 s windows (benches/serving.c and .py, mode
+//! `ab`): separate processes vary by a few percent on this VM, more than the cost measured. Idle against
+//! off needs separate processes (a disabled library is configured so from its start).
+//!
+//! `cargo bench --bench serving` (NPUPROF_SERVING_ROUNDS: pairs, default 11; NPUPROF_SERVING_SECONDS: each
+//! off and idle run, default 2).
 
 mod support;
 use serde_json::{json, Value};
@@ -32,17 +37,24 @@ fn child(cmd: &mut Command, mode: &str, dir: &Path) -> Value {
         .find_map(|l| l.strip_prefix("RESULT "))
         .unwrap_or_else(|| panic!("{out}\n{}", String::from_utf8_lossy(&o.stderr)));
     let mut v: Value = serde_json::from_str(line).unwrap();
-    if mode == "rec" {
-        let ws = common::workers(dir);
-        let m = common::json(&ws.last().expect("a result").join("profiler_metadata.json"));
-        v["dropped"] = m["npuprof"]["dropped_records"]["ring_full"].clone();
-        v["recorded"] = m["npuprof"]["recorded_records"].clone();
+    if mode == "ab" {
+        // Every recording window's profile: its records and the records a full ring dropped.
+        let (mut dropped, mut recorded) = (0, 0);
+        for w in common::workers(dir) {
+            let m = common::json(&w.join("profiler_metadata.json"));
+            dropped += m["npuprof"]["dropped_records"]["ring_full"]
+                .as_u64()
+                .unwrap_or(0);
+            recorded += m["npuprof"]["recorded_records"].as_u64().unwrap_or(0);
+        }
+        v["dropped"] = dropped.into();
+        v["recorded"] = recorded.into();
     }
     v
 }
 
-/// A command for (mode, iterations of work per range, seconds).
-type MakeCmd = Box<dyn Fn(&str, u64, f64) -> Command>;
+/// A command for (mode, iterations of work per range, seconds, rounds of `ab`).
+type MakeCmd = Box<dyn Fn(&str, u64, f64, u32) -> Command>;
 
 struct Loop {
     name: &'static str,
@@ -59,7 +71,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// through them (a range costs a fixed overhead plus the work).
 fn calibrate(lp: &Loop, target: f64, dir: &Path) -> u64 {
     let rate = |iters: u64| {
-        child(&mut (lp.cmd)("off", iters, 1.0), "off", dir)["ranges_per_s"]
+        child(&mut (lp.cmd)("off", iters, 1.0, 0), "off", dir)["ranges_per_s"]
             .as_f64()
             .unwrap()
     };
@@ -76,10 +88,12 @@ fn main() {
         println!("serving: run with `cargo bench --bench serving`");
         return;
     }
-    let rounds: usize = std::env::var("NPUPROF_SERVING_ROUNDS")
+    let ab_rounds: u32 = std::env::var("NPUPROF_SERVING_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(11);
+    let window_s = 1.0;
+    let cross_rounds = 3;
     let seconds: f64 = std::env::var("NPUPROF_SERVING_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -97,10 +111,13 @@ fn main() {
         Loop {
             name: "C loop, 4 threads",
             threads: 4,
-            cmd: Box::new(move |mode, iters, secs| {
+            cmd: Box::new(move |mode, iters, secs, rounds| {
                 let mut c = Command::new(&exe);
                 c.arg(&lib)
                     .args([mode, "4", "20", &iters.to_string(), &secs.to_string()]);
+                if mode == "ab" {
+                    c.arg(rounds.to_string());
+                }
                 c
             }),
         }
@@ -110,13 +127,16 @@ fn main() {
         Loop {
             name: "Python worker loop (examples/vllm_server.py)",
             threads: 1,
-            cmd: Box::new(move |mode, iters, secs| {
+            cmd: Box::new(move |mode, iters, secs, rounds| {
                 // 9 layers: execute_model, model_forward and 9 x (attention, mlp) = 20 ranges a step; the
                 // work is in the 18 layer ranges.
                 let mut c = Command::new("python3");
                 c.arg(&script)
                     .args([mode, "9", &(iters * 20 / 18).to_string(), &secs.to_string()])
                     .env("NPUPROF_LIBRARY", &lib);
+                if mode == "ab" {
+                    c.arg(rounds.to_string());
+                }
                 c
             }),
         }
@@ -126,43 +146,44 @@ fn main() {
         for (rate_name, target) in [("realistic", 20_000.0), ("stress", 100_000.0)] {
             let tmp = tempfile::tempdir().unwrap();
             let iters = calibrate(lp, target, tmp.path());
-            let mut runs: Vec<[Value; 3]> = vec![];
-            for _ in 0..rounds {
-                let r = ["off", "idle", "rec"]
-                    .map(|m| child(&mut (lp.cmd)(m, iters, seconds), m, tmp.path()));
-                runs.push(r);
+            // Off against idle: separate processes (the library disabled has to be configured so from
+            // the start), alternating.
+            let mut cross: Vec<[Value; 2]> = vec![];
+            for _ in 0..cross_rounds {
+                cross.push(
+                    ["off", "idle"]
+                        .map(|m| child(&mut (lp.cmd)(m, iters, seconds, 0), m, tmp.path())),
+                );
             }
-            let ratio = |i: usize| {
-                median(
-                    runs.iter()
-                        .map(|r| {
-                            r[i]["ranges_per_s"].as_f64().unwrap()
-                                / r[0]["ranges_per_s"].as_f64().unwrap()
-                        })
-                        .collect(),
-                )
-            };
-            let field = |i: usize, k: &str| {
-                median(
-                    runs.iter()
-                        .map(|r| r[i][k].as_f64().unwrap_or(-1.0))
-                        .collect(),
-                )
-            };
+            let idle_over_off = median(
+                cross
+                    .iter()
+                    .map(|r| {
+                        r[1]["ranges_per_s"].as_f64().unwrap()
+                            / r[0]["ranges_per_s"].as_f64().unwrap()
+                    })
+                    .collect(),
+            );
+            // Recording against idle: pairs of windows in one process.
+            let ab = child(
+                &mut (lp.cmd)("ab", iters, window_s, ab_rounds),
+                "ab",
+                tmp.path(),
+            );
             let v = json!({"loop": lp.name, "threads": lp.threads, "rate": rate_name, "target_ranges_per_s": target,
-                           "iters": iters, "rounds": rounds, "seconds": seconds,
-                           "off_ranges_per_s": field(0, "ranges_per_s"),
-                           "idle_over_off": ratio(1), "rec_over_off": ratio(2),
-                           "drain_wakeups_per_s": field(2, "drain_wakeups_per_s"),
-                           "drain_cpu_ms_per_s": field(2, "drain_cpu_ms_per_s"),
-                           "dropped": runs.iter().map(|r| r[2]["dropped"].as_u64().unwrap_or(0)).sum::<u64>(),
-                           "recorded": runs.iter().map(|r| r[2]["recorded"].as_u64().unwrap_or(0)).sum::<u64>(),
-                           "runs": runs});
+                           "iters": iters, "ab_rounds": ab_rounds, "window_s": window_s,
+                           "cross_rounds": cross_rounds, "cross_seconds": seconds,
+                           "idle_ranges_per_s": ab["idle_ranges_per_s"],
+                           "idle_over_off": idle_over_off, "rec_over_idle": ab["rec_over_idle"],
+                           "rec_over_idle_rounds": ab["ratios"],
+                           "drain_wakeups_per_s": ab["drain_wakeups_per_s"],
+                           "drain_cpu_ms_per_s": ab["drain_cpu_ms_per_s"],
+                           "dropped": ab["dropped"], "recorded": ab["recorded"], "cross": cross});
             println!(
-                "{} {rate_name}: off {:.0} ranges/s; idle/off {:.4}, rec/off {:.4}; drain {:.0} wake-ups/s, {:.2} ms CPU/s; dropped {}",
-                lp.name, v["off_ranges_per_s"].as_f64().unwrap(), v["idle_over_off"].as_f64().unwrap(),
-                v["rec_over_off"].as_f64().unwrap(), v["drain_wakeups_per_s"].as_f64().unwrap(),
-                v["drain_cpu_ms_per_s"].as_f64().unwrap(), v["dropped"]
+                "{} {rate_name}: idle {:.0} ranges/s; recording/idle {:.4} (paired, {ab_rounds} rounds), idle/off {:.4}; drain {:.0} wake-ups/s, {:.2} ms CPU/s; dropped {}",
+                lp.name, v["idle_ranges_per_s"].as_f64().unwrap_or(0.0), v["rec_over_idle"].as_f64().unwrap_or(0.0),
+                idle_over_off, v["drain_wakeups_per_s"].as_f64().unwrap_or(0.0),
+                v["drain_cpu_ms_per_s"].as_f64().unwrap_or(0.0), v["dropped"]
             );
             results.push(v);
         }

@@ -4,21 +4,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
-
-fn demo_exe() -> std::path::PathBuf {
-    let p = target_dir().join("examples/demo");
-    if !p.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let o = Command::new(cargo)
-            .current_dir(repo())
-            .args(["build", "--quiet", "--example", "demo"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    p
-}
 
 #[test]
 fn demo_results_pass_the_shared_checker_and_msprof_analyze() {

@@ -15,16 +15,7 @@ fn demo(env: &[(&str, &str)]) -> (tempfile::TempDir, Vec<PathBuf>) {
 
 /// [`demo`] and its standard error.
 fn demo_log(env: &[(&str, &str)]) -> (tempfile::TempDir, Vec<PathBuf>, String) {
-    let exe = target_dir().join("examples/demo");
-    if !exe.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let o = Command::new(cargo)
-            .current_dir(repo())
-            .args(["build", "--quiet", "--example", "demo"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    let exe = demo_exe();
     let root = tempfile::tempdir().unwrap();
     let lib = lib();
     let mut all = vec![
@@ -41,6 +32,17 @@ fn demo_log(env: &[(&str, &str)]) -> (tempfile::TempDir, Vec<PathBuf>, String) {
     let ws = workers(root.path());
     assert_eq!(ws.len(), 2);
     (root, ws, String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// `npuprof check PATH`: whether it passed, and its output.
+fn npuprof_check(path: &Path) -> (bool, String) {
+    let r = run(
+        Path::new(env!("CARGO_BIN_EXE_npuprof")),
+        &["check", path.to_str().unwrap()],
+        &[],
+    );
+    let s = String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
+    (r.status.success() && s.contains("CHECK PASS"), s)
 }
 
 fn out(w: &Path) -> PathBuf {
@@ -100,14 +102,8 @@ fn perfetto_alone_writes_no_json_and_its_trace_is_checked() {
         }
     }
     // npuprof check reads the Perfetto trace when there is no JSON.
-    let r = run(
-        Path::new(env!("CARGO_BIN_EXE_npuprof")),
-        &["check", root.path().to_str().unwrap()],
-        &[],
-    );
-    let s = String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success() && s.contains("CHECK PASS"), "{s}");
-    assert!(s.contains("trace_view.pftrace"), "{s}");
+    let (ok, s) = npuprof_check(root.path());
+    assert!(ok && s.contains("trace_view.pftrace"), "{s}");
 }
 
 #[test]
@@ -145,13 +141,8 @@ fn gzip_writes_the_same_json_compressed() {
             Some(gz.len() as u64)
         );
     }
-    let r = run(
-        Path::new(env!("CARGO_BIN_EXE_npuprof")),
-        &["check", root.path().to_str().unwrap()],
-        &[],
-    );
-    let s = String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success() && s.contains("CHECK PASS"), "{s}");
+    let (ok, s) = npuprof_check(root.path());
+    assert!(ok && s.contains("trace_view.json.gz"), "{s}");
 }
 
 #[test]

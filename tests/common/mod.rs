@@ -615,3 +615,19 @@ pub(crate) fn msprof_analyze() -> Option<PathBuf> {
     let p = repo().join(".venv/bin/msprof-analyze");
     p.exists().then_some(p)
 }
+
+/// The README demo (`examples/demo.rs`), built for this profile when missing.
+#[allow(dead_code)]
+pub(crate) fn demo_exe() -> PathBuf {
+    let p = target_dir().join("examples/demo");
+    if !p.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let o = std::process::Command::new(cargo)
+            .current_dir(repo())
+            .args(["build", "--quiet", "--example", "demo"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    p
+}
