@@ -9,9 +9,10 @@
 cleared by the first packet, interned names, categories and debug annotations defined before use, counter
 descriptors before their samples; events sorted by timestamp with ties in file order; SLICE_BEGIN/SLICE_END
 stacked per track; v1 flow events bound to the innermost open slice of their track). It reads the JSON as
-Perfetto's JSON importer does (ties: longest `X` first), and asserts the same slices (lane, name, category,
-exact ns begin and duration, args, parent), instants, counter samples and flows (each bound to the same two
-slices), and that every track is balanced. Prints one summary line; exits 1 with the first differences.
+Perfetto's JSON importer does (ties: longest `X` first), and asserts the same tracks (every lane, named as
+the JSON names it, and the process names), the same slices (lane, name, category, exact ns begin and
+duration, args, parent), instants, counter samples and flows (each bound to the same two slices), and that
+every track is balanced. Prints one summary line; exits 1 with the first differences.
 
 `protos`: every message and field of the subset has the name, number, type and label of Perfetto's
 published protos (as compiled into that package).
@@ -104,7 +105,10 @@ def json_model(events):
             for k, v in (e.get("args") or {}).items():
                 counters.append(((e["pid"], f"{e['name']} {k}"), us_to_ns(e["ts"]), float(v)))
     ops.sort(key=lambda o: o[:4])
-    return simulate([o[4] for o in ops], "trace_view.json"), sorted(counters)
+    named = {(pid, name) for (pid, _), name in lanes.items()}
+    used = {lane(e) for e in events if e.get("ph") in ("X", "i", "s", "f")}
+    tracks = {"lanes": named | used, "processes": {p: n for p, n in procs.items()}}
+    return simulate([o[4] for o in ops], "trace_view.json"), sorted(counters), tracks
 
 
 # ---- the protobuf, as Perfetto's trace processor reads it ----
@@ -208,7 +212,7 @@ def pftrace_model(path):
             expect(ph in "sf", f"an event of phase {ph!r}")
             expect((ph == "f") == te.legacy_event.bind_to_enclosing, "a flow end that does not bind to its slice")
             ops.append((ph, dict(lane=lane(uuid), key=(te.legacy_event.unscoped_id, cat, name))))
-    return simulate(ops, "trace_view.pftrace"), sorted(counters), tracks
+    return simulate(ops, "trace_view.pftrace"), sorted(counters), tracks, lane
 
 
 def simulate(ops, what):
@@ -250,12 +254,18 @@ def has_json(out):
 
 
 def compare(out):
-    (ps, pf), pc, tracks = pftrace_model(os.path.join(out, "trace_view.pftrace"))
+    (ps, pf), pc, tracks, lane = pftrace_model(os.path.join(out, "trace_view.pftrace"))
     bound = sum(1 for f in pf.values() if f.get("start") and f.get("end"))
     if not has_json(out):
         return (f"PFTRACE OK: {len(ps)} slices and instants, {len(pc)} counter samples, {len(pf)} flows "
                 f"({bound} bound at both ends), {len(tracks)} tracks, all balanced (no JSON beside it)")
-    (js, jf), jc = json_model(read_json(out))
+    (js, jf), jc, jt = json_model(read_json(out))
+    pl = {lane(u) for u, d in tracks.items() if d.HasField("thread") or (d.parent_uuid and not d.HasField("counter"))}
+    expect(pl == jt["lanes"], f"tracks differ: only in the JSON {sorted(jt['lanes'] - pl)[:5]}, only in the "
+           f"pftrace {sorted(pl - jt['lanes'])[:5]}")
+    pp = {d.process.pid: d.process.process_name for d in tracks.values() if d.HasField("process")}
+    expect(all(pp.get(p) == n for p, n in jt["processes"].items()),
+           f"process names differ: {jt['processes']} / {pp}")
     a = collections.Counter(slice_key(s) for s in js)
     b = collections.Counter(slice_key(s) for s in ps)
     only_j, only_p = a - b, b - a
@@ -271,7 +281,8 @@ def compare(out):
     expect(ends(jf) == ends(pf), f"flows differ: {len(jf)} vs {len(pf)}; e.g. "
            f"{list((ends(jf) - ends(pf)))[:3]} / {list((ends(pf) - ends(jf)))[:3]}")
     return (f"PFTRACE OK: {len(ps)} slices and instants, {len(pc)} counter samples, {len(pf)} flows "
-            f"({bound} bound at both ends), {len(tracks)} tracks, all balanced; same as trace_view.json")
+            f"({bound} bound at both ends), {len(tracks)} tracks, all balanced; same as trace_view.json "
+            f"(slices, tracks, process names, counters, flows)")
 
 
 # ---- the subset .proto against the published protos ----
