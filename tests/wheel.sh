@@ -35,8 +35,11 @@ audit() { # wheel
   out=$("$repo/.venv/bin/auditwheel" show "$1" 2>&1) || { echo "$out"; return 1; }
   tag=$(basename "$1" .whl | sed 's/.*-py3-none-//')
   echo "$out"
-  echo "$out" | tr -d '\n' | grep -q "consistent with.*\"${tag}\"" ||
-    echo "$out" | tr -d '\n' | grep -q "consistent with.*${tag}"
+  # No `producer | grep -q` under pipefail: grep -q exits at its first match and the producer may then die
+  # of SIGPIPE, failing the pipeline (the CI failure of stop 26: a BrokenPipeError in `members`).
+  local flat
+  flat=$(tr -d '\n' <<<"$out")
+  grep -q "consistent with.*\"${tag}\"" <<<"$flat" || grep -q "consistent with.*${tag}" <<<"$flat"
 }
 
 build() { # out dir, extra env...
@@ -53,7 +56,11 @@ check "named npuprof-$version-py3-none-manylinux_2_N_x86_64.whl ($(basename "${w
 check "auditwheel show: consistent with its tag" audit "$whl"
 # The wheel's member names (Python's zipfile: no unzip needed).
 members() { "$PY" -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$1"; }
-holds() { members "$whl" | grep -qx "npuprof/libnpuprof.so" && members "$whl" | grep -qx "npuprof-$version.data/scripts/npuprof"; }
+holds() {
+  local m
+  m=$(members "$whl") || return 1
+  grep -qx "npuprof/libnpuprof.so" <<<"$m" && grep -qx "npuprof-$version.data/scripts/npuprof" <<<"$m"
+}
 check "holds npuprof/libnpuprof.so and the npuprof script" holds
 
 # ---- 2. installed in a fresh environment, used from elsewhere ----
@@ -82,13 +89,21 @@ echo "$out"
 profiled() { grep -q "^DIR $tmp/prof/" <<<"$out" && ! grep -q "$repo/target" <<<"$out"; }
 check "a profile from Python with no NPUPROF_LIBRARY, from the venv's own library" profiled
 check "npuprof.version() is the crate's $version" grep -qx "VERSION $version" <<<"$out"
-checked() { (cd "$tmp/elsewhere" && "${clean[@]}" npuprof check "$tmp/prof") | tail -1 | grep -q "CHECK PASS"; }
+checked() {
+  local r
+  r=$(cd "$tmp/elsewhere" && "${clean[@]}" npuprof check "$tmp/prof") || return 1
+  grep -q "CHECK PASS" <<<"$(tail -1 <<<"$r")"
+}
 check "the venv's npuprof check passes the result" checked
 which_cli() { [ "$(cd "$tmp/elsewhere" && "${clean[@]}" sh -c 'command -v npuprof')" = "$tmp/venv/bin/npuprof" ]; }
 check "the venv's npuprof is the wheel's (not target/)" which_cli
 # README's command itself, into another fresh environment (the wheel's build is cached by now).
 python3 -m venv "$tmp/venv2" && "$tmp/venv2/bin/pip" install -q --disable-pip-version-check "$repo/python"
-help_ok() { (cd "$tmp/elsewhere" && env -i "PATH=$tmp/venv2/bin:/usr/bin:/bin" npuprof --help) | grep -q "npuprof trigger"; }
+help_ok() {
+  local h
+  h=$(cd "$tmp/elsewhere" && env -i "PATH=$tmp/venv2/bin:/usr/bin:/bin" npuprof --help) || return 1
+  grep -q "npuprof trigger" <<<"$h"
+}
 check "pip install ./python: npuprof on PATH" help_ok
 other=$repo/target/debug/libnpuprof.so
 cargo build --quiet --lib
