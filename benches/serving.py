@@ -119,35 +119,17 @@ def main(argv):
         return ab(layers, iters, seconds, int(argv[4]))
     if mode == "rec":
         npuprof.start()
-    ranges_per_step = 2 + 2 * layers
-    done, x, step = 0, 1, 0
-    t_end_warm = time.perf_counter() + 0.3
-    t0 = None
-    while True:
-        now = time.perf_counter()
-        if t0 is None and now >= t_end_warm:
-            t0, d0, base = now, drain(), done
-        elif t0 is not None and now - t0 >= seconds:
-            break
+    step, x = 0, 1
+    warm_end = time.perf_counter() + 0.3
+    while time.perf_counter() < warm_end:
         step += 1
-        npuprof.step(512 if step % 7 == 0 else 8)
-        with npuprof.range("execute_model"):
-            with npuprof.range("model_forward"):
-                for _ in range(layers):
-                    with npuprof.range("attention"):
-                        x = work(iters, x)
-                    with npuprof.range("mlp"):
-                        x = work(iters, x)
-            npuprof.mark("sample")
-        done += ranges_per_step
-    dt = now - t0
-    d1 = drain()
+        x = one_step(step, layers, iters, x)
+    rate, wake, cpu, step, x = window(layers, iters, seconds, step, x)
     if mode == "rec":
         npuprof.stop()
         npuprof.flush()
-    out = {"mode": mode, "threads": 1, "ranges_per_s": (done - base) / dt, "seconds": dt,
-           "drain_wakeups_per_s": (d1[0] - d0[0]) / dt if d0 and d1 else -1,
-           "drain_cpu_ms_per_s": (d1[1] - d0[1]) / dt / 1e6 if d0 and d1 else -1}
+    out = {"mode": mode, "threads": 1, "ranges_per_s": rate, "seconds": seconds,
+           "drain_wakeups_per_s": wake, "drain_cpu_ms_per_s": cpu}
     print("RESULT " + json.dumps(out))
     return 0
 
