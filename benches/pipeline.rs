@@ -403,17 +403,7 @@ fn main() {
             .env("NPUPROF_LIBRARY", &lib)
             .output()
             .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
-        let line = out
-            .lines()
-            .find_map(|l| l.strip_prefix("RESULT "))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{scenario} {n} failed:\n{out}\n{}",
-                    String::from_utf8_lossy(&o.stderr)
-                )
-            });
-        let v: Value = serde_json::from_str(line).unwrap();
+        let v = support::result_line(&o, &format!("{scenario} {n}"));
         println!("{scenario:>8} {n:>9} {format:>8}: {v}");
         results.push(v);
     }

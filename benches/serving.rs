@@ -31,12 +31,7 @@ fn child(cmd: &mut Command, mode: &str, dir: &Path) -> Value {
         .env("NPUPROF_BACKEND", "host")
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("{out}\n{}", String::from_utf8_lossy(&o.stderr)));
-    let mut v: Value = serde_json::from_str(line).unwrap();
+    let mut v = support::result_line(&o, mode);
     if mode == "ab" {
         // Every recording window's profile: its records and the records a full ring dropped.
         let (mut dropped, mut recorded) = (0, 0);

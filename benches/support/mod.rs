@@ -137,3 +137,19 @@ pub(crate) fn results_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// The `RESULT {json}` line a bench child prints, parsed; panics with the child's output (and `what`) when
+/// it printed none.
+pub(crate) fn result_line(o: &std::process::Output, what: &str) -> serde_json::Value {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "{what} failed:\n{out}\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+    serde_json::from_str(line).unwrap()
+}

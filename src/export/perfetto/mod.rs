@@ -192,6 +192,23 @@ impl PerfettoWriter {
         }
     }
 
+    /// What a slice or an instant starts with: its lane's uuid (`None`: cut, past the track bound), its name
+    /// and category; its args go into `self.ann_bytes`.
+    fn head<'a>(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        lit: &'a str,
+        cat: &'a str,
+        obj: &str,
+    ) -> Option<(u64, Named<'a>, Option<Named<'a>>)> {
+        let uuid = self.lane(pid, tid)?;
+        let name = self.name(lit);
+        let category = self.category(cat);
+        self.annotations(obj);
+        Some((uuid, name, category))
+    }
+
     /// Whether `n` more bytes fit; counts the event as cut if not.
     fn fits(&mut self, n: usize) -> bool {
         if self.written + n as u64 > self.cap {
@@ -264,12 +281,9 @@ impl PerfettoWriter {
         obj: &str,
         hold: bool,
     ) -> Result<()> {
-        let Some(uuid) = self.lane(pid, tid) else {
+        let Some((uuid, name, category)) = self.head(pid, tid, lit, cat, obj) else {
             return Ok(());
         };
-        let name = self.name(lit);
-        let category = self.category(cat);
-        self.annotations(obj);
         self.flush_interned()?;
         let mut te = std::mem::take(&mut self.te);
         te.clear();
@@ -397,12 +411,9 @@ impl PerfettoWriter {
         cat: &str,
         obj: &str,
     ) -> Result<()> {
-        let Some(uuid) = self.lane(pid, tid) else {
+        let Some((uuid, name, category)) = self.head(pid, tid, lit, cat, obj) else {
             return Ok(());
         };
-        let name = self.name(lit);
-        let category = self.category(cat);
-        self.annotations(obj);
         let anns = std::mem::take(&mut self.ann_bytes);
         let r = self.now(
             uuid,
